@@ -1,0 +1,3 @@
+"""dcforge: a devcontainer image factory."""
+
+__version__ = "0.1.0"

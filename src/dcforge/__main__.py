@@ -1,0 +1,96 @@
+"""Command line: ``python -m dcforge <command>``. The only place that prints errors and exits."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+from dcforge import log, settings
+from dcforge.errors import DcforgeError
+from dcforge.runner import Runner
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="dcforge", description=__doc__)
+    parser.add_argument("--dry-run", action="store_true", help="print commands, change nothing")
+    parser.add_argument("--verbose", "-v", action="store_true", help="echo every command and output")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks")
+    parser.add_argument("--root", type=Path, default=None, help="project root (default: cwd)")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    plan = sub.add_parser("plan", help="print the resolved permutation matrix")
+    plan.add_argument("--json", action="store_true", help="GitHub Actions matrix JSON")
+    plan.add_argument("--permutation", action="append", default=[])
+
+    build = sub.add_parser("build", help="build permutations and write dist/manifest.json")
+    build.add_argument("--permutation", action="append", default=[], metavar="NAME")
+    build.add_argument("--jobs", type=int, default=0, help="parallel bake sessions (default: cores)")
+    prune_flags = build.add_mutually_exclusive_group()
+    prune_flags.add_argument("--prune", dest="prune", action="store_true", default=None)
+    prune_flags.add_argument("--no-prune", dest="prune", action="store_false")
+    build.add_argument("--no-smoke", action="store_true", help="skip smoke commands")
+
+    prune = sub.add_parser("prune", help="runner hygiene (--runner)")
+    prune.add_argument("--runner", action="store_true", help="prune Docker state on this runner")
+
+    return parser
+
+
+def run(argv: Sequence[str], env: Mapping[str, str]) -> int:
+    args = _parser().parse_args(argv)
+    root = (args.root or Path.cwd()).resolve()
+    conf = settings.load(settings.find_root(root), env)
+    runner = Runner(env=dict(env), dry_run=args.dry_run, verbose=args.verbose)
+
+    if args.command == "plan":
+        from dcforge.stages import build
+
+        perms = build.load_permutations(conf, args.permutation)
+        if args.json:
+            print(json.dumps({"permutation": [p.name for p in perms]}))
+        else:
+            for p in perms:
+                print(f"{p.name:32} {p.repository}:{','.join(p.floating_tags) or '-'}  FROM {p.base_ref}")
+        return 0
+    if args.command == "build":
+        from dcforge.stages import build
+
+        build.run(
+            conf,
+            runner,
+            env,
+            build.BuildOptions(
+                names=args.permutation, jobs=args.jobs, prune=args.prune, smoke=not args.no_smoke
+            ),
+        )
+        return 0
+    if args.command == "prune":
+        from dcforge.stages import prune
+
+        if not args.runner:
+            raise DcforgeError("prune: say what to prune: --runner")
+        prune.runner_hygiene(runner)
+        return 0
+    raise DcforgeError(f"unknown command {args.command}")  # pragma: no cover
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    try:
+        return run(argv, os.environ)
+    except DcforgeError as err:
+        if "--debug" in argv:
+            raise
+        log.error(f"{err.kind}: {err}")
+        return err.exit_code
+    except KeyboardInterrupt:
+        log.error("interrupted")
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,284 @@
+"""Permutation files: YAML → schema → matrix expansion → frozen :class:`Permutation`.
+
+One YAML file per image family. Every problem is a :class:`ConfigError` that names the
+file, the field and the fix, and is raised before anything is built or written.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import re
+import string
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import yaml
+
+from dcforge.errors import ConfigError
+
+NAME_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{0,95}$")
+TAG_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
+REPO_RE = re.compile(r"^[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*(?:/[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*)*$")
+MAX_FILE_BYTES = 1_000_000
+MAX_PERMUTATIONS_PER_FILE = 4096
+TEMPLATED_FIELDS = ("name", "image", "context", "dockerfile", "base", "tags", "build_args", "smoke")
+
+
+@dataclass(frozen=True)
+class Permutation:
+    """One buildable image, fully expanded."""
+
+    name: str
+    family: str
+    source: Path
+    repository: str  # fully qualified, e.g. localhost:5000/dcforge/python
+    context: Path
+    dockerfile: Path
+    base_ref: str
+    build_args: tuple[tuple[str, str], ...]
+    platforms: tuple[str, ...]
+    floating_tags: tuple[str, ...]  # tag names only
+    smoke: tuple[str, ...]
+    variables: tuple[tuple[str, str], ...]
+
+    def floating_refs(self) -> list[str]:
+        return [f"{self.repository}:{tag}" for tag in self.floating_tags]
+
+    def immutable_tag(self, git_sha: str) -> str:
+        return f"{self.name}-{git_sha}"
+
+
+_SCHEMA: dict[str, Any] | None = None
+
+
+def _schema() -> dict[str, Any]:
+    global _SCHEMA  # noqa: PLW0603 - loaded once, read-only afterwards
+    if _SCHEMA is None:
+        text = resources.files("dcforge.resources").joinpath("permutation.schema.json").read_text()
+        _SCHEMA = json.loads(text)
+    return _SCHEMA
+
+
+class _NoAliasLoader(yaml.SafeLoader):
+    """SafeLoader that refuses anchors/aliases (no alias bombs, no surprises)."""
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        if self.check_event(yaml.AliasEvent):
+            event = self.peek_event()
+            raise yaml.YAMLError(f"aliases are not allowed (line {event.start_mark.line + 1})")
+        return super().compose_node(parent, index)
+
+
+def _field_path(path: Iterable[Any]) -> str:
+    parts = [str(p) for p in path]
+    return ".".join(parts) if parts else "(top level)"
+
+
+def read_yaml(path: Path) -> Any:
+    try:
+        size = path.stat().st_size
+    except OSError as err:
+        raise ConfigError(f"{path}: cannot read: {err.strerror}") from None
+    if size > MAX_FILE_BYTES:
+        raise ConfigError(f"{path}: {size} bytes is too large for a permutation file (max 1 MB)")
+    try:
+        return yaml.load(path.read_text(encoding="utf-8"), Loader=_NoAliasLoader)  # noqa: S506
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path}: not UTF-8 text") from None
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f" line {mark.line + 1}" if mark is not None else ""
+        problem = getattr(err, "problem", None) or str(err)
+        raise ConfigError(f"{path}:{where}: malformed YAML: {problem}") from None
+
+
+def _validate(path: Path, data: Any) -> None:
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a mapping at the top level (family, name, ...)")
+    validator = jsonschema.Draft202012Validator(_schema())
+    errors = sorted(validator.iter_errors(data), key=lambda e: list(map(str, e.absolute_path)))
+    if not errors:
+        return
+    err = errors[0]
+    where = _field_path(err.absolute_path)
+    if err.validator == "additionalProperties":
+        known = ", ".join(sorted(err.schema.get("properties", {}))) or "none"
+        extra = sorted(set(err.instance) - set(err.schema.get("properties", {})))
+        raise ConfigError(
+            f"{path}: unknown key {', '.join(map(repr, extra))} in {where} — allowed: {known}"
+        )
+    if err.validator == "required":
+        raise ConfigError(f"{path}: {err.message} in {where} — add it")
+    raise ConfigError(f"{path}: field '{where}': {err.message}")
+
+
+def _fields_in(template: str) -> list[str]:
+    try:
+        return [f for _, f, _, _ in string.Formatter().parse(template) if f is not None]
+    except ValueError as err:
+        raise ValueError(f"bad template {template!r}: {err}") from None
+
+
+def _render(path: Path, where: str, template: str, variables: Mapping[str, str]) -> str:
+    try:
+        names = _fields_in(template)
+    except ValueError as err:
+        raise ConfigError(f"{path}: field '{where}': {err} (use {{{{ }}}} for a literal brace)") from None
+    for name in names:
+        if name not in variables:
+            known = ", ".join(sorted(variables)) or "none"
+            raise ConfigError(
+                f"{path}: field '{where}': unknown template variable {{{name}}} — known: {known}"
+            )
+    return template.format_map(dict(variables))
+
+
+def _matrix_rows(path: Path, data: Mapping[str, Any]) -> list[dict[str, str]]:
+    matrix: Mapping[str, Sequence[Any]] = data.get("matrix") or {}
+    keys = list(matrix)
+    rows = [
+        dict(zip(keys, (str(v) for v in combo), strict=True))
+        for combo in itertools.product(*(matrix[k] for k in keys))
+    ]
+    for i, rule in enumerate(data.get("exclude") or []):
+        for key in rule:
+            if key not in matrix:
+                raise ConfigError(
+                    f"{path}: field 'exclude.{i}': '{key}' is not a matrix key — "
+                    f"matrix keys: {', '.join(keys) or 'none'}"
+                )
+        rows = [r for r in rows if any(r[k] != str(v) for k, v in rule.items())]
+    if len(rows) > MAX_PERMUTATIONS_PER_FILE:
+        raise ConfigError(f"{path}: matrix expands to {len(rows)} permutations (max 4096)")
+    if not rows:
+        raise ConfigError(f"{path}: field 'exclude' removes every permutation")
+    return rows
+
+
+def _inside(root: Path, candidate: Path) -> bool:
+    try:
+        candidate.resolve().relative_to(root.resolve())
+    except ValueError:
+        return False
+    return True
+
+
+def load_family(
+    path: Path, *, root: Path, registry: str, builtins: Mapping[str, str]
+) -> list[Permutation]:
+    """Load one family file and expand its matrix."""
+    data = read_yaml(path)
+    _validate(path, data)
+    family = data["family"]
+    out: list[Permutation] = []
+    for row in _matrix_rows(path, data):
+        variables = {**builtins, "family": family, **row}
+        r = lambda field, value: _render(path, field, value, variables)  # noqa: E731
+        name = r("name", data["name"])
+        if not NAME_RE.match(name):
+            raise ConfigError(
+                f"{path}: field 'name' expands to {name!r}, not a valid permutation name "
+                "(lowercase letters, digits, '.', '_', '-'; no '/')"
+            )
+        image = r("image", data.get("image", family))
+        if not REPO_RE.match(image) or ".." in image:
+            raise ConfigError(f"{path}: field 'image' expands to {image!r}, not a repository name")
+        context = (path.parent / r("context", data["context"])).resolve()
+        if not _inside(root, context):
+            raise ConfigError(
+                f"{path}: field 'context' ({context}) is outside the project {root} — "
+                "keep build contexts inside the repository"
+            )
+        if not context.is_dir():
+            raise ConfigError(f"{path}: field 'context': directory {context} does not exist")
+        dockerfile = (context / r("dockerfile", data.get("dockerfile", "Dockerfile"))).resolve()
+        if not _inside(context, dockerfile):
+            raise ConfigError(f"{path}: field 'dockerfile' must stay inside the context {context}")
+        if not dockerfile.is_file():
+            raise ConfigError(
+                f"{path}: field 'dockerfile': {dockerfile} does not exist — create it or fix the path"
+            )
+        tags = []
+        for i, tag_t in enumerate(data.get("tags", [])):
+            tag = r(f"tags.{i}", tag_t)
+            if not TAG_RE.match(tag):
+                raise ConfigError(
+                    f"{path}: field 'tags.{i}' expands to {tag!r}, not a valid tag "
+                    "(letters, digits, '_', '.', '-'; at most 128; no ':' or '/')"
+                )
+            tags.append(tag)
+        args = tuple(
+            (k, r(f"build_args.{k}", str(v))) for k, v in sorted(data.get("build_args", {}).items())
+        )
+        if any(k == "BASE_IMAGE" for k, _ in args):
+            raise ConfigError(
+                f"{path}: field 'build_args.BASE_IMAGE' is reserved — dcforge sets it from 'base'"
+            )
+        out.append(
+            Permutation(
+                name=name,
+                family=family,
+                source=path,
+                repository=f"{registry}/{image}",
+                context=context,
+                dockerfile=dockerfile,
+                base_ref=r("base", data["base"]),
+                build_args=args,
+                platforms=tuple(data.get("platforms", ["linux/amd64"])),
+                floating_tags=tuple(tags),
+                smoke=tuple(r(f"smoke.{i}", c) for i, c in enumerate(data.get("smoke", []))),
+                variables=tuple(sorted(row.items())),
+            )
+        )
+    return out
+
+
+def load_all(
+    directory: Path, *, root: Path, registry: str, builtins: Mapping[str, str]
+) -> list[Permutation]:
+    """Load every ``*.yaml``/``*.yml`` family in ``directory``; names and tags must be unique."""
+    if not directory.is_dir():
+        raise ConfigError(f"{directory}: no permutations directory — create it with one YAML per family")
+    files = sorted([*directory.glob("*.yaml"), *directory.glob("*.yml")])
+    if not files:
+        raise ConfigError(f"{directory}: no permutation files (*.yaml)")
+    perms: list[Permutation] = []
+    by_name: dict[str, Permutation] = {}
+    by_tag: dict[str, Permutation] = {}
+    for path in files:
+        for perm in load_family(path, root=root, registry=registry, builtins=builtins):
+            if perm.name in by_name:
+                other = by_name[perm.name]
+                raise ConfigError(
+                    f"{path}: duplicate permutation name '{perm.name}' (also in {other.source})"
+                    " — make 'name' unique, e.g. include every matrix variable"
+                )
+            by_name[perm.name] = perm
+            for ref in perm.floating_refs():
+                if ref in by_tag:
+                    other = by_tag[ref]
+                    raise ConfigError(
+                        f"{path}: tag '{ref}' is claimed by both '{other.name}' and '{perm.name}'"
+                        " — each floating tag must belong to one permutation"
+                    )
+                by_tag[ref] = perm
+            perms.append(perm)
+    return perms
+
+
+def select(perms: Sequence[Permutation], names: Sequence[str]) -> list[Permutation]:
+    """The permutations named (all when ``names`` is empty); unknown names are an error."""
+    if not names:
+        return list(perms)
+    known = {p.name: p for p in perms}
+    unknown = [n for n in names if n not in known]
+    if unknown:
+        raise ConfigError(
+            f"unknown permutation {', '.join(map(repr, unknown))} — known: {', '.join(sorted(known))}"
+        )
+    return [known[n] for n in dict.fromkeys(names)]

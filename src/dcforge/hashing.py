@@ -1,0 +1,69 @@
+"""Content hashes: the ``input_hash`` of a permutation and file digests."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import stat
+from pathlib import Path
+
+from dcforge.config import Permutation
+from dcforge.errors import ConfigError
+
+# Bump when what goes into the hash changes, so old hashes never match by accident.
+HASH_SCHEMA = "dcforge-input-v1"
+_CHUNK = 1 << 20
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        while chunk := fh.read(_CHUNK):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def context_files(context: Path) -> list[tuple[str, str, int]]:
+    """(relative path, sha256 or link target, mode) for every entry in a build context.
+
+    A symlink that points outside the context is refused: BuildKit would not follow it,
+    and a hash that read through it would describe files the build never sees.
+    """
+    entries: list[tuple[str, str, int]] = []
+    root = context.resolve()
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames.sort()
+        for name in sorted(filenames) + [d for d in dirnames if Path(dirpath, d).is_symlink()]:
+            full = Path(dirpath, name)
+            rel = full.relative_to(root).as_posix()
+            st = full.lstat()
+            if stat.S_ISLNK(st.st_mode):
+                target = os.readlink(full)
+                resolved = (full.parent / target).resolve()
+                try:
+                    resolved.relative_to(root)
+                except ValueError:
+                    raise ConfigError(
+                        f"{full}: symlink points outside the build context ({target}) — "
+                        "copy the file into the context instead"
+                    ) from None
+                entries.append((rel, "link:" + target, 0o777))
+            elif stat.S_ISREG(st.st_mode):
+                entries.append((rel, file_sha256(full), st.st_mode & 0o111))
+    return entries
+
+
+def input_hash(perm: Permutation, base_digest: str) -> str:
+    """sha256 over everything that determines the image: Dockerfile, context, args, base, platforms."""
+    payload = {
+        "schema": HASH_SCHEMA,
+        "dockerfile": file_sha256(perm.dockerfile),
+        "dockerfile_path": perm.dockerfile.relative_to(perm.context.resolve()).as_posix(),
+        "context": context_files(perm.context),
+        "build_args": list(perm.build_args),
+        "base": base_digest,
+        "platforms": sorted(perm.platforms),
+    }
+    blob = json.dumps(payload, sort_keys=True, separators=(",", ":")).encode()
+    return "sha256:" + hashlib.sha256(blob).hexdigest()

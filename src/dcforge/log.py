@@ -1,0 +1,69 @@
+"""Console output: progress for people, ``::group::``/``::error::`` for GitHub Actions."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sys
+import threading
+from collections.abc import Iterator, Mapping
+
+from rich.console import Console
+
+_lock = threading.Lock()
+console = Console(stderr=True, highlight=False, soft_wrap=True)
+
+
+def _on_actions(env: Mapping[str, str] | None = None) -> bool:
+    return bool((env if env is not None else os.environ).get("GITHUB_ACTIONS"))
+
+
+def info(message: str) -> None:
+    """One progress line on stderr."""
+    with _lock:
+        console.print(message, markup=False)
+
+
+def step(name: str, message: str) -> None:
+    """A progress line for one permutation, prefixed with its name."""
+    with _lock:
+        console.print(f"[bold]{name}[/bold] {_escape(message)}")
+
+
+def warn(message: str) -> None:
+    with _lock:
+        if _on_actions():
+            sys.stderr.write(f"::warning::{message}\n")
+        else:
+            console.print(f"[yellow]warning:[/yellow] {_escape(message)}")
+
+
+def error(message: str) -> None:
+    with _lock:
+        if _on_actions():
+            sys.stderr.write(f"::error::{message}\n")
+        else:
+            console.print(f"[red bold]error:[/red bold] {_escape(message)}")
+
+
+@contextlib.contextmanager
+def group(title: str) -> Iterator[None]:
+    """A collapsible group in GitHub Actions logs, a heading elsewhere."""
+    if _on_actions():
+        sys.stderr.write(f"::group::{title}\n")
+        sys.stderr.flush()
+        try:
+            yield
+        finally:
+            sys.stderr.write("::endgroup::\n")
+            sys.stderr.flush()
+    else:
+        with _lock:
+            console.rule(title, align="left")
+        yield
+
+
+def _escape(text: str) -> str:
+    from rich.markup import escape
+
+    return escape(text)

@@ -1,0 +1,152 @@
+"""manifest.json: the single source of truth from build to publish and rollback.
+
+The field names are a contract (DESIGN.md). Every read validates against the schema and
+refuses an unknown ``schema_version``; ``verify_tarballs`` checks files against it.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+
+from dcforge.errors import ManifestError
+from dcforge.files import atomic_write_json
+from dcforge.hashing import file_sha256
+
+SCHEMA_VERSION = 1
+MAX_MANIFEST_BYTES = 20_000_000
+
+
+@dataclass(frozen=True)
+class BaseImage:
+    ref: str
+    digest: str
+
+
+@dataclass(frozen=True)
+class Entry:
+    name: str
+    tarball: str
+    tarball_sha256: str
+    image_digest: str
+    tags: list[str]
+    base_image: BaseImage
+    input_hash: str
+    platforms: list[str]
+    repository: str = ""
+    immutable_tag: str = ""
+    floating_tags: list[str] = field(default_factory=list)
+    family: str = ""
+    build_args: dict[str, str] = field(default_factory=dict)
+    smoke: list[str] = field(default_factory=list)
+    built_at: str = ""
+
+
+@dataclass(frozen=True)
+class Manifest:
+    schema_version: int
+    git_sha: str
+    created_at: str
+    registry: str
+    permutations: list[Entry]
+    git_dirty: bool = False
+    builder: str = ""
+
+    def entry(self, name: str) -> Entry:
+        for e in self.permutations:
+            if e.name == name:
+                return e
+        raise ManifestError(f"manifest has no permutation '{name}'")
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _schema() -> dict[str, Any]:
+    text = resources.files("dcforge.resources").joinpath("manifest.schema.json").read_text()
+    result: dict[str, Any] = json.loads(text)
+    return result
+
+
+def parse(data: Any, source: str) -> Manifest:
+    """Validate a decoded manifest and build the model; errors name the field."""
+    if not isinstance(data, dict):
+        raise ManifestError(f"{source}: expected a JSON object")
+    version = data.get("schema_version")
+    if version != SCHEMA_VERSION:
+        raise ManifestError(
+            f"{source}: schema_version {version!r} is not supported (this dcforge reads "
+            f"{SCHEMA_VERSION}) — rebuild with this dcforge version"
+        )
+    errors = list(jsonschema.Draft202012Validator(_schema()).iter_errors(data))
+    if errors:
+        err = min(errors, key=lambda e: len(list(e.absolute_path)))
+        where = ".".join(str(p) for p in err.absolute_path) or "(top level)"
+        raise ManifestError(f"{source}: field '{where}': {err.message}")
+    names: set[str] = set()
+    tags: set[str] = set()
+    tarballs: set[str] = set()
+    entries = []
+    for raw in data["permutations"]:
+        if raw["name"] in names:
+            raise ManifestError(f"{source}: permutation '{raw['name']}' appears twice")
+        if raw["tarball"] in tarballs:
+            raise ManifestError(f"{source}: tarball '{raw['tarball']}' is named twice")
+        for tag in raw["tags"]:
+            if tag in tags:
+                raise ManifestError(f"{source}: tag '{tag}' is claimed twice")
+            tags.add(tag)
+        names.add(raw["name"])
+        tarballs.add(raw["tarball"])
+        known = {f for f in Entry.__dataclass_fields__}
+        extra = {k: v for k, v in raw.items() if k in known}
+        extra["base_image"] = BaseImage(**{k: raw["base_image"][k] for k in ("ref", "digest")})
+        try:
+            entries.append(Entry(**extra))
+        except TypeError as err:
+            raise ManifestError(f"{source}: permutation '{raw['name']}': {err}") from None
+    return Manifest(
+        schema_version=version,
+        git_sha=data["git_sha"],
+        created_at=data["created_at"],
+        registry=data["registry"],
+        permutations=entries,
+        git_dirty=bool(data.get("git_dirty", False)),
+        builder=str(data.get("builder", "")),
+    )
+
+
+def load(path: Path) -> Manifest:
+    if not path.is_file():
+        raise ManifestError(f"{path}: not found — run 'nox -s build' first")
+    if path.stat().st_size > MAX_MANIFEST_BYTES:
+        raise ManifestError(f"{path}: too large to be a manifest")
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise ManifestError(f"{path}: not valid JSON ({err}) — rebuild it with 'nox -s build'") from None
+    return parse(data, str(path))
+
+
+def write(path: Path, manifest: Manifest) -> None:
+    parse(manifest.to_json(), "new manifest")  # never write what we would refuse to read
+    atomic_write_json(path, manifest.to_json())
+
+
+def verify_tarballs(manifest: Manifest, dist: Path) -> None:
+    """Every tarball exists and has the recorded sha256."""
+    for entry in manifest.permutations:
+        path = dist / entry.tarball
+        if not path.is_file():
+            raise ManifestError(f"{entry.name}: tarball {path} is missing — rebuild it")
+        actual = file_sha256(path)
+        if actual != entry.tarball_sha256:
+            raise ManifestError(
+                f"{entry.name}: tarball {path} has sha256 {actual}, manifest says "
+                f"{entry.tarball_sha256} — the file changed after the build; rebuild"
+            )

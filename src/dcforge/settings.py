@@ -1,0 +1,116 @@
+"""Project settings: ``[tool.dcforge]`` in pyproject.toml, overridden by ``DCFORGE_*``."""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, fields, replace
+from pathlib import Path
+from typing import Any
+
+from dcforge.errors import ConfigError
+
+CACHE_BACKENDS = ("local", "registry", "gha", "none")
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything project-wide. Secrets are never settings: they stay in the environment."""
+
+    root: Path
+    registry: str = "localhost:5000/dcforge"
+    base_registry: str = "localhost:5000/library"
+    permutations: str = "permutations"
+    dist: str = "dist"
+    state_dir: str = ".dcforge"
+    cache_backend: str = "local"
+    cache_registry: str = ""
+    default_branch: str = "main"
+    insecure_registries: str = "localhost,127.0.0.1"
+    jobs: int = 0
+    trivy_db_repository: str = ""
+    blocking_severities: str = "CRITICAL,HIGH"
+    max_db_age_hours: int = 168
+    build_timeout: int = 3600
+
+    @property
+    def permutations_dir(self) -> Path:
+        return self.root / self.permutations
+
+    @property
+    def dist_dir(self) -> Path:
+        return self.root / self.dist
+
+    @property
+    def state_path(self) -> Path:
+        return self.root / self.state_dir
+
+    @property
+    def effective_jobs(self) -> int:
+        return self.jobs if self.jobs > 0 else (os.cpu_count() or 1)
+
+    def is_plain_http(self, reference: str) -> bool:
+        """True when the registry host of ``reference`` is served over plain HTTP."""
+        host = reference.split("/", 1)[0].split(":", 1)[0]
+        insecure = {h.strip() for h in self.insecure_registries.split(",") if h.strip()}
+        return host in insecure
+
+    def with_overrides(self, **changes: Any) -> Settings:
+        return replace(self, **changes)
+
+
+def _coerce(name: str, raw: Any, kind: type, source: str) -> Any:
+    if kind is int:
+        if isinstance(raw, bool):
+            raise ConfigError(f"{source}: '{name}' must be an integer, got {raw!r}")
+        try:
+            return int(raw)
+        except (TypeError, ValueError):
+            raise ConfigError(f"{source}: '{name}' must be an integer, got {raw!r}") from None
+    if not isinstance(raw, str):
+        raise ConfigError(f"{source}: '{name}' must be a string, got {raw!r}")
+    return raw
+
+
+def find_root(start: Path) -> Path:
+    """The nearest directory at or above ``start`` that holds a pyproject.toml."""
+    for candidate in (start, *start.parents):
+        if (candidate / "pyproject.toml").is_file():
+            return candidate
+    return start
+
+
+def load(root: Path, env: Mapping[str, str]) -> Settings:
+    """Read pyproject's ``[tool.dcforge]`` then apply ``DCFORGE_<NAME>`` overrides."""
+    values: dict[str, Any] = {}
+    types = {f.name: (int if f.type in ("int", int) else str) for f in fields(Settings)}
+    types.pop("root")
+    pyproject = root / "pyproject.toml"
+    if pyproject.is_file():
+        try:
+            table = tomllib.loads(pyproject.read_text()).get("tool", {}).get("dcforge", {})
+        except tomllib.TOMLDecodeError as err:
+            raise ConfigError(f"{pyproject}: not valid TOML: {err}") from None
+        for key, raw in table.items():
+            if key not in types:
+                known = ", ".join(sorted(types))
+                raise ConfigError(
+                    f"{pyproject}: unknown key [tool.dcforge].{key} — known keys: {known}"
+                )
+            values[key] = _coerce(key, raw, types[key], f"{pyproject} [tool.dcforge]")
+    for key, kind in types.items():
+        env_name = f"DCFORGE_{key.upper()}"
+        if env_name in env:
+            values[key] = _coerce(key, env[env_name], kind, f"environment {env_name}")
+    settings = Settings(root=root, **values)
+    if settings.cache_backend not in CACHE_BACKENDS:
+        raise ConfigError(
+            f"cache_backend '{settings.cache_backend}' is not one of {', '.join(CACHE_BACKENDS)}"
+            " — set [tool.dcforge].cache_backend or DCFORGE_CACHE_BACKEND"
+        )
+    if settings.cache_backend == "registry" and not settings.cache_registry:
+        raise ConfigError(
+            "cache_backend 'registry' needs cache_registry (e.g. localhost:5000/dcforge-cache)"
+        )
+    return settings

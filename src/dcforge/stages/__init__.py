@@ -1,0 +1,1 @@
+"""Stages: build, gate, publish, prune. Each composes tools around a pure core."""

@@ -1,0 +1,265 @@
+"""Build stage: permutations → buildx bake → OCI tarballs + smoke tests → manifest.json."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from dcforge import cache, config, gitinfo, log
+from dcforge import manifest as mf
+from dcforge.errors import BuildError, ConfigError
+from dcforge.hashing import file_sha256, input_hash
+from dcforge.runner import Runner
+from dcforge.settings import Settings
+from dcforge.tools import buildx, docker, registry
+
+
+@dataclass(frozen=True)
+class BuildOptions:
+    names: Sequence[str] = ()
+    jobs: int = 0
+    prune: bool | None = None  # None: prune when CI is set
+    smoke: bool = True
+
+
+@dataclass(frozen=True)
+class Planned:
+    """A permutation with its base resolved and its input hash computed."""
+
+    perm: config.Permutation
+    base_digest: str
+    input_hash: str
+
+
+def builtins(settings: Settings) -> dict[str, str]:
+    return {"registry": settings.registry, "base_registry": settings.base_registry}
+
+
+def load_permutations(settings: Settings, names: Sequence[str] = ()) -> list[config.Permutation]:
+    perms = config.load_all(
+        settings.permutations_dir,
+        root=settings.root,
+        registry=settings.registry,
+        builtins=builtins(settings),
+    )
+    return config.select(perms, names)
+
+
+def _event_payload(env: Mapping[str, str]) -> dict[str, Any] | None:
+    path = env.get("GITHUB_EVENT_PATH")
+    if not path:
+        return None
+    try:
+        data = json.loads(Path(path).read_text())
+    except (OSError, json.JSONDecodeError) as err:
+        raise ConfigError(f"GITHUB_EVENT_PATH={path}: unreadable event payload ({err})") from None
+    return data if isinstance(data, dict) else None
+
+
+def resolve_plan(
+    settings: Settings, runner: Runner, perms: Sequence[config.Permutation]
+) -> list[Planned]:
+    """Resolve every base reference to a digest (once per ref) and hash the inputs."""
+    refs = sorted({p.base_ref for p in perms})
+    with ThreadPoolExecutor(max_workers=max(1, min(8, len(refs)))) as pool:
+        digests = dict(
+            zip(
+                refs,
+                pool.map(
+                    lambda ref: registry.resolve(runner, ref, plain_http=settings.is_plain_http(ref)),
+                    refs,
+                ),
+                strict=True,
+            )
+        )
+    return [Planned(p, digests[p.base_ref], input_hash(p, digests[p.base_ref])) for p in perms]
+
+
+def _pinned_base(ref: str, digest: str) -> str:
+    """``repo:tag`` + digest → ``repo@digest`` (build FROM the digest, never the tag)."""
+    name = ref.split("@", 1)[0]
+    last = name.rsplit("/", 1)
+    if ":" in last[-1]:
+        name = name[: name.rfind(":")]
+    return f"{name}@{digest}"
+
+
+def _targets(
+    settings: Settings,
+    env: Mapping[str, str],
+    planned: Sequence[Planned],
+    incoming: Path,
+    git_sha: str,
+) -> list[buildx.Target]:
+    ctx = cache.ci_context(env, _event_payload(env), settings.default_branch)
+    local_dir = settings.state_path / "cache"
+    targets = []
+    for item in planned:
+        p = item.perm
+        args = cache.cache_args(
+            ctx,
+            settings.cache_backend,
+            p.name,
+            file_sha256(p.dockerfile),
+            local_dir=local_dir,
+            cache_registry=settings.cache_registry,
+        )
+        cache_from = [
+            c for c in args.cache_from
+            if not c.startswith("type=local,") or Path(c.split("src=", 1)[1]).is_dir()
+        ]
+        targets.append(
+            buildx.Target(
+                name=p.name,
+                context=p.context,
+                dockerfile=p.dockerfile,
+                args={**dict(p.build_args), "BASE_IMAGE": _pinned_base(p.base_ref, item.base_digest)},
+                platforms=p.platforms,
+                tags=[f"{p.repository}:{p.immutable_tag(git_sha)}"],
+                labels={
+                    "dev.dcforge.permutation": p.name,
+                    "dev.dcforge.input-hash": item.input_hash,
+                    "dev.dcforge.base.digest": item.base_digest,
+                },
+                output_tar=incoming / f"{p.name}.tar",
+                cache_from=cache_from,
+                cache_to=args.cache_to,
+            )
+        )
+    return targets
+
+
+def _groups(targets: Sequence[buildx.Target], jobs: int) -> list[list[buildx.Target]]:
+    n = max(1, min(jobs, len(targets)))
+    return [list(targets[i::n]) for i in range(n)]
+
+
+def run(settings: Settings, runner: Runner, env: Mapping[str, str], options: BuildOptions) -> mf.Manifest:
+    """Build the selected permutations and write ``dist/manifest.json``."""
+    perms = load_permutations(settings, options.names)
+    git = gitinfo.current(runner, settings.root, env)
+    if git.dirty:
+        log.warn("the work tree has uncommitted changes; the manifest records git_dirty=true")
+    if options.prune if options.prune is not None else bool(env.get("CI")):
+        from dcforge.stages import prune
+
+        prune.runner_hygiene(runner)
+    with log.group(f"resolve {len(perms)} permutation(s)"):
+        planned = resolve_plan(settings, runner, perms)
+        for item in planned:
+            log.step(item.perm.name, f"base {item.perm.base_ref} → {item.base_digest[:19]}  "
+                                     f"input {item.input_hash[:19]}")
+    dist = settings.dist_dir
+    incoming = dist / f".incoming-{datetime.now(UTC):%Y%m%dT%H%M%S%f}"
+    incoming.mkdir(parents=True)
+    try:
+        entries = _build_all(settings, runner, env, planned, incoming, git.sha, options)
+        if runner.dry_run:
+            log.info("dry run: no manifest written")
+            return mf.Manifest(mf.SCHEMA_VERSION, git.sha, "", settings.registry, [], git.dirty)
+        for entry in entries:
+            (incoming / entry.tarball).replace(dist / entry.tarball)
+        manifest = mf.Manifest(
+            schema_version=mf.SCHEMA_VERSION,
+            git_sha=git.sha,
+            created_at=datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z"),
+            registry=settings.registry,
+            permutations=entries,
+            git_dirty=git.dirty,
+            builder="docker buildx bake (dcforge)",
+        )
+        mf.write(dist / "manifest.json", manifest)
+    finally:
+        shutil.rmtree(incoming, ignore_errors=True)
+    log.info(f"wrote {dist / 'manifest.json'} ({len(entries)} permutation(s))")
+    return manifest
+
+
+def _build_all(
+    settings: Settings,
+    runner: Runner,
+    env: Mapping[str, str],
+    planned: Sequence[Planned],
+    incoming: Path,
+    git_sha: str,
+    options: BuildOptions,
+) -> list[mf.Entry]:
+    targets = _targets(settings, env, planned, incoming, git_sha)
+    jobs = options.jobs or settings.effective_jobs
+    groups = _groups(targets, jobs)
+    metadata: dict[str, Any] = {}
+
+    def bake_group(index: int, group: list[buildx.Target]) -> dict[str, Any]:
+        for t in group:
+            log.step(t.name, f"building (bake session {index + 1}/{len(groups)})")
+        meta, build_log = buildx.bake(
+            runner, buildx.bake_definition(group), incoming / f"bake-{index}",
+            timeout=settings.build_timeout,
+        )
+        for t in group:
+            hit = build_log.count("CACHED")
+            log.step(t.name, f"built ({hit} cached step(s) in its session)")
+        return meta
+
+    with log.group(f"build {len(targets)} permutation(s), {len(groups)} bake session(s)"):
+        with ThreadPoolExecutor(max_workers=len(groups)) as pool:
+            for meta in pool.map(bake_group, range(len(groups)), groups):
+                metadata.update(meta)
+    if runner.dry_run:
+        return []
+    by_name = {item.perm.name: item for item in planned}
+    built_at = datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+
+    def finish(target: buildx.Target) -> mf.Entry:
+        item = by_name[target.name]
+        p = item.perm
+        digest = str(metadata.get(target.name, {}).get("containerimage.digest", ""))
+        archived = buildx.oci_archive_digest(target.output_tar)
+        if digest and digest != archived:
+            raise BuildError(
+                f"{p.name}: buildx reported {digest} but the tarball holds {archived}"
+            )
+        if options.smoke and p.smoke:
+            _smoke(runner, p, target.output_tar, archived)
+        immutable = p.immutable_tag(git_sha)
+        return mf.Entry(
+            name=p.name,
+            tarball=f"{p.name}.tar",
+            tarball_sha256=file_sha256(target.output_tar),
+            image_digest=archived,
+            tags=[f"{p.repository}:{immutable}", *p.floating_refs()],
+            base_image=mf.BaseImage(ref=p.base_ref, digest=item.base_digest),
+            input_hash=item.input_hash,
+            platforms=list(p.platforms),
+            repository=p.repository,
+            immutable_tag=immutable,
+            floating_tags=list(p.floating_tags),
+            family=p.family,
+            build_args=dict(p.build_args),
+            smoke=list(p.smoke),
+            built_at=built_at,
+        )
+
+    with log.group("verify and smoke-test"):
+        jobs = options.jobs or settings.effective_jobs
+        with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
+            return list(pool.map(finish, targets))
+
+
+def _smoke(runner: Runner, perm: config.Permutation, tarball: Path, digest: str) -> None:
+    if len(perm.platforms) > 1:
+        log.step(perm.name, "smoke skipped: multi-platform archive cannot be loaded")
+        return
+    image = docker.load(runner, tarball)
+    loaded = docker.image_id(runner, image)
+    if loaded != digest:
+        raise BuildError(f"{perm.name}: docker loaded {loaded}, the archive names {digest}")
+    for command in perm.smoke:
+        docker.smoke(runner, image, command)
+    log.step(perm.name, f"smoke ok ({len(perm.smoke)} command(s)) {digest[:19]}")

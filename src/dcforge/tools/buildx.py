@@ -1,0 +1,105 @@
+"""docker buildx: bake definitions in, OCI tarballs and digests out."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from dcforge.errors import BuildError
+from dcforge.runner import Runner
+
+
+@dataclass(frozen=True)
+class Target:
+    """One bake target: everything buildx needs to build one permutation."""
+
+    name: str
+    context: Path
+    dockerfile: Path
+    args: Mapping[str, str]
+    platforms: Sequence[str]
+    tags: Sequence[str]
+    labels: Mapping[str, str]
+    output_tar: Path
+    cache_from: Sequence[str] = ()
+    cache_to: Sequence[str] = ()
+
+
+def bake_definition(targets: Sequence[Target]) -> dict[str, Any]:
+    """A docker-bake.json document building ``targets`` as one group."""
+    return {
+        "group": {"default": {"targets": [t.name for t in targets]}},
+        "target": {
+            t.name: {
+                "context": str(t.context),
+                "dockerfile": str(t.dockerfile),
+                "args": dict(t.args),
+                "platforms": list(t.platforms),
+                "tags": list(t.tags),
+                "labels": dict(t.labels),
+                "output": [f"type=oci,dest={t.output_tar}"],
+                "cache-from": list(t.cache_from),
+                "cache-to": list(t.cache_to),
+                # Provenance/SBOM are attested by dcforge at publish time, by digest.
+                "attest": [],
+            }
+            for t in targets
+        },
+    }
+
+
+def version(runner: Runner) -> str:
+    out = runner.run(["docker", "buildx", "version"], timeout=30, mutates=False).stdout
+    return out.split()[1] if len(out.split()) > 1 else out.strip()
+
+
+def bake(
+    runner: Runner, definition: dict[str, Any], workdir: Path, *, timeout: float
+) -> tuple[dict[str, Any], str]:
+    """Run bake on ``definition``; return (metadata per target, build log)."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    bake_file = workdir / "docker-bake.json"
+    metadata = workdir / "metadata.json"
+    bake_file.write_text(json.dumps(definition, indent=2))
+    metadata.unlink(missing_ok=True)
+    result = runner.run(
+        ["docker", "buildx", "bake", "--progress=plain", "--provenance=false",
+         "-f", bake_file, "--metadata-file", metadata],
+        timeout=timeout,
+        check=False,
+    )
+    log_text = result.stderr + result.stdout
+    if result.returncode != 0:
+        tail = "\n".join(log_text.strip().splitlines()[-15:])
+        raise BuildError(
+            f"docker buildx bake exited {result.returncode} building "
+            f"{', '.join(definition['target'])}:\n{tail}"
+        )
+    if runner.dry_run:
+        return {}, log_text
+    try:
+        meta: dict[str, Any] = json.loads(metadata.read_text())
+    except (OSError, json.JSONDecodeError) as err:
+        raise BuildError(f"buildx wrote no readable metadata file ({err})") from err
+    return meta, log_text
+
+
+def oci_archive_digest(tarball: Path) -> str:
+    """The manifest (or index) digest an OCI archive's index.json names."""
+    import tarfile
+
+    try:
+        with tarfile.open(tarball) as tar:
+            member = tar.extractfile("index.json")
+            if member is None:
+                raise BuildError(f"{tarball}: index.json is not a file")
+            index = json.load(member)
+    except (tarfile.TarError, KeyError, json.JSONDecodeError, OSError) as err:
+        raise BuildError(f"{tarball}: not a readable OCI archive ({err})") from err
+    manifests = index.get("manifests") or []
+    if len(manifests) != 1:
+        raise BuildError(f"{tarball}: expected one manifest in index.json, found {len(manifests)}")
+    return str(manifests[0]["digest"])

@@ -1,0 +1,59 @@
+"""The Docker engine: load a tarball, run smoke commands, prune a runner."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from dcforge.errors import BuildError, ToolError
+from dcforge.runner import Runner
+
+
+def load(runner: Runner, tarball: Path) -> str:
+    """``docker load`` an image archive; returns the loaded image name."""
+    out = runner.run(["docker", "load", "-i", tarball], timeout=900).stdout
+    for line in out.splitlines():
+        if line.startswith("Loaded image: "):
+            return line.removeprefix("Loaded image: ").strip()
+        if line.startswith("Loaded image ID: "):
+            return line.removeprefix("Loaded image ID: ").strip()
+    if runner.dry_run:
+        return "dry-run"
+    raise BuildError(f"docker load {tarball} named no image: {out.strip()[-200:]}")
+
+
+def image_id(runner: Runner, image: str) -> str:
+    return runner.run(
+        ["docker", "image", "inspect", "--format", "{{.Id}}", image], timeout=60, mutates=False
+    ).stdout.strip()
+
+
+def remove_image(runner: Runner, image: str) -> None:
+    runner.run(["docker", "image", "rm", "-f", image], timeout=120, check=False)
+
+
+def smoke(runner: Runner, image: str, command: str, *, timeout: float = 300) -> None:
+    """Run one smoke command in ``image`` (no network); a non-zero exit is a BuildError."""
+    try:
+        runner.run(
+            ["docker", "run", "--rm", "--network", "none", image, "sh", "-c", command],
+            timeout=timeout,
+        )
+    except ToolError as err:
+        raise BuildError(f"smoke command {command!r} failed in {image}: {err}") from err
+
+
+_RECLAIMED = re.compile(r"Total(?: reclaimed)? space:?\s*(\S+)", re.I)
+
+
+def prune_runner(runner: Runner) -> list[str]:
+    """``docker system prune -af --volumes`` + ``docker buildx prune -af``; returns space lines."""
+    reports = []
+    for argv in (
+        ["docker", "system", "prune", "-af", "--volumes"],
+        ["docker", "buildx", "prune", "-af"],
+    ):
+        out = runner.run(argv, timeout=900).stdout
+        found = _RECLAIMED.findall(out)
+        reports.append(f"{' '.join(argv[1:3])}: reclaimed {found[-1] if found else '0B'}")
+    return reports
