@@ -17,7 +17,9 @@ from dcforge.runner import Runner
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="dcforge", description=__doc__)
     parser.add_argument("--dry-run", action="store_true", help="print commands, change nothing")
-    parser.add_argument("--verbose", "-v", action="store_true", help="echo every command and output")
+    parser.add_argument(
+        "--verbose", "-v", action="store_true", help="echo every command and output"
+    )
     parser.add_argument("--debug", action="store_true", help="show tracebacks")
     parser.add_argument("--root", type=Path, default=None, help="project root (default: cwd)")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -28,7 +30,9 @@ def _parser() -> argparse.ArgumentParser:
 
     build = sub.add_parser("build", help="build permutations and write dist/manifest.json")
     build.add_argument("--permutation", action="append", default=[], metavar="NAME")
-    build.add_argument("--jobs", type=int, default=0, help="parallel bake sessions (default: cores)")
+    build.add_argument(
+        "--jobs", type=int, default=0, help="parallel bake sessions (default: cores)"
+    )
     prune_flags = build.add_mutually_exclusive_group()
     prune_flags.add_argument("--prune", dest="prune", action="store_true", default=None)
     prune_flags.add_argument("--no-prune", dest="prune", action="store_false")
@@ -36,6 +40,19 @@ def _parser() -> argparse.ArgumentParser:
 
     prune = sub.add_parser("prune", help="runner hygiene (--runner)")
     prune.add_argument("--runner", action="store_true", help="prune Docker state on this runner")
+
+    trivy = sub.add_parser("trivy", help="scan an OCI tarball with Trivy (JSON report)")
+    trivy.add_argument("tarball", type=Path)
+    trivy.add_argument("--report", type=Path, default=None)
+    trivy.add_argument("--skip-db-update", action="store_true")
+
+    syft = sub.add_parser("syft", help="write an SPDX JSON SBOM for an OCI tarball")
+    syft.add_argument("tarball", type=Path)
+    syft.add_argument("--output", type=Path, default=None)
+
+    cosign = sub.add_parser("cosign", help="sign or verify an image by digest")
+    cosign.add_argument("action", choices=["sign", "verify"])
+    cosign.add_argument("reference", help="REPO@sha256:...")
 
     return parser
 
@@ -54,7 +71,10 @@ def run(argv: Sequence[str], env: Mapping[str, str]) -> int:
             print(json.dumps({"permutation": [p.name for p in perms]}))
         else:
             for p in perms:
-                print(f"{p.name:32} {p.repository}:{','.join(p.floating_tags) or '-'}  FROM {p.base_ref}")
+                print(
+                    f"{p.name:32} {p.repository}:{','.join(p.floating_tags) or '-'}"
+                    f"  FROM {p.base_ref}"
+                )
         return 0
     if args.command == "build":
         from dcforge.stages import build
@@ -75,7 +95,9 @@ def run(argv: Sequence[str], env: Mapping[str, str]) -> int:
             raise DcforgeError("prune: say what to prune: --runner")
         prune.runner_hygiene(runner)
         return 0
-    raise DcforgeError(f"unknown command {args.command}")  # pragma: no cover
+    from dcforge import tools_cli
+
+    return tools_cli.run(args, conf, runner, env)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -85,7 +107,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except DcforgeError as err:
         if "--debug" in argv:
             raise
-        log.error(f"{err.kind}: {err}")
+        log.error(f"{err.kind}: {' '.join(str(err).split())}")
+        if err.details and ("--verbose" in argv or "-v" in argv):
+            log.info(err.details)
         return err.exit_code
     except KeyboardInterrupt:
         log.error("interrupted")

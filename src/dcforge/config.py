@@ -23,7 +23,9 @@ from dcforge.errors import ConfigError
 
 NAME_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{0,95}$")
 TAG_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
-REPO_RE = re.compile(r"^[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*(?:/[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*)*$")
+REPO_RE = re.compile(
+    r"^[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*(?:/[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*)*$"
+)
 MAX_FILE_BYTES = 1_000_000
 MAX_PERMUTATIONS_PER_FILE = 4096
 TEMPLATED_FIELDS = ("name", "image", "context", "dockerfile", "base", "tags", "build_args", "smoke")
@@ -69,7 +71,7 @@ class _NoAliasLoader(yaml.SafeLoader):
 
     def compose_node(self, parent: Any, index: Any) -> Any:
         if self.check_event(yaml.AliasEvent):
-            event = self.peek_event()
+            event = self.peek_event()  # type: ignore[no-untyped-call]
             raise yaml.YAMLError(f"aliases are not allowed (line {event.start_mark.line + 1})")
         return super().compose_node(parent, index)
 
@@ -128,7 +130,9 @@ def _render(path: Path, where: str, template: str, variables: Mapping[str, str])
     try:
         names = _fields_in(template)
     except ValueError as err:
-        raise ConfigError(f"{path}: field '{where}': {err} (use {{{{ }}}} for a literal brace)") from None
+        raise ConfigError(
+            f"{path}: field '{where}': {err} (use {{{{ }}}} for a literal brace)"
+        ) from None
     for name in names:
         if name not in variables:
             known = ", ".join(sorted(variables)) or "none"
@@ -178,7 +182,10 @@ def load_family(
     out: list[Permutation] = []
     for row in _matrix_rows(path, data):
         variables = {**builtins, "family": family, **row}
-        r = lambda field, value: _render(path, field, value, variables)  # noqa: E731
+
+        def r(field: str, value: str, variables: dict[str, str] = variables) -> str:
+            return _render(path, field, value, variables)
+
         name = r("name", data["name"])
         if not NAME_RE.match(name):
             raise ConfigError(
@@ -201,7 +208,8 @@ def load_family(
             raise ConfigError(f"{path}: field 'dockerfile' must stay inside the context {context}")
         if not dockerfile.is_file():
             raise ConfigError(
-                f"{path}: field 'dockerfile': {dockerfile} does not exist — create it or fix the path"
+                f"{path}: field 'dockerfile': {dockerfile} does not exist — "
+                "create it or fix the path"
             )
         tags = []
         for i, tag_t in enumerate(data.get("tags", [])):
@@ -243,7 +251,9 @@ def load_all(
 ) -> list[Permutation]:
     """Load every ``*.yaml``/``*.yml`` family in ``directory``; names and tags must be unique."""
     if not directory.is_dir():
-        raise ConfigError(f"{directory}: no permutations directory — create it with one YAML per family")
+        raise ConfigError(
+            f"{directory}: no permutations directory — create it with one YAML per family"
+        )
     files = sorted([*directory.glob("*.yaml"), *directory.glob("*.yml")])
     if not files:
         raise ConfigError(f"{directory}: no permutation files (*.yaml)")
@@ -279,6 +289,7 @@ def select(perms: Sequence[Permutation], names: Sequence[str]) -> list[Permutati
     unknown = [n for n in names if n not in known]
     if unknown:
         raise ConfigError(
-            f"unknown permutation {', '.join(map(repr, unknown))} — known: {', '.join(sorted(known))}"
+            f"unknown permutation {', '.join(map(repr, unknown))} — "
+            f"known: {', '.join(sorted(known))}"
         )
     return [known[n] for n in dict.fromkeys(names)]

@@ -9,6 +9,10 @@ class DcforgeError(Exception):
     exit_code = 1
     kind = "error"
 
+    def __init__(self, message: str, *, details: str = "") -> None:
+        super().__init__(message)
+        self.details = details  # shown with --verbose, never needed to act on the error
+
 
 class ConfigError(DcforgeError):
     """A permutation file, setting or input file is invalid."""

@@ -29,11 +29,13 @@ def current(runner: Runner, root: Path, env: Mapping[str, str]) -> GitInfo:
     try:
         sha = runner.run(
             ["git", "-C", root, "rev-parse", "--verify", "HEAD^{commit}"],
-            timeout=30, mutates=False,
+            timeout=30,
+            mutates=False,
         ).stdout.strip()
         status = runner.run(
             ["git", "-C", root, "status", "--porcelain", "--untracked-files=no"],
-            timeout=60, mutates=False,
+            timeout=60,
+            mutates=False,
         ).stdout
     except ToolError as err:
         raise ConfigError(

@@ -55,7 +55,7 @@ def context_files(context: Path) -> list[tuple[str, str, int]]:
 
 
 def input_hash(perm: Permutation, base_digest: str) -> str:
-    """sha256 over everything that determines the image: Dockerfile, context, args, base, platforms."""
+    """sha256 over what determines the image: Dockerfile, context, args, base, platforms."""
     payload = {
         "schema": HASH_SCHEMA,
         "dockerfile": file_sha256(perm.dockerfile),

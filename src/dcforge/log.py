@@ -9,6 +9,7 @@ import threading
 from collections.abc import Iterator, Mapping
 
 from rich.console import Console
+from rich.markup import escape
 
 _lock = threading.Lock()
 console = Console(stderr=True, highlight=False, soft_wrap=True)
@@ -64,6 +65,4 @@ def group(title: str) -> Iterator[None]:
 
 
 def _escape(text: str) -> str:
-    from rich.markup import escape
-
     return escape(text)

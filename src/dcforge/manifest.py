@@ -129,7 +129,9 @@ def load(path: Path) -> Manifest:
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise ManifestError(f"{path}: not valid JSON ({err}) — rebuild it with 'nox -s build'") from None
+        raise ManifestError(
+            f"{path}: not valid JSON ({err}) — rebuild it with 'nox -s build'"
+        ) from None
     return parse(data, str(path))
 
 

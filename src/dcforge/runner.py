@@ -115,11 +115,11 @@ class Runner:
         if self.verbose and proc.stderr:
             log.info(redact(proc.stderr.rstrip(), secrets))
         if check and proc.returncode not in ok_codes:
-            tail = "\n".join(
-                (proc.stderr or proc.stdout).strip().splitlines()[-STDERR_TAIL_LINES:]
-            )
+            lines = [ln.strip() for ln in (proc.stderr or proc.stdout).splitlines() if ln.strip()]
+            last = redact(lines[-1], secrets)[:400] if lines else "(no output)"
+            tail = redact("\n".join(lines[-STDERR_TAIL_LINES:]), secrets)
             raise ToolError(
-                f"{tool} exited {proc.returncode}: {redact(tail, secrets) or '(no output)'}"
-                f"\n  command: {shown}"
+                f"{tool} exited {proc.returncode}: {last}",
+                details=f"command: {shown}\n{tail}",
             )
         return result

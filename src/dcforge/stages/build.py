@@ -72,7 +72,9 @@ def resolve_plan(
             zip(
                 refs,
                 pool.map(
-                    lambda ref: registry.resolve(runner, ref, plain_http=settings.is_plain_http(ref)),
+                    lambda ref: registry.resolve(
+                        runner, ref, plain_http=settings.is_plain_http(ref)
+                    ),
                     refs,
                 ),
                 strict=True,
@@ -111,7 +113,8 @@ def _targets(
             cache_registry=settings.cache_registry,
         )
         cache_from = [
-            c for c in args.cache_from
+            c
+            for c in args.cache_from
             if not c.startswith("type=local,") or Path(c.split("src=", 1)[1]).is_dir()
         ]
         targets.append(
@@ -119,7 +122,10 @@ def _targets(
                 name=p.name,
                 context=p.context,
                 dockerfile=p.dockerfile,
-                args={**dict(p.build_args), "BASE_IMAGE": _pinned_base(p.base_ref, item.base_digest)},
+                args={
+                    **dict(p.build_args),
+                    "BASE_IMAGE": _pinned_base(p.base_ref, item.base_digest),
+                },
                 platforms=p.platforms,
                 tags=[f"{p.repository}:{p.immutable_tag(git_sha)}"],
                 labels={
@@ -140,7 +146,9 @@ def _groups(targets: Sequence[buildx.Target], jobs: int) -> list[list[buildx.Tar
     return [list(targets[i::n]) for i in range(n)]
 
 
-def run(settings: Settings, runner: Runner, env: Mapping[str, str], options: BuildOptions) -> mf.Manifest:
+def run(
+    settings: Settings, runner: Runner, env: Mapping[str, str], options: BuildOptions
+) -> mf.Manifest:
     """Build the selected permutations and write ``dist/manifest.json``."""
     perms = load_permutations(settings, options.names)
     git = gitinfo.current(runner, settings.root, env)
@@ -153,8 +161,11 @@ def run(settings: Settings, runner: Runner, env: Mapping[str, str], options: Bui
     with log.group(f"resolve {len(perms)} permutation(s)"):
         planned = resolve_plan(settings, runner, perms)
         for item in planned:
-            log.step(item.perm.name, f"base {item.perm.base_ref} → {item.base_digest[:19]}  "
-                                     f"input {item.input_hash[:19]}")
+            log.step(
+                item.perm.name,
+                f"base {item.perm.base_ref} → {item.base_digest[:19]}  "
+                f"input {item.input_hash[:19]}",
+            )
     dist = settings.dist_dir
     incoming = dist / f".incoming-{datetime.now(UTC):%Y%m%dT%H%M%S%f}"
     incoming.mkdir(parents=True)
@@ -199,7 +210,9 @@ def _build_all(
         for t in group:
             log.step(t.name, f"building (bake session {index + 1}/{len(groups)})")
         meta, build_log = buildx.bake(
-            runner, buildx.bake_definition(group), incoming / f"bake-{index}",
+            runner,
+            buildx.bake_definition(group),
+            incoming / f"bake-{index}",
             timeout=settings.build_timeout,
         )
         for t in group:
@@ -207,10 +220,12 @@ def _build_all(
             log.step(t.name, f"built ({hit} cached step(s) in its session)")
         return meta
 
-    with log.group(f"build {len(targets)} permutation(s), {len(groups)} bake session(s)"):
-        with ThreadPoolExecutor(max_workers=len(groups)) as pool:
-            for meta in pool.map(bake_group, range(len(groups)), groups):
-                metadata.update(meta)
+    with (
+        log.group(f"build {len(targets)} permutation(s), {len(groups)} bake session(s)"),
+        ThreadPoolExecutor(max_workers=len(groups)) as pool,
+    ):
+        for meta in pool.map(bake_group, range(len(groups)), groups):
+            metadata.update(meta)
     if runner.dry_run:
         return []
     by_name = {item.perm.name: item for item in planned}
@@ -219,12 +234,10 @@ def _build_all(
     def finish(target: buildx.Target) -> mf.Entry:
         item = by_name[target.name]
         p = item.perm
-        digest = str(metadata.get(target.name, {}).get("containerimage.digest", ""))
+        digest = str(buildx.target_metadata(metadata, target.name).get("containerimage.digest", ""))
         archived = buildx.oci_archive_digest(target.output_tar)
         if digest and digest != archived:
-            raise BuildError(
-                f"{p.name}: buildx reported {digest} but the tarball holds {archived}"
-            )
+            raise BuildError(f"{p.name}: buildx reported {digest} but the tarball holds {archived}")
         if options.smoke and p.smoke:
             _smoke(runner, p, target.output_tar, archived)
         immutable = p.immutable_tag(git_sha)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import re
+import tarfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,12 +30,17 @@ class Target:
     cache_to: Sequence[str] = ()
 
 
+def bake_name(name: str) -> str:
+    """Bake target names allow only ``[a-zA-Z0-9_-]``; permutation names may hold dots."""
+    return re.sub(r"[^A-Za-z0-9_-]", "_", name)
+
+
 def bake_definition(targets: Sequence[Target]) -> dict[str, Any]:
     """A docker-bake.json document building ``targets`` as one group."""
     return {
-        "group": {"default": {"targets": [t.name for t in targets]}},
+        "group": {"default": {"targets": [bake_name(t.name) for t in targets]}},
         "target": {
-            t.name: {
+            bake_name(t.name): {
                 "context": str(t.context),
                 "dockerfile": str(t.dockerfile),
                 "args": dict(t.args),
@@ -66,17 +73,30 @@ def bake(
     bake_file.write_text(json.dumps(definition, indent=2))
     metadata.unlink(missing_ok=True)
     result = runner.run(
-        ["docker", "buildx", "bake", "--progress=plain", "--provenance=false",
-         "-f", bake_file, "--metadata-file", metadata],
+        [
+            "docker",
+            "buildx",
+            "bake",
+            "--progress=plain",
+            "--provenance=false",
+            "-f",
+            bake_file,
+            "--metadata-file",
+            metadata,
+        ],
         timeout=timeout,
         check=False,
     )
     log_text = result.stderr + result.stdout
     if result.returncode != 0:
-        tail = "\n".join(log_text.strip().splitlines()[-15:])
+        lines = [ln for ln in log_text.strip().splitlines() if ln.strip()]
+        cause = next(
+            (ln for ln in reversed(lines) if ln.startswith("ERROR")), lines[-1] if lines else ""
+        )
         raise BuildError(
             f"docker buildx bake exited {result.returncode} building "
-            f"{', '.join(definition['target'])}:\n{tail}"
+            f"{', '.join(definition['target'])}: {cause.strip()[:400]}",
+            details="\n".join(lines[-30:]),
         )
     if runner.dry_run:
         return {}, log_text
@@ -87,12 +107,15 @@ def bake(
     return meta, log_text
 
 
+def target_metadata(metadata: dict[str, Any], name: str) -> dict[str, Any]:
+    entry = metadata.get(bake_name(name), {})
+    return entry if isinstance(entry, dict) else {}
+
+
 def oci_archive_digest(tarball: Path) -> str:
     """The manifest (or index) digest an OCI archive's index.json names."""
-    import tarfile
-
     try:
-        with tarfile.open(tarball) as tar:
+        with tarfile.open(tarball, "r:") as tar:
             member = tar.extractfile("index.json")
             if member is None:
                 raise BuildError(f"{tarball}: index.json is not a file")

@@ -31,14 +31,18 @@ def resolve(runner: Runner, reference: str, *, plain_http: bool) -> str:
     return out
 
 
-def push_oci_archive(
-    runner: Runner, tarball: Path, reference: str, *, plain_http: bool
-) -> None:
+def push_oci_archive(runner: Runner, tarball: Path, reference: str, *, plain_http: bool) -> None:
     """Copy an OCI archive byte for byte to ``reference`` (no re-compression)."""
     runner.run(
-        ["skopeo", "copy", "--quiet", "--preserve-digests",
-         *(["--dest-tls-verify=false"] if plain_http else []),
-         f"oci-archive:{tarball}", f"docker://{reference}"],
+        [
+            "skopeo",
+            "copy",
+            "--quiet",
+            "--preserve-digests",
+            *(["--dest-tls-verify=false"] if plain_http else []),
+            f"oci-archive:{tarball}",
+            f"docker://{reference}",
+        ],
         timeout=1800,
     )
 

@@ -1,0 +1,70 @@
+"""dcforge's sessions. Bare ``nox`` is the main job against the local registry."""
+
+from __future__ import annotations
+
+import nox
+
+nox.options.default_venv_backend = "venv"
+nox.options.reuse_existing_virtualenvs = True
+nox.options.sessions = ["main"]
+nox.options.error_on_missing_interpreters = True
+
+PYTHON = "3.11"
+
+
+def _install(session: nox.Session, *extras: str) -> None:
+    spec = f".[{','.join(extras)}]" if extras else "."
+    session.install("-q", "-e", spec)
+
+
+def _stack(session: nox.Session) -> None:
+    session.run("scripts/bootstrap", external=True)
+    session.run("scripts/base-images", external=True)
+
+
+@nox.session(python=PYTHON)
+def main(session: nox.Session) -> None:
+    """Main job: bring up the local stack, build every shipped permutation."""
+    _install(session)
+    _stack(session)
+    session.run("python", "-m", "dcforge", "build", *session.posargs)
+
+
+@nox.session(python=PYTHON)
+def plan(session: nox.Session) -> None:
+    """Print the resolved permutation matrix (--json for a CI matrix)."""
+    _install(session)
+    session.run("python", "-m", "dcforge", "plan", *session.posargs)
+
+
+@nox.session(python=PYTHON)
+def build(session: nox.Session) -> None:
+    """Build permutations (--permutation NAME, --jobs N) into dist/ + manifest.json."""
+    _install(session)
+    _stack(session)
+    session.run("python", "-m", "dcforge", "build", *session.posargs)
+
+
+@nox.session(python=PYTHON)
+def prune(session: nox.Session) -> None:
+    """Runner hygiene (--runner): prune Docker images, volumes and build cache."""
+    _install(session)
+    session.run("python", "-m", "dcforge", "prune", *session.posargs)
+
+
+@nox.session(python=PYTHON)
+def tests(session: nox.Session) -> None:
+    """Unit + integration tests; brings the local stack up first (scripts/bootstrap)."""
+    _install(session, "test")
+    session.run("pytest", "tests/unit", "-q", *session.posargs)
+    _stack(session)
+    session.run("pytest", "tests/integration", "-q", "--timeout=900", *session.posargs)
+
+
+@nox.session(python=PYTHON)
+def lint(session: nox.Session) -> None:
+    """ruff and mypy (strict) over src, tests, noxfile.py and tasks.py."""
+    _install(session, "lint", "test")
+    session.run("ruff", "check", "src", "tests", "noxfile.py", "tasks.py")
+    session.run("ruff", "format", "--check", "src", "tests", "noxfile.py", "tasks.py")
+    session.run("mypy", "src")

@@ -1,0 +1,135 @@
+"""cosign: sign and verify by digest, key pair or keyless, same code path."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from dcforge.errors import ToolError
+from dcforge.runner import Runner
+
+
+@dataclass(frozen=True)
+class Signer:
+    """Key mode: ``key`` is a path or KMS URI and the password stays in the environment.
+
+    Keyless mode (``key`` empty): cosign uses the ambient OIDC token (GitHub Actions) and
+    Rekor; ``identity``/``issuer`` are what ``verify`` then requires.
+    """
+
+    key: str = ""
+    public_key: str = ""
+    identity: str = ""
+    issuer: str = "https://token.actions.githubusercontent.com"
+    tlog: bool = False  # key mode is offline by default; keyless always uses Rekor
+
+    def sign_flags(self) -> list[str]:
+        if self.key:
+            return ["--key", self.key, f"--tlog-upload={'true' if self.tlog else 'false'}"]
+        return []
+
+    def verify_flags(self) -> list[str]:
+        if self.key or self.public_key:
+            flags = ["--key", self.public_key or self.key]
+            return flags if self.tlog else [*flags, "--insecure-ignore-tlog"]
+        if not self.identity:
+            raise ToolError(
+                "keyless verification needs a certificate identity (DCFORGE_COSIGN_IDENTITY)"
+            )
+        return ["--certificate-identity", self.identity, "--certificate-oidc-issuer", self.issuer]
+
+
+def _http(plain_http: bool) -> list[str]:
+    return ["--allow-http-registry"] if plain_http else []
+
+
+def generate_key_pair(runner: Runner, directory: Path, env: Mapping[str, str]) -> tuple[Path, Path]:
+    """``cosign generate-key-pair`` in ``directory`` (password from COSIGN_PASSWORD in env)."""
+    directory.mkdir(parents=True, exist_ok=True)
+    runner.run(["cosign", "generate-key-pair"], cwd=directory, env=env, timeout=120)
+    return directory / "cosign.key", directory / "cosign.pub"
+
+
+def sign(
+    runner: Runner,
+    signer: Signer,
+    ref_at_digest: str,
+    *,
+    plain_http: bool,
+    env: Mapping[str, str] | None = None,
+) -> None:
+    if "@sha256:" not in ref_at_digest:
+        raise ToolError(f"refusing to sign {ref_at_digest}: sign by digest, never by tag")
+    runner.run(
+        ["cosign", "sign", "--yes", *signer.sign_flags(), *_http(plain_http), ref_at_digest],
+        env=env,
+        timeout=300,
+    )
+
+
+def attest(
+    runner: Runner,
+    signer: Signer,
+    ref_at_digest: str,
+    predicate: Path,
+    predicate_type: str,
+    *,
+    plain_http: bool,
+    env: Mapping[str, str] | None = None,
+) -> None:
+    if "@sha256:" not in ref_at_digest:
+        raise ToolError(f"refusing to attest {ref_at_digest}: attest by digest, never by tag")
+    runner.run(
+        [
+            "cosign",
+            "attest",
+            "--yes",
+            *signer.sign_flags(),
+            *_http(plain_http),
+            "--type",
+            predicate_type,
+            "--predicate",
+            predicate,
+            ref_at_digest,
+        ],
+        env=env,
+        timeout=300,
+    )
+
+
+def verify(runner: Runner, signer: Signer, ref_at_digest: str, *, plain_http: bool) -> str:
+    """``cosign verify``; returns its JSON output. Raises ToolError when it does not verify."""
+    return runner.run(
+        [
+            "cosign",
+            "verify",
+            "--output",
+            "json",
+            *signer.verify_flags(),
+            *_http(plain_http),
+            ref_at_digest,
+        ],
+        timeout=300,
+        mutates=False,
+    ).stdout
+
+
+def verify_attestation(
+    runner: Runner, signer: Signer, ref_at_digest: str, predicate_type: str, *, plain_http: bool
+) -> str:
+    return runner.run(
+        [
+            "cosign",
+            "verify-attestation",
+            "--output",
+            "json",
+            "--type",
+            predicate_type,
+            *signer.verify_flags(),
+            *_http(plain_http),
+            ref_at_digest,
+        ],
+        timeout=300,
+        mutates=False,
+    ).stdout

@@ -1,0 +1,58 @@
+"""syft: an SPDX JSON SBOM for an OCI archive."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from dcforge.errors import ToolError
+from dcforge.runner import Runner
+
+_ENV = {"SYFT_CHECK_FOR_APP_UPDATE": "false"}
+
+
+def version(runner: Runner) -> str:
+    out = runner.run(["syft", "version", "-o", "json"], timeout=60, env=_ENV, mutates=False).stdout
+    try:
+        return str(json.loads(out)["version"])
+    except (json.JSONDecodeError, KeyError):
+        return out.strip()
+
+
+def sbom(
+    runner: Runner, tarball: Path, spdx: Path, cyclonedx: Path | None = None
+) -> dict[str, Any]:
+    """Write an SPDX JSON SBOM (and CycloneDX JSON) for an OCI archive; return the SPDX doc.
+
+    syft exits 0 even when its catalogers fail, so an SBOM without packages is an error.
+    """
+    outputs = [f"spdx-json={spdx}"]
+    if cyclonedx is not None:
+        outputs.append(f"cyclonedx-json={cyclonedx}")
+    argv: list[str | Path] = ["syft", "scan", "-q", f"oci-archive:{tarball}"]
+    for out in outputs:
+        argv += ["-o", out]
+    runner.run(argv, timeout=900, env=_ENV)
+    if runner.dry_run:
+        return {}
+    try:
+        doc = json.loads(spdx.read_text())
+    except (OSError, json.JSONDecodeError) as err:
+        raise ToolError(f"syft wrote no readable SBOM at {spdx} ({err})") from err
+    if not isinstance(doc, dict) or not str(doc.get("spdxVersion", "")).startswith("SPDX-"):
+        raise ToolError(f"{spdx} is not an SPDX JSON document")
+    return doc
+
+
+def package_names(doc: dict[str, Any]) -> list[str]:
+    """Names of the software packages in an SPDX doc (not files, not the image itself)."""
+    names = []
+    for pkg in doc.get("packages") or []:
+        if not isinstance(pkg, dict):
+            continue
+        purpose = pkg.get("primaryPackagePurpose", "")
+        if purpose in ("CONTAINER", "OPERATING-SYSTEM"):
+            continue
+        names.append(str(pkg.get("name", "")))
+    return names

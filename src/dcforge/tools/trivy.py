@@ -1,0 +1,102 @@
+"""Trivy: scan an OCI archive (unpacked to a layout directory) into a JSON report."""
+
+from __future__ import annotations
+
+import json
+import tarfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from dcforge.errors import ToolError
+from dcforge.runner import Runner
+
+# Trivy exits 1 on every fatal error; findings get their own code so the two differ.
+FINDINGS_EXIT_CODE = 4
+
+
+@dataclass(frozen=True)
+class ScanOptions:
+    cache_dir: Path
+    db_repository: str = ""  # empty: Trivy's default (public) DB
+    insecure: bool = False  # plain-HTTP DB registry
+    skip_db_update: bool = False
+    config: Path | None = None  # trivy.yaml
+    timeout: float = 900
+
+
+def version(runner: Runner) -> str:
+    out = runner.run(["trivy", "--version", "--format", "json"], timeout=60, mutates=False).stdout
+    try:
+        return str(json.loads(out)["Version"])
+    except (json.JSONDecodeError, KeyError):
+        return out.split()[1] if len(out.split()) > 1 else out.strip()
+
+
+def unpack_oci_archive(tarball: Path, directory: Path) -> Path:
+    """Trivy reads an OCI layout directory, not an OCI tar ("manifest.json not found")."""
+    directory.mkdir(parents=True, exist_ok=True)
+    try:
+        with tarfile.open(tarball, "r:") as tar:
+            tar.extractall(directory, filter="data")
+    except (tarfile.TarError, OSError, EOFError) as err:
+        reason = " ".join(str(err).split())
+        raise ToolError(f"{tarball}: not a readable OCI archive ({reason}) — rebuild it") from err
+    if not (directory / "index.json").is_file():
+        raise ToolError(f"{tarball}: not an OCI archive (no index.json)")
+    return directory
+
+
+def scan(runner: Runner, layout: Path, report: Path, options: ScanOptions) -> dict[str, Any]:
+    """Scan an OCI layout directory; write and return the JSON report.
+
+    Every severity is reported (the policy decides, not the scanner); exit code 1 or any
+    unreadable report is a :class:`ToolError` — never "no findings".
+    """
+    argv: list[str | Path] = [
+        "trivy",
+        "image",
+        "--quiet",
+        "--format",
+        "json",
+        "--output",
+        report,
+        "--exit-code",
+        "0",
+        "--cache-dir",
+        options.cache_dir,
+        "--timeout",
+        f"{int(options.timeout)}s",
+        "--scanners",
+        "vuln",
+        "--input",
+        layout,
+    ]
+    argv += ["--config", options.config] if options.config else ["--config", ""]
+    if options.db_repository:
+        argv += ["--db-repository", options.db_repository]
+    if options.insecure:
+        argv += ["--insecure"]
+    if options.skip_db_update:
+        argv += ["--skip-db-update"]
+    report.unlink(missing_ok=True)
+    runner.run(argv, timeout=options.timeout + 60)
+    if runner.dry_run:
+        return {}
+    try:
+        data = json.loads(report.read_text())
+    except (OSError, json.JSONDecodeError) as err:
+        raise ToolError(f"trivy wrote no readable report at {report} ({err})") from err
+    if not isinstance(data, dict) or "SchemaVersion" not in data:
+        raise ToolError(f"trivy report {report} is not a Trivy JSON report")
+    return data
+
+
+def db_metadata(cache_dir: Path) -> dict[str, Any] | None:
+    """The downloaded DB's metadata.json, or None when there is no DB in the cache."""
+    path = cache_dir / "db" / "metadata.json"
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError):
+        return None
+    return data if isinstance(data, dict) else None

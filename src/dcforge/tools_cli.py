@@ -1,0 +1,71 @@
+"""The single-tool commands behind ``invoke trivy|syft|cosign`` (thin, for people and CI)."""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+from collections.abc import Mapping
+from pathlib import Path
+
+from dcforge import log, signing
+from dcforge.errors import ConfigError, DcforgeError
+from dcforge.runner import Runner
+from dcforge.settings import Settings
+from dcforge.tools import cosign, syft, trivy
+
+
+def trivy_options(conf: Settings, *, skip_db_update: bool = False) -> trivy.ScanOptions:
+    repo = conf.trivy_db_repository
+    config = conf.root / "trivy.yaml"
+    return trivy.ScanOptions(
+        cache_dir=conf.state_path / "trivy-cache",
+        db_repository=repo,
+        insecure=bool(repo) and conf.is_plain_http(repo),
+        skip_db_update=skip_db_update,
+        config=config if config.is_file() else None,
+    )
+
+
+def _existing(path: Path) -> Path:
+    if not path.is_file():
+        raise ConfigError(f"{path}: no such file")
+    return path
+
+
+def run(args: argparse.Namespace, conf: Settings, runner: Runner, env: Mapping[str, str]) -> int:
+    if args.command == "trivy":
+        tarball = _existing(args.tarball)
+        report = args.report or tarball.with_suffix(".trivy.json")
+        with tempfile.TemporaryDirectory(prefix="dcforge-scan-") as tmp:
+            layout = trivy.unpack_oci_archive(tarball, Path(tmp) / "layout")
+            data = trivy.scan(
+                runner, layout, report, trivy_options(conf, skip_db_update=args.skip_db_update)
+            )
+        counts: dict[str, int] = {}
+        for result in data.get("Results") or []:
+            for vuln in result.get("Vulnerabilities") or []:
+                counts[vuln.get("Severity", "UNKNOWN")] = (
+                    counts.get(vuln.get("Severity", "UNKNOWN"), 0) + 1
+                )
+        summary = ", ".join(f"{k} {v}" for k, v in sorted(counts.items())) or "no findings"
+        log.info(f"{tarball.name}: {summary} (report: {report})")
+        return 0
+    if args.command == "syft":
+        tarball = _existing(args.tarball)
+        out = args.output or tarball.with_suffix(".spdx.json")
+        doc = syft.sbom(runner, tarball, out)
+        log.info(f"{tarball.name}: {len(syft.package_names(doc))} packages (SBOM: {out})")
+        return 0
+    if args.command == "cosign":
+        signer = signing.signer(conf, env)
+        plain = conf.is_plain_http(args.reference)
+        if args.action == "sign":
+            cosign.sign(
+                runner, signer, args.reference, plain_http=plain, env=signing.cosign_env(conf, env)
+            )
+            log.info(f"signed {args.reference}")
+        else:
+            cosign.verify(runner, signer, args.reference, plain_http=plain)
+            log.info(f"verified {args.reference}")
+        return 0
+    raise DcforgeError(f"unknown command {args.command}")

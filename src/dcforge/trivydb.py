@@ -1,0 +1,133 @@
+"""Write a Trivy vulnerability DB (bbolt ``trivy.db`` + ``metadata.json``) from advisories.
+
+Used for the offline/air-gapped path and the gate canary: Trivy reads it like the real DB
+(schema v2). Layout, per Trivy's trivy-db: bucket ``data-source`` (``debian 12`` → source
+info), bucket ``debian 12`` → one nested bucket per *source* package → CVE id →
+``{"FixedVersion": …}``, and bucket ``vulnerability`` → CVE id → details.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import struct
+import tarfile
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+from boltdb import BoltDB
+
+PAGE_SIZE = 4096
+META_OFFSET = 16  # page header
+META_CHECKSUM_OFFSET = 56  # bytes of meta covered by the checksum
+DB_MEDIA_TYPE = "application/vnd.aquasec.trivy.db.layer.v1.tar+gzip"
+DB_ARTIFACT_TYPE = "application/vnd.aquasec.trivy.config.v1+json"
+SEVERITY_CODES = {"UNKNOWN": 0, "LOW": 1, "MEDIUM": 2, "HIGH": 3, "CRITICAL": 4}
+
+
+@dataclass(frozen=True)
+class Advisory:
+    """One planted vulnerability: ``source_package`` as dpkg's Source field names it."""
+
+    cve: str
+    source_package: str
+    fixed_version: str
+    severity: str = "CRITICAL"
+    title: str = ""
+    platform: str = "debian 12"
+
+
+def _fnv1a64(data: bytes) -> int:
+    h = 0xCBF29CE484222325
+    for byte in data:
+        h ^= byte
+        h = (h * 0x100000001B3) & 0xFFFFFFFFFFFFFFFF
+    return h
+
+
+def _fix_meta_checksums(path: Path) -> None:
+    """boltdb==0.0.2 writes wrong meta checksums; bbolt (and so Trivy) checks them."""
+    with path.open("r+b") as fh:
+        for page in (0, 1):
+            fh.seek(page * PAGE_SIZE + META_OFFSET)
+            meta = fh.read(META_CHECKSUM_OFFSET)
+            fh.write(struct.pack("<Q", _fnv1a64(meta)))
+
+
+def write_db(
+    directory: Path, advisories: Iterable[Advisory], *, updated_at: datetime | None = None
+) -> Path:
+    """Write ``trivy.db`` and ``metadata.json`` into ``directory``; returns the directory."""
+    directory.mkdir(parents=True, exist_ok=True)
+    db_path = directory / "trivy.db"
+    db_path.unlink(missing_ok=True)
+    items = list(advisories)
+    platforms = sorted({a.platform for a in items} | {"debian 12"})
+    db = BoltDB(str(db_path))
+    with db.update() as tx:
+        sources = tx.create_bucket(b"data-source")
+        for platform in platforms:
+            sources.put(
+                platform.encode(),
+                json.dumps(
+                    {
+                        "ID": "debian",
+                        "Name": "Debian Security Tracker",
+                        "URL": "https://salsa.debian.org/security-tracker-team/security-tracker",
+                    }
+                ).encode(),
+            )
+        for platform in platforms:
+            bucket = tx.create_bucket(platform.encode())
+            by_pkg: dict[str, list[Advisory]] = {}
+            for a in items:
+                if a.platform == platform:
+                    by_pkg.setdefault(a.source_package, []).append(a)
+            for pkg, advs in sorted(by_pkg.items()):
+                pkg_bucket = bucket.create_bucket(pkg.encode())
+                for a in advs:
+                    pkg_bucket.put(
+                        a.cve.encode(), json.dumps({"FixedVersion": a.fixed_version}).encode()
+                    )
+        vulns = tx.create_bucket(b"vulnerability")
+        for a in items:
+            vulns.put(
+                a.cve.encode(),
+                json.dumps(
+                    {
+                        "Title": a.title or f"planted advisory for {a.source_package}",
+                        "Description": "Sample advisory from dcforge.trivydb (not real data).",
+                        "Severity": a.severity,
+                        "VendorSeverity": {"debian": SEVERITY_CODES.get(a.severity, 0)},
+                    }
+                ).encode(),
+            )
+    db.close()
+    # boltdb's __del__ closes again and raises on the closed fd; make that a no-op.
+    db.close = lambda: None
+    _fix_meta_checksums(db_path)
+    now = updated_at or datetime.now(UTC)
+    stamp = now.strftime("%Y-%m-%dT%H:%M:%S.000000000Z")
+    (directory / "metadata.json").write_text(
+        json.dumps(
+            {
+                "Version": 2,
+                "NextUpdate": "2099-01-01T00:00:00Z",
+                "UpdatedAt": stamp,
+                "DownloadedAt": stamp,
+            }
+        )
+    )
+    return directory
+
+
+def pack(directory: Path, out: Path) -> Path:
+    """``db.tar.gz`` as Trivy's DB artifact layer holds it (trivy.db + metadata.json)."""
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w:gz") as tar:
+        for name in ("trivy.db", "metadata.json"):
+            tar.add(directory / name, arcname=name)
+    out.write_bytes(buf.getvalue())
+    return out

@@ -1,0 +1,49 @@
+"""Invoke tasks: one thin wrapper per external tool. Logic lives in ``dcforge``."""
+
+from __future__ import annotations
+
+from invoke import Collection, Context, Exit, task  # type: ignore[attr-defined]
+
+from dcforge.__main__ import main as dcforge_main
+
+
+def _dcforge(*argv: str) -> None:
+    code = dcforge_main(list(argv))
+    if code:
+        raise Exit(code=code)
+
+
+@task(iterable=["permutation"], help={"permutation": "permutation name (repeatable)"})
+def buildx(c: Context, permutation: list[str], jobs: int = 0) -> None:
+    """Build permutations with docker buildx (all when none is named)."""
+    args = [f"--permutation={p}" for p in permutation]
+    _dcforge("build", *args, *([f"--jobs={jobs}"] if jobs else []))
+
+
+@task(help={"tarball": "OCI archive to scan", "report": "where to write the JSON report"})
+def trivy(c: Context, tarball: str, report: str = "") -> None:
+    """Scan an OCI tarball with the pinned Trivy."""
+    _dcforge("trivy", tarball, *(["--report", report] if report else []))
+
+
+@task(help={"tarball": "OCI archive", "output": "SPDX JSON path"})
+def syft(c: Context, tarball: str, output: str = "") -> None:
+    """Write an SPDX JSON SBOM for an OCI tarball with the pinned syft."""
+    _dcforge("syft", tarball, *(["--output", output] if output else []))
+
+
+@task(help={"sign": "REPO@sha256:… to sign", "verify": "REPO@sha256:… to verify"})
+def cosign(c: Context, sign: str = "", verify: str = "") -> None:
+    """Sign or verify an image by digest with cosign (key from COSIGN_KEY or .dcforge/cosign)."""
+    if bool(sign) == bool(verify):
+        raise Exit("say --sign REF@DIGEST or --verify REF@DIGEST", code=2)
+    _dcforge("cosign", "sign" if sign else "verify", sign or verify)
+
+
+@task
+def bootstrap(c: Context, stop: bool = False) -> None:
+    """Start (or --stop) the local stack: dockerd, registry, tools."""
+    c.run("scripts/bootstrap --stop" if stop else "scripts/bootstrap", pty=False)
+
+
+namespace = Collection(buildx, trivy, syft, cosign, bootstrap)

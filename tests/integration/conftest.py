@@ -1,0 +1,206 @@
+"""The real local stack, brought up by scripts/bootstrap; fixtures bound to 127.0.0.1."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import uuid
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from dcforge import trivydb
+from dcforge.runner import Runner
+from dcforge.tools import registry
+from tests.projects import write_project
+
+ROOT = Path(__file__).resolve().parents[2]
+REGISTRY = "localhost:5000"
+VULN_DIR = Path(__file__).parent / "data" / "vulnerable"
+
+pytestmark = pytest.mark.integration
+
+
+def base_env() -> dict[str, str]:
+    """The environment for tools: this interpreter's bin (trivy, syft) first on PATH."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("GITHUB_", "DCFORGE_"))}
+    env.pop("CI", None)
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', os.defpath)}"
+    return env
+
+
+def run_dcforge(
+    *args: str, cwd: Path, env: Mapping[str, str] | None = None, timeout: float = 900
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "dcforge", *args],
+        cwd=cwd,
+        env={**base_env(), **(env or {})},
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+
+
+def git_commit(root: Path, message: str = "test") -> str:
+    def git(*a: str) -> str:
+        return subprocess.run(
+            ["git", "-C", str(root), *a], capture_output=True, text=True, check=True
+        ).stdout.strip()
+
+    if not (root / ".git").exists():
+        git("init", "-q", "-b", "main")
+    git("add", "-A")
+    git(
+        "-c",
+        "user.name=t",
+        "-c",
+        "user.email=t@example.invalid",
+        "commit",
+        "-q",
+        "--allow-empty",
+        "-m",
+        message,
+    )
+    return git("rev-parse", "HEAD")
+
+
+@pytest.fixture(scope="session")
+def stack() -> str:
+    """Bootstrap the stack (idempotent) and make sure the busybox base is in the registry."""
+    env = base_env()
+    subprocess.run([str(ROOT / "scripts/bootstrap")], check=True, env=env, timeout=1200)
+    subprocess.run([str(ROOT / "scripts/base-images"), "busybox"], check=True, env=env, timeout=600)
+    return REGISTRY
+
+
+@pytest.fixture(scope="session")
+def namespace(stack: str) -> str:
+    """A registry namespace of this test session's own."""
+    return f"{stack}/t{uuid.uuid4().hex[:10]}"
+
+
+@pytest.fixture(scope="session")
+def runner() -> Runner:
+    return Runner(env=base_env())
+
+
+@pytest.fixture(scope="session")
+def busybox_digest(stack: str, runner: Runner) -> str:
+    return registry.resolve(runner, f"{stack}/library/busybox:latest", plain_http=True)
+
+
+@dataclass(frozen=True)
+class TrivyDb:
+    repository: str
+    cache_dir: Path
+
+
+@pytest.fixture(scope="session")
+def trivy_db(namespace: str, runner: Runner, tmp_path_factory: pytest.TempPathFactory) -> TrivyDb:
+    """An offline DB (planted CRITICAL for source 'zlib'), served from the local registry."""
+    work = tmp_path_factory.mktemp("trivy-db")
+    db_dir = trivydb.write_db(
+        work / "db", [trivydb.Advisory("CVE-2099-0001", "zlib", "1:1.3.0-1", "CRITICAL")]
+    )
+    trivydb.pack(db_dir, work / "db.tar.gz")
+    repository = f"{namespace}/trivy-db:2"
+    runner.run(
+        [
+            "oras",
+            "push",
+            "--plain-http",
+            repository,
+            "--artifact-type",
+            trivydb.DB_ARTIFACT_TYPE,
+            f"db.tar.gz:{trivydb.DB_MEDIA_TYPE}",
+        ],
+        cwd=work,
+    )
+    return TrivyDb(repository, tmp_path_factory.mktemp("trivy-cache"))
+
+
+@dataclass(frozen=True)
+class KeyPair:
+    key: Path
+    pub: Path
+    password: str
+
+
+def _key_pair(runner: Runner, directory: Path, password: str) -> KeyPair:
+    directory.mkdir(parents=True, exist_ok=True)
+    runner.run(["cosign", "generate-key-pair"], cwd=directory, env={"COSIGN_PASSWORD": password})
+    return KeyPair(directory / "cosign.key", directory / "cosign.pub", password)
+
+
+@pytest.fixture(scope="session")
+def cosign_keys(runner: Runner, tmp_path_factory: pytest.TempPathFactory) -> KeyPair:
+    return _key_pair(runner, tmp_path_factory.mktemp("cosign"), "test-password-1")
+
+
+@pytest.fixture(scope="session")
+def other_keys(runner: Runner, tmp_path_factory: pytest.TempPathFactory) -> KeyPair:
+    return _key_pair(runner, tmp_path_factory.mktemp("cosign-other"), "test-password-2")
+
+
+@pytest.fixture(scope="session")
+def vulnerable_tar(
+    stack: str, busybox_digest: str, runner: Runner, tmp_path_factory: pytest.TempPathFactory
+) -> Path:
+    """busybox + a Debian os-release and a dpkg status listing zlib1g 1:1.2.13.dfsg-1."""
+    out = tmp_path_factory.mktemp("vuln") / "vulnerable.tar"
+    runner.run(
+        [
+            "docker",
+            "buildx",
+            "build",
+            "-q",
+            "--provenance=false",
+            "--build-arg",
+            f"BASE_IMAGE={stack}/library/busybox@{busybox_digest}",
+            "--output",
+            f"type=oci,dest={out}",
+            VULN_DIR,
+        ],
+    )
+    return out
+
+
+@pytest.fixture(scope="session")
+def clean_tar(
+    stack: str, busybox_digest: str, runner: Runner, tmp_path_factory: pytest.TempPathFactory
+) -> Path:
+    """The same image without the vulnerable package (an empty dpkg status)."""
+    work = tmp_path_factory.mktemp("clean")
+    for name in ("Dockerfile", "os-release"):
+        (work / name).write_bytes((VULN_DIR / name).read_bytes())
+    (work / "status").write_text("")
+    out = work / "clean.tar"
+    runner.run(
+        [
+            "docker",
+            "buildx",
+            "build",
+            "-q",
+            "--provenance=false",
+            "--build-arg",
+            f"BASE_IMAGE={stack}/library/busybox@{busybox_digest}",
+            "--output",
+            f"type=oci,dest={out}",
+            work,
+        ],
+    )
+    return out
+
+
+@pytest.fixture
+def project(tmp_path: Path, namespace: str) -> Iterator[Path]:
+    """A committed throwaway project building busybox permutations into ``namespace``."""
+    root = write_project(tmp_path / "proj", registry=f"{namespace}/p{uuid.uuid4().hex[:8]}")
+    (root / ".gitignore").write_text(".dcforge/\ndist/\n")
+    git_commit(root)
+    return root

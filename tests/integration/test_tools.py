@@ -1,0 +1,111 @@
+"""Each tool wrapper against the real binary."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from dcforge.errors import ToolError
+from dcforge.runner import Runner
+from dcforge.tools import cosign, registry, syft, trivy
+from tests.integration.conftest import KeyPair, TrivyDb, run_dcforge
+
+pytestmark = pytest.mark.integration
+
+
+def findings(report: dict[str, object]) -> list[tuple[str, str, str, str, str]]:
+    out = []
+    for result in report.get("Results") or []:  # type: ignore[attr-defined]
+        for v in result.get("Vulnerabilities") or []:
+            out.append(
+                (
+                    v["VulnerabilityID"],
+                    v["PkgName"],
+                    v["InstalledVersion"],
+                    v.get("FixedVersion", ""),
+                    v["Severity"],
+                )
+            )
+    return out
+
+
+def scan(runner: Runner, tar: Path, db: TrivyDb, tmp_path: Path) -> dict[str, object]:
+    layout = trivy.unpack_oci_archive(tar, tmp_path / "layout")
+    options = trivy.ScanOptions(cache_dir=db.cache_dir, db_repository=db.repository, insecure=True)
+    return trivy.scan(runner, layout, tmp_path / "report.json", options)
+
+
+def test_trivy_reports_the_planted_critical(
+    runner: Runner, vulnerable_tar: Path, trivy_db: TrivyDb, tmp_path: Path
+) -> None:
+    report = scan(runner, vulnerable_tar, trivy_db, tmp_path)
+    assert findings(report) == [
+        ("CVE-2099-0001", "zlib1g", "1:1.2.13.dfsg-1", "1:1.3.0-1", "CRITICAL")
+    ]
+    meta = trivy.db_metadata(trivy_db.cache_dir)
+    assert meta is not None
+    assert meta["Version"] == 2
+
+
+def test_trivy_reports_nothing_without_the_package(
+    runner: Runner, clean_tar: Path, trivy_db: TrivyDb, tmp_path: Path
+) -> None:
+    report = scan(runner, clean_tar, trivy_db, tmp_path)
+    assert report["Metadata"]["OS"]["Family"] == "debian"  # type: ignore[index]
+    assert findings(report) == []
+
+
+def test_trivy_fails_closed_when_the_db_cannot_be_downloaded(
+    runner: Runner, clean_tar: Path, namespace: str, tmp_path: Path
+) -> None:
+    layout = trivy.unpack_oci_archive(clean_tar, tmp_path / "layout")
+    options = trivy.ScanOptions(
+        cache_dir=tmp_path / "empty-cache", db_repository=f"{namespace}/no-such-db:2", insecure=True
+    )
+    with pytest.raises(ToolError, match="trivy exited 1"):
+        trivy.scan(runner, layout, tmp_path / "r.json", options)
+
+
+def test_syft_sbom_lists_the_package(runner: Runner, vulnerable_tar: Path, tmp_path: Path) -> None:
+    doc = syft.sbom(runner, vulnerable_tar, tmp_path / "sbom.spdx.json", tmp_path / "sbom.cdx.json")
+    assert "zlib1g" in syft.package_names(doc)
+    assert (tmp_path / "sbom.cdx.json").stat().st_size > 0
+
+
+def test_cosign_signs_by_digest_and_rejects_another_key(
+    runner: Runner, vulnerable_tar: Path, namespace: str, cosign_keys: KeyPair, other_keys: KeyPair
+) -> None:
+    repo = f"{namespace}/signed"
+    registry.push_oci_archive(runner, vulnerable_tar, f"{repo}:v1", plain_http=True)
+    digest = registry.resolve(runner, f"{repo}:v1", plain_http=True)
+    ref = f"{repo}@{digest}"
+    signer = cosign.Signer(key=str(cosign_keys.key), public_key=str(cosign_keys.pub))
+    cosign.sign(runner, signer, ref, plain_http=True, env={"COSIGN_PASSWORD": cosign_keys.password})
+    assert '"critical"' in cosign.verify(runner, signer, ref, plain_http=True)
+    stranger = cosign.Signer(key=str(other_keys.key), public_key=str(other_keys.pub))
+    with pytest.raises(ToolError, match="cosign exited"):
+        cosign.verify(runner, stranger, ref, plain_http=True)
+    with pytest.raises(ToolError, match="sign by digest"):
+        cosign.sign(runner, signer, f"{repo}:v1", plain_http=True)
+
+
+def test_a_failing_tool_is_one_clear_line(tmp_path: Path) -> None:
+    broken = tmp_path / "broken.tar"
+    broken.write_bytes(b"this is not a tarball")
+    result = run_dcforge("trivy", str(broken), cwd=tmp_path)
+    assert result.returncode == 3
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert "broken.tar" in lines[0]
+    assert "Traceback" not in result.stderr
+    missing = run_dcforge(
+        "cosign",
+        "verify",
+        "localhost:5000/nope/nope@sha256:" + "0" * 64,
+        cwd=tmp_path,
+        env={"COSIGN_KEY": str(tmp_path / "none.key")},
+    )
+    assert missing.returncode == 3
+    assert len(missing.stderr.strip().splitlines()) == 1, missing.stderr
+    assert missing.stderr.startswith("error: tool failed: cosign exited")

@@ -1,0 +1,38 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from dcforge import settings
+from dcforge.errors import ConfigError
+from tests.projects import write_project
+
+
+def test_pyproject_then_env_overrides(tmp_path: Path) -> None:
+    root = write_project(tmp_path, registry="localhost:5000/a")
+    assert settings.load(root, {}).registry == "localhost:5000/a"
+    s = settings.load(root, {"DCFORGE_REGISTRY": "ghcr.io/org", "DCFORGE_JOBS": "3"})
+    assert s.registry == "ghcr.io/org"
+    assert s.jobs == 3
+    assert s.is_plain_http("localhost:5000/x")
+    assert not s.is_plain_http("ghcr.io/org/x")
+
+
+def test_defaults_without_pyproject(tmp_path: Path) -> None:
+    assert settings.load(tmp_path, {}).registry == "localhost:5000/dcforge"
+
+
+@pytest.mark.parametrize(
+    ("extra", "env", "expected"),
+    [
+        ("colour = 'red'\n", {}, r"unknown key \[tool.dcforge\].colour"),
+        ("jobs = 'many'\n", {}, "'jobs' must be an integer"),
+        ("", {"DCFORGE_JOBS": "x"}, "DCFORGE_JOBS"),
+        ("cache_backend = 's3'\n", {}, "cache_backend 's3'"),
+    ],
+)
+def test_bad_settings(tmp_path: Path, extra: str, env: dict[str, str], expected: str) -> None:
+    root = write_project(tmp_path, extra_settings=extra)
+    with pytest.raises(ConfigError, match=expected):
+        settings.load(root, env)
