@@ -24,10 +24,20 @@ def _stack(session: nox.Session) -> None:
 
 @nox.session(python=PYTHON)
 def main(session: nox.Session) -> None:
-    """Main job: bring up the local stack, build every shipped permutation."""
+    """Main job: bring up the local stack, build and gate every shipped permutation."""
     _install(session)
     _stack(session)
     session.run("python", "-m", "dcforge", "build", *session.posargs)
+    session.run("python", "-m", "dcforge", "gate", "--self-test")
+    session.run("python", "-m", "dcforge", "gate")
+
+
+@nox.session(python=PYTHON)
+def gate(session: nox.Session) -> None:
+    """Scan + SBOM every permutation in dist/manifest.json; block per policy (--self-test)."""
+    _install(session)
+    session.run("scripts/bootstrap", external=True)
+    session.run("python", "-m", "dcforge", "gate", *session.posargs)
 
 
 @nox.session(python=PYTHON)

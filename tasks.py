@@ -40,10 +40,16 @@ def cosign(c: Context, sign: str = "", verify: str = "") -> None:
     _dcforge("cosign", "sign" if sign else "verify", sign or verify)
 
 
+@task(name="trivy-db-mirror", help={"to": "REGISTRY/REPO to copy the Trivy DB into"})
+def trivy_db_mirror(c: Context, to: str, source: str = "") -> None:
+    """Copy the public Trivy DB into your registry (air-gapped runners, rate limits)."""
+    _dcforge("trivy-db-mirror", "--to", to, *(["--from", source] if source else []))
+
+
 @task
 def bootstrap(c: Context, stop: bool = False) -> None:
     """Start (or --stop) the local stack: dockerd, registry, tools."""
     c.run("scripts/bootstrap --stop" if stop else "scripts/bootstrap", pty=False)
 
 
-namespace = Collection(buildx, trivy, syft, cosign, bootstrap)
+namespace = Collection(buildx, trivy, syft, cosign, trivy_db_mirror, bootstrap)

@@ -13,6 +13,8 @@ from dcforge import log, settings
 from dcforge.errors import DcforgeError
 from dcforge.runner import Runner
 
+DEFAULT_TRIVY_DB = "mirror.gcr.io/aquasec/trivy-db:2"
+
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="dcforge", description=__doc__)
@@ -40,6 +42,13 @@ def _parser() -> argparse.ArgumentParser:
 
     prune = sub.add_parser("prune", help="runner hygiene (--runner)")
     prune.add_argument("--runner", action="store_true", help="prune Docker state on this runner")
+
+    gate = sub.add_parser("gate", help="scan, SBOM and decide; writes dist/gate.json + reports")
+    gate.add_argument("--self-test", action="store_true", help="prove a planted CVE blocks")
+
+    mirror = sub.add_parser("trivy-db-mirror", help="copy a Trivy DB into your registry")
+    mirror.add_argument("--to", required=True, help="REGISTRY/REPO[:TAG] (tag default: 2)")
+    mirror.add_argument("--from", dest="source", default=DEFAULT_TRIVY_DB)
 
     trivy = sub.add_parser("trivy", help="scan an OCI tarball with Trivy (JSON report)")
     trivy.add_argument("tarball", type=Path)
@@ -88,6 +97,11 @@ def run(argv: Sequence[str], env: Mapping[str, str]) -> int:
             ),
         )
         return 0
+    if args.command == "gate":
+        from dcforge.stages import gate
+
+        gate.run(conf, runner, env, gate.GateOptions(self_test=args.self_test))
+        return 0
     if args.command == "prune":
         from dcforge.stages import prune
 
@@ -100,10 +114,20 @@ def run(argv: Sequence[str], env: Mapping[str, str]) -> int:
     return tools_cli.run(args, conf, runner, env)
 
 
+def _tool_env(env: Mapping[str, str]) -> dict[str, str]:
+    """The environment plus this interpreter's bin dir on PATH: trivy and syft ship as wheels
+    into the same environment as dcforge, which need not be activated."""
+    bindir = str(Path(sys.executable).parent)
+    path = env.get("PATH", os.defpath)
+    if bindir not in path.split(os.pathsep):
+        path = f"{bindir}{os.pathsep}{path}"
+    return {**env, "PATH": path}
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     try:
-        return run(argv, os.environ)
+        return run(argv, _tool_env(os.environ))
     except DcforgeError as err:
         if "--debug" in argv:
             raise

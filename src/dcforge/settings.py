@@ -32,6 +32,7 @@ class Settings:
     trivy_db_repository: str = ""
     blocking_severities: str = "CRITICAL,HIGH"
     max_db_age_hours: int = 168
+    waivers: str = "waivers.yaml"
     build_timeout: int = 3600
 
     @property

@@ -11,7 +11,7 @@ from dcforge import log, signing
 from dcforge.errors import ConfigError, DcforgeError
 from dcforge.runner import Runner
 from dcforge.settings import Settings
-from dcforge.tools import cosign, syft, trivy
+from dcforge.tools import cosign, registry, syft, trivy
 
 
 def trivy_options(conf: Settings, *, skip_db_update: bool = False) -> trivy.ScanOptions:
@@ -67,5 +67,20 @@ def run(args: argparse.Namespace, conf: Settings, runner: Runner, env: Mapping[s
         else:
             cosign.verify(runner, signer, args.reference, plain_http=plain)
             log.info(f"verified {args.reference}")
+        return 0
+    if args.command == "trivy-db-mirror":
+        target = args.to if ":" in args.to.rsplit("/", 1)[-1] else f"{args.to}:2"
+        registry.copy(
+            runner,
+            args.source,
+            target,
+            from_plain_http=conf.is_plain_http(args.source),
+            to_plain_http=conf.is_plain_http(target),
+        )
+        digest = registry.resolve(runner, target, plain_http=conf.is_plain_http(target))
+        log.info(
+            f"mirrored {args.source} → {target} ({digest}); set "
+            f"DCFORGE_TRIVY_DB_REPOSITORY={target}"
+        )
         return 0
     raise DcforgeError(f"unknown command {args.command}")

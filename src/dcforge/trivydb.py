@@ -24,6 +24,7 @@ META_OFFSET = 16  # page header
 META_CHECKSUM_OFFSET = 56  # bytes of meta covered by the checksum
 DB_MEDIA_TYPE = "application/vnd.aquasec.trivy.db.layer.v1.tar+gzip"
 DB_ARTIFACT_TYPE = "application/vnd.aquasec.trivy.config.v1+json"
+SAMPLE_SOURCE_NAME = "dcforge SAMPLE data (not a real vulnerability database)"
 SEVERITY_CODES = {"UNKNOWN": 0, "LOW": 1, "MEDIUM": 2, "HIGH": 3, "CRITICAL": 4}
 
 
@@ -56,8 +57,23 @@ def _fix_meta_checksums(path: Path) -> None:
             fh.write(struct.pack("<Q", _fnv1a64(meta)))
 
 
+# The bundled sample DB: only for a local demo when the public DB is unreachable. It flags
+# the gate canary's planted package and nothing a real image ships with at a blocking level.
+SAMPLE_ADVISORIES = (
+    Advisory(
+        "DCFORGE-CANARY-0001", "dcforge-canary", "2.0-1", "CRITICAL", "planted canary vulnerability"
+    ),
+    Advisory("DCFORGE-SAMPLE-0002", "curl", "", "LOW", "sample low-severity advisory"),
+    Advisory("DCFORGE-SAMPLE-0003", "zlib", "1:1.2.0-1", "HIGH", "sample advisory, fixed long ago"),
+)
+
+
 def write_db(
-    directory: Path, advisories: Iterable[Advisory], *, updated_at: datetime | None = None
+    directory: Path,
+    advisories: Iterable[Advisory],
+    *,
+    updated_at: datetime | None = None,
+    sample: bool = False,
 ) -> Path:
     """Write ``trivy.db`` and ``metadata.json`` into ``directory``; returns the directory."""
     directory.mkdir(parents=True, exist_ok=True)
@@ -74,7 +90,7 @@ def write_db(
                 json.dumps(
                     {
                         "ID": "debian",
-                        "Name": "Debian Security Tracker",
+                        "Name": SAMPLE_SOURCE_NAME if sample else "Debian Security Tracker",
                         "URL": "https://salsa.debian.org/security-tracker-team/security-tracker",
                     }
                 ).encode(),
@@ -110,16 +126,15 @@ def write_db(
     _fix_meta_checksums(db_path)
     now = updated_at or datetime.now(UTC)
     stamp = now.strftime("%Y-%m-%dT%H:%M:%S.000000000Z")
-    (directory / "metadata.json").write_text(
-        json.dumps(
-            {
-                "Version": 2,
-                "NextUpdate": "2099-01-01T00:00:00Z",
-                "UpdatedAt": stamp,
-                "DownloadedAt": stamp,
-            }
-        )
-    )
+    metadata: dict[str, object] = {
+        "Version": 2,
+        "NextUpdate": "2099-01-01T00:00:00Z",
+        "UpdatedAt": stamp,
+        "DownloadedAt": stamp,
+    }
+    if sample:
+        metadata["DcforgeSample"] = True  # reports say loudly that this is not real data
+    (directory / "metadata.json").write_text(json.dumps(metadata))
     return directory
 
 

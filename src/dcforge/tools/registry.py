@@ -52,3 +52,20 @@ def tags(runner: Runner, repository: str, *, plain_http: bool) -> list[str]:
         ["oras", "repo", "tags", *_http_flags(plain_http), repository], timeout=60, mutates=False
     ).stdout
     return [line.strip() for line in out.splitlines() if line.strip()]
+
+
+def copy(
+    runner: Runner, source: str, target: str, *, from_plain_http: bool, to_plain_http: bool
+) -> None:
+    """Copy an artifact (any media type) between registries, digests preserved."""
+    runner.run(
+        [
+            "oras",
+            "cp",
+            *(["--from-plain-http"] if from_plain_http else []),
+            *(["--to-plain-http"] if to_plain_http else []),
+            source,
+            target,
+        ],
+        timeout=1800,
+    )

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import tarfile
 from dataclasses import dataclass
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -21,8 +22,8 @@ class ScanOptions:
     db_repository: str = ""  # empty: Trivy's default (public) DB
     insecure: bool = False  # plain-HTTP DB registry
     skip_db_update: bool = False
-    config: Path | None = None  # trivy.yaml
-    timeout: float = 900
+    config: Path | None = None  # trivy.yaml (scanners, severities, timeout, ignorefile)
+    timeout: float = 1200  # the process limit; trivy.yaml sets Trivy's own
 
 
 def version(runner: Runner) -> str:
@@ -53,26 +54,10 @@ def scan(runner: Runner, layout: Path, report: Path, options: ScanOptions) -> di
     Every severity is reported (the policy decides, not the scanner); exit code 1 or any
     unreadable report is a :class:`ToolError` — never "no findings".
     """
-    argv: list[str | Path] = [
-        "trivy",
-        "image",
-        "--quiet",
-        "--format",
-        "json",
-        "--output",
-        report,
-        "--exit-code",
-        "0",
-        "--cache-dir",
-        options.cache_dir,
-        "--timeout",
-        f"{int(options.timeout)}s",
-        "--scanners",
-        "vuln",
-        "--input",
-        layout,
-    ]
-    argv += ["--config", options.config] if options.config else ["--config", ""]
+    config = options.config or Path(str(resources.files("dcforge.resources") / "trivy.yaml"))
+    argv: list[str | Path] = ["trivy", "image", "--config", config, "--quiet"]
+    argv += ["--format", "json", "--output", report, "--exit-code", "0"]
+    argv += ["--cache-dir", options.cache_dir, "--input", layout]
     if options.db_repository:
         argv += ["--db-repository", options.db_repository]
     if options.insecure:
@@ -90,6 +75,23 @@ def scan(runner: Runner, layout: Path, report: Path, options: ScanOptions) -> di
     if not isinstance(data, dict) or "SchemaVersion" not in data:
         raise ToolError(f"trivy report {report} is not a Trivy JSON report")
     return data
+
+
+def download_db(runner: Runner, options: ScanOptions) -> None:
+    """Fetch the vulnerability DB once, before parallel scans share it read-only."""
+    argv: list[str | Path] = [
+        "trivy",
+        "image",
+        "--download-db-only",
+        "--quiet",
+        "--cache-dir",
+        options.cache_dir,
+    ]
+    if options.db_repository:
+        argv += ["--db-repository", options.db_repository]
+    if options.insecure:
+        argv += ["--insecure"]
+    runner.run(argv, timeout=options.timeout)
 
 
 def db_metadata(cache_dir: Path) -> dict[str, Any] | None:
