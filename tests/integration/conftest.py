@@ -204,3 +204,22 @@ def project(tmp_path: Path, namespace: str) -> Iterator[Path]:
     (root / ".gitignore").write_text(".dcforge/\ndist/\n")
     git_commit(root)
     return root
+
+
+@dataclass(frozen=True)
+class Shipped:
+    dist: Path
+    env: dict[str, str]
+
+
+@pytest.fixture(scope="session")
+def shipped(namespace: str, tmp_path_factory: pytest.TempPathFactory) -> Shipped:
+    """The shipped permutations, built once FROM the debootstrap base into a temp dist."""
+    subprocess.run(
+        [str(ROOT / "scripts/base-images"), "debian"], check=True, env=base_env(), timeout=900
+    )
+    dist = tmp_path_factory.mktemp("shipped") / "dist"
+    env = {"DCFORGE_DIST": str(dist), "DCFORGE_REGISTRY": f"{namespace}/shipped"}
+    result = run_dcforge("build", "--no-prune", cwd=ROOT, env=env, timeout=1800)
+    assert result.returncode == 0, result.stderr
+    return Shipped(dist, env)

@@ -1,0 +1,252 @@
+"""The gate against real Trivy, syft and a DB served by the local registry."""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from dcforge import trivydb
+from dcforge.runner import Runner
+from dcforge.tools import registry
+from tests.integration.conftest import VULN_DIR, Shipped, TrivyDb, git_commit, run_dcforge
+
+pytestmark = pytest.mark.integration
+
+VULN_FAMILY = """\
+family: vuln
+name: vuln
+context: ../images/vuln
+base: "{base_registry}/busybox:latest"
+tags: [latest]
+"""
+
+
+@pytest.fixture
+def gated_project(project: Path) -> Path:
+    """tiny-one/tiny-two (clean) + vuln (zlib1g 1:1.2.13.dfsg-1), built."""
+    shutil.copytree(VULN_DIR, project / "images/vuln")
+    (project / "permutations/vuln.yaml").write_text(VULN_FAMILY)
+    git_commit(project, "add vuln")
+    result = run_dcforge("build", "--no-prune", cwd=project)
+    assert result.returncode == 0, result.stderr
+    return project
+
+
+def gate(root: Path, db: TrivyDb | str, *args: str, env: dict[str, str] | None = None):  # type: ignore[no-untyped-def]
+    repo = db if isinstance(db, str) else db.repository
+    return run_dcforge(
+        "gate", *args, cwd=root, env={"DCFORGE_TRIVY_DB_REPOSITORY": repo, **(env or {})}
+    )
+
+
+def verdicts(root: Path) -> dict[str, dict[str, object]]:
+    doc = json.loads((root / "dist/gate.json").read_text())
+    return {v["name"]: v for v in doc["permutations"]}
+
+
+def test_planted_critical_blocks_and_names_everything(
+    gated_project: Path, trivy_db: TrivyDb, tmp_path: Path
+) -> None:
+    step_summary = tmp_path / "summary.md"
+    result = gate(gated_project, trivy_db, env={"GITHUB_STEP_SUMMARY": str(step_summary)})
+    assert result.returncode == 6, result.stderr
+    last = result.stderr.strip().splitlines()[-1]
+    for needle in ("vuln", "CVE-2099-0001", "zlib1g", "1:1.2.13.dfsg-1", "1:1.3.0-1"):
+        assert needle in last
+    v = verdicts(gated_project)
+    assert v["vuln"]["passed"] is False
+    assert v["tiny-one"]["passed"] is True
+    assert v["tiny-two"]["passed"] is True
+    summary = (gated_project / "dist/reports/summary.md").read_text()
+    assert "| CVE-2099-0001 | CRITICAL | zlib1g | 1:1.2.13.dfsg-1 | 1:1.3.0-1 |" in summary
+    assert step_summary.read_text() == summary
+    reports = gated_project / "dist/reports"
+    for name in ("vuln.trivy.json", "vuln.spdx.json", "vuln.cdx.json", "gate.sarif"):
+        assert (reports / name).stat().st_size > 0
+    sarif = json.loads((reports / "gate.sarif").read_text())
+    assert sarif["runs"][0]["results"][0]["ruleId"] == "CVE-2099-0001"
+
+
+def test_waiver_passes_and_is_reported_expired_waiver_blocks(
+    gated_project: Path, trivy_db: TrivyDb
+) -> None:
+    future = (dt.date.today() + dt.timedelta(days=30)).isoformat()
+    (gated_project / "waivers.yaml").write_text(
+        f"waivers:\n  - id: CVE-2099-0001\n    reason: planted for the test, accepted\n"
+        f"    expires: {future}\n    permutations: [vuln]\n"
+    )
+    result = gate(gated_project, trivy_db)
+    assert result.returncode == 0, result.stderr
+    summary = (gated_project / "dist/reports/summary.md").read_text()
+    assert "## Waived findings" in summary
+    assert f"| vuln | CVE-2099-0001 | zlib1g 1:1.2.13.dfsg-1 | {future} |" in summary
+    assert verdicts(gated_project)["vuln"]["waived"]
+
+    past = (dt.date.today() - dt.timedelta(days=1)).isoformat()
+    (gated_project / "waivers.yaml").write_text(
+        f"waivers:\n  - id: CVE-2099-0001\n    reason: planted for the test, accepted\n"
+        f"    expires: {past}\n"
+    )
+    result = gate(gated_project, trivy_db)
+    assert result.returncode == 6
+    assert f"its waiver expired on {past}" in result.stderr
+
+
+def _nothing_passed(root: Path) -> None:
+    doc = json.loads((root / "dist/gate.json").read_text())
+    assert doc["passed"] is False
+    summary = (root / "dist/reports/summary.md").read_text()
+    assert "**BLOCKED**" in summary
+    assert "PASSED" not in summary
+
+
+def test_truncated_tarball_blocks(gated_project: Path, trivy_db: TrivyDb) -> None:
+    tar = gated_project / "dist/tiny-one.tar"
+    tar.write_bytes(tar.read_bytes()[: tar.stat().st_size // 2])
+    result = gate(gated_project, trivy_db)
+    assert result.returncode == 6
+    assert "tiny-one: tarball checksum mismatch" in result.stderr
+    assert verdicts(gated_project)["tiny-one"]["passed"] is False
+    _nothing_passed(gated_project)
+
+
+def test_unreadable_tarball_blocks_scan_and_sbom(gated_project: Path, trivy_db: TrivyDb) -> None:
+    tar = gated_project / "dist/tiny-two.tar"
+    tar.write_bytes(b"\0" * 4096)
+    manifest_path = gated_project / "dist/manifest.json"
+    doc = json.loads(manifest_path.read_text())
+    for e in doc["permutations"]:
+        if e["name"] == "tiny-two":
+            e["tarball_sha256"] = hashlib.sha256(tar.read_bytes()).hexdigest()
+    manifest_path.write_text(json.dumps(doc))
+    result = gate(gated_project, trivy_db)
+    assert result.returncode == 6
+    reasons = verdicts(gated_project)["tiny-two"]["reasons"]
+    assert any("vulnerability scan failed" in r for r in reasons)  # type: ignore[union-attr]
+    assert any("SBOM generation failed" in r for r in reasons)  # type: ignore[union-attr]
+    _nothing_passed(gated_project)
+
+
+def test_db_that_cannot_be_downloaded_blocks(gated_project: Path, namespace: str) -> None:
+    result = gate(gated_project, f"{namespace}/no-such-db:2")
+    assert result.returncode == 6
+    assert "could not be downloaded" in result.stderr
+    assert "no-such-db" in result.stderr
+    assert all(v["passed"] is False for v in verdicts(gated_project).values())
+    _nothing_passed(gated_project)
+
+
+def test_stale_db_blocks(
+    gated_project: Path, namespace: str, runner: Runner, tmp_path: Path
+) -> None:
+    old = dt.datetime.now(dt.UTC) - dt.timedelta(days=30)
+    db_dir = trivydb.write_db(tmp_path / "db", [], updated_at=old)
+    trivydb.pack(db_dir, tmp_path / "db.tar.gz")
+    repo = f"{namespace}/stale-db:2"
+    runner.run(
+        [
+            "oras",
+            "push",
+            "--plain-http",
+            repo,
+            "--artifact-type",
+            trivydb.DB_ARTIFACT_TYPE,
+            f"db.tar.gz:{trivydb.DB_MEDIA_TYPE}",
+        ],
+        cwd=tmp_path,
+    )
+    result = gate(gated_project, repo)
+    assert result.returncode == 6
+    assert "older than the allowed 168 h" in result.stderr
+
+
+def test_verdict_follows_the_tarball(gated_project: Path, trivy_db: TrivyDb) -> None:
+    (gated_project / "waivers.yaml").write_text(
+        "waivers:\n  - id: CVE-2099-0001\n    reason: accepted for this test\n    expires: 2099-01-01\n"
+    )
+    assert gate(gated_project, trivy_db).returncode == 0
+    before = verdicts(gated_project)["tiny-one"]["tarball_sha256"]
+    (gated_project / "images/tiny/greeting.txt").write_text("changed\n")
+    git_commit(gated_project, "change")
+    assert run_dcforge("build", "--no-prune", cwd=gated_project).returncode == 0
+    assert gate(gated_project, trivy_db).returncode == 0
+    after = verdicts(gated_project)["tiny-one"]["tarball_sha256"]
+    assert after != before
+
+
+def test_self_test_passes_with_sample_db_and_fails_on_a_blind_db(
+    project: Path, trivy_db: TrivyDb
+) -> None:
+    ok = run_dcforge("gate", "--self-test", cwd=project)
+    assert ok.returncode == 0, ok.stderr
+    assert "the canary was blocked (DCFORGE-CANARY-0001) [SAMPLE DB]" in ok.stderr
+    assert "NOT a real vulnerability scan" in ok.stderr
+    # The session's test DB knows nothing about the canary's packages: the chain is "blind".
+    blind = gate(project, trivy_db, "--self-test")
+    assert blind.returncode == 6
+    assert "gate self-test FAILED" in blind.stderr
+
+
+def test_sample_db_is_never_used_for_a_remote_registry(gated_project: Path) -> None:
+    result = run_dcforge("gate", cwd=gated_project, env={"DCFORGE_REGISTRY": "ghcr.io/example/x"})
+    assert result.returncode == 6
+    assert "could not be downloaded from Trivy's default repositories" in result.stderr
+    assert "SAMPLE" not in result.stderr
+
+
+def test_trivy_db_mirror_copies_the_db(
+    trivy_db: TrivyDb, namespace: str, runner: Runner, tmp_path: Path
+) -> None:
+    target = f"{namespace}/mirror/trivy-db"
+    result = run_dcforge(
+        "trivy-db-mirror", "--from", trivy_db.repository, "--to", target, cwd=tmp_path
+    )
+    assert result.returncode == 0, result.stderr
+    assert registry.resolve(runner, f"{target}:2", plain_http=True) == registry.resolve(
+        runner, trivy_db.repository, plain_http=True
+    )
+
+
+@pytest.mark.slow
+def test_shipped_permutation_with_a_planted_critical_blocks_alone(
+    shipped: Shipped, namespace: str, runner: Runner, tmp_path: Path
+) -> None:
+    db_dir = trivydb.write_db(
+        tmp_path / "db", [trivydb.Advisory("CVE-2099-3110", "python3.11", "3.11.99-1", "CRITICAL")]
+    )
+    trivydb.pack(db_dir, tmp_path / "db.tar.gz")
+    repo = f"{namespace}/shipped-db:2"
+    runner.run(
+        [
+            "oras",
+            "push",
+            "--plain-http",
+            repo,
+            "--artifact-type",
+            trivydb.DB_ARTIFACT_TYPE,
+            f"db.tar.gz:{trivydb.DB_MEDIA_TYPE}",
+        ],
+        cwd=tmp_path,
+    )
+    from tests.integration.conftest import ROOT
+
+    result = run_dcforge(
+        "gate", cwd=ROOT, env={**shipped.env, "DCFORGE_TRIVY_DB_REPOSITORY": repo}, timeout=1800
+    )
+    assert result.returncode == 6, result.stderr
+    last = result.stderr.strip().splitlines()[-1]
+    assert "1 of 3 permutation(s) blocked" in last
+    assert "python-3.11-bookworm" in last and "CVE-2099-3110" in last and "3.11.99-1" in last
+    assert "python3.11" in last
+    doc = json.loads((shipped.dist / "gate.json").read_text())
+    passed = {v["name"]: v["passed"] for v in doc["permutations"]}
+    assert passed == {
+        "base-bookworm": True,
+        "node-18-bookworm": True,
+        "python-3.11-bookworm": False,
+    }
