@@ -46,6 +46,12 @@ def _parser() -> argparse.ArgumentParser:
     gate = sub.add_parser("gate", help="scan, SBOM and decide; writes dist/gate.json + reports")
     gate.add_argument("--self-test", action="store_true", help="prove a planted CVE blocks")
 
+    sub.add_parser("publish", help="push by digest, sign, attest, release record, move tags")
+    verify = sub.add_parser("verify", help="check a published release end to end")
+    verify.add_argument(
+        "--sha", default="", help="git SHA of the release (default: last-known-good)"
+    )
+
     mirror = sub.add_parser("trivy-db-mirror", help="copy a Trivy DB into your registry")
     mirror.add_argument("--to", required=True, help="REGISTRY/REPO[:TAG] (tag default: 2)")
     mirror.add_argument("--from", dest="source", default=DEFAULT_TRIVY_DB)
@@ -101,6 +107,16 @@ def run(argv: Sequence[str], env: Mapping[str, str]) -> int:
         from dcforge.stages import gate
 
         gate.run(conf, runner, env, gate.GateOptions(self_test=args.self_test))
+        return 0
+    if args.command == "publish":
+        from dcforge.stages import publish
+
+        publish.run(conf, runner, env)
+        return 0
+    if args.command == "verify":
+        from dcforge.stages import verify
+
+        verify.run(conf, runner, env, sha=args.sha)
         return 0
     if args.command == "prune":
         from dcforge.stages import prune

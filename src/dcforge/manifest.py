@@ -45,6 +45,7 @@ class Entry:
     build_args: dict[str, str] = field(default_factory=dict)
     smoke: list[str] = field(default_factory=list)
     built_at: str = ""
+    build_started_at: str = ""
 
 
 @dataclass(frozen=True)
@@ -62,6 +63,13 @@ class Manifest:
             if e.name == name:
                 return e
         raise ManifestError(f"manifest has no permutation '{name}'")
+
+    def entry_for_tag(self, tag: str) -> str:
+        """The image digest of the permutation that owns fully-qualified ``tag``."""
+        for e in self.permutations:
+            if tag in e.tags:
+                return e.image_digest
+        return ""
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)

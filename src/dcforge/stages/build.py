@@ -220,6 +220,7 @@ def _build_all(
             log.step(t.name, f"built ({hit} cached step(s) in its session)")
         return meta
 
+    started_at = datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
     with (
         log.group(f"build {len(targets)} permutation(s), {len(groups)} bake session(s)"),
         ThreadPoolExecutor(max_workers=len(groups)) as pool,
@@ -257,6 +258,7 @@ def _build_all(
             build_args=dict(p.build_args),
             smoke=list(p.smoke),
             built_at=built_at,
+            build_started_at=started_at,
         )
 
     with log.group("verify and smoke-test"):

@@ -69,3 +69,78 @@ def copy(
         ],
         timeout=1800,
     )
+
+
+def digest_or_none(runner: Runner, reference: str, *, plain_http: bool) -> str | None:
+    """The digest for ``reference``, or None when the registry says it does not exist.
+
+    An unreachable registry is still an error: "absent" must never be confused with "down".
+    """
+    result = runner.run(
+        ["oras", "resolve", *_http_flags(plain_http), reference],
+        timeout=60,
+        mutates=False,
+        check=False,
+    )
+    out = result.stdout.strip()
+    if result.returncode == 0 and DIGEST_RE.match(out):
+        return out
+    text = result.stderr.lower()
+    if "not found" in text or "name unknown" in text or "manifest unknown" in text:
+        return None
+    raise RegistryError(
+        f"cannot reach the registry for {reference}: "
+        f"{(result.stderr.strip().splitlines() or ['no answer'])[-1]} — "
+        "is it up (scripts/bootstrap)?"
+    )
+
+
+def tag(runner: Runner, ref_at_digest: str, tags: list[str], *, plain_http: bool) -> None:
+    """Point ``tags`` at the manifest ``ref_at_digest`` (copies the manifest, digest kept)."""
+    runner.run(["oras", "tag", *_http_flags(plain_http), ref_at_digest, *tags], timeout=120)
+
+
+def push_artifact(
+    runner: Runner,
+    reference: str,
+    directory: Path,
+    file_name: str,
+    *,
+    artifact_type: str,
+    annotations: dict[str, str],
+    plain_http: bool,
+) -> str:
+    """Push one file as an OCI artifact; returns the manifest digest."""
+    argv: list[str | Path] = [
+        "oras",
+        "push",
+        *_http_flags(plain_http),
+        "--artifact-type",
+        artifact_type,
+    ]
+    for key, value in annotations.items():
+        argv += ["--annotation", f"{key}={value}"]
+    argv += [reference, f"{file_name}:{artifact_type}"]
+    runner.run(argv, cwd=directory, timeout=300)
+    return resolve(runner, reference, plain_http=plain_http)
+
+
+def fetch_artifact(runner: Runner, reference: str, directory: Path, *, plain_http: bool) -> Path:
+    """Pull an artifact's files into ``directory``."""
+    directory.mkdir(parents=True, exist_ok=True)
+    runner.run(
+        ["oras", "pull", *_http_flags(plain_http), "-o", directory, reference],
+        timeout=300,
+        mutates=False,
+    )
+    return directory
+
+
+def login(runner: Runner, host: str, username: str, password: str) -> None:
+    """``oras login`` (cosign, skopeo and docker read the same credentials file)."""
+    runner.run(
+        ["oras", "login", "--username", username, "--password-stdin", host],
+        input_text=password,
+        env={"DCFORGE_REGISTRY_PASSWORD": password},
+        timeout=60,
+    )

@@ -1,0 +1,128 @@
+"""Release records (pure): the manifest plus what was pushed, stored in the registry.
+
+A release record is a small JSON document pushed as an OCI artifact to
+``<registry>/dcforge-releases:<git sha>`` and signed. Rollback and verify read it back;
+``parse`` refuses anything malformed, whatever its source.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from dcforge import manifest as mf
+from dcforge.errors import ManifestError
+
+ARTIFACT_TYPE = "application/vnd.dcforge.release.v1+json"
+FILE_NAME = "release.json"
+REPOSITORY = "dcforge-releases"
+LAST_KNOWN_GOOD = "last-known-good"
+SCHEMA_VERSION = 1
+DIGEST_RE = re.compile(r"^sha256:[0-9a-f]{64}$")
+
+
+def repository(registry: str) -> str:
+    return f"{registry}/{REPOSITORY}"
+
+
+@dataclass(frozen=True)
+class Image:
+    name: str
+    repository: str
+    digest: str
+    immutable_tag: str
+    floating_tags: tuple[str, ...]
+
+    def ref(self) -> str:
+        return f"{self.repository}@{self.digest}"
+
+
+@dataclass(frozen=True)
+class Release:
+    git_sha: str
+    manifest: mf.Manifest
+    images: tuple[Image, ...]
+    gate: dict[str, Any]
+
+
+def build(manifest: mf.Manifest, gate_doc: dict[str, Any]) -> dict[str, Any]:
+    """The record for ``manifest`` (deterministic: the same manifest gives the same bytes)."""
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "kind": "dcforge-release",
+        "git_sha": manifest.git_sha,
+        "images": [
+            {
+                "name": e.name,
+                "repository": e.repository,
+                "digest": e.image_digest,
+                "immutable_tag": e.immutable_tag,
+                "floating_tags": list(e.floating_tags),
+            }
+            for e in manifest.permutations
+        ],
+        "gate": {
+            k: gate_doc.get(k)
+            for k in (
+                "trivy_version",
+                "syft_version",
+                "db_repository",
+                "db_updated_at",
+                "sample_db",
+            )
+        },
+        "manifest": manifest.to_json(),
+    }
+
+
+def encode(record: dict[str, Any]) -> bytes:
+    return (json.dumps(record, indent=2, sort_keys=True) + "\n").encode()
+
+
+def parse(data: Any, source: str) -> Release:
+    """Validate a decoded record; a ManifestError names what is wrong."""
+    if not isinstance(data, dict) or data.get("kind") != "dcforge-release":
+        raise ManifestError(f"{source}: not a dcforge release record")
+    if data.get("schema_version") != SCHEMA_VERSION:
+        raise ManifestError(
+            f"{source}: release schema_version {data.get('schema_version')!r} unsupported"
+        )
+    manifest = mf.parse(data.get("manifest"), f"{source} (manifest)")
+    if data.get("git_sha") != manifest.git_sha:
+        raise ManifestError(f"{source}: git_sha differs from its manifest's")
+    raw_images = data.get("images")
+    if not isinstance(raw_images, list) or not raw_images:
+        raise ManifestError(f"{source}: no images")
+    images = []
+    for raw in raw_images:
+        if not isinstance(raw, dict):
+            raise ManifestError(f"{source}: an image entry is not an object")
+        try:
+            entry = manifest.entry(str(raw.get("name")))
+        except ManifestError:
+            raise ManifestError(
+                f"{source}: image {raw.get('name')!r} is not in its manifest"
+            ) from None
+        digest = raw.get("digest")
+        if (
+            not isinstance(digest, str)
+            or not DIGEST_RE.match(digest)
+            or digest != entry.image_digest
+        ):
+            raise ManifestError(
+                f"{source}: image {entry.name} digest {digest!r} does not match its manifest"
+            )
+        images.append(
+            Image(
+                entry.name,
+                entry.repository,
+                digest,
+                entry.immutable_tag,
+                tuple(entry.floating_tags),
+            )
+        )
+    raw_gate = data.get("gate")
+    gate: dict[str, Any] = raw_gate if isinstance(raw_gate, dict) else {}
+    return Release(manifest.git_sha, manifest, tuple(images), gate)
