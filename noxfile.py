@@ -24,12 +24,14 @@ def _stack(session: nox.Session) -> None:
 
 @nox.session(python=PYTHON)
 def main(session: nox.Session) -> None:
-    """Main job: bring up the local stack, build and gate every shipped permutation."""
+    """Main job: bootstrap, build, gate, publish and verify every shipped permutation."""
     _install(session)
     _stack(session)
     session.run("python", "-m", "dcforge", "build", *session.posargs)
     session.run("python", "-m", "dcforge", "gate", "--self-test")
     session.run("python", "-m", "dcforge", "gate")
+    session.run("python", "-m", "dcforge", "publish")
+    session.run("python", "-m", "dcforge", "verify")
 
 
 @nox.session(python=PYTHON)
@@ -38,6 +40,22 @@ def gate(session: nox.Session) -> None:
     _install(session)
     session.run("scripts/bootstrap", external=True)
     session.run("python", "-m", "dcforge", "gate", *session.posargs)
+
+
+@nox.session(python=PYTHON)
+def publish(session: nox.Session) -> None:
+    """Push by digest, sign, attest, store the release record, then move floating tags."""
+    _install(session)
+    session.run("scripts/bootstrap", external=True)
+    session.run("python", "-m", "dcforge", "publish", *session.posargs)
+
+
+@nox.session(python=PYTHON)
+def verify(session: nox.Session) -> None:
+    """Verify a published release (default: last-known-good; --sha GIT_SHA)."""
+    _install(session)
+    session.run("scripts/bootstrap", external=True)
+    session.run("python", "-m", "dcforge", "verify", *session.posargs)
 
 
 @nox.session(python=PYTHON)

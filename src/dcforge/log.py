@@ -10,6 +10,7 @@ from collections.abc import Iterator, Mapping
 
 from rich.console import Console
 from rich.markup import escape
+from rich.table import Table
 
 _lock = threading.Lock()
 console = Console(stderr=True, highlight=False, soft_wrap=True)
@@ -45,6 +46,13 @@ def error(message: str) -> None:
             sys.stderr.write(f"::error::{message}\n")
         else:
             console.print(f"[red bold]error:[/red bold] {_escape(message)}")
+
+
+def table(renderable: Table) -> None:
+    """A table, wide enough to read in CI logs (which are not terminals)."""
+    with _lock:
+        wide = console if console.is_terminal else Console(stderr=True, width=160)
+        wide.print(renderable)
 
 
 @contextlib.contextmanager

@@ -290,6 +290,6 @@ def _summary(manifest: mf.Manifest, outcomes: list[Outcome], gate_doc: dict[str,
             vulns,
             o.steps.get("sign", ""),
             f"sbom {o.steps.get('sbom')}, slsa {o.steps.get('provenance')}",
-            ", ".join([*entry.floating_tags, entry.immutable_tag]),
+            ", ".join(entry.floating_tags) + " + immutable",
         )
     log.table(table)
