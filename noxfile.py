@@ -59,6 +59,14 @@ def verify(session: nox.Session) -> None:
 
 
 @nox.session(python=PYTHON)
+def rollback(session: nox.Session) -> None:
+    """Move floating tags back to a verified release (-- --sha X | --last-known-good)."""
+    _install(session)
+    session.run("scripts/bootstrap", external=True)
+    session.run("python", "-m", "dcforge", "rollback", *session.posargs)
+
+
+@nox.session(python=PYTHON)
 def plan(session: nox.Session) -> None:
     """Print the resolved permutation matrix (--json for a CI matrix)."""
     _install(session)

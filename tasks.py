@@ -46,10 +46,41 @@ def trivy_db_mirror(c: Context, to: str, source: str = "") -> None:
     _dcforge("trivy-db-mirror", "--to", to, *(["--from", source] if source else []))
 
 
+@task(
+    help={
+        "sha": "git SHA (short or full) or record digest",
+        "last_known_good": "the pin",
+        "dry_run": "print the plan, change nothing",
+    }
+)
+def rollback(
+    c: Context, sha: str = "", last_known_good: bool = False, dry_run: bool = False
+) -> None:
+    """Move floating tags back to a verified earlier release (no rebuild, tags only)."""
+    if bool(sha) == last_known_good:
+        raise Exit("say --sha GIT_SHA or --last-known-good", code=2)
+    target = ["--last-known-good"] if last_known_good else ["--sha", sha]
+    _dcforge(*(["--dry-run"] if dry_run else []), "rollback", *target)
+
+
+@task(help={"sha": "git SHA of the release to pin as last-known-good"})
+def pin(c: Context, sha: str) -> None:
+    """Pin a verified release as last-known-good."""
+    _dcforge("pin", "--sha", sha)
+
+
+@task
+def releases(c: Context, json: bool = False) -> None:
+    """List releases newest first: git SHA, date, permutations, pinned/current."""
+    _dcforge("releases", *(["--json"] if json else []))
+
+
 @task
 def bootstrap(c: Context, stop: bool = False) -> None:
     """Start (or --stop) the local stack: dockerd, registry, tools."""
     c.run("scripts/bootstrap --stop" if stop else "scripts/bootstrap", pty=False)
 
 
-namespace = Collection(buildx, trivy, syft, cosign, trivy_db_mirror, bootstrap)
+namespace = Collection(
+    buildx, trivy, syft, cosign, trivy_db_mirror, rollback, pin, releases, bootstrap
+)

@@ -52,6 +52,18 @@ def _parser() -> argparse.ArgumentParser:
         "--sha", default="", help="git SHA of the release (default: last-known-good)"
     )
 
+    rollback = sub.add_parser("rollback", help="move floating tags back to a verified release")
+    which = rollback.add_mutually_exclusive_group(required=True)
+    which.add_argument("--sha", help="git SHA (short or full) or sha256: digest of its record")
+    which.add_argument("--last-known-good", action="store_true", help="the pinned release")
+    rollback.add_argument(
+        "--dry-run", dest="sub_dry_run", action="store_true", help="print the plan, change nothing"
+    )
+    pin = sub.add_parser("pin", help="point last-known-good at a verified release")
+    pin.add_argument("--sha", required=True)
+    releases = sub.add_parser("releases", help="list releases, newest first")
+    releases.add_argument("--json", action="store_true")
+
     mirror = sub.add_parser("trivy-db-mirror", help="copy a Trivy DB into your registry")
     mirror.add_argument("--to", required=True, help="REGISTRY/REPO[:TAG] (tag default: 2)")
     mirror.add_argument("--from", dest="source", default=DEFAULT_TRIVY_DB)
@@ -76,7 +88,8 @@ def run(argv: Sequence[str], env: Mapping[str, str]) -> int:
     args = _parser().parse_args(argv)
     root = (args.root or Path.cwd()).resolve()
     conf = settings.load(settings.find_root(root), env)
-    runner = Runner(env=dict(env), dry_run=args.dry_run, verbose=args.verbose)
+    dry_run = args.dry_run or getattr(args, "sub_dry_run", False)
+    runner = Runner(env=dict(env), dry_run=dry_run, verbose=args.verbose)
 
     if args.command == "plan":
         from dcforge.stages import build
@@ -117,6 +130,19 @@ def run(argv: Sequence[str], env: Mapping[str, str]) -> int:
         from dcforge.stages import verify
 
         verify.run(conf, runner, env, sha=args.sha)
+        return 0
+    if args.command in ("rollback", "pin", "releases"):
+        from dcforge.stages import rollback as rb
+
+        if args.command == "rollback":
+            rb.rollback(conf, runner, env, "last-known-good" if args.last_known_good else args.sha)
+        elif args.command == "pin":
+            rb.pin(conf, runner, env, args.sha)
+        else:
+            rows = rb.releases(conf, runner)
+            rb.show_releases(rows)
+            if args.json:
+                print(json.dumps(rows, indent=2))
         return 0
     if args.command == "prune":
         from dcforge.stages import prune

@@ -276,7 +276,12 @@ class PrivateRegistry:
             self.proc.wait(timeout=10)
 
     def blob_count(self) -> int:
-        return sum(1 for _ in (self.storage / "docker/registry/v2/blobs").rglob("data"))
+        return len(self.blobs())
+
+    def blobs(self) -> dict[str, int]:
+        """Blob digest → size (manifests are stored as blobs too)."""
+        root = self.storage / "docker/registry/v2/blobs"
+        return {p.parent.name: p.stat().st_size for p in root.rglob("data")}
 
     def catalog(self) -> list[str]:
         with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/v2/_catalog", timeout=5) as r:
