@@ -67,6 +67,13 @@ def rollback(session: nox.Session) -> None:
 
 
 @nox.session(python=PYTHON)
+def merge(session: nox.Session) -> None:
+    """Merge partial manifests from CI matrix jobs (-- DIR …) into dist/manifest.json."""
+    _install(session)
+    session.run("python", "-m", "dcforge", "merge-manifests", *session.posargs)
+
+
+@nox.session(python=PYTHON)
 def plan(session: nox.Session) -> None:
     """Print the resolved permutation matrix (--json for a CI matrix)."""
     _install(session)
@@ -99,8 +106,9 @@ def tests(session: nox.Session) -> None:
 
 @nox.session(python=PYTHON)
 def lint(session: nox.Session) -> None:
-    """ruff and mypy (strict) over src, tests, noxfile.py and tasks.py."""
+    """ruff, mypy (strict), and actionlint + zizmor over the workflows."""
     _install(session, "lint", "test")
     session.run("ruff", "check", "src", "tests", "noxfile.py", "tasks.py")
     session.run("ruff", "format", "--check", "src", "tests", "noxfile.py", "tasks.py")
     session.run("mypy", "src")
+    session.run("python", "-m", "dcforge", "lint-workflows", *session.posargs)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import datetime
 import json
 import os
 import sys
@@ -28,6 +29,9 @@ def _parser() -> argparse.ArgumentParser:
 
     plan = sub.add_parser("plan", help="print the resolved permutation matrix")
     plan.add_argument("--json", action="store_true", help="GitHub Actions matrix JSON")
+    plan.add_argument(
+        "--github-output", action="store_true", help="also write matrix=<json> to $GITHUB_OUTPUT"
+    )
     plan.add_argument("--permutation", action="append", default=[])
 
     build = sub.add_parser("build", help="build permutations and write dist/manifest.json")
@@ -42,9 +46,24 @@ def _parser() -> argparse.ArgumentParser:
 
     prune = sub.add_parser("prune", help="runner hygiene (--runner)")
     prune.add_argument("--runner", action="store_true", help="prune Docker state on this runner")
+    prune.add_argument("--registry", action="store_true", help="retention of old image versions")
+    prune.add_argument("--artifacts", action="store_true", help="old workflow artifacts")
+    prune.add_argument("--yes", action="store_true", help="really delete (default: plan only)")
+    prune.add_argument(
+        "--yes-on-default-branch",
+        action="store_true",
+        help="delete only when GITHUB_REF is the default branch (else plan only)",
+    )
+    prune.add_argument("--now", default="", help="the policy's clock (ISO time; default: now)")
 
     gate = sub.add_parser("gate", help="scan, SBOM and decide; writes dist/gate.json + reports")
     gate.add_argument("--self-test", action="store_true", help="prove a planted CVE blocks")
+
+    merge = sub.add_parser("merge-manifests", help="merge partial manifests into dist/")
+    merge.add_argument("parts", nargs="+", type=Path, help="directories with manifest.json")
+
+    lint = sub.add_parser("lint-workflows", help="actionlint + zizmor + dcforge's workflow rules")
+    lint.add_argument("directory", nargs="?", type=Path, default=None)
 
     sub.add_parser("publish", help="push by digest, sign, attest, release record, move tags")
     verify = sub.add_parser("verify", help="check a published release end to end")
@@ -95,8 +114,15 @@ def run(argv: Sequence[str], env: Mapping[str, str]) -> int:
         from dcforge.stages import build
 
         perms = build.load_permutations(conf, args.permutation)
+        matrix = json.dumps({"permutation": [p.name for p in perms]})
+        if args.github_output:
+            out = env.get("GITHUB_OUTPUT")
+            if not out:
+                raise DcforgeError("--github-output: GITHUB_OUTPUT is not set")
+            with open(out, "a", encoding="utf-8") as fh:
+                fh.write(f"matrix={matrix}\n")
         if args.json:
-            print(json.dumps({"permutation": [p.name for p in perms]}))
+            print(matrix)
         else:
             for p in perms:
                 print(
@@ -120,6 +146,27 @@ def run(argv: Sequence[str], env: Mapping[str, str]) -> int:
         from dcforge.stages import gate
 
         gate.run(conf, runner, env, gate.GateOptions(self_test=args.self_test))
+        return 0
+    if args.command == "merge-manifests":
+        from dcforge import merge as merging
+
+        merged = merging.merge(list(args.parts), conf.dist_dir)
+        log.info(
+            f"merged {len(args.parts)} part(s): {len(merged.permutations)} permutation(s)"
+            f" → {conf.dist_dir / 'manifest.json'}"
+        )
+        return 0
+    if args.command == "lint-workflows":
+        from dcforge import workflows
+
+        directory = args.directory or conf.root / ".github/workflows"
+        config = conf.root / ".github/zizmor.yml"
+        found = workflows.lint(runner, directory, config if config.is_file() else None)
+        for problem in found:
+            log.error(problem)
+        if found:
+            raise DcforgeError(f"{len(found)} workflow problem(s) in {directory}")
+        log.info(f"workflows clean: {directory} (actionlint, zizmor, dcforge rules)")
         return 0
     if args.command == "publish":
         from dcforge.stages import publish
@@ -147,9 +194,30 @@ def run(argv: Sequence[str], env: Mapping[str, str]) -> int:
     if args.command == "prune":
         from dcforge.stages import prune
 
-        if not args.runner:
-            raise DcforgeError("prune: say what to prune: --runner")
-        prune.runner_hygiene(runner)
+        if not (args.runner or args.registry or args.artifacts):
+            raise DcforgeError("prune: say what to prune: --runner, --registry and/or --artifacts")
+        if args.runner:
+            prune.runner_hygiene(runner)
+        now = None
+        if args.now:
+            try:
+                now = datetime.datetime.fromisoformat(args.now.replace("Z", "+00:00"))
+            except ValueError:
+                raise DcforgeError(f"--now {args.now!r} is not an ISO date/time") from None
+            now = now if now.tzinfo else now.replace(tzinfo=datetime.UTC)
+        yes = args.yes or (
+            args.yes_on_default_branch
+            and env.get("GITHUB_REF") == f"refs/heads/{conf.default_branch}"
+        )
+        if args.yes_on_default_branch and not yes:
+            log.info(f"not on {conf.default_branch}: planning only")
+        if args.registry or args.artifacts:
+            from dcforge.stages import retention
+
+            if args.registry:
+                retention.run(conf, runner, env, yes=yes, now=now)
+            if args.artifacts:
+                retention.artifacts(conf, env, yes=yes, now=now)
         return 0
     from dcforge import tools_cli
 

@@ -33,6 +33,9 @@ class Settings:
     blocking_severities: str = "CRITICAL,HIGH"
     max_db_age_hours: int = 168
     waivers: str = "waivers.yaml"
+    image_retention_days: int = 90
+    artifact_retention_days: int = 30
+    keep_releases: int = 5
     build_timeout: int = 3600
 
     @property
@@ -104,6 +107,9 @@ def load(root: Path, env: Mapping[str, str]) -> Settings:
         env_name = f"DCFORGE_{key.upper()}"
         if env_name in env:
             values[key] = _coerce(key, env[env_name], kind, f"environment {env_name}")
+    for key in ("registry", "base_registry", "cache_registry"):
+        if key in values:  # image references are lowercase (GHCR: ${{ github.repository }})
+            values[key] = str(values[key]).lower()
     settings = Settings(root=root, **values)
     if settings.cache_backend not in CACHE_BACKENDS:
         raise ConfigError(

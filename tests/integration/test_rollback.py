@@ -102,7 +102,11 @@ def test_rollback_to_a_moves_only_tags(
     # The same through invoke, as users and the rollback workflow call it.
     lkg = subprocess.run(
         [sys.executable, "-m", "invoke", "-r", str(ROOT), "rollback", "--last-known-good"],
-        cwd=r.root, env={**base_env(), **r.env}, capture_output=True, text=True, timeout=300,
+        cwd=r.root,
+        env={**base_env(), **r.env},
+        capture_output=True,
+        text=True,
+        timeout=300,
         check=False,
     )
     assert lkg.returncode == 0, lkg.stderr

@@ -166,6 +166,7 @@ def _audit(
 
 def rollback(settings: Settings, runner: Runner, env: Mapping[str, str], target: str) -> list[Move]:
     """Move every floating tag back to the release ``target`` names."""
+    publish.login_if_configured(settings, runner, env)
     reference = resolve_target(settings, runner, target)
     with log.group(f"check {reference}"):
         record_digest, rel = check_release(settings, runner, env, reference)
@@ -189,6 +190,7 @@ def rollback(settings: Settings, runner: Runner, env: Mapping[str, str], target:
 
 def pin(settings: Settings, runner: Runner, env: Mapping[str, str], target: str) -> str:
     """Point ``last-known-good`` at a verified release."""
+    publish.login_if_configured(settings, runner, env)
     reference = resolve_target(settings, runner, target)
     record_digest, rel = check_release(settings, runner, env, reference)
     if runner.dry_run:

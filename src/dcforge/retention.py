@@ -1,0 +1,159 @@
+"""Retention planning (pure): registry versions + releases + policy in, a deletion plan out.
+
+Never planned for deletion: anything a floating tag or ``last-known-good`` references;
+any release record younger than the window or among the newest N, and every image such a
+release names; anything younger than the window. A signature/attestation/SBOM goes with
+its image (never before it, never left behind); the children of an index go with the
+index, and stay while any kept index references them.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+
+COSIGN_TAG = re.compile(r"^sha256-([0-9a-f]{64})\.(sig|att|sbom)$")
+IMMUTABLE_TAG = re.compile(r"-[0-9a-f]{40}$")
+RELEASE_TAG = re.compile(r"^[0-9a-f]{40}$")
+AUDIT_TAG = re.compile(r"^rollback-")
+
+Key = tuple[str, str]  # (repository, digest)
+
+
+@dataclass(frozen=True)
+class Version:
+    repository: str
+    digest: str
+    tags: tuple[str, ...] = ()
+    created: dt.datetime | None = None  # None: unknown age, treated as young
+    children: tuple[str, ...] = ()  # index → manifest digests in the same repository
+
+    @property
+    def key(self) -> Key:
+        return (self.repository, self.digest)
+
+    @property
+    def subject(self) -> str | None:
+        """For a cosign signature/attestation/SBOM version: the digest it belongs to."""
+        for tag in self.tags:
+            m = COSIGN_TAG.match(tag)
+            if m:
+                return f"sha256:{m.group(1)}"
+        return None
+
+    def floating_tags(self) -> list[str]:
+        """Tags that can move: not immutable (name-<sha>), not cosign's, not a release SHA."""
+        return [
+            t
+            for t in self.tags
+            if not (
+                COSIGN_TAG.match(t)
+                or IMMUTABLE_TAG.search(t)
+                or RELEASE_TAG.match(t)
+                or AUDIT_TAG.match(t)
+            )
+        ]
+
+
+@dataclass(frozen=True)
+class ReleaseRef:
+    record: Key
+    git_sha: str
+    created: dt.datetime
+    images: tuple[Key, ...]
+
+
+@dataclass(frozen=True)
+class Policy:
+    now: dt.datetime
+    max_age: dt.timedelta = dt.timedelta(days=90)
+    keep_releases: int = 5
+
+
+@dataclass
+class Plan:
+    delete: list[Version] = field(default_factory=list)  # in a safe order
+    keep: dict[Key, str] = field(default_factory=dict)  # key → why
+
+    def deleted_keys(self) -> set[Key]:
+        return {v.key for v in self.delete}
+
+
+def kept_releases(
+    releases: Sequence[ReleaseRef], pinned: Key | None, policy: Policy
+) -> dict[Key, str]:
+    kept: dict[Key, str] = {}
+    newest = sorted(releases, key=lambda r: r.created, reverse=True)
+    for i, rel in enumerate(newest):
+        if pinned is not None and rel.record == pinned:
+            kept[rel.record] = f"release {rel.git_sha[:12]} is last-known-good"
+        elif i < policy.keep_releases:
+            kept[rel.record] = (
+                f"release {rel.git_sha[:12]} is among the newest {policy.keep_releases}"
+            )
+        elif policy.now - rel.created < policy.max_age:
+            kept[rel.record] = (
+                f"release {rel.git_sha[:12]} is younger than {policy.max_age.days} days"
+            )
+    return kept
+
+
+def plan(
+    versions: Iterable[Version],
+    releases: Sequence[ReleaseRef],
+    pinned: Key | None,
+    policy: Policy,
+) -> Plan:
+    by_key = {v.key: v for v in versions}
+    keep: dict[Key, str] = {}
+
+    def protect(key: Key, why: str) -> None:
+        if key not in keep:
+            keep[key] = why
+
+    for key, why in kept_releases(releases, pinned, policy).items():
+        protect(key, why)
+    for rel in releases:
+        if rel.record in keep:
+            for image in rel.images:
+                protect(image, f"named by {keep[rel.record]}")
+    children = {(v.repository, c) for v in by_key.values() for c in v.children}
+    for v in by_key.values():
+        if v.subject is not None:
+            continue  # signatures follow their subject, decided below
+        floating = v.floating_tags()
+        if floating:
+            protect(v.key, f"tagged {', '.join(floating)}")
+        elif v.key in children and v.created is None:
+            continue  # an index's children follow the index, decided below
+        elif v.created is None:
+            protect(v.key, "age unknown")
+        elif policy.now - v.created < policy.max_age:
+            protect(v.key, f"younger than {policy.max_age.days} days")
+    # Closure: children of kept indexes, then signatures of anything kept.
+    changed = True
+    while changed:
+        changed = False
+        for key in list(keep):
+            parent = by_key.get(key)
+            for child in parent.children if parent else ():
+                if (key[0], child) not in keep:
+                    protect((key[0], child), f"child of kept index {key[1][:19]}")
+                    changed = True
+    for v in by_key.values():
+        subject = v.subject
+        if subject is not None and (v.repository, subject) in keep:
+            protect(v.key, f"signature/attestation of kept {subject[:19]}")
+    # Deletion order: parents first, then children, then signatures (never before their image).
+    doomed = [v for v in by_key.values() if v.key not in keep]
+
+    def rank(v: Version) -> int:
+        if v.subject is not None:
+            return 2
+        is_child = any(v.digest in p.children for p in doomed if p.repository == v.repository)
+        return 1 if is_child else 0
+
+    doomed.sort(key=lambda v: (rank(v), v.repository, v.digest))
+    return Plan(delete=doomed, keep=keep)

@@ -1,0 +1,316 @@
+"""Registry retention and workflow-artifact cleanup, behind one backend interface.
+
+Backends: the generic OCI distribution API (tags, manifests, DELETE by digest, through
+oras) and GHCR through the GitHub Packages REST API. Both list versions, read manifests
+over the registry protocol to learn index children and ages, and delete one version at a
+time in the planner's order. Nothing is deleted without ``--yes``; a failure half-way
+stops and reports exactly what was and was not deleted.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import tempfile
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+from dcforge import log, release
+from dcforge import retention as rp
+from dcforge.errors import DcforgeError, RegistryError, ToolError
+from dcforge.runner import Runner
+from dcforge.settings import Settings
+from dcforge.tools import github, registry
+
+INDEX_TYPES = (
+    "application/vnd.oci.image.index.v1+json",
+    "application/vnd.docker.distribution.manifest.list.v2+json",
+)
+
+
+class RetentionIncomplete(DcforgeError):
+    exit_code = 11
+    kind = "retention incomplete"
+
+
+def _parse_time(raw: str) -> dt.datetime | None:
+    try:
+        value = dt.datetime.fromisoformat(raw.replace("Z", "+00:00")[:25].rstrip("."))
+    except ValueError:
+        try:
+            value = dt.datetime.fromisoformat(raw[:19])
+        except ValueError:
+            return None
+    return value if value.tzinfo else value.replace(tzinfo=dt.UTC)
+
+
+class Backend(Protocol):
+    name: str
+
+    def repositories(self) -> list[str]: ...
+    def list_versions(
+        self, repository: str
+    ) -> list[tuple[str, tuple[str, ...], dt.datetime | None]]: ...
+    def delete(self, version: rp.Version) -> None: ...
+
+
+class OciBackend:
+    """The generic distribution API (tested against the real local registry)."""
+
+    name = "oci"
+
+    def __init__(self, settings: Settings, runner: Runner) -> None:
+        self.settings, self.runner = settings, runner
+        self.plain = settings.is_plain_http(settings.registry)
+
+    def _flags(self) -> list[str]:
+        return ["--plain-http"] if self.plain else []
+
+    def repositories(self) -> list[str]:
+        out = self.runner.run(
+            ["oras", "repo", "ls", *self._flags(), self.settings.registry],
+            timeout=120,
+            mutates=False,
+        ).stdout
+        return [
+            f"{self.settings.registry}/{line.strip()}" for line in out.splitlines() if line.strip()
+        ]
+
+    def list_versions(
+        self, repository: str
+    ) -> list[tuple[str, tuple[str, ...], dt.datetime | None]]:
+        by_digest: dict[str, list[str]] = {}
+        for tag in registry.tags(self.runner, repository, plain_http=self.plain):
+            digest = registry.digest_or_none(
+                self.runner, f"{repository}:{tag}", plain_http=self.plain
+            )
+            if digest:
+                by_digest.setdefault(digest, []).append(tag)
+        return [(d, tuple(sorted(tags)), None) for d, tags in by_digest.items()]
+
+    def delete(self, version: rp.Version) -> None:
+        self.runner.run(
+            [
+                "oras",
+                "manifest",
+                "delete",
+                "--force",
+                *self._flags(),
+                f"{version.repository}@{version.digest}",
+            ],
+            timeout=120,
+        )
+
+
+class GhcrBackend:
+    """GHCR through the GitHub Packages REST API (versions, created_at, delete)."""
+
+    name = "ghcr"
+
+    def __init__(self, settings: Settings, client: github.GitHub, repositories: list[str]) -> None:
+        host, _, path = settings.registry.partition("/")
+        self.owner, _, self.prefix = path.partition("/")
+        self.registry_root = f"{host}/{self.owner}"
+        self.client = client
+        self.kind = client.owner_kind(self.owner)
+        self._repositories = repositories
+        self._ids: dict[rp.Key, int] = {}
+
+    def package(self, repository: str) -> str:
+        return repository.removeprefix(self.registry_root + "/")
+
+    def repositories(self) -> list[str]:
+        return self._repositories
+
+    def list_versions(
+        self, repository: str
+    ) -> list[tuple[str, tuple[str, ...], dt.datetime | None]]:
+        out = []
+        for v in self.client.package_versions(self.kind, self.owner, self.package(repository)):
+            self._ids[(repository, v.digest)] = v.id
+            out.append((v.digest, v.tags, _parse_time(v.created_at)))
+        return out
+
+    def delete(self, version: rp.Version) -> None:
+        version_id = self._ids.get(version.key)
+        if version_id is None:
+            raise RegistryError(
+                f"no GHCR package version id for {version.repository}@{version.digest}"
+            )
+        self.client.delete_package_version(
+            self.kind, self.owner, self.package(version.repository), version_id
+        )
+
+
+@dataclass
+class Inventory:
+    versions: list[rp.Version] = field(default_factory=list)
+    releases: list[rp.ReleaseRef] = field(default_factory=list)
+    pinned: rp.Key | None = None
+    sizes: dict[rp.Key, int] = field(default_factory=dict)
+
+
+def _fetch_json(runner: Runner, ref: str, plain: bool, blob: bool = False) -> dict[str, Any]:
+    argv = ["oras", "blob" if blob else "manifest", "fetch", *(["--plain-http"] if plain else [])]
+    argv += ["--output", "-", ref] if blob else [ref]
+    out = runner.run(argv, timeout=120, mutates=False).stdout
+    data = json.loads(out)
+    return data if isinstance(data, dict) else {}
+
+
+def inventory(settings: Settings, runner: Runner, backend: Backend) -> Inventory:
+    inv = Inventory()
+    plain = settings.is_plain_http(settings.registry)
+    releases_repo = release.repository(settings.registry)
+    for repo in backend.repositories():
+        for digest, tags, listed_at in backend.list_versions(repo):
+            created = listed_at
+            children: tuple[str, ...] = ()
+            size = 0
+            if not any(rp.COSIGN_TAG.match(t) for t in tags):
+                doc = _fetch_json(runner, f"{repo}@{digest}", plain)
+                if doc.get("mediaType") in INDEX_TYPES or "manifests" in doc:
+                    children = tuple(str(m["digest"]) for m in doc.get("manifests") or [])
+                created = created or _parse_time(
+                    str((doc.get("annotations") or {}).get("org.opencontainers.image.created", ""))
+                )
+                config = doc.get("config") or {}
+                size = sum(int(layer.get("size", 0)) for layer in doc.get("layers") or [])
+                if (
+                    created is None
+                    and str(config.get("mediaType", "")).endswith("config.v1+json")
+                    and int(config.get("size", 0)) > 2
+                ):
+                    cfg = _fetch_json(runner, f"{repo}@{config['digest']}", plain, blob=True)
+                    created = _parse_time(str(cfg.get("created", "")))
+            version = rp.Version(repo, digest, tags, created, children)
+            inv.versions.append(version)
+            inv.sizes[version.key] = size
+            if repo == releases_repo and release.LAST_KNOWN_GOOD in tags:
+                inv.pinned = version.key
+            if repo == releases_repo and any(rp.RELEASE_TAG.match(t) for t in tags):
+                inv.releases.append(_release_ref(settings, runner, repo, digest, created))
+    return inv
+
+
+def _release_ref(
+    settings: Settings, runner: Runner, repo: str, digest: str, created: dt.datetime | None
+) -> rp.ReleaseRef:
+    plain = settings.is_plain_http(repo)
+    with tempfile.TemporaryDirectory(prefix="dcforge-retention-") as tmp:
+        files = registry.fetch_artifact(runner, f"{repo}@{digest}", Path(tmp), plain_http=plain)
+        rel = release.parse(json.loads((files / release.FILE_NAME).read_text()), f"{repo}@{digest}")
+    when = created or _parse_time(rel.manifest.created_at) or dt.datetime.now(dt.UTC)
+    return rp.ReleaseRef(
+        (repo, digest), rel.git_sha, when, tuple((i.repository, i.digest) for i in rel.images)
+    )
+
+
+def run(
+    settings: Settings,
+    runner: Runner,
+    env: Mapping[str, str],
+    *,
+    yes: bool,
+    now: dt.datetime | None = None,
+) -> dict[str, Any]:
+    """Plan (and with ``yes``, carry out) registry retention."""
+    policy = rp.Policy(
+        now=now or dt.datetime.now(dt.UTC),
+        max_age=dt.timedelta(days=settings.image_retention_days),
+        keep_releases=settings.keep_releases,
+    )
+    from dcforge.stages.publish import login_if_configured
+
+    login_if_configured(settings, runner, env)
+    backend = make_backend(settings, runner, env)
+    with log.group(f"inventory of {settings.registry} ({backend.name})"):
+        inv = inventory(settings, runner, backend)
+        log.info(
+            f"{len(inv.versions)} version(s), {len(inv.releases)} release(s), "
+            f"pinned: {inv.pinned[1][:19] if inv.pinned else 'none'}"
+        )
+    plan = rp.plan(inv.versions, inv.releases, inv.pinned, policy)
+    freed = sum(inv.sizes.get(v.key, 0) for v in plan.delete)
+    with log.group(f"plan: delete {len(plan.delete)}, keep {len(plan.keep)}"):
+        for v in plan.delete:
+            log.info(f"delete {v.repository}@{v.digest[:19]} {','.join(v.tags) or '(untagged)'}")
+        for key, why in sorted(plan.keep.items()):
+            log.info(f"keep   {key[0]}@{key[1][:19]}: {why}")
+    report: dict[str, Any] = {
+        "planned": [f"{v.repository}@{v.digest}" for v in plan.delete],
+        "deleted": [],
+        "not_deleted": [],
+        "freed_bytes": 0,
+    }
+    if not yes:
+        log.info(
+            f"dry run: {len(plan.delete)} version(s) (~{freed / 1e6:.1f} MB of layers) would "
+            "be deleted; pass --yes to delete"
+        )
+        return report
+    for i, v in enumerate(plan.delete):
+        try:
+            backend.delete(v)
+        except (ToolError, RegistryError) as err:
+            report["not_deleted"] = [f"{x.repository}@{x.digest}" for x in plan.delete[i:]]
+            raise RetentionIncomplete(
+                f"stopped after deleting {i} of {len(plan.delete)} version(s): "
+                f"{v.repository}@{v.digest[:19]} failed ({err}); not deleted: "
+                f"{', '.join(x.digest[:19] for x in plan.delete[i:])}; nothing kept was touched — "
+                "re-run to finish"
+            ) from None
+        report["deleted"].append(f"{v.repository}@{v.digest}")
+        report["freed_bytes"] += inv.sizes.get(v.key, 0)
+    log.info(
+        f"deleted {len(plan.delete)} version(s), ~{report['freed_bytes'] / 1e6:.1f} MB of layer "
+        "data unreferenced (reclaimed by the registry's garbage collection)"
+    )
+    return report
+
+
+def make_backend(settings: Settings, runner: Runner, env: Mapping[str, str]) -> Backend:
+    host = settings.registry.split("/", 1)[0]
+    if host == "ghcr.io" or env.get("DCFORGE_RETENTION_BACKEND") == "ghcr":
+        client = github.GitHub(
+            env.get("GITHUB_TOKEN", ""), env.get("GITHUB_API_URL", "https://api.github.com")
+        )
+        # Repositories come from the registry's own catalog of this namespace.
+        repos = OciBackend(settings, runner).repositories()
+        return GhcrBackend(settings, client, repos)
+    return OciBackend(settings, runner)
+
+
+def artifacts(
+    settings: Settings, env: Mapping[str, str], *, yes: bool, now: dt.datetime | None = None
+) -> dict[str, Any]:
+    """Delete workflow artifacts older than the artifact window (GitHub REST API)."""
+    repo = env.get("GITHUB_REPOSITORY", "")
+    if not repo:
+        raise DcforgeError("GITHUB_REPOSITORY (owner/repo) is not set")
+    client = github.GitHub(
+        env.get("GITHUB_TOKEN", ""), env.get("GITHUB_API_URL", "https://api.github.com")
+    )
+    cutoff = (now or dt.datetime.now(dt.UTC)) - dt.timedelta(days=settings.artifact_retention_days)
+    old = [a for a in client.artifacts(repo) if (_parse_time(a.created_at) or cutoff) < cutoff]
+    log.info(f"{len(old)} artifact(s) older than {settings.artifact_retention_days} days in {repo}")
+    deleted: list[int] = []
+    if yes:
+        for a in old:
+            try:
+                client.delete_artifact(repo, a.id)
+            except RegistryError as err:
+                raise RetentionIncomplete(
+                    f"deleted {len(deleted)} of {len(old)} artifact(s); artifact {a.id} ({a.name}) "
+                    f"failed: {err}; re-run to finish"
+                ) from None
+            deleted.append(a.id)
+        log.info(
+            f"deleted {len(deleted)} artifact(s), {sum(a.size_in_bytes for a in old) / 1e6:.1f} MB"
+        )
+    else:
+        for a in old:
+            log.info(f"would delete artifact {a.id} {a.name} ({a.created_at})")
+    return {"planned": [a.id for a in old], "deleted": deleted}

@@ -1,0 +1,187 @@
+"""GitHub REST API client: container package versions (GHCR) and workflow artifacts.
+
+Documented endpoints only:
+- GET/DELETE /{orgs|users}/{owner}/packages/container/{package}/versions[/{id}]
+- GET /users/{owner} (is the owner an organisation?)
+- GET /repos/{owner}/{repo}/actions/artifacts, DELETE …/artifacts/{id}
+Pagination by ``page``/``per_page``; 403 rate limits (``x-ratelimit-remaining: 0``) and 429
+are retried with backoff (``Retry-After`` / ``x-ratelimit-reset`` honoured, capped).
+"""
+
+from __future__ import annotations
+
+import time
+import urllib.parse
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import requests
+import tenacity
+
+from dcforge.errors import RegistryError
+
+PER_PAGE = 100
+MAX_WAIT = 60.0
+
+
+class RateLimited(Exception):
+    def __init__(self, wait: float) -> None:
+        super().__init__(f"rate limited, retry in {wait:.0f} s")
+        self.wait = wait
+
+
+class Transient(Exception):
+    """A 5xx or connection error worth one more try."""
+
+
+def _wait(retry_state: tenacity.RetryCallState) -> float:
+    exc = retry_state.outcome.exception() if retry_state.outcome else None
+    if isinstance(exc, RateLimited):
+        return min(exc.wait, MAX_WAIT)
+    return float(min(2**retry_state.attempt_number * 0.25, 8.0))
+
+
+@dataclass(frozen=True)
+class PackageVersion:
+    id: int
+    digest: str
+    created_at: str
+    tags: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Artifact:
+    id: int
+    name: str
+    created_at: str
+    size_in_bytes: int
+    expired: bool
+
+
+class GitHub:
+    def __init__(
+        self,
+        token: str,
+        api_url: str = "https://api.github.com",
+        session: requests.Session | None = None,
+        attempts: int = 5,
+    ) -> None:
+        if not token:
+            raise RegistryError("GITHUB_TOKEN is not set: the GitHub API needs a token")
+        self.api = api_url.rstrip("/")
+        self.session = session or requests.Session()
+        self.session.headers.update(
+            {
+                "Authorization": f"Bearer {token}",
+                "Accept": "application/vnd.github+json",
+                "X-GitHub-Api-Version": "2022-11-28",
+                "User-Agent": "dcforge",
+            }
+        )
+        self.attempts = attempts
+        self.retries = 0
+
+    def _request(self, method: str, path: str, **params: Any) -> requests.Response:
+        @tenacity.retry(
+            retry=tenacity.retry_if_exception_type((RateLimited, Transient)),
+            wait=_wait,
+            stop=tenacity.stop_after_attempt(self.attempts),
+            reraise=True,
+        )
+        def once() -> requests.Response:
+            try:
+                resp = self.session.request(
+                    method, f"{self.api}{path}", params=params or None, timeout=30
+                )
+            except requests.RequestException as err:
+                self.retries += 1
+                raise Transient(str(err)) from err
+            if resp.status_code == 429 or (
+                resp.status_code == 403 and resp.headers.get("x-ratelimit-remaining") == "0"
+            ):
+                self.retries += 1
+                if "retry-after" in resp.headers:
+                    wait = float(resp.headers["retry-after"])
+                else:
+                    reset = float(resp.headers.get("x-ratelimit-reset", time.time() + 1))
+                    wait = max(0.0, reset - time.time())
+                raise RateLimited(wait)
+            if resp.status_code >= 500:
+                self.retries += 1
+                raise Transient(f"{resp.status_code} from {path}")
+            return resp
+
+        try:
+            resp = once()
+        except (RateLimited, Transient) as err:
+            raise RegistryError(
+                f"GitHub API {method} {path}: gave up after retries ({err})"
+            ) from None
+        if resp.status_code >= 400:
+            message = ""
+            try:
+                message = str(resp.json().get("message", ""))
+            except ValueError:
+                message = resp.text[:200]
+            raise RegistryError(f"GitHub API {method} {path}: {resp.status_code} {message}")
+        return resp
+
+    def _pages(self, path: str, key: str | None = None) -> Iterator[dict[str, Any]]:
+        page = 1
+        while True:
+            data = self._request("GET", path, per_page=PER_PAGE, page=page).json()
+            items = data.get(key, []) if key else data
+            if not isinstance(items, list):
+                raise RegistryError(f"GitHub API GET {path}: unexpected payload")
+            yield from items
+            if len(items) < PER_PAGE:
+                return
+            page += 1
+
+    # --- packages -------------------------------------------------------------------------
+
+    def owner_kind(self, owner: str) -> str:
+        """``orgs`` or ``users``, the path prefix the packages API wants."""
+        data = self._request("GET", f"/users/{urllib.parse.quote(owner)}").json()
+        return "orgs" if data.get("type") == "Organization" else "users"
+
+    def _package_path(self, kind: str, owner: str, package: str) -> str:
+        return (
+            f"/{kind}/{urllib.parse.quote(owner)}/packages/container/"
+            f"{urllib.parse.quote(package, safe='')}/versions"
+        )
+
+    def package_versions(self, kind: str, owner: str, package: str) -> list[PackageVersion]:
+        out = []
+        for item in self._pages(self._package_path(kind, owner, package)):
+            meta = (item.get("metadata") or {}).get("container") or {}
+            out.append(
+                PackageVersion(
+                    int(item["id"]),
+                    str(item["name"]),
+                    str(item["created_at"]),
+                    tuple(meta.get("tags") or ()),
+                )
+            )
+        return out
+
+    def delete_package_version(self, kind: str, owner: str, package: str, version_id: int) -> None:
+        self._request("DELETE", f"{self._package_path(kind, owner, package)}/{version_id}")
+
+    # --- workflow artifacts ---------------------------------------------------------------
+
+    def artifacts(self, repo: str) -> list[Artifact]:
+        return [
+            Artifact(
+                int(a["id"]),
+                str(a["name"]),
+                str(a["created_at"]),
+                int(a.get("size_in_bytes", 0)),
+                bool(a.get("expired", False)),
+            )
+            for a in self._pages(f"/repos/{repo}/actions/artifacts", key="artifacts")
+        ]
+
+    def delete_artifact(self, repo: str, artifact_id: int) -> None:
+        self._request("DELETE", f"/repos/{repo}/actions/artifacts/{artifact_id}")

@@ -1,0 +1,51 @@
+"""`nox -s lint`'s workflow part with the real actionlint and zizmor binaries."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from tests.integration.conftest import ROOT, run_dcforge
+
+pytestmark = pytest.mark.integration
+
+
+def copy(tmp_path: Path) -> Path:
+    shutil.copytree(ROOT / ".github", tmp_path / ".github")
+    (tmp_path / "pyproject.toml").write_text("[project]\nname = 'x'\nversion = '0'\n")
+    return tmp_path / ".github/workflows"
+
+
+def test_shipped_workflows_are_clean(tmp_path: Path) -> None:
+    result = run_dcforge("lint-workflows", cwd=ROOT)
+    assert result.returncode == 0, result.stderr
+
+
+def test_an_unpinned_action_fails(tmp_path: Path) -> None:
+    wf = copy(tmp_path) / "rollback.yml"
+    wf.write_text(
+        wf.read_text().replace(
+            "actions/checkout@11bd71901bbe5b1630ceea73d27597364c9af683 # v4.2.2",
+            "actions/checkout@v4",
+        )
+    )
+    result = run_dcforge("lint-workflows", cwd=tmp_path)
+    assert result.returncode == 1
+    assert "zizmor" in result.stderr and "unpinned" in result.stderr
+    assert "actions/checkout@v4 is not pinned" in result.stderr
+
+
+def test_an_injected_expression_fails(tmp_path: Path) -> None:
+    wf = copy(tmp_path) / "build-publish.yml"
+    wf.write_text(
+        wf.read_text().replace(
+            'run: pipx run "nox==${NOX_VERSION}" -s gate',
+            'run: pipx run "nox==${NOX_VERSION}" -s gate -- "${{ github.event.pull_request.title }}"',
+        )
+    )
+    result = run_dcforge("lint-workflows", cwd=tmp_path)
+    assert result.returncode == 1
+    assert "template-injection" in result.stderr
+    assert "expression expanded inside run" in result.stderr
