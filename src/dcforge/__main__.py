@@ -43,6 +43,12 @@ def _parser() -> argparse.ArgumentParser:
     prune_flags.add_argument("--prune", dest="prune", action="store_true", default=None)
     prune_flags.add_argument("--no-prune", dest="prune", action="store_false")
     build.add_argument("--no-smoke", action="store_true", help="skip smoke commands")
+    build.add_argument(
+        "--since",
+        default="",
+        metavar="REF",
+        help="reuse unchanged permutations of a release (last-known-good or git SHA)",
+    )
 
     prune = sub.add_parser("prune", help="runner hygiene (--runner)")
     prune.add_argument("--runner", action="store_true", help="prune Docker state on this runner")
@@ -138,7 +144,11 @@ def run(argv: Sequence[str], env: Mapping[str, str]) -> int:
             runner,
             env,
             build.BuildOptions(
-                names=args.permutation, jobs=args.jobs, prune=args.prune, smoke=not args.no_smoke
+                names=args.permutation,
+                jobs=args.jobs,
+                prune=args.prune,
+                smoke=not args.no_smoke,
+                since=args.since,
             ),
         )
         return 0

@@ -46,6 +46,11 @@ class Entry:
     smoke: list[str] = field(default_factory=list)
     built_at: str = ""
     build_started_at: str = ""
+    reused_from: dict[str, str] | None = None  # {git_sha, record_digest}: not rebuilt
+
+    @property
+    def reused(self) -> bool:
+        return self.reused_from is not None
 
 
 @dataclass(frozen=True)
@@ -103,7 +108,7 @@ def parse(data: Any, source: str) -> Manifest:
     for raw in data["permutations"]:
         if raw["name"] in names:
             raise ManifestError(f"{source}: permutation '{raw['name']}' appears twice")
-        if raw["tarball"] in tarballs:
+        if raw["tarball"] and raw["tarball"] in tarballs:
             raise ManifestError(f"{source}: tarball '{raw['tarball']}' is named twice")
         for tag in raw["tags"]:
             if tag in tags:
@@ -151,6 +156,8 @@ def write(path: Path, manifest: Manifest) -> None:
 def verify_tarballs(manifest: Manifest, dist: Path) -> None:
     """Every tarball exists and has the recorded sha256."""
     for entry in manifest.permutations:
+        if entry.reused:
+            continue  # reused from a published release: the registry holds it by digest
         path = dist / entry.tarball
         if not path.is_file():
             raise ManifestError(f"{entry.name}: tarball {path} is missing — rebuild it")

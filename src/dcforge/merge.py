@@ -47,6 +47,8 @@ def merge(parts: list[Path], dist: Path) -> mf.Manifest:
     dist.mkdir(parents=True, exist_ok=True)
     for part, m in loaded:
         for e in m.permutations:
+            if e.reused:
+                continue
             if (part / e.tarball).resolve() != (dist / e.tarball).resolve():
                 shutil.copyfile(part / e.tarball, dist / e.tarball)
     mf.write(dist / "manifest.json", merged)

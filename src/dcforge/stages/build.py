@@ -26,6 +26,7 @@ class BuildOptions:
     jobs: int = 0
     prune: bool | None = None  # None: prune when CI is set
     smoke: bool = True
+    since: str = ""  # reuse what this release (git SHA / last-known-good) already published
 
 
 @dataclass(frozen=True)
@@ -141,6 +142,64 @@ def _targets(
     return targets
 
 
+def _reusable(
+    settings: Settings,
+    runner: Runner,
+    env: Mapping[str, str],
+    since: str,
+    planned: Sequence[Planned],
+    git_sha: str,
+) -> dict[str, mf.Entry]:
+    """Entries whose input_hash equals the reference release's: not rebuilt, reused by digest."""
+    from dcforge import release, signing
+    from dcforge.stages import rollback, verify
+
+    try:
+        reference = rollback.resolve_target(settings, runner, since)
+        record_digest, rel = verify.fetch_release(
+            settings, runner, signing.signer(settings, env), reference
+        )
+    except (rollback.RollbackRefused, verify.VerifyFailed) as err:
+        if since == release.LAST_KNOWN_GOOD:
+            log.warn(f"--since {since}: no usable release yet ({err}); building everything")
+            return {}
+        raise ConfigError(f"--since {since}: {err}") from None
+    previous = {e.name: e for e in rel.manifest.permutations}
+    out: dict[str, mf.Entry] = {}
+    for item in planned:
+        p = item.perm
+        old = previous.get(p.name)
+        if old is None or old.input_hash != item.input_hash or old.repository != p.repository:
+            continue
+        plain = settings.is_plain_http(p.repository)
+        ref = f"{p.repository}@{old.image_digest}"
+        if registry.digest_or_none(runner, ref, plain_http=plain) != old.image_digest:
+            log.step(p.name, f"not reusable: {ref} is gone from the registry")
+            continue
+        immutable = p.immutable_tag(git_sha)
+        out[p.name] = mf.Entry(
+            name=p.name,
+            tarball="",
+            tarball_sha256="",
+            image_digest=old.image_digest,
+            tags=[f"{p.repository}:{immutable}", *p.floating_refs()],
+            base_image=mf.BaseImage(ref=p.base_ref, digest=item.base_digest),
+            input_hash=item.input_hash,
+            platforms=list(p.platforms),
+            repository=p.repository,
+            immutable_tag=immutable,
+            floating_tags=list(p.floating_tags),
+            family=p.family,
+            build_args=dict(p.build_args),
+            smoke=list(p.smoke),
+            built_at=old.built_at,
+            build_started_at=old.build_started_at,
+            reused_from={"git_sha": rel.git_sha, "record_digest": record_digest},
+        )
+        log.step(p.name, f"unchanged since {rel.git_sha[:12]}: reusing {old.image_digest[:19]}")
+    return out
+
+
 def _groups(targets: Sequence[buildx.Target], jobs: int) -> list[list[buildx.Target]]:
     n = max(1, min(jobs, len(targets)))
     return [list(targets[i::n]) for i in range(n)]
@@ -166,15 +225,27 @@ def run(
                 f"base {item.perm.base_ref} → {item.base_digest[:19]}  "
                 f"input {item.input_hash[:19]}",
             )
+    reused = (
+        _reusable(settings, runner, env, options.since, planned, git.sha) if options.since else {}
+    )
+    to_build = [item for item in planned if item.perm.name not in reused]
+    if options.since:
+        log.info(f"--since {options.since}: {len(reused)} reused, {len(to_build)} to build")
     dist = settings.dist_dir
     incoming = dist / f".incoming-{datetime.now(UTC):%Y%m%dT%H%M%S%f}"
     incoming.mkdir(parents=True)
     try:
-        entries = _build_all(settings, runner, env, planned, incoming, git.sha, options)
+        built = (
+            _build_all(settings, runner, env, to_build, incoming, git.sha, options)
+            if to_build
+            else []
+        )
+        by_name = {e.name: e for e in [*built, *reused.values()]}
+        entries = [by_name[item.perm.name] for item in planned if item.perm.name in by_name]
         if runner.dry_run:
             log.info("dry run: no manifest written")
             return mf.Manifest(mf.SCHEMA_VERSION, git.sha, "", settings.registry, [], git.dirty)
-        for entry in entries:
+        for entry in built:
             (incoming / entry.tarball).replace(dist / entry.tarball)
         manifest = mf.Manifest(
             schema_version=mf.SCHEMA_VERSION,

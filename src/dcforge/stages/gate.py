@@ -150,6 +150,8 @@ def _scan_one(
     today: dt.date,
 ) -> policy.Verdict:
     name = entry.name
+    if entry.reused:
+        return _scan_remote(settings, runner, entry, db, reports_dir, pol, waivers, today)
     tar = settings.dist_dir / entry.tarball
     problems: list[str] = []
     if not tar.is_file():
@@ -191,6 +193,55 @@ def _scan_one(
         log.step(name, f"SBOM: {sbom_count} packages")
     except DcforgeError as err:
         problems.append(f"SBOM generation failed: {err}")
+    verdict = policy.decide(
+        name,
+        report=report,
+        sbom_packages=sbom_count,
+        policy=pol,
+        waivers=waivers,
+        today=today,
+        problems=problems,
+    )
+    log.step(name, "pass" if verdict.passed else f"BLOCKED: {'; '.join(verdict.reasons)}")
+    return verdict
+
+
+def _scan_remote(
+    settings: Settings,
+    runner: Runner,
+    entry: mf.Entry,
+    db: Db,
+    reports_dir: Path,
+    pol: policy.Policy,
+    waivers: Sequence[policy.Waiver],
+    today: dt.date,
+) -> policy.Verdict:
+    """A reused image is re-scanned from the registry by digest with today's DB."""
+    name = entry.name
+    ref = f"{entry.repository}@{entry.image_digest}"
+    plain = settings.is_plain_http(ref)
+    problems = [db.problem] if db.problem else []
+    report = None
+    sbom_count = None
+    if not problems:
+        try:
+            report = trivy.scan_remote(
+                runner, ref, reports_dir / f"{name}.trivy.json", db.options, plain_http=plain
+            )
+            log.step(name, f"re-scanned from the registry ({ref[-19:]})")
+        except DcforgeError as err:
+            problems.append(f"the vulnerability scan failed: {err}")
+        try:
+            doc = syft.sbom_remote(
+                runner,
+                ref,
+                reports_dir / f"{name}.spdx.json",
+                reports_dir / f"{name}.cdx.json",
+                plain_http=plain,
+            )
+            sbom_count = len(syft.package_names(doc))
+        except DcforgeError as err:
+            problems.append(f"SBOM generation failed: {err}")
     verdict = policy.decide(
         name,
         report=report,

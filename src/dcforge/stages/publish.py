@@ -91,6 +91,11 @@ def _publish_one(
     # 1. push, byte for byte, and check the registry serves exactly the built digest
     if registry.digest_or_none(runner, immutable, plain_http=plain) == entry.image_digest:
         out.steps["push"] = "already"
+    elif entry.reused:
+        if registry.digest_or_none(runner, ref, plain_http=plain) != entry.image_digest:
+            raise PublishRefused(f"{entry.name}: reused image {ref} is gone — rebuild it")
+        registry.tag(runner, ref, [entry.immutable_tag], plain_http=plain)
+        out.steps["push"] = "reused"
     else:
         tar = settings.dist_dir / entry.tarball
         registry.push_oci_archive(runner, tar, immutable, plain_http=plain)

@@ -45,6 +45,30 @@ def sbom(
     return doc
 
 
+def sbom_remote(
+    runner: Runner,
+    reference: str,
+    spdx: Path,
+    cyclonedx: Path | None = None,
+    *,
+    plain_http: bool,
+) -> dict[str, Any]:
+    """The SBOM of an image in a registry, by digest."""
+    env = {**_ENV, "SYFT_REGISTRY_INSECURE_USE_HTTP": "true" if plain_http else "false"}
+    argv: list[str | Path] = ["syft", "scan", "-q", f"registry:{reference}"]
+    argv += ["-o", f"spdx-json={spdx}"]
+    if cyclonedx is not None:
+        argv += ["-o", f"cyclonedx-json={cyclonedx}"]
+    runner.run(argv, timeout=900, env=env)
+    try:
+        doc = json.loads(spdx.read_text())
+    except (OSError, json.JSONDecodeError) as err:
+        raise ToolError(f"syft wrote no readable SBOM at {spdx} ({err})") from err
+    if not isinstance(doc, dict) or not str(doc.get("spdxVersion", "")).startswith("SPDX-"):
+        raise ToolError(f"{spdx} is not an SPDX JSON document")
+    return doc
+
+
 def package_names(doc: dict[str, Any]) -> list[str]:
     """Names of the software packages in an SPDX doc (not files, not the image itself)."""
     names = []

@@ -77,6 +77,32 @@ def scan(runner: Runner, layout: Path, report: Path, options: ScanOptions) -> di
     return data
 
 
+def scan_remote(
+    runner: Runner, reference: str, report: Path, options: ScanOptions, *, plain_http: bool
+) -> dict[str, Any]:
+    """Scan an image in a registry by digest (a reused image, re-checked with today's DB)."""
+    config = options.config or Path(str(resources.files("dcforge.resources") / "trivy.yaml"))
+    argv: list[str | Path] = ["trivy", "image", "--config", config, "--quiet"]
+    argv += ["--image-src", "remote", "--format", "json", "--output", report]
+    argv += ["--exit-code", "0", "--cache-dir", options.cache_dir]
+    if options.db_repository:
+        argv += ["--db-repository", options.db_repository]
+    if options.insecure or plain_http:
+        argv += ["--insecure"]
+    if options.skip_db_update:
+        argv += ["--skip-db-update"]
+    argv.append(reference)
+    report.unlink(missing_ok=True)
+    runner.run(argv, timeout=options.timeout + 60)
+    try:
+        data = json.loads(report.read_text())
+    except (OSError, json.JSONDecodeError) as err:
+        raise ToolError(f"trivy wrote no readable report at {report} ({err})") from err
+    if not isinstance(data, dict) or "SchemaVersion" not in data:
+        raise ToolError(f"trivy report {report} is not a Trivy JSON report")
+    return data
+
+
 def download_db(runner: Runner, options: ScanOptions) -> None:
     """Fetch the vulnerability DB once, before parallel scans share it read-only."""
     argv: list[str | Path] = [
