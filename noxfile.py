@@ -105,6 +105,32 @@ def tests(session: nox.Session) -> None:
 
 
 @nox.session(python=PYTHON)
+def reliability(session: nox.Session) -> None:
+    """Faults, hostile input, secrets: run them and write dist/reports/reliability.md."""
+    _install(session, "test")
+    _stack(session)
+    session.run(
+        "pytest",
+        "-m",
+        "reliability",
+        "tests/unit",
+        "tests/integration",
+        "-q",
+        "--timeout=900",
+        *session.posargs,
+        env={"DCFORGE_RELIABILITY_REPORT": "dist/reports/reliability.md"},
+    )
+
+
+@nox.session(python=PYTHON)
+def bench(session: nox.Session) -> None:
+    """Benchmarks vs buildx bake and a plain script (-- --sizes 1,4,16,64); dist/bench/."""
+    _install(session, "bench")
+    _stack(session)
+    session.run("python", "benchmarks/bench.py", *session.posargs)
+
+
+@nox.session(python=PYTHON)
 def lint(session: nox.Session) -> None:
     """ruff, mypy (strict), and actionlint + zizmor over the workflows."""
     _install(session, "lint", "test")

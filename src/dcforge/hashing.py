@@ -54,13 +54,28 @@ def context_files(context: Path) -> list[tuple[str, str, int]]:
     return entries
 
 
-def input_hash(perm: Permutation, base_digest: str) -> str:
+def _context(
+    context: Path, cache: dict[Path, list[tuple[str, str, int]]] | None
+) -> list[tuple[str, str, int]]:
+    """Many permutations share one context: hash its files once per planning run."""
+    if cache is None:
+        return context_files(context)
+    if context not in cache:
+        cache[context] = context_files(context)
+    return cache[context]
+
+
+def input_hash(
+    perm: Permutation,
+    base_digest: str,
+    context_cache: dict[Path, list[tuple[str, str, int]]] | None = None,
+) -> str:
     """sha256 over what determines the image: Dockerfile, context, args, base, platforms."""
     payload = {
         "schema": HASH_SCHEMA,
         "dockerfile": file_sha256(perm.dockerfile),
         "dockerfile_path": perm.dockerfile.relative_to(perm.context.resolve()).as_posix(),
-        "context": context_files(perm.context),
+        "context": _context(perm.context, context_cache),
         "build_args": list(perm.build_args),
         "base": base_digest,
         "platforms": sorted(perm.platforms),

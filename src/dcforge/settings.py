@@ -37,6 +37,7 @@ class Settings:
     artifact_retention_days: int = 30
     keep_releases: int = 5
     build_timeout: int = 3600
+    scan_timeout: float = 1200.0
 
     @property
     def permutations_dir(self) -> Path:
@@ -72,6 +73,11 @@ def _coerce(name: str, raw: Any, kind: type, source: str) -> Any:
             return int(raw)
         except (TypeError, ValueError):
             raise ConfigError(f"{source}: '{name}' must be an integer, got {raw!r}") from None
+    if kind is float:
+        try:
+            return float(raw)
+        except (TypeError, ValueError):
+            raise ConfigError(f"{source}: '{name}' must be a number, got {raw!r}") from None
     if not isinstance(raw, str):
         raise ConfigError(f"{source}: '{name}' must be a string, got {raw!r}")
     return raw
@@ -88,7 +94,8 @@ def find_root(start: Path) -> Path:
 def load(root: Path, env: Mapping[str, str]) -> Settings:
     """Read pyproject's ``[tool.dcforge]`` then apply ``DCFORGE_<NAME>`` overrides."""
     values: dict[str, Any] = {}
-    types = {f.name: (int if f.type in ("int", int) else str) for f in fields(Settings)}
+    kinds: dict[object, type] = {"int": int, int: int, "float": float, float: float}
+    types = {f.name: kinds.get(f.type, str) for f in fields(Settings)}
     types.pop("root")
     pyproject = root / "pyproject.toml"
     if pyproject.is_file():

@@ -105,6 +105,7 @@ def _nothing_passed(root: Path) -> None:
     assert "PASSED" not in summary
 
 
+@pytest.mark.reliability(scenario="corrupt tarball", checks="gate blocks; nothing reads as passed")
 def test_truncated_tarball_blocks(gated_project: Path, trivy_db: TrivyDb) -> None:
     tar = gated_project / "dist/tiny-one.tar"
     tar.write_bytes(tar.read_bytes()[: tar.stat().st_size // 2])
@@ -132,6 +133,9 @@ def test_unreadable_tarball_blocks_scan_and_sbom(gated_project: Path, trivy_db: 
     _nothing_passed(gated_project)
 
 
+@pytest.mark.reliability(
+    scenario="Trivy DB unreachable", checks="every permutation blocked with the reason"
+)
 def test_db_that_cannot_be_downloaded_blocks(gated_project: Path, namespace: str) -> None:
     result = gate(gated_project, f"{namespace}/no-such-db:2")
     assert result.returncode == 6

@@ -124,6 +124,10 @@ def test_publish_signs_attests_records_and_is_idempotent(
     assert "floating tags already point at this release" in second.stderr
 
 
+@pytest.mark.reliability(
+    scenario="tampered manifest / swapped tarball",
+    checks="publish refused, registry untouched (empty catalog)",
+)
 def test_publish_refuses_what_was_not_gated_as_it_is(
     project: Path, private_registry: PrivateRegistry, trivy_db: TrivyDb
 ) -> None:
@@ -167,6 +171,10 @@ def _fault_cosign(directory: Path, pid_file: Path) -> Path:
     return directory
 
 
+@pytest.mark.reliability(
+    scenario="registry killed during signing",
+    checks="tags + last-known-good still the previous release; re-run completes",
+)
 def test_registry_killed_mid_publish_leaves_previous_release_then_rerun_completes(
     project: Path,
     private_registry: PrivateRegistry,

@@ -176,6 +176,10 @@ def test_ghcr_retention_through_the_packages_api(
     assert run_dcforge("verify", cwd=project, env=env).returncode == 0
 
 
+@pytest.mark.reliability(
+    scenario="API error half-way through retention",
+    checks="report of what was and wasn't deleted; kept release still verifies",
+)
 def test_ghcr_error_half_way_reports_and_orphans_nothing_kept(
     ghcr_releases: tuple[Path, dict[str, str], mf.Manifest, mf.Manifest, set[str]],
     private_registry: PrivateRegistry,

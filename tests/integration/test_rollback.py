@@ -121,6 +121,10 @@ def _refused(r: TwoReleases, runner: Runner, target: str, expected: str) -> None
     assert tags_point_at(runner, r.b)  # nothing moved
 
 
+@pytest.mark.reliability(
+    scenario="release record signed by another key; unknown/ambiguous SHA; deleted image",
+    checks="rollback refused with the reason; no tag moved",
+)
 def test_refusals_move_nothing(
     two_releases: TwoReleases,
     runner: Runner,

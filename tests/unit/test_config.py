@@ -91,6 +91,10 @@ BAD_CASES = {
 }
 
 
+@pytest.mark.reliability(
+    scenario="hostile permutation files (traversal, alias bomb, bad tags, …)",
+    checks="one-line ConfigError naming file and field",
+)
 @pytest.mark.parametrize("case", sorted(BAD_CASES))
 def test_bad_input_is_one_clear_error_naming_file_and_field(tmp_path: Path, case: str) -> None:
     text, expected = BAD_CASES[case]
@@ -119,6 +123,7 @@ def test_duplicate_name_across_files(tmp_path: Path) -> None:
         load(root)
 
 
+@pytest.mark.reliability(scenario="huge permutation file", checks="refused before parsing")
 def test_huge_file_is_refused(tmp_path: Path) -> None:
     root = write_project(tmp_path, families={"tiny.yaml": TINY_FAMILY + "#" * 2_000_000 + "\n"})
     with pytest.raises(ConfigError, match="too large"):

@@ -35,6 +35,7 @@ def test_hash_is_stable_and_sensitive_to_each_input(tmp_path: Path) -> None:
     assert input_hash(one, D1) != before  # Dockerfile
 
 
+@pytest.mark.reliability(scenario="symlink out of a build context", checks="refused by name")
 def test_symlink_out_of_context_is_refused(tmp_path: Path) -> None:
     root = write_project(tmp_path)
     (tmp_path / "secret").write_text("x")

@@ -51,6 +51,10 @@ def test_round_trip(tmp_path: Path) -> None:
     )
 
 
+@pytest.mark.reliability(
+    scenario="manifest with malformed digests / traversal / absolute paths",
+    checks="ManifestError naming the field",
+)
 @pytest.mark.parametrize(
     ("path", "value", "expected"),
     [
@@ -117,6 +121,9 @@ json_values = st.recursive(
 )
 
 
+@pytest.mark.reliability(
+    scenario="any JSON as a manifest (property-based)", checks="valid or ManifestError"
+)
 @settings(max_examples=200, deadline=None)
 @given(json_values)
 def test_any_json_is_a_manifest_or_a_clear_error(value: Any) -> None:

@@ -149,6 +149,10 @@ json_values = st.recursive(
 )
 
 
+@pytest.mark.reliability(
+    scenario="any JSON as a Trivy report (property-based)",
+    checks="a verdict, never a crash, never a silent pass",
+)
 @settings(max_examples=300, deadline=None)
 @given(json_values)
 def test_any_report_is_a_verdict_never_a_crash_never_a_silent_pass(value: Any) -> None:

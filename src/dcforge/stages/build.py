@@ -81,7 +81,10 @@ def resolve_plan(
                 strict=True,
             )
         )
-    return [Planned(p, digests[p.base_ref], input_hash(p, digests[p.base_ref])) for p in perms]
+    contexts: dict[Path, list[tuple[str, str, int]]] = {}
+    return [
+        Planned(p, digests[p.base_ref], input_hash(p, digests[p.base_ref], contexts)) for p in perms
+    ]
 
 
 def _pinned_base(ref: str, digest: str) -> str:
@@ -200,8 +203,8 @@ def _reusable(
     return out
 
 
-def _groups(targets: Sequence[buildx.Target], jobs: int) -> list[list[buildx.Target]]:
-    n = max(1, min(jobs, len(targets)))
+def _groups(targets: Sequence[buildx.Target], sessions: int) -> list[list[buildx.Target]]:
+    n = max(1, min(sessions, len(targets)))
     return [list(targets[i::n]) for i in range(n)]
 
 
@@ -273,8 +276,9 @@ def _build_all(
     options: BuildOptions,
 ) -> list[mf.Entry]:
     targets = _targets(settings, env, planned, incoming, git_sha)
-    jobs = options.jobs or settings.effective_jobs
-    groups = _groups(targets, jobs)
+    # One BuildKit session for everything by default: BuildKit parallelises the targets
+    # itself and shares work between them; --jobs N splits them over N bake sessions.
+    groups = _groups(targets, options.jobs or settings.jobs or 1)
     metadata: dict[str, Any] = {}
 
     def bake_group(index: int, group: list[buildx.Target]) -> dict[str, Any]:

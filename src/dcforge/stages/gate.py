@@ -76,6 +76,7 @@ def _scan_options(settings: Settings, repository: str) -> trivy.ScanOptions:
         insecure=bool(repository) and settings.is_plain_http(repository),
         skip_db_update=True,
         config=config if config.is_file() else None,
+        timeout=settings.scan_timeout,
     )
 
 

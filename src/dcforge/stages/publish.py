@@ -15,7 +15,7 @@ from typing import Any
 
 from rich.table import Table
 
-from dcforge import log, provenance, release, signing
+from dcforge import locks, log, provenance, release, signing
 from dcforge import manifest as mf
 from dcforge.errors import DcforgeError, PublishRefused, ToolError
 from dcforge.runner import Runner
@@ -107,8 +107,11 @@ def _publish_one(
             )
         out.steps["push"] = "done"
     log.step(entry.name, f"push {out.steps['push']} {entry.image_digest[:19]}")
-    # 2. sign by digest
-    if _verified(cosign.verify, runner, signer, ref, plain_http=plain):
+    # 2. sign by digest (no signature tag at all: nothing to verify, sign straight away)
+    sig_tag = f"{entry.repository}:sha256-{entry.image_digest[7:]}"
+    has_sig = registry.digest_or_none(runner, f"{sig_tag}.sig", plain_http=plain) is not None
+    has_att = registry.digest_or_none(runner, f"{sig_tag}.att", plain_http=plain) is not None
+    if has_sig and _verified(cosign.verify, runner, signer, ref, plain_http=plain):
         out.steps["sign"] = "already"
     else:
         cosign.sign(runner, signer, ref, plain_http=plain, env=cenv)
@@ -123,7 +126,9 @@ def _publish_one(
         ("sbom", SBOM_TYPE, sbom),
         ("provenance", PROVENANCE_TYPE, pred),
     ):
-        if _verified(cosign.verify_attestation, runner, signer, ref, ptype, plain_http=plain):
+        if has_att and _verified(
+            cosign.verify_attestation, runner, signer, ref, ptype, plain_http=plain
+        ):
             out.steps[step] = "already"
         else:
             cosign.attest(runner, signer, ref, predicate, ptype, plain_http=plain, env=cenv)
@@ -181,7 +186,13 @@ def _store_release(
 
 
 def move_tags(settings: Settings, runner: Runner, images: list[release.Image]) -> dict[str, str]:
-    """Phase 2: point every floating tag at its image's digest; returns tag → previous."""
+    """Phase 2: point every floating tag at its image's digest; returns tag → previous.
+
+    All or nothing: the plan is read first; if a move fails, the tags already moved are put
+    back to their previous digests (retried like every registry call) before the error is
+    raised, so the registry shows the old release or the new one, never a mix.
+    """
+    plan: list[tuple[release.Image, list[str]]] = []
     moved: dict[str, str] = {}
     for image in images:
         plain = _plain(settings, image.repository)
@@ -192,7 +203,19 @@ def move_tags(settings: Settings, runner: Runner, images: list[release.Image]) -
                 todo.append(tag)
                 moved[f"{image.repository}:{tag}"] = current or "(none)"
         if todo:
-            registry.tag(runner, image.ref(), todo, plain_http=plain)
+            plan.append((image, todo))
+    done: list[tuple[release.Image, list[str]]] = []
+    try:
+        for image, todo in plan:
+            registry.tag(runner, image.ref(), todo, plain_http=_plain(settings, image.repository))
+            done.append((image, todo))
+    except DcforgeError as err:
+        undone = _put_back(settings, runner, done, moved)
+        raise DcforgeError(
+            f"moving floating tags failed ({err}); {undone} — re-run to complete"
+        ) from None
+    for image in images:
+        plain = _plain(settings, image.repository)
         for tag in image.floating_tags:
             served = registry.resolve(runner, f"{image.repository}:{tag}", plain_http=plain)
             if served != image.digest:
@@ -200,6 +223,32 @@ def move_tags(settings: Settings, runner: Runner, images: list[release.Image]) -
                     f"{image.repository}:{tag} serves {served}, expected {image.digest}"
                 )
     return moved
+
+
+def _put_back(
+    settings: Settings,
+    runner: Runner,
+    done: list[tuple[release.Image, list[str]]],
+    previous: dict[str, str],
+) -> str:
+    """Undo tag moves already made; returns what the registry is left showing."""
+    failed = []
+    restored = 0
+    for image, todo in done:
+        plain = _plain(settings, image.repository)
+        for tag in todo:
+            old = previous[f"{image.repository}:{tag}"]
+            if old == "(none)":
+                failed.append(f"{image.repository}:{tag} (new tag; no earlier digest)")
+                continue
+            try:
+                registry.tag(runner, f"{image.repository}@{old}", [tag], plain_http=plain)
+                restored += 1
+            except DcforgeError:
+                failed.append(f"{image.repository}:{tag}")
+    if failed:
+        return f"could not put back {', '.join(failed)}"
+    return f"the previous release is in place ({restored} tag(s) put back)"
 
 
 def set_pointer(settings: Settings, runner: Runner, record_digest: str, tag: str) -> bool:
@@ -240,9 +289,11 @@ def run(settings: Settings, runner: Runner, env: Mapping[str, str]) -> dict[str,
     repo_url = _repo_url(settings, runner, env)
     with tempfile.TemporaryDirectory(prefix="dcforge-publish-") as tmp:
         work = Path(tmp)
+        # Pushing and signing wait on the network and on cosign more than on the CPU.
+        workers = max(4, 2 * settings.effective_jobs)
         with (
             log.group("phase 1: push, sign, attest"),
-            ThreadPoolExecutor(settings.effective_jobs) as pool,
+            ThreadPoolExecutor(workers) as pool,
         ):
             outcomes = list(
                 pool.map(
@@ -256,7 +307,10 @@ def run(settings: Settings, runner: Runner, env: Mapping[str, str]) -> dict[str,
             reference, record_digest = _store_release(
                 settings, runner, env, signer, manifest, gate_doc, work
             )
-    with log.group("phase 2: floating tags, last-known-good"):
+    with (
+        log.group("phase 2: floating tags, last-known-good"),
+        locks.registry_lock(settings.registry),
+    ):
         images = release.parse(release.build(manifest, gate_doc), "new release").images
         moved = move_tags(settings, runner, list(images))
         for tag, previous in moved.items():

@@ -13,13 +13,14 @@ import json
 import re
 import tempfile
 from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from rich.table import Table
 
-from dcforge import log, release, signing
+from dcforge import locks, log, release, signing
 from dcforge.errors import DcforgeError, RegistryError, ToolError
 from dcforge.runner import Runner
 from dcforge.settings import Settings
@@ -80,7 +81,8 @@ def check_release(
         digest, rel = verify.fetch_release(settings, runner, signer, reference)
     except verify.VerifyFailed as err:
         raise RollbackRefused(str(err)) from None
-    for image in rel.images:
+
+    def check(image: release.Image) -> None:
         plain = settings.is_plain_http(image.repository)
         if registry.digest_or_none(runner, image.ref(), plain_http=plain) is None:
             raise RollbackRefused(
@@ -93,6 +95,9 @@ def check_release(
             raise RollbackRefused(
                 f"release {rel.git_sha[:12]}: image {image.name} signature does not verify ({err})"
             ) from None
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        list(pool.map(check, rel.images))
     return digest, rel
 
 
@@ -104,15 +109,14 @@ class Move:
 
 
 def plan(settings: Settings, runner: Runner, rel: release.Release) -> list[Move]:
-    moves = []
-    for image in rel.images:
-        plain = settings.is_plain_http(image.repository)
-        for tag in image.floating_tags:
-            ref = f"{image.repository}:{tag}"
-            moves.append(
-                Move(ref, registry.digest_or_none(runner, ref, plain_http=plain), image.digest)
-            )
-    return moves
+    wanted = [(f"{i.repository}:{t}", i.digest) for i in rel.images for t in i.floating_tags]
+
+    def current(ref: str) -> str | None:
+        return registry.digest_or_none(runner, ref, plain_http=settings.is_plain_http(ref))
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        found = list(pool.map(current, [ref for ref, _ in wanted]))
+    return [Move(ref, cur, target) for (ref, target), cur in zip(wanted, found, strict=True)]
 
 
 def _show(moves: list[Move]) -> None:
@@ -182,7 +186,8 @@ def rollback(settings: Settings, runner: Runner, env: Mapping[str, str], target:
     if runner.dry_run:
         log.info(f"dry run: {len(changing)} tag(s) would move; nothing changed")
         return changing
-    publish.move_tags(settings, runner, list(rel.images))
+    with locks.registry_lock(settings.registry):
+        publish.move_tags(settings, runner, list(rel.images))
     audit = _audit(settings, runner, env, rel, record_digest, moves)
     log.info(f"rolled back {len(changing)} tag(s) to {rel.git_sha[:12]}; audit record {audit}")
     return changing

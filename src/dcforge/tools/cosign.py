@@ -7,7 +7,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from dcforge.errors import ToolError
-from dcforge.runner import Runner
+from dcforge.retry import transient
+from dcforge.runner import Result, Runner
 
 
 @dataclass(frozen=True)
@@ -40,6 +41,11 @@ class Signer:
         return ["--certificate-identity", self.identity, "--certificate-oidc-issuer", self.issuer]
 
 
+def _run(runner: Runner, argv: list[str | Path], **kwargs: object) -> Result:
+    """cosign talks to the registry: transient registry failures are retried."""
+    return transient(lambda: runner.run(argv, **kwargs))  # type: ignore[arg-type]
+
+
 def _http(plain_http: bool) -> list[str]:
     return ["--allow-http-registry"] if plain_http else []
 
@@ -61,7 +67,8 @@ def sign(
 ) -> None:
     if "@sha256:" not in ref_at_digest:
         raise ToolError(f"refusing to sign {ref_at_digest}: sign by digest, never by tag")
-    runner.run(
+    _run(
+        runner,
         ["cosign", "sign", "--yes", *signer.sign_flags(), *_http(plain_http), ref_at_digest],
         env=env,
         timeout=300,
@@ -80,7 +87,8 @@ def attest(
 ) -> None:
     if "@sha256:" not in ref_at_digest:
         raise ToolError(f"refusing to attest {ref_at_digest}: attest by digest, never by tag")
-    runner.run(
+    _run(
+        runner,
         [
             "cosign",
             "attest",
@@ -100,7 +108,8 @@ def attest(
 
 def verify(runner: Runner, signer: Signer, ref_at_digest: str, *, plain_http: bool) -> str:
     """``cosign verify``; returns its JSON output. Raises ToolError when it does not verify."""
-    return runner.run(
+    return _run(
+        runner,
         [
             "cosign",
             "verify",
@@ -118,7 +127,8 @@ def verify(runner: Runner, signer: Signer, ref_at_digest: str, *, plain_http: bo
 def verify_attestation(
     runner: Runner, signer: Signer, ref_at_digest: str, predicate_type: str, *, plain_http: bool
 ) -> str:
-    return runner.run(
+    return _run(
+        runner,
         [
             "cosign",
             "verify-attestation",

@@ -65,7 +65,7 @@ def scan(runner: Runner, layout: Path, report: Path, options: ScanOptions) -> di
     if options.skip_db_update:
         argv += ["--skip-db-update"]
     report.unlink(missing_ok=True)
-    runner.run(argv, timeout=options.timeout + 60)
+    runner.run(argv, timeout=options.timeout)
     if runner.dry_run:
         return {}
     try:

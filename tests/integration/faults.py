@@ -1,0 +1,40 @@
+"""Fault injectors: wrappers placed first on PATH that run the REAL tool after doing harm
+(killing the registry, restarting it) on a chosen call. They never stand in for the tool."""
+
+from __future__ import annotations
+
+import shutil
+import stat
+from pathlib import Path
+
+
+def wrapper(directory: Path, tool: str, match: str, nth: int, action: str) -> Path:
+    """On the ``nth`` call of ``tool`` whose arguments start with ``match``, run ``action``
+    (shell) first; every call then execs the real tool."""
+    directory.mkdir(parents=True, exist_ok=True)
+    real = shutil.which(tool)
+    assert real, tool
+    counter = directory / f"{tool}.count"
+    script = directory / tool
+    script.write_text(
+        "#!/bin/sh\n"
+        f'case "$*" in\n  "{match}"*)\n'
+        f'    n=$(($(cat "{counter}" 2>/dev/null || echo 0) + 1)); echo $n > "{counter}"\n'
+        f'    if [ "$n" -eq {nth} ]; then {action}; touch "{directory}/fired"; fi ;;\n'
+        "esac\n"
+        f'exec {real} "$@"\n'
+    )
+    script.chmod(script.stat().st_mode | stat.S_IEXEC)
+    return directory
+
+
+def kill_registry(pid_file: Path) -> str:
+    return f'kill -9 "$(cat {pid_file})"'
+
+
+def restart_registry(pid_file: Path, config: Path, log: Path) -> str:
+    """Kill it, then bring it back in the background (a supervisor restarting a crash)."""
+    return (
+        f'kill -9 "$(cat {pid_file})"; '
+        f"(setsid docker-registry serve {config} >>{log} 2>&1 & echo $! > {pid_file})"
+    )

@@ -1,0 +1,127 @@
+"""Hostile input: the loaders and parsers never raise anything but a clear dcforge error."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from dcforge import config, release
+from dcforge.errors import ConfigError, ManifestError
+from tests.unit.test_manifest import GOOD
+
+pytestmark = pytest.mark.reliability(
+    scenario="hostile input (property-based)",
+    checks="permutation loader and release-record parser: a clear error or a valid result, never a traceback",
+)
+
+BUILTINS = {"base_registry": "b", "registry": "r"}
+keys = st.sampled_from(
+    [
+        "family",
+        "name",
+        "context",
+        "base",
+        "matrix",
+        "tags",
+        "smoke",
+        "build_args",
+        "platforms",
+        "image",
+        "dockerfile",
+        "exclude",
+        "extra",
+    ]
+)
+scalars = (
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | st.text(max_size=30)
+    | st.sampled_from(
+        ["../../etc", "/abs/path", "{nope}", "{family}", "x:y", "UPPER", "a" * 200, "ok-name", "."]
+    )
+)
+values = st.recursive(
+    scalars,
+    lambda c: st.lists(c, max_size=3) | st.dictionaries(st.text(max_size=8) | keys, c, max_size=3),
+    max_leaves=12,
+)
+
+
+@settings(
+    max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(st.dictionaries(keys, values, max_size=10))
+def test_any_family_mapping_loads_or_fails_clearly(tmp_path: Path, data: dict[str, Any]) -> None:
+    root = tmp_path
+    (root / "permutations").mkdir(exist_ok=True)
+    (root / "ctx").mkdir(exist_ok=True)
+    (root / "ctx/Dockerfile").write_text("FROM scratch\n")
+    (root / "permutations/f.yaml").write_text(yaml.safe_dump(data))
+    try:
+        perms = config.load_all(root / "permutations", root=root, registry="r", builtins=BUILTINS)
+    except ConfigError as err:
+        assert "\n" not in str(err)
+        return
+    for p in perms:
+        assert config.NAME_RE.match(p.name)
+        assert p.context.resolve().is_relative_to(root.resolve())
+
+
+@settings(
+    max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(st.text(max_size=300))
+def test_any_text_as_yaml_fails_clearly(tmp_path: Path, text: str) -> None:
+    (tmp_path / "permutations").mkdir(exist_ok=True)
+    (tmp_path / "permutations/f.yaml").write_text(text)
+    with contextlib.suppress(ConfigError):
+        config.load_all(tmp_path / "permutations", root=tmp_path, registry="r", builtins=BUILTINS)
+
+
+def record() -> dict[str, Any]:
+    m = json.loads(json.dumps(GOOD))
+    return {
+        "schema_version": 1,
+        "kind": "dcforge-release",
+        "git_sha": m["git_sha"],
+        "images": [{"name": "tiny-one", "digest": m["permutations"][0]["image_digest"]}],
+        "gate": {},
+        "manifest": m,
+    }
+
+
+def test_a_good_record_parses() -> None:
+    rel = release.parse(record(), "r")
+    assert rel.images[0].name == "tiny-one"
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.sampled_from(["schema_version", "kind", "git_sha", "images", "gate", "manifest"]),
+    st.recursive(
+        st.none() | st.integers() | st.text(max_size=20),
+        lambda c: st.lists(c, max_size=3) | st.dictionaries(st.text(max_size=8), c, max_size=3),
+        max_leaves=10,
+    ),
+)
+def test_mutated_records_fail_clearly(key: str, value: Any) -> None:
+    data = record()
+    data[key] = value
+    with contextlib.suppress(ManifestError):
+        release.parse(data, "r")
+
+
+@pytest.mark.parametrize("digest", ["sha256:" + "g" * 64, "sha256:abc", "md5:" + "a" * 32, ""])
+def test_a_record_naming_a_malformed_or_foreign_digest_is_refused(digest: str) -> None:
+    data = record()
+    data["images"][0]["digest"] = digest
+    with pytest.raises(ManifestError, match="does not match its manifest"):
+        release.parse(data, "r")
