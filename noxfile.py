@@ -136,5 +136,6 @@ def lint(session: nox.Session) -> None:
     _install(session, "lint", "test")
     session.run("ruff", "check", "src", "tests", "noxfile.py", "tasks.py")
     session.run("ruff", "format", "--check", "src", "tests", "noxfile.py", "tasks.py")
-    session.run("mypy", "src")
+    session.run("mypy", "src", "tests", "noxfile.py", "tasks.py")
+    session.run("shellcheck", "scripts/bootstrap", "scripts/base-images", ".ci/run")
     session.run("python", "-m", "dcforge", "lint-workflows", *session.posargs)

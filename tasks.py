@@ -75,6 +75,29 @@ def releases(c: Context, json: bool = False) -> None:
     _dcforge("releases", *(["--json"] if json else []))
 
 
+@task(
+    name="merge-manifests",
+    iterable=["part"],
+    help={"part": "a directory holding a partial manifest.json and its tarballs (repeatable)"},
+)
+def merge_manifests(c: Context, part: list[str]) -> None:
+    """Merge partial manifests from CI matrix jobs into dist/manifest.json (validated)."""
+    _dcforge("merge-manifests", *part)
+
+
+@task(
+    help={
+        "artifacts": "workflow artifacts instead of image versions",
+        "yes": "really delete (default: print the plan)",
+        "now": "the policy's clock (ISO)",
+    }
+)
+def retention(c: Context, artifacts: bool = False, yes: bool = False, now: str = "") -> None:
+    """Plan (or --yes delete) old image versions, or --artifacts old workflow artifacts."""
+    args = ["--artifacts" if artifacts else "--registry", *(["--yes"] if yes else [])]
+    _dcforge("prune", *args, *(["--now", now] if now else []))
+
+
 @task
 def bootstrap(c: Context, stop: bool = False) -> None:
     """Start (or --stop) the local stack: dockerd, registry, tools."""
@@ -82,5 +105,15 @@ def bootstrap(c: Context, stop: bool = False) -> None:
 
 
 namespace = Collection(
-    buildx, trivy, syft, cosign, trivy_db_mirror, rollback, pin, releases, bootstrap
+    buildx,
+    trivy,
+    syft,
+    cosign,
+    trivy_db_mirror,
+    merge_manifests,
+    rollback,
+    pin,
+    releases,
+    retention,
+    bootstrap,
 )

@@ -202,7 +202,7 @@ def clean_tar(
 
 
 @pytest.fixture
-def project(tmp_path: Path, namespace: str) -> Iterator[Path]:
+def project(tmp_path: Path, namespace: str) -> Path:
     """A committed throwaway project building busybox permutations into ``namespace``."""
     root = write_project(tmp_path / "proj", registry=f"{namespace}/p{uuid.uuid4().hex[:8]}")
     (root / ".gitignore").write_text(".dcforge/\ndist/\n")

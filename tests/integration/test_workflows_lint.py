@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 
@@ -21,6 +22,21 @@ def copy(tmp_path: Path) -> Path:
 def test_shipped_workflows_are_clean(tmp_path: Path) -> None:
     result = run_dcforge("lint-workflows", cwd=ROOT)
     assert result.returncode == 0, result.stderr
+
+
+def test_the_plan_matrix_equals_the_shipped_permutations(tmp_path: Path) -> None:
+    out = tmp_path / "github_output"
+    result = run_dcforge(
+        "plan", "--json", "--github-output", cwd=ROOT, env={"GITHUB_OUTPUT": str(out)}
+    )
+    assert result.returncode == 0, result.stderr
+    matrix = json.loads(result.stdout)
+    assert sorted(matrix["permutation"]) == [
+        "base-bookworm",
+        "node-18-bookworm",
+        "python-3.11-bookworm",
+    ]
+    assert out.read_text() == f"matrix={result.stdout.strip()}\n"
 
 
 def test_an_unpinned_action_fails(tmp_path: Path) -> None:

@@ -3,16 +3,14 @@
 from __future__ import annotations
 
 import subprocess
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
 
 @pytest.fixture(autouse=True)
-def _no_subprocesses(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+def _no_subprocesses(monkeypatch: pytest.MonkeyPatch) -> None:
     def tripwire(*args: Any, **kwargs: Any) -> None:
         raise AssertionError(f"unit tests must not spawn processes: {args[:1]}")
 
     monkeypatch.setattr(subprocess, "Popen", tripwire)
-    return

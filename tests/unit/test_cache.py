@@ -1,6 +1,8 @@
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -10,7 +12,7 @@ LOCAL = Path("/cache")
 H = "0123456789abcdef" * 4
 
 
-def ctx(event: str, ref: str, payload: dict[str, object] | None = None) -> cache.CiContext:
+def ctx(event: str, ref: str, payload: Mapping[str, Any] | None = None) -> cache.CiContext:
     env = {"GITHUB_ACTIONS": "true", "GITHUB_EVENT_NAME": event, "GITHUB_REF": ref}
     return cache.ci_context(env, payload, "main")
 

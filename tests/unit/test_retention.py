@@ -103,11 +103,8 @@ def inventories(draw: st.DrawFn) -> tuple[list[r.Version], list[r.ReleaseRef], r
         rec = (RELS, d(500 + i))
         releases.append(r.ReleaseRef(rec, f"{i:040x}", created, images))
         versions[rec] = r.Version(RELS, d(500 + i), (f"{i:040x}",), created)
-    pinned = (
-        releases[draw(st.integers(0, len(releases) - 1))].record
-        if releases and draw(st.booleans())
-        else None
-    )
+    pin_one = bool(releases) and draw(st.booleans())
+    pinned = releases[draw(st.integers(0, len(releases) - 1))].record if pin_one else None
     return list(versions.values()), releases, pinned
 
 
