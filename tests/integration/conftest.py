@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import os
 import socket
@@ -98,21 +99,16 @@ def busybox_digest(stack: str, runner: Runner) -> str:
     return registry.resolve(runner, f"{stack}/library/busybox:latest", plain_http=True)
 
 
-@dataclass(frozen=True)
-class TrivyDb:
-    repository: str
-    cache_dir: Path
-
-
-@pytest.fixture(scope="session")
-def trivy_db(namespace: str, runner: Runner, tmp_path_factory: pytest.TempPathFactory) -> TrivyDb:
-    """An offline DB (planted CRITICAL for source 'zlib'), served from the local registry."""
-    work = tmp_path_factory.mktemp("trivy-db")
-    db_dir = trivydb.write_db(
-        work / "db", [trivydb.Advisory("CVE-2099-0001", "zlib", "1:1.3.0-1", "CRITICAL")]
-    )
+def push_db(
+    runner: Runner,
+    work: Path,
+    repository: str,
+    advisories: list[trivydb.Advisory],
+    updated_at: dt.datetime | None = None,
+) -> str:
+    """Write a Trivy DB with ``advisories`` and serve it from the registry as Trivy expects."""
+    db_dir = trivydb.write_db(work / "db", advisories, updated_at=updated_at)
     trivydb.pack(db_dir, work / "db.tar.gz")
-    repository = f"{namespace}/trivy-db:2"
     runner.run(
         [
             "oras",
@@ -124,6 +120,24 @@ def trivy_db(namespace: str, runner: Runner, tmp_path_factory: pytest.TempPathFa
             f"db.tar.gz:{trivydb.DB_MEDIA_TYPE}",
         ],
         cwd=work,
+    )
+    return repository
+
+
+@dataclass(frozen=True)
+class TrivyDb:
+    repository: str
+    cache_dir: Path
+
+
+@pytest.fixture(scope="session")
+def trivy_db(namespace: str, runner: Runner, tmp_path_factory: pytest.TempPathFactory) -> TrivyDb:
+    """An offline DB (planted CRITICAL for source 'zlib'), served from the local registry."""
+    repository = push_db(
+        runner,
+        tmp_path_factory.mktemp("trivy-db"),
+        f"{namespace}/trivy-db:2",
+        [trivydb.Advisory("CVE-2099-0001", "zlib", "1:1.3.0-1", "CRITICAL")],
     )
     return TrivyDb(repository, tmp_path_factory.mktemp("trivy-cache"))
 

@@ -13,7 +13,15 @@ import pytest
 from dcforge import trivydb
 from dcforge.runner import Runner
 from dcforge.tools import registry
-from tests.integration.conftest import VULN_DIR, Shipped, TrivyDb, git_commit, run_dcforge
+from tests.integration.conftest import (
+    ROOT,
+    VULN_DIR,
+    Shipped,
+    TrivyDb,
+    git_commit,
+    push_db,
+    run_dcforge,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -149,21 +157,7 @@ def test_stale_db_blocks(
     gated_project: Path, namespace: str, runner: Runner, tmp_path: Path
 ) -> None:
     old = dt.datetime.now(dt.UTC) - dt.timedelta(days=30)
-    db_dir = trivydb.write_db(tmp_path / "db", [], updated_at=old)
-    trivydb.pack(db_dir, tmp_path / "db.tar.gz")
-    repo = f"{namespace}/stale-db:2"
-    runner.run(
-        [
-            "oras",
-            "push",
-            "--plain-http",
-            repo,
-            "--artifact-type",
-            trivydb.DB_ARTIFACT_TYPE,
-            f"db.tar.gz:{trivydb.DB_MEDIA_TYPE}",
-        ],
-        cwd=tmp_path,
-    )
+    repo = push_db(runner, tmp_path, f"{namespace}/stale-db:2", [], updated_at=old)
     result = gate(gated_project, repo)
     assert result.returncode == 6
     assert "older than the allowed 168 h" in result.stderr
@@ -220,25 +214,8 @@ def test_trivy_db_mirror_copies_the_db(
 def test_shipped_permutation_with_a_planted_critical_blocks_alone(
     shipped: Shipped, namespace: str, runner: Runner, tmp_path: Path
 ) -> None:
-    db_dir = trivydb.write_db(
-        tmp_path / "db", [trivydb.Advisory("CVE-2099-3110", "python3.11", "3.11.99-1", "CRITICAL")]
-    )
-    trivydb.pack(db_dir, tmp_path / "db.tar.gz")
-    repo = f"{namespace}/shipped-db:2"
-    runner.run(
-        [
-            "oras",
-            "push",
-            "--plain-http",
-            repo,
-            "--artifact-type",
-            trivydb.DB_ARTIFACT_TYPE,
-            f"db.tar.gz:{trivydb.DB_MEDIA_TYPE}",
-        ],
-        cwd=tmp_path,
-    )
-    from tests.integration.conftest import ROOT
-
+    advisory = trivydb.Advisory("CVE-2099-3110", "python3.11", "3.11.99-1", "CRITICAL")
+    repo = push_db(runner, tmp_path, f"{namespace}/shipped-db:2", [advisory])
     result = run_dcforge(
         "gate", cwd=ROOT, env={**shipped.env, "DCFORGE_TRIVY_DB_REPOSITORY": repo}, timeout=1800
     )

@@ -179,28 +179,51 @@ def _reusable(
         if registry.digest_or_none(runner, ref, plain_http=plain) != old.image_digest:
             log.step(p.name, f"not reusable: {ref} is gone from the registry")
             continue
-        immutable = p.immutable_tag(git_sha)
-        out[p.name] = mf.Entry(
-            name=p.name,
+        out[p.name] = _entry(
+            item,
+            git_sha,
+            digest=old.image_digest,
             tarball="",
             tarball_sha256="",
-            image_digest=old.image_digest,
-            tags=[f"{p.repository}:{immutable}", *p.floating_refs()],
-            base_image=mf.BaseImage(ref=p.base_ref, digest=item.base_digest),
-            input_hash=item.input_hash,
-            platforms=list(p.platforms),
-            repository=p.repository,
-            immutable_tag=immutable,
-            floating_tags=list(p.floating_tags),
-            family=p.family,
-            build_args=dict(p.build_args),
-            smoke=list(p.smoke),
-            built_at=old.built_at,
-            build_started_at=old.build_started_at,
+            built=(old.build_started_at, old.built_at),
             reused_from={"git_sha": rel.git_sha, "record_digest": record_digest},
         )
         log.step(p.name, f"unchanged since {rel.git_sha[:12]}: reusing {old.image_digest[:19]}")
     return out
+
+
+def _entry(
+    item: Planned,
+    git_sha: str,
+    *,
+    digest: str,
+    tarball: str,
+    tarball_sha256: str,
+    built: tuple[str, str],
+    reused_from: dict[str, str] | None = None,
+) -> mf.Entry:
+    """The manifest entry of a planned permutation, built now or reused."""
+    p = item.perm
+    immutable = p.immutable_tag(git_sha)
+    return mf.Entry(
+        name=p.name,
+        tarball=tarball,
+        tarball_sha256=tarball_sha256,
+        image_digest=digest,
+        tags=[f"{p.repository}:{immutable}", *p.floating_refs()],
+        base_image=mf.BaseImage(ref=p.base_ref, digest=item.base_digest),
+        input_hash=item.input_hash,
+        platforms=list(p.platforms),
+        repository=p.repository,
+        immutable_tag=immutable,
+        floating_tags=list(p.floating_tags),
+        family=p.family,
+        build_args=dict(p.build_args),
+        smoke=list(p.smoke),
+        build_started_at=built[0],
+        built_at=built[1],
+        reused_from=reused_from,
+    )
 
 
 def _groups(targets: Sequence[buildx.Target], sessions: int) -> list[list[buildx.Target]]:
@@ -316,24 +339,13 @@ def _build_all(
             raise BuildError(f"{p.name}: buildx reported {digest} but the tarball holds {archived}")
         if options.smoke and p.smoke:
             _smoke(runner, p, target.output_tar, archived)
-        immutable = p.immutable_tag(git_sha)
-        return mf.Entry(
-            name=p.name,
+        return _entry(
+            item,
+            git_sha,
+            digest=archived,
             tarball=f"{p.name}.tar",
             tarball_sha256=file_sha256(target.output_tar),
-            image_digest=archived,
-            tags=[f"{p.repository}:{immutable}", *p.floating_refs()],
-            base_image=mf.BaseImage(ref=p.base_ref, digest=item.base_digest),
-            input_hash=item.input_hash,
-            platforms=list(p.platforms),
-            repository=p.repository,
-            immutable_tag=immutable,
-            floating_tags=list(p.floating_tags),
-            family=p.family,
-            build_args=dict(p.build_args),
-            smoke=list(p.smoke),
-            built_at=built_at,
-            build_started_at=started_at,
+            built=(started_at, built_at),
         )
 
     with log.group("verify and smoke-test"):

@@ -27,22 +27,7 @@ def sbom(
 
     syft exits 0 even when its catalogers fail, so an SBOM without packages is an error.
     """
-    outputs = [f"spdx-json={spdx}"]
-    if cyclonedx is not None:
-        outputs.append(f"cyclonedx-json={cyclonedx}")
-    argv: list[str | Path] = ["syft", "scan", "-q", f"oci-archive:{tarball}"]
-    for out in outputs:
-        argv += ["-o", out]
-    runner.run(argv, timeout=900, env=_ENV)
-    if runner.dry_run:
-        return {}
-    try:
-        doc = json.loads(spdx.read_text())
-    except (OSError, json.JSONDecodeError) as err:
-        raise ToolError(f"syft wrote no readable SBOM at {spdx} ({err})") from err
-    if not isinstance(doc, dict) or not str(doc.get("spdxVersion", "")).startswith("SPDX-"):
-        raise ToolError(f"{spdx} is not an SPDX JSON document")
-    return doc
+    return _sbom(runner, f"oci-archive:{tarball}", spdx, cyclonedx, _ENV)
 
 
 def sbom_remote(
@@ -55,11 +40,18 @@ def sbom_remote(
 ) -> dict[str, Any]:
     """The SBOM of an image in a registry, by digest."""
     env = {**_ENV, "SYFT_REGISTRY_INSECURE_USE_HTTP": "true" if plain_http else "false"}
-    argv: list[str | Path] = ["syft", "scan", "-q", f"registry:{reference}"]
-    argv += ["-o", f"spdx-json={spdx}"]
+    return _sbom(runner, f"registry:{reference}", spdx, cyclonedx, env)
+
+
+def _sbom(
+    runner: Runner, source: str, spdx: Path, cyclonedx: Path | None, env: dict[str, str]
+) -> dict[str, Any]:
+    argv: list[str | Path] = ["syft", "scan", "-q", source, "-o", f"spdx-json={spdx}"]
     if cyclonedx is not None:
         argv += ["-o", f"cyclonedx-json={cyclonedx}"]
     runner.run(argv, timeout=900, env=env)
+    if runner.dry_run:
+        return {}
     try:
         doc = json.loads(spdx.read_text())
     except (OSError, json.JSONDecodeError) as err:

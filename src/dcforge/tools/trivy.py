@@ -54,46 +54,34 @@ def scan(runner: Runner, layout: Path, report: Path, options: ScanOptions) -> di
     Every severity is reported (the policy decides, not the scanner); exit code 1 or any
     unreadable report is a :class:`ToolError` — never "no findings".
     """
-    config = options.config or Path(str(resources.files("dcforge.resources") / "trivy.yaml"))
-    argv: list[str | Path] = ["trivy", "image", "--config", config, "--quiet"]
-    argv += ["--format", "json", "--output", report, "--exit-code", "0"]
-    argv += ["--cache-dir", options.cache_dir, "--input", layout]
-    if options.db_repository:
-        argv += ["--db-repository", options.db_repository]
-    if options.insecure:
-        argv += ["--insecure"]
-    if options.skip_db_update:
-        argv += ["--skip-db-update"]
-    report.unlink(missing_ok=True)
-    runner.run(argv, timeout=options.timeout)
-    if runner.dry_run:
-        return {}
-    try:
-        data = json.loads(report.read_text())
-    except (OSError, json.JSONDecodeError) as err:
-        raise ToolError(f"trivy wrote no readable report at {report} ({err})") from err
-    if not isinstance(data, dict) or "SchemaVersion" not in data:
-        raise ToolError(f"trivy report {report} is not a Trivy JSON report")
-    return data
+    return _scan(runner, ["--input", layout], report, options, options.insecure)
 
 
 def scan_remote(
     runner: Runner, reference: str, report: Path, options: ScanOptions, *, plain_http: bool
 ) -> dict[str, Any]:
     """Scan an image in a registry by digest (a reused image, re-checked with today's DB)."""
+    target: list[str | Path] = ["--image-src", "remote", reference]
+    return _scan(runner, target, report, options, options.insecure or plain_http)
+
+
+def _scan(
+    runner: Runner, target: list[str | Path], report: Path, options: ScanOptions, insecure: bool
+) -> dict[str, Any]:
     config = options.config or Path(str(resources.files("dcforge.resources") / "trivy.yaml"))
     argv: list[str | Path] = ["trivy", "image", "--config", config, "--quiet"]
-    argv += ["--image-src", "remote", "--format", "json", "--output", report]
-    argv += ["--exit-code", "0", "--cache-dir", options.cache_dir]
+    argv += ["--format", "json", "--output", report, "--exit-code", "0"]
+    argv += ["--cache-dir", options.cache_dir]
     if options.db_repository:
         argv += ["--db-repository", options.db_repository]
-    if options.insecure or plain_http:
+    if insecure:
         argv += ["--insecure"]
     if options.skip_db_update:
         argv += ["--skip-db-update"]
-    argv.append(reference)
     report.unlink(missing_ok=True)
-    runner.run(argv, timeout=options.timeout + 60)
+    runner.run([*argv, *target], timeout=options.timeout)
+    if runner.dry_run:
+        return {}
     try:
         data = json.loads(report.read_text())
     except (OSError, json.JSONDecodeError) as err:
