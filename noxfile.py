@@ -90,7 +90,7 @@ def build(session: nox.Session) -> None:
 
 @nox.session(python=PYTHON)
 def prune(session: nox.Session) -> None:
-    """Runner hygiene (--runner): prune Docker images, volumes and build cache."""
+    """Runner hygiene (--runner); retention (--registry, --artifacts; deletes only with --yes)."""
     _install(session)
     session.run("python", "-m", "dcforge", "prune", *session.posargs)
 
@@ -132,7 +132,7 @@ def bench(session: nox.Session) -> None:
 
 @nox.session(python=PYTHON)
 def lint(session: nox.Session) -> None:
-    """ruff, mypy (strict), and actionlint + zizmor over the workflows."""
+    """ruff, mypy (strict), shellcheck, and actionlint + zizmor over the workflows."""
     _install(session, "lint", "test")
     session.run("ruff", "check", "src", "tests", "noxfile.py", "tasks.py")
     session.run("ruff", "format", "--check", "src", "tests", "noxfile.py", "tasks.py")

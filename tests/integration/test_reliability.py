@@ -262,8 +262,11 @@ def test_concurrent_publishes(
 
 @rel("dockerd restarted during a build", "clear build error; no manifest written; re-run completes")
 def test_dockerd_restart_during_build(project: Path, runner: Runner) -> None:
+    # The dockerd scripts/bootstrap started (its pid file), else dockerd's own pid file.
     pid_file = ROOT / ".dcforge/run/dockerd.pid"
-    assert pid_file.is_file(), "dockerd must have been started by scripts/bootstrap"
+    if not pid_file.is_file():
+        pid_file = Path("/var/run/docker.pid")
+    assert pid_file.is_file(), "no dockerd pid file: is dockerd running?"
     slow = project / "images/tiny/Dockerfile"
     slow.write_text(slow.read_text() + "RUN sleep 30\n")
     git_commit(project, "slow build")
