@@ -32,16 +32,24 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     target = os.environ.get("DCFORGE_RELIABILITY_REPORT")
     if not target or not _RESULTS:
         return
+    by_scenario: dict[str, list[tuple[str, str, str]]] = {}
+    for nodeid, (scenario, checks, result) in _RESULTS.items():
+        by_scenario.setdefault(scenario, []).append((nodeid, checks, result))
     lines = [
         "# dcforge reliability report",
         "",
-        "| scenario | result | what was checked | test |",
+        "| scenario | result | what was checked | tests |",
         "|---|---|---|---|",
     ]
-    for nodeid, (scenario, checks, result) in sorted(_RESULTS.items(), key=lambda kv: kv[1][0]):
-        lines.append(f"| {scenario} | {result} | {checks} | `{nodeid.split('::', 1)[-1]}` |")
-    passed = sum(1 for r in _RESULTS.values() if r[2] == "pass")
-    lines += ["", f"{passed} of {len(_RESULTS)} scenarios passed."]
+    for scenario, rows in sorted(by_scenario.items()):
+        failed = [n for n, _, r in rows if r != "pass"]
+        result = "pass" if not failed else f"FAIL ({len(failed)} of {len(rows)})"
+        tests = sorted({n.split("::", 1)[-1].split("[", 1)[0] for n, _, _ in rows})
+        cases = f" ({len(rows)} cases)" if len(rows) > 1 else ""
+        names = ", ".join(f"`{name}`" for name in tests)
+        lines.append(f"| {scenario} | {result} | {rows[0][1]}{cases} | {names} |")
+    passed = sum(1 for rows in by_scenario.values() if all(r == "pass" for _, _, r in rows))
+    lines += ["", f"{passed} of {len(by_scenario)} scenarios passed ({len(_RESULTS)} test cases)."]
     path = Path(target)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("\n".join(lines) + "\n")

@@ -20,6 +20,7 @@ FILE_NAME = "release.json"
 REPOSITORY = "dcforge-releases"
 LAST_KNOWN_GOOD = "last-known-good"
 SCHEMA_VERSION = 1
+GATE_FIELDS = ("trivy_version", "syft_version", "db_repository", "db_updated_at", "sample_db")
 DIGEST_RE = re.compile(r"^sha256:[0-9a-f]{64}$")
 
 
@@ -64,14 +65,12 @@ def build(manifest: mf.Manifest, gate_doc: dict[str, Any]) -> dict[str, Any]:
             for e in manifest.permutations
         ],
         "gate": {
-            k: gate_doc.get(k)
-            for k in (
-                "trivy_version",
-                "syft_version",
-                "db_repository",
-                "db_updated_at",
-                "sample_db",
-            )
+            **{k: gate_doc.get(k) for k in GATE_FIELDS},
+            "vulnerabilities": {
+                v.get("name"): v.get("counts", {})
+                for v in gate_doc.get("permutations", [])
+                if isinstance(v, dict)
+            },
         },
         "manifest": manifest.to_json(),
     }

@@ -93,7 +93,10 @@ def test_registry_killed_during_push(
     assert floating(runner, b) == at(b)
 
 
-@rel("registry killed during tag moves", "nothing half-moved: all A; re-run: all B")
+@rel(
+    "registry killed during tag moves (and stays down)",
+    "clear error saying what could not be put back; last-known-good still A; re-run: all B",
+)
 def test_registry_killed_during_tag_moves(
     project: Path,
     private_registry: PrivateRegistry,

@@ -15,6 +15,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from rich.table import Table
+
 from dcforge import log, release, signing
 from dcforge.errors import DcforgeError, ManifestError, RegistryError, ToolError
 from dcforge.runner import Runner
@@ -146,5 +148,20 @@ def run(
         raise VerifyFailed(
             f"{len(problems)} problem(s) in release {rel.git_sha[:12]}: {problems[0]}"
         )
+    _summary(rel)
     log.info(f"verified release {rel.git_sha[:12]}: {len(rel.images)} image(s)")
     return rel
+
+
+def _summary(rel: release.Release) -> None:
+    sample = " (SAMPLE vulnerability data)" if rel.gate.get("sample_db") else ""
+    table = Table(title=f"release {rel.git_sha[:12]}: verified{sample}")
+    for col in ("permutation", "digest", "vulnerabilities", "signed", "attested", "tags"):
+        table.add_column(col)
+    counts = rel.gate.get("vulnerabilities") or {}
+    for image in rel.images:
+        found = counts.get(image.name) or {}
+        vulns = ", ".join(f"{k} {v}" for k, v in sorted(found.items())) or "none found"
+        tags = ", ".join(image.floating_tags) + " + " + image.immutable_tag
+        table.add_row(image.name, image.digest[:19], vulns, "verified", "SBOM + SLSA v1", tags)
+    log.table(table)
