@@ -109,17 +109,15 @@ def push_db(
     """Write a Trivy DB with ``advisories`` and serve it from the registry as Trivy expects."""
     db_dir = trivydb.write_db(work / "db", advisories, updated_at=updated_at)
     trivydb.pack(db_dir, work / "db.tar.gz")
-    runner.run(
-        [
-            "oras",
-            "push",
-            "--plain-http",
-            repository,
-            "--artifact-type",
-            trivydb.DB_ARTIFACT_TYPE,
-            f"db.tar.gz:{trivydb.DB_MEDIA_TYPE}",
-        ],
-        cwd=work,
+    registry.push_artifact(
+        runner,
+        repository,
+        work,
+        "db.tar.gz",
+        artifact_type=trivydb.DB_ARTIFACT_TYPE,
+        media_type=trivydb.DB_MEDIA_TYPE,
+        annotations={},
+        plain_http=True,
     )
     return repository
 
@@ -165,12 +163,8 @@ def other_keys(runner: Runner, tmp_path_factory: pytest.TempPathFactory) -> KeyP
     return _key_pair(runner, tmp_path_factory.mktemp("cosign-other"), "test-password-2")
 
 
-@pytest.fixture(scope="session")
-def vulnerable_tar(
-    stack: str, busybox_digest: str, runner: Runner, tmp_path_factory: pytest.TempPathFactory
-) -> Path:
-    """busybox + a Debian os-release and a dpkg status listing zlib1g 1:1.2.13.dfsg-1."""
-    out = tmp_path_factory.mktemp("vuln") / "vulnerable.tar"
+def build_tar(runner: Runner, context: Path, out: Path, base: str) -> Path:
+    """An OCI archive of ``context`` built FROM ``base`` (a digest reference)."""
     runner.run(
         [
             "docker",
@@ -179,13 +173,22 @@ def vulnerable_tar(
             "-q",
             "--provenance=false",
             "--build-arg",
-            f"BASE_IMAGE={stack}/library/busybox@{busybox_digest}",
+            f"BASE_IMAGE={base}",
             "--output",
             f"type=oci,dest={out}",
-            VULN_DIR,
-        ],
+            context,
+        ]
     )
     return out
+
+
+@pytest.fixture(scope="session")
+def vulnerable_tar(
+    stack: str, busybox_digest: str, runner: Runner, tmp_path_factory: pytest.TempPathFactory
+) -> Path:
+    """busybox + a Debian os-release and a dpkg status listing zlib1g 1:1.2.13.dfsg-1."""
+    out = tmp_path_factory.mktemp("vuln") / "vulnerable.tar"
+    return build_tar(runner, VULN_DIR, out, f"{stack}/library/busybox@{busybox_digest}")
 
 
 @pytest.fixture(scope="session")
@@ -197,22 +200,7 @@ def clean_tar(
     for name in ("Dockerfile", "os-release"):
         (work / name).write_bytes((VULN_DIR / name).read_bytes())
     (work / "status").write_text("")
-    out = work / "clean.tar"
-    runner.run(
-        [
-            "docker",
-            "buildx",
-            "build",
-            "-q",
-            "--provenance=false",
-            "--build-arg",
-            f"BASE_IMAGE={stack}/library/busybox@{busybox_digest}",
-            "--output",
-            f"type=oci,dest={out}",
-            work,
-        ],
-    )
-    return out
+    return build_tar(runner, work, work / "clean.tar", f"{stack}/library/busybox@{busybox_digest}")
 
 
 @pytest.fixture

@@ -27,7 +27,7 @@ from dcforge.files import atomic_write_bytes, atomic_write_json
 from dcforge.hashing import file_sha256
 from dcforge.runner import Runner
 from dcforge.settings import Settings
-from dcforge.tools import buildx, syft, trivy
+from dcforge.tools import buildx, registry, syft, trivy
 
 GATE_SCHEMA_VERSION = 1
 SAMPLE_REPOSITORY = "dcforge-sample/trivy-db:2"
@@ -86,18 +86,15 @@ def push_sample_db(settings: Settings, runner: Runner, work: Path) -> str:
     repository = f"{host}/{SAMPLE_REPOSITORY}"
     db_dir = trivydb.write_db(work / "sample-db", trivydb.SAMPLE_ADVISORIES, sample=True)
     trivydb.pack(db_dir, work / "db.tar.gz")
-    runner.run(
-        [
-            "oras",
-            "push",
-            *(["--plain-http"] if settings.is_plain_http(host) else []),
-            repository,
-            "--artifact-type",
-            trivydb.DB_ARTIFACT_TYPE,
-            f"db.tar.gz:{trivydb.DB_MEDIA_TYPE}",
-        ],
-        cwd=work,
-        timeout=120,
+    registry.push_artifact(
+        runner,
+        repository,
+        work,
+        "db.tar.gz",
+        artifact_type=trivydb.DB_ARTIFACT_TYPE,
+        media_type=trivydb.DB_MEDIA_TYPE,
+        annotations={},
+        plain_http=settings.is_plain_http(host),
     )
     return repository
 
@@ -194,6 +191,18 @@ def _scan_one(
         log.step(name, f"SBOM: {sbom_count} packages")
     except DcforgeError as err:
         problems.append(f"SBOM generation failed: {err}")
+    return _decide(name, report, sbom_count, problems, pol, waivers, today)
+
+
+def _decide(
+    name: str,
+    report: Any | None,
+    sbom_count: int | None,
+    problems: list[str],
+    pol: policy.Policy,
+    waivers: Sequence[policy.Waiver],
+    today: dt.date,
+) -> policy.Verdict:
     verdict = policy.decide(
         name,
         report=report,
@@ -243,17 +252,7 @@ def _scan_remote(
             sbom_count = len(syft.package_names(doc))
         except DcforgeError as err:
             problems.append(f"SBOM generation failed: {err}")
-    verdict = policy.decide(
-        name,
-        report=report,
-        sbom_packages=sbom_count,
-        policy=pol,
-        waivers=waivers,
-        today=today,
-        problems=problems,
-    )
-    log.step(name, "pass" if verdict.passed else f"BLOCKED: {'; '.join(verdict.reasons)}")
-    return verdict
+    return _decide(name, report, sbom_count, problems, pol, waivers, today)
 
 
 def run(

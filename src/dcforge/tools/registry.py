@@ -139,13 +139,14 @@ def push_artifact(
     artifact_type: str,
     annotations: dict[str, str],
     plain_http: bool,
+    media_type: str = "",
 ) -> str:
     """Push one file as an OCI artifact; returns the manifest digest."""
     argv: list[str | Path] = ["oras", "push", *_http_flags(plain_http)]
     argv += ["--artifact-type", artifact_type]
     for key, value in annotations.items():
         argv += ["--annotation", f"{key}={value}"]
-    argv += [reference, f"{file_name}:{artifact_type}"]
+    argv += [reference, f"{file_name}:{media_type or artifact_type}"]
     _run(runner, argv, cwd=directory, timeout=300)
     return resolve(runner, reference, plain_http=plain_http)
 
