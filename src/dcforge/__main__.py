@@ -96,7 +96,6 @@ def _parser() -> argparse.ArgumentParser:
     trivy = sub.add_parser("trivy", help="scan an OCI tarball with Trivy (JSON report)")
     trivy.add_argument("tarball", type=Path)
     trivy.add_argument("--report", type=Path, default=None)
-    trivy.add_argument("--skip-db-update", action="store_true")
 
     syft = sub.add_parser("syft", help="write an SPDX JSON SBOM for an OCI tarball")
     syft.add_argument("tarball", type=Path)

@@ -5,25 +5,15 @@ from __future__ import annotations
 import argparse
 import tempfile
 from collections.abc import Mapping
+from datetime import UTC, datetime
 from pathlib import Path
 
 from dcforge import log, signing
-from dcforge.errors import ConfigError, DcforgeError
+from dcforge.errors import ConfigError, DcforgeError, ToolError
 from dcforge.runner import Runner
 from dcforge.settings import Settings
+from dcforge.stages import gate
 from dcforge.tools import cosign, registry, syft, trivy
-
-
-def trivy_options(conf: Settings, *, skip_db_update: bool = False) -> trivy.ScanOptions:
-    repo = conf.trivy_db_repository
-    config = conf.root / "trivy.yaml"
-    return trivy.ScanOptions(
-        cache_dir=conf.state_path / "trivy-cache",
-        db_repository=repo,
-        insecure=bool(repo) and conf.is_plain_http(repo),
-        skip_db_update=skip_db_update,
-        config=config if config.is_file() else None,
-    )
 
 
 def _existing(path: Path) -> Path:
@@ -38,16 +28,20 @@ def run(args: argparse.Namespace, conf: Settings, runner: Runner, env: Mapping[s
         report = args.report or tarball.with_suffix(".trivy.json")
         with tempfile.TemporaryDirectory(prefix="dcforge-scan-") as tmp:
             layout = trivy.unpack_oci_archive(tarball, Path(tmp) / "layout")
-            data = trivy.scan(
-                runner, layout, report, trivy_options(conf, skip_db_update=args.skip_db_update)
-            )
+            # The same DB the gate uses (and its loud local-sample fallback).
+            db = gate.prepare_db(conf, runner, Path(tmp), datetime.now(UTC))
+            if db.problem:
+                raise ToolError(db.problem)
+            data = trivy.scan(runner, layout, report, db.options)
         counts: dict[str, int] = {}
         for result in data.get("Results") or []:
             for vuln in result.get("Vulnerabilities") or []:
                 counts[vuln.get("Severity", "UNKNOWN")] = (
                     counts.get(vuln.get("Severity", "UNKNOWN"), 0) + 1
                 )
-        summary = ", ".join(f"{k} {v}" for k, v in sorted(counts.items())) or "no findings"
+        summary = ", ".join(f"{k} {v}" for k, v in sorted(counts.items())) or "0 findings"
+        if db.sample:
+            summary += " (SAMPLE vulnerability data, not a real scan)"
         log.info(f"{tarball.name}: {summary} (report: {report})")
         return 0
     if args.command == "syft":

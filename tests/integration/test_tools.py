@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -9,7 +11,7 @@ import pytest
 from dcforge.errors import ToolError
 from dcforge.runner import Runner
 from dcforge.tools import cosign, registry, syft, trivy
-from tests.integration.conftest import KeyPair, TrivyDb, run_dcforge
+from tests.integration.conftest import ROOT, KeyPair, TrivyDb, base_env, run_dcforge
 
 pytestmark = pytest.mark.integration
 
@@ -109,3 +111,31 @@ def test_a_failing_tool_is_one_clear_line(tmp_path: Path) -> None:
     assert missing.returncode == 3
     assert len(missing.stderr.strip().splitlines()) == 1, missing.stderr
     assert missing.stderr.startswith("error: tool failed: cosign exited")
+
+
+def test_invoke_trivy_and_syft_tasks(
+    vulnerable_tar: Path, trivy_db: TrivyDb, tmp_path: Path
+) -> None:
+    """The thin invoke wrappers, as a user calls them."""
+    env = {**base_env(), "DCFORGE_TRIVY_DB_REPOSITORY": trivy_db.repository}
+    for task, expected in (("trivy", "CRITICAL 1"), ("syft", "packages (SBOM:")):
+        result = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "invoke",
+                "-r",
+                str(ROOT),
+                task,
+                "--tarball",
+                str(vulnerable_tar),
+            ],
+            cwd=tmp_path,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=300,
+            check=False,
+        )
+        assert result.returncode == 0, result.stderr
+        assert expected in result.stderr
