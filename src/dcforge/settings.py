@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import tomllib
 from collections.abc import Mapping
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
@@ -60,9 +60,6 @@ class Settings:
         host = reference.split("/", 1)[0].split(":", 1)[0]
         insecure = {h.strip() for h in self.insecure_registries.split(",") if h.strip()}
         return host in insecure
-
-    def with_overrides(self, **changes: Any) -> Settings:
-        return replace(self, **changes)
 
 
 def _coerce(name: str, raw: Any, kind: type, source: str) -> Any:

@@ -19,6 +19,7 @@ import pytest
 
 from dcforge import trivydb
 from dcforge.runner import Runner
+from dcforge.stages import gate
 from dcforge.tools import registry
 from tests.projects import write_project
 
@@ -106,20 +107,10 @@ def push_db(
     advisories: list[trivydb.Advisory],
     updated_at: dt.datetime | None = None,
 ) -> str:
-    """Write a Trivy DB with ``advisories`` and serve it from the registry as Trivy expects."""
-    db_dir = trivydb.write_db(work / "db", advisories, updated_at=updated_at)
-    trivydb.pack(db_dir, work / "db.tar.gz")
-    registry.push_artifact(
-        runner,
-        repository,
-        work,
-        "db.tar.gz",
-        artifact_type=trivydb.DB_ARTIFACT_TYPE,
-        media_type=trivydb.DB_MEDIA_TYPE,
-        annotations={},
-        plain_http=True,
+    """A test DB served from the local registry (dcforge's own DB writer and push)."""
+    return gate.publish_db(
+        runner, work, repository, advisories, plain_http=True, updated_at=updated_at
     )
-    return repository
 
 
 @dataclass(frozen=True)

@@ -83,8 +83,28 @@ def _scan_options(settings: Settings, repository: str) -> trivy.ScanOptions:
 def push_sample_db(settings: Settings, runner: Runner, work: Path) -> str:
     """Write the bundled sample DB and serve it from the local registry; returns its ref."""
     host = settings.registry.split("/", 1)[0]
-    repository = f"{host}/{SAMPLE_REPOSITORY}"
-    db_dir = trivydb.write_db(work / "sample-db", trivydb.SAMPLE_ADVISORIES, sample=True)
+    return publish_db(
+        runner,
+        work,
+        f"{host}/{SAMPLE_REPOSITORY}",
+        trivydb.SAMPLE_ADVISORIES,
+        plain_http=settings.is_plain_http(host),
+        sample=True,
+    )
+
+
+def publish_db(
+    runner: Runner,
+    work: Path,
+    repository: str,
+    advisories: Sequence[trivydb.Advisory],
+    *,
+    plain_http: bool,
+    updated_at: dt.datetime | None = None,
+    sample: bool = False,
+) -> str:
+    """Write a Trivy DB from ``advisories`` and serve it at ``repository`` as Trivy expects."""
+    db_dir = trivydb.write_db(work / "db", advisories, updated_at=updated_at, sample=sample)
     trivydb.pack(db_dir, work / "db.tar.gz")
     registry.push_artifact(
         runner,
@@ -94,7 +114,7 @@ def push_sample_db(settings: Settings, runner: Runner, work: Path) -> str:
         artifact_type=trivydb.DB_ARTIFACT_TYPE,
         media_type=trivydb.DB_MEDIA_TYPE,
         annotations={},
-        plain_http=settings.is_plain_http(host),
+        plain_http=plain_http,
     )
     return repository
 

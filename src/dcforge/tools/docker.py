@@ -28,10 +28,6 @@ def image_id(runner: Runner, image: str) -> str:
     ).stdout.strip()
 
 
-def remove_image(runner: Runner, image: str) -> None:
-    runner.run(["docker", "image", "rm", "-f", image], timeout=120, check=False)
-
-
 def smoke(runner: Runner, image: str, command: str, *, timeout: float = 300) -> None:
     """Run one smoke command in ``image`` (no network); a non-zero exit is a BuildError."""
     try:
