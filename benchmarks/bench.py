@@ -36,6 +36,8 @@ ARG BASE_IMAGE
 FROM ${{BASE_IMAGE}}
 ARG ID
 COPY version.txt /version.txt
+COPY os-release /etc/os-release
+COPY status /var/lib/dpkg/status
 RUN head -c {LAYER_MB * 1024 * 1024} /dev/urandom > /blob-${{ID}}
 """
 
@@ -106,6 +108,13 @@ class Registry:
         self.proc.kill()
         self.proc.wait()
 
+# Trivy must detect an OS and scan its packages, or the gate blocks: say "Debian 12, one package".
+OS_RELEASE = 'ID=debian\nVERSION_ID="12"\n'
+DPKG_STATUS = (
+    "Package: busybox\nStatus: install ok installed\nArchitecture: amd64\nSource: busybox\n"
+    "Version: 1:1.35.0-4\nDescription: tiny utilities\n"
+)
+
 
 def make_project(root: Path, n: int, registry: str) -> Path:
     root.mkdir(parents=True)
@@ -118,6 +127,8 @@ def make_project(root: Path, n: int, registry: str) -> Path:
         ctx.mkdir(parents=True)
         (ctx / "Dockerfile").write_text(DOCKERFILE)
         (ctx / "version.txt").write_text("1\n")
+        (ctx / "os-release").write_text(OS_RELEASE)
+        (ctx / "status").write_text(DPKG_STATUS)
     (root / "permutations").mkdir()
     (root / "permutations/bench.yaml").write_text(
         "family: bench\nimage: bench\n"

@@ -10,8 +10,32 @@ ARG BASE_IMAGE
 FROM ${BASE_IMAGE}
 ARG GREETING=hello
 COPY greeting.txt /etc/greeting
-RUN echo "${GREETING}" > /etc/built-greeting
+COPY os-release /etc/os-release
+COPY status /var/lib/dpkg/status
+RUN echo "${GREETING}" > /etc/built-greeting && echo 12.5 > /etc/debian_version
 """
+
+# The gate wants an image whose OS Trivy can detect and whose OS packages it scans; the
+# busybox test images say they are Debian 12 with one dpkg-registered package.
+OS_RELEASE = 'PRETTY_NAME="Debian GNU/Linux 12 (bookworm)"\nID=debian\nVERSION_ID="12"\n'
+DPKG_STATUS = """\
+Package: busybox
+Status: install ok installed
+Priority: optional
+Section: shells
+Installed-Size: 800
+Maintainer: Debian Install System Team <debian-boot@lists.debian.org>
+Architecture: amd64
+Source: busybox
+Version: 1:1.35.0-4
+Description: tiny utilities for small and embedded systems
+"""
+
+
+def write_debian_identity(ctx: Path) -> None:
+    """os-release + a dpkg status, so that Trivy sees a Debian 12 image (COPY them in)."""
+    (ctx / "os-release").write_text(OS_RELEASE)
+    (ctx / "status").write_text(DPKG_STATUS)
 
 
 def write_project(
@@ -42,6 +66,7 @@ def write_project(
     ctx.mkdir(parents=True, exist_ok=True)
     (ctx / "Dockerfile").write_text(BUSYBOX_DOCKERFILE)
     (ctx / "greeting.txt").write_text("hi\n")
+    write_debian_identity(ctx)
     perms = root / "permutations"
     perms.mkdir(exist_ok=True)
     if families is None:

@@ -47,6 +47,7 @@ class Permutation:
     floating_tags: tuple[str, ...]  # tag names only
     smoke: tuple[str, ...]
     variables: tuple[tuple[str, str], ...]
+    os_mode: str = "required"  # "none": no OS (scratch/distroless); the gate wants lang packages
 
     def floating_refs(self) -> list[str]:
         return [f"{self.repository}:{tag}" for tag in self.floating_tags]
@@ -241,6 +242,7 @@ def load_family(
                 floating_tags=tuple(tags),
                 smoke=tuple(r(f"smoke.{i}", c) for i, c in enumerate(data.get("smoke", []))),
                 variables=tuple(sorted(row.items())),
+                os_mode=data.get("os", "required"),
             )
         )
     return out

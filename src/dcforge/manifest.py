@@ -47,6 +47,7 @@ class Entry:
     built_at: str = ""
     build_started_at: str = ""
     reused_from: dict[str, str] | None = None  # {git_sha, record_digest}: not rebuilt
+    os: str = "required"  # "none": declared without an OS (the gate then wants lang packages)
 
     @property
     def reused(self) -> bool:

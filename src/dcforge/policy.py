@@ -2,13 +2,16 @@
 
 Fail closed: a missing report, a scanner error, an SBOM failure or an empty SBOM, a DB
 problem or a checksum mismatch each block; nothing here ever turns an error into "no
-findings".
+findings". Neither does an image the scanner could not see into: every verdict also
+checks *coverage* (:func:`coverage`) — Trivy must have detected a supported, maintained
+OS and scanned as many OS packages as the SBOM lists.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import json
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from importlib import resources
@@ -21,15 +24,47 @@ from dcforge.config import read_yaml
 from dcforge.errors import ConfigError
 
 SEVERITIES = ("CRITICAL", "HIGH", "MEDIUM", "LOW", "UNKNOWN")
+OS_MODES = ("required", "none")
+
+# Coverage problems: pseudo-advisories, so that only a waiver (with an expiry) lifts one.
+OS_UNDETECTED = "DCFORGE-OS-UNDETECTED"
+OS_EOSL = "DCFORGE-OS-EOSL"
+OS_UNSCANNED = "DCFORGE-OS-UNSCANNED"
+PACKAGES_MISMATCH = "DCFORGE-PKG-MISMATCH"
+NOTHING_SCANNED = "DCFORGE-NOTHING-SCANNED"
+COVERAGE_IDS = (OS_UNDETECTED, OS_EOSL, OS_UNSCANNED, PACKAGES_MISMATCH, NOTHING_SCANNED)
+
+# Trivy and syft read the same package database (dpkg status, rpmdb, apk installed). They
+# differ only at the edges: syft lists dpkg entries in states Trivy skips (config-files,
+# half-installed) and the two merge duplicate entries differently. A DB hidden or removed
+# from the scanner's view shows as a gap of tens of packages or all of them. So the counts
+# must agree within max(MIN_SLACK, SLACK_FRACTION of the larger count).
+PACKAGE_COUNT_MIN_SLACK = 2
+PACKAGE_COUNT_SLACK_FRACTION = 0.02
 
 
 @dataclass(frozen=True)
 class Policy:
+    """What blocks. Every field is recorded in the verdict; publish refuses another one."""
+
     blocking: tuple[str, ...] = ("CRITICAL", "HIGH")
     max_db_age_hours: int = 168
+    max_waiver_days: int = 90
+    ignore_unfixed: bool = False  # findings with no fix do not block (still reported)
+    skip_dirs: tuple[str, ...] = ()  # image paths Trivy does not scan (reported)
+    db_digest: str = ""  # when set, the only Trivy DB a verdict may be made with
 
     @classmethod
-    def parse(cls, severities: str, max_db_age_hours: int) -> Policy:
+    def parse(
+        cls,
+        severities: str,
+        max_db_age_hours: int,
+        *,
+        max_waiver_days: int = 90,
+        ignore_unfixed: bool = False,
+        skip_dirs: str = "",
+        db_digest: str = "",
+    ) -> Policy:
         wanted = tuple(s.strip().upper() for s in severities.split(",") if s.strip())
         unknown = [s for s in wanted if s not in SEVERITIES]
         if unknown or not wanted:
@@ -38,12 +73,25 @@ class Policy:
             )
         if max_db_age_hours <= 0:
             raise ConfigError("max_db_age_hours must be positive")
-        return cls(wanted, max_db_age_hours)
+        if max_waiver_days <= 0:
+            raise ConfigError("max_waiver_days must be positive")
+        if db_digest and not re.fullmatch(r"sha256:[0-9a-f]{64}", db_digest):
+            raise ConfigError(f"trivy_db_digest {db_digest!r} is not a sha256:… digest")
+        dirs = tuple(d.strip() for d in skip_dirs.split(",") if d.strip())
+        if any(not d.startswith("/") or ".." in d for d in dirs):
+            raise ConfigError(
+                f"scan_skip_dirs {skip_dirs!r}: use absolute image paths, e.g. /opt/examples"
+            )
+        return cls(wanted, max_db_age_hours, max_waiver_days, ignore_unfixed, dirs, db_digest)
 
     def to_json(self) -> dict[str, Any]:
         return {
             "blocking_severities": list(self.blocking),
             "max_db_age_hours": self.max_db_age_hours,
+            "max_waiver_days": self.max_waiver_days,
+            "ignore_unfixed": self.ignore_unfixed,
+            "skip_dirs": list(self.skip_dirs),
+            "db_digest": self.db_digest,
         }
 
 
@@ -54,6 +102,8 @@ class Waiver:
     expires: dt.date
     permutations: tuple[str, ...] = ()
     packages: tuple[str, ...] = ()
+    created: dt.date | None = None
+    scope_all: bool = False
 
     def matches(self, permutation: str, finding: Finding) -> bool:
         return (
@@ -64,6 +114,14 @@ class Waiver:
 
     def expired(self, today: dt.date) -> bool:
         return self.expires < today
+
+    def days_left(self, today: dt.date) -> int:
+        return (self.expires - today).days
+
+    def scope(self) -> str:
+        parts = [f"permutations: {', '.join(self.permutations)}"] * bool(self.permutations)
+        parts += [f"packages: {', '.join(self.packages)}"] * bool(self.packages)
+        return "; ".join(parts) or "all"
 
 
 @dataclass(frozen=True)
@@ -89,6 +147,8 @@ class Verdict:
     blocking: list[Finding] = field(default_factory=list)
     waived: list[tuple[Finding, Waiver]] = field(default_factory=list)
     sbom_packages: int = 0
+    unfixed: list[Finding] = field(default_factory=list)  # not blocking: ignore_unfixed
+    coverage: Coverage | None = None
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -101,8 +161,23 @@ class Verdict:
                 {**asdict(f), "waiver": {"reason": w.reason, "expires": w.expires.isoformat()}}
                 for f, w in self.waived
             ],
+            "unfixed_not_blocking": [asdict(f) for f in self.unfixed],
             "sbom_packages": self.sbom_packages,
+            "coverage": asdict(self.coverage) if self.coverage else None,
         }
+
+
+@dataclass(frozen=True)
+class Coverage:
+    """What the scanner saw of one image, next to what the SBOM lists."""
+
+    os_mode: str  # "required" (default) or "none" (declared in the permutation YAML)
+    os: str  # "debian 12.5", or "" when Trivy detected none
+    eosl: bool
+    os_results: int  # Trivy results of class os-pkgs
+    os_packages: int  # OS packages Trivy scanned
+    lang_packages: int  # language packages Trivy scanned
+    sbom_os_packages: int  # OS packages (deb/rpm/apk/…) in the syft SBOM
 
 
 class ReportError(ValueError):
@@ -140,6 +215,107 @@ def parse_findings(report: Any) -> list[Finding]:
     return out
 
 
+def _int_list_len(value: Any) -> int:
+    return len(value) if isinstance(value, list) else 0
+
+
+def read_coverage(report: Any, sbom_os_packages: int, os_mode: str) -> Coverage:
+    """The coverage facts of a (parsable) Trivy report; malformed parts count as absent."""
+    meta = report.get("Metadata") if isinstance(report, Mapping) else None
+    os_info = meta.get("OS") if isinstance(meta, Mapping) else None
+    family = name = ""
+    eosl = False
+    if isinstance(os_info, Mapping):
+        family = str(os_info.get("Family") or "")
+        family = "" if family.lower() in ("none", "unknown") else family  # Trivy's "not found"
+        name = str(os_info.get("Name") or "")
+        eosl = os_info.get("EOSL") is True
+    os_results = os_packages = lang_packages = 0
+    for result in report.get("Results") or []:
+        if not isinstance(result, Mapping):
+            continue
+        if result.get("Class") == "os-pkgs":
+            os_results += 1
+            os_packages += _int_list_len(result.get("Packages"))
+        elif result.get("Class") == "lang-pkgs":
+            lang_packages += _int_list_len(result.get("Packages"))
+    return Coverage(
+        os_mode=os_mode,
+        os=f"{family} {name}".strip() if family else "",
+        eosl=eosl,
+        os_results=os_results,
+        os_packages=os_packages,
+        lang_packages=lang_packages,
+        sbom_os_packages=sbom_os_packages,
+    )
+
+
+def counts_agree(scanned: int, listed: int) -> bool:
+    slack = max(PACKAGE_COUNT_MIN_SLACK, int(PACKAGE_COUNT_SLACK_FRACTION * max(scanned, listed)))
+    return abs(scanned - listed) <= slack and (listed == 0 or scanned > 0)
+
+
+def coverage_problems(cov: Coverage) -> list[tuple[str, str]]:
+    """(id, reason) for each way the scan did not see the whole image."""
+    out: list[tuple[str, str]] = []
+    if cov.os_mode == "none" and not cov.os:
+        if cov.lang_packages == 0:
+            out.append(
+                (
+                    NOTHING_SCANNED,
+                    "declared 'os: none' but Trivy scanned no language packages either — "
+                    "nothing in this image was matched against advisories",
+                )
+            )
+    elif not cov.os:
+        out.append(
+            (
+                OS_UNDETECTED,
+                "Trivy detected no operating system (no os-release it knows): OS packages were "
+                "not matched against any advisory — use a supported base, or declare "
+                "'os: none' in the permutation if the image truly has no OS",
+            )
+        )
+    elif cov.eosl:
+        out.append(
+            (
+                OS_EOSL,
+                f"{cov.os} is end-of-life (EOSL): its advisories are no longer maintained — "
+                "move to a supported release",
+            )
+        )
+    elif cov.os_results == 0:
+        out.append(
+            (
+                OS_UNSCANNED,
+                f"Trivy detected {cov.os} but scanned no OS packages (an OS version it does "
+                "not support?) — use a supported base",
+            )
+        )
+    if not counts_agree(cov.os_packages, cov.sbom_os_packages):
+        out.append(
+            (
+                PACKAGES_MISMATCH,
+                f"Trivy scanned {cov.os_packages} OS package(s), the SBOM lists "
+                f"{cov.sbom_os_packages} — the scanner did not see the whole package database",
+            )
+        )
+    return out
+
+
+def _future_problem(updated: dt.datetime, now: dt.datetime, raw: str) -> str:
+    if updated - now > dt.timedelta(minutes=FUTURE_DB_SLACK_MINUTES):
+        return (
+            f"the Trivy DB says it was updated at {raw[:19]}Z, which lies in the future — "
+            "a DB with a forged or broken date is never trusted; check the DB source and "
+            "this machine's clock"
+        )
+    return ""
+
+
+FUTURE_DB_SLACK_MINUTES = 10  # clock skew between the DB builder and this machine
+
+
 def db_age_problem(metadata: Mapping[str, Any] | None, now: dt.datetime, policy: Policy) -> str:
     """Empty when the DB is present and fresh enough; otherwise the reason it blocks."""
     if not metadata:
@@ -149,6 +325,8 @@ def db_age_problem(metadata: Mapping[str, Any] | None, now: dt.datetime, policy:
         updated = dt.datetime.fromisoformat(raw[:19]).replace(tzinfo=dt.UTC)
     except ValueError:
         return f"the Trivy DB metadata has no readable UpdatedAt ({raw!r})"
+    if future := _future_problem(updated, now, raw):
+        return future
     age = now - updated
     if age > dt.timedelta(hours=policy.max_db_age_hours):
         hours = int(age.total_seconds() // 3600)
@@ -164,12 +342,18 @@ def decide(
     *,
     report: Any | None,
     sbom_packages: int | None,
+    sbom_os_packages: int | None,
+    os_mode: str = "required",
     policy: Policy,
     waivers: Sequence[Waiver],
     today: dt.date,
     problems: Sequence[str] = (),
 ) -> Verdict:
-    """The verdict for one permutation. ``problems`` are failures found before deciding."""
+    """The verdict for one permutation. ``problems`` are failures found before deciding.
+
+    ``sbom_os_packages`` is the number of OS packages in the SBOM; None when there is no
+    SBOM (which blocks by itself).
+    """
     verdict = Verdict(name=name, reasons=list(problems))
     if report is None:
         verdict.reasons.append("no vulnerability report (the scan did not complete)")
@@ -179,21 +363,17 @@ def decide(
         except ReportError as err:
             verdict.reasons.append(f"unusable vulnerability report: {err}")
             findings = []
+        else:
+            if sbom_os_packages is not None:
+                verdict.coverage = read_coverage(report, sbom_os_packages, os_mode)
+                findings += [
+                    Finding(
+                        id=cid, package="(image)", installed="", fixed="", severity="", title=why
+                    )
+                    for cid, why in coverage_problems(verdict.coverage)
+                ]
         for f in findings:
-            verdict.counts[f.severity] = verdict.counts.get(f.severity, 0) + 1
-            if f.severity not in policy.blocking:
-                continue
-            waiver = next((w for w in waivers if w.matches(name, f)), None)
-            if waiver is None:
-                verdict.blocking.append(f)
-                verdict.reasons.append(f.describe())
-            elif waiver.expired(today):
-                verdict.blocking.append(f)
-                verdict.reasons.append(
-                    f"{f.describe()} — its waiver expired on {waiver.expires.isoformat()}"
-                )
-            else:
-                verdict.waived.append((f, waiver))
+            _judge(verdict, f, policy, waivers, today)
     if sbom_packages is None:
         verdict.reasons.append("no SBOM (syft did not complete)")
     elif sbom_packages == 0:
@@ -204,21 +384,50 @@ def decide(
     return verdict
 
 
+def _judge(
+    verdict: Verdict, f: Finding, policy: Policy, waivers: Sequence[Waiver], today: dt.date
+) -> None:
+    """Count one finding and decide whether it blocks, is waived, or is not blocking."""
+    coverage = f.id in COVERAGE_IDS
+    if not coverage:
+        verdict.counts[f.severity] = verdict.counts.get(f.severity, 0) + 1
+        if f.severity not in policy.blocking:
+            return
+        if policy.ignore_unfixed and not f.fixed:
+            verdict.unfixed.append(f)
+            return
+    describe = f"{f.id}: {f.title}" if coverage else f.describe()
+    waiver = next((w for w in waivers if w.matches(verdict.name, f)), None)
+    if waiver is None:
+        verdict.blocking.append(f)
+        verdict.reasons.append(describe)
+    elif waiver.expired(today):
+        verdict.blocking.append(f)
+        verdict.reasons.append(f"{describe} — its waiver expired on {waiver.expires.isoformat()}")
+    else:
+        verdict.waived.append((f, waiver))
+
+
 def _schema() -> dict[str, Any]:
     text = resources.files("dcforge.resources").joinpath("waivers.schema.json").read_text()
     result: dict[str, Any] = json.loads(text)
     return result
 
 
-def load_waivers(path: Path) -> list[Waiver]:
-    """Waivers from YAML; a missing file means no waivers."""
+def load_waivers(path: Path, *, max_days: int, today: dt.date) -> list[Waiver]:
+    """Waivers from YAML; a missing file means no waivers.
+
+    Each waiver needs a reason, a ``created`` date, an expiry at most ``max_days`` after it,
+    and a scope: ``permutations`` and/or ``packages``, or an explicit ``scope: all``.
+    """
     if not path.exists():
         return []
     data = read_yaml(path)
     if isinstance(data, dict) and isinstance(data.get("waivers"), list):
         for raw in data["waivers"]:  # YAML reads 2027-01-31 as a date; the schema wants text
-            if isinstance(raw, dict) and isinstance(raw.get("expires"), dt.date):
-                raw["expires"] = raw["expires"].isoformat()
+            for key in ("expires", "created"):
+                if isinstance(raw, dict) and isinstance(raw.get(key), dt.date):
+                    raw[key] = raw[key].isoformat()
     errors = list(
         jsonschema.Draft202012Validator(
             _schema(), format_checker=jsonschema.Draft202012Validator.FORMAT_CHECKER
@@ -228,15 +437,113 @@ def load_waivers(path: Path) -> list[Waiver]:
         err = errors[0]
         where = ".".join(str(p) for p in err.absolute_path) or "(top level)"
         raise ConfigError(f"{path}: field '{where}': {err.message}")
-    out = []
-    for raw in data.get("waivers") or []:
-        out.append(
-            Waiver(
-                id=raw["id"],
-                reason=raw["reason"],
-                expires=dt.date.fromisoformat(raw["expires"]),
-                permutations=tuple(raw.get("permutations", [])),
-                packages=tuple(raw.get("packages", [])),
-            )
+    return [_waiver(path, i, raw, max_days, today) for i, raw in enumerate(data["waivers"] or [])]
+
+
+def _waiver(path: Path, i: int, raw: Mapping[str, Any], max_days: int, today: dt.date) -> Waiver:
+    where = f"{path}: waivers.{i} ({raw['id']})"
+    waiver = Waiver(
+        id=raw["id"],
+        reason=raw["reason"],
+        expires=dt.date.fromisoformat(raw["expires"]),
+        permutations=tuple(raw.get("permutations", [])),
+        packages=tuple(raw.get("packages", [])),
+        created=dt.date.fromisoformat(raw["created"]),
+        scope_all=raw.get("scope") == "all",
+    )
+    narrowed = bool(waiver.permutations or waiver.packages)
+    if narrowed and waiver.scope_all:
+        raise ConfigError(f"{where}: 'scope: all' contradicts its permutations/packages")
+    if not narrowed and not waiver.scope_all:
+        raise ConfigError(
+            f"{where}: no scope — name 'permutations' and/or 'packages', or write 'scope: all' "
+            "if it really is meant for every image"
         )
+    created = dt.date.fromisoformat(raw["created"])
+    if created > today:
+        raise ConfigError(f"{where}: 'created' {created} lies in the future")
+    lifetime = (waiver.expires - created).days
+    if lifetime > max_days:
+        raise ConfigError(
+            f"{where}: lives {lifetime} days ({created} → {waiver.expires}), more than "
+            f"max_waiver_days = {max_days} — give it an earlier expiry and review it then"
+        )
+    if lifetime < 0:
+        raise ConfigError(f"{where}: expires before it was created")
+    return waiver
+
+
+# trivy.yaml: the options dcforge lets through. Anything else could hide findings or change
+# what is scanned (skip-dirs, ignore-unfixed, vex, ignore policies, other scanners, …);
+# where a user needs one, it is a policy setting, recorded in the verdict and reported.
+TRIVY_CONFIG_ALLOWED = {
+    "timeout": None,
+    "severity": None,
+    "scan": {"scanners", "parallel"},
+    "pkg": {"types"},
+    "vulnerability": {"ignore-unfixed"},
+    "ignorefile": None,
+}
+POLICY_SETTING_FOR = {
+    "skip-dirs": "scan_skip_dirs",
+    "skip-files": "scan_skip_dirs",
+    "ignore-unfixed": "ignore_unfixed",
+    "ignorefile": "waivers.yaml (each waiver with a reason and an expiry)",
+    "ignore-policy": "waivers.yaml (each waiver with a reason and an expiry)",
+    "vex": "waivers.yaml (each waiver with a reason and an expiry)",
+}
+
+
+def trivy_config_problems(data: Any, blocking: Sequence[str]) -> list[str]:
+    """Why a parsed trivy.yaml may not be used; empty when it hides nothing."""
+    if data is None:
+        return []
+    if not isinstance(data, Mapping):
+        return ["the file is not a YAML mapping"]
+    out = []
+    for key, value in data.items():
+        allowed = TRIVY_CONFIG_ALLOWED.get(str(key), False)
+        if allowed is False:
+            out.append(_trivy_refusal(str(key)))
+        elif isinstance(allowed, set):
+            if not isinstance(value, Mapping):
+                out.append(f"'{key}' must be a mapping")
+                continue
+            out += [_trivy_refusal(f"{key}.{sub}") for sub in value if sub not in allowed]
+    out += _trivy_value_problems(data, blocking)
+    return out
+
+
+def _trivy_refusal(key: str) -> str:
+    leaf = key.rsplit(".", 1)[-1]
+    instead = POLICY_SETTING_FOR.get(leaf)
+    hint = f" — use {instead} instead" if instead else ""
+    return f"'{key}' is not allowed: dcforge refuses Trivy options that can hide findings{hint}"
+
+
+def _section(data: Mapping[str, Any], key: str) -> Mapping[str, Any]:
+    value = data.get(key)
+    return value if isinstance(value, Mapping) else {}
+
+
+def _trivy_value_problems(data: Mapping[str, Any], blocking: Sequence[str]) -> list[str]:
+    out = []
+    severity = data.get("severity")
+    if severity is not None:
+        listed = {str(s).upper() for s in (severity if isinstance(severity, list) else [severity])}
+        if missing := [s for s in blocking if s not in listed]:
+            out.append(
+                f"'severity' leaves out {', '.join(missing)}, which blocking_severities blocks "
+                "— report every severity; the policy decides what blocks"
+            )
+    scanners = _section(data, "scan").get("scanners")
+    if scanners is not None and "vuln" not in (scanners if isinstance(scanners, list) else []):
+        out.append("'scan.scanners' must include vuln")
+    types = _section(data, "pkg").get("types")
+    if types is not None and not {"os", "library"} <= set(types if isinstance(types, list) else []):
+        out.append("'pkg.types' must include os and library")
+    if _section(data, "vulnerability").get("ignore-unfixed"):
+        out.append(_trivy_refusal("vulnerability.ignore-unfixed"))
+    if data.get("ignorefile"):
+        out.append(_trivy_refusal("ignorefile"))
     return out

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import tomllib
 from collections.abc import Mapping
@@ -30,9 +31,13 @@ class Settings:
     insecure_registries: str = "localhost,127.0.0.1"
     jobs: int = 0
     trivy_db_repository: str = ""
+    trivy_db_digest: str = ""
     blocking_severities: str = "CRITICAL,HIGH"
     max_db_age_hours: int = 168
     waivers: str = "waivers.yaml"
+    max_waiver_days: int = 90
+    ignore_unfixed: bool = False
+    scan_skip_dirs: str = ""
     image_retention_days: int = 90
     artifact_retention_days: int = 30
     keep_releases: int = 5
@@ -62,7 +67,35 @@ class Settings:
         return host in insecure
 
 
+def registry_host(reference: str) -> str:
+    """The host (no port) of an image reference: ``[::1]:5000/x`` → ``::1``."""
+    hostport = reference.split("/", 1)[0]
+    if hostport.startswith("["):
+        return hostport[1:].split("]", 1)[0]
+    return hostport.rsplit(":", 1)[0] if hostport.count(":") == 1 else hostport
+
+
+def is_loopback(reference: str) -> bool:
+    """True when the registry of ``reference`` is on this machine (localhost, 127/8, ::1)."""
+    host = registry_host(reference).lower()
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+_BOOLS = {"true": True, "1": True, "yes": True, "false": False, "0": False, "no": False}
+
+
 def _coerce(name: str, raw: Any, kind: type, source: str) -> Any:
+    if kind is bool:
+        if isinstance(raw, bool):
+            return raw
+        if isinstance(raw, str) and raw.strip().lower() in _BOOLS:
+            return _BOOLS[raw.strip().lower()]
+        raise ConfigError(f"{source}: '{name}' must be true or false, got {raw!r}")
     if kind is int:
         if isinstance(raw, bool):
             raise ConfigError(f"{source}: '{name}' must be an integer, got {raw!r}")
@@ -91,7 +124,14 @@ def find_root(start: Path) -> Path:
 def load(root: Path, env: Mapping[str, str]) -> Settings:
     """Read pyproject's ``[tool.dcforge]`` then apply ``DCFORGE_<NAME>`` overrides."""
     values: dict[str, Any] = {}
-    kinds: dict[object, type] = {"int": int, int: int, "float": float, float: float}
+    kinds: dict[object, type] = {
+        "int": int,
+        int: int,
+        "float": float,
+        float: float,
+        "bool": bool,
+        bool: bool,
+    }
     types = {f.name: kinds.get(f.type, str) for f in fields(Settings)}
     types.pop("root")
     pyproject = root / "pyproject.toml"

@@ -25,6 +25,11 @@ META_CHECKSUM_OFFSET = 56  # bytes of meta covered by the checksum
 DB_MEDIA_TYPE = "application/vnd.aquasec.trivy.db.layer.v1.tar+gzip"
 DB_ARTIFACT_TYPE = "application/vnd.aquasec.trivy.config.v1+json"
 SAMPLE_SOURCE_NAME = "dcforge SAMPLE data (not a real vulnerability database)"
+# The sample DB carries a marker three ways, so it is told apart wherever it is copied to:
+# a file in the DB archive (Trivy keeps it in its cache; it rewrites metadata.json), an
+# annotation on the artifact, and the data-source name every finding reports.
+SAMPLE_MARKER_FILE = "dcforge-sample"
+SAMPLE_ANNOTATION = "dev.dcforge.sample"
 SEVERITY_CODES = {"UNKNOWN": 0, "LOW": 1, "MEDIUM": 2, "HIGH": 3, "CRITICAL": 4}
 
 
@@ -132,8 +137,11 @@ def write_db(
         "UpdatedAt": stamp,
         "DownloadedAt": stamp,
     }
+    marker = directory / SAMPLE_MARKER_FILE
+    marker.unlink(missing_ok=True)
     if sample:
         metadata["DcforgeSample"] = True  # reports say loudly that this is not real data
+        marker.write_text(SAMPLE_SOURCE_NAME + "\n")
     (directory / "metadata.json").write_text(json.dumps(metadata))
     return directory
 
@@ -142,7 +150,8 @@ def pack(directory: Path, out: Path) -> Path:
     """``db.tar.gz`` as Trivy's DB artifact layer holds it (trivy.db + metadata.json)."""
     buf = io.BytesIO()
     with tarfile.open(fileobj=buf, mode="w:gz") as tar:
-        for name in ("trivy.db", "metadata.json"):
-            tar.add(directory / name, arcname=name)
+        for name in ("trivy.db", "metadata.json", SAMPLE_MARKER_FILE):
+            if name != SAMPLE_MARKER_FILE or (directory / name).is_file():
+                tar.add(directory / name, arcname=name)
     out.write_bytes(buf.getvalue())
     return out

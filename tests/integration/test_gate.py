@@ -83,10 +83,11 @@ def test_planted_critical_blocks_and_names_everything(
 def test_waiver_passes_and_is_reported_expired_waiver_blocks(
     gated_project: Path, trivy_db: TrivyDb
 ) -> None:
-    future = (dt.date.today() + dt.timedelta(days=30)).isoformat()
+    today = dt.date.today()
+    future = (today + dt.timedelta(days=30)).isoformat()
     (gated_project / "waivers.yaml").write_text(
         f"waivers:\n  - id: CVE-2099-0001\n    reason: planted for the test, accepted\n"
-        f"    expires: {future}\n    permutations: [vuln]\n"
+        f"    created: {today}\n    expires: {future}\n    permutations: [vuln]\n"
     )
     result = gate(gated_project, trivy_db)
     assert result.returncode == 0, result.stderr
@@ -95,10 +96,10 @@ def test_waiver_passes_and_is_reported_expired_waiver_blocks(
     assert f"| vuln | CVE-2099-0001 | zlib1g 1:1.2.13.dfsg-1 | {future} |" in summary
     assert verdicts(gated_project)["vuln"]["waived"]
 
-    past = (dt.date.today() - dt.timedelta(days=1)).isoformat()
+    past = (today - dt.timedelta(days=1)).isoformat()
     (gated_project / "waivers.yaml").write_text(
         f"waivers:\n  - id: CVE-2099-0001\n    reason: planted for the test, accepted\n"
-        f"    expires: {past}\n"
+        f"    created: {today - dt.timedelta(days=10)}\n    expires: {past}\n    scope: all\n"
     )
     result = gate(gated_project, trivy_db)
     assert result.returncode == 6
@@ -164,8 +165,10 @@ def test_stale_db_blocks(
 
 
 def test_verdict_follows_the_tarball(gated_project: Path, trivy_db: TrivyDb) -> None:
+    today = dt.date.today()
     (gated_project / "waivers.yaml").write_text(
-        "waivers:\n  - id: CVE-2099-0001\n    reason: accepted for this test\n    expires: 2099-01-01\n"
+        "waivers:\n  - id: CVE-2099-0001\n    reason: accepted for this test\n"
+        f"    created: {today}\n    expires: {today + dt.timedelta(days=60)}\n    scope: all\n"
     )
     assert gate(gated_project, trivy_db).returncode == 0
     before = verdicts(gated_project)["tiny-one"]["tarball_sha256"]

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import re
 from pathlib import Path
 from typing import Any
 
@@ -9,16 +10,31 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from dcforge import policy
+from dcforge.config import read_yaml
 from dcforge.errors import ConfigError
 
 TODAY = dt.date(2026, 11, 28)
 POLICY = policy.Policy()
 
 
-def report(*vulns: tuple[str, str, str, str, str]) -> dict[str, Any]:
+OS_PACKAGES = 10
+
+
+def seen(results: list[dict[str, Any]], os_packages: int = OS_PACKAGES) -> dict[str, Any]:
+    """A report of a Debian 12 image whose os-pkgs result lists ``os_packages`` packages."""
+    packages = [{"Name": f"pkg{i}"} for i in range(os_packages)]
     return {
         "SchemaVersion": 2,
+        "Metadata": {"OS": {"Family": "debian", "Name": "12.5"}},
         "Results": [
+            {"Class": "os-pkgs", "Type": "debian", "Packages": packages, **r} for r in results
+        ],
+    }
+
+
+def report(*vulns: tuple[str, str, str, str, str]) -> dict[str, Any]:
+    return seen(
+        [
             {
                 "Target": "img",
                 "Vulnerabilities": [
@@ -32,8 +48,8 @@ def report(*vulns: tuple[str, str, str, str, str]) -> dict[str, Any]:
                     for i, p, v, f, s in vulns
                 ],
             }
-        ],
-    }
+        ]
+    )
 
 
 CRIT = ("CVE-2099-0001", "zlib1g", "1:1.2.13", "1:1.3.0-1", "CRITICAL")
@@ -45,12 +61,18 @@ def decide(
     sbom: int | None = 10,
     waivers: list[policy.Waiver] | None = None,
     problems: tuple[str, ...] = (),
+    *,
+    sbom_os: int | None = OS_PACKAGES,
+    os_mode: str = "required",
+    pol: policy.Policy = POLICY,
 ) -> policy.Verdict:
     return policy.decide(
         "perm",
         report=rep,
         sbom_packages=sbom,
-        policy=POLICY,
+        sbom_os_packages=sbom_os,
+        os_mode=os_mode,
+        policy=pol,
         waivers=waivers or [],
         today=TODAY,
         problems=problems,
@@ -70,11 +92,13 @@ def test_blocking_finding_names_cve_package_versions() -> None:
 
 
 def test_waiver_passes_and_is_listed_expired_waiver_blocks() -> None:
-    w = policy.Waiver("CVE-2099-0001", "not reachable here", dt.date(2026, 12, 31))
+    w = policy.Waiver("CVE-2099-0001", "not reachable here", dt.date(2026, 12, 31), scope_all=True)
     v = decide(report(CRIT), waivers=[w])
     assert v.passed
     assert [f.id for f, _ in v.waived] == ["CVE-2099-0001"]
-    old = policy.Waiver("CVE-2099-0001", "not reachable here", dt.date(2026, 11, 27))
+    old = policy.Waiver(
+        "CVE-2099-0001", "not reachable here", dt.date(2026, 11, 27), scope_all=True
+    )
     v = decide(report(CRIT), waivers=[old])
     assert not v.passed
     assert "waiver expired on 2026-11-27" in v.reasons[0]
@@ -93,7 +117,7 @@ def test_waiver_scoped_to_other_permutation_or_package_does_not_apply() -> None:
     [
         (None, 10, "no vulnerability report"),
         ({"Results": []}, 10, "unusable vulnerability report"),
-        ({"SchemaVersion": 2, "Results": [{"Vulnerabilities": [{"x": 1}]}]}, 10, "unusable"),
+        (seen([{"Vulnerabilities": [{"x": 1}]}]), 10, "unusable"),
         (report(), None, "no SBOM"),
         (report(), 0, "SBOM lists no packages"),
     ],
@@ -124,22 +148,199 @@ def test_policy_parse() -> None:
         policy.Policy.parse("SEVERE", 24)
 
 
+def load(path: Path, text: str, max_days: int = 90) -> list[policy.Waiver]:
+    path.write_text(text)
+    return policy.load_waivers(path, max_days=max_days, today=TODAY)
+
+
+W1 = "waivers:\n  - id: CVE-2099-0001\n    reason: accepted for now\n"
+
+
 def test_load_waivers(tmp_path: Path) -> None:
     path = tmp_path / "waivers.yaml"
-    assert policy.load_waivers(path) == []
-    path.write_text(
-        "waivers:\n  - id: CVE-2099-0001\n    reason: accepted for now\n    expires: 2027-01-31\n"
+    assert policy.load_waivers(path, max_days=90, today=TODAY) == []
+    (w,) = load(path, W1 + "    created: 2026-11-02\n    expires: 2027-01-31\n    scope: all\n")
+    assert (w.expires, w.created, w.scope_all, w.scope()) == (
+        dt.date(2027, 1, 31),
+        dt.date(2026, 11, 2),
+        True,
+        "all",
     )
-    (w,) = policy.load_waivers(path)
-    assert w.expires == dt.date(2027, 1, 31)
-    path.write_text("waivers:\n  - id: CVE-2099-0001\n    expires: 2027-01-31\n")
+    assert w.days_left(TODAY) == 64
     with pytest.raises(ConfigError, match="'reason' is a required property"):
-        policy.load_waivers(path)
-    path.write_text(
-        "waivers:\n  - id: CVE-2099-0001\n    reason: accepted for now\n    expires: someday\n"
-    )
+        load(
+            path,
+            "waivers:\n  - id: CVE-2099-0001\n    created: 2026-11-01\n    expires: 2027-01-31\n",
+        )
     with pytest.raises(ConfigError, match=r"waivers\.0\.expires"):
-        policy.load_waivers(path)
+        load(path, W1 + "    created: 2026-11-01\n    expires: someday\n    scope: all\n")
+
+
+@pytest.mark.parametrize(
+    ("extra", "expected"),
+    [
+        ("    expires: 2027-01-31\n    scope: all\n", "'created' is a required property"),
+        ("    created: 2026-11-01\n    expires: 2027-01-31\n", "no scope"),
+        (
+            "    created: 2026-11-01\n    expires: 2027-01-31\n    scope: all\n"
+            "    permutations: [x]\n",
+            "contradicts",
+        ),
+        ("    created: 2026-11-01\n    expires: 2027-01-31\n    scope: some\n", "scope"),
+        (
+            "    created: 2026-11-01\n    expires: 2027-06-01\n    permutations: [x]\n",
+            "lives 212 days .* more than max_waiver_days = 90",
+        ),
+        ("    created: 2026-12-01\n    expires: 2027-01-31\n    scope: all\n", "in the future"),
+        ("    created: 2026-11-01\n    expires: 2026-10-01\n    scope: all\n", "before it was"),
+    ],
+)
+def test_waivers_must_be_scoped_dated_and_short_lived(
+    tmp_path: Path, extra: str, expected: str
+) -> None:
+    with pytest.raises(ConfigError, match=expected) as err:
+        load(tmp_path / "waivers.yaml", W1 + extra)
+    assert "waivers.yaml" in str(err.value)
+
+
+def test_max_waiver_days_is_a_setting(tmp_path: Path) -> None:
+    text = W1 + "    created: 2026-11-01\n    expires: 2027-06-01\n    packages: [zlib1g]\n"
+    assert load(tmp_path / "w.yaml", text, max_days=365)[0].scope() == "packages: zlib1g"
+
+
+# -- coverage: an image the scanner cannot see into blocks ---------------------------------
+
+
+def test_no_detected_os_blocks_even_with_no_findings() -> None:
+    flattened = {"SchemaVersion": 2, "Metadata": {}, "Results": []}
+    v = decide(flattened, sbom_os=126)
+    assert not v.passed
+    assert any(
+        r.startswith("DCFORGE-OS-UNDETECTED: Trivy detected no operating system") for r in v.reasons
+    )
+    assert any("Trivy scanned 0 OS package(s), the SBOM lists 126" in r for r in v.reasons)
+    assert v.coverage is not None and v.coverage.os == ""
+
+
+def test_eosl_and_unscanned_os_block() -> None:
+    eol = seen([])
+    eol["Metadata"]["OS"]["EOSL"] = True
+    eol["Results"] = []
+    v = decide(eol, sbom_os=0)
+    assert [f.id for f in v.blocking] == ["DCFORGE-OS-EOSL"]
+    unscanned = {"SchemaVersion": 2, "Metadata": {"OS": {"Family": "weird", "Name": "1"}}}
+    v = decide(unscanned, sbom_os=0)
+    assert [f.id for f in v.blocking] == ["DCFORGE-OS-UNSCANNED"]
+    assert "detected weird 1 but scanned no OS packages" in v.reasons[0]
+
+
+@pytest.mark.parametrize(
+    ("scanned", "listed", "agree"),
+    [
+        (126, 126, True),
+        (126, 128, True),
+        (126, 129, False),
+        (500, 510, True),
+        (500, 511, False),
+        (0, 1, False),
+        (1, 0, True),
+        (0, 0, True),
+    ],
+)
+def test_package_count_tolerance(scanned: int, listed: int, agree: bool) -> None:
+    assert policy.counts_agree(scanned, listed) is agree
+
+
+def test_declared_no_os_needs_language_packages() -> None:
+    bare = {"SchemaVersion": 2, "Metadata": {}, "Results": []}
+    v = decide(bare, sbom_os=0, os_mode="none")
+    assert [f.id for f in v.blocking] == ["DCFORGE-NOTHING-SCANNED"]
+    lang = {
+        "SchemaVersion": 2,
+        "Results": [{"Class": "lang-pkgs", "Type": "python-pkg", "Packages": [{"Name": "x"}]}],
+    }
+    assert decide(lang, sbom_os=0, os_mode="none").passed
+    # Declaring "no OS" does not excuse OS packages the SBOM lists and Trivy did not scan.
+    assert [f.id for f in decide(lang, sbom_os=40, os_mode="none").blocking] == [
+        "DCFORGE-PKG-MISMATCH"
+    ]
+
+
+def test_a_coverage_waiver_lifts_only_with_a_live_expiry() -> None:
+    flattened = {"SchemaVersion": 2, "Metadata": {}, "Results": []}
+    live = policy.Waiver(
+        "DCFORGE-OS-UNDETECTED",
+        "vendor image, scanned upstream",
+        dt.date(2026, 12, 31),
+        permutations=("perm",),
+    )
+    v = decide(flattened, sbom_os=0, waivers=[live])
+    assert v.passed
+    assert [f.id for f, _ in v.waived] == ["DCFORGE-OS-UNDETECTED"]
+    dead = policy.Waiver(
+        "DCFORGE-OS-UNDETECTED",
+        "vendor image, scanned upstream",
+        dt.date(2026, 11, 1),
+        permutations=("perm",),
+    )
+    v = decide(flattened, sbom_os=0, waivers=[dead])
+    assert not v.passed and "waiver expired on 2026-11-01" in v.reasons[0]
+
+
+def test_ignore_unfixed_is_a_reported_policy_setting() -> None:
+    unfixed = ("CVE-2099-0003", "bash", "5.2", "", "HIGH")
+    assert not decide(report(unfixed)).passed
+    v = decide(report(unfixed, CRIT), pol=policy.Policy(ignore_unfixed=True))
+    assert [f.id for f in v.unfixed] == ["CVE-2099-0003"]
+    assert [f.id for f in v.blocking] == ["CVE-2099-0001"]  # a fixable one still blocks
+    assert v.to_json()["unfixed_not_blocking"][0]["id"] == "CVE-2099-0003"
+
+
+def test_db_from_the_future_blocks() -> None:
+    now = dt.datetime(2026, 11, 28, 12, tzinfo=dt.UTC)
+    assert "lies in the future" in policy.db_age_problem(
+        {"UpdatedAt": "2026-11-29T12:00:00Z"}, now, POLICY
+    )
+    assert policy.db_age_problem({"UpdatedAt": "2026-11-28T12:05:00Z"}, now, POLICY) == ""
+
+
+# -- trivy.yaml may not hide findings -------------------------------------------------------
+
+SHIPPED = {
+    "timeout": "10m",
+    "severity": ["UNKNOWN", "LOW", "MEDIUM", "HIGH", "CRITICAL"],
+    "scan": {"scanners": ["vuln"]},
+    "pkg": {"types": ["os", "library"]},
+    "vulnerability": {"ignore-unfixed": False},
+    "ignorefile": "",
+}
+
+
+@pytest.mark.parametrize(
+    ("change", "expected"),
+    [
+        ({"severity": ["LOW", "MEDIUM"]}, "leaves out CRITICAL, HIGH"),
+        ({"vulnerability": {"ignore-unfixed": True}}, "use ignore_unfixed instead"),
+        ({"scan": {"scanners": ["vuln"], "skip-dirs": ["/usr"]}}, "use scan_skip_dirs"),
+        ({"scan": {"scanners": ["secret"]}}, "must include vuln"),
+        ({"pkg": {"types": ["library"]}}, "must include os and library"),
+        ({"ignorefile": ".trivyignore"}, "'ignorefile' is not allowed"),
+        ({"vulnerability": {"vex": ["x.json"]}}, "'vulnerability.vex' is not allowed"),
+        ({"ignore-policy": "p.rego"}, "'ignore-policy' is not allowed"),
+        ({"db": {"repository": "x"}}, "'db' is not allowed"),
+        ({"scan": ["vuln"]}, "must be a mapping"),
+    ],
+)
+def test_trivy_config_that_hides_findings_is_refused(change: dict[str, Any], expected: str) -> None:
+    assert policy.trivy_config_problems(SHIPPED, ("CRITICAL", "HIGH")) == []
+    problems = policy.trivy_config_problems({**SHIPPED, **change}, ("CRITICAL", "HIGH"))
+    assert any(re.search(expected, p) for p in problems), problems
+
+
+def test_the_shipped_trivy_yaml_is_allowed() -> None:
+    root = Path(__file__).resolve().parents[2]
+    for path in (root / "trivy.yaml", root / "src/dcforge/resources/trivy.yaml"):
+        assert policy.trivy_config_problems(read_yaml(path), ("CRITICAL", "HIGH")) == []
 
 
 json_values = st.recursive(
@@ -177,6 +378,11 @@ def test_any_report_is_a_verdict_never_a_crash_never_a_silent_pass(value: Any) -
     )
 )
 def test_any_blocking_severity_blocks(vulns: list[dict[str, str]]) -> None:
-    v = decide({"SchemaVersion": 2, "Results": [{"Vulnerabilities": vulns}]})
+    v = decide(seen([{"Vulnerabilities": vulns}]))
     blocking = [x for x in vulns if x["Severity"] in ("CRITICAL", "HIGH")]
     assert v.passed == (not blocking)
+
+
+def test_trivy_family_none_is_no_os() -> None:
+    rep = {"SchemaVersion": 2, "Metadata": {"OS": {"Family": "none", "Name": ""}}}
+    assert [f.id for f in decide(rep, sbom_os=0).blocking] == ["DCFORGE-OS-UNDETECTED"]

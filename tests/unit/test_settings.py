@@ -36,3 +36,27 @@ def test_bad_settings(tmp_path: Path, extra: str, env: dict[str, str], expected:
     root = write_project(tmp_path, extra_settings=extra)
     with pytest.raises(ConfigError, match=expected):
         settings.load(root, env)
+
+
+@pytest.mark.parametrize(
+    ("reference", "loopback"),
+    [
+        ("localhost:5000/dcforge", True),
+        ("LOCALHOST/x", True),
+        ("127.0.0.1:5000/x", True),
+        ("127.8.9.10:5000/x", True),
+        ("[::1]:5000/x", True),
+        ("registry.example.invalid:5000/dcforge", False),
+        ("10.0.0.5:5000/x", False),
+        ("localhost.example.com/x", False),
+        ("ghcr.io/org/x", False),
+    ],
+)
+def test_loopback_is_localhost_127_8_and_ipv6_one(reference: str, loopback: bool) -> None:
+    assert settings.is_loopback(reference) is loopback
+
+
+def test_boolean_settings(tmp_path: Path) -> None:
+    assert settings.load(tmp_path, {"DCFORGE_IGNORE_UNFIXED": "true"}).ignore_unfixed is True
+    with pytest.raises(ConfigError, match="must be true or false"):
+        settings.load(tmp_path, {"DCFORGE_IGNORE_UNFIXED": "maybe"})

@@ -223,6 +223,7 @@ def _entry(
         build_started_at=built[0],
         built_at=built[1],
         reused_from=reused_from,
+        os=p.os_mode,
     )
 
 

@@ -10,27 +10,33 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
-import re
 import shutil
 import tempfile
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from dcforge import log, policy, reports, trivydb
+from dcforge import log, policy, reports, toolchain, trivydb
 from dcforge import manifest as mf
-from dcforge.errors import DcforgeError, GateBlocked, PublishRefused, ToolError
+from dcforge.config import read_yaml
+from dcforge.errors import ConfigError, DcforgeError, GateBlocked, PublishRefused, ToolError
 from dcforge.files import atomic_write_bytes, atomic_write_json
 from dcforge.hashing import file_sha256
 from dcforge.runner import Runner
-from dcforge.settings import Settings
+from dcforge.settings import Settings, is_loopback
 from dcforge.tools import buildx, registry, syft, trivy
 
-GATE_SCHEMA_VERSION = 1
+GATE_SCHEMA_VERSION = 2
 SAMPLE_REPOSITORY = "dcforge-sample/trivy-db:2"
+# Where Trivy itself looks when no DB repository is configured, in its order.
+TRIVY_DEFAULT_DB_REPOSITORIES = (
+    "mirror.gcr.io/aquasec/trivy-db:2",
+    "ghcr.io/aquasecurity/trivy-db:2",
+)
+SCANNED_TOOLS = ("trivy", "syft")
 
 
 @dataclass(frozen=True)
@@ -40,43 +46,84 @@ class GateOptions:
 
 
 @dataclass(frozen=True)
-class Db:
+class TrivyDb:
+    """The vulnerability DB a gate scans with, identified by the digest Trivy downloaded."""
+
     options: trivy.ScanOptions
     repository: str
+    digest: str
     updated_at: str
     sample: bool
     problem: str  # non-empty: every verdict blocks with it
 
 
 def current_policy(settings: Settings) -> policy.Policy:
-    return policy.Policy.parse(settings.blocking_severities, settings.max_db_age_hours)
+    return policy.Policy.parse(
+        settings.blocking_severities,
+        settings.max_db_age_hours,
+        max_waiver_days=settings.max_waiver_days,
+        ignore_unfixed=settings.ignore_unfixed,
+        skip_dirs=settings.scan_skip_dirs,
+        db_digest=settings.trivy_db_digest,
+    )
 
 
 def waivers_path(settings: Settings) -> Path:
     return settings.root / settings.waivers
 
 
+def trivy_config_path(settings: Settings) -> Path:
+    return settings.root / "trivy.yaml"
+
+
+def _sha256_or_empty(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest() if path.is_file() else ""
+
+
 def policy_json(settings: Settings) -> dict[str, Any]:
-    """The policy a verdict is bound to: severities, DB age, and the waivers file's hash."""
-    path = waivers_path(settings)
-    digest = hashlib.sha256(path.read_bytes()).hexdigest() if path.is_file() else ""
-    return {**current_policy(settings).to_json(), "waivers_sha256": digest}
+    """The policy a verdict is bound to: the settings, and the hashes of waivers.yaml and
+    trivy.yaml (a verdict made under another file of either is refused by publish)."""
+    return {
+        **current_policy(settings).to_json(),
+        "waivers_sha256": _sha256_or_empty(waivers_path(settings)),
+        "trivy_config_sha256": _sha256_or_empty(trivy_config_path(settings)),
+    }
 
 
-def _slug(text: str) -> str:
-    return re.sub(r"[^A-Za-z0-9]+", "-", text).strip("-")[:60] or "default"
+def check_trivy_config(settings: Settings, pol: policy.Policy) -> Path | None:
+    """trivy.yaml, refused when it holds an option that could hide findings."""
+    path = trivy_config_path(settings)
+    if not path.is_file():
+        return None
+    problems = policy.trivy_config_problems(read_yaml(path), pol.blocking)
+    if problems:
+        raise ConfigError(f"{path}: {'; '.join(problems)}")
+    return path
 
 
-def _scan_options(settings: Settings, repository: str) -> trivy.ScanOptions:
-    config = settings.root / "trivy.yaml"
+def check_scanner_env(env: Mapping[str, str]) -> None:
+    """TRIVY_*/SYFT_* variables can change what is scanned; only credentials may be set."""
+    allowed = trivy.ALLOWED_ENV | syft.ALLOWED_ENV
+    bad = sorted(k for k in env if k.startswith(("TRIVY_", "SYFT_")) and k not in allowed)
+    if bad:
+        raise ConfigError(
+            f"environment: {', '.join(bad)} would change what Trivy/syft scan or report — unset "
+            "it; scanner options that matter are dcforge policy settings ([tool.dcforge]), "
+            "recorded in the verdict"
+        )
+
+
+def _scan_options(settings: Settings, db_ref: str, digest: str) -> trivy.ScanOptions:
+    config = trivy_config_path(settings)
     return trivy.ScanOptions(
-        # One cache per DB source, so a sample DB can never stand in for a real one.
-        cache_dir=settings.state_path / "trivy-cache" / _slug(repository or "default"),
-        db_repository=repository,
-        insecure=bool(repository) and settings.is_plain_http(repository),
+        # One cache per DB digest: a DB never stands in for another, a new one is downloaded.
+        cache_dir=settings.state_path / "trivy-cache" / digest.removeprefix("sha256:")[:24],
+        db_repository=db_ref,
+        insecure=settings.is_plain_http(db_ref),
         skip_db_update=True,
         config=config if config.is_file() else None,
         timeout=settings.scan_timeout,
+        skip_dirs=current_policy(settings).skip_dirs,
     )
 
 
@@ -113,85 +160,124 @@ def publish_db(
         "db.tar.gz",
         artifact_type=trivydb.DB_ARTIFACT_TYPE,
         media_type=trivydb.DB_MEDIA_TYPE,
-        annotations={},
+        annotations={trivydb.SAMPLE_ANNOTATION: "true"} if sample else {},
         plain_http=plain_http,
     )
     return repository
 
 
-def prepare_db(settings: Settings, runner: Runner, work: Path, now: dt.datetime) -> Db:
-    """Download the DB once; fall back to the sample DB only for a local registry."""
-    repository = settings.trivy_db_repository
-    options = _scan_options(settings, repository)
-    sample = False
+def _unusable(settings: Settings, where: str, problem: str, sample: bool = False) -> TrivyDb:
+    options = _scan_options(settings, where, "sha256:none")
+    return TrivyDb(options, where, "", "", sample, problem)
+
+
+def prepare_db(settings: Settings, runner: Runner, work: Path, now: dt.datetime) -> TrivyDb:
+    """Resolve the DB to a digest and download exactly that; the sample DB only for a
+    loopback registry with no DB repository configured."""
     runner.which("trivy")  # a missing scanner is an error, never a reason to use sample data
-    try:
-        trivy.download_db(runner, replace(options, skip_db_update=False))
-    except ToolError as err:
-        local = settings.is_plain_http(settings.registry)
-        if repository or not local:
-            where = repository or "Trivy's default repositories"
-            return Db(
-                options,
-                where,
-                "",
-                False,
-                f"the Trivy DB could not be downloaded from {where} ({err}) — check the "
-                "network or mirror it: invoke trivy-db-mirror --to REGISTRY/REPO",
-            )
-        log.warn(
-            "the public Trivy DB is unreachable and the target is the local registry: using the "
-            "bundled SAMPLE DB — this is NOT a real vulnerability scan"
-        )
-        repository = push_sample_db(settings, runner, work)
-        options = _scan_options(settings, repository)
-        shutil.rmtree(options.cache_dir, ignore_errors=True)
+    configured = settings.trivy_db_repository
+    failures = []
+    for repository in [configured] if configured else TRIVY_DEFAULT_DB_REPOSITORIES:
         try:
-            trivy.download_db(runner, replace(options, skip_db_update=False))
-        except ToolError as err2:
-            return Db(options, repository, "", True, f"the sample Trivy DB failed to load ({err2})")
-        sample = True
+            return _load_db(settings, runner, repository, now)
+        except DcforgeError as err:
+            failures.append(f"{repository}: {err}")
+    where = configured or "Trivy's default repositories"
+    if configured or not is_loopback(settings.registry):
+        return _unusable(
+            settings,
+            where,
+            f"the Trivy DB could not be downloaded from {where} ({'; '.join(failures)}) — check "
+            "the network or mirror it: invoke trivy-db-mirror --to REGISTRY/REPO",
+        )
+    log.warn(
+        "the public Trivy DB is unreachable and the target is a loopback registry: using the "
+        "bundled SAMPLE DB — this is NOT a real vulnerability scan"
+    )
+    repository = push_sample_db(settings, runner, work)
+    try:
+        return _load_db(settings, runner, repository, now)
+    except DcforgeError as err:
+        return _unusable(settings, repository, f"the sample Trivy DB failed to load ({err})", True)
+
+
+def _without_tag(reference: str) -> str:
+    name = reference.split("@", 1)[0]
+    last = name.rsplit("/", 1)
+    if ":" in last[-1]:
+        name = name[: name.rindex(":")]
+    return name
+
+
+def _load_db(settings: Settings, runner: Runner, repository: str, now: dt.datetime) -> TrivyDb:
+    """Download the DB ``repository`` serves, by digest; judge its identity and age."""
+    pol = current_policy(settings)
+    plain = settings.is_plain_http(repository)
+    digest = registry.resolve(runner, repository, plain_http=plain)
+    db_ref = f"{_without_tag(repository)}@{digest}"
+    options = _scan_options(settings, db_ref, digest)
+    stamp = options.cache_dir / "dcforge-digest"
+    if not stamp.is_file() or stamp.read_text() != digest:
+        shutil.rmtree(options.cache_dir, ignore_errors=True)
+        trivy.download_db(runner, replace(options, skip_db_update=False))
+        stamp.write_text(digest)
     metadata = trivy.db_metadata(options.cache_dir)
-    problem = policy.db_age_problem(metadata, now, current_policy(settings))
+    annotations = registry.manifest(runner, db_ref, plain_http=plain).get("annotations")
+    sample = (
+        (options.cache_dir / "db" / trivydb.SAMPLE_MARKER_FILE).exists()
+        or bool((metadata or {}).get("DcforgeSample"))
+        or (isinstance(annotations, dict) and trivydb.SAMPLE_ANNOTATION in annotations)
+    )
+    problems = [policy.db_age_problem(metadata, now, pol)]
+    if pol.db_digest and digest != pol.db_digest:
+        problems.append(
+            f"the Trivy DB at {repository} is {digest}, but trivy_db_digest pins "
+            f"{pol.db_digest} — update the pin or the mirror"
+        )
+    if sample and not is_loopback(settings.registry):
+        problems.append(
+            f"the Trivy DB at {repository} is dcforge's SAMPLE data (made-up advisories): it "
+            f"may gate only a loopback demo registry, never {settings.registry}"
+        )
     updated = str((metadata or {}).get("UpdatedAt", ""))
-    return Db(options, repository or "default", updated, sample, problem)
+    return TrivyDb(
+        options, repository, digest, updated, sample, "; ".join(p for p in problems if p)
+    )
+
+
+@dataclass(frozen=True)
+class GateContext:
+    """What every permutation's verdict is made with."""
+
+    db: TrivyDb
+    rules: policy.Policy
+    waivers: tuple[policy.Waiver, ...]
+    reports_dir: Path
+    today: dt.date
+
+
+def _tarball_problems(tar: Path, entry: mf.Entry) -> list[str]:
+    if not tar.is_file():
+        return [f"tarball {tar} is missing — rebuild"]
+    if (actual := file_sha256(tar)) != entry.tarball_sha256:
+        return [
+            f"tarball checksum mismatch: {entry.tarball} is {actual[:16]}…, the manifest says "
+            f"{entry.tarball_sha256[:16]}… — rebuild; a changed tarball is never scanned"
+        ]
+    return []
 
 
 def _scan_one(
-    settings: Settings,
-    runner: Runner,
-    entry: mf.Entry,
-    db: Db,
-    reports_dir: Path,
-    pol: policy.Policy,
-    waivers: Sequence[policy.Waiver],
-    today: dt.date,
+    settings: Settings, runner: Runner, entry: mf.Entry, ctx: GateContext
 ) -> policy.Verdict:
-    name = entry.name
     if entry.reused:
-        return _scan_remote(settings, runner, entry, db, reports_dir, pol, waivers, today)
+        return _scan_remote(settings, runner, entry, ctx)
     tar = settings.dist_dir / entry.tarball
-    problems: list[str] = []
-    if not tar.is_file():
-        problems.append(f"tarball {tar} is missing — rebuild")
-    elif (actual := file_sha256(tar)) != entry.tarball_sha256:
-        problems.append(
-            f"tarball checksum mismatch: {entry.tarball} is {actual[:16]}…, the manifest says "
-            f"{entry.tarball_sha256[:16]}… — rebuild; a changed tarball is never scanned"
-        )
-    if problems or db.problem:
-        return policy.decide(
-            name,
-            report=None,
-            sbom_packages=None,
-            policy=pol,
-            waivers=waivers,
-            today=today,
-            problems=problems + [db.problem] * bool(db.problem),
-        )
+    problems = _tarball_problems(tar, entry) + [ctx.db.problem] * bool(ctx.db.problem)
+    if problems:
+        return _decide(entry, None, None, problems, ctx)
     report = None
-    sbom_count = None
-    with tempfile.TemporaryDirectory(prefix=f"dcforge-gate-{name}-") as tmp:
+    with tempfile.TemporaryDirectory(prefix=f"dcforge-gate-{entry.name}-") as tmp:
         try:
             archived = buildx.oci_archive_digest(tar)
             if archived != entry.image_digest:
@@ -199,80 +285,104 @@ def _scan_one(
                     f"the tarball holds {archived}, the manifest says {entry.image_digest}"
                 )
             layout = trivy.unpack_oci_archive(tar, Path(tmp) / "layout")
-            report = trivy.scan(runner, layout, reports_dir / f"{name}.trivy.json", db.options)
-            log.step(name, "scanned")
+            out = ctx.reports_dir / f"{entry.name}.trivy.json"
+            report = trivy.scan(runner, layout, out, ctx.db.options)
+            log.step(entry.name, "scanned")
         except DcforgeError as err:
             problems.append(f"the vulnerability scan failed: {err}")
+    doc = _sbom(entry, problems, lambda spdx, cdx: syft.sbom(runner, tar, spdx, cdx), ctx)
+    return _decide(entry, report, doc, problems, ctx)
+
+
+def _sbom(
+    entry: mf.Entry,
+    problems: list[str],
+    make: Callable[[Path, Path], dict[str, Any]],
+    ctx: GateContext,
+) -> dict[str, Any] | None:
     try:
-        doc = syft.sbom(
-            runner, tar, reports_dir / f"{name}.spdx.json", reports_dir / f"{name}.cdx.json"
+        doc = make(
+            ctx.reports_dir / f"{entry.name}.spdx.json", ctx.reports_dir / f"{entry.name}.cdx.json"
         )
-        sbom_count = len(syft.package_names(doc))
-        log.step(name, f"SBOM: {sbom_count} packages")
     except DcforgeError as err:
         problems.append(f"SBOM generation failed: {err}")
-    return _decide(name, report, sbom_count, problems, pol, waivers, today)
+        return None
+    log.step(entry.name, f"SBOM: {len(syft.package_names(doc))} packages")
+    return doc
 
 
 def _decide(
-    name: str,
+    entry: mf.Entry,
     report: Any | None,
-    sbom_count: int | None,
+    sbom: dict[str, Any] | None,
     problems: list[str],
-    pol: policy.Policy,
-    waivers: Sequence[policy.Waiver],
-    today: dt.date,
+    ctx: GateContext,
 ) -> policy.Verdict:
     verdict = policy.decide(
-        name,
+        entry.name,
         report=report,
-        sbom_packages=sbom_count,
-        policy=pol,
-        waivers=waivers,
-        today=today,
+        sbom_packages=None if sbom is None else len(syft.package_names(sbom)),
+        sbom_os_packages=None if sbom is None else syft.os_package_count(sbom),
+        os_mode=entry.os,
+        policy=ctx.rules,
+        waivers=ctx.waivers,
+        today=ctx.today,
         problems=problems,
     )
-    log.step(name, "pass" if verdict.passed else f"BLOCKED: {'; '.join(verdict.reasons)}")
+    log.step(entry.name, "pass" if verdict.passed else f"BLOCKED: {'; '.join(verdict.reasons)}")
     return verdict
 
 
 def _scan_remote(
-    settings: Settings,
-    runner: Runner,
-    entry: mf.Entry,
-    db: Db,
-    reports_dir: Path,
-    pol: policy.Policy,
-    waivers: Sequence[policy.Waiver],
-    today: dt.date,
+    settings: Settings, runner: Runner, entry: mf.Entry, ctx: GateContext
 ) -> policy.Verdict:
     """A reused image is re-scanned from the registry by digest with today's DB."""
-    name = entry.name
     ref = f"{entry.repository}@{entry.image_digest}"
     plain = settings.is_plain_http(ref)
-    problems = [db.problem] if db.problem else []
+    problems = [ctx.db.problem] if ctx.db.problem else []
+    if problems:
+        return _decide(entry, None, None, problems, ctx)
     report = None
-    sbom_count = None
-    if not problems:
-        try:
-            report = trivy.scan_remote(
-                runner, ref, reports_dir / f"{name}.trivy.json", db.options, plain_http=plain
-            )
-            log.step(name, f"re-scanned from the registry ({ref[-19:]})")
-        except DcforgeError as err:
-            problems.append(f"the vulnerability scan failed: {err}")
-        try:
-            doc = syft.sbom_remote(
-                runner,
-                ref,
-                reports_dir / f"{name}.spdx.json",
-                reports_dir / f"{name}.cdx.json",
-                plain_http=plain,
-            )
-            sbom_count = len(syft.package_names(doc))
-        except DcforgeError as err:
-            problems.append(f"SBOM generation failed: {err}")
-    return _decide(name, report, sbom_count, problems, pol, waivers, today)
+    try:
+        out = ctx.reports_dir / f"{entry.name}.trivy.json"
+        report = trivy.scan_remote(runner, ref, out, ctx.db.options, plain_http=plain)
+        log.step(entry.name, f"re-scanned from the registry ({ref[-19:]})")
+    except DcforgeError as err:
+        problems.append(f"the vulnerability scan failed: {err}")
+    doc = _sbom(
+        entry,
+        problems,
+        lambda spdx, cdx: syft.sbom_remote(runner, ref, spdx, cdx, plain_http=plain),
+        ctx,
+    )
+    return _decide(entry, report, doc, problems, ctx)
+
+
+def check_tools(runner: Runner, names: Sequence[str]) -> dict[str, toolchain.Tool]:
+    """The pinned tools, or GateBlocked naming what was found and what is pinned."""
+    try:
+        pinned = toolchain.pins()
+        return {name: toolchain.check(runner, name, pinned) for name in names}
+    except ToolError as err:
+        raise GateBlocked(f"the gate cannot vouch for its tools: {err}") from None
+
+
+def _context(settings: Settings, runner: Runner, tmp: Path, now: dt.datetime) -> GateContext:
+    pol = current_policy(settings)
+    waivers = policy.load_waivers(
+        waivers_path(settings), max_days=pol.max_waiver_days, today=now.date()
+    )
+    check_trivy_config(settings, pol)
+    reports_dir = settings.dist_dir / "reports"
+    reports_dir.mkdir(parents=True, exist_ok=True)
+    with log.group("vulnerability DB"):
+        db = prepare_db(settings, runner, tmp, now)
+    if db.problem:
+        log.error(db.problem)
+    else:
+        sample = " (SAMPLE DATA)" * db.sample
+        log.info(f"Trivy DB {db.repository} {db.digest[:19]}, updated {db.updated_at}{sample}")
+    return GateContext(db, pol, tuple(waivers), reports_dir, now.date())
 
 
 def run(
@@ -280,71 +390,113 @@ def run(
 ) -> dict[str, Any]:
     """Gate ``dist/manifest.json``; raises GateBlocked unless every permutation passes."""
     now = options.now or dt.datetime.now(dt.UTC)
+    check_scanner_env(env)
     if options.self_test:
         return self_test(settings, runner, now)
     manifest_path = settings.dist_dir / "manifest.json"
     manifest = mf.load(manifest_path)
-    pol = current_policy(settings)
-    waivers = policy.load_waivers(waivers_path(settings))
-    reports_dir = settings.dist_dir / "reports"
-    reports_dir.mkdir(parents=True, exist_ok=True)
     gate_path = settings.dist_dir / "gate.json"
     gate_path.unlink(missing_ok=True)  # never leave an old verdict behind a failed gate
-    with tempfile.TemporaryDirectory(prefix="dcforge-db-") as tmp, log.group("vulnerability DB"):
-        db = prepare_db(settings, runner, Path(tmp), now)
-    if db.problem:
-        log.error(db.problem)
-    else:
-        log.info(f"Trivy DB {db.repository}, updated {db.updated_at}{' (SAMPLE DATA)' * db.sample}")
-    jobs = settings.effective_jobs
+    tools = check_tools(runner, SCANNED_TOOLS)
+    with tempfile.TemporaryDirectory(prefix="dcforge-db-") as tmp:
+        ctx = _context(settings, runner, Path(tmp), now)
     with (
         log.group(f"gate {len(manifest.permutations)} permutation(s)"),
-        ThreadPoolExecutor(jobs) as pool,
+        ThreadPoolExecutor(settings.effective_jobs) as pool,
     ):
         verdicts = list(
-            pool.map(
-                lambda e: _scan_one(settings, runner, e, db, reports_dir, pol, waivers, now.date()),
-                manifest.permutations,
-            )
+            pool.map(lambda e: _scan_one(settings, runner, e, ctx), manifest.permutations)
         )
-    meta = {
-        "git_sha": manifest.git_sha,
-        "trivy_version": trivy.version(runner),
-        "syft_version": syft.version(runner),
-        "db_repository": db.repository,
-        "db_updated_at": db.updated_at,
-        "sample_db": db.sample,
-        "blocking_severities": list(pol.blocking),
-    }
-    passed = all(v.passed for v in verdicts)
-    doc = {
-        "schema_version": GATE_SCHEMA_VERSION,
-        "created_at": now.isoformat(timespec="seconds").replace("+00:00", "Z"),
-        "manifest_sha256": file_sha256(manifest_path),
-        "passed": passed,
-        **meta,
-        "policy": policy_json(settings),
-        "permutations": [
-            {**v.to_json(), "tarball_sha256": e.tarball_sha256, "image_digest": e.image_digest}
-            for v, e in zip(verdicts, manifest.permutations, strict=True)
-        ],
-    }
-    summary = reports.markdown(verdicts, meta)
-    atomic_write_bytes(reports_dir / "summary.md", summary.encode())
-    sources = {e.name: f"permutations/{e.family}.yaml" for e in manifest.permutations}
-    atomic_write_json(reports_dir / "gate.sarif", reports.sarif(verdicts, sources, meta))
+    doc = _verdict_doc(settings, manifest, manifest_path, verdicts, ctx, tools, now)
+    _write_reports(settings, manifest, verdicts, doc, ctx, env)
     atomic_write_json(gate_path, doc)
-    if env.get("GITHUB_STEP_SUMMARY"):
-        with open(env["GITHUB_STEP_SUMMARY"], "a", encoding="utf-8") as fh:
-            fh.write(summary)
-    if db.sample:
+    if ctx.db.sample:
         log.warn("SAMPLE vulnerability data: this gate is a demonstration, not a real scan")
-    if not passed:
+    if not doc["passed"]:
         blocked = [v for v in verdicts if not v.passed]
         detail = "; ".join(f"{v.name}: {', '.join(v.reasons)}" for v in blocked)
         raise GateBlocked(f"{len(blocked)} of {len(verdicts)} permutation(s) blocked — {detail}")
     log.info(f"gate passed: {len(verdicts)} permutation(s); verdict in {gate_path}")
     return doc
+
+
+def _meta(
+    settings: Settings,
+    manifest: mf.Manifest,
+    ctx: GateContext,
+    tools: Mapping[str, toolchain.Tool],
+) -> dict[str, Any]:
+    return {
+        "git_sha": manifest.git_sha,
+        "registry": settings.registry,
+        "trivy_version": tools["trivy"].version,
+        "syft_version": tools["syft"].version,
+        "tools": {name: tool.to_json() for name, tool in tools.items()},
+        "db_repository": ctx.db.repository,
+        "db_digest": ctx.db.digest,
+        "db_updated_at": ctx.db.updated_at,
+        "sample_db": ctx.db.sample,
+        "blocking_severities": list(ctx.rules.blocking),
+        "ignore_unfixed": ctx.rules.ignore_unfixed,
+        "skip_dirs": list(ctx.rules.skip_dirs),
+        "waivers": [_waiver_json(w, ctx.today) for w in ctx.waivers],
+    }
+
+
+def _waiver_json(w: policy.Waiver, today: dt.date) -> dict[str, Any]:
+    return {
+        "id": w.id,
+        "scope": w.scope(),
+        "created": w.created.isoformat() if w.created else "",
+        "expires": w.expires.isoformat(),
+        "days_left": w.days_left(today),
+        "reason": w.reason,
+    }
+
+
+def _verdict_doc(
+    settings: Settings,
+    manifest: mf.Manifest,
+    manifest_path: Path,
+    verdicts: Sequence[policy.Verdict],
+    ctx: GateContext,
+    tools: Mapping[str, toolchain.Tool],
+    now: dt.datetime,
+) -> dict[str, Any]:
+    return {
+        "schema_version": GATE_SCHEMA_VERSION,
+        "created_at": now.isoformat(timespec="seconds").replace("+00:00", "Z"),
+        "manifest_sha256": file_sha256(manifest_path),
+        "passed": all(v.passed for v in verdicts),
+        **_meta(settings, manifest, ctx, tools),
+        "policy": policy_json(settings),
+        "permutations": [
+            {
+                **v.to_json(),
+                "os_mode": e.os,
+                "tarball_sha256": e.tarball_sha256,
+                "image_digest": e.image_digest,
+            }
+            for v, e in zip(verdicts, manifest.permutations, strict=True)
+        ],
+    }
+
+
+def _write_reports(
+    settings: Settings,
+    manifest: mf.Manifest,
+    verdicts: Sequence[policy.Verdict],
+    doc: Mapping[str, Any],
+    ctx: GateContext,
+    env: Mapping[str, str],
+) -> None:
+    summary = reports.markdown(verdicts, doc, ctx.waivers, ctx.today)
+    atomic_write_bytes(ctx.reports_dir / "summary.md", summary.encode())
+    sources = {e.name: f"permutations/{e.family}.yaml" for e in manifest.permutations}
+    atomic_write_json(ctx.reports_dir / "gate.sarif", reports.sarif(verdicts, sources, doc))
+    if env.get("GITHUB_STEP_SUMMARY"):
+        with open(env["GITHUB_STEP_SUMMARY"], "a", encoding="utf-8") as fh:
+            fh.write(summary)
 
 
 def self_test(settings: Settings, runner: Runner, now: dt.datetime) -> dict[str, Any]:
@@ -374,7 +526,13 @@ def self_test(settings: Settings, runner: Runner, now: dt.datetime) -> dict[str,
         layout = trivy.unpack_oci_archive(tar, work / "layout")
         report = trivy.scan(runner, layout, work / "canary.trivy.json", db.options)
     verdict = policy.decide(
-        "canary", report=report, sbom_packages=1, policy=pol, waivers=(), today=now.date()
+        "canary",
+        report=report,
+        sbom_packages=1,
+        sbom_os_packages=None,  # the canary proves the DB → Trivy → policy chain, not coverage
+        policy=pol,
+        waivers=(),
+        today=now.date(),
     )
     if verdict.passed or not verdict.blocking:
         raise GateBlocked(
@@ -407,10 +565,7 @@ def check_publishable(
         raise PublishRefused(f"{gate_path}: the gate blocked this manifest")
     if doc.get("manifest_sha256") != file_sha256(manifest_path):
         raise PublishRefused("manifest.json changed after it was gated — re-run the gate")
-    if doc.get("policy") != policy_json(settings):
-        raise PublishRefused(
-            "the gate policy or waivers changed since the gate ran — re-run the gate"
-        )
+    _check_bound(settings, doc)
     verdicts = {v.get("name"): v for v in doc.get("permutations", []) if isinstance(v, dict)}
     for entry in manifest.permutations:
         v = verdicts.get(entry.name)
@@ -424,3 +579,33 @@ def check_publishable(
                 f"{entry.name}: the gate verdict is for another tarball — re-run the gate"
             )
     return doc
+
+
+def _check_bound(settings: Settings, doc: Mapping[str, Any]) -> None:
+    """The verdict was made for this registry, under this policy, with the pinned scanners."""
+    if doc.get("policy") != policy_json(settings):
+        raise PublishRefused(
+            "the gate policy, waivers.yaml or trivy.yaml changed since the gate ran — re-run "
+            "the gate"
+        )
+    if doc.get("registry") != settings.registry:
+        raise PublishRefused(
+            f"the gate verdict was made for {doc.get('registry')!r}, the target is "
+            f"{settings.registry!r} — re-run the gate for this registry"
+        )
+    if doc.get("sample_db") is not False and not is_loopback(settings.registry):
+        raise PublishRefused(
+            f"the gate verdict was made with dcforge's SAMPLE vulnerability data (or does not "
+            f"say which DB): it never publishes to {settings.registry} — gate with a real DB "
+            "(trivy_db_repository)"
+        )
+    pinned = toolchain.pins()
+    tools = doc.get("tools")
+    for name in SCANNED_TOOLS:
+        tool = tools.get(name) if isinstance(tools, dict) else None
+        found = str(tool.get("version", "")) if isinstance(tool, dict) else ""
+        if not toolchain.matches(found, pinned[name]):
+            raise PublishRefused(
+                f"the gate ran {name} {found or '(unrecorded)'}, dcforge pins {pinned[name]} — "
+                "re-run the gate with the pinned tools"
+            )

@@ -15,7 +15,7 @@ from typing import Any
 
 from rich.table import Table
 
-from dcforge import locks, log, provenance, release, signing
+from dcforge import locks, log, provenance, release, signing, toolchain
 from dcforge import manifest as mf
 from dcforge.errors import DcforgeError, PublishRefused, ToolError
 from dcforge.runner import Runner
@@ -45,8 +45,18 @@ def ensure_signer(settings: Settings, runner: Runner, env: Mapping[str, str]) ->
     signer = signing.signer(settings, env)
     if signer.key and not env.get("COSIGN_KEY"):
         key = Path(signer.key)
+        if env.get("CI"):
+            raise PublishRefused(
+                "CI is set and signing uses a key pair, but COSIGN_KEY is not set — in CI a "
+                "freshly made key would sign this release with a key nobody can verify "
+                "against; set COSIGN_KEY (and COSIGN_PASSWORD) from a secret, or sign keyless "
+                "(DCFORGE_SIGNING=keyless)"
+            )
         if not key.is_file():
-            log.info(f"no cosign key yet: making a key pair in {key.parent} (git-ignored)")
+            log.warn(
+                f"no cosign key yet: making a LOCAL key pair in {key.parent} (git-ignored) — "
+                "fine for this machine; CI must bring its own (COSIGN_KEY) or sign keyless"
+            )
             cosign.generate_key_pair(runner, key.parent, signing.cosign_env(settings, env))
     elif signer.key and "://" not in signer.key and not Path(signer.key).is_file():
         raise PublishRefused(f"COSIGN_KEY={signer.key}: no such key file")
@@ -284,6 +294,10 @@ def run(settings: Settings, runner: Runner, env: Mapping[str, str]) -> dict[str,
         f"publishing {len(manifest.permutations)} permutation(s) of {manifest.git_sha[:12]} "
         f"to {settings.registry}"
     )
+    try:
+        toolchain.check(runner, "cosign")
+    except ToolError as err:
+        raise PublishRefused(f"publish signs only with the pinned cosign: {err}") from None
     login_if_configured(settings, runner, env)
     signer = ensure_signer(settings, runner, env)
     repo_url = _repo_url(settings, runner, env)

@@ -6,6 +6,7 @@ briefly unreachable is retried with backoff; "not found", "denied" and the like 
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 
@@ -55,6 +56,26 @@ def resolve(runner: Runner, reference: str, *, plain_http: bool) -> str:
     if not DIGEST_RE.match(out):
         raise RegistryError(f"registry returned {out!r} for {reference}, not a sha256 digest")
     return out
+
+
+def manifest(runner: Runner, reference: str, *, plain_http: bool) -> dict[str, object]:
+    """The manifest (or index) JSON the registry serves for ``reference``."""
+    try:
+        out = _run(
+            runner,
+            ["oras", "manifest", "fetch", *_http_flags(plain_http), reference],
+            timeout=60,
+            mutates=False,
+        ).stdout
+    except ToolError as err:
+        raise RegistryError(f"cannot fetch the manifest of {reference}: {err}") from err
+    try:
+        data = json.loads(out)
+    except json.JSONDecodeError as err:
+        raise RegistryError(f"the registry served no JSON manifest for {reference}") from err
+    if not isinstance(data, dict):
+        raise RegistryError(f"the registry served no JSON manifest for {reference}")
+    return data
 
 
 def digest_or_none(runner: Runner, reference: str, *, plain_http: bool) -> str | None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -10,6 +11,15 @@ from dcforge.errors import ToolError
 from dcforge.runner import Runner
 
 _ENV = {"SYFT_CHECK_FOR_APP_UPDATE": "false"}
+# Packages of an OS package manager, as opposed to language packages: by purl type, or (when
+# syft could not name the distro and so wrote no purl) by the package DB it read them from.
+OS_PURL_TYPES = frozenset({"deb", "rpm", "apk", "alpm", "ebuild", "opkg"})
+OS_SOURCE_INFO = re.compile(r"from (DPKG|RPM|APK|ALPM|portage|opkg) DB", re.I)
+# syft reads .syft.yaml from the working directory and SYFT_* from the environment; either
+# could exclude paths from the SBOM. Scans get an empty config; the gate refuses SYFT_*.
+ALLOWED_ENV = frozenset(
+    {"SYFT_CHECK_FOR_APP_UPDATE", "SYFT_REGISTRY_AUTH_USERNAME", "SYFT_REGISTRY_AUTH_PASSWORD"}
+)
 
 
 def version(runner: Runner) -> str:
@@ -46,10 +56,15 @@ def sbom_remote(
 def _sbom(
     runner: Runner, source: str, spdx: Path, cyclonedx: Path | None, env: dict[str, str]
 ) -> dict[str, Any]:
-    argv: list[str | Path] = ["syft", "scan", "-q", source, "-o", f"spdx-json={spdx}"]
+    empty = spdx.with_name(spdx.name + ".syft-config.yaml")
+    empty.write_text("# dcforge: syft runs with its defaults, nothing excluded\n")
+    argv: list[str | Path] = ["syft", "scan", "-q", "-c", empty, source, "-o", f"spdx-json={spdx}"]
     if cyclonedx is not None:
         argv += ["-o", f"cyclonedx-json={cyclonedx}"]
-    runner.run(argv, timeout=900, env=env)
+    try:
+        runner.run(argv, timeout=900, env=env)
+    finally:
+        empty.unlink(missing_ok=True)
     if runner.dry_run:
         return {}
     try:
@@ -72,3 +87,21 @@ def package_names(doc: dict[str, Any]) -> list[str]:
             continue
         names.append(str(pkg.get("name", "")))
     return names
+
+
+def os_package_count(doc: dict[str, Any]) -> int:
+    """How many packages of an OS package manager (deb, rpm, apk, …) the SPDX doc lists."""
+    count = 0
+    for pkg in doc.get("packages") or []:
+        refs = pkg.get("externalRefs") if isinstance(pkg, dict) else None
+        purls = [
+            str(r.get("referenceLocator", ""))
+            for r in (refs if isinstance(refs, list) else [])
+            if isinstance(r, dict) and r.get("referenceType") == "purl"
+        ]
+        source = str(pkg.get("sourceInfo", "")) if isinstance(pkg, dict) else ""
+        if OS_SOURCE_INFO.search(source) or any(
+            p.startswith("pkg:") and p[4:].split("/", 1)[0] in OS_PURL_TYPES for p in purls
+        ):
+            count += 1
+    return count

