@@ -11,10 +11,23 @@ nox.options.error_on_missing_interpreters = True
 
 PYTHON = "3.11"
 
+# The sessions GitHub runs in jobs holding `id-token: write` or `packages: write`
+# (dcforge.workflows.LOCKED_SESSIONS) install only from this lock: every runtime dependency,
+# the pinned scanner wheels and setuptools (the build backend) by version and sha256.
+# Regenerate with the command in its header (see requirements/README.md).
+LOCK = "requirements/runtime.lock"
+
 
 def _install(session: nox.Session, *extras: str) -> None:
     spec = f".[{','.join(extras)}]" if extras else "."
     session.install("-q", "-e", spec)
+
+
+def _install_locked(session: nox.Session) -> None:
+    """Dependencies by hash from LOCK, then dcforge itself: no deps, no build isolation."""
+    session.install("-q", "--require-hashes", "-r", LOCK)
+    # Without isolation pip builds with the locked setuptools instead of fetching one unhashed.
+    session.install("-q", "--no-deps", "--no-build-isolation", "-e", ".")
 
 
 def _stack(session: nox.Session) -> None:
@@ -45,7 +58,7 @@ def gate(session: nox.Session) -> None:
 @nox.session(python=PYTHON)
 def publish(session: nox.Session) -> None:
     """Push by digest, sign, attest, store the release record, then move floating tags."""
-    _install(session)
+    _install_locked(session)
     session.run("scripts/bootstrap", external=True)
     session.run("python", "-m", "dcforge", "publish", *session.posargs)
 
@@ -53,7 +66,7 @@ def publish(session: nox.Session) -> None:
 @nox.session(python=PYTHON)
 def verify(session: nox.Session) -> None:
     """Verify a published release (default: last-known-good; --sha GIT_SHA)."""
-    _install(session)
+    _install_locked(session)
     session.run("scripts/bootstrap", external=True)
     session.run("python", "-m", "dcforge", "verify", *session.posargs)
 
@@ -61,7 +74,7 @@ def verify(session: nox.Session) -> None:
 @nox.session(python=PYTHON)
 def rollback(session: nox.Session) -> None:
     """Move floating tags back to a verified release (-- --sha X | --last-known-good)."""
-    _install(session)
+    _install_locked(session)
     session.run("scripts/bootstrap", external=True)
     session.run("python", "-m", "dcforge", "rollback", *session.posargs)
 
@@ -91,7 +104,7 @@ def build(session: nox.Session) -> None:
 @nox.session(python=PYTHON)
 def prune(session: nox.Session) -> None:
     """Runner hygiene (--runner); retention (--registry, --artifacts; deletes only with --yes)."""
-    _install(session)
+    _install_locked(session)
     session.run("python", "-m", "dcforge", "prune", *session.posargs)
 
 

@@ -71,7 +71,14 @@ def _parser() -> argparse.ArgumentParser:
     lint = sub.add_parser("lint-workflows", help="actionlint + zizmor + dcforge's workflow rules")
     lint.add_argument("directory", nargs="?", type=Path, default=None)
 
-    sub.add_parser("publish", help="push by digest, sign, attest, release record, move tags")
+    publish = sub.add_parser(
+        "publish", help="push by digest, sign, attest, release record, move tags"
+    )
+    publish.add_argument(
+        "--allow-dirty",
+        action="store_true",
+        help="publish a build from a dirty tree (refused otherwise); the provenance says so",
+    )
     verify = sub.add_parser("verify", help="check a published release end to end")
     verify.add_argument(
         "--sha", default="", help="git SHA of the release (default: last-known-good)"
@@ -180,7 +187,7 @@ def run(argv: Sequence[str], env: Mapping[str, str]) -> int:
     if args.command == "publish":
         from dcforge.stages import publish
 
-        publish.run(conf, runner, env)
+        publish.run(conf, runner, env, publish.PublishOptions(allow_dirty=args.allow_dirty))
         return 0
     if args.command == "verify":
         from dcforge.stages import verify
@@ -195,7 +202,7 @@ def run(argv: Sequence[str], env: Mapping[str, str]) -> int:
         elif args.command == "pin":
             rb.pin(conf, runner, env, args.sha)
         else:
-            rows = rb.releases(conf, runner)
+            rows = rb.releases(conf, runner, env)
             rb.show_releases(rows)
             if args.json:
                 print(json.dumps(rows, indent=2))

@@ -61,3 +61,17 @@ class RegistryError(DcforgeError):
 
     exit_code = 8
     kind = "registry error"
+
+
+class VerifyFailed(DcforgeError):
+    """A release record, pin, signature or attestation is not what it claims to be."""
+
+    exit_code = 9
+    kind = "verify failed"
+
+
+class RollbackRefused(DcforgeError):
+    """A rollback or pin was refused before any tag moved."""
+
+    exit_code = 10
+    kind = "rollback refused"

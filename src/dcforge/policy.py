@@ -12,7 +12,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -77,11 +77,15 @@ class Policy:
             raise ConfigError("max_waiver_days must be positive")
         if db_digest and not re.fullmatch(r"sha256:[0-9a-f]{64}", db_digest):
             raise ConfigError(f"trivy_db_digest {db_digest!r} is not a sha256:… digest")
-        dirs = tuple(d.strip() for d in skip_dirs.split(",") if d.strip())
-        if any(not d.startswith("/") or ".." in d for d in dirs):
+        dirs = tuple(d.strip().rstrip("/") for d in skip_dirs.split(",") if d.strip())
+        if any(not re.fullmatch(r"(/[A-Za-z0-9._+-]+){2,}", d) or ".." in d for d in dirs):
             raise ConfigError(
-                f"scan_skip_dirs {skip_dirs!r}: use absolute image paths, e.g. /opt/examples"
+                f"scan_skip_dirs {skip_dirs!r}: use absolute image paths at least two levels "
+                "deep and without wildcards, e.g. /opt/examples (a whole /usr or / is never "
+                "skipped)"
             )
+        if not 0 < max_db_age_hours <= 24 * 365 or not 0 < max_waiver_days <= 3650:
+            raise ConfigError("max_db_age_hours must be 1…8760 and max_waiver_days 1…3650")
         return cls(wanted, max_db_age_hours, max_waiver_days, ignore_unfixed, dirs, db_digest)
 
     def to_json(self) -> dict[str, Any]:
@@ -178,6 +182,7 @@ class Coverage:
     os_packages: int  # OS packages Trivy scanned
     lang_packages: int  # language packages Trivy scanned
     sbom_os_packages: int  # OS packages (deb/rpm/apk/…) in the syft SBOM
+    unscanned: tuple[str, ...] = ()  # OS packages the SBOM lists and Trivy did not scan
 
 
 class ReportError(ValueError):
@@ -219,8 +224,13 @@ def _int_list_len(value: Any) -> int:
     return len(value) if isinstance(value, list) else 0
 
 
-def read_coverage(report: Any, sbom_os_packages: int, os_mode: str) -> Coverage:
-    """The coverage facts of a (parsable) Trivy report; malformed parts count as absent."""
+def read_coverage(
+    report: Any, sbom_os_packages: int, os_mode: str, sbom_os_names: Collection[str] = ()
+) -> Coverage:
+    """The coverage facts of a (parsable) Trivy report; malformed parts count as absent.
+
+    With ``sbom_os_names`` the packages are compared by name, not only counted.
+    """
     meta = report.get("Metadata") if isinstance(report, Mapping) else None
     os_info = meta.get("OS") if isinstance(meta, Mapping) else None
     family = name = ""
@@ -231,12 +241,14 @@ def read_coverage(report: Any, sbom_os_packages: int, os_mode: str) -> Coverage:
         name = str(os_info.get("Name") or "")
         eosl = os_info.get("EOSL") is True
     os_results = os_packages = lang_packages = 0
+    scanned: set[str] = set()
     for result in report.get("Results") or []:
         if not isinstance(result, Mapping):
             continue
         if result.get("Class") == "os-pkgs":
             os_results += 1
             os_packages += _int_list_len(result.get("Packages"))
+            scanned |= _package_names(result.get("Packages"))
         elif result.get("Class") == "lang-pkgs":
             lang_packages += _int_list_len(result.get("Packages"))
     return Coverage(
@@ -247,7 +259,14 @@ def read_coverage(report: Any, sbom_os_packages: int, os_mode: str) -> Coverage:
         os_packages=os_packages,
         lang_packages=lang_packages,
         sbom_os_packages=sbom_os_packages,
+        unscanned=tuple(sorted(set(sbom_os_names) - scanned)),
     )
+
+
+def _package_names(packages: Any) -> set[str]:
+    if not isinstance(packages, list):
+        return set()
+    return {str(p.get("Name")) for p in packages if isinstance(p, Mapping) and p.get("Name")}
 
 
 def counts_agree(scanned: int, listed: int) -> bool:
@@ -284,7 +303,7 @@ def coverage_problems(cov: Coverage) -> list[tuple[str, str]]:
                 "move to a supported release",
             )
         )
-    elif cov.os_results == 0:
+    elif cov.os_results == 0 or cov.os_packages == 0:
         out.append(
             (
                 OS_UNSCANNED,
@@ -292,7 +311,17 @@ def coverage_problems(cov: Coverage) -> list[tuple[str, str]]:
                 "not support?) — use a supported base",
             )
         )
-    if not counts_agree(cov.os_packages, cov.sbom_os_packages):
+    slack = max(PACKAGE_COUNT_MIN_SLACK, int(PACKAGE_COUNT_SLACK_FRACTION * cov.sbom_os_packages))
+    if len(cov.unscanned) > slack:
+        shown = ", ".join(cov.unscanned[:8]) + (" …" if len(cov.unscanned) > 8 else "")
+        out.append(
+            (
+                PACKAGES_MISMATCH,
+                f"the SBOM lists {len(cov.unscanned)} OS package(s) Trivy did not scan "
+                f"({shown}) — the scanner did not see the whole package database",
+            )
+        )
+    elif not counts_agree(cov.os_packages, cov.sbom_os_packages):
         out.append(
             (
                 PACKAGES_MISMATCH,
@@ -301,6 +330,21 @@ def coverage_problems(cov: Coverage) -> list[tuple[str, str]]:
             )
         )
     return out
+
+
+_TIMESTAMP = re.compile(r"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(?:\.\d+)?(Z|[+-]\d\d:\d\d)?")
+
+
+def parse_timestamp(raw: str) -> dt.datetime | None:
+    """RFC 3339 as Trivy writes it (nanoseconds, ``Z`` or an offset); no zone means UTC."""
+    m = _TIMESTAMP.fullmatch(raw.strip())
+    if not m:
+        return None
+    try:
+        value = dt.datetime.fromisoformat(m.group(1) + (m.group(2) or "Z").replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return value.astimezone(dt.UTC)
 
 
 def _future_problem(updated: dt.datetime, now: dt.datetime, raw: str) -> str:
@@ -321,9 +365,8 @@ def db_age_problem(metadata: Mapping[str, Any] | None, now: dt.datetime, policy:
     if not metadata:
         return "the Trivy DB is missing (no metadata.json after download)"
     raw = str(metadata.get("UpdatedAt", ""))
-    try:
-        updated = dt.datetime.fromisoformat(raw[:19]).replace(tzinfo=dt.UTC)
-    except ValueError:
+    updated = parse_timestamp(raw)
+    if updated is None:
         return f"the Trivy DB metadata has no readable UpdatedAt ({raw!r})"
     if future := _future_problem(updated, now, raw):
         return future
@@ -343,6 +386,7 @@ def decide(
     report: Any | None,
     sbom_packages: int | None,
     sbom_os_packages: int | None,
+    sbom_os_names: Collection[str] = (),
     os_mode: str = "required",
     policy: Policy,
     waivers: Sequence[Waiver],
@@ -365,7 +409,7 @@ def decide(
             findings = []
         else:
             if sbom_os_packages is not None:
-                verdict.coverage = read_coverage(report, sbom_os_packages, os_mode)
+                verdict.coverage = read_coverage(report, sbom_os_packages, os_mode, sbom_os_names)
                 findings += [
                     Finding(
                         id=cid, package="(image)", installed="", fixed="", severity="", title=why
@@ -451,6 +495,11 @@ def _waiver(path: Path, i: int, raw: Mapping[str, Any], max_days: int, today: dt
         created=dt.date.fromisoformat(raw["created"]),
         scope_all=raw.get("scope") == "all",
     )
+    if waiver.id in COVERAGE_IDS and not waiver.permutations:
+        raise ConfigError(
+            f"{where}: a {waiver.id} waiver must name its permutations — a scan that could not "
+            "see into an image is accepted one image at a time"
+        )
     narrowed = bool(waiver.permutations or waiver.packages)
     if narrowed and waiver.scope_all:
         raise ConfigError(f"{where}: 'scope: all' contradicts its permutations/packages")
@@ -540,7 +589,8 @@ def _trivy_value_problems(data: Mapping[str, Any], blocking: Sequence[str]) -> l
     if scanners is not None and "vuln" not in (scanners if isinstance(scanners, list) else []):
         out.append("'scan.scanners' must include vuln")
     types = _section(data, "pkg").get("types")
-    if types is not None and not {"os", "library"} <= set(types if isinstance(types, list) else []):
+    listed = {t for t in types if isinstance(t, str)} if isinstance(types, list) else set()
+    if types is not None and not {"os", "library"} <= listed:
         out.append("'pkg.types' must include os and library")
     if _section(data, "vulnerability").get("ignore-unfixed"):
         out.append(_trivy_refusal("vulnerability.ignore-unfixed"))

@@ -19,6 +19,8 @@ ARTIFACT_TYPE = "application/vnd.dcforge.release.v1+json"
 FILE_NAME = "release.json"
 REPOSITORY = "dcforge-releases"
 LAST_KNOWN_GOOD = "last-known-good"
+PIN_ARTIFACT_TYPE = "application/vnd.dcforge.pin.v1+json"
+PIN_FILE_NAME = "pin.json"
 SCHEMA_VERSION = 1
 GATE_FIELDS = ("trivy_version", "syft_version", "db_repository", "db_updated_at", "sample_db")
 DIGEST_RE = re.compile(r"^sha256:[0-9a-f]{64}$")
@@ -125,3 +127,34 @@ def parse(data: Any, source: str) -> Release:
     raw_gate = data.get("gate")
     gate: dict[str, Any] = raw_gate if isinstance(raw_gate, dict) else {}
     return Release(manifest.git_sha, manifest, tuple(images), gate)
+
+
+@dataclass(frozen=True)
+class Pin:
+    """The signed statement behind ``last-known-good``: which release, by record digest."""
+
+    git_sha: str
+    record_digest: str
+    pinned_at: str
+
+
+def pin_statement(git_sha: str, record_digest: str, pinned_at: str) -> bytes:
+    doc = {
+        "kind": "dcforge-pin",
+        "schema_version": SCHEMA_VERSION,
+        "git_sha": git_sha,
+        "record_digest": record_digest,
+        "pinned_at": pinned_at,
+    }
+    return (json.dumps(doc, indent=2, sort_keys=True) + "\n").encode()
+
+
+def parse_pin(data: Any, source: str) -> Pin:
+    if not isinstance(data, dict) or data.get("kind") != "dcforge-pin":
+        raise ManifestError(f"{source}: not a dcforge pin statement")
+    sha, digest = data.get("git_sha"), data.get("record_digest")
+    if not isinstance(sha, str) or not re.fullmatch(r"[0-9a-f]{40}", sha):
+        raise ManifestError(f"{source}: pin names no git SHA")
+    if not isinstance(digest, str) or not DIGEST_RE.match(digest):
+        raise ManifestError(f"{source}: pin names no record digest")
+    return Pin(sha, digest, str(data.get("pinned_at", "")))

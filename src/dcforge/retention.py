@@ -1,8 +1,9 @@
 """Retention planning (pure): registry versions + releases + policy in, a deletion plan out.
 
 Never planned for deletion: anything a floating tag or ``last-known-good`` references;
-any release record younger than the window or among the newest N, and every image such a
-release names; anything younger than the window. A signature/attestation/SBOM goes with
+any release record younger than the window or among the newest N, or whose images a
+floating tag serves, every image such a release names, and its audit records; anything
+younger than the window. A signature/attestation/SBOM goes with
 its image (never before it, never left behind); the children of an index go with the
 index, and stay while any kept index references them.
 """
@@ -18,6 +19,7 @@ COSIGN_TAG = re.compile(r"^sha256-([0-9a-f]{64})\.(sig|att|sbom)$")
 IMMUTABLE_TAG = re.compile(r"-[0-9a-f]{40}$")
 RELEASE_TAG = re.compile(r"^[0-9a-f]{40}$")
 AUDIT_TAG = re.compile(r"^rollback-")
+AUDIT_SHA = re.compile(r"^rollback-[0-9T]+-([0-9a-f]{7,40})$")
 
 Key = tuple[str, str]  # (repository, digest)
 
@@ -100,6 +102,18 @@ def kept_releases(
     return kept
 
 
+def _protect_audits(
+    versions: Iterable[Version], releases: Sequence[ReleaseRef], keep: dict[Key, str]
+) -> None:
+    """Audit records (``rollback-<time>-<sha12>``) stay as long as their release does."""
+    kept = [rel.git_sha for rel in releases if rel.record in keep]
+    for v in versions:
+        for tag in v.tags:
+            m = AUDIT_SHA.match(tag)
+            if m and any(sha.startswith(m.group(1)) for sha in kept) and v.key not in keep:
+                keep[v.key] = f"audit record of kept release {m.group(1)}"
+
+
 def plan(
     versions: Iterable[Version],
     releases: Sequence[ReleaseRef],
@@ -115,10 +129,17 @@ def plan(
 
     for key, why in kept_releases(releases, pinned, policy).items():
         protect(key, why)
+    # A release whose images a floating tag serves keeps its record: rollback and verify of
+    # what users pull need it, however old it is.
+    served = {v.key for v in by_key.values() if v.subject is None and v.floating_tags()}
+    for rel in releases:
+        if any(image in served for image in rel.images):
+            protect(rel.record, f"release {rel.git_sha[:12]}: floating tags serve its images")
     for rel in releases:
         if rel.record in keep:
             for image in rel.images:
                 protect(image, f"named by {keep[rel.record]}")
+    _protect_audits(by_key.values(), releases, keep)
     children = {(v.repository, c) for v in by_key.values() for c in v.children}
     for v in by_key.values():
         if v.subject is not None:

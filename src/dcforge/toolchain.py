@@ -59,7 +59,13 @@ def _pyproject(path: Path) -> dict[str, object]:
 
 def pins(path: Path = PYPROJECT) -> dict[str, str]:
     """Tool name → pinned upstream version, read from dcforge's pyproject.toml."""
-    data = _pyproject(path)
+    try:
+        return _pins(_pyproject(path), path)
+    except (KeyError, TypeError, AttributeError, InvalidVersion, IndexError) as err:
+        raise ToolError(f"{path}: the tool pins are malformed ({err!r})") from None
+
+
+def _pins(data: dict[str, object], path: Path) -> dict[str, str]:
     out: dict[str, str] = {}
     for spec in data["project"]["dependencies"]:  # type: ignore[index]
         try:
@@ -82,8 +88,12 @@ def pins(path: Path = PYPROJECT) -> dict[str, str]:
 
 
 def matches(found: str, pinned: str) -> bool:
-    """``found`` is the pinned upstream version (a Debian revision like -2+b5 is fine)."""
-    upstream = re.sub(r"^v", "", found.strip()).split("-", 1)[0].split("+", 1)[0]
+    """``found`` is the pinned upstream version; only a Debian revision (``-2``, ``-2+b5``)
+    may follow it — no pre-release, no local build suffix."""
+    m = re.fullmatch(r"v?([0-9][0-9.]*)(?:-[0-9]+(?:\+b[0-9]+)?)?", found.strip())
+    if not m:
+        return False
+    upstream = m.group(1)
     try:
         return Version(upstream).release == Version(pinned.rsplit(":", maxsplit=1)[-1]).release
     except InvalidVersion:

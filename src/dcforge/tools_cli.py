@@ -13,7 +13,8 @@ from dcforge.errors import ConfigError, DcforgeError, ToolError
 from dcforge.runner import Runner
 from dcforge.settings import Settings
 from dcforge.stages import gate
-from dcforge.tools import cosign, registry, syft, trivy
+from dcforge.tools import cosign, syft, trivy
+from dcforge.tools.registry import Registry
 
 
 def _existing(path: Path) -> Path:
@@ -50,28 +51,22 @@ def run(args: argparse.Namespace, conf: Settings, runner: Runner, env: Mapping[s
         doc = syft.sbom(runner, tarball, out)
         log.info(f"{tarball.name}: {len(syft.package_names(doc))} packages (SBOM: {out})")
         return 0
+    reg = Registry.from_hosts(runner, conf.insecure_registries)
     if args.command == "cosign":
-        signer = signing.signer(conf, env)
-        plain = conf.is_plain_http(args.reference)
+        signer = cosign.Cosign(
+            runner, signing.signer(conf, env), reg, signing.cosign_env(conf, env)
+        )
         if args.action == "sign":
-            cosign.sign(
-                runner, signer, args.reference, plain_http=plain, env=signing.cosign_env(conf, env)
-            )
+            signer.sign(args.reference)
             log.info(f"signed {args.reference}")
         else:
-            cosign.verify(runner, signer, args.reference, plain_http=plain)
+            signer.verify(args.reference)
             log.info(f"verified {args.reference}")
         return 0
     if args.command == "trivy-db-mirror":
         target = args.to if ":" in args.to.rsplit("/", 1)[-1] else f"{args.to}:2"
-        registry.copy(
-            runner,
-            args.source,
-            target,
-            from_plain_http=conf.is_plain_http(args.source),
-            to_plain_http=conf.is_plain_http(target),
-        )
-        digest = registry.resolve(runner, target, plain_http=conf.is_plain_http(target))
+        reg.copy(args.source, target)
+        digest = reg.resolve(target)
         log.info(
             f"mirrored {args.source} → {target} ({digest}); set "
             f"DCFORGE_TRIVY_DB_REPOSITORY={target}"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import re
 from pathlib import Path
 from typing import Any
@@ -17,6 +18,13 @@ SESSION_CALL = re.compile(
     r"""|invoke\s+(?P<task>[a-z][a-z-]*))"""
 )
 UNTRUSTED = re.compile(r"\$\{\{\s*github\.event\.")
+PRIVILEGED = frozenset({"packages", "id-token"})
+# The only nox sessions a job holding PRIVILEGED write tokens may run; the noxfile must
+# install each from the hash lock (requirements/runtime.lock), see locked_sessions().
+LOCKED_SESSIONS = frozenset({"publish", "verify", "rollback", "prune"})
+ROLLBACKS = frozenset({("nox", "rollback"), ("invoke", "rollback")})
+# `${{ … github.run_id … }}`: a concurrency group no other run can share.
+RUN_ID = re.compile(r"\$\{\{(?:(?!\}\}).)*\bgithub\.run_id\b")
 
 
 def load(path: Path) -> dict[str, Any]:
@@ -48,6 +56,8 @@ def problems(path: Path) -> list[str]:
             and job_name not in ("republish", "rollback", "retention")
         ):
             out.append(f"{path.name}: job {job_name} has {sorted(writes)} but does not publish")
+        if writes & PRIVILEGED:
+            out += _lock_problems(path, job_name, sorted(writes & PRIVILEGED), _job_calls(job))
         for i, step in enumerate(job.get("steps") or []):
             where = f"{path.name}: {job_name} step {i + 1}"
             uses = step.get("uses")
@@ -64,17 +74,164 @@ def problems(path: Path) -> list[str]:
                     out.append(f"{where}: expression expanded inside run: (pass it through env)")
                 if not SESSION_CALL.search(run):
                     out.append(f"{where}: run: must call a nox session or invoke task")
+    return out + _concurrency_problems(path, wf)
+
+
+def _job_calls(job: dict[str, Any]) -> list[tuple[str, str]]:
+    found = []
+    for step in job.get("steps") or []:
+        for m in SESSION_CALL.finditer(step.get("run") or ""):
+            found.append(("nox", m["session"]) if m["session"] else ("invoke", m["task"]))
+    return found
+
+
+def _lock_problems(
+    path: Path, job_name: str, writes: list[str], called: list[tuple[str, str]]
+) -> list[str]:
+    """A job holding write tokens for packages or OIDC runs only hash-locked sessions."""
+    out = []
+    where = f"{path.name}: job {job_name} has {writes}"
+    wanted = set()
+    for kind, name in called:
+        if kind == "nox" and name in LOCKED_SESSIONS:
+            wanted.add(name)
+        else:
+            out.append(
+                f"{where} but calls {kind} {'session' if kind == 'nox' else 'task'} {name}:"
+                f" only {sorted(LOCKED_SESSIONS)} (installed from the hash lock) may run there"
+            )
+    if wanted:
+        # .github/workflows/X.yml → the checkout's noxfile.py
+        noxfile = path.resolve().parent.parent.parent / "noxfile.py"
+        if not noxfile.is_file():
+            out.append(f"{where}: noxfile.py not found at {noxfile}, cannot check its hash lock")
+        else:
+            for name in sorted(wanted - locked_sessions(noxfile)):
+                out.append(
+                    f"{where}: noxfile.py does not install session {name} from a hash lock"
+                    " (--require-hashes -r LOCK, then --no-deps --no-build-isolation -e .)"
+                )
+    return out
+
+
+def locked_sessions(noxfile: Path) -> set[str]:
+    """The noxfile's sessions whose every install (helpers followed) is hash-locked.
+
+    A locked install is either `--require-hashes -r FILE` with FILE present, or
+    `--no-deps --no-build-isolation` of the checkout only (`.`, `-e .`); at least one must be
+    the former. Anything not a literal (f-strings, *extras) counts as unlocked.
+    """
+    tree = ast.parse(noxfile.read_text())
+    consts = {
+        target.id: node.value.value
+        for node in tree.body
+        if isinstance(node, ast.Assign)
+        and isinstance(node.value, ast.Constant)
+        and isinstance(node.value.value, str)
+        for target in node.targets
+        if isinstance(target, ast.Name)
+    }
+    funcs = {n.name: n for n in tree.body if isinstance(n, ast.FunctionDef)}
+
+    def literal(arg: ast.expr) -> str | None:
+        if isinstance(arg, ast.Constant) and isinstance(arg.value, str):
+            return arg.value
+        return consts.get(arg.id) if isinstance(arg, ast.Name) else None
+
+    def installs(fn: ast.FunctionDef, seen: frozenset[str]) -> list[list[str | None]]:
+        found: list[list[str | None]] = []
+        for node in ast.walk(fn):
+            if not isinstance(node, ast.Call):
+                continue
+            f = node.func
+            args = [literal(a) for a in node.args]
+            if isinstance(f, ast.Attribute) and f.attr in ("install", "run_install"):
+                found.append(args)
+            elif isinstance(f, ast.Attribute) and f.attr in ("run", "run_always"):
+                if "pip" in args[:3] and "install" in args[:4]:
+                    found.append(args[args.index("install") + 1 :])
+            elif isinstance(f, ast.Name) and f.id in funcs and f.id not in seen:
+                found += installs(funcs[f.id], seen | {f.id})
+        return found
+
+    def hashed(args: list[str | None]) -> bool:
+        if "--require-hashes" not in args or "-r" not in args[:-1]:
+            return False
+        lock = args[args.index("-r") + 1]
+        return lock is not None and (noxfile.parent / lock).is_file()
+
+    def checkout_only(args: list[str | None]) -> bool:
+        targets = [a for a in args if a is None or not a.startswith("-")]
+        return (
+            {"--no-deps", "--no-build-isolation"} <= set(args)
+            and bool(targets)
+            and all(t in (".", "./") for t in targets)
+        )
+
+    locked = set()
+    for name, fn in funcs.items():
+        if not any("session" in ast.unparse(d) for d in fn.decorator_list):
+            continue
+        found = installs(fn, frozenset({name}))
+        if any(map(hashed, found)) and all(hashed(a) or checkout_only(a) for a in found):
+            locked.add(name)
+    return locked
+
+
+def _group(holder: dict[str, Any]) -> str | None:
+    concurrency = holder.get("concurrency")
+    if isinstance(concurrency, dict):
+        concurrency = concurrency.get("group")
+    return None if concurrency is None else str(concurrency)
+
+
+def _concurrency_problems(path: Path, wf: dict[str, Any]) -> list[str]:
+    """A rollback never shares a concurrency group, so it is never the pending run dropped.
+
+    GitHub keeps one running and one pending run per group and cancels the pending one when
+    another queues, cancel-in-progress: false or not. So every group a rollback job runs
+    under (workflow and job level) must contain `${{ github.run_id }}` and appear, literally,
+    nowhere else in this directory's workflows. Ordering against a publish is then up to
+    dcforge's registry lock (dcforge.locks; today one machine's only), not a shared group.
+    """
+    rollbacks = [
+        name for name, job in (wf.get("jobs") or {}).items() if set(_job_calls(job)) & ROLLBACKS
+    ]
+    if not rollbacks:
+        return []
+    holders: list[tuple[Path, str | None, str]] = []  # (file, job or None, group)
+    for other in sorted({*path.parent.glob("*.yml"), *path.parent.glob("*.yaml")}):
+        data = wf if other.name == path.name else load(other)
+        if (group := _group(data)) is not None:
+            holders.append((other, None, group))
+        for job_name, job in (data.get("jobs") or {}).items():
+            if (group := _group(job)) is not None:
+                holders.append((other, str(job_name), group))
+    out = []
+    for job_name in rollbacks:
+        mine = [(None, _group(wf)), (job_name, _group(wf["jobs"][job_name]))]
+        for level, group in mine:
+            if group is None:
+                continue
+            where = (
+                f"{path.name}: job {job_name} runs rollback in concurrency group {group!r}"
+                f" ({'workflow' if level is None else 'job'} level)"
+            )
+            if not RUN_ID.search(group):
+                out.append(f"{where} without ${{{{ github.run_id }}}}: it can be the pending run")
+            for other, other_job, other_group in holders:
+                if other_group == group and (other.name, other_job) != (path.name, level):
+                    owner = other.name + ("" if other_job is None else f": job {other_job}")
+                    out.append(
+                        f"{where} shared with {owner}: GitHub cancels a pending run when another"
+                        " queues in its group"
+                    )
     return out
 
 
 def calls(path: Path) -> list[tuple[str, str]]:
     """Every (kind, name) a run: step calls: ("nox", session) or ("invoke", task)."""
-    found = []
-    for job in (load(path).get("jobs") or {}).values():
-        for step in job.get("steps") or []:
-            for m in SESSION_CALL.finditer(step.get("run") or ""):
-                found.append(("nox", m["session"]) if m["session"] else ("invoke", m["task"]))
-    return found
+    return [call for job in (load(path).get("jobs") or {}).values() for call in _job_calls(job)]
 
 
 def lint(runner: Runner, directory: Path, config: Path | None) -> list[str]:

@@ -17,10 +17,12 @@ from pathlib import Path
 
 import pytest
 
+from dcforge import manifest as mf
 from dcforge import trivydb
 from dcforge.runner import Runner
 from dcforge.stages import gate
 from dcforge.tools import registry
+from dcforge.tools.registry import Registry
 from tests.projects import write_project
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -108,9 +110,8 @@ def push_db(
     updated_at: dt.datetime | None = None,
 ) -> str:
     """A test DB served from the local registry (dcforge's own DB writer and push)."""
-    return gate.publish_db(
-        runner, work, repository, advisories, plain_http=True, updated_at=updated_at
-    )
+    reg = Registry.from_hosts(runner, "localhost,127.0.0.1")
+    return gate.publish_db(reg, work, repository, advisories, updated_at=updated_at)
 
 
 @dataclass(frozen=True)
@@ -288,3 +289,56 @@ def private_registry(tmp_path: Path) -> Iterator[PrivateRegistry]:
     reg.start()
     yield reg
     reg.stop()
+
+
+def pinned_record(runner: Runner, releases_repo: str, work: Path) -> str:
+    """The record digest ``last-known-good``'s pin statement names."""
+    out = work / f"pin-{uuid.uuid4().hex[:8]}"
+    registry.fetch_artifact(runner, f"{releases_repo}:last-known-good", out, plain_http=True)
+    return str(json.loads((out / "pin.json").read_text())["record_digest"])
+
+
+def env_for(reg: PrivateRegistry, db: TrivyDb, **extra: str) -> dict[str, str]:
+    return {
+        "DCFORGE_REGISTRY": f"{reg.host}/dc",
+        "DCFORGE_TRIVY_DB_REPOSITORY": db.repository,
+        **extra,
+    }
+
+
+def build_and_gate(root: Path, env: dict[str, str]) -> mf.Manifest:
+    for step in (["build", "--no-prune"], ["gate"]):
+        result = run_dcforge(*step, cwd=root, env=env)
+        assert result.returncode == 0, result.stderr
+    return mf.load(root / "dist/manifest.json")
+
+
+@dataclass
+class TwoReleases:
+    root: Path
+    env: dict[str, str]
+    a: mf.Manifest
+    b: mf.Manifest
+    releases: str
+
+
+@pytest.fixture
+def two_releases(
+    project: Path, private_registry: PrivateRegistry, trivy_db: TrivyDb
+) -> TwoReleases:
+    env = env_for(private_registry, trivy_db)
+    a = build_and_gate(project, env)
+    assert run_dcforge("publish", cwd=project, env=env).returncode == 0
+    (project / "images/tiny/greeting.txt").write_text("release B\n")
+    git_commit(project, "B")
+    b = build_and_gate(project, env)
+    assert run_dcforge("publish", cwd=project, env=env).returncode == 0
+    return TwoReleases(project, env, a, b, f"{private_registry.host}/dc/dcforge-releases")
+
+
+def tags_point_at(runner: Runner, m: mf.Manifest) -> bool:
+    return all(
+        registry.resolve(runner, f"{e.repository}:{t}", plain_http=True) == e.image_digest
+        for e in m.permutations
+        for t in e.floating_tags
+    )

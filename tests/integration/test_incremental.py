@@ -10,8 +10,7 @@ import pytest
 from dcforge import manifest as mf
 from dcforge.runner import Runner
 from dcforge.tools import registry
-from tests.integration.conftest import PrivateRegistry, TrivyDb, git_commit, run_dcforge
-from tests.integration.test_publish import env_for
+from tests.integration.conftest import PrivateRegistry, TrivyDb, env_for, git_commit, run_dcforge
 
 pytestmark = pytest.mark.integration
 

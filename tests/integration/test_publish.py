@@ -16,26 +16,14 @@ from tests.integration.conftest import (
     KeyPair,
     PrivateRegistry,
     TrivyDb,
+    build_and_gate,
+    env_for,
     git_commit,
+    pinned_record,
     run_dcforge,
 )
 
 pytestmark = pytest.mark.integration
-
-
-def env_for(reg: PrivateRegistry, db: TrivyDb, **extra: str) -> dict[str, str]:
-    return {
-        "DCFORGE_REGISTRY": f"{reg.host}/dc",
-        "DCFORGE_TRIVY_DB_REPOSITORY": db.repository,
-        **extra,
-    }
-
-
-def build_and_gate(root: Path, env: dict[str, str]) -> mf.Manifest:
-    for step in (["build", "--no-prune"], ["gate"]):
-        result = run_dcforge(*step, cwd=root, env=env)
-        assert result.returncode == 0, result.stderr
-    return mf.load(root / "dist/manifest.json")
 
 
 def tag_state(runner: Runner, m: mf.Manifest) -> dict[str, str]:
@@ -76,7 +64,7 @@ def test_publish_signs_attests_records_and_is_idempotent(
                 ref,
             ]
         )
-        for ptype in ("spdxjson", "slsaprovenance1"):
+        for ptype in ("spdxjson", "https://slsa.dev/provenance/v1"):
             runner.run(
                 [
                     "cosign",
@@ -102,9 +90,9 @@ def test_publish_signs_attests_records_and_is_idempotent(
         record["manifest"]["permutations"]
         == json.loads((project / "dist/manifest.json").read_text())["permutations"]
     )
-    assert registry.resolve(
-        runner, f"{releases}:last-known-good", plain_http=True
-    ) == registry.resolve(runner, f"{releases}:{m.git_sha}", plain_http=True)
+    assert pinned_record(runner, releases, tmp_path) == registry.resolve(
+        runner, f"{releases}:{m.git_sha}", plain_http=True
+    )
 
     verified = run_dcforge("verify", cwd=project, env=env)
     assert verified.returncode == 0, verified.stderr

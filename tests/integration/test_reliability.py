@@ -20,10 +20,12 @@ from tests.integration.conftest import (
     PrivateRegistry,
     TrivyDb,
     base_env,
+    build_and_gate,
+    env_for,
     git_commit,
+    pinned_record,
     run_dcforge,
 )
-from tests.integration.test_publish import build_and_gate, env_for
 from tests.projects import write_project
 
 pytestmark = pytest.mark.integration
@@ -260,7 +262,7 @@ def test_concurrent_publishes(
     assert len(winners) == 1
     releases = f"{private_registry.host}/dc/dcforge-releases"
     winner_record = registry.resolve(runner, f"{releases}:{winners[0].git_sha}", plain_http=True)
-    assert lkg(runner, private_registry) == winner_record
+    assert pinned_record(runner, releases, tmp_path) == winner_record
 
 
 @rel("dockerd restarted during a build", "clear build error; no manifest written; re-run completes")

@@ -12,9 +12,15 @@ import pytest
 from dcforge import manifest as mf
 from dcforge.runner import Runner
 from dcforge.tools import registry
-from tests.integration.conftest import PrivateRegistry, TrivyDb, git_commit, run_dcforge
+from tests.integration.conftest import (
+    PrivateRegistry,
+    TrivyDb,
+    build_and_gate,
+    env_for,
+    git_commit,
+    run_dcforge,
+)
 from tests.integration.fake_github import FakeGitHub, State
-from tests.integration.test_publish import build_and_gate, env_for
 
 pytestmark = pytest.mark.integration
 

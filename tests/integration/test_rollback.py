@@ -6,57 +6,23 @@ import json
 import subprocess
 import sys
 import urllib.request
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
-from dcforge import manifest as mf
 from dcforge.runner import Runner
 from dcforge.tools import registry
 from tests.integration.conftest import (
     ROOT,
     KeyPair,
     PrivateRegistry,
-    TrivyDb,
+    TwoReleases,
     base_env,
-    git_commit,
     run_dcforge,
+    tags_point_at,
 )
-from tests.integration.test_publish import build_and_gate, env_for
 
 pytestmark = pytest.mark.integration
-
-
-@dataclass
-class TwoReleases:
-    root: Path
-    env: dict[str, str]
-    a: mf.Manifest
-    b: mf.Manifest
-    releases: str
-
-
-@pytest.fixture
-def two_releases(
-    project: Path, private_registry: PrivateRegistry, trivy_db: TrivyDb
-) -> TwoReleases:
-    env = env_for(private_registry, trivy_db)
-    a = build_and_gate(project, env)
-    assert run_dcforge("publish", cwd=project, env=env).returncode == 0
-    (project / "images/tiny/greeting.txt").write_text("release B\n")
-    git_commit(project, "B")
-    b = build_and_gate(project, env)
-    assert run_dcforge("publish", cwd=project, env=env).returncode == 0
-    return TwoReleases(project, env, a, b, f"{private_registry.host}/dc/dcforge-releases")
-
-
-def tags_point_at(runner: Runner, m: mf.Manifest) -> bool:
-    return all(
-        registry.resolve(runner, f"{e.repository}:{t}", plain_http=True) == e.image_digest
-        for e in m.permutations
-        for t in e.floating_tags
-    )
 
 
 def test_rollback_to_a_moves_only_tags(

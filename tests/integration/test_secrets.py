@@ -6,8 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.conftest import PrivateRegistry, TrivyDb, run_dcforge
-from tests.integration.test_publish import env_for
+from tests.integration.conftest import PrivateRegistry, TrivyDb, env_for, run_dcforge
 
 pytestmark = pytest.mark.integration
 

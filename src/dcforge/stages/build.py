@@ -11,13 +11,15 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from dcforge import cache, config, gitinfo, log
+from dcforge import cache, config, gitinfo, log, release
 from dcforge import manifest as mf
-from dcforge.errors import BuildError, ConfigError
+from dcforge.errors import BuildError, ConfigError, RollbackRefused, VerifyFailed
 from dcforge.hashing import file_sha256, input_hash
+from dcforge.releases import Releases
 from dcforge.runner import Runner
 from dcforge.settings import Settings
-from dcforge.tools import buildx, docker, registry
+from dcforge.tools import buildx, docker
+from dcforge.tools.registry import Registry
 
 
 @dataclass(frozen=True)
@@ -68,19 +70,9 @@ def resolve_plan(
 ) -> list[Planned]:
     """Resolve every base reference to a digest (once per ref) and hash the inputs."""
     refs = sorted({p.base_ref for p in perms})
+    reg = Registry.from_hosts(runner, settings.insecure_registries)
     with ThreadPoolExecutor(max_workers=max(1, min(8, len(refs)))) as pool:
-        digests = dict(
-            zip(
-                refs,
-                pool.map(
-                    lambda ref: registry.resolve(
-                        runner, ref, plain_http=settings.is_plain_http(ref)
-                    ),
-                    refs,
-                ),
-                strict=True,
-            )
-        )
+        digests = dict(zip(refs, pool.map(reg.resolve, refs), strict=True))
     contexts: dict[Path, list[tuple[str, str, int]]] = {}
     return [
         Planned(p, digests[p.base_ref], input_hash(p, digests[p.base_ref], contexts)) for p in perms
@@ -154,15 +146,10 @@ def _reusable(
     git_sha: str,
 ) -> dict[str, mf.Entry]:
     """Entries whose input_hash equals the reference release's: not rebuilt, reused by digest."""
-    from dcforge import release, signing
-    from dcforge.stages import rollback, verify
-
+    releases = Releases.open(settings, runner, env)
     try:
-        reference = rollback.resolve_target(settings, runner, since)
-        record_digest, rel = verify.fetch_release(
-            settings, runner, signing.signer(settings, env), reference
-        )
-    except (rollback.RollbackRefused, verify.VerifyFailed) as err:
+        record_digest, rel = releases.fetch(since)
+    except (RollbackRefused, VerifyFailed) as err:
         if since == release.LAST_KNOWN_GOOD:
             log.warn(f"--since {since}: no usable release yet ({err}); building everything")
             return {}
@@ -174,9 +161,8 @@ def _reusable(
         old = previous.get(p.name)
         if old is None or old.input_hash != item.input_hash or old.repository != p.repository:
             continue
-        plain = settings.is_plain_http(p.repository)
         ref = f"{p.repository}@{old.image_digest}"
-        if registry.digest_or_none(runner, ref, plain_http=plain) != old.image_digest:
+        if releases.registry.digest_or_none(ref) != old.image_digest:
             log.step(p.name, f"not reusable: {ref} is gone from the registry")
             continue
         out[p.name] = _entry(
@@ -237,13 +223,14 @@ def run(
 ) -> mf.Manifest:
     """Build the selected permutations and write ``dist/manifest.json``."""
     perms = load_permutations(settings, options.names)
-    git = gitinfo.current(runner, settings.root, env)
+    git = gitinfo.current(runner, settings.root, env, [p.context for p in perms])
     if git.dirty:
-        log.warn("the work tree has uncommitted changes; the manifest records git_dirty=true")
+        log.warn(
+            "the work tree has uncommitted changes (or untracked files in a build context); "
+            "the manifest records git_dirty=true and publish will refuse it without --allow-dirty"
+        )
     if options.prune if options.prune is not None else bool(env.get("CI")):
-        from dcforge.stages import prune
-
-        prune.runner_hygiene(runner)
+        docker.runner_hygiene(runner)
     with log.group(f"resolve {len(perms)} permutation(s)"):
         planned = resolve_plan(settings, runner, perms)
         for item in planned:

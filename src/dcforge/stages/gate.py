@@ -8,8 +8,6 @@ path blocks; none reports "no vulnerabilities".
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
-import json
 import shutil
 import tempfile
 from collections.abc import Callable, Mapping, Sequence
@@ -22,21 +20,28 @@ from typing import Any
 from dcforge import log, policy, reports, toolchain, trivydb
 from dcforge import manifest as mf
 from dcforge.config import read_yaml
-from dcforge.errors import ConfigError, DcforgeError, GateBlocked, PublishRefused, ToolError
+from dcforge.errors import ConfigError, DcforgeError, GateBlocked, ToolError
 from dcforge.files import atomic_write_bytes, atomic_write_json
 from dcforge.hashing import file_sha256
 from dcforge.runner import Runner
 from dcforge.settings import Settings, is_loopback
-from dcforge.tools import buildx, registry, syft, trivy
+from dcforge.tools import buildx, syft, trivy
+from dcforge.tools.registry import Registry
+from dcforge.verdict import (
+    GATE_SCHEMA_VERSION,
+    SCANNED_TOOLS,
+    current_policy,
+    policy_json,
+    trivy_config_path,
+    waivers_path,
+)
 
-GATE_SCHEMA_VERSION = 2
 SAMPLE_REPOSITORY = "dcforge-sample/trivy-db:2"
 # Where Trivy itself looks when no DB repository is configured, in its order.
 TRIVY_DEFAULT_DB_REPOSITORIES = (
     "mirror.gcr.io/aquasec/trivy-db:2",
     "ghcr.io/aquasecurity/trivy-db:2",
 )
-SCANNED_TOOLS = ("trivy", "syft")
 
 
 @dataclass(frozen=True)
@@ -55,39 +60,6 @@ class TrivyDb:
     updated_at: str
     sample: bool
     problem: str  # non-empty: every verdict blocks with it
-
-
-def current_policy(settings: Settings) -> policy.Policy:
-    return policy.Policy.parse(
-        settings.blocking_severities,
-        settings.max_db_age_hours,
-        max_waiver_days=settings.max_waiver_days,
-        ignore_unfixed=settings.ignore_unfixed,
-        skip_dirs=settings.scan_skip_dirs,
-        db_digest=settings.trivy_db_digest,
-    )
-
-
-def waivers_path(settings: Settings) -> Path:
-    return settings.root / settings.waivers
-
-
-def trivy_config_path(settings: Settings) -> Path:
-    return settings.root / "trivy.yaml"
-
-
-def _sha256_or_empty(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest() if path.is_file() else ""
-
-
-def policy_json(settings: Settings) -> dict[str, Any]:
-    """The policy a verdict is bound to: the settings, and the hashes of waivers.yaml and
-    trivy.yaml (a verdict made under another file of either is refused by publish)."""
-    return {
-        **current_policy(settings).to_json(),
-        "waivers_sha256": _sha256_or_empty(waivers_path(settings)),
-        "trivy_config_sha256": _sha256_or_empty(trivy_config_path(settings)),
-    }
 
 
 def check_trivy_config(settings: Settings, pol: policy.Policy) -> Path | None:
@@ -113,13 +85,13 @@ def check_scanner_env(env: Mapping[str, str]) -> None:
         )
 
 
-def _scan_options(settings: Settings, db_ref: str, digest: str) -> trivy.ScanOptions:
+def _scan_options(settings: Settings, reg: Registry, db_ref: str, digest: str) -> trivy.ScanOptions:
     config = trivy_config_path(settings)
     return trivy.ScanOptions(
         # One cache per DB digest: a DB never stands in for another, a new one is downloaded.
         cache_dir=settings.state_path / "trivy-cache" / digest.removeprefix("sha256:")[:24],
         db_repository=db_ref,
-        insecure=settings.is_plain_http(db_ref),
+        insecure=reg.plain(db_ref),
         skip_db_update=True,
         config=config if config.is_file() else None,
         timeout=settings.scan_timeout,
@@ -127,47 +99,41 @@ def _scan_options(settings: Settings, db_ref: str, digest: str) -> trivy.ScanOpt
     )
 
 
-def push_sample_db(settings: Settings, runner: Runner, work: Path) -> str:
+def push_sample_db(settings: Settings, reg: Registry, work: Path) -> str:
     """Write the bundled sample DB and serve it from the local registry; returns its ref."""
     host = settings.registry.split("/", 1)[0]
     return publish_db(
-        runner,
-        work,
-        f"{host}/{SAMPLE_REPOSITORY}",
-        trivydb.SAMPLE_ADVISORIES,
-        plain_http=settings.is_plain_http(host),
-        sample=True,
+        reg, work, f"{host}/{SAMPLE_REPOSITORY}", trivydb.SAMPLE_ADVISORIES, sample=True
     )
 
 
 def publish_db(
-    runner: Runner,
+    reg: Registry,
     work: Path,
     repository: str,
     advisories: Sequence[trivydb.Advisory],
     *,
-    plain_http: bool,
     updated_at: dt.datetime | None = None,
     sample: bool = False,
 ) -> str:
     """Write a Trivy DB from ``advisories`` and serve it at ``repository`` as Trivy expects."""
     db_dir = trivydb.write_db(work / "db", advisories, updated_at=updated_at, sample=sample)
     trivydb.pack(db_dir, work / "db.tar.gz")
-    registry.push_artifact(
-        runner,
+    reg.push_artifact(
         repository,
         work,
         "db.tar.gz",
         artifact_type=trivydb.DB_ARTIFACT_TYPE,
         media_type=trivydb.DB_MEDIA_TYPE,
         annotations={trivydb.SAMPLE_ANNOTATION: "true"} if sample else {},
-        plain_http=plain_http,
     )
     return repository
 
 
-def _unusable(settings: Settings, where: str, problem: str, sample: bool = False) -> TrivyDb:
-    options = _scan_options(settings, where, "sha256:none")
+def _unusable(
+    settings: Settings, reg: Registry, where: str, problem: str, sample: bool = False
+) -> TrivyDb:
+    options = _scan_options(settings, reg, where, "sha256:none")
     return TrivyDb(options, where, "", "", sample, problem)
 
 
@@ -175,17 +141,19 @@ def prepare_db(settings: Settings, runner: Runner, work: Path, now: dt.datetime)
     """Resolve the DB to a digest and download exactly that; the sample DB only for a
     loopback registry with no DB repository configured."""
     runner.which("trivy")  # a missing scanner is an error, never a reason to use sample data
+    reg = Registry.from_hosts(runner, settings.insecure_registries)
     configured = settings.trivy_db_repository
     failures = []
     for repository in [configured] if configured else TRIVY_DEFAULT_DB_REPOSITORIES:
         try:
-            return _load_db(settings, runner, repository, now)
+            return _load_db(settings, reg, repository, now)
         except DcforgeError as err:
             failures.append(f"{repository}: {err}")
     where = configured or "Trivy's default repositories"
     if configured or not is_loopback(settings.registry):
         return _unusable(
             settings,
+            reg,
             where,
             f"the Trivy DB could not be downloaded from {where} ({'; '.join(failures)}) — check "
             "the network or mirror it: invoke trivy-db-mirror --to REGISTRY/REPO",
@@ -194,11 +162,12 @@ def prepare_db(settings: Settings, runner: Runner, work: Path, now: dt.datetime)
         "the public Trivy DB is unreachable and the target is a loopback registry: using the "
         "bundled SAMPLE DB — this is NOT a real vulnerability scan"
     )
-    repository = push_sample_db(settings, runner, work)
+    repository = push_sample_db(settings, reg, work)
     try:
-        return _load_db(settings, runner, repository, now)
+        return _load_db(settings, reg, repository, now)
     except DcforgeError as err:
-        return _unusable(settings, repository, f"the sample Trivy DB failed to load ({err})", True)
+        problem = f"the sample Trivy DB failed to load ({err})"
+        return _unusable(settings, reg, repository, problem, sample=True)
 
 
 def _without_tag(reference: str) -> str:
@@ -209,20 +178,19 @@ def _without_tag(reference: str) -> str:
     return name
 
 
-def _load_db(settings: Settings, runner: Runner, repository: str, now: dt.datetime) -> TrivyDb:
+def _load_db(settings: Settings, reg: Registry, repository: str, now: dt.datetime) -> TrivyDb:
     """Download the DB ``repository`` serves, by digest; judge its identity and age."""
     pol = current_policy(settings)
-    plain = settings.is_plain_http(repository)
-    digest = registry.resolve(runner, repository, plain_http=plain)
+    digest = reg.resolve(repository)
     db_ref = f"{_without_tag(repository)}@{digest}"
-    options = _scan_options(settings, db_ref, digest)
+    options = _scan_options(settings, reg, db_ref, digest)
     stamp = options.cache_dir / "dcforge-digest"
     if not stamp.is_file() or stamp.read_text() != digest:
         shutil.rmtree(options.cache_dir, ignore_errors=True)
-        trivy.download_db(runner, replace(options, skip_db_update=False))
+        trivy.download_db(reg.runner, replace(options, skip_db_update=False))
         stamp.write_text(digest)
     metadata = trivy.db_metadata(options.cache_dir)
-    annotations = registry.manifest(runner, db_ref, plain_http=plain).get("annotations")
+    annotations = reg.manifest(db_ref).get("annotations")
     sample = (
         (options.cache_dir / "db" / trivydb.SAMPLE_MARKER_FILE).exists()
         or bool((metadata or {}).get("DcforgeSample"))
@@ -234,6 +202,13 @@ def _load_db(settings: Settings, runner: Runner, repository: str, now: dt.dateti
             f"the Trivy DB at {repository} is {digest}, but trivy_db_digest pins "
             f"{pol.db_digest} — update the pin or the mirror"
         )
+    if not sample and is_loopback(repository) and not is_loopback(settings.registry):
+        if not pol.db_digest:
+            problems.append(
+                f"the Trivy DB is served from this machine ({repository}) but the target is "
+                f"{settings.registry}: a DB made or copied locally gates a remote registry only "
+                "when pinned by digest (trivy_db_digest) — or serve your mirror from a real host"
+            )
     if sample and not is_loopback(settings.registry):
         problems.append(
             f"the Trivy DB at {repository} is dcforge's SAMPLE data (made-up advisories): it "
@@ -323,6 +298,7 @@ def _decide(
         report=report,
         sbom_packages=None if sbom is None else len(syft.package_names(sbom)),
         sbom_os_packages=None if sbom is None else syft.os_package_count(sbom),
+        sbom_os_names=() if sbom is None else syft.os_package_names(sbom),
         os_mode=entry.os,
         policy=ctx.rules,
         waivers=ctx.waivers,
@@ -338,21 +314,21 @@ def _scan_remote(
 ) -> policy.Verdict:
     """A reused image is re-scanned from the registry by digest with today's DB."""
     ref = f"{entry.repository}@{entry.image_digest}"
-    plain = settings.is_plain_http(ref)
+    reg = Registry.from_hosts(runner, settings.insecure_registries)
     problems = [ctx.db.problem] if ctx.db.problem else []
     if problems:
         return _decide(entry, None, None, problems, ctx)
     report = None
     try:
         out = ctx.reports_dir / f"{entry.name}.trivy.json"
-        report = trivy.scan_remote(runner, ref, out, ctx.db.options, plain_http=plain)
+        report = trivy.scan_remote(reg, ref, out, ctx.db.options)
         log.step(entry.name, f"re-scanned from the registry ({ref[-19:]})")
     except DcforgeError as err:
         problems.append(f"the vulnerability scan failed: {err}")
     doc = _sbom(
         entry,
         problems,
-        lambda spdx, cdx: syft.sbom_remote(runner, ref, spdx, cdx, plain_http=plain),
+        lambda spdx, cdx: syft.sbom_remote(reg, ref, spdx, cdx),
         ctx,
     )
     return _decide(entry, report, doc, problems, ctx)
@@ -546,66 +522,3 @@ def self_test(settings: Settings, runner: Runner, now: dt.datetime) -> dict[str,
         "blocking": [f.id for f in verdict.blocking],
         "sample_db": db.sample,
     }
-
-
-def check_publishable(
-    settings: Settings, manifest: mf.Manifest, manifest_path: Path
-) -> dict[str, Any]:
-    """Refuse unless dist/gate.json passed this exact manifest, tarballs and policy."""
-    gate_path = settings.dist_dir / "gate.json"
-    try:
-        doc = json.loads(gate_path.read_text())
-    except (OSError, ValueError):
-        raise PublishRefused(f"{gate_path}: no readable gate verdict — run 'nox -s gate'") from None
-    if not isinstance(doc, dict) or doc.get("schema_version") != GATE_SCHEMA_VERSION:
-        raise PublishRefused(
-            f"{gate_path}: not a gate verdict this dcforge reads — re-run the gate"
-        )
-    if not doc.get("passed"):
-        raise PublishRefused(f"{gate_path}: the gate blocked this manifest")
-    if doc.get("manifest_sha256") != file_sha256(manifest_path):
-        raise PublishRefused("manifest.json changed after it was gated — re-run the gate")
-    _check_bound(settings, doc)
-    verdicts = {v.get("name"): v for v in doc.get("permutations", []) if isinstance(v, dict)}
-    for entry in manifest.permutations:
-        v = verdicts.get(entry.name)
-        if v is None or not v.get("passed"):
-            raise PublishRefused(f"{entry.name}: no passing gate verdict — re-run the gate")
-        if (
-            v.get("tarball_sha256") != entry.tarball_sha256
-            or v.get("image_digest") != entry.image_digest
-        ):
-            raise PublishRefused(
-                f"{entry.name}: the gate verdict is for another tarball — re-run the gate"
-            )
-    return doc
-
-
-def _check_bound(settings: Settings, doc: Mapping[str, Any]) -> None:
-    """The verdict was made for this registry, under this policy, with the pinned scanners."""
-    if doc.get("policy") != policy_json(settings):
-        raise PublishRefused(
-            "the gate policy, waivers.yaml or trivy.yaml changed since the gate ran — re-run "
-            "the gate"
-        )
-    if doc.get("registry") != settings.registry:
-        raise PublishRefused(
-            f"the gate verdict was made for {doc.get('registry')!r}, the target is "
-            f"{settings.registry!r} — re-run the gate for this registry"
-        )
-    if doc.get("sample_db") is not False and not is_loopback(settings.registry):
-        raise PublishRefused(
-            f"the gate verdict was made with dcforge's SAMPLE vulnerability data (or does not "
-            f"say which DB): it never publishes to {settings.registry} — gate with a real DB "
-            "(trivy_db_repository)"
-        )
-    pinned = toolchain.pins()
-    tools = doc.get("tools")
-    for name in SCANNED_TOOLS:
-        tool = tools.get(name) if isinstance(tools, dict) else None
-        found = str(tool.get("version", "")) if isinstance(tool, dict) else ""
-        if not toolchain.matches(found, pinned[name]):
-            raise PublishRefused(
-                f"the gate ran {name} {found or '(unrecorded)'}, dcforge pins {pinned[name]} — "
-                "re-run the gate with the pinned tools"
-            )

@@ -15,16 +15,18 @@ from typing import Any
 
 from rich.table import Table
 
-from dcforge import locks, log, provenance, release, signing, toolchain
+from dcforge import locks, log, provenance, release, signing, toolchain, verdict
 from dcforge import manifest as mf
-from dcforge.errors import DcforgeError, PublishRefused, ToolError
+from dcforge.errors import PublishRefused, ToolError
+from dcforge.releases import PROVENANCE_TYPE, SBOM_TYPE, Releases
 from dcforge.runner import Runner
 from dcforge.settings import Settings
-from dcforge.stages import gate
-from dcforge.tools import cosign, registry
+from dcforge.tools import cosign
 
-SBOM_TYPE = "spdxjson"
-PROVENANCE_TYPE = "slsaprovenance1"
+
+@dataclass(frozen=True)
+class PublishOptions:
+    allow_dirty: bool = False  # publish a manifest built from a dirty tree (provenance says so)
 
 
 @dataclass
@@ -34,10 +36,6 @@ class Outcome:
     name: str
     digest: str
     steps: dict[str, str] = field(default_factory=dict)  # step → "done" | "already"
-
-
-def _plain(settings: Settings, ref: str) -> bool:
-    return settings.is_plain_http(ref)
 
 
 def ensure_signer(settings: Settings, runner: Runner, env: Mapping[str, str]) -> cosign.Signer:
@@ -63,85 +61,75 @@ def ensure_signer(settings: Settings, runner: Runner, env: Mapping[str, str]) ->
     return signer
 
 
-def login_if_configured(settings: Settings, runner: Runner, env: Mapping[str, str]) -> None:
-    """Log in with credentials from the environment (GHCR: GITHUB_TOKEN), never from files."""
-    host = settings.registry.split("/", 1)[0]
-    password = env.get("DCFORGE_REGISTRY_PASSWORD") or (
-        env.get("GITHUB_TOKEN", "") if host == "ghcr.io" else ""
-    )
-    if not password or settings.is_plain_http(host):
-        return
-    username = env.get("DCFORGE_REGISTRY_USERNAME") or env.get("GITHUB_ACTOR") or "dcforge"
-    registry.login(runner, host, username, password)
+@dataclass(frozen=True)
+class _Run:
+    """What every permutation's publish shares."""
+
+    settings: Settings
+    releases: Releases
+    manifest: mf.Manifest
+    env: Mapping[str, str]
+    repo_url: str
+    invocation_id: str
+    allow_dirty: bool
+    work: Path
 
 
-def _verified(fn: Any, *args: Any, **kwargs: Any) -> bool:
-    try:
-        fn(*args, **kwargs)
-    except ToolError:
-        return False
-    return True
-
-
-def _publish_one(
-    settings: Settings,
-    runner: Runner,
-    env: Mapping[str, str],
-    signer: cosign.Signer,
-    manifest: mf.Manifest,
-    entry: mf.Entry,
-    repo_url: str,
-    work: Path,
-) -> Outcome:
-    out = Outcome(entry.name, entry.image_digest)
-    plain = _plain(settings, entry.repository)
+def _push(run: _Run, entry: mf.Entry) -> str:
+    """Push byte for byte; the registry must then serve exactly the built digest."""
+    reg = run.releases.registry
     ref = f"{entry.repository}@{entry.image_digest}"
     immutable = f"{entry.repository}:{entry.immutable_tag}"
-    cenv = signing.cosign_env(settings, env)
-    # 1. push, byte for byte, and check the registry serves exactly the built digest
-    if registry.digest_or_none(runner, immutable, plain_http=plain) == entry.image_digest:
-        out.steps["push"] = "already"
-    elif entry.reused:
-        if registry.digest_or_none(runner, ref, plain_http=plain) != entry.image_digest:
+    if reg.digest_or_none(immutable) == entry.image_digest:
+        return "already"
+    if entry.reused:
+        if reg.digest_or_none(ref) != entry.image_digest:
             raise PublishRefused(f"{entry.name}: reused image {ref} is gone — rebuild it")
-        registry.tag(runner, ref, [entry.immutable_tag], plain_http=plain)
-        out.steps["push"] = "reused"
-    else:
-        tar = settings.dist_dir / entry.tarball
-        registry.push_oci_archive(runner, tar, immutable, plain_http=plain)
-        served = registry.resolve(runner, immutable, plain_http=plain)
-        if served != entry.image_digest:
-            raise PublishRefused(
-                f"{entry.name}: the registry serves {served} for {immutable}, the manifest "
-                f"says {entry.image_digest} — stopped before signing"
-            )
-        out.steps["push"] = "done"
+        reg.tag(ref, [entry.immutable_tag])
+        return "reused"
+    reg.push_oci_archive(run.settings.dist_dir / entry.tarball, immutable)
+    served = reg.resolve(immutable)
+    if served != entry.image_digest:
+        raise PublishRefused(
+            f"{entry.name}: the registry serves {served} for {immutable}, the manifest says "
+            f"{entry.image_digest} — stopped before signing"
+        )
+    return "done"
+
+
+def _publish_one(run: _Run, entry: mf.Entry) -> Outcome:
+    out = Outcome(entry.name, entry.image_digest)
+    reg, signer = run.releases.registry, run.releases.cosign
+    ref = f"{entry.repository}@{entry.image_digest}"
+    out.steps["push"] = _push(run, entry)
     log.step(entry.name, f"push {out.steps['push']} {entry.image_digest[:19]}")
-    # 2. sign by digest (no signature tag at all: nothing to verify, sign straight away)
     sig_tag = f"{entry.repository}:sha256-{entry.image_digest[7:]}"
-    has_sig = registry.digest_or_none(runner, f"{sig_tag}.sig", plain_http=plain) is not None
-    has_att = registry.digest_or_none(runner, f"{sig_tag}.att", plain_http=plain) is not None
-    if has_sig and _verified(cosign.verify, runner, signer, ref, plain_http=plain):
+    has_sig = reg.digest_or_none(f"{sig_tag}.sig") is not None
+    has_att = reg.digest_or_none(f"{sig_tag}.att") is not None
+    if has_sig and signer.verified(ref):
         out.steps["sign"] = "already"
     else:
-        cosign.sign(runner, signer, ref, plain_http=plain, env=cenv)
+        signer.sign(ref)
         out.steps["sign"] = "done"
-    # 3. attest the SBOM the gate made, and SLSA v1 provenance from the manifest
-    sbom = settings.dist_dir / "reports" / f"{entry.name}.spdx.json"
+    sbom = run.settings.dist_dir / "reports" / f"{entry.name}.spdx.json"
     if not sbom.is_file():
         raise PublishRefused(f"{entry.name}: no SBOM at {sbom} — re-run the gate")
-    pred = work / f"{entry.name}.provenance.json"
-    pred.write_text(json.dumps(provenance.predicate(manifest, entry, env, repo_url), indent=2))
-    for step, ptype, predicate in (
-        ("sbom", SBOM_TYPE, sbom),
-        ("provenance", PROVENANCE_TYPE, pred),
-    ):
-        if has_att and _verified(
-            cosign.verify_attestation, runner, signer, ref, ptype, plain_http=plain
-        ):
+    pred = run.work / f"{entry.name}.provenance.json"
+    body = provenance.predicate(
+        run.manifest,
+        entry,
+        run.env,
+        run.repo_url,
+        invocation_id=run.invocation_id,
+        allow_dirty=run.allow_dirty,
+    )
+    pred.write_text(json.dumps(body, indent=2))
+    steps = (("sbom", SBOM_TYPE, sbom), ("provenance", PROVENANCE_TYPE, pred))
+    for step, ptype, predicate in steps:
+        if has_att and _attested(signer, ref, ptype):
             out.steps[step] = "already"
         else:
-            cosign.attest(runner, signer, ref, predicate, ptype, plain_http=plain, env=cenv)
+            signer.attest(ref, predicate, ptype)
             out.steps[step] = "done"
     log.step(
         entry.name,
@@ -151,122 +139,11 @@ def _publish_one(
     return out
 
 
-def _store_release(
-    settings: Settings,
-    runner: Runner,
-    env: Mapping[str, str],
-    signer: cosign.Signer,
-    manifest: mf.Manifest,
-    gate_doc: dict[str, Any],
-    work: Path,
-) -> tuple[str, str]:
-    """Push (or find) the release record at ``dcforge-releases:<git sha>`` and sign it."""
-    repo = release.repository(settings.registry)
-    plain = _plain(settings, repo)
-    body = release.encode(release.build(manifest, gate_doc))
-    reference = f"{repo}:{manifest.git_sha}"
-    existing = registry.digest_or_none(runner, reference, plain_http=plain)
-    state = "done"
-    digest = ""
-    if existing is not None:
-        fetched = registry.fetch_artifact(runner, reference, work / "existing", plain_http=plain)
-        current = fetched / release.FILE_NAME
-        if current.is_file() and current.read_bytes() == body:
-            digest, state = existing, "already"
-    if not digest:
-        (work / release.FILE_NAME).write_bytes(body)
-        digest = registry.push_artifact(
-            runner,
-            reference,
-            work,
-            release.FILE_NAME,
-            artifact_type=release.ARTIFACT_TYPE,
-            annotations={
-                "org.opencontainers.image.created": manifest.created_at,
-                "org.opencontainers.image.revision": manifest.git_sha,
-                "dev.dcforge.permutations": ",".join(e.name for e in manifest.permutations),
-            },
-            plain_http=plain,
-        )
-    ref = f"{repo}@{digest}"
-    if not _verified(cosign.verify, runner, signer, ref, plain_http=plain):
-        cosign.sign(runner, signer, ref, plain_http=plain, env=signing.cosign_env(settings, env))
-    log.info(f"release record {reference} {digest[:19]} ({state})")
-    return reference, digest
-
-
-def move_tags(settings: Settings, runner: Runner, images: list[release.Image]) -> dict[str, str]:
-    """Phase 2: point every floating tag at its image's digest; returns tag → previous.
-
-    All or nothing: the plan is read first; if a move fails, the tags already moved are put
-    back to their previous digests (retried like every registry call) before the error is
-    raised, so the registry shows the old release or the new one, never a mix.
-    """
-    plan: list[tuple[release.Image, list[str]]] = []
-    moved: dict[str, str] = {}
-    for image in images:
-        plain = _plain(settings, image.repository)
-        todo = []
-        for tag in image.floating_tags:
-            current = registry.digest_or_none(runner, f"{image.repository}:{tag}", plain_http=plain)
-            if current != image.digest:
-                todo.append(tag)
-                moved[f"{image.repository}:{tag}"] = current or "(none)"
-        if todo:
-            plan.append((image, todo))
-    done: list[tuple[release.Image, list[str]]] = []
+def _attested(signer: cosign.Cosign, ref: str, ptype: str) -> bool:
     try:
-        for image, todo in plan:
-            registry.tag(runner, image.ref(), todo, plain_http=_plain(settings, image.repository))
-            done.append((image, todo))
-    except DcforgeError as err:
-        undone = _put_back(settings, runner, done, moved)
-        raise DcforgeError(
-            f"moving floating tags failed ({err}); {undone} — re-run to complete"
-        ) from None
-    for image in images:
-        plain = _plain(settings, image.repository)
-        for tag in image.floating_tags:
-            served = registry.resolve(runner, f"{image.repository}:{tag}", plain_http=plain)
-            if served != image.digest:
-                raise DcforgeError(
-                    f"{image.repository}:{tag} serves {served}, expected {image.digest}"
-                )
-    return moved
-
-
-def _put_back(
-    settings: Settings,
-    runner: Runner,
-    done: list[tuple[release.Image, list[str]]],
-    previous: dict[str, str],
-) -> str:
-    """Undo tag moves already made; returns what the registry is left showing."""
-    failed = []
-    restored = 0
-    for image, todo in done:
-        plain = _plain(settings, image.repository)
-        for tag in todo:
-            old = previous[f"{image.repository}:{tag}"]
-            if old == "(none)":
-                failed.append(f"{image.repository}:{tag} (new tag; no earlier digest)")
-                continue
-            try:
-                registry.tag(runner, f"{image.repository}@{old}", [tag], plain_http=plain)
-                restored += 1
-            except DcforgeError:
-                failed.append(f"{image.repository}:{tag}")
-    if failed:
-        return f"could not put back {', '.join(failed)}"
-    return f"the previous release is in place ({restored} tag(s) put back)"
-
-
-def set_pointer(settings: Settings, runner: Runner, record_digest: str, tag: str) -> bool:
-    repo = release.repository(settings.registry)
-    plain = _plain(settings, repo)
-    if registry.digest_or_none(runner, f"{repo}:{tag}", plain_http=plain) == record_digest:
+        signer.verify_attestation(ref, ptype)
+    except ToolError:
         return False
-    registry.tag(runner, f"{repo}@{record_digest}", [tag], plain_http=plain)
     return True
 
 
@@ -277,14 +154,33 @@ def _repo_url(settings: Settings, runner: Runner, env: Mapping[str, str]) -> str
         mutates=False,
         check=False,
     )
-    return provenance.source_repository(env, result.stdout.strip() or f"file://{settings.root}")
+    return provenance.source_uri(env, result.stdout.strip())
 
 
-def run(settings: Settings, runner: Runner, env: Mapping[str, str]) -> dict[str, Any]:
+def _check_source(manifest: mf.Manifest, options: PublishOptions) -> None:
+    if manifest.git_dirty and not options.allow_dirty:
+        raise PublishRefused(
+            f"the manifest was built from a dirty tree at {manifest.git_sha[:12]} (uncommitted "
+            "or untracked files in the repository or a build context): its provenance would "
+            "name a commit that is not what was built — commit and rebuild, or publish with "
+            "--allow-dirty (the provenance then says so)"
+        )
+    if manifest.git_dirty:
+        log.warn("publishing a build from a dirty tree (--allow-dirty): the provenance says so")
+
+
+def run(
+    settings: Settings,
+    runner: Runner,
+    env: Mapping[str, str],
+    options: PublishOptions | None = None,
+) -> dict[str, Any]:
+    options = options or PublishOptions()
     manifest_path = settings.dist_dir / "manifest.json"
     manifest = mf.load(manifest_path)
-    gate_doc = gate.check_publishable(settings, manifest, manifest_path)
+    gate_doc = verdict.check_publishable(settings, manifest, manifest_path)
     mf.verify_tarballs(manifest, settings.dist_dir)
+    _check_source(manifest, options)
     if manifest.registry != settings.registry:
         raise PublishRefused(
             f"the manifest was built for {manifest.registry}, the target is {settings.registry} — "
@@ -298,44 +194,26 @@ def run(settings: Settings, runner: Runner, env: Mapping[str, str]) -> dict[str,
         toolchain.check(runner, "cosign")
     except ToolError as err:
         raise PublishRefused(f"publish signs only with the pinned cosign: {err}") from None
-    login_if_configured(settings, runner, env)
-    signer = ensure_signer(settings, runner, env)
-    repo_url = _repo_url(settings, runner, env)
+    rel = Releases.open(settings, runner, env, ensure_signer(settings, runner, env))
+    rel.login()
     with tempfile.TemporaryDirectory(prefix="dcforge-publish-") as tmp:
-        work = Path(tmp)
+        shared = _Run(
+            settings,
+            rel,
+            manifest,
+            env,
+            _repo_url(settings, runner, env),
+            provenance.invocation_id(env),
+            options.allow_dirty,
+            Path(tmp),
+        )
         # Pushing and signing wait on the network and on cosign more than on the CPU.
         workers = max(4, 2 * settings.effective_jobs)
-        with (
-            log.group("phase 1: push, sign, attest"),
-            ThreadPoolExecutor(workers) as pool,
-        ):
-            outcomes = list(
-                pool.map(
-                    lambda e: _publish_one(
-                        settings, runner, env, signer, manifest, e, repo_url, work
-                    ),
-                    manifest.permutations,
-                )
-            )
+        with log.group("phase 1: push, sign, attest"), ThreadPoolExecutor(workers) as pool:
+            outcomes = list(pool.map(lambda e: _publish_one(shared, e), manifest.permutations))
         with log.group("release record"):
-            reference, record_digest = _store_release(
-                settings, runner, env, signer, manifest, gate_doc, work
-            )
-    with (
-        log.group("phase 2: floating tags, last-known-good"),
-        locks.registry_lock(settings.registry),
-    ):
-        images = release.parse(release.build(manifest, gate_doc), "new release").images
-        moved = move_tags(settings, runner, list(images))
-        for tag, previous in moved.items():
-            log.info(f"moved {tag}: {previous[:19]} → {manifest.entry_for_tag(tag)[:19]}")
-        if not moved:
-            log.info("floating tags already point at this release")
-        pointer = set_pointer(settings, runner, record_digest, release.LAST_KNOWN_GOOD)
-        log.info(
-            f"{release.LAST_KNOWN_GOOD} → {manifest.git_sha[:12]} "
-            f"({'moved' if pointer else 'already'})"
-        )
+            reference, record_digest = rel.store_record(manifest, gate_doc, Path(tmp))
+    moved = _phase_two(rel, manifest, gate_doc, record_digest)
     _summary(manifest, outcomes, gate_doc)
     return {
         "release": reference,
@@ -343,6 +221,36 @@ def run(settings: Settings, runner: Runner, env: Mapping[str, str]) -> dict[str,
         "outcomes": {o.name: o.steps for o in outcomes},
         "moved": moved,
     }
+
+
+def _phase_two(
+    rel: Releases, manifest: mf.Manifest, gate_doc: dict[str, Any], record_digest: str
+) -> dict[str, str]:
+    """Floating tags, then verify the release as users will pull it, then the pin."""
+    new = release.parse(release.build(manifest, gate_doc), "new release")
+    with (
+        log.group("phase 2: floating tags, verify, last-known-good"),
+        locks.registry_lock(rel.settings.registry),
+    ):
+        moved = rel.move_tags(list(new.images))
+        for tag, previous in moved.items():
+            log.info(f"moved {tag}: {previous[:19]} → {manifest.entry_for_tag(tag)[:19]}")
+        if not moved:
+            log.info("floating tags already point at this release")
+        problems = rel.verify_release(new, check_tags=True)
+        if problems:
+            undone = rel.restore(moved)
+            raise PublishRefused(
+                f"the new release does not verify ({len(problems)} problem(s): {problems[0]}) — "
+                f"{release.LAST_KNOWN_GOOD} was NOT moved and the floating tags went back "
+                f"({undone}); fix and re-run publish"
+            )
+        pinned = rel.set_pin(new, record_digest)
+        log.info(
+            f"{release.LAST_KNOWN_GOOD} → {manifest.git_sha[:12]} "
+            f"({'moved' if pinned else 'already'})"
+        )
+    return moved
 
 
 def _summary(manifest: mf.Manifest, outcomes: list[Outcome], gate_doc: dict[str, Any]) -> None:

@@ -9,6 +9,7 @@ stops and reports exactly what was and was not deleted.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
 import tempfile
@@ -17,12 +18,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-from dcforge import log, release
+from dcforge import locks, log, release
 from dcforge import retention as rp
-from dcforge.errors import DcforgeError, RegistryError, ToolError
+from dcforge.errors import DcforgeError, RegistryError, ToolError, VerifyFailed
+from dcforge.releases import Releases
 from dcforge.runner import Runner
 from dcforge.settings import Settings
-from dcforge.tools import github, registry
+from dcforge.tools import github
+from dcforge.tools.registry import Registry
 
 INDEX_TYPES = (
     "application/vnd.oci.image.index.v1+json",
@@ -61,47 +64,24 @@ class OciBackend:
 
     name = "oci"
 
-    def __init__(self, settings: Settings, runner: Runner) -> None:
-        self.settings, self.runner = settings, runner
-        self.plain = settings.is_plain_http(settings.registry)
-
-    def _flags(self) -> list[str]:
-        return ["--plain-http"] if self.plain else []
+    def __init__(self, settings: Settings, reg: Registry) -> None:
+        self.settings, self.registry = settings, reg
 
     def repositories(self) -> list[str]:
-        out = self.runner.run(
-            ["oras", "repo", "ls", *self._flags(), self.settings.registry],
-            timeout=120,
-            mutates=False,
-        ).stdout
-        return [
-            f"{self.settings.registry}/{line.strip()}" for line in out.splitlines() if line.strip()
-        ]
+        return self.registry.repositories(self.settings.registry)
 
     def list_versions(
         self, repository: str
     ) -> list[tuple[str, tuple[str, ...], dt.datetime | None]]:
         by_digest: dict[str, list[str]] = {}
-        for tag in registry.tags(self.runner, repository, plain_http=self.plain):
-            digest = registry.digest_or_none(
-                self.runner, f"{repository}:{tag}", plain_http=self.plain
-            )
+        for tag in self.registry.tags(repository):
+            digest = self.registry.digest_or_none(f"{repository}:{tag}")
             if digest:
                 by_digest.setdefault(digest, []).append(tag)
         return [(d, tuple(sorted(tags)), None) for d, tags in by_digest.items()]
 
     def delete(self, version: rp.Version) -> None:
-        self.runner.run(
-            [
-                "oras",
-                "manifest",
-                "delete",
-                "--force",
-                *self._flags(),
-                f"{version.repository}@{version.digest}",
-            ],
-            timeout=120,
-        )
+        self.registry.delete(f"{version.repository}@{version.digest}")
 
 
 class GhcrBackend:
@@ -148,29 +128,27 @@ class GhcrBackend:
 class Inventory:
     versions: list[rp.Version] = field(default_factory=list)
     releases: list[rp.ReleaseRef] = field(default_factory=list)
-    pinned: rp.Key | None = None
+    pinned: rp.Key | None = None  # the record last-known-good's signed statement names
+    pin_digest: str | None = None  # the pin statement itself, as inventoried
     sizes: dict[rp.Key, int] = field(default_factory=dict)
 
 
-def _fetch_json(runner: Runner, ref: str, plain: bool, blob: bool = False) -> dict[str, Any]:
-    argv = ["oras", "blob" if blob else "manifest", "fetch", *(["--plain-http"] if plain else [])]
-    argv += ["--output", "-", ref] if blob else [ref]
-    out = runner.run(argv, timeout=120, mutates=False).stdout
-    data = json.loads(out)
-    return data if isinstance(data, dict) else {}
-
-
-def inventory(settings: Settings, runner: Runner, backend: Backend) -> Inventory:
+def inventory(rels: Releases, backend: Backend) -> Inventory:
     inv = Inventory()
-    plain = settings.is_plain_http(settings.registry)
-    releases_repo = release.repository(settings.registry)
+    reg = rels.registry
+    releases_repo = rels.repository
+    inv.pin_digest = reg.digest_or_none(f"{releases_repo}:{release.LAST_KNOWN_GOOD}")
+    try:
+        inv.pinned = (releases_repo, rels.fetch_pin()[1].record_digest)
+    except VerifyFailed as err:
+        log.warn(f"{release.LAST_KNOWN_GOOD}: {err}; no release is kept as pinned")
     for repo in backend.repositories():
         for digest, tags, listed_at in backend.list_versions(repo):
             created = listed_at
             children: tuple[str, ...] = ()
             size = 0
             if not any(rp.COSIGN_TAG.match(t) for t in tags):
-                doc = _fetch_json(runner, f"{repo}@{digest}", plain)
+                doc = reg.manifest(f"{repo}@{digest}")
                 if doc.get("mediaType") in INDEX_TYPES or "manifests" in doc:
                     children = tuple(str(m["digest"]) for m in doc.get("manifests") or [])
                 created = created or _parse_time(
@@ -183,24 +161,21 @@ def inventory(settings: Settings, runner: Runner, backend: Backend) -> Inventory
                     and str(config.get("mediaType", "")).endswith("config.v1+json")
                     and int(config.get("size", 0)) > 2
                 ):
-                    cfg = _fetch_json(runner, f"{repo}@{config['digest']}", plain, blob=True)
+                    cfg = reg.blob_json(f"{repo}@{config['digest']}")
                     created = _parse_time(str(cfg.get("created", "")))
             version = rp.Version(repo, digest, tags, created, children)
             inv.versions.append(version)
             inv.sizes[version.key] = size
-            if repo == releases_repo and release.LAST_KNOWN_GOOD in tags:
-                inv.pinned = version.key
             if repo == releases_repo and any(rp.RELEASE_TAG.match(t) for t in tags):
-                inv.releases.append(_release_ref(settings, runner, repo, digest, created))
+                inv.releases.append(_release_ref(reg, repo, digest, created))
     return inv
 
 
 def _release_ref(
-    settings: Settings, runner: Runner, repo: str, digest: str, created: dt.datetime | None
+    reg: Registry, repo: str, digest: str, created: dt.datetime | None
 ) -> rp.ReleaseRef:
-    plain = settings.is_plain_http(repo)
     with tempfile.TemporaryDirectory(prefix="dcforge-retention-") as tmp:
-        files = registry.fetch_artifact(runner, f"{repo}@{digest}", Path(tmp), plain_http=plain)
+        files = reg.fetch_artifact(f"{repo}@{digest}", Path(tmp))
         rel = release.parse(json.loads((files / release.FILE_NAME).read_text()), f"{repo}@{digest}")
     when = created or _parse_time(rel.manifest.created_at) or dt.datetime.now(dt.UTC)
     return rp.ReleaseRef(
@@ -216,18 +191,36 @@ def run(
     yes: bool,
     now: dt.datetime | None = None,
 ) -> dict[str, Any]:
-    """Plan (and with ``yes``, carry out) registry retention."""
+    """Plan (and with ``yes``, carry out) registry retention.
+
+    With ``yes`` the whole run holds the registry lock publish and rollback take, so no tag
+    moves on this machine while it plans and deletes; and right before each delete it
+    re-reads the tags of that repository and the pin, and stops if anything planned has
+    become referenced since (a publish or rollback on another machine).
+    """
+    rels = Releases.open(settings, runner, env)
+    rels.login()
+    lock = locks.registry_lock(settings.registry) if yes else contextlib.nullcontext()
+    with lock:
+        return _run(settings, rels, env, yes=yes, now=now)
+
+
+def _run(
+    settings: Settings,
+    rels: Releases,
+    env: Mapping[str, str],
+    *,
+    yes: bool,
+    now: dt.datetime | None,
+) -> dict[str, Any]:
     policy = rp.Policy(
         now=now or dt.datetime.now(dt.UTC),
         max_age=dt.timedelta(days=settings.image_retention_days),
         keep_releases=settings.keep_releases,
     )
-    from dcforge.stages.publish import login_if_configured
-
-    login_if_configured(settings, runner, env)
-    backend = make_backend(settings, runner, env)
+    backend = make_backend(settings, rels.registry, env)
     with log.group(f"inventory of {settings.registry} ({backend.name})"):
-        inv = inventory(settings, runner, backend)
+        inv = inventory(rels, backend)
         log.info(
             f"{len(inv.versions)} version(s), {len(inv.releases)} release(s), "
             f"pinned: {inv.pinned[1][:19] if inv.pinned else 'none'}"
@@ -253,8 +246,9 @@ def run(
         return report
     for i, v in enumerate(plan.delete):
         try:
+            _recheck(rels, inv, v)
             backend.delete(v)
-        except (ToolError, RegistryError) as err:
+        except (ToolError, RegistryError, RetentionIncomplete) as err:
             report["not_deleted"] = [f"{x.repository}@{x.digest}" for x in plan.delete[i:]]
             raise RetentionIncomplete(
                 f"stopped after deleting {i} of {len(plan.delete)} version(s): "
@@ -271,16 +265,33 @@ def run(
     return report
 
 
-def make_backend(settings: Settings, runner: Runner, env: Mapping[str, str]) -> Backend:
+def _recheck(rels: Releases, inv: Inventory, v: rp.Version) -> None:
+    """Right before deleting ``v``: no floating tag or pin may have come to reference it."""
+    reg = rels.registry
+    pin_now = reg.digest_or_none(f"{rels.repository}:{release.LAST_KNOWN_GOOD}")
+    if pin_now != inv.pin_digest:
+        raise RetentionIncomplete(
+            f"{release.LAST_KNOWN_GOOD} moved while retention ran — nothing more is deleted"
+        )
+    probe = rp.Version(v.repository, v.digest, tuple(reg.tags(v.repository)))
+    for tag in probe.floating_tags():
+        if reg.digest_or_none(f"{v.repository}:{tag}") == v.digest:
+            raise RetentionIncomplete(
+                f"{v.repository}:{tag} now points at {v.digest[:19]}, which was planned for "
+                "deletion (a publish or rollback ran meanwhile)"
+            )
+
+
+def make_backend(settings: Settings, reg: Registry, env: Mapping[str, str]) -> Backend:
     host = settings.registry.split("/", 1)[0]
     if host == "ghcr.io" or env.get("DCFORGE_RETENTION_BACKEND") == "ghcr":
         client = github.GitHub(
             env.get("GITHUB_TOKEN", ""), env.get("GITHUB_API_URL", "https://api.github.com")
         )
         # Repositories come from the registry's own catalog of this namespace.
-        repos = OciBackend(settings, runner).repositories()
+        repos = OciBackend(settings, reg).repositories()
         return GhcrBackend(settings, client, repos)
-    return OciBackend(settings, runner)
+    return OciBackend(settings, reg)
 
 
 def artifacts(

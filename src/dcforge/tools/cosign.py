@@ -9,6 +9,7 @@ from pathlib import Path
 from dcforge.errors import ToolError
 from dcforge.retry import transient
 from dcforge.runner import Result, Runner
+from dcforge.tools.registry import Registry
 
 
 @dataclass(frozen=True)
@@ -143,3 +144,54 @@ def verify_attestation(
         timeout=300,
         mutates=False,
     ).stdout
+
+
+@dataclass(frozen=True)
+class Cosign:
+    """cosign bound to one signer and the registry client's view of plain-HTTP hosts."""
+
+    runner: Runner
+    signer: Signer
+    registry: Registry
+    env: Mapping[str, str]  # what cosign needs from the environment (COSIGN_PASSWORD)
+
+    def sign(self, ref_at_digest: str) -> None:
+        sign(
+            self.runner,
+            self.signer,
+            ref_at_digest,
+            plain_http=self.registry.plain(ref_at_digest),
+            env=self.env,
+        )
+
+    def attest(self, ref_at_digest: str, predicate: Path, predicate_type: str) -> None:
+        attest(
+            self.runner,
+            self.signer,
+            ref_at_digest,
+            predicate,
+            predicate_type,
+            plain_http=self.registry.plain(ref_at_digest),
+            env=self.env,
+        )
+
+    def verify(self, ref_at_digest: str) -> str:
+        return verify(
+            self.runner, self.signer, ref_at_digest, plain_http=self.registry.plain(ref_at_digest)
+        )
+
+    def verify_attestation(self, ref_at_digest: str, predicate_type: str) -> str:
+        return verify_attestation(
+            self.runner,
+            self.signer,
+            ref_at_digest,
+            predicate_type,
+            plain_http=self.registry.plain(ref_at_digest),
+        )
+
+    def verified(self, ref_at_digest: str) -> bool:
+        try:
+            self.verify(ref_at_digest)
+        except ToolError:
+            return False
+        return True

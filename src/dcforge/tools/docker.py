@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+from dcforge import log
 from dcforge.errors import BuildError, ToolError
 from dcforge.runner import Runner
 
@@ -52,4 +53,13 @@ def prune_runner(runner: Runner) -> list[str]:
         out = runner.run(argv, timeout=900).stdout
         found = _RECLAIMED.findall(out)
         reports.append(f"{' '.join(argv[1:3])}: reclaimed {found[-1] if found else '0B'}")
+    return reports
+
+
+def runner_hygiene(runner: Runner) -> list[str]:
+    """Prune Docker state before a build. Never touches the registry's data or any file."""
+    with log.group("runner hygiene: docker system prune + buildx prune"):
+        reports = prune_runner(runner)
+        for line in reports:
+            log.info(line)
     return reports

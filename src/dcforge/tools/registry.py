@@ -6,9 +6,12 @@ briefly unreachable is retried with backoff; "not found", "denied" and the like 
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from dcforge.errors import RegistryError, ToolError
 from dcforge.retry import transient
@@ -58,7 +61,7 @@ def resolve(runner: Runner, reference: str, *, plain_http: bool) -> str:
     return out
 
 
-def manifest(runner: Runner, reference: str, *, plain_http: bool) -> dict[str, object]:
+def manifest(runner: Runner, reference: str, *, plain_http: bool) -> dict[str, Any]:
     """The manifest (or index) JSON the registry serves for ``reference``."""
     try:
         out = _run(
@@ -162,14 +165,23 @@ def push_artifact(
     plain_http: bool,
     media_type: str = "",
 ) -> str:
-    """Push one file as an OCI artifact; returns the manifest digest."""
+    """Push one file as an OCI artifact; returns the digest of the manifest *this push* wrote
+    (hashed from the exported manifest, never read back through the tag, which another
+    writer could have moved in between)."""
+    exported = directory / f".{file_name}.manifest.json"
+    exported.unlink(missing_ok=True)
     argv: list[str | Path] = ["oras", "push", *_http_flags(plain_http)]
-    argv += ["--artifact-type", artifact_type]
+    argv += ["--artifact-type", artifact_type, "--export-manifest", exported]
     for key, value in annotations.items():
         argv += ["--annotation", f"{key}={value}"]
     argv += [reference, f"{file_name}:{media_type or artifact_type}"]
     _run(runner, argv, cwd=directory, timeout=300)
-    return resolve(runner, reference, plain_http=plain_http)
+    if runner.dry_run:
+        return ""
+    try:
+        return "sha256:" + hashlib.sha256(exported.read_bytes()).hexdigest()
+    finally:
+        exported.unlink(missing_ok=True)
 
 
 def fetch_artifact(runner: Runner, reference: str, directory: Path, *, plain_http: bool) -> Path:
@@ -193,3 +205,117 @@ def login(runner: Runner, host: str, username: str, password: str) -> None:
         env={"DCFORGE_REGISTRY_PASSWORD": password},
         timeout=60,
     )
+
+
+def repositories(runner: Runner, namespace: str, *, plain_http: bool) -> list[str]:
+    """Repositories under ``namespace`` (the distribution catalog API, filtered)."""
+    out = _run(
+        runner,
+        ["oras", "repo", "ls", *_http_flags(plain_http), namespace],
+        timeout=120,
+        mutates=False,
+    ).stdout
+    return [f"{namespace}/{line.strip()}" for line in out.splitlines() if line.strip()]
+
+
+def blob_json(runner: Runner, ref_at_digest: str, *, plain_http: bool) -> dict[str, Any]:
+    out = _run(
+        runner,
+        ["oras", "blob", "fetch", *_http_flags(plain_http), "--output", "-", ref_at_digest],
+        timeout=120,
+        mutates=False,
+    ).stdout
+    data = json.loads(out)
+    return data if isinstance(data, dict) else {}
+
+
+def delete(runner: Runner, ref_at_digest: str, *, plain_http: bool) -> None:
+    """Delete a manifest by digest (every tag on it goes with it)."""
+    _run(
+        runner,
+        ["oras", "manifest", "delete", "--force", *_http_flags(plain_http), ref_at_digest],
+        timeout=120,
+    )
+
+
+@dataclass(frozen=True)
+class Registry:
+    """The one registry client: bound once to the runner and the plain-HTTP hosts.
+
+    Stages call these methods with plain references; which hosts speak plain HTTP, how the
+    tools are called and how transient failures are retried is decided here only.
+    """
+
+    runner: Runner
+    insecure_hosts: frozenset[str] = frozenset()
+
+    @classmethod
+    def from_hosts(cls, runner: Runner, insecure: str) -> Registry:
+        return cls(runner, frozenset(h.strip() for h in insecure.split(",") if h.strip()))
+
+    def plain(self, reference: str) -> bool:
+        return reference.split("/", 1)[0].split(":", 1)[0] in self.insecure_hosts
+
+    def resolve(self, reference: str) -> str:
+        return resolve(self.runner, reference, plain_http=self.plain(reference))
+
+    def digest_or_none(self, reference: str) -> str | None:
+        return digest_or_none(self.runner, reference, plain_http=self.plain(reference))
+
+    def manifest(self, reference: str) -> dict[str, Any]:
+        return manifest(self.runner, reference, plain_http=self.plain(reference))
+
+    def blob_json(self, ref_at_digest: str) -> dict[str, Any]:
+        return blob_json(self.runner, ref_at_digest, plain_http=self.plain(ref_at_digest))
+
+    def push_oci_archive(self, tarball: Path, reference: str) -> None:
+        push_oci_archive(self.runner, tarball, reference, plain_http=self.plain(reference))
+
+    def tags(self, repository: str) -> list[str]:
+        return tags(self.runner, repository, plain_http=self.plain(repository))
+
+    def repositories(self, namespace: str) -> list[str]:
+        return repositories(self.runner, namespace, plain_http=self.plain(namespace))
+
+    def copy(self, source: str, target: str) -> None:
+        copy(
+            self.runner,
+            source,
+            target,
+            from_plain_http=self.plain(source),
+            to_plain_http=self.plain(target),
+        )
+
+    def tag(self, ref_at_digest: str, new_tags: list[str]) -> None:
+        tag(self.runner, ref_at_digest, new_tags, plain_http=self.plain(ref_at_digest))
+
+    def push_artifact(
+        self,
+        reference: str,
+        directory: Path,
+        file_name: str,
+        *,
+        artifact_type: str,
+        annotations: dict[str, str],
+        media_type: str = "",
+    ) -> str:
+        return push_artifact(
+            self.runner,
+            reference,
+            directory,
+            file_name,
+            artifact_type=artifact_type,
+            annotations=annotations,
+            plain_http=self.plain(reference),
+            media_type=media_type,
+        )
+
+    def fetch_artifact(self, reference: str, directory: Path) -> Path:
+        return fetch_artifact(self.runner, reference, directory, plain_http=self.plain(reference))
+
+    def delete(self, ref_at_digest: str) -> None:
+        delete(self.runner, ref_at_digest, plain_http=self.plain(ref_at_digest))
+
+    def login(self, host: str, username: str, password: str) -> None:
+        if not self.plain(host):
+            login(self.runner, host, username, password)

@@ -9,6 +9,7 @@ from typing import Any
 
 from dcforge.errors import ToolError
 from dcforge.runner import Runner
+from dcforge.tools.registry import Registry
 
 _ENV = {"SYFT_CHECK_FOR_APP_UPDATE": "false"}
 # Packages of an OS package manager, as opposed to language packages: by purl type, or (when
@@ -41,16 +42,12 @@ def sbom(
 
 
 def sbom_remote(
-    runner: Runner,
-    reference: str,
-    spdx: Path,
-    cyclonedx: Path | None = None,
-    *,
-    plain_http: bool,
+    registry: Registry, reference: str, spdx: Path, cyclonedx: Path | None = None
 ) -> dict[str, Any]:
     """The SBOM of an image in a registry, by digest."""
-    env = {**_ENV, "SYFT_REGISTRY_INSECURE_USE_HTTP": "true" if plain_http else "false"}
-    return _sbom(runner, f"registry:{reference}", spdx, cyclonedx, env)
+    plain = registry.plain(reference)
+    env = {**_ENV, "SYFT_REGISTRY_INSECURE_USE_HTTP": "true" if plain else "false"}
+    return _sbom(registry.runner, f"registry:{reference}", spdx, cyclonedx, env)
 
 
 def _sbom(
@@ -91,7 +88,12 @@ def package_names(doc: dict[str, Any]) -> list[str]:
 
 def os_package_count(doc: dict[str, Any]) -> int:
     """How many packages of an OS package manager (deb, rpm, apk, …) the SPDX doc lists."""
-    count = 0
+    return len(os_package_names(doc))
+
+
+def os_package_names(doc: dict[str, Any]) -> list[str]:
+    """Names of the packages of an OS package manager (deb, rpm, apk, …) in the SPDX doc."""
+    names = []
     for pkg in doc.get("packages") or []:
         refs = pkg.get("externalRefs") if isinstance(pkg, dict) else None
         purls = [
@@ -103,5 +105,5 @@ def os_package_count(doc: dict[str, Any]) -> int:
         if OS_SOURCE_INFO.search(source) or any(
             p.startswith("pkg:") and p[4:].split("/", 1)[0] in OS_PURL_TYPES for p in purls
         ):
-            count += 1
-    return count
+            names.append(str(pkg.get("name", "")))
+    return names

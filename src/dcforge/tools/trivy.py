@@ -11,6 +11,7 @@ from typing import Any
 
 from dcforge.errors import ToolError
 from dcforge.runner import Runner
+from dcforge.tools.registry import Registry
 
 # Every scan reports every severity (the policy decides what blocks) and lists all packages
 # (the gate compares them with the SBOM). These flags override trivy.yaml and TRIVY_*.
@@ -65,11 +66,12 @@ def scan(runner: Runner, layout: Path, report: Path, options: ScanOptions) -> di
 
 
 def scan_remote(
-    runner: Runner, reference: str, report: Path, options: ScanOptions, *, plain_http: bool
+    registry: Registry, reference: str, report: Path, options: ScanOptions
 ) -> dict[str, Any]:
     """Scan an image in a registry by digest (a reused image, re-checked with today's DB)."""
     target: list[str | Path] = ["--image-src", "remote", reference]
-    return _scan(runner, target, report, options, options.insecure or plain_http)
+    insecure = options.insecure or registry.plain(reference)
+    return _scan(registry.runner, target, report, options, insecure)
 
 
 def _scan(

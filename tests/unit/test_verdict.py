@@ -1,8 +1,10 @@
-"""check_publishable: a verdict binds the manifest, each tarball and the policy."""
+"""check_publishable: a verdict binds the manifest, each tarball, the registry and the policy,
+and is still valid when publish runs."""
 
 from __future__ import annotations
 
 import copy
+import datetime as dt
 import json
 from pathlib import Path
 
@@ -10,9 +12,9 @@ import pytest
 
 from dcforge import manifest as mf
 from dcforge import settings, toolchain
+from dcforge import verdict as gate
 from dcforge.errors import PublishRefused
 from dcforge.hashing import file_sha256
-from dcforge.stages import gate
 from tests.unit.test_manifest import GOOD
 
 
@@ -29,6 +31,7 @@ def setup(tmp_path: Path) -> tuple[settings.Settings, mf.Manifest, Path]:
         "passed": True,
         "registry": conf.registry,
         "sample_db": False,
+        "db_updated_at": dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
         "tools": {name: {"version": pins[name]} for name in ("trivy", "syft")},
         "manifest_sha256": file_sha256(dist / "manifest.json"),
         "policy": gate.policy_json(conf),
@@ -123,3 +126,26 @@ def test_a_sample_verdict_never_publishes_beyond_loopback(
         gate.check_publishable(conf, m, dist / "manifest.json")
     edit_gate(dist, sample_db=False)
     assert gate.check_publishable(conf, m, dist / "manifest.json")["passed"]
+
+
+def test_a_stale_verdict_or_an_expired_waiver_is_refused(tmp_path: Path) -> None:
+    conf, m, dist = setup(tmp_path)
+    later = dt.datetime.now(dt.UTC) + dt.timedelta(days=30)
+    with pytest.raises(PublishRefused, match="verdict is stale: the Trivy DB is"):
+        gate.check_publishable(conf, m, dist / "manifest.json", now=later)
+    doc = json.loads((dist / "gate.json").read_text())
+    doc["permutations"][0]["waived"] = [
+        {"id": "CVE-2099-0001", "waiver": {"expires": dt.date.today().isoformat()}}
+    ]
+    (dist / "gate.json").write_text(json.dumps(doc))
+    assert gate.check_publishable(conf, m, dist / "manifest.json")["passed"]
+    tomorrow = dt.datetime.now(dt.UTC) + dt.timedelta(days=1)
+    with pytest.raises(PublishRefused, match="waiver for CVE-2099-0001 it passed with expired"):
+        gate.check_publishable(conf, m, dist / "manifest.json", now=tomorrow)
+
+
+def test_verdicts_that_are_not_a_list_are_refused(tmp_path: Path) -> None:
+    conf, m, dist = setup(tmp_path)
+    edit_gate(dist, permutations={"tiny-one": True})
+    with pytest.raises(PublishRefused, match="no per-permutation verdicts"):
+        gate.check_publishable(conf, m, dist / "manifest.json")

@@ -1,0 +1,479 @@
+"""Releases in the registry: the one place where release records are fetched, checked and
+moved. Publish, verify, rollback, ``build --since`` and retention all go through here.
+
+- A **record** (``dcforge-releases:<git sha>``, see :mod:`dcforge.release`) is fetched by
+  digest, its signature verified, and it must be the release that was asked for: a record
+  whose ``git_sha`` is not the SHA of the tag it was found under is refused (someone copied
+  another release's validly signed record onto that tag).
+- The **pin** ``last-known-good`` is a signed statement of its own (git SHA + record
+  digest), not a tag on a record: the record it names must be that release.
+- Records are signed by the digest their push wrote, never by one read back through a tag.
+- **Tag moves** are all or nothing: moves already made are put back if one fails.
+- Rollbacks leave **audit records** next to the records.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import getpass
+import json
+import re
+import tempfile
+from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from dcforge import log, release, signing
+from dcforge import manifest as mf
+from dcforge.errors import (
+    DcforgeError,
+    ManifestError,
+    RegistryError,
+    RollbackRefused,
+    ToolError,
+    VerifyFailed,
+)
+from dcforge.runner import Runner
+from dcforge.settings import Settings
+from dcforge.tools.cosign import Cosign, Signer
+from dcforge.tools.registry import Registry
+
+SBOM_TYPE = "spdxjson"
+# The predicate-type URI itself: cosign then stores the predicate exactly as written
+# (``slsaprovenance1`` re-encodes it and writes ``invocationID``, which SLSA v1 does not know).
+PROVENANCE_TYPE = "https://slsa.dev/provenance/v1"
+PREDICATE_TYPES = {
+    SBOM_TYPE: "https://spdx.dev/Document",
+    PROVENANCE_TYPE: "https://slsa.dev/provenance/v1",
+}
+AUDIT_ARTIFACT_TYPE = "application/vnd.dcforge.rollback.v1+json"
+SHA_TAG = re.compile(r"^[0-9a-f]{40}$")
+DIGEST = re.compile(r"^sha256:[0-9a-f]{64}$")
+
+
+@dataclass(frozen=True)
+class Move:
+    tag: str
+    current: str | None
+    target: str
+
+
+def subjects(verify_output: str, predicate_type: str) -> set[str]:
+    """sha256 subjects of in-toto statements of ``predicate_type`` in cosign's JSON lines."""
+    found = set()
+    for line in verify_output.splitlines():
+        try:
+            envelope = json.loads(line)
+            statement: dict[str, Any] = json.loads(base64.b64decode(envelope["payload"]))
+        except (ValueError, KeyError, TypeError):
+            continue
+        if statement.get("predicateType") != predicate_type:
+            continue
+        for subject in statement.get("subject") or []:
+            sha = (subject.get("digest") or {}).get("sha256")
+            if isinstance(sha, str):
+                found.add(f"sha256:{sha}")
+    return found
+
+
+@dataclass(frozen=True)
+class Releases:
+    settings: Settings
+    registry: Registry
+    cosign: Cosign
+    env: Mapping[str, str]
+
+    @classmethod
+    def open(
+        cls,
+        settings: Settings,
+        runner: Runner,
+        env: Mapping[str, str],
+        signer: Signer | None = None,
+    ) -> Releases:
+        reg = Registry.from_hosts(runner, settings.insecure_registries)
+        who = signer or signing.signer(settings, env)
+        return cls(settings, reg, Cosign(runner, who, reg, signing.cosign_env(settings, env)), env)
+
+    @property
+    def repository(self) -> str:
+        return release.repository(self.settings.registry)
+
+    @property
+    def dry_run(self) -> bool:
+        return self.registry.runner.dry_run
+
+    def login(self) -> None:
+        """Log in with credentials from the environment (GHCR: GITHUB_TOKEN), never files."""
+        host = self.settings.registry.split("/", 1)[0]
+        password = self.env.get("DCFORGE_REGISTRY_PASSWORD") or (
+            self.env.get("GITHUB_TOKEN", "") if host == "ghcr.io" else ""
+        )
+        if not password:
+            return
+        username = (
+            self.env.get("DCFORGE_REGISTRY_USERNAME") or self.env.get("GITHUB_ACTOR") or "dcforge"
+        )
+        self.registry.login(host, username, password)
+
+    # -- reading -------------------------------------------------------------------------
+
+    def shas(self) -> list[str]:
+        """The git SHAs that have a release record."""
+        try:
+            return [t for t in self.registry.tags(self.repository) if SHA_TAG.match(t)]
+        except ToolError as err:
+            if "not found" in str(err).lower() or "name unknown" in str(err).lower():
+                return []
+            raise RegistryError(f"cannot list releases in {self.repository}: {err}") from None
+
+    def resolve(self, target: str) -> tuple[str, str]:
+        """``target`` (git SHA, short SHA, record digest) → (reference, the SHA it must be)."""
+        if DIGEST.match(target):
+            return f"{self.repository}@{target}", ""
+        if not re.fullmatch(r"[0-9a-f]{4,40}", target):
+            raise RollbackRefused(
+                f"'{target}' is neither a git SHA (4 to 40 hex digits) nor a sha256: record digest"
+            )
+        matches = [t for t in self.shas() if t.startswith(target)]
+        if not matches:
+            raise RollbackRefused(f"no published release for git SHA {target} in {self.repository}")
+        if len(matches) > 1:
+            shown = ", ".join(m[:12] for m in sorted(matches))
+            raise RollbackRefused(f"git SHA {target} is ambiguous: {shown} — give more digits")
+        return f"{self.repository}:{matches[0]}", matches[0]
+
+    def fetch(self, target: str) -> tuple[str, release.Release]:
+        """The verified record for ``target`` (a SHA, a record digest, or last-known-good)."""
+        if target == release.LAST_KNOWN_GOOD:
+            _, pin = self.fetch_pin()
+            return self.fetch_record(f"{self.repository}@{pin.record_digest}", pin.git_sha)
+        reference, sha = self.resolve(target)
+        return self.fetch_record(reference, sha)
+
+    def _signed_json(self, reference: str, file_name: str, what: str) -> tuple[str, Any]:
+        """Resolve ``reference``, verify the signature on that digest, read ``file_name``."""
+        digest = self.registry.digest_or_none(reference)
+        if digest is None:
+            raise VerifyFailed(f"no {what} at {reference}")
+        at = f"{self.repository}@{digest}"
+        try:
+            self.cosign.verify(at)
+        except ToolError as err:
+            raise VerifyFailed(
+                f"the {what} {reference} ({digest[:19]}) is not signed by the configured "
+                f"key/identity: {err}"
+            ) from None
+        with tempfile.TemporaryDirectory(prefix="dcforge-release-") as tmp:
+            files = self.registry.fetch_artifact(at, Path(tmp))
+            try:
+                return digest, json.loads((files / file_name).read_text())
+            except (OSError, ValueError) as err:
+                raise VerifyFailed(
+                    f"{reference} ({digest[:19]}) holds no readable {what} ({err})"
+                ) from None
+
+    def fetch_record(self, reference: str, expected_sha: str) -> tuple[str, release.Release]:
+        """Resolve, signature-check and parse the record; it must be release ``expected_sha``."""
+        digest, data = self._signed_json(reference, release.FILE_NAME, "release record")
+        try:
+            rel = release.parse(data, reference)
+        except ManifestError as err:
+            raise VerifyFailed(str(err)) from None
+        if expected_sha and rel.git_sha != expected_sha:
+            raise VerifyFailed(
+                f"{reference} ({digest[:19]}) holds the record of release {rel.git_sha[:12]}, not "
+                f"of {expected_sha[:12]} — refused: another release's record was put under "
+                "this name; re-publish or restore the right record"
+            )
+        return digest, rel
+
+    def fetch_pin(self) -> tuple[str, release.Pin]:
+        reference = f"{self.repository}:{release.LAST_KNOWN_GOOD}"
+        digest, data = self._signed_json(reference, release.PIN_FILE_NAME, "pin statement")
+        try:
+            return digest, release.parse_pin(data, reference)
+        except ManifestError as err:
+            raise VerifyFailed(f"{err} — re-pin a release: invoke pin --sha X") from None
+
+    def check_images(self, rel: release.Release) -> None:
+        """Every image still exists and its signature verifies (before any tag moves)."""
+
+        def check(image: release.Image) -> None:
+            if self.registry.digest_or_none(image.ref()) is None:
+                raise RollbackRefused(
+                    f"release {rel.git_sha[:12]}: image {image.name} ({image.digest[:19]}) no "
+                    "longer exists in the registry — pick another release"
+                )
+            try:
+                self.cosign.verify(image.ref())
+            except ToolError as err:
+                raise RollbackRefused(
+                    f"release {rel.git_sha[:12]}: image {image.name} signature does not verify "
+                    f"({err})"
+                ) from None
+
+        with ThreadPoolExecutor(max_workers=8) as pool:
+            list(pool.map(check, rel.images))
+
+    def verify_image(self, image: release.Image, check_tags: bool) -> list[str]:
+        """Problems with one image of a release (empty: tags, signature, attestations ok)."""
+        problems = self._tag_problems(image) if check_tags else []
+        try:
+            self.cosign.verify(image.ref())
+        except ToolError as err:
+            problems.append(f"{image.ref()}: signature does not verify ({err})")
+        for ptype, predicate_type in PREDICATE_TYPES.items():
+            try:
+                out = self.cosign.verify_attestation(image.ref(), ptype)
+            except ToolError as err:
+                problems.append(f"{image.name}: {ptype} attestation does not verify ({err})")
+                continue
+            if image.digest not in subjects(out, predicate_type):
+                problems.append(
+                    f"{image.name}: no {ptype} attestation names {image.digest} as subject"
+                )
+        return problems
+
+    def _tag_problems(self, image: release.Image) -> list[str]:
+        problems = []
+        for tag in image.floating_tags:
+            try:
+                served = self.registry.digest_or_none(f"{image.repository}:{tag}")
+            except RegistryError as err:
+                problems.append(str(err))
+                continue
+            if served != image.digest:
+                problems.append(
+                    f"{image.repository}:{tag} resolves to {served}, the release names "
+                    f"{image.digest}"
+                )
+        return problems
+
+    def verify_release(self, rel: release.Release, check_tags: bool) -> list[str]:
+        problems: list[str] = []
+        for image in rel.images:
+            found = self.verify_image(image, check_tags)
+            problems += found
+            log.step(
+                image.name,
+                "ok: tags, signature, SBOM + provenance"
+                if not found
+                else f"FAILED: {'; '.join(found)}",
+            )
+        return problems
+
+    def floating(self, rel: release.Release) -> list[tuple[str, str | None, str]]:
+        """(tag, digest it serves now, digest the release names) for every floating tag."""
+        wanted = [(f"{i.repository}:{t}", i.digest) for i in rel.images for t in i.floating_tags]
+        with ThreadPoolExecutor(max_workers=8) as pool:
+            found = list(pool.map(self.registry.digest_or_none, [ref for ref, _ in wanted]))
+        return [(ref, cur, target) for (ref, target), cur in zip(wanted, found, strict=True)]
+
+    # -- writing -------------------------------------------------------------------------
+
+    def store_record(
+        self, manifest: mf.Manifest, gate_doc: dict[str, Any], work: Path
+    ) -> tuple[str, str]:
+        """Push (or find) the record at ``dcforge-releases:<git sha>`` and sign that digest.
+
+        An existing record is reused only when its bytes are exactly what this publish would
+        write; it is then signed if its signature does not verify yet (a publish cut off
+        between push and sign). Anything else under the tag is replaced.
+        """
+        body = release.encode(release.build(manifest, gate_doc))
+        reference = f"{self.repository}:{manifest.git_sha}"
+        existing = self.registry.digest_or_none(reference)
+        digest, state = "", "done"
+        if existing is not None:
+            at = f"{self.repository}@{existing}"
+            fetched = self.registry.fetch_artifact(at, work / "existing")
+            current = fetched / release.FILE_NAME
+            if current.is_file() and current.read_bytes() == body:
+                digest, state = existing, "already"
+        if not digest:
+            (work / release.FILE_NAME).write_bytes(body)
+            digest = self.registry.push_artifact(
+                reference,
+                work,
+                release.FILE_NAME,
+                artifact_type=release.ARTIFACT_TYPE,
+                annotations={
+                    "org.opencontainers.image.created": manifest.created_at,
+                    "org.opencontainers.image.revision": manifest.git_sha,
+                    "dev.dcforge.permutations": ",".join(e.name for e in manifest.permutations),
+                },
+            )
+        at = f"{self.repository}@{digest}"
+        if not self.cosign.verified(at):
+            self.cosign.sign(at)
+        log.info(f"release record {reference} {digest[:19]} ({state})")
+        return reference, digest
+
+    def move_tags(self, images: Sequence[release.Image]) -> dict[str, str]:
+        """Point every floating tag at its image's digest; returns tag → previous digest.
+
+        All or nothing: if a move fails, the tags already moved are put back to their
+        previous digests before the error is raised, so the registry shows the old release
+        or the new one, never a mix.
+        """
+        plan: list[tuple[release.Image, list[str]]] = []
+        moved: dict[str, str] = {}
+        for image in images:
+            todo = []
+            for tag in image.floating_tags:
+                current = self.registry.digest_or_none(f"{image.repository}:{tag}")
+                if current != image.digest:
+                    todo.append(tag)
+                    moved[f"{image.repository}:{tag}"] = current or "(none)"
+            if todo:
+                plan.append((image, todo))
+        done: list[tuple[release.Image, list[str]]] = []
+        try:
+            for image, todo in plan:
+                self.registry.tag(image.ref(), todo)
+                done.append((image, todo))
+        except DcforgeError as err:
+            undone = self._put_back(done, moved)
+            raise DcforgeError(
+                f"moving floating tags failed ({err}); {undone} — re-run to complete"
+            ) from None
+        for image in images:
+            for tag in image.floating_tags:
+                served = self.registry.resolve(f"{image.repository}:{tag}")
+                if served != image.digest:
+                    raise DcforgeError(
+                        f"{image.repository}:{tag} serves {served}, expected {image.digest}"
+                    )
+        return moved
+
+    def restore(self, moved: Mapping[str, str]) -> str:
+        """Put tags moved by :meth:`move_tags` back where they were."""
+        done: list[tuple[release.Image, list[str]]] = []
+        for ref in moved:
+            repository, tag = ref.rsplit(":", 1)
+            done.append((release.Image("", repository, "", "", ()), [tag]))
+        return self._put_back(done, dict(moved))
+
+    def _put_back(
+        self, done: list[tuple[release.Image, list[str]]], previous: dict[str, str]
+    ) -> str:
+        failed = []
+        restored = 0
+        for image, todo in done:
+            for tag in todo:
+                old = previous[f"{image.repository}:{tag}"]
+                if old == "(none)":
+                    failed.append(f"{image.repository}:{tag} (new tag; no earlier digest)")
+                    continue
+                try:
+                    self.registry.tag(f"{image.repository}@{old}", [tag])
+                    restored += 1
+                except DcforgeError:
+                    failed.append(f"{image.repository}:{tag}")
+        if failed:
+            return f"could not put back {', '.join(failed)}"
+        return f"the previous release is in place ({restored} tag(s) put back)"
+
+    def set_pin(self, rel: release.Release, record_digest: str) -> bool:
+        """Point ``last-known-good`` at a signed statement naming this release; False when
+        it already did. The statement it replaces is deleted, so it cannot be re-tagged."""
+        reference = f"{self.repository}:{release.LAST_KNOWN_GOOD}"
+        previous = self.registry.digest_or_none(reference)
+        if previous is not None:
+            try:
+                _, pin = self.fetch_pin()
+                if pin.record_digest == record_digest and pin.git_sha == rel.git_sha:
+                    return False
+            except VerifyFailed:
+                pass  # no valid pin yet (or a pre-statement tag): write one
+        now = dt.datetime.now(dt.UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+        with tempfile.TemporaryDirectory(prefix="dcforge-pin-") as tmp:
+            (Path(tmp) / release.PIN_FILE_NAME).write_bytes(
+                release.pin_statement(rel.git_sha, record_digest, now)
+            )
+            digest = self.registry.push_artifact(
+                reference,
+                Path(tmp),
+                release.PIN_FILE_NAME,
+                artifact_type=release.PIN_ARTIFACT_TYPE,
+                annotations={"dev.dcforge.pin.git_sha": rel.git_sha},
+            )
+        self.cosign.sign(f"{self.repository}@{digest}")
+        if previous is not None and previous != digest and self._is_pin(previous):
+            self.registry.delete(f"{self.repository}@{previous}")
+        return True
+
+    def _is_pin(self, digest: str) -> bool:
+        doc = self.registry.manifest(f"{self.repository}@{digest}")
+        return doc.get("artifactType") == release.PIN_ARTIFACT_TYPE
+
+    def audit(self, rel: release.Release, record_digest: str, moves: Sequence[Move]) -> str:
+        """An audit record of a rollback, next to the release records."""
+        now = dt.datetime.now(dt.UTC)
+        who = self.env.get("GITHUB_ACTOR") or self.env.get("USER") or getpass.getuser()
+        doc: dict[str, Any] = {
+            "kind": "dcforge-rollback",
+            "schema_version": 1,
+            "who": who,
+            "when": now.isoformat(timespec="seconds").replace("+00:00", "Z"),
+            "to": {"git_sha": rel.git_sha, "record_digest": record_digest},
+            "moves": [{"tag": m.tag, "from": m.current, "to": m.target} for m in moves],
+            "run": self.env.get("GITHUB_RUN_ID", ""),
+        }
+        tag = f"rollback-{now:%Y%m%dT%H%M%S}-{rel.git_sha[:12]}"
+        with tempfile.TemporaryDirectory(prefix="dcforge-audit-") as tmp:
+            (Path(tmp) / "rollback.json").write_text(json.dumps(doc, indent=2))
+            self.registry.push_artifact(
+                f"{self.repository}:{tag}",
+                Path(tmp),
+                "rollback.json",
+                artifact_type=AUDIT_ARTIFACT_TYPE,
+                annotations={
+                    "org.opencontainers.image.created": doc["when"],
+                    "dev.dcforge.rollback.to": rel.git_sha,
+                    "dev.dcforge.rollback.who": who,
+                },
+            )
+        return f"{self.repository}:{tag}"
+
+    # -- listing -------------------------------------------------------------------------
+
+    def listing(self) -> list[dict[str, Any]]:
+        """Every release, newest first, with whether it is pinned and current."""
+        try:
+            pinned = self.fetch_pin()[1].record_digest
+        except VerifyFailed:
+            pinned = ""
+        rows = []
+        for sha in self.shas():
+            reference = f"{self.repository}:{sha}"
+            digest = self.registry.resolve(reference)
+            annotations = self.registry.manifest(f"{self.repository}@{digest}").get("annotations")
+            notes = annotations if isinstance(annotations, dict) else {}
+            rows.append(
+                {
+                    "git_sha": sha,
+                    "digest": digest,
+                    "created": notes.get("org.opencontainers.image.created", ""),
+                    "permutations": notes.get("dev.dcforge.permutations", ""),
+                    "pinned": digest == pinned,
+                }
+            )
+        rows.sort(key=lambda r: str(r["created"]), reverse=True)
+        for row in rows:
+            row["current"] = self._is_current(f"{self.repository}@{row['digest']}")
+        return rows
+
+    def _is_current(self, ref_at_digest: str) -> bool:
+        with tempfile.TemporaryDirectory(prefix="dcforge-rel-") as tmp:
+            files = self.registry.fetch_artifact(ref_at_digest, Path(tmp))
+            try:
+                data = json.loads((files / release.FILE_NAME).read_text())
+                rel = release.parse(data, ref_at_digest)
+            except (OSError, ValueError, DcforgeError):
+                return False
+        return all(cur == target for _, cur, target in self.floating(rel))
