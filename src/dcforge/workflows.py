@@ -22,7 +22,8 @@ PRIVILEGED = frozenset({"packages", "id-token"})
 # The only nox sessions a job holding PRIVILEGED write tokens may run; the noxfile must
 # install each from the hash lock (requirements/runtime.lock), see locked_sessions().
 LOCKED_SESSIONS = frozenset({"publish", "verify", "rollback", "prune"})
-ROLLBACKS = frozenset({("nox", "rollback"), ("invoke", "rollback")})
+# The one concurrency group every job that changes the registry queues in (queue: max).
+REGISTRY_GROUP = "registry-${{ github.repository }}"
 # `${{ … github.run_id … }}`: a concurrency group no other run can share.
 RUN_ID = re.compile(r"\$\{\{(?:(?!\}\}).)*\bgithub\.run_id\b")
 
@@ -185,48 +186,54 @@ def _group(holder: dict[str, Any]) -> str | None:
     return None if concurrency is None else str(concurrency)
 
 
-def _concurrency_problems(path: Path, wf: dict[str, Any]) -> list[str]:
-    """A rollback never shares a concurrency group, so it is never the pending run dropped.
+def _writes_registry(job: dict[str, Any]) -> bool:
+    perms = job.get("permissions") or {}
+    writes = {k for k, v in perms.items() if v == "write"} if isinstance(perms, dict) else set()
+    return bool(writes & {"packages", "id-token"}) or bool(
+        {s for _, s in _job_calls(job)} & {"rollback", "publish", "prune"}
+    )
 
-    GitHub keeps one running and one pending run per group and cancels the pending one when
-    another queues, cancel-in-progress: false or not. So every group a rollback job runs
-    under (workflow and job level) must contain `${{ github.run_id }}` and appear, literally,
-    nowhere else in this directory's workflows. Ordering against a publish is then up to
-    dcforge's registry lock (dcforge.locks; today one machine's only), not a shared group.
+
+def _concurrency_problems(path: Path, wf: dict[str, Any]) -> list[str]:
+    """Every job that changes the registry queues in ONE group, and no queued run is dropped.
+
+    GitHub keeps one running and, by default, one pending run per group, cancelling the
+    pending one when another queues — a queued rollback would vanish behind a publish.
+    With ``queue: max`` (and cancel-in-progress false) a group keeps every queued run and
+    runs them in order, across runners: publish, re-publish, rollback and retention all
+    queue in :data:`REGISTRY_GROUP`. A workflow-level group around such a job must not
+    drop it either (``queue: max``, or a group unique to the run: ``github.run_id``).
     """
-    rollbacks = [
-        name for name, job in (wf.get("jobs") or {}).items() if set(_job_calls(job)) & ROLLBACKS
-    ]
-    if not rollbacks:
-        return []
-    holders: list[tuple[Path, str | None, str]] = []  # (file, job or None, group)
-    for other in sorted({*path.parent.glob("*.yml"), *path.parent.glob("*.yaml")}):
-        data = wf if other.name == path.name else load(other)
-        if (group := _group(data)) is not None:
-            holders.append((other, None, group))
-        for job_name, job in (data.get("jobs") or {}).items():
-            if (group := _group(job)) is not None:
-                holders.append((other, str(job_name), group))
     out = []
-    for job_name in rollbacks:
-        mine = [(None, _group(wf)), (job_name, _group(wf["jobs"][job_name]))]
-        for level, group in mine:
-            if group is None:
-                continue
-            where = (
-                f"{path.name}: job {job_name} runs rollback in concurrency group {group!r}"
-                f" ({'workflow' if level is None else 'job'} level)"
+    wf_conc = wf.get("concurrency")
+    for job_name, job in (wf.get("jobs") or {}).items():
+        if not isinstance(job, dict) or not _writes_registry(job):
+            continue
+        where = f"{path.name}: job {job_name}"
+        conc = job.get("concurrency")
+        if not isinstance(conc, dict) or conc.get("group") != REGISTRY_GROUP:
+            out.append(
+                f"{where} changes the registry outside the concurrency group {REGISTRY_GROUP!r}"
             )
-            if not RUN_ID.search(group):
-                out.append(f"{where} without ${{{{ github.run_id }}}}: it can be the pending run")
-            for other, other_job, other_group in holders:
-                if other_group == group and (other.name, other_job) != (path.name, level):
-                    owner = other.name + ("" if other_job is None else f": job {other_job}")
-                    out.append(
-                        f"{where} shared with {owner}: GitHub cancels a pending run when another"
-                        " queues in its group"
-                    )
+        elif conc.get("queue") != "max" or conc.get("cancel-in-progress") not in (None, False):
+            out.append(
+                f"{where}: its concurrency group needs queue: max and cancel-in-progress: false"
+                " (GitHub otherwise cancels a pending run when another queues)"
+            )
+        if wf_conc is not None and not _keeps_pending(wf_conc):
+            out.append(
+                f"{where} sits in a workflow-level concurrency group that can drop it while "
+                "pending: add queue: max or make the group unique to the run (github.run_id)"
+            )
     return out
+
+
+def _keeps_pending(conc: Any) -> bool:
+    if isinstance(conc, dict):
+        if conc.get("queue") == "max" and conc.get("cancel-in-progress") in (None, False):
+            return True
+        conc = conc.get("group")
+    return bool(RUN_ID.search(str(conc)))
 
 
 def calls(path: Path) -> list[tuple[str, str]]:

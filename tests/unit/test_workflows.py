@@ -202,6 +202,11 @@ def test_the_lock_pins_every_runtime_dependency_by_hash() -> None:
     assert "setuptools" in pins  # the build backend, for --no-build-isolation
 
 
+def lock_problems(path: Path) -> list[str]:
+    """The hash-lock rules' findings (the concurrency rule is tested on its own)."""
+    return [p for p in workflows.problems(path) if "concurrency group" not in p]
+
+
 def test_privileged_jobs_may_call_only_the_locked_sessions(tmp_path: Path) -> None:
     directory = project(tmp_path)
     wf = directory / "wf.yml"
@@ -213,7 +218,7 @@ def test_privileged_jobs_may_call_only_the_locked_sessions(tmp_path: Path) -> No
             job("gate", "nox -s gate"),
         )
     )
-    found = workflows.problems(wf)
+    found = lock_problems(wf)
     assert len(found) == 2, found
     assert "publish-gate" in found[0] and "nox session gate" in found[0]
     assert "publish-task" in found[1] and "invoke task cosign" in found[1]
@@ -226,7 +231,7 @@ def test_privileged_sessions_must_install_from_the_hash_lock(tmp_path: Path) -> 
     )
     wf = project(tmp_path, unlocked) / "wf.yml"
     wf.write_text(workflow(job("publish", "nox -s publish", "packages")))
-    found = workflows.problems(wf)
+    found = lock_problems(wf)
     assert len(found) == 1 and "noxfile.py does not install session publish" in found[0]
     for noxfile in (
         # no-deps installs of anything but the checkout fetch from the index unhashed
@@ -240,23 +245,34 @@ def test_privileged_sessions_must_install_from_the_hash_lock(tmp_path: Path) -> 
     ):
         (tmp_path / "noxfile.py").write_text(noxfile)
         assert workflows.locked_sessions(tmp_path / "noxfile.py") == set(), noxfile
-        assert len(workflows.problems(wf)) == 1
+        assert len(lock_problems(wf)) == 1
     (tmp_path / "noxfile.py").write_text(LOCKED_NOXFILE)
     assert workflows.locked_sessions(tmp_path / "noxfile.py") == {"publish", "rollback"}
-    assert workflows.problems(wf) == []
+    assert lock_problems(wf) == []
     (tmp_path / "noxfile.py").unlink()
-    assert "noxfile.py not found" in "\n".join(workflows.problems(wf))
+    assert "noxfile.py not found" in "\n".join(lock_problems(wf))
 
 
 # --- concurrency: a queued rollback is never dropped -------------------------------------
 
 
-def test_rollback_never_shares_a_concurrency_group(tmp_path: Path) -> None:
+def concurrency_job(name: str, run: str, conc: str) -> str:
+    """A job with packages: write and a concurrency block written as inline YAML."""
+    return (
+        f"  {name}:\n    runs-on: ubuntu-24.04\n"
+        "    permissions: {contents: read, packages: write}\n"
+        f"    concurrency: {conc}\n" + STEPS + f"      - run: {run}\n"
+    )
+
+
+GOOD = "{group: 'registry-${{ github.repository }}', cancel-in-progress: false, queue: max}"
+
+
+def test_registry_jobs_queue_in_one_group_and_are_never_dropped(tmp_path: Path) -> None:
     directory = project(tmp_path)
-    publish = job("publish", "nox -s publish", "packages", "publish-${{ github.repository }}")
-    (directory / "build.yml").write_text(workflow(publish))
     rollback = directory / "rollback.yml"
-    # The old shipped layout: rollback queued behind a publish, in the publish group.
+    # The old shipped layout: rollback queued in the publish group, no queue: a publish
+    # queued after it cancels the pending rollback.
     rollback.write_text(
         workflow(
             job("rollback", "nox -s rollback -- --sha x", "packages"),
@@ -264,53 +280,38 @@ def test_rollback_never_shares_a_concurrency_group(tmp_path: Path) -> None:
         )
     )
     found = "\n".join(workflows.problems(rollback))
-    assert "shared with build.yml: job publish" in found
-    assert "github.run_id" in found
-    # A unique group per run that nothing else uses: clean.
-    rollback.write_text(
-        workflow(
-            job("rollback", "nox -s rollback -- --sha x", "packages"),
-            group="rollback-${{ github.run_id }}",
-        )
-    )
+    assert "changes the registry outside the concurrency group" in found
+    assert "workflow-level concurrency group that can drop it" in found
+    # A group of its own per run is not serialised with publish: still refused.
+    own = "{group: 'rollback-${{ github.run_id }}'}"
+    rollback.write_text(workflow(concurrency_job("rollback", "nox -s rollback -- --sha x", own)))
+    assert "outside the concurrency group" in "\n".join(workflows.problems(rollback))
+    # The shared group without queue: max drops pending runs.
+    shared = "{group: 'registry-${{ github.repository }}'}"
+    rollback.write_text(workflow(concurrency_job("rollback", "nox -s rollback -- --sha x", shared)))
+    assert "needs queue: max" in "\n".join(workflows.problems(rollback))
+    rollback.write_text(workflow(concurrency_job("rollback", "nox -s rollback -- --sha x", GOOD)))
     assert workflows.problems(rollback) == []
-    # The same group literally on another workflow (even another rollback) is shared.
-    (directory / "other.yml").write_text(
-        workflow(job("other", "nox -s plan"), group="rollback-${{ github.run_id }}")
-    )
-    assert "shared with other.yml" in "\n".join(workflows.problems(rollback))
-    (directory / "other.yml").unlink()
-    # Job-level groups count too, and a job in the same file sharing it is caught.
-    both = directory / "both.yml"
-    both.write_text(
+    # invoke's rollback and a publish job are held to the same rule.
+    rollback.write_text(
         workflow(
-            job("publish", "nox -s publish", "packages", "p-${{ github.run_id }}"),
-            job("republish", "nox -s rollback -- --sha x", "packages", "p-${{ github.run_id }}"),
+            job("undo", "invoke rollback --sha x"),
+            job("publish", "nox -s publish", "packages", "publish-${{ github.repository }}"),
         )
     )
-    found = "\n".join(workflows.problems(both))
-    assert "job republish" in found and "shared with both.yml: job publish" in found
-    # Invoke's rollback task is a rollback too.
-    rollback.write_text(
-        workflow(job("undo", "invoke rollback --sha x"), group="publish-${{ github.repository }}")
-    )
-    assert "shared with build.yml: job publish" in "\n".join(workflows.problems(rollback))
+    found = "\n".join(workflows.problems(rollback))
+    assert "job undo changes the registry outside" in found
+    assert "job publish changes the registry outside" in found
 
 
-def test_shipped_rollbacks_have_a_group_of_their_own() -> None:
-    groups = {}
+def test_shipped_registry_jobs_share_the_queued_group() -> None:
     for path in WORKFLOWS:
         wf = workflows.load(path)
-        groups[path.name] = wf["concurrency"]["group"]
         for name, body in wf["jobs"].items():
-            if "concurrency" in body:
-                groups[f"{path.name}:{name}"] = body["concurrency"]["group"]
-    assert groups["rollback.yml"] == "rollback-${{ github.run_id }}"
-    assert "github.run_id" in groups["build-publish.yml:republish"]
-    assert "github.run_id" in groups["build-publish.yml"]
-    # Publishes still queue behind each other and never cancel a running one.
-    bp = workflows.load(ROOT / ".github/workflows/build-publish.yml")
-    assert bp["jobs"]["publish"]["concurrency"] == {
-        "group": "publish-${{ github.repository }}",
-        "cancel-in-progress": False,
-    }
+            perms = body.get("permissions") or {}
+            if "write" in (perms.get("packages"), perms.get("id-token")):
+                assert body["concurrency"] == {
+                    "group": "registry-${{ github.repository }}",
+                    "cancel-in-progress": False,
+                    "queue": "max",
+                }, f"{path.name}:{name}"

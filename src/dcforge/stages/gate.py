@@ -202,13 +202,13 @@ def _load_db(settings: Settings, reg: Registry, repository: str, now: dt.datetim
             f"the Trivy DB at {repository} is {digest}, but trivy_db_digest pins "
             f"{pol.db_digest} — update the pin or the mirror"
         )
-    if not sample and is_loopback(repository) and not is_loopback(settings.registry):
-        if not pol.db_digest:
-            problems.append(
-                f"the Trivy DB is served from this machine ({repository}) but the target is "
-                f"{settings.registry}: a DB made or copied locally gates a remote registry only "
-                "when pinned by digest (trivy_db_digest) — or serve your mirror from a real host"
-            )
+    local_db = not sample and is_loopback(repository) and not pol.db_digest
+    if local_db and not is_loopback(settings.registry):
+        problems.append(
+            f"the Trivy DB is served from this machine ({repository}) but the target is "
+            f"{settings.registry}: a DB made or copied locally gates a remote registry only "
+            "when pinned by digest (trivy_db_digest) — or serve your mirror from a real host"
+        )
     if sample and not is_loopback(settings.registry):
         problems.append(
             f"the Trivy DB at {repository} is dcforge's SAMPLE data (made-up advisories): it "
