@@ -20,7 +20,7 @@ import pytest
 from dcforge import manifest as mf
 from dcforge import trivydb
 from dcforge.runner import Runner
-from dcforge.stages import gate
+from dcforge.stages import gate as gate_stage
 from dcforge.tools import registry
 from dcforge.tools.registry import Registry
 from tests.projects import write_project
@@ -111,7 +111,7 @@ def push_db(
 ) -> str:
     """A test DB served from the local registry (dcforge's own DB writer and push)."""
     reg = Registry.from_hosts(runner, "localhost,127.0.0.1")
-    return gate.publish_db(reg, work, repository, advisories, updated_at=updated_at)
+    return gate_stage.publish_db(reg, work, repository, advisories, updated_at=updated_at)
 
 
 @dataclass(frozen=True)
@@ -342,3 +342,27 @@ def tags_point_at(runner: Runner, m: mf.Manifest) -> bool:
         for e in m.permutations
         for t in e.floating_tags
     )
+
+
+def gate(
+    root: Path, db: TrivyDb | str, *args: str, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    """``dcforge gate`` in ``root`` with the DB repository ``db``."""
+    repo = db if isinstance(db, str) else db.repository
+    return run_dcforge(
+        "gate", *args, cwd=root, env={"DCFORGE_TRIVY_DB_REPOSITORY": repo, **(env or {})}
+    )
+
+
+def verdicts(root: Path) -> dict[str, dict[str, object]]:
+    doc = json.loads((root / "dist/gate.json").read_text())
+    return {v["name"]: v for v in doc["permutations"]}
+
+
+def fake_tool(directory: Path, name: str, body: str) -> Path:
+    """An executable shell script ``name`` in ``directory`` (put it first on PATH)."""
+    directory.mkdir(parents=True, exist_ok=True)
+    script = directory / name
+    script.write_text("#!/bin/sh\n" + body)
+    script.chmod(0o755)
+    return directory

@@ -18,9 +18,11 @@ from tests.integration.conftest import (
     VULN_DIR,
     Shipped,
     TrivyDb,
+    gate,
     git_commit,
     push_db,
     run_dcforge,
+    verdicts,
 )
 
 pytestmark = pytest.mark.integration
@@ -43,18 +45,6 @@ def gated_project(project: Path) -> Path:
     result = run_dcforge("build", "--no-prune", cwd=project)
     assert result.returncode == 0, result.stderr
     return project
-
-
-def gate(root: Path, db: TrivyDb | str, *args: str, env: dict[str, str] | None = None):  # type: ignore[no-untyped-def]
-    repo = db if isinstance(db, str) else db.repository
-    return run_dcforge(
-        "gate", *args, cwd=root, env={"DCFORGE_TRIVY_DB_REPOSITORY": repo, **(env or {})}
-    )
-
-
-def verdicts(root: Path) -> dict[str, dict[str, object]]:
-    doc = json.loads((root / "dist/gate.json").read_text())
-    return {v["name"]: v for v in doc["permutations"]}
 
 
 def test_planted_critical_blocks_and_names_everything(

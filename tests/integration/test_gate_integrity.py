@@ -10,7 +10,6 @@ import datetime as dt
 import json
 import os
 import shutil
-import stat
 from pathlib import Path
 
 import pytest
@@ -22,9 +21,12 @@ from tests.integration.conftest import (
     VULN_DIR,
     TrivyDb,
     base_env,
+    fake_tool,
+    gate,
     git_commit,
     push_db,
     run_dcforge,
+    verdicts,
 )
 from tests.projects import OS_RELEASE, write_debian_identity, write_project
 
@@ -82,18 +84,6 @@ base: "{base_registry}/busybox:latest"
 tags: [latest]
 """,
 }
-
-
-def gate(root: Path, db: TrivyDb | str, *args: str, env: dict[str, str] | None = None):  # type: ignore[no-untyped-def]
-    repo = db if isinstance(db, str) else db.repository
-    return run_dcforge(
-        "gate", *args, cwd=root, env={"DCFORGE_TRIVY_DB_REPOSITORY": repo, **(env or {})}
-    )
-
-
-def verdicts(root: Path) -> dict[str, dict[str, object]]:
-    doc = json.loads((root / "dist/gate.json").read_text())
-    return {v["name"]: v for v in doc["permutations"]}
 
 
 def blocking_ids(root: Path, name: str) -> set[str]:
@@ -193,17 +183,20 @@ def test_an_image_the_scanner_cannot_see_into_blocks(
 def test_waivers_without_scope_or_past_their_lifetime_are_refused(
     blind_project: Path, trivy_db: TrivyDb
 ) -> None:
-    waivers_file(
-        blind_project,
-        waiver("DCFORGE-OS-UNDETECTED", "packages: []").replace("    packages: []\n", ""),
-    )
+    unscoped = waiver("CVE-2099-0001", "scope: all").replace("    scope: all\n", "")
+    waivers_file(blind_project, unscoped)
     result = gate(blind_project, trivy_db)
     assert result.returncode == 2
-    assert "waivers.0 (DCFORGE-OS-UNDETECTED): no scope" in result.stderr
-    waivers_file(blind_project, waiver("DCFORGE-OS-UNDETECTED", "scope: all", days=400))
+    assert "waivers.0 (CVE-2099-0001): no scope" in result.stderr
+    waivers_file(blind_project, waiver("CVE-2099-0001", "scope: all", days=400))
     result = gate(blind_project, trivy_db)
     assert result.returncode == 2
     assert "more than max_waiver_days = 90" in result.stderr
+    # A scan that could not see into an image is waived one image at a time.
+    waivers_file(blind_project, waiver("DCFORGE-OS-UNDETECTED", "scope: all"))
+    result = gate(blind_project, trivy_db)
+    assert result.returncode == 2
+    assert "must name its permutations" in result.stderr
     assert not (blind_project / "dist/gate.json").exists()
     (blind_project / "waivers.yaml").unlink()
 
@@ -360,15 +353,12 @@ def test_a_verdict_is_bound_to_trivy_yaml(project: Path) -> None:
 
 def _impostor(directory: Path, tool: str, real: str, version_json: str) -> Path:
     """A ``tool`` that delegates to the real one but reports another version."""
-    directory.mkdir(parents=True, exist_ok=True)
-    script = directory / tool
-    script.write_text(
-        "#!/bin/sh\n"
+    return fake_tool(
+        directory,
+        tool,
         'case "$*" in *--version*|version*) echo \'' + version_json + "'; exit 0;; esac\n"
-        f'exec {real} "$@"\n'
+        f'exec {real} "$@"\n',
     )
-    script.chmod(script.stat().st_mode | stat.S_IXUSR)
-    return directory
 
 
 @pytest.mark.reliability(

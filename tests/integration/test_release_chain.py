@@ -7,7 +7,6 @@ from __future__ import annotations
 import base64
 import json
 import os
-import stat
 import subprocess
 import sys
 import threading
@@ -26,6 +25,7 @@ from tests.integration.conftest import (
     base_env,
     build_and_gate,
     env_for,
+    fake_tool,
     git_commit,
     pinned_record,
     run_dcforge,
@@ -71,10 +71,9 @@ def test_a_record_or_pin_moved_onto_another_release_is_refused(
 def _oras_that_moves_the_tag(directory: Path, real: str, evil: str) -> Path:
     """An ``oras`` whose push of a release record is followed, at once, by another writer
     moving that tag to ``evil`` (the race between a push and reading the tag back)."""
-    directory.mkdir(parents=True, exist_ok=True)
-    script = directory / "oras"
-    script.write_text(
-        "#!/bin/sh\n"
+    return fake_tool(
+        directory,
+        "oras",
         f'{real} "$@" || exit $?\n'
         'if [ "$1" = push ]; then\n'
         '  for a in "$@"; do\n'
@@ -82,10 +81,8 @@ def _oras_that_moves_the_tag(directory: Path, real: str, evil: str) -> Path:
         "  done\n"
         f'  [ -n "$ref" ] && {real} tag --plain-http "{evil}" "${{ref##*:}}" >/dev/null\n'
         "fi\n"
-        "exit 0\n"
+        "exit 0\n",
     )
-    script.chmod(script.stat().st_mode | stat.S_IXUSR)
-    return directory
 
 
 @pytest.mark.reliability(
