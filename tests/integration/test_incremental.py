@@ -11,8 +11,14 @@ from dcforge import manifest as mf
 from dcforge.runner import Runner
 from dcforge.tools import registry
 from tests.integration.conftest import PrivateRegistry, TrivyDb, env_for, git_commit, run_dcforge
+from tests.projects import write_debian_identity
 
 pytestmark = pytest.mark.integration
+
+OTHER = (
+    "ARG BASE_IMAGE\nFROM ${{BASE_IMAGE}}\nCOPY os-release /etc/os-release\n"
+    "COPY status /var/lib/dpkg/status\nRUN echo 12.5 > /etc/debian_version && echo {} > /o\n"
+)
 
 
 def step(root: Path, env: dict[str, str], *args: str) -> str:
@@ -43,7 +49,8 @@ def test_since_reuses_unchanged_rebuilds_changed_and_follows_base_drift(
     env = {**env_for(private_registry, trivy_db), "DCFORGE_BASE_REGISTRY": bases}
     other = project / "images/other"
     other.mkdir()
-    (other / "Dockerfile").write_text("ARG BASE_IMAGE\nFROM ${BASE_IMAGE}\nRUN echo one > /o\n")
+    write_debian_identity(other)
+    (other / "Dockerfile").write_text(OTHER.format("one"))
     (project / "permutations/other.yaml").write_text(
         "family: other\nname: other\ncontext: ../images/other\n"
         'base: "{base_registry}/busybox:latest"\ntags: [latest]\n'
@@ -56,7 +63,7 @@ def test_since_reuses_unchanged_rebuilds_changed_and_follows_base_drift(
     step(project, env, "publish")
     a = mf.load(project / "dist/manifest.json")
 
-    (other / "Dockerfile").write_text("ARG BASE_IMAGE\nFROM ${BASE_IMAGE}\nRUN echo two > /o\n")
+    (other / "Dockerfile").write_text(OTHER.format("two"))
     git_commit(project, "B: only 'other' changes")
     log = step(project, env, "build", "--no-prune", "--since", "last-known-good")
     b = mf.load(project / "dist/manifest.json")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import stat
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -47,7 +48,7 @@ def test_publish_signs_attests_records_and_is_idempotent(
     m = build_and_gate(project, env)
     first = run_dcforge("publish", cwd=project, env=env)
     assert first.returncode == 0, first.stderr
-    assert "making a key pair" in first.stderr
+    assert "making a LOCAL key pair" in first.stderr
 
     # By hand, outside dcforge: cosign accepts every digest's signature and attestations.
     pub = project / ".dcforge/cosign/cosign.pub"
@@ -148,8 +149,16 @@ def _fault_cosign(directory: Path, pid_file: Path) -> Path:
     directory.mkdir()
     real = "/usr/bin/cosign"
     script = directory / "cosign"
+    # It answers `version` as the Debian package it wraps (publish checks cosign's pin).
+    packaged = subprocess.run(
+        ["dpkg-query", "-W", "-f", "${Version}", "cosign"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
     script.write_text(
         "#!/bin/sh\n"
+        f'if [ "$1" = version ]; then echo \'{{"gitVersion": "{packaged}"}}\'; exit 0; fi\n'
         f'if [ "$1" = sign ] && [ ! -e "{directory}/fired" ]; then\n'
         f'  touch "{directory}/fired"; kill -9 "$(cat {pid_file})"\n'
         "fi\n"
