@@ -22,9 +22,11 @@ class GitInfo:
 def current(
     runner: Runner, root: Path, env: Mapping[str, str], contexts: Sequence[Path] = ()
 ) -> GitInfo:
-    """HEAD of ``root`` and whether the tree is dirty: a change to a tracked file, or an
-    untracked (not ignored) file inside one of the build ``contexts`` — both are built but
-    are not in the commit the provenance names.
+    """HEAD of ``root`` and whether the tree is dirty: anything built that is not in the
+    commit the provenance names — a change to a tracked file (also one git was told to
+    overlook: skip-worktree, assume-unchanged), or any untracked file, ignored or not,
+    inside a build context or the permutations passed in ``contexts`` (BuildKit sends
+    ignored files too, unless a .dockerignore drops them).
 
     ``DCFORGE_GIT_SHA`` overrides the SHA (builds outside a checkout), never the dirtiness:
     a checkout is still inspected, and without one the tree cannot be shown clean.
@@ -34,20 +36,7 @@ def current(
         raise ConfigError(f"DCFORGE_GIT_SHA={override!r} is not a full 40-hex commit SHA")
     try:
         sha = _git(runner, root, "rev-parse", "--verify", "HEAD^{commit}").strip()
-        tracked = _git(runner, root, "status", "--porcelain", "--untracked-files=no")
-        untracked = (
-            _git(
-                runner,
-                root,
-                "ls-files",
-                "--others",
-                "--exclude-standard",
-                "--",
-                *map(str, contexts),
-            )
-            if contexts
-            else ""
-        )
+        dirty = _dirty(runner, root, contexts)
     except ToolError as err:
         if override:
             return GitInfo(override, True)
@@ -57,7 +46,18 @@ def current(
         ) from None
     if not SHA_RE.match(sha):
         raise ConfigError(f"git returned {sha!r} for HEAD, not a commit SHA")
-    return GitInfo(override or sha, bool(tracked.strip() or untracked.strip()))
+    return GitInfo(override or sha, dirty)
+
+
+def _dirty(runner: Runner, root: Path, contexts: Sequence[Path]) -> bool:
+    if _git(runner, root, "status", "--porcelain", "--untracked-files=no").strip():
+        return True
+    # `ls-files -v`: a lowercase tag is assume-unchanged, S is skip-worktree.
+    flags = _git(runner, root, "ls-files", "-v").splitlines()
+    if any(line[:1].islower() or line.startswith("S ") for line in flags):
+        return True
+    paths = [str(c) for c in contexts]
+    return bool(paths and _git(runner, root, "ls-files", "--others", "--", *paths).strip())
 
 
 def _git(runner: Runner, root: Path, *args: str) -> str:

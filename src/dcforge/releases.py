@@ -17,6 +17,7 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import getpass
+import hashlib
 import json
 import re
 import tempfile
@@ -150,16 +151,28 @@ class Releases:
         """The verified record for ``target`` (a SHA, a record digest, or last-known-good)."""
         if target == release.LAST_KNOWN_GOOD:
             _, pin = self.fetch_pin()
+            log.info(
+                f"{release.LAST_KNOWN_GOOD}: release {pin.git_sha[:12]}, pinned "
+                f"{pin.pinned_at or '(time not recorded)'}"
+            )
             return self.fetch_record(f"{self.repository}@{pin.record_digest}", pin.git_sha)
         reference, sha = self.resolve(target)
         return self.fetch_record(reference, sha)
 
-    def _signed_json(self, reference: str, file_name: str, what: str) -> tuple[str, Any]:
-        """Resolve ``reference``, verify the signature on that digest, read ``file_name``."""
+    def _signed_json(
+        self, reference: str, file_name: str, what: str, artifact_type: str
+    ) -> tuple[str, Any]:
+        """Resolve ``reference``, check the artifact is exactly one ``file_name`` of
+        ``artifact_type``, verify the signature on that digest, read the file."""
         digest = self.registry.digest_or_none(reference)
         if digest is None:
             raise VerifyFailed(f"no {what} at {reference}")
         at = f"{self.repository}@{digest}"
+        if not self._is_artifact(at, artifact_type, file_name):
+            raise VerifyFailed(
+                f"{reference} ({digest[:19]}) is not a dcforge {what} (another artifact type, "
+                "or other files in it) — refused"
+            )
         try:
             self.cosign.verify(at)
         except ToolError as err:
@@ -178,7 +191,9 @@ class Releases:
 
     def fetch_record(self, reference: str, expected_sha: str) -> tuple[str, release.Release]:
         """Resolve, signature-check and parse the record; it must be release ``expected_sha``."""
-        digest, data = self._signed_json(reference, release.FILE_NAME, "release record")
+        digest, data = self._signed_json(
+            reference, release.FILE_NAME, "release record", release.ARTIFACT_TYPE
+        )
         try:
             rel = release.parse(data, reference)
         except ManifestError as err:
@@ -193,14 +208,17 @@ class Releases:
 
     def fetch_pin(self) -> tuple[str, release.Pin]:
         reference = f"{self.repository}:{release.LAST_KNOWN_GOOD}"
-        digest, data = self._signed_json(reference, release.PIN_FILE_NAME, "pin statement")
+        digest, data = self._signed_json(
+            reference, release.PIN_FILE_NAME, "pin statement", release.PIN_ARTIFACT_TYPE
+        )
         try:
             return digest, release.parse_pin(data, reference)
         except ManifestError as err:
             raise VerifyFailed(f"{err} — re-pin a release: invoke pin --sha X") from None
 
     def check_images(self, rel: release.Release) -> None:
-        """Every image still exists and its signature verifies (before any tag moves)."""
+        """Every image still exists, its signature and attestations verify (before any tag
+        moves): a release whose publish stopped before verify is not one to go back to."""
 
         def check(image: release.Image) -> None:
             if self.registry.digest_or_none(image.ref()) is None:
@@ -208,13 +226,12 @@ class Releases:
                     f"release {rel.git_sha[:12]}: image {image.name} ({image.digest[:19]}) no "
                     "longer exists in the registry — pick another release"
                 )
-            try:
-                self.cosign.verify(image.ref())
-            except ToolError as err:
+            problems = self.verify_image(image, check_tags=False)
+            if problems:
                 raise RollbackRefused(
-                    f"release {rel.git_sha[:12]}: image {image.name} signature does not verify "
-                    f"({err})"
-                ) from None
+                    f"release {rel.git_sha[:12]}: image {image.name} does not verify "
+                    f"({problems[0]})"
+                )
 
         with ThreadPoolExecutor(max_workers=8) as pool:
             list(pool.map(check, rel.images))
@@ -290,9 +307,8 @@ class Releases:
         digest, state = "", "done"
         if existing is not None:
             at = f"{self.repository}@{existing}"
-            fetched = self.registry.fetch_artifact(at, work / "existing")
-            current = fetched / release.FILE_NAME
-            if current.is_file() and current.read_bytes() == body:
+            ours = self._is_artifact(at, release.ARTIFACT_TYPE, release.FILE_NAME, body)
+            if ours:
                 digest, state = existing, "already"
         if not digest:
             (work / release.FILE_NAME).write_bytes(body)
@@ -345,8 +361,10 @@ class Releases:
             for tag in image.floating_tags:
                 served = self.registry.resolve(f"{image.repository}:{tag}")
                 if served != image.digest:
+                    undone = self._put_back(done, moved)
                     raise DcforgeError(
-                        f"{image.repository}:{tag} serves {served}, expected {image.digest}"
+                        f"{image.repository}:{tag} serves {served}, expected {image.digest} "
+                        f"(another writer?); {undone} — re-run to complete"
                     )
         return moved
 
@@ -404,12 +422,43 @@ class Releases:
             )
         self.cosign.sign(f"{self.repository}@{digest}")
         if previous is not None and previous != digest and self._is_pin(previous):
-            self.registry.delete(f"{self.repository}@{previous}")
+            self._retire_pin(previous)
         return True
 
+    def _retire_pin(self, digest: str) -> None:
+        """Delete a replaced pin statement and its signature, so it is not simply re-tagged.
+        Best effort: some registries (GHCR) refuse manifest deletes; retention removes it."""
+        signature = f"{self.repository}:sha256-{digest.removeprefix('sha256:')}.sig"
+        try:
+            sig_digest = self.registry.digest_or_none(signature)
+            self.registry.delete(f"{self.repository}@{digest}")
+            if sig_digest:
+                self.registry.delete(f"{self.repository}@{sig_digest}")
+        except DcforgeError as err:
+            log.warn(f"the replaced pin statement {digest[:19]} stays in the registry ({err})")
+
+    def _is_artifact(
+        self, ref_at_digest: str, artifact_type: str, file_name: str, body: bytes | None = None
+    ) -> bool:
+        """The manifest is exactly one file ``file_name`` of ``artifact_type`` (and, with
+        ``body``, that file's digest is the digest of ``body``) — nothing else rides along."""
+        doc = self.registry.manifest(ref_at_digest)
+        layers = doc.get("layers")
+        if doc.get("artifactType") != artifact_type or not isinstance(layers, list):
+            return False
+        if len(layers) != 1 or not isinstance(layers[0], dict):
+            return False
+        notes = layers[0].get("annotations")
+        title = notes.get("org.opencontainers.image.title") if isinstance(notes, dict) else None
+        if title != file_name:
+            return False
+        return (
+            body is None or layers[0].get("digest") == "sha256:" + hashlib.sha256(body).hexdigest()
+        )
+
     def _is_pin(self, digest: str) -> bool:
-        doc = self.registry.manifest(f"{self.repository}@{digest}")
-        return doc.get("artifactType") == release.PIN_ARTIFACT_TYPE
+        at = f"{self.repository}@{digest}"
+        return self._is_artifact(at, release.PIN_ARTIFACT_TYPE, release.PIN_FILE_NAME)
 
     def audit(self, rel: release.Release, record_digest: str, moves: Sequence[Move]) -> str:
         """An audit record of a rollback, next to the release records."""

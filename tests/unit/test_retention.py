@@ -139,3 +139,20 @@ def test_nothing_referenced_is_ever_planned_for_deletion(inv, keep_n: int) -> No
     for i, v in enumerate(p.delete):
         if v.subject is not None and (v.repository, v.subject) in deleted:
             assert order.index((v.repository, v.subject)) < i  # image first, then its signature
+
+
+def test_a_release_whose_images_floating_tags_serve_keeps_its_record_and_audits() -> None:
+    sha = "c" * 40
+    old = r.ReleaseRef((RELS, d(200)), sha, OLD, ((REPO, d(21)), (REPO, d(22))))
+    versions = [
+        r.Version(RELS, d(200), (sha,), OLD),
+        r.Version(RELS, d(201), (f"rollback-20250101T000000-{sha[:12]}",), OLD),
+        r.Version(RELS, d(202), (f"rollback-20250101T000000-{'e' * 12}",), OLD),
+        r.Version(REPO, d(21), ("latest",), OLD),  # a rollback put it back on a tag
+        r.Version(REPO, d(22), (f"other-{sha}",), OLD),
+    ]
+    p = r.plan(versions, [old], None, r.Policy(now=NOW, keep_releases=0))
+    assert "floating tags serve its images" in p.keep[(RELS, d(200))]
+    assert (REPO, d(22)) in p.keep  # the rest of that release stays with it
+    assert "audit record of kept release" in p.keep[(RELS, d(201))]
+    assert p.deleted_keys() == {(RELS, d(202))}  # an audit of a release that is gone

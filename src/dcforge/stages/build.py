@@ -223,7 +223,8 @@ def run(
 ) -> mf.Manifest:
     """Build the selected permutations and write ``dist/manifest.json``."""
     perms = load_permutations(settings, options.names)
-    git = gitinfo.current(runner, settings.root, env, [p.context for p in perms])
+    inputs = [settings.permutations_dir, *(p.context for p in perms)]
+    git = gitinfo.current(runner, settings.root, env, inputs)
     if git.dirty:
         log.warn(
             "the work tree has uncommitted changes (or untracked files in a build context); "

@@ -11,11 +11,8 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
-import json
-import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Protocol
 
 from dcforge import locks, log, release
@@ -133,53 +130,88 @@ class Inventory:
     sizes: dict[rp.Key, int] = field(default_factory=dict)
 
 
-def inventory(rels: Releases, backend: Backend) -> Inventory:
+def inventory(rels: Releases, backend: Backend, *, strict: bool) -> Inventory:
+    """Everything in the registry, with the releases that verify and the pinned record.
+
+    ``strict`` (deleting): a ``last-known-good`` that exists but does not verify stops the
+    run — retention never decides what to keep without knowing what is pinned.
+    """
     inv = Inventory()
     reg = rels.registry
     releases_repo = rels.repository
     inv.pin_digest = reg.digest_or_none(f"{releases_repo}:{release.LAST_KNOWN_GOOD}")
-    try:
-        inv.pinned = (releases_repo, rels.fetch_pin()[1].record_digest)
-    except VerifyFailed as err:
-        log.warn(f"{release.LAST_KNOWN_GOOD}: {err}; no release is kept as pinned")
+    if inv.pin_digest is not None:
+        try:
+            inv.pinned = (releases_repo, rels.fetch_pin()[1].record_digest)
+        except VerifyFailed as err:
+            if strict:
+                raise RetentionIncomplete(
+                    f"{release.LAST_KNOWN_GOOD} does not verify ({err}) — nothing deleted; "
+                    "check the signing identity (DCFORGE_SIGNING, DCFORGE_COSIGN_IDENTITY, "
+                    "COSIGN_PUBLIC_KEY) or re-pin"
+                ) from None
+            log.warn(f"{release.LAST_KNOWN_GOOD}: {err}; no release is kept as pinned")
     for repo in backend.repositories():
         for digest, tags, listed_at in backend.list_versions(repo):
-            created = listed_at
-            children: tuple[str, ...] = ()
-            size = 0
-            if not any(rp.COSIGN_TAG.match(t) for t in tags):
-                doc = reg.manifest(f"{repo}@{digest}")
-                if doc.get("mediaType") in INDEX_TYPES or "manifests" in doc:
-                    children = tuple(str(m["digest"]) for m in doc.get("manifests") or [])
-                created = created or _parse_time(
-                    str((doc.get("annotations") or {}).get("org.opencontainers.image.created", ""))
-                )
-                config = doc.get("config") or {}
-                size = sum(int(layer.get("size", 0)) for layer in doc.get("layers") or [])
-                if (
-                    created is None
-                    and str(config.get("mediaType", "")).endswith("config.v1+json")
-                    and int(config.get("size", 0)) > 2
-                ):
-                    cfg = reg.blob_json(f"{repo}@{config['digest']}")
-                    created = _parse_time(str(cfg.get("created", "")))
-            version = rp.Version(repo, digest, tags, created, children)
+            try:
+                version, size = _version(reg, repo, digest, tags, listed_at)
+            except (KeyError, TypeError, AttributeError, ValueError, RecursionError) as err:
+                raise RetentionIncomplete(
+                    f"{repo}@{digest[:19]}: a manifest retention cannot read ({err!r}) — nothing "
+                    "deleted; remove or fix that version by hand"
+                ) from None
             inv.versions.append(version)
             inv.sizes[version.key] = size
             if repo == releases_repo and any(rp.RELEASE_TAG.match(t) for t in tags):
-                inv.releases.append(_release_ref(reg, repo, digest, created))
+                _add_release(rels, inv, version)
+    if inv.pinned and not any(r.record == inv.pinned for r in inv.releases):
+        # The pinned record lost its SHA tag: it and its images are still kept.
+        by_key = {v.key: v for v in inv.versions}
+        pinned = by_key.get(inv.pinned) or rp.Version(*inv.pinned)
+        _add_release(rels, inv, pinned, expected_sha="")
     return inv
 
 
-def _release_ref(
-    reg: Registry, repo: str, digest: str, created: dt.datetime | None
-) -> rp.ReleaseRef:
-    with tempfile.TemporaryDirectory(prefix="dcforge-retention-") as tmp:
-        files = reg.fetch_artifact(f"{repo}@{digest}", Path(tmp))
-        rel = release.parse(json.loads((files / release.FILE_NAME).read_text()), f"{repo}@{digest}")
-    when = created or _parse_time(rel.manifest.created_at) or dt.datetime.now(dt.UTC)
-    return rp.ReleaseRef(
-        (repo, digest), rel.git_sha, when, tuple((i.repository, i.digest) for i in rel.images)
+def _version(
+    reg: Registry, repo: str, digest: str, tags: tuple[str, ...], listed_at: dt.datetime | None
+) -> tuple[rp.Version, int]:
+    created = listed_at
+    children: tuple[str, ...] = ()
+    size = 0
+    if not any(rp.COSIGN_TAG.match(t) for t in tags):
+        doc = reg.manifest(f"{repo}@{digest}")
+        if doc.get("mediaType") in INDEX_TYPES or "manifests" in doc:
+            children = tuple(str(m["digest"]) for m in doc.get("manifests") or [])
+        notes = doc.get("annotations") or {}
+        created = created or _parse_time(str(notes.get("org.opencontainers.image.created", "")))
+        config = doc.get("config") or {}
+        size = sum(int(layer.get("size", 0)) for layer in doc.get("layers") or [])
+        if (
+            created is None
+            and str(config.get("mediaType", "")).endswith("config.v1+json")
+            and int(config.get("size", 0)) > 2
+        ):
+            cfg = reg.blob_json(f"{repo}@{config['digest']}")
+            created = _parse_time(str(cfg.get("created", "")))
+    return rp.Version(repo, digest, tags, created, children), size
+
+
+def _add_release(
+    rels: Releases, inv: Inventory, v: rp.Version, expected_sha: str | None = None
+) -> None:
+    """Count ``v`` as a release only when it is a signed record of the SHA it is tagged
+    with: unsigned look-alikes never take a "newest N" place from a real release."""
+    sha = next((t for t in v.tags if rp.RELEASE_TAG.match(t)), "")
+    try:
+        _, rel = rels.fetch_record(
+            f"{v.repository}@{v.digest}", sha if expected_sha is None else expected_sha
+        )
+    except (VerifyFailed, RegistryError) as err:
+        log.warn(f"{v.repository}@{v.digest[:19]}: not counted as a release ({err})")
+        return
+    when = v.created or _parse_time(rel.manifest.created_at) or dt.datetime.now(dt.UTC)
+    inv.releases.append(
+        rp.ReleaseRef(v.key, rel.git_sha, when, tuple((i.repository, i.digest) for i in rel.images))
     )
 
 
@@ -220,7 +252,7 @@ def _run(
     )
     backend = make_backend(settings, rels.registry, env)
     with log.group(f"inventory of {settings.registry} ({backend.name})"):
-        inv = inventory(rels, backend)
+        inv = inventory(rels, backend, strict=yes)
         log.info(
             f"{len(inv.versions)} version(s), {len(inv.releases)} release(s), "
             f"pinned: {inv.pinned[1][:19] if inv.pinned else 'none'}"

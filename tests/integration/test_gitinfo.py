@@ -1,0 +1,82 @@
+"""What makes a build dirty: anything built that is not in the commit (real git, no Docker)."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from dcforge import gitinfo
+from dcforge.runner import Runner
+
+pytestmark = pytest.mark.integration
+
+
+def git(root: Path, *args: str) -> str:
+    return subprocess.run(
+        ["git", "-C", str(root), "-c", "user.name=t", "-c", "user.email=t@x", *args],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+
+
+@pytest.fixture
+def repo(tmp_path: Path) -> Path:
+    (tmp_path / "ctx").mkdir()
+    (tmp_path / "ctx/Dockerfile").write_text("FROM scratch\n")
+    (tmp_path / ".gitignore").write_text("*.log\n")
+    git(tmp_path, "init", "-q", "-b", "main")
+    git(tmp_path, "add", "-A")
+    git(tmp_path, "commit", "-q", "-m", "x")
+    return tmp_path
+
+
+def dirty(repo: Path, env: dict[str, str] | None = None) -> bool:
+    import os
+
+    runner = Runner(env={"PATH": os.environ["PATH"]})
+    return gitinfo.current(runner, repo, env or {}, [repo / "ctx"]).dirty
+
+
+def test_a_clean_checkout_is_clean_and_outside_files_do_not_count(repo: Path) -> None:
+    assert not dirty(repo)
+    (repo / "notes.txt").write_text("not built\n")
+    assert not dirty(repo)
+
+
+@pytest.mark.parametrize(
+    "make_dirty",
+    [
+        lambda r: (r / "ctx/Dockerfile").write_text("FROM busybox\n"),
+        lambda r: (r / "ctx/extra.txt").write_text("untracked, built\n"),
+        lambda r: (r / "ctx/build.log").write_text("ignored by git, still sent to BuildKit\n"),
+    ],
+    ids=["tracked change", "untracked in context", "ignored in context"],
+)
+def test_what_is_built_but_not_committed_is_dirty(repo: Path, make_dirty: object) -> None:
+    make_dirty(repo)  # type: ignore[operator]
+    assert dirty(repo)
+
+
+def test_files_git_was_told_to_overlook_are_dirty(repo: Path) -> None:
+    git(repo, "update-index", "--skip-worktree", "ctx/Dockerfile")
+    (repo / "ctx/Dockerfile").write_text("FROM evil\n")
+    assert git(repo, "status", "--porcelain") == ""  # git itself says clean
+    assert dirty(repo)
+
+
+def test_an_override_sha_never_makes_a_tree_clean(
+    repo: Path, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    sha = "a" * 40
+    (repo / "ctx/extra.txt").write_text("x\n")
+    assert dirty(repo, {"DCFORGE_GIT_SHA": sha})
+    elsewhere = tmp_path_factory.mktemp("not-a-checkout")
+    import os
+
+    info = gitinfo.current(
+        Runner(env={"PATH": os.environ["PATH"]}), elsewhere, {"DCFORGE_GIT_SHA": sha}
+    )
+    assert (info.sha, info.dirty) == (sha, True)
