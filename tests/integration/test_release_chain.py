@@ -63,7 +63,7 @@ def test_a_record_or_pin_moved_onto_another_release_is_refused(
     registry.tag(runner, f"{r.releases}@{a_record}", ["last-known-good"], plain_http=True)
     result = run_dcforge("rollback", "--last-known-good", cwd=r.root, env=r.env)
     assert result.returncode == 10, result.stderr
-    assert "no readable pin statement" in result.stderr
+    assert "is not a dcforge pin statement" in result.stderr
     assert tags_point_at(runner, r.b)
     assert run_dcforge("verify", cwd=r.root, env=r.env).returncode == 9
 
