@@ -9,7 +9,9 @@ nox.options.reuse_existing_virtualenvs = True
 nox.options.sessions = ["main"]
 nox.options.error_on_missing_interpreters = True
 
-PYTHON = "3.11"
+# Sessions run on the interpreter nox runs on (any supported Python, >= 3.11): pinning one
+# version made every session fail on hosts that have only a newer one.
+PYTHON: str | None = None
 
 # The sessions GitHub runs in jobs holding `id-token: write` or `packages: write`
 # (dcforge.workflows.LOCKED_SESSIONS) install only from this lock: every runtime dependency,

@@ -28,7 +28,6 @@ REPO_RE = re.compile(
 )
 MAX_FILE_BYTES = 1_000_000
 MAX_PERMUTATIONS_PER_FILE = 4096
-TEMPLATED_FIELDS = ("name", "image", "context", "dockerfile", "base", "tags", "build_args", "smoke")
 
 
 @dataclass(frozen=True)
@@ -173,79 +172,104 @@ def _inside(root: Path, candidate: Path) -> bool:
     return True
 
 
+@dataclass(frozen=True)
+class _Row:
+    """One matrix row of one family file: renders its templates, names its errors."""
+
+    path: Path
+    data: Mapping[str, Any]
+    variables: Mapping[str, str]
+
+    def r(self, field: str, value: str) -> str:
+        return _render(self.path, field, value, self.variables)
+
+    def fail(self, field: str, why: str) -> ConfigError:
+        sep = "" if why.startswith(":") else " "
+        return ConfigError(f"{self.path}: field '{field}'{sep}{why}")
+
+
 def load_family(
     path: Path, *, root: Path, registry: str, builtins: Mapping[str, str]
 ) -> list[Permutation]:
     """Load one family file and expand its matrix."""
     data = read_yaml(path)
     _validate(path, data)
-    family = data["family"]
-    out: list[Permutation] = []
-    for row in _matrix_rows(path, data):
-        variables = {**builtins, "family": family, **row}
-
-        def r(field: str, value: str, variables: dict[str, str] = variables) -> str:
-            return _render(path, field, value, variables)
-
-        name = r("name", data["name"])
-        if not NAME_RE.match(name):
-            raise ConfigError(
-                f"{path}: field 'name' expands to {name!r}, not a valid permutation name "
-                "(lowercase letters, digits, '.', '_', '-'; no '/')"
-            )
-        image = r("image", data.get("image", family))
-        if not REPO_RE.match(image) or ".." in image:
-            raise ConfigError(f"{path}: field 'image' expands to {image!r}, not a repository name")
-        context = (path.parent / r("context", data["context"])).resolve()
-        if not _inside(root, context):
-            raise ConfigError(
-                f"{path}: field 'context' ({context}) is outside the project {root} — "
-                "keep build contexts inside the repository"
-            )
-        if not context.is_dir():
-            raise ConfigError(f"{path}: field 'context': directory {context} does not exist")
-        dockerfile = (context / r("dockerfile", data.get("dockerfile", "Dockerfile"))).resolve()
-        if not _inside(context, dockerfile):
-            raise ConfigError(f"{path}: field 'dockerfile' must stay inside the context {context}")
-        if not dockerfile.is_file():
-            raise ConfigError(
-                f"{path}: field 'dockerfile': {dockerfile} does not exist — "
-                "create it or fix the path"
-            )
-        tags = []
-        for i, tag_t in enumerate(data.get("tags", [])):
-            tag = r(f"tags.{i}", tag_t)
-            if not TAG_RE.match(tag):
-                raise ConfigError(
-                    f"{path}: field 'tags.{i}' expands to {tag!r}, not a valid tag "
-                    "(letters, digits, '_', '.', '-'; at most 128; no ':' or '/')"
-                )
-            tags.append(tag)
-        args = tuple(
-            (k, r(f"build_args.{k}", str(v))) for k, v in sorted(data.get("build_args", {}).items())
+    rows = _matrix_rows(path, data)
+    return [
+        _permutation(
+            _Row(path, data, {**builtins, "family": data["family"], **row}), root, registry, row
         )
-        if any(k == "BASE_IMAGE" for k, _ in args):
-            raise ConfigError(
-                f"{path}: field 'build_args.BASE_IMAGE' is reserved — dcforge sets it from 'base'"
-            )
-        out.append(
-            Permutation(
-                name=name,
-                family=family,
-                source=path,
-                repository=f"{registry}/{image}",
-                context=context,
-                dockerfile=dockerfile,
-                base_ref=r("base", data["base"]),
-                build_args=args,
-                platforms=tuple(data.get("platforms", ["linux/amd64"])),
-                floating_tags=tuple(tags),
-                smoke=tuple(r(f"smoke.{i}", c) for i, c in enumerate(data.get("smoke", []))),
-                variables=tuple(sorted(row.items())),
-                os_mode=data.get("os", "required"),
-            )
+        for row in rows
+    ]
+
+
+def _permutation(row: _Row, root: Path, registry: str, matrix: Mapping[str, str]) -> Permutation:
+    name = row.r("name", row.data["name"])
+    if not NAME_RE.match(name):
+        raise row.fail(
+            "name",
+            f"expands to {name!r}, not a valid permutation name (lowercase letters, digits, "
+            "'.', '_', '-'; no '/')",
         )
-    return out
+    image = row.r("image", row.data.get("image", row.data["family"]))
+    if not REPO_RE.match(image) or ".." in image:
+        raise row.fail("image", f"expands to {image!r}, not a repository name")
+    context, dockerfile = _context(row, root)
+    return Permutation(
+        name=name,
+        family=row.data["family"],
+        source=row.path,
+        repository=f"{registry}/{image}",
+        context=context,
+        dockerfile=dockerfile,
+        base_ref=row.r("base", row.data["base"]),
+        build_args=_build_args(row),
+        platforms=tuple(row.data.get("platforms", ["linux/amd64"])),
+        floating_tags=_tags(row),
+        smoke=tuple(row.r(f"smoke.{i}", c) for i, c in enumerate(row.data.get("smoke", []))),
+        variables=tuple(sorted(matrix.items())),
+        os_mode=row.data.get("os", "required"),
+    )
+
+
+def _context(row: _Row, root: Path) -> tuple[Path, Path]:
+    context = (row.path.parent / row.r("context", row.data["context"])).resolve()
+    if not _inside(root, context):
+        raise row.fail(
+            "context",
+            f"({context}) is outside the project {root} — keep build contexts inside the "
+            "repository",
+        )
+    if not context.is_dir():
+        raise row.fail("context", f": directory {context} does not exist")
+    dockerfile = (context / row.r("dockerfile", row.data.get("dockerfile", "Dockerfile"))).resolve()
+    if not _inside(context, dockerfile):
+        raise row.fail("dockerfile", f"must stay inside the context {context}")
+    if not dockerfile.is_file():
+        raise row.fail("dockerfile", f": {dockerfile} does not exist — create it or fix the path")
+    return context, dockerfile
+
+
+def _tags(row: _Row) -> tuple[str, ...]:
+    tags = []
+    for i, template in enumerate(row.data.get("tags", [])):
+        tag = row.r(f"tags.{i}", template)
+        if not TAG_RE.match(tag):
+            raise row.fail(
+                f"tags.{i}",
+                f"expands to {tag!r}, not a valid tag (letters, digits, '_', '.', '-'; at most "
+                "128; no ':' or '/')",
+            )
+        tags.append(tag)
+    return tuple(tags)
+
+
+def _build_args(row: _Row) -> tuple[tuple[str, str], ...]:
+    raw = sorted(row.data.get("build_args", {}).items())
+    args = tuple((k, row.r(f"build_args.{k}", str(v))) for k, v in raw)
+    if any(k == "BASE_IMAGE" for k, _ in args):
+        raise row.fail("build_args.BASE_IMAGE", "is reserved — dcforge sets it from 'base'")
+    return args
 
 
 def load_all(

@@ -70,7 +70,7 @@ class Manifest:
                 return e
         raise ManifestError(f"manifest has no permutation '{name}'")
 
-    def entry_for_tag(self, tag: str) -> str:
+    def digest_for_tag(self, tag: str) -> str:
         """The image digest of the permutation that owns fully-qualified ``tag``."""
         for e in self.permutations:
             if tag in e.tags:

@@ -276,60 +276,58 @@ def counts_agree(scanned: int, listed: int) -> bool:
 
 def coverage_problems(cov: Coverage) -> list[tuple[str, str]]:
     """(id, reason) for each way the scan did not see the whole image."""
-    out: list[tuple[str, str]] = []
+    out = _os_problems(cov)
+    if mismatch := _package_problem(cov):
+        out.append((PACKAGES_MISMATCH, mismatch))
+    return out
+
+
+def _os_problems(cov: Coverage) -> list[tuple[str, str]]:
     if cov.os_mode == "none" and not cov.os:
-        if cov.lang_packages == 0:
-            out.append(
-                (
-                    NOTHING_SCANNED,
-                    "declared 'os: none' but Trivy scanned no language packages either — "
-                    "nothing in this image was matched against advisories",
-                )
-            )
-    elif not cov.os:
-        out.append(
-            (
-                OS_UNDETECTED,
-                "Trivy detected no operating system (no os-release it knows): OS packages were "
-                "not matched against any advisory — use a supported base, or declare "
-                "'os: none' in the permutation if the image truly has no OS",
-            )
+        if cov.lang_packages:
+            return []
+        why = (
+            "declared 'os: none' but Trivy scanned no language packages either — nothing in "
+            "this image was matched against advisories"
         )
-    elif cov.eosl:
-        out.append(
-            (
-                OS_EOSL,
-                f"{cov.os} is end-of-life (EOSL): its advisories are no longer maintained — "
-                "move to a supported release",
-            )
+        return [(NOTHING_SCANNED, why)]
+    if not cov.os:
+        why = (
+            "Trivy detected no operating system (no os-release it knows): OS packages were "
+            "not matched against any advisory — use a supported base, or declare 'os: none' "
+            "in the permutation if the image truly has no OS"
         )
-    elif cov.os_results == 0 or cov.os_packages == 0:
-        out.append(
-            (
-                OS_UNSCANNED,
-                f"Trivy detected {cov.os} but scanned no OS packages (an OS version it does "
-                "not support?) — use a supported base",
-            )
+        return [(OS_UNDETECTED, why)]
+    if cov.eosl:
+        why = (
+            f"{cov.os} is end-of-life (EOSL): its advisories are no longer maintained — move "
+            "to a supported release"
         )
+        return [(OS_EOSL, why)]
+    if cov.os_results == 0 or cov.os_packages == 0:
+        why = (
+            f"Trivy detected {cov.os} but scanned no OS packages (an OS version it does not "
+            "support?) — use a supported base"
+        )
+        return [(OS_UNSCANNED, why)]
+    return []
+
+
+def _package_problem(cov: Coverage) -> str:
+    """Empty when the OS packages Trivy scanned are the ones the SBOM lists."""
     slack = max(PACKAGE_COUNT_MIN_SLACK, int(PACKAGE_COUNT_SLACK_FRACTION * cov.sbom_os_packages))
+    tail = " — the scanner did not see the whole package database"
     if len(cov.unscanned) > slack:
         shown = ", ".join(cov.unscanned[:8]) + (" …" if len(cov.unscanned) > 8 else "")
-        out.append(
-            (
-                PACKAGES_MISMATCH,
-                f"the SBOM lists {len(cov.unscanned)} OS package(s) Trivy did not scan "
-                f"({shown}) — the scanner did not see the whole package database",
-            )
+        return (
+            f"the SBOM lists {len(cov.unscanned)} OS package(s) Trivy did not scan ({shown})" + tail
         )
-    elif not counts_agree(cov.os_packages, cov.sbom_os_packages):
-        out.append(
-            (
-                PACKAGES_MISMATCH,
-                f"Trivy scanned {cov.os_packages} OS package(s), the SBOM lists "
-                f"{cov.sbom_os_packages} — the scanner did not see the whole package database",
-            )
+    if not counts_agree(cov.os_packages, cov.sbom_os_packages):
+        return (
+            f"Trivy scanned {cov.os_packages} OS package(s), the SBOM lists "
+            f"{cov.sbom_os_packages}" + tail
         )
-    return out
+    return ""
 
 
 _TIMESTAMP = re.compile(r"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(?:\.\d+)?(Z|[+-]\d\d:\d\d)?")

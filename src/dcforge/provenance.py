@@ -155,31 +155,8 @@ def predicate(
     if not invocation_id:
         raise ValueError("invocation_id is required (see provenance.invocation_id)")
     source = source_uri(env, repo_url)
-    base_hex = entry.base_image.digest.split(":", 1)[1]
     return {
-        "buildDefinition": {
-            "buildType": BUILD_TYPE,
-            "externalParameters": {
-                "permutation": entry.name,
-                "source": {"repository": source, "ref": manifest.git_sha},
-                "buildArgs": dict(entry.build_args),
-                "platforms": list(entry.platforms),
-            },
-            "internalParameters": {
-                "inputHash": entry.input_hash,
-                "builder": manifest.builder,
-                "gitDirty": manifest.git_dirty,
-                "allowDirty": allow_dirty,
-            },
-            "resolvedDependencies": [
-                _source_dependency(source, manifest.git_sha),
-                {
-                    "uri": _oci_uri(entry.base_image.ref),
-                    "digest": {"sha256": base_hex},
-                    "name": "base-image",
-                },
-            ],
-        },
+        "buildDefinition": _build_definition(manifest, entry, source, allow_dirty),
         "runDetails": {
             "builder": {"id": builder_id(env)},
             "metadata": {
@@ -188,4 +165,30 @@ def predicate(
                 "finishedOn": entry.built_at or manifest.created_at,
             },
         },
+    }
+
+
+def _build_definition(
+    manifest: mf.Manifest, entry: mf.Entry, source: str, allow_dirty: bool
+) -> dict[str, Any]:
+    base = {
+        "uri": _oci_uri(entry.base_image.ref),
+        "digest": {"sha256": entry.base_image.digest.split(":", 1)[1]},
+        "name": "base-image",
+    }
+    return {
+        "buildType": BUILD_TYPE,
+        "externalParameters": {
+            "permutation": entry.name,
+            "source": {"repository": source, "ref": manifest.git_sha},
+            "buildArgs": dict(entry.build_args),
+            "platforms": list(entry.platforms),
+        },
+        "internalParameters": {
+            "inputHash": entry.input_hash,
+            "builder": manifest.builder,
+            "gitDirty": manifest.git_dirty,
+            "allowDirty": allow_dirty,
+        },
+        "resolvedDependencies": [_source_dependency(source, manifest.git_sha), base],
     }

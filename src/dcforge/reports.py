@@ -6,7 +6,7 @@ import datetime as dt
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from dcforge.policy import COVERAGE_IDS, SEVERITIES, Verdict, Waiver
+from dcforge.policy import COVERAGE_IDS, SEVERITIES, Finding, Verdict, Waiver
 
 SAMPLE_BANNER = (
     "> **SAMPLE VULNERABILITY DATA — NOT A REAL SCAN.** The public Trivy DB was unreachable "
@@ -152,48 +152,38 @@ def sarif(
     results = []
     for v in verdicts:
         for f, waiver in [(f, None) for f in v.blocking] + [(f, w) for f, w in v.waived]:
-            rules.setdefault(
-                f.id,
-                {
-                    "id": f.id,
-                    "shortDescription": {"text": f.title or f.id},
-                    "properties": {
-                        "security-severity": {"CRITICAL": "9.5", "HIGH": "8.0"}.get(
-                            f.severity, "5.0"
-                        )
-                    },
-                },
-            )
-            result: dict[str, Any] = {
-                "ruleId": f.id,
-                "level": "error" if f.id in COVERAGE_IDS else _LEVEL.get(f.severity, "note"),
-                "message": {"text": f"{v.name}: {f.describe()}"},
-                "locations": [
-                    {
-                        "physicalLocation": {
-                            "artifactLocation": {"uri": sources.get(v.name, "permutations")}
-                        }
-                    }
-                ],
-                "partialFingerprints": {"dcforge/v1": f"{v.name}:{f.id}:{f.package}"},
-            }
-            if waiver is not None:
-                result["suppressions"] = [{"kind": "external", "justification": waiver.reason}]
-            results.append(result)
+            rules.setdefault(f.id, _sarif_rule(f))
+            results.append(_sarif_result(v.name, f, waiver, sources.get(v.name, "permutations")))
+    driver = {
+        "name": "dcforge-gate (Trivy)",
+        "version": str(meta.get("trivy_version", "")),
+        "informationUri": "https://github.com/aquasecurity/trivy",
+        "rules": list(rules.values()),
+    }
     return {
         "$schema": "https://json.schemastore.org/sarif-2.1.0.json",
         "version": "2.1.0",
-        "runs": [
-            {
-                "tool": {
-                    "driver": {
-                        "name": "dcforge-gate (Trivy)",
-                        "version": str(meta.get("trivy_version", "")),
-                        "informationUri": "https://github.com/aquasecurity/trivy",
-                        "rules": list(rules.values()),
-                    }
-                },
-                "results": results,
-            }
-        ],
+        "runs": [{"tool": {"driver": driver}, "results": results}],
     }
+
+
+def _sarif_rule(f: Finding) -> dict[str, Any]:
+    score = {"CRITICAL": "9.5", "HIGH": "8.0"}.get(f.severity, "5.0")
+    return {
+        "id": f.id,
+        "shortDescription": {"text": f.title or f.id},
+        "properties": {"security-severity": score},
+    }
+
+
+def _sarif_result(name: str, f: Finding, waiver: Waiver | None, source: str) -> dict[str, Any]:
+    result: dict[str, Any] = {
+        "ruleId": f.id,
+        "level": "error" if f.id in COVERAGE_IDS else _LEVEL.get(f.severity, "note"),
+        "message": {"text": f"{name}: {f.describe()}"},
+        "locations": [{"physicalLocation": {"artifactLocation": {"uri": source}}}],
+        "partialFingerprints": {"dcforge/v1": f"{name}:{f.id}:{f.package}"},
+    }
+    if waiver is not None:
+        result["suppressions"] = [{"kind": "external", "justification": waiver.reason}]
+    return result

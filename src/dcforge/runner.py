@@ -85,7 +85,6 @@ class Runner:
         under ``dry_run`` so that a dry run can show a true plan.
         """
         args = [str(a) for a in argv]
-        tool = Path(args[0]).name
         full_env = {**self.env, **(env or {})}
         secrets = secret_values(full_env)
         shown = redact(shlex.join(args), secrets)
@@ -94,11 +93,27 @@ class Runner:
             return Result(tuple(args), 0, "", "")
         if self.verbose:
             log.info(f"+ {shown}")
-        executable = self.which(args[0])
+        result = self._execute(args, full_env, cwd, input_text, timeout, shown)
+        if self.verbose and result.stderr:
+            log.info(redact(result.stderr.rstrip(), secrets))
+        if check and result.returncode not in ok_codes:
+            raise _failure(result, shown, secrets)
+        return result
+
+    def _execute(
+        self,
+        args: list[str],
+        env: Mapping[str, str],
+        cwd: Path | None,
+        input_text: str | None,
+        timeout: float,
+        shown: str,
+    ) -> Result:
+        tool = Path(args[0]).name
         try:
             proc = subprocess.run(
-                [executable, *args[1:]],
-                env=full_env,
+                [self.which(args[0]), *args[1:]],
+                env=dict(env),
                 cwd=cwd,
                 input=input_text,
                 capture_output=True,
@@ -111,15 +126,15 @@ class Runner:
             raise ToolError(f"{tool} timed out after {timeout:g} s: {shown}") from err
         except OSError as err:
             raise ToolError(f"{tool} could not start: {err}") from err
-        result = Result(tuple(args), proc.returncode, proc.stdout, proc.stderr)
-        if self.verbose and proc.stderr:
-            log.info(redact(proc.stderr.rstrip(), secrets))
-        if check and proc.returncode not in ok_codes:
-            lines = [ln.strip() for ln in (proc.stderr or proc.stdout).splitlines() if ln.strip()]
-            last = redact(lines[-1], secrets)[:400] if lines else "(no output)"
-            tail = redact("\n".join(lines[-STDERR_TAIL_LINES:]), secrets)
-            raise ToolError(
-                f"{tool} exited {proc.returncode}: {last}",
-                details=f"command: {shown}\n{tail}",
-            )
-        return result
+        return Result(tuple(args), proc.returncode, proc.stdout, proc.stderr)
+
+
+def _failure(result: Result, shown: str, secrets: frozenset[str]) -> ToolError:
+    """One line for the user (the tool's last line), the tail for --debug."""
+    lines = [ln.strip() for ln in (result.stderr or result.stdout).splitlines() if ln.strip()]
+    last = redact(lines[-1], secrets)[:400] if lines else "(no output)"
+    tail = redact("\n".join(lines[-STDERR_TAIL_LINES:]), secrets)
+    tool = Path(result.argv[0]).name
+    return ToolError(
+        f"{tool} exited {result.returncode}: {last}", details=f"command: {shown}\n{tail}"
+    )

@@ -53,7 +53,7 @@ class Settings:
         return self.root / self.dist
 
     @property
-    def state_path(self) -> Path:
+    def state_root(self) -> Path:
         return self.root / self.state_dir
 
     @property

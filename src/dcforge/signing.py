@@ -13,7 +13,7 @@ from dcforge.tools.cosign import Signer
 
 
 def key_dir(conf: Settings) -> str:
-    return str(conf.state_path / "cosign")
+    return str(conf.state_root / "cosign")
 
 
 def signer(conf: Settings, env: Mapping[str, str]) -> Signer:

@@ -16,6 +16,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from boltdb import BoltDB
 
@@ -88,48 +89,54 @@ def write_db(
     platforms = sorted({a.platform for a in items} | {"debian 12"})
     db = BoltDB(str(db_path))
     with db.update() as tx:
-        sources = tx.create_bucket(b"data-source")
+        _data_sources(tx, platforms, sample)
         for platform in platforms:
-            sources.put(
-                platform.encode(),
-                json.dumps(
-                    {
-                        "ID": "debian",
-                        "Name": SAMPLE_SOURCE_NAME if sample else "Debian Security Tracker",
-                        "URL": "https://salsa.debian.org/security-tracker-team/security-tracker",
-                    }
-                ).encode(),
-            )
-        for platform in platforms:
-            bucket = tx.create_bucket(platform.encode())
-            by_pkg: dict[str, list[Advisory]] = {}
-            for a in items:
-                if a.platform == platform:
-                    by_pkg.setdefault(a.source_package, []).append(a)
-            for pkg, advs in sorted(by_pkg.items()):
-                pkg_bucket = bucket.create_bucket(pkg.encode())
-                for a in advs:
-                    pkg_bucket.put(
-                        a.cve.encode(), json.dumps({"FixedVersion": a.fixed_version}).encode()
-                    )
-        vulns = tx.create_bucket(b"vulnerability")
-        for a in items:
-            vulns.put(
-                a.cve.encode(),
-                json.dumps(
-                    {
-                        "Title": a.title or f"planted advisory for {a.source_package}",
-                        "Description": "Sample advisory from dcforge.trivydb (not real data).",
-                        "Severity": a.severity,
-                        "VendorSeverity": {"debian": SEVERITY_CODES.get(a.severity, 0)},
-                    }
-                ).encode(),
-            )
+            _platform_bucket(tx, platform, [a for a in items if a.platform == platform])
+        _vulnerabilities(tx, items)
     db.close()
     # boltdb's __del__ closes again and raises on the closed fd; make that a no-op.
     db.close = lambda: None
     _fix_meta_checksums(db_path)
-    now = updated_at or datetime.now(UTC)
+    _write_metadata(directory, updated_at or datetime.now(UTC), sample)
+    return directory
+
+
+def _data_sources(tx: Any, platforms: list[str], sample: bool) -> None:
+    sources = tx.create_bucket(b"data-source")
+    info = {
+        "ID": "debian",
+        "Name": SAMPLE_SOURCE_NAME if sample else "Debian Security Tracker",
+        "URL": "https://salsa.debian.org/security-tracker-team/security-tracker",
+    }
+    for platform in platforms:
+        sources.put(platform.encode(), json.dumps(info).encode())
+
+
+def _platform_bucket(tx: Any, platform: str, advisories: list[Advisory]) -> None:
+    """``<platform>`` → source package → CVE id → ``{"FixedVersion": …}``."""
+    bucket = tx.create_bucket(platform.encode())
+    by_pkg: dict[str, list[Advisory]] = {}
+    for a in advisories:
+        by_pkg.setdefault(a.source_package, []).append(a)
+    for pkg, advs in sorted(by_pkg.items()):
+        pkg_bucket = bucket.create_bucket(pkg.encode())
+        for a in advs:
+            pkg_bucket.put(a.cve.encode(), json.dumps({"FixedVersion": a.fixed_version}).encode())
+
+
+def _vulnerabilities(tx: Any, advisories: list[Advisory]) -> None:
+    vulns = tx.create_bucket(b"vulnerability")
+    for a in advisories:
+        detail = {
+            "Title": a.title or f"planted advisory for {a.source_package}",
+            "Description": "Sample advisory from dcforge.trivydb (not real data).",
+            "Severity": a.severity,
+            "VendorSeverity": {"debian": SEVERITY_CODES.get(a.severity, 0)},
+        }
+        vulns.put(a.cve.encode(), json.dumps(detail).encode())
+
+
+def _write_metadata(directory: Path, now: datetime, sample: bool) -> None:
     stamp = now.strftime("%Y-%m-%dT%H:%M:%S.000000000Z")
     metadata: dict[str, object] = {
         "Version": 2,
@@ -143,7 +150,6 @@ def write_db(
         metadata["DcforgeSample"] = True  # reports say loudly that this is not real data
         marker.write_text(SAMPLE_SOURCE_NAME + "\n")
     (directory / "metadata.json").write_text(json.dumps(metadata))
-    return directory
 
 
 def pack(directory: Path, out: Path) -> Path:

@@ -122,61 +122,69 @@ def locked_sessions(noxfile: Path) -> set[str]:
     `--no-deps --no-build-isolation` of the checkout only (`.`, `-e .`); at least one must be
     the former. Anything not a literal (f-strings, *extras) counts as unlocked.
     """
-    tree = ast.parse(noxfile.read_text())
-    consts = {
-        target.id: node.value.value
-        for node in tree.body
-        if isinstance(node, ast.Assign)
-        and isinstance(node.value, ast.Constant)
-        and isinstance(node.value.value, str)
-        for target in node.targets
-        if isinstance(target, ast.Name)
-    }
-    funcs = {n.name: n for n in tree.body if isinstance(n, ast.FunctionDef)}
+    reader = _NoxInstalls(ast.parse(noxfile.read_text()))
+    locked = set()
+    for name, fn in reader.funcs.items():
+        if not any("session" in ast.unparse(d) for d in fn.decorator_list):
+            continue
+        found = reader.installs(fn, frozenset({name}))
+        hashed = [_hashed(args, noxfile.parent) for args in found]
+        if any(hashed) and all(h or _checkout_only(a) for h, a in zip(hashed, found, strict=True)):
+            locked.add(name)
+    return locked
 
-    def literal(arg: ast.expr) -> str | None:
+
+class _NoxInstalls:
+    """The literal arguments of every install a noxfile function makes (helpers followed)."""
+
+    def __init__(self, tree: ast.Module) -> None:
+        self.consts = {
+            target.id: node.value.value
+            for node in tree.body
+            if isinstance(node, ast.Assign)
+            and isinstance(node.value, ast.Constant)
+            and isinstance(node.value.value, str)
+            for target in node.targets
+            if isinstance(target, ast.Name)
+        }
+        self.funcs = {n.name: n for n in tree.body if isinstance(n, ast.FunctionDef)}
+
+    def literal(self, arg: ast.expr) -> str | None:
         if isinstance(arg, ast.Constant) and isinstance(arg.value, str):
             return arg.value
-        return consts.get(arg.id) if isinstance(arg, ast.Name) else None
+        return self.consts.get(arg.id) if isinstance(arg, ast.Name) else None
 
-    def installs(fn: ast.FunctionDef, seen: frozenset[str]) -> list[list[str | None]]:
+    def installs(self, fn: ast.FunctionDef, seen: frozenset[str]) -> list[list[str | None]]:
         found: list[list[str | None]] = []
         for node in ast.walk(fn):
             if not isinstance(node, ast.Call):
                 continue
             f = node.func
-            args = [literal(a) for a in node.args]
+            args = [self.literal(a) for a in node.args]
             if isinstance(f, ast.Attribute) and f.attr in ("install", "run_install"):
                 found.append(args)
             elif isinstance(f, ast.Attribute) and f.attr in ("run", "run_always"):
                 if "pip" in args[:3] and "install" in args[:4]:
                     found.append(args[args.index("install") + 1 :])
-            elif isinstance(f, ast.Name) and f.id in funcs and f.id not in seen:
-                found += installs(funcs[f.id], seen | {f.id})
+            elif isinstance(f, ast.Name) and f.id in self.funcs and f.id not in seen:
+                found += self.installs(self.funcs[f.id], seen | {f.id})
         return found
 
-    def hashed(args: list[str | None]) -> bool:
-        if "--require-hashes" not in args or "-r" not in args[:-1]:
-            return False
-        lock = args[args.index("-r") + 1]
-        return lock is not None and (noxfile.parent / lock).is_file()
 
-    def checkout_only(args: list[str | None]) -> bool:
-        targets = [a for a in args if a is None or not a.startswith("-")]
-        return (
-            {"--no-deps", "--no-build-isolation"} <= set(args)
-            and bool(targets)
-            and all(t in (".", "./") for t in targets)
-        )
+def _hashed(args: list[str | None], root: Path) -> bool:
+    if "--require-hashes" not in args or "-r" not in args[:-1]:
+        return False
+    lock = args[args.index("-r") + 1]
+    return lock is not None and (root / lock).is_file()
 
-    locked = set()
-    for name, fn in funcs.items():
-        if not any("session" in ast.unparse(d) for d in fn.decorator_list):
-            continue
-        found = installs(fn, frozenset({name}))
-        if any(map(hashed, found)) and all(hashed(a) or checkout_only(a) for a in found):
-            locked.add(name)
-    return locked
+
+def _checkout_only(args: list[str | None]) -> bool:
+    targets = [a for a in args if a is None or not a.startswith("-")]
+    return (
+        {"--no-deps", "--no-build-isolation"} <= set(args)
+        and bool(targets)
+        and all(t in (".", "./") for t in targets)
+    )
 
 
 def _group(holder: dict[str, Any]) -> str | None:
@@ -234,11 +242,6 @@ def _keeps_pending(conc: Any) -> bool:
             return True
         conc = conc.get("group")
     return bool(RUN_ID.search(str(conc)))
-
-
-def calls(path: Path) -> list[tuple[str, str]]:
-    """Every (kind, name) a run: step calls: ("nox", session) or ("invoke", task)."""
-    return [call for job in (load(path).get("jobs") or {}).values() for call in _job_calls(job)]
 
 
 def lint(runner: Runner, directory: Path, config: Path | None) -> list[str]:

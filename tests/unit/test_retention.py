@@ -5,12 +5,12 @@ import datetime as dt
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from dcforge import retention as r
+from dcforge import retention_plan as r
 
 NOW = dt.datetime(2026, 11, 28, tzinfo=dt.UTC)
 OLD = NOW - dt.timedelta(days=200)
 NEW = NOW - dt.timedelta(days=1)
-POLICY = r.Policy(now=NOW, keep_releases=2)
+POLICY = r.RetentionPolicy(now=NOW, keep_releases=2)
 REPO = "reg/dc/python"
 RELS = "reg/dc/dcforge-releases"
 
@@ -112,7 +112,7 @@ def inventories(draw: st.DrawFn) -> tuple[list[r.Version], list[r.ReleaseRef], r
 @given(inventories(), st.integers(0, 4))
 def test_nothing_referenced_is_ever_planned_for_deletion(inv, keep_n: int) -> None:  # type: ignore[no-untyped-def]
     versions, releases, pinned = inv
-    policy = r.Policy(now=NOW, keep_releases=keep_n)
+    policy = r.RetentionPolicy(now=NOW, keep_releases=keep_n)
     p = r.plan(versions, releases, pinned, policy)
     deleted = p.deleted_keys()
     by_key = {v.key: v for v in versions}
@@ -151,7 +151,7 @@ def test_a_release_whose_images_floating_tags_serve_keeps_its_record_and_audits(
         r.Version(REPO, d(21), ("latest",), OLD),  # a rollback put it back on a tag
         r.Version(REPO, d(22), (f"other-{sha}",), OLD),
     ]
-    p = r.plan(versions, [old], None, r.Policy(now=NOW, keep_releases=0))
+    p = r.plan(versions, [old], None, r.RetentionPolicy(now=NOW, keep_releases=0))
     assert "floating tags serve its images" in p.keep[(RELS, d(200))]
     assert (REPO, d(22)) in p.keep  # the rest of that release stays with it
     assert "audit record of kept release" in p.keep[(RELS, d(201))]

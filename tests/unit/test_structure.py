@@ -46,3 +46,18 @@ def test_registry_work_goes_through_the_client(path: Path) -> None:
             first = node.elts[0]
             if isinstance(first, ast.Constant) and first.value in ("oras", "skopeo"):
                 raise AssertionError(f"{path.name}:{node.lineno}: raw {first.value} argv")
+
+
+MAX_FUNCTION_LINES = 50
+
+
+def test_no_function_is_longer_than_fifty_lines() -> None:
+    """Each function reads as one idea: none in src/ runs over 50 lines."""
+    long = []
+    for path in sorted(SRC.rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+                length = (node.end_lineno or node.lineno) - node.lineno + 1
+                if length > MAX_FUNCTION_LINES:
+                    long.append(f"{path.relative_to(SRC)}:{node.lineno} {node.name} ({length})")
+    assert not long, "split these: " + ", ".join(long)

@@ -1,1 +1,2 @@
-"""Stages: build, gate, publish, prune. Each composes tools around a pure core."""
+"""Stages: build, gate, publish, verify, rollback, retention, prune. Each composes tools
+around a pure core, and none imports another (tests/unit/test_structure.py)."""

@@ -32,7 +32,7 @@ class BuildOptions:
 
 
 @dataclass(frozen=True)
-class Planned:
+class PlannedPermutation:
     """A permutation with its base resolved and its input hash computed."""
 
     perm: config.Permutation
@@ -67,7 +67,7 @@ def _event_payload(env: Mapping[str, str]) -> dict[str, Any] | None:
 
 def resolve_plan(
     settings: Settings, runner: Runner, perms: Sequence[config.Permutation]
-) -> list[Planned]:
+) -> list[PlannedPermutation]:
     """Resolve every base reference to a digest (once per ref) and hash the inputs."""
     refs = sorted({p.base_ref for p in perms})
     reg = Registry.from_hosts(runner, settings.insecure_registries)
@@ -75,7 +75,8 @@ def resolve_plan(
         digests = dict(zip(refs, pool.map(reg.resolve, refs), strict=True))
     contexts: dict[Path, list[tuple[str, str, int]]] = {}
     return [
-        Planned(p, digests[p.base_ref], input_hash(p, digests[p.base_ref], contexts)) for p in perms
+        PlannedPermutation(p, digests[p.base_ref], input_hash(p, digests[p.base_ref], contexts))
+        for p in perms
     ]
 
 
@@ -91,12 +92,12 @@ def _pinned_base(ref: str, digest: str) -> str:
 def _targets(
     settings: Settings,
     env: Mapping[str, str],
-    planned: Sequence[Planned],
+    planned: Sequence[PlannedPermutation],
     incoming: Path,
     git_sha: str,
 ) -> list[buildx.Target]:
     ctx = cache.ci_context(env, _event_payload(env), settings.default_branch)
-    local_dir = settings.state_path / "cache"
+    local_dir = settings.state_root / "cache"
     targets = []
     for item in planned:
         p = item.perm
@@ -142,7 +143,7 @@ def _reusable(
     runner: Runner,
     env: Mapping[str, str],
     since: str,
-    planned: Sequence[Planned],
+    planned: Sequence[PlannedPermutation],
     git_sha: str,
 ) -> dict[str, mf.Entry]:
     """Entries whose input_hash equals the reference release's: not rebuilt, reused by digest."""
@@ -179,7 +180,7 @@ def _reusable(
 
 
 def _entry(
-    item: Planned,
+    item: PlannedPermutation,
     git_sha: str,
     *,
     digest: str,
@@ -232,22 +233,14 @@ def run(
         )
     if options.prune if options.prune is not None else bool(env.get("CI")):
         docker.runner_hygiene(runner)
-    with log.group(f"resolve {len(perms)} permutation(s)"):
-        planned = resolve_plan(settings, runner, perms)
-        for item in planned:
-            log.step(
-                item.perm.name,
-                f"base {item.perm.base_ref} → {item.base_digest[:19]}  "
-                f"input {item.input_hash[:19]}",
-            )
+    planned = _resolve(settings, runner, perms)
     reused = (
         _reusable(settings, runner, env, options.since, planned, git.sha) if options.since else {}
     )
     to_build = [item for item in planned if item.perm.name not in reused]
     if options.since:
         log.info(f"--since {options.since}: {len(reused)} reused, {len(to_build)} to build")
-    dist = settings.dist_dir
-    incoming = dist / f".incoming-{datetime.now(UTC):%Y%m%dT%H%M%S%f}"
+    incoming = settings.dist_dir / f".incoming-{datetime.now(UTC):%Y%m%dT%H%M%S%f}"
     incoming.mkdir(parents=True)
     try:
         built = (
@@ -260,21 +253,47 @@ def run(
         if runner.dry_run:
             log.info("dry run: no manifest written")
             return mf.Manifest(mf.SCHEMA_VERSION, git.sha, "", settings.registry, [], git.dirty)
-        for entry in built:
-            (incoming / entry.tarball).replace(dist / entry.tarball)
-        manifest = mf.Manifest(
-            schema_version=mf.SCHEMA_VERSION,
-            git_sha=git.sha,
-            created_at=datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z"),
-            registry=settings.registry,
-            permutations=entries,
-            git_dirty=git.dirty,
-            builder="docker buildx bake (dcforge)",
-        )
-        mf.write(dist / "manifest.json", manifest)
+        manifest = _write_manifest(settings, git, entries, built, incoming)
     finally:
         shutil.rmtree(incoming, ignore_errors=True)
-    log.info(f"wrote {dist / 'manifest.json'} ({len(entries)} permutation(s))")
+    log.info(f"wrote {settings.dist_dir / 'manifest.json'} ({len(entries)} permutation(s))")
+    return manifest
+
+
+def _resolve(
+    settings: Settings, runner: Runner, perms: Sequence[config.Permutation]
+) -> list[PlannedPermutation]:
+    with log.group(f"resolve {len(perms)} permutation(s)"):
+        planned = resolve_plan(settings, runner, perms)
+        for item in planned:
+            log.step(
+                item.perm.name,
+                f"base {item.perm.base_ref} → {item.base_digest[:19]}  "
+                f"input {item.input_hash[:19]}",
+            )
+    return planned
+
+
+def _write_manifest(
+    settings: Settings,
+    git: gitinfo.GitInfo,
+    entries: list[mf.Entry],
+    built: list[mf.Entry],
+    incoming: Path,
+) -> mf.Manifest:
+    """Move the new tarballs into dist/ and write the manifest naming them (atomically)."""
+    for entry in built:
+        (incoming / entry.tarball).replace(settings.dist_dir / entry.tarball)
+    manifest = mf.Manifest(
+        schema_version=mf.SCHEMA_VERSION,
+        git_sha=git.sha,
+        created_at=datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z"),
+        registry=settings.registry,
+        permutations=entries,
+        git_dirty=git.dirty,
+        builder="docker buildx bake (dcforge)",
+    )
+    mf.write(settings.dist_dir / "manifest.json", manifest)
     return manifest
 
 
@@ -282,12 +301,36 @@ def _build_all(
     settings: Settings,
     runner: Runner,
     env: Mapping[str, str],
-    planned: Sequence[Planned],
+    planned: Sequence[PlannedPermutation],
     incoming: Path,
     git_sha: str,
     options: BuildOptions,
 ) -> list[mf.Entry]:
     targets = _targets(settings, env, planned, incoming, git_sha)
+    started_at = datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+    metadata = _bake(settings, runner, targets, incoming, options)
+    if runner.dry_run:
+        return []
+    by_name = {item.perm.name: item for item in planned}
+    built = (started_at, datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z"))
+
+    def finish(target: buildx.Target) -> mf.Entry:
+        return _finish(runner, by_name[target.name], target, metadata, git_sha, built, options)
+
+    with log.group("verify and smoke-test"):
+        jobs = options.jobs or settings.effective_jobs
+        with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
+            return list(pool.map(finish, targets))
+
+
+def _bake(
+    settings: Settings,
+    runner: Runner,
+    targets: list[buildx.Target],
+    incoming: Path,
+    options: BuildOptions,
+) -> dict[str, Any]:
+    """Run the bake sessions; returns buildx's metadata of every target."""
     # One BuildKit session for everything by default: BuildKit parallelises the targets
     # itself and shares work between them; --jobs N splits them over N bake sessions.
     groups = _groups(targets, options.jobs or settings.jobs or 1)
@@ -303,44 +346,48 @@ def _build_all(
             timeout=settings.build_timeout,
         )
         for t in group:
-            hit = build_log.count("CACHED")
-            log.step(t.name, f"built ({hit} cached step(s) in its session)")
+            if runner.dry_run:
+                log.step(t.name, "would be built (dry run)")
+            else:
+                log.step(
+                    t.name, f"built ({build_log.count('CACHED')} cached step(s) in its session)"
+                )
         return meta
 
-    started_at = datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
     with (
         log.group(f"build {len(targets)} permutation(s), {len(groups)} bake session(s)"),
         ThreadPoolExecutor(max_workers=len(groups)) as pool,
     ):
         for meta in pool.map(bake_group, range(len(groups)), groups):
             metadata.update(meta)
-    if runner.dry_run:
-        return []
-    by_name = {item.perm.name: item for item in planned}
-    built_at = datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+    return metadata
 
-    def finish(target: buildx.Target) -> mf.Entry:
-        item = by_name[target.name]
-        p = item.perm
-        digest = str(buildx.target_metadata(metadata, target.name).get("containerimage.digest", ""))
-        archived = buildx.oci_archive_digest(target.output_tar)
-        if digest and digest != archived:
-            raise BuildError(f"{p.name}: buildx reported {digest} but the tarball holds {archived}")
-        if options.smoke and p.smoke:
-            _smoke(runner, p, target.output_tar, archived)
-        return _entry(
-            item,
-            git_sha,
-            digest=archived,
-            tarball=f"{p.name}.tar",
-            tarball_sha256=file_sha256(target.output_tar),
-            built=(started_at, built_at),
-        )
 
-    with log.group("verify and smoke-test"):
-        jobs = options.jobs or settings.effective_jobs
-        with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
-            return list(pool.map(finish, targets))
+def _finish(
+    runner: Runner,
+    item: PlannedPermutation,
+    target: buildx.Target,
+    metadata: dict[str, Any],
+    git_sha: str,
+    built: tuple[str, str],
+    options: BuildOptions,
+) -> mf.Entry:
+    """Check the archive holds what buildx built, smoke-test it, make its manifest entry."""
+    p = item.perm
+    digest = str(buildx.target_metadata(metadata, target.name).get("containerimage.digest", ""))
+    archived = buildx.oci_archive_digest(target.output_tar)
+    if digest and digest != archived:
+        raise BuildError(f"{p.name}: buildx reported {digest} but the tarball holds {archived}")
+    if options.smoke and p.smoke:
+        _smoke(runner, p, target.output_tar, archived)
+    return _entry(
+        item,
+        git_sha,
+        digest=archived,
+        tarball=f"{p.name}.tar",
+        tarball_sha256=file_sha256(target.output_tar),
+        built=built,
+    )
 
 
 def _smoke(runner: Runner, perm: config.Permutation, tarball: Path, digest: str) -> None:

@@ -89,7 +89,7 @@ def _scan_options(settings: Settings, reg: Registry, db_ref: str, digest: str) -
     config = trivy_config_path(settings)
     return trivy.ScanOptions(
         # One cache per DB digest: a DB never stands in for another, a new one is downloaded.
-        cache_dir=settings.state_path / "trivy-cache" / digest.removeprefix("sha256:")[:24],
+        cache_dir=settings.state_root / "trivy-cache" / digest.removeprefix("sha256:")[:24],
         db_repository=db_ref,
         insecure=reg.plain(db_ref),
         skip_db_update=True,

@@ -176,24 +176,7 @@ def run(
     options: PublishOptions | None = None,
 ) -> dict[str, Any]:
     options = options or PublishOptions()
-    manifest_path = settings.dist_dir / "manifest.json"
-    manifest = mf.load(manifest_path)
-    gate_doc = verdict.check_publishable(settings, manifest, manifest_path)
-    mf.verify_tarballs(manifest, settings.dist_dir)
-    _check_source(manifest, options)
-    if manifest.registry != settings.registry:
-        raise PublishRefused(
-            f"the manifest was built for {manifest.registry}, the target is {settings.registry} — "
-            "rebuild for this registry (tags are part of what was gated)"
-        )
-    log.info(
-        f"publishing {len(manifest.permutations)} permutation(s) of {manifest.git_sha[:12]} "
-        f"to {settings.registry}"
-    )
-    try:
-        toolchain.check(runner, "cosign")
-    except ToolError as err:
-        raise PublishRefused(f"publish signs only with the pinned cosign: {err}") from None
+    manifest, gate_doc = _preflight(settings, runner, options)
     rel = Releases.open(settings, runner, env, ensure_signer(settings, runner, env))
     rel.login()
     with tempfile.TemporaryDirectory(prefix="dcforge-publish-") as tmp:
@@ -223,6 +206,32 @@ def run(
     }
 
 
+def _preflight(
+    settings: Settings, runner: Runner, options: PublishOptions
+) -> tuple[mf.Manifest, dict[str, Any]]:
+    """Everything that must hold before anything is pushed: the verdict, the tarballs, a
+    clean source, the target registry, the pinned cosign."""
+    manifest_path = settings.dist_dir / "manifest.json"
+    manifest = mf.load(manifest_path)
+    gate_doc = verdict.check_publishable(settings, manifest, manifest_path)
+    mf.verify_tarballs(manifest, settings.dist_dir)
+    _check_source(manifest, options)
+    if manifest.registry != settings.registry:
+        raise PublishRefused(
+            f"the manifest was built for {manifest.registry}, the target is {settings.registry} — "
+            "rebuild for this registry (tags are part of what was gated)"
+        )
+    log.info(
+        f"publishing {len(manifest.permutations)} permutation(s) of {manifest.git_sha[:12]} "
+        f"to {settings.registry}"
+    )
+    try:
+        toolchain.check(runner, "cosign")
+    except ToolError as err:
+        raise PublishRefused(f"publish signs only with the pinned cosign: {err}") from None
+    return manifest, gate_doc
+
+
 def _phase_two(
     rel: Releases, manifest: mf.Manifest, gate_doc: dict[str, Any], record_digest: str
 ) -> dict[str, str]:
@@ -234,7 +243,7 @@ def _phase_two(
     ):
         moved = rel.move_tags(list(new.images))
         for tag, previous in moved.items():
-            log.info(f"moved {tag}: {previous[:19]} → {manifest.entry_for_tag(tag)[:19]}")
+            log.info(f"moved {tag}: {previous[:19]} → {manifest.digest_for_tag(tag)[:19]}")
         if not moved:
             log.info("floating tags already point at this release")
         problems = rel.verify_release(new, check_tags=True)

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from dcforge import locks, log, release
-from dcforge import retention as rp
+from dcforge import retention_plan as rp
 from dcforge.errors import DcforgeError, RegistryError, ToolError, VerifyFailed
 from dcforge.releases import Releases
 from dcforge.runner import Runner
@@ -88,7 +88,7 @@ class GhcrBackend:
 
     def __init__(self, settings: Settings, client: github.GitHub, repositories: list[str]) -> None:
         host, _, path = settings.registry.partition("/")
-        self.owner, _, self.prefix = path.partition("/")
+        self.owner = path.partition("/")[0]
         self.registry_root = f"{host}/{self.owner}"
         self.client = client
         self.kind = client.owner_kind(self.owner)
@@ -245,7 +245,7 @@ def _run(
     yes: bool,
     now: dt.datetime | None,
 ) -> dict[str, Any]:
-    policy = rp.Policy(
+    policy = rp.RetentionPolicy(
         now=now or dt.datetime.now(dt.UTC),
         max_age=dt.timedelta(days=settings.image_retention_days),
         keep_releases=settings.keep_releases,
@@ -276,6 +276,18 @@ def _run(
             "be deleted; pass --yes to delete"
         )
         return report
+    _delete(rels, inv, backend, plan, report)
+    log.info(
+        f"deleted {len(plan.delete)} version(s), ~{report['freed_bytes'] / 1e6:.1f} MB of layer "
+        "data unreferenced (reclaimed by the registry's garbage collection)"
+    )
+    return report
+
+
+def _delete(
+    rels: Releases, inv: Inventory, backend: Backend, plan: rp.Plan, report: dict[str, Any]
+) -> None:
+    """Delete in the planner's order, re-checking each version right before it goes."""
     for i, v in enumerate(plan.delete):
         try:
             _recheck(rels, inv, v)
@@ -290,11 +302,6 @@ def _run(
             ) from None
         report["deleted"].append(f"{v.repository}@{v.digest}")
         report["freed_bytes"] += inv.sizes.get(v.key, 0)
-    log.info(
-        f"deleted {len(plan.delete)} version(s), ~{report['freed_bytes'] / 1e6:.1f} MB of layer "
-        "data unreferenced (reclaimed by the registry's garbage collection)"
-    )
-    return report
 
 
 def _recheck(rels: Releases, inv: Inventory, v: rp.Version) -> None:

@@ -58,11 +58,6 @@ def bake_definition(targets: Sequence[Target]) -> dict[str, Any]:
     }
 
 
-def version(runner: Runner) -> str:
-    out = runner.run(["docker", "buildx", "version"], timeout=30, mutates=False).stdout
-    return out.split()[1] if len(out.split()) > 1 else out.strip()
-
-
 def bake(
     runner: Runner, definition: dict[str, Any], workdir: Path, *, timeout: float
 ) -> tuple[dict[str, Any], str]:

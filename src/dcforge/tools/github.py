@@ -80,7 +80,6 @@ class GitHub:
             }
         )
         self.attempts = attempts
-        self.retries = 0
 
     def _request(self, method: str, path: str, **params: Any) -> requests.Response:
         @tenacity.retry(
@@ -95,12 +94,10 @@ class GitHub:
                     method, f"{self.api}{path}", params=params or None, timeout=30
                 )
             except requests.RequestException as err:
-                self.retries += 1
                 raise Transient(str(err)) from err
             if resp.status_code == 429 or (
                 resp.status_code == 403 and resp.headers.get("x-ratelimit-remaining") == "0"
             ):
-                self.retries += 1
                 if "retry-after" in resp.headers:
                     wait = float(resp.headers["retry-after"])
                 else:
@@ -108,7 +105,6 @@ class GitHub:
                     wait = max(0.0, reset - time.time())
                 raise RateLimited(wait)
             if resp.status_code >= 500:
-                self.retries += 1
                 raise Transient(f"{resp.status_code} from {path}")
             return resp
 

@@ -23,14 +23,6 @@ ALLOWED_ENV = frozenset(
 )
 
 
-def version(runner: Runner) -> str:
-    out = runner.run(["syft", "version", "-o", "json"], timeout=60, env=_ENV, mutates=False).stdout
-    try:
-        return str(json.loads(out)["version"])
-    except (json.JSONDecodeError, KeyError):
-        return out.strip()
-
-
 def sbom(
     runner: Runner, tarball: Path, spdx: Path, cyclonedx: Path | None = None
 ) -> dict[str, Any]:

@@ -34,14 +34,6 @@ class ScanOptions:
     skip_dirs: tuple[str, ...] = ()  # the policy's scan_skip_dirs (recorded and reported)
 
 
-def version(runner: Runner) -> str:
-    out = runner.run(["trivy", "--version", "--format", "json"], timeout=60, mutates=False).stdout
-    try:
-        return str(json.loads(out)["Version"])
-    except (json.JSONDecodeError, KeyError):
-        return out.split()[1] if len(out.split()) > 1 else out.strip()
-
-
 def unpack_oci_archive(tarball: Path, directory: Path) -> Path:
     """Trivy reads an OCI layout directory, not an OCI tar ("manifest.json not found")."""
     directory.mkdir(parents=True, exist_ok=True)

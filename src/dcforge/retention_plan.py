@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 COSIGN_TAG = re.compile(r"^sha256-([0-9a-f]{64})\.(sig|att|sbom)$")
@@ -68,7 +68,7 @@ class ReleaseRef:
 
 
 @dataclass(frozen=True)
-class Policy:
+class RetentionPolicy:
     now: dt.datetime
     max_age: dt.timedelta = dt.timedelta(days=90)
     keep_releases: int = 5
@@ -84,7 +84,7 @@ class Plan:
 
 
 def kept_releases(
-    releases: Sequence[ReleaseRef], pinned: Key | None, policy: Policy
+    releases: Sequence[ReleaseRef], pinned: Key | None, policy: RetentionPolicy
 ) -> dict[Key, str]:
     kept: dict[Key, str] = {}
     newest = sorted(releases, key=lambda r: r.created, reverse=True)
@@ -118,42 +118,67 @@ def plan(
     versions: Iterable[Version],
     releases: Sequence[ReleaseRef],
     pinned: Key | None,
-    policy: Policy,
+    policy: RetentionPolicy,
 ) -> Plan:
     by_key = {v.key: v for v in versions}
     keep: dict[Key, str] = {}
+    _protect_releases(by_key, releases, pinned, policy, keep)
+    _protect_audits(by_key.values(), releases, keep)
+    _protect_by_tag_and_age(by_key, policy, keep)
+    _protect_closure(by_key, keep)
+    return Plan(
+        delete=_deletion_order([v for v in by_key.values() if v.key not in keep]), keep=keep
+    )
 
-    def protect(key: Key, why: str) -> None:
-        if key not in keep:
-            keep[key] = why
 
+def _protect(keep: dict[Key, str], key: Key, why: str) -> None:
+    if key not in keep:
+        keep[key] = why
+
+
+def _protect_releases(
+    by_key: Mapping[Key, Version],
+    releases: Sequence[ReleaseRef],
+    pinned: Key | None,
+    policy: RetentionPolicy,
+    keep: dict[Key, str],
+) -> None:
     for key, why in kept_releases(releases, pinned, policy).items():
-        protect(key, why)
+        _protect(keep, key, why)
     # A release whose images a floating tag serves keeps its record: rollback and verify of
     # what users pull need it, however old it is.
     served = {v.key for v in by_key.values() if v.subject is None and v.floating_tags()}
     for rel in releases:
         if any(image in served for image in rel.images):
-            protect(rel.record, f"release {rel.git_sha[:12]}: floating tags serve its images")
+            _protect(
+                keep, rel.record, f"release {rel.git_sha[:12]}: floating tags serve its images"
+            )
     for rel in releases:
         if rel.record in keep:
             for image in rel.images:
-                protect(image, f"named by {keep[rel.record]}")
-    _protect_audits(by_key.values(), releases, keep)
+                _protect(keep, image, f"named by {keep[rel.record]}")
+
+
+def _protect_by_tag_and_age(
+    by_key: Mapping[Key, Version], policy: RetentionPolicy, keep: dict[Key, str]
+) -> None:
     children = {(v.repository, c) for v in by_key.values() for c in v.children}
     for v in by_key.values():
         if v.subject is not None:
             continue  # signatures follow their subject, decided below
         floating = v.floating_tags()
         if floating:
-            protect(v.key, f"tagged {', '.join(floating)}")
+            _protect(keep, v.key, f"tagged {', '.join(floating)}")
         elif v.key in children and v.created is None:
             continue  # an index's children follow the index, decided below
         elif v.created is None:
-            protect(v.key, "age unknown")
+            _protect(keep, v.key, "age unknown")
         elif policy.now - v.created < policy.max_age:
-            protect(v.key, f"younger than {policy.max_age.days} days")
-    # Closure: children of kept indexes, then signatures of anything kept.
+            _protect(keep, v.key, f"younger than {policy.max_age.days} days")
+
+
+def _protect_closure(by_key: Mapping[Key, Version], keep: dict[Key, str]) -> None:
+    """Children of kept indexes (transitively), then signatures of anything kept."""
     changed = True
     while changed:
         changed = False
@@ -161,14 +186,16 @@ def plan(
             parent = by_key.get(key)
             for child in parent.children if parent else ():
                 if (key[0], child) not in keep:
-                    protect((key[0], child), f"child of kept index {key[1][:19]}")
+                    _protect(keep, (key[0], child), f"child of kept index {key[1][:19]}")
                     changed = True
     for v in by_key.values():
         subject = v.subject
         if subject is not None and (v.repository, subject) in keep:
-            protect(v.key, f"signature/attestation of kept {subject[:19]}")
-    # Deletion order: parents first, then children, then signatures (never before their image).
-    doomed = [v for v in by_key.values() if v.key not in keep]
+            _protect(keep, v.key, f"signature/attestation of kept {subject[:19]}")
+
+
+def _deletion_order(doomed: list[Version]) -> list[Version]:
+    """Parents first, then children, then signatures (never before their image)."""
 
     def rank(v: Version) -> int:
         if v.subject is not None:
@@ -176,5 +203,4 @@ def plan(
         is_child = any(v.digest in p.children for p in doomed if p.repository == v.repository)
         return 1 if is_child else 0
 
-    doomed.sort(key=lambda v: (rank(v), v.repository, v.digest))
-    return Plan(delete=doomed, keep=keep)
+    return sorted(doomed, key=lambda v: (rank(v), v.repository, v.digest))

@@ -1,0 +1,346 @@
+"""The command line says what it does: help everywhere, --version, exit codes and the README's
+Commands and Exit codes sections agree with the code, and the CLI modules stay small."""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import datetime
+import re
+from collections.abc import Mapping
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from dcforge import __main__ as cli
+from dcforge import cli_help, errors
+from dcforge.errors import ConfigError, DcforgeError
+from dcforge.runner import Runner
+from dcforge.settings import Settings
+
+ROOT = Path(__file__).resolve().parents[2]
+SRC = ROOT / "src" / "dcforge"
+README = (ROOT / "README.md").read_text()
+MAX_FUNCTION_LINES = 50
+
+
+def _subcommands(parser: argparse.ArgumentParser) -> argparse._SubParsersAction:  # type: ignore[type-arg]
+    found = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+    assert len(found) == 1
+    return found[0]
+
+
+SUBPARSERS = _subcommands(cli_help.parser())
+COMMANDS: dict[str, argparse.ArgumentParser] = dict(SUBPARSERS.choices)
+
+
+def _section(title: str) -> str:
+    start = README.index(f"\n## {title}\n")
+    end = README.find("\n## ", start + 1)
+    return README[start : end if end != -1 else len(README)]
+
+
+def _table_rows(section: str) -> list[list[str]]:
+    """The cells of a markdown table's body rows (``\\|`` inside a cell is not a separator)."""
+    rows = []
+    for line in section.splitlines():
+        if line.startswith("|") and not line.startswith("|---"):
+            rows.append([c.strip() for c in re.split(r"(?<!\\)\|", line.strip("|"))])
+    return rows[1:]  # the header
+
+
+# --- help -------------------------------------------------------------------------------------
+
+
+def _options(parser: argparse.ArgumentParser) -> list[argparse.Action]:
+    return [
+        a
+        for a in parser._actions
+        if not isinstance(a, argparse._HelpAction | argparse._SubParsersAction)
+    ]
+
+
+@pytest.mark.parametrize(
+    "name", ["(top)", *COMMANDS], ids=lambda n: n if n != "(top)" else "dcforge"
+)
+def test_every_option_has_help(name: str) -> None:
+    parser = cli_help.parser() if name == "(top)" else COMMANDS[name]
+    missing = [
+        a.option_strings or [a.dest]
+        for a in _options(parser)
+        if not a.help or a.help == argparse.SUPPRESS or not a.help.strip()
+    ]
+    assert not missing, f"{name}: options without help: {missing}"
+
+
+def test_every_command_has_a_summary_and_a_description() -> None:
+    summaries = {a.dest: a.help for a in SUBPARSERS._choices_actions}
+    assert set(summaries) == set(COMMANDS)
+    for name, parser in COMMANDS.items():
+        assert (summaries[name] or "").strip(), f"{name}: no help= in the command list"
+        assert (parser.description or "").strip(), f"{name}: no description atop its --help"
+
+
+def test_help_opens_with_what_dcforge_does() -> None:
+    text = cli_help.parser().format_help()
+    after_usage = text.split("\n\n", 1)[1]
+    assert " ".join(after_usage.split()).startswith("dcforge builds devcontainer images")
+    assert "``" not in text, "an internal docstring leaked into --help"
+
+
+def test_version_prints_the_installed_version(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as stopped:
+        cli_help.parser().parse_args(["--version"])
+    assert stopped.value.code == 0
+    assert capsys.readouterr().out == f"dcforge {metadata.version('dcforge')}\n"
+
+
+# --- wiring -----------------------------------------------------------------------------------
+
+
+def _record(calls: list[dict[str, Any]]) -> Any:
+    def recorder(*args: Any, **kwargs: Any) -> None:
+        calls.append({"args": args, **kwargs})
+
+    return recorder
+
+
+@pytest.mark.parametrize(
+    ("argv", "dry_run"),
+    [
+        (["build"], False),
+        (["--dry-run", "build"], True),
+        (["build", "--dry-run"], True),
+        (["build", "--dry-run", "--no-prune", "--jobs", "2"], True),
+    ],
+)
+def test_build_dry_run_reaches_the_runner(
+    argv: list[str], dry_run: bool, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from dcforge.stages import build
+
+    calls: list[dict[str, Any]] = []
+    monkeypatch.setattr(build, "run", _record(calls))
+    assert cli.run(["--root", str(tmp_path), *argv], {}) == 0
+    (call,) = calls
+    conf, runner, _env, _options = call["args"]
+    assert isinstance(conf, Settings)
+    assert isinstance(runner, Runner)
+    assert runner.dry_run is dry_run
+
+
+@pytest.mark.parametrize(
+    ("env", "flags", "yes"),
+    [
+        ({}, ["--yes"], True),
+        ({}, [], False),
+        ({"GITHUB_REF": "refs/heads/main"}, ["--yes-on-default-branch"], True),
+        ({"GITHUB_REF": "refs/heads/feature"}, ["--yes-on-default-branch"], False),
+        ({"GITHUB_REF": "refs/pull/1/merge"}, ["--yes-on-default-branch", "--yes"], True),
+    ],
+)
+def test_prune_deletes_only_when_told(
+    env: Mapping[str, str],
+    flags: list[str],
+    yes: bool,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from dcforge.stages import retention
+
+    calls: list[dict[str, Any]] = []
+    monkeypatch.setattr(retention, "run", _record(calls))
+    argv = ["--root", str(tmp_path), "prune", "--registry", *flags]
+    assert cli.run(argv, env) == 0
+    assert [c["yes"] for c in calls] == [yes]
+
+
+def test_prune_needs_a_target(tmp_path: Path) -> None:
+    with pytest.raises(DcforgeError, match="say what to prune"):
+        cli.run(["--root", str(tmp_path), "prune", "--yes"], {})
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        ("", None),
+        ("2024-01-02T03:04:05Z", datetime.datetime(2024, 1, 2, 3, 4, 5, tzinfo=datetime.UTC)),
+        ("2024-01-02", datetime.datetime(2024, 1, 2, tzinfo=datetime.UTC)),
+        (
+            "2024-01-02T03:04:05+02:00",
+            datetime.datetime(2024, 1, 2, 1, 4, 5, tzinfo=datetime.UTC),
+        ),
+    ],
+)
+def test_parse_now(raw: str, expected: datetime.datetime | None) -> None:
+    assert cli.parse_now(raw) == expected
+
+
+def test_parse_now_refuses_a_non_date() -> None:
+    with pytest.raises(DcforgeError, match="not an ISO date/time") as err:
+        cli.parse_now("yesterday")
+    assert err.value.exit_code == 1
+
+
+def test_main_turns_errors_into_exit_codes(monkeypatch: pytest.MonkeyPatch) -> None:
+    def config_error(argv: Any, env: Any) -> int:
+        raise ConfigError("bad")
+
+    def interrupted(argv: Any, env: Any) -> int:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(cli, "run", config_error)
+    assert cli.main(["plan"]) == ConfigError.exit_code
+    monkeypatch.setattr(cli, "run", interrupted)
+    assert cli.main(["plan"]) == errors.INTERRUPTED_EXIT_CODE == 130
+
+
+# --- exit codes: errors.py, the stages and the README agree -----------------------------------
+
+
+def _defined_exit_codes() -> dict[int, tuple[str, str]]:
+    """Every ``exit_code = N`` class attribute in src/dcforge: code → (class, kind)."""
+    found: dict[int, tuple[str, str]] = {}
+    for path in sorted(SRC.rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if not isinstance(node, ast.ClassDef):
+                continue
+            values = {
+                target.id: stmt.value.value
+                for stmt in node.body
+                if isinstance(stmt, ast.Assign) and isinstance(stmt.value, ast.Constant)
+                for target in stmt.targets
+                if isinstance(target, ast.Name)
+            }
+            if "exit_code" in values:
+                code = values["exit_code"]
+                assert isinstance(code, int)
+                assert code not in found, f"exit code {code}: {found.get(code)} and {node.name}"
+                found[code] = (node.name, str(values.get("kind", "")))
+    return found
+
+
+def _all_exit_codes() -> set[int]:
+    return {0, errors.INTERRUPTED_EXIT_CODE, *_defined_exit_codes()}
+
+
+def test_readme_exit_codes_table_matches_the_code() -> None:
+    rows = {int(r[0]): r for r in _table_rows(_section("Exit codes"))}
+    assert set(rows) == _all_exit_codes()
+    for code, (name, kind) in _defined_exit_codes().items():
+        assert f"`{kind}`" == rows[code][1], f"{code}: meaning should be the printed `{kind}`"
+        assert f"`{name}`" in rows[code][2], f"{code}: 'raised when' should name {name}"
+
+
+def test_errors_docstring_table_matches_the_code() -> None:
+    doc = errors.__doc__ or ""
+    rows = {int(m[1]): m[2] for m in re.finditer(r"^(\d+) +(.+)$", doc, re.MULTILINE)}
+    assert set(rows) == _all_exit_codes()
+    for code, (name, kind) in _defined_exit_codes().items():
+        assert rows[code].startswith(f"{kind}  "), f"{code}: meaning should be {kind!r}"
+        assert name in rows[code], f"{code}: 'raised when' should name {name}"
+
+
+# --- README Commands --------------------------------------------------------------------------
+
+# How people reach each command: a nox session, an invoke task, or python -m dcforge itself.
+REACHED_AS = {
+    "plan": "nox -s plan",
+    "build": "nox -s build",
+    "gate": "nox -s gate",
+    "publish": "nox -s publish",
+    "verify": "nox -s verify",
+    "rollback": "nox -s rollback",
+    "pin": "invoke pin",
+    "releases": "invoke releases",
+    "prune": "nox -s prune",
+    "merge-manifests": "nox -s merge",
+    "lint-workflows": "python -m dcforge lint-workflows",
+    "trivy": "invoke trivy ",
+    "syft": "invoke syft",
+    "cosign": "invoke cosign",
+    "trivy-db-mirror": "invoke trivy-db-mirror",
+}
+NOX_SESSION_COMMAND = {
+    spelling.removeprefix("nox -s "): command
+    for command, spelling in REACHED_AS.items()
+    if spelling.startswith("nox -s ")
+}
+
+
+def _first_cells() -> list[str]:
+    return [row[0] for row in _table_rows(_section("Commands"))]
+
+
+def test_readme_commands_cover_every_command() -> None:
+    assert set(REACHED_AS) == set(COMMANDS), "say how people reach a new command"
+    cells = " ".join(_first_cells())
+    missing = [name for name, spelling in REACHED_AS.items() if spelling not in cells]
+    assert not missing, f"README Commands does not mention: {missing}"
+
+
+def _nox_sessions() -> set[str]:
+    tree = ast.parse((ROOT / "noxfile.py").read_text())
+    return {
+        fn.name
+        for fn in tree.body
+        if isinstance(fn, ast.FunctionDef)
+        and any("session" in ast.unparse(d) for d in fn.decorator_list)
+    }
+
+
+def _invoke_tasks() -> set[str]:
+    names = set()
+    for fn in ast.parse((ROOT / "tasks.py").read_text()).body:
+        if not isinstance(fn, ast.FunctionDef):
+            continue
+        for deco in fn.decorator_list:
+            call = deco if isinstance(deco, ast.Call) else None
+            if ast.unparse(call.func if call else deco) != "task":
+                continue
+            named = [k.value for k in (call.keywords if call else []) if k.arg == "name"]
+            given = named[0].value if named and isinstance(named[0], ast.Constant) else None
+            names.add(str(given or fn.name.replace("_", "-")))
+    return names
+
+
+def test_readme_commands_exist() -> None:
+    sessions, tasks = _nox_sessions(), _invoke_tasks()
+    for cell in _first_cells():
+        for session in re.findall(r"nox -s ([\w-]+)", cell):
+            assert session in sessions, f"{cell}: no nox session {session!r}"
+        for task in re.findall(r"invoke ([\w-]+)", cell):
+            assert task in tasks, f"{cell}: no invoke task {task!r}"
+        for command in re.findall(r"python -m dcforge ([\w-]+)", cell):
+            assert command in COMMANDS, f"{cell}: no command {command!r}"
+
+
+def test_readme_nox_options_exist() -> None:
+    """``nox -s X -- --flag`` passes --flag to ``python -m dcforge X``: it must take it."""
+    for cell in _first_cells():
+        for part in re.split(r" / ", cell):
+            found = re.search(r"nox -s ([\w-]+)", part)
+            if not found or found[1] not in NOX_SESSION_COMMAND:
+                continue
+            command = COMMANDS[NOX_SESSION_COMMAND[found[1]]]
+            known = {s for a in command._actions for s in a.option_strings}
+            flags = re.findall(r"(?<![\w-])--[a-z][a-z-]*", part)
+            unknown = [f for f in flags if f not in known]
+            assert not unknown, f"{part}: {found[1]} takes no {unknown}"
+
+
+# --- small functions --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", ["__main__.py", "tools_cli.py", "cli_help.py"])
+def test_cli_functions_are_small(name: str) -> None:
+    path = SRC / name
+    long = [
+        f"{node.name} ({(node.end_lineno or node.lineno) - node.lineno + 1} lines)"
+        for node in ast.walk(ast.parse(path.read_text(), str(path)))
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef)
+        and (node.end_lineno or node.lineno) - node.lineno + 1 > MAX_FUNCTION_LINES
+    ]
+    assert not long, f"{name}: split these: {long}"
