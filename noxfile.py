@@ -149,8 +149,9 @@ def bench(session: nox.Session) -> None:
 def lint(session: nox.Session) -> None:
     """ruff, mypy (strict), shellcheck, and actionlint + zizmor over the workflows."""
     _install(session, "lint", "test")
-    session.run("ruff", "check", "src", "tests", "noxfile.py", "tasks.py")
-    session.run("ruff", "format", "--check", "src", "tests", "noxfile.py", "tasks.py")
-    session.run("mypy", "src", "tests", "noxfile.py", "tasks.py")
+    code = ("src", "tests", "benchmarks", "scripts/make-sample-db", "noxfile.py", "tasks.py")
+    session.run("ruff", "check", *code)
+    session.run("ruff", "format", "--check", *code)
+    session.run("mypy", *code)
     session.run("shellcheck", "scripts/bootstrap", "scripts/base-images", ".ci/run")
     session.run("python", "-m", "dcforge", "lint-workflows", *session.posargs)

@@ -25,6 +25,13 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from dcforge import settings as st
+from dcforge import trivydb
+from dcforge.runner import Runner
+from dcforge.stages import build, gate
+from dcforge.tools import buildx
+from dcforge.tools.registry import Registry as RegistryClient
+
 ROOT = Path(__file__).resolve().parents[1]
 LAYER_MB = 50
 ENV_BASE = {k: v for k, v in os.environ.items() if not k.startswith(("DCFORGE_", "GITHUB_"))}
@@ -80,11 +87,12 @@ class Registry:
         cfg = root / "registry.yml"
         cfg.write_text(
             "version: 0.1\nlog: {level: error, accesslog: {disabled: true}}\n"
-            f"storage: {{filesystem: {{rootdirectory: {self.storage}}}, delete: {{enabled: true}}}}\n"
+            f"storage: {{filesystem: {{rootdirectory: {self.storage}}}, "
+            "delete: {enabled: true}}\n"
             f"http: {{addr: 127.0.0.1:{self.port}}}\n"
         )
         self.proc = subprocess.Popen(
-            ["docker-registry", "serve", str(cfg)],
+            [shutil.which("docker-registry") or "docker-registry", "serve", str(cfg)],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
@@ -107,6 +115,7 @@ class Registry:
     def stop(self) -> None:
         self.proc.kill()
         self.proc.wait()
+
 
 # Trivy must detect an OS and scan its packages, or the gate blocks: say "Debian 12, one package".
 OS_RELEASE = 'ID=debian\nVERSION_ID="12"\n'
@@ -152,32 +161,9 @@ def dcforge(root: Path, *args: str, env: dict[str, str] | None = None) -> str:
 
 
 def bake_file(root: Path, out: Path) -> Path:
-    """An equivalent bake file generated from the same permutations (plain buildx bake)."""
-    sys.path.insert(0, str(ROOT / "src"))
-    from dcforge import settings as st
-    from dcforge.runner import Runner
-    from dcforge.stages import build
-    from dcforge.tools import buildx
-
+    """The bake file dcforge itself would build from (same targets, plain buildx bake)."""
     conf = st.load(root, {})
-    perms = build.load_permutations(conf)
-    planned = build.resolve_plan(conf, Runner(env=ENV_BASE), perms)
-    targets = [
-        buildx.Target(
-            name=p.perm.name,
-            context=p.perm.context,
-            dockerfile=p.perm.dockerfile,
-            args={
-                **dict(p.perm.build_args),
-                "BASE_IMAGE": build._pinned_base(p.perm.base_ref, p.base_digest),
-            },
-            platforms=p.perm.platforms,
-            tags=[f"{p.perm.repository}:{p.perm.name}"],
-            labels={},
-            output_tar=out / f"{p.perm.name}.tar",
-        )
-        for p in planned
-    ]
+    targets = build.bake_targets(conf, Runner(env=ENV_BASE), {}, out, "0" * 40)
     out.mkdir(parents=True, exist_ok=True)
     path = root / "bake" / "docker-bake.json"
     path.parent.mkdir(exist_ok=True)
@@ -232,26 +218,28 @@ def planning_1000(work: Path) -> float:
         'name: "big-{a}-{b}"\ncontext: ../ctx\nbase: "r/base:{a}"\nbuild_args: {X: "{a}{b}"}\n'
         'tags: ["{a}-{b}"]\n'
     )
+    # A fresh interpreter, so the import cost a user pays is in the figure.
     code = (
-        "import sys, time; sys.path.insert(0, %r)\n"
+        "import time\n"
         "from pathlib import Path\n"
         "t = time.perf_counter()\n"
         "from dcforge import config, hashing\n"
-        "root = Path(%r)\n"
-        "perms = config.load_all(root / 'permutations', root=root, registry='r', builtins={'base_registry': 'r', 'registry': 'r'})\n"
+        f"root = Path({str(root)!r})\n"
+        "perms = config.load_all(root / 'permutations', root=root, registry='r',\n"
+        "    builtins={'base_registry': 'r', 'registry': 'r'})\n"
         "assert len(perms) == 1000\n"
         "ctx = {}\n"
         "hashes = {hashing.input_hash(p, 'sha256:' + '0' * 64, ctx) for p in perms}\n"
         "assert len(hashes) == 1000\n"
         "print(time.perf_counter() - t)\n"
-    ) % (str(ROOT / "src"), str(root))
+    )
     return float(sh([sys.executable, "-c", code]).strip().splitlines()[-1])
 
 
-def run_size(n: int, work: Path, reg: Registry) -> dict[str, Any]:
+def run_size(n: int, work: Path, reg: Registry, db: str) -> dict[str, Any]:
     ns = f"n{n}"
     root = make_project(work / ns, n, f"{reg.host}/{ns}")
-    env = {"DCFORGE_TRIVY_DB_REPOSITORY": os.environ["BENCH_TRIVY_DB"]}
+    env = {"DCFORGE_TRIVY_DB_REPOSITORY": db}
     r: dict[str, Any] = {"n": n}
     print(f"[N={n}] cold build", flush=True)
     prune_build_cache()
@@ -298,6 +286,8 @@ def run_size(n: int, work: Path, reg: Registry) -> dict[str, Any]:
     return r
 
 
+TIMES = "\N{MULTIPLICATION SIGN}"
+
 SCENARIOS = [
     ("cold build", "cold_dcforge", "cold_bake", "docker buildx bake (cold)", 1.10),
     ("no-change rebuild", "nochange_dcforge", "nochange_bake_warm", "bake, warm cache", 0.10),
@@ -310,7 +300,10 @@ SCENARIOS = [
 
 def report(results: list[dict[str, Any]], planning: float, out: Path, elapsed: float) -> None:
     out.mkdir(parents=True, exist_ok=True)
-    machine = f"{platform.node()}: {os.cpu_count()} cores, {platform.platform()}, Python {platform.python_version()}"
+    machine = (
+        f"{platform.node()}: {os.cpu_count()} cores, {platform.platform()}, "
+        f"Python {platform.python_version()}"
+    )
     data = {
         "machine": machine,
         "layer_mb": LAYER_MB,
@@ -328,14 +321,13 @@ def report(results: list[dict[str, Any]], planning: float, out: Path, elapsed: f
     for name, ours, base, label, target in SCENARIOS:
         for r in results:
             ratio = r[ours] / r[base] if r[base] else float("nan")
-            tgt = f"≤ {target:.2f}×" if target is not None else "—"
-            lines.append(
-                f"| {name} | {r['n']} | {r[ours]:.2f} | {label} | {r[base]:.2f} | {ratio:.2f}× | {tgt} |"
-            )
+            tgt = f"≤ {target:.2f}{TIMES}" if target is not None else "—"
+            cells = [name, r["n"], f"{r[ours]:.2f}", label, f"{r[base]:.2f}"]
+            cells += [f"{ratio:.2f}{TIMES}", tgt]
+            lines.append("| " + " | ".join(map(str, cells)) + " |")
     for r in results:
-        lines.append(
-            f"| re-publish bytes uploaded | {r['n']} | {r['republish_uploaded_bytes']} B | — | — | — | 0 B |"
-        )
+        uploaded = r["republish_uploaded_bytes"]
+        lines.append(f"| re-publish bytes uploaded | {r['n']} | {uploaded} B | — | — | — | 0 B |")
     lines.append(f"| planning 1,000 permutations | 1000 | {planning:.3f} | — | — | — | < 1 s |")
     lines.append("")
     lines.append(f"Total benchmark time: {elapsed / 60:.1f} min.")
@@ -375,9 +367,9 @@ def main() -> int:
         work = Path(tmp)
         reg = Registry(work / "registry")
         try:
-            os.environ["BENCH_TRIVY_DB"] = prepare_db(work)
+            db = prepare_db(work)
             planning = planning_1000(work)
-            results = [run_size(n, work, reg) for n in sizes]
+            results = [run_size(n, work, reg, db) for n in sizes]
         finally:
             reg.stop()
     report(results, planning, args.out, time.perf_counter() - start)
@@ -385,26 +377,11 @@ def main() -> int:
 
 
 def prepare_db(work: Path) -> str:
-    """A small DB served by the stack's registry (the public one is out of reach here)."""
-    sys.path.insert(0, str(ROOT / "src"))
-    from dcforge import trivydb
-
-    d = trivydb.write_db(work / "db", trivydb.SAMPLE_ADVISORIES, sample=True)
-    trivydb.pack(d, work / "db.tar.gz")
+    """The bundled sample DB served by the stack's registry (the public one is out of reach
+    here), through the gate's own push: the benchmark is a user of the package."""
+    reg = RegistryClient.from_hosts(Runner(env=ENV_BASE), "localhost,127.0.0.1")
     repo = "localhost:5000/bench/trivy-db:2"
-    sh(
-        [
-            "oras",
-            "push",
-            "--plain-http",
-            repo,
-            "--artifact-type",
-            trivydb.DB_ARTIFACT_TYPE,
-            f"db.tar.gz:{trivydb.DB_MEDIA_TYPE}",
-        ],
-        cwd=work,
-    )
-    return repo
+    return gate.push_db_dir(reg, work, repo, trivydb.sample_db(work / "db"))
 
 
 if __name__ == "__main__":

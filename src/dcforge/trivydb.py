@@ -15,10 +15,9 @@ import tarfile
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from importlib import resources
 from pathlib import Path
 from typing import Any
-
-from boltdb import BoltDB
 
 PAGE_SIZE = 4096
 META_OFFSET = 16  # page header
@@ -87,6 +86,8 @@ def write_db(
     db_path.unlink(missing_ok=True)
     items = list(advisories)
     platforms = sorted({a.platform for a in items} | {"debian 12"})
+    from boltdb import BoltDB  # writing DBs is for tests and scripts: not a runtime dependency
+
     db = BoltDB(str(db_path))
     with db.update() as tx:
         _data_sources(tx, platforms, sample)
@@ -150,6 +151,19 @@ def _write_metadata(directory: Path, now: datetime, sample: bool) -> None:
         metadata["DcforgeSample"] = True  # reports say loudly that this is not real data
         marker.write_text(SAMPLE_SOURCE_NAME + "\n")
     (directory / "metadata.json").write_text(json.dumps(metadata))
+
+
+SAMPLE_DB_RESOURCE = "sample-trivy.db"
+
+
+def sample_db(directory: Path, *, updated_at: datetime | None = None) -> Path:
+    """The bundled sample DB (``resources/sample-trivy.db``, written from SAMPLE_ADVISORIES
+    by ``scripts/make-sample-db``), dated now and carrying the sample marker."""
+    directory.mkdir(parents=True, exist_ok=True)
+    data = resources.files("dcforge.resources").joinpath(SAMPLE_DB_RESOURCE).read_bytes()
+    (directory / "trivy.db").write_bytes(data)
+    _write_metadata(directory, updated_at or datetime.now(UTC), sample=True)
+    return directory
 
 
 def pack(directory: Path, out: Path) -> Path:

@@ -1,23 +1,33 @@
+"""The bundled sample DB is exactly what scripts/make-sample-db writes from the advisories."""
+
 from __future__ import annotations
 
-import struct
+import json
+from datetime import UTC, datetime
+from importlib import resources
 from pathlib import Path
 
 from dcforge import trivydb
 
 
-def test_meta_checksums_are_fnv1a_of_the_meta(tmp_path: Path) -> None:
-    trivydb.write_db(tmp_path, [trivydb.Advisory("CVE-2099-0001", "zlib", "1:1.3.0-1")])
-    data = (tmp_path / "trivy.db").read_bytes()
-    for page in (0, 1):
-        start = page * trivydb.PAGE_SIZE + trivydb.META_OFFSET
-        meta = data[start : start + trivydb.META_CHECKSUM_OFFSET]
-        (checksum,) = struct.unpack("<Q", data[start + 56 : start + 64])
-        assert checksum == trivydb._fnv1a64(meta)
-        assert meta[:4] == bytes.fromhex("edda0ced")  # bbolt magic, little-endian
-    assert '"Version": 2' in (tmp_path / "metadata.json").read_text()
+def test_the_packaged_sample_db_is_the_sample_advisories(tmp_path: Path) -> None:
+    written = trivydb.write_db(tmp_path / "w", trivydb.SAMPLE_ADVISORIES, sample=True)
+    packaged = resources.files("dcforge.resources").joinpath(trivydb.SAMPLE_DB_RESOURCE)
+    assert packaged.read_bytes() == (written / "trivy.db").read_bytes(), (
+        "re-run scripts/make-sample-db after changing SAMPLE_ADVISORIES"
+    )
 
 
-def test_known_fnv_vector() -> None:
-    assert trivydb._fnv1a64(b"") == 0xCBF29CE484222325
-    assert trivydb._fnv1a64(b"a") == 0xAF63DC4C8601EC8C
+def test_the_sample_db_is_dated_now_and_marked(tmp_path: Path) -> None:
+    now = datetime(2026, 11, 28, 12, tzinfo=UTC)
+    db = trivydb.sample_db(tmp_path / "db", updated_at=now)
+    meta = json.loads((db / "metadata.json").read_text())
+    assert meta["UpdatedAt"].startswith("2026-11-28T12:00:00")
+    assert meta["DcforgeSample"] is True
+    assert (db / trivydb.SAMPLE_MARKER_FILE).is_file()
+
+
+def test_a_real_looking_db_carries_no_marker(tmp_path: Path) -> None:
+    db = trivydb.write_db(tmp_path / "db", [trivydb.Advisory("CVE-2099-1", "zlib", "1")])
+    assert not (db / trivydb.SAMPLE_MARKER_FILE).exists()
+    assert "DcforgeSample" not in json.loads((db / "metadata.json").read_text())

@@ -89,6 +89,16 @@ def _pinned_base(ref: str, digest: str) -> str:
     return f"{name}@{digest}"
 
 
+def bake_targets(
+    settings: Settings, runner: Runner, env: Mapping[str, str], out_dir: Path, git_sha: str
+) -> list[buildx.Target]:
+    """The bake targets dcforge builds for every permutation, writing archives to
+    ``out_dir`` (``buildx.bake_definition`` turns them into a bake file; the benchmark
+    hands that file to plain ``docker buildx bake``)."""
+    planned = resolve_plan(settings, runner, load_permutations(settings))
+    return _targets(settings, env, planned, out_dir, git_sha)
+
+
 def _targets(
     settings: Settings,
     env: Mapping[str, str],

@@ -100,11 +100,9 @@ def _scan_options(settings: Settings, reg: Registry, db_ref: str, digest: str) -
 
 
 def push_sample_db(settings: Settings, reg: Registry, work: Path) -> str:
-    """Write the bundled sample DB and serve it from the local registry; returns its ref."""
+    """Serve the bundled sample DB from the local registry; returns its ref."""
     host = settings.registry.split("/", 1)[0]
-    return publish_db(
-        reg, work, f"{host}/{SAMPLE_REPOSITORY}", trivydb.SAMPLE_ADVISORIES, sample=True
-    )
+    return push_db_dir(reg, work, f"{host}/{SAMPLE_REPOSITORY}", trivydb.sample_db(work / "db"))
 
 
 def publish_db(
@@ -116,8 +114,15 @@ def publish_db(
     updated_at: dt.datetime | None = None,
     sample: bool = False,
 ) -> str:
-    """Write a Trivy DB from ``advisories`` and serve it at ``repository`` as Trivy expects."""
+    """Write a Trivy DB from ``advisories`` and serve it at ``repository`` as Trivy expects
+    (tests and mirrors of made-up data; needs the ``boltdb`` test dependency)."""
     db_dir = trivydb.write_db(work / "db", advisories, updated_at=updated_at, sample=sample)
+    return push_db_dir(reg, work, repository, db_dir)
+
+
+def push_db_dir(reg: Registry, work: Path, repository: str, db_dir: Path) -> str:
+    """Serve the DB in ``db_dir`` (trivy.db + metadata.json) at ``repository``."""
+    sample = (db_dir / trivydb.SAMPLE_MARKER_FILE).exists()
     trivydb.pack(db_dir, work / "db.tar.gz")
     reg.push_artifact(
         repository,

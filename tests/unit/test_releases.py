@@ -1,0 +1,116 @@
+"""The releases layer's pure parts: tag moves with put-back, attestation subjects, the pin,
+signer selection. The registry here is an in-memory stand-in for the distribution API
+(tags → digests); the real one is exercised by tests/integration/test_release_chain.py."""
+
+from __future__ import annotations
+
+import base64
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, cast
+
+import pytest
+
+from dcforge import release, settings, signing
+from dcforge.errors import DcforgeError, ManifestError, RegistryError
+from dcforge.releases import Releases, subjects
+from dcforge.runner import Runner
+from dcforge.tools.cosign import Cosign, Signer
+from dcforge.tools.registry import Registry
+
+A, B, C = ("sha256:" + c * 64 for c in "abc")
+
+
+@dataclass
+class MemoryRegistry:
+    """tag → digest, as a registry serves it; ``fail_on`` makes one tag operation fail."""
+
+    tags: dict[str, str] = field(default_factory=dict)
+    fail_on: set[str] = field(default_factory=set)
+    runner: Runner = field(default_factory=Runner)
+
+    def digest_or_none(self, reference: str) -> str | None:
+        return self.tags.get(reference)
+
+    def resolve(self, reference: str) -> str:
+        return self.tags[reference]
+
+    def tag(self, ref_at_digest: str, new_tags: list[str]) -> None:
+        repo, digest = ref_at_digest.split("@", 1)
+        for t in new_tags:
+            if f"{repo}:{t}" in self.fail_on:
+                raise RegistryError(f"cannot tag {repo}:{t}")
+            self.tags[f"{repo}:{t}"] = digest
+
+
+def layer(tmp_path: Path, reg: MemoryRegistry) -> Releases:
+    conf = settings.load(tmp_path, {})
+    fake = cast(Registry, reg)
+    return Releases(conf, fake, Cosign(Runner(), Signer(key="k"), fake, {}), {})
+
+
+def image(repo: str, digest: str, *tags: str) -> release.Image:
+    return release.Image(repo.rsplit("/", 1)[-1], repo, digest, "immutable", tags)
+
+
+def test_tags_move_and_report_where_they_were(tmp_path: Path) -> None:
+    reg = MemoryRegistry({"r/py:3": A, "r/py:latest": A})
+    moved = layer(tmp_path, reg).move_tags(
+        [image("r/py", B, "3", "latest"), image("r/node", C, "18")]
+    )
+    assert moved == {"r/py:3": A, "r/py:latest": A, "r/node:18": "(none)"}
+    assert reg.tags == {"r/py:3": B, "r/py:latest": B, "r/node:18": C}
+    assert layer(tmp_path, reg).move_tags([image("r/py", B, "3")]) == {}  # nothing to do
+
+
+def test_a_failed_move_puts_back_what_already_moved(tmp_path: Path) -> None:
+    reg = MemoryRegistry({"r/a:1": A, "r/b:1": A}, fail_on={"r/b:1"})
+    with pytest.raises(DcforgeError, match=r"previous release is in place \(1 tag"):
+        layer(tmp_path, reg).move_tags([image("r/a", B, "1"), image("r/b", B, "1")])
+    assert reg.tags == {"r/a:1": A, "r/b:1": A}  # never a mix of releases
+
+
+def test_restore_puts_moved_tags_back(tmp_path: Path) -> None:
+    reg = MemoryRegistry({"r/a:1": B})
+    assert "1 tag(s) put back" in layer(tmp_path, reg).restore({"r/a:1": A})
+    assert reg.tags == {"r/a:1": A}
+
+
+def envelope(predicate_type: str, *digests: str) -> str:
+    statement: dict[str, Any] = {
+        "predicateType": predicate_type,
+        "subject": [{"digest": {"sha256": d.removeprefix("sha256:")}} for d in digests],
+    }
+    return json.dumps({"payload": base64.b64encode(json.dumps(statement).encode()).decode()})
+
+
+def test_subjects_are_read_per_predicate_type_and_junk_is_ignored() -> None:
+    out = "\n".join(
+        [
+            envelope("https://slsa.dev/provenance/v1", A),
+            envelope("https://spdx.dev/Document", B),
+            "not json",
+            json.dumps({"payload": "!!!"}),
+        ]
+    )
+    assert subjects(out, "https://slsa.dev/provenance/v1") == {A}
+    assert subjects(out, "https://spdx.dev/Document") == {B}
+    assert subjects(out, "https://example.invalid/other") == set()
+
+
+def test_pin_statements_round_trip_and_refuse_other_documents() -> None:
+    body = release.pin_statement("a" * 40, A, "2026-11-28T00:00:00Z")
+    pin = release.parse_pin(json.loads(body), "lkg")
+    assert (pin.git_sha, pin.record_digest) == ("a" * 40, A)
+    with pytest.raises(ManifestError, match="not a dcforge pin statement"):
+        release.parse_pin({"kind": "dcforge-release"}, "lkg")
+
+
+def test_signer_is_a_key_pair_by_default_and_keyless_on_request(tmp_path: Path) -> None:
+    conf = settings.load(tmp_path, {})
+    local = signing.signer(conf, {})
+    assert local.key == f"{tmp_path}/.dcforge/cosign/cosign.key"
+    assert local.public_key.endswith("cosign.pub")
+    keyless = signing.signer(conf, {"DCFORGE_SIGNING": "keyless", "DCFORGE_COSIGN_IDENTITY": "id"})
+    assert (keyless.key, keyless.identity, keyless.tlog) == ("", "id", True)
