@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import nox
 
 nox.options.default_venv_backend = "venv"
@@ -117,6 +119,43 @@ def tests(session: nox.Session) -> None:
     session.run("pytest", "tests/unit", "-q", *session.posargs)
     _stack(session)
     session.run("pytest", "tests/integration", "-q", "--timeout=900", *session.posargs)
+    _unit_tests_on_newest_python(session)
+
+
+NEWER_PYTHONS = ("3.14", "3.13", "3.12")
+
+
+def _newest_python() -> str | None:
+    """The newest interpreter on this machine newer than the session's (PATH, then pyenv)."""
+    import glob
+    import shutil
+    import subprocess
+
+    for version in NEWER_PYTHONS:
+        candidates = [shutil.which(f"python{version}") or ""]
+        candidates += sorted(
+            glob.glob(os.path.expanduser(f"~/.pyenv/versions/{version}*/bin/python3"))
+        )
+        for exe in filter(None, candidates):
+            ok = subprocess.run([exe, "--version"], capture_output=True, check=False)
+            if ok.returncode == 0:
+                return exe
+    return None
+
+
+def _unit_tests_on_newest_python(session: nox.Session) -> None:
+    """Every supported Python: the unit tests again on the newest one found here."""
+    exe = _newest_python()
+    if exe is None:
+        session.log(
+            f"no Python newer than this one ({', '.join(NEWER_PYTHONS)}): unit tests ran once"
+        )
+        return
+    venv = os.path.join(".nox", "unit-newest")
+    python = os.path.join(venv, "bin", "python")
+    session.run(exe, "-m", "venv", venv, external=True)
+    session.run(python, "-m", "pip", "install", "-q", "-e", ".[test]", external=True)
+    session.run(python, "-m", "pytest", "tests/unit", "-q", external=True)
 
 
 @nox.session(python=PYTHON)

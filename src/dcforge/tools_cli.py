@@ -65,7 +65,7 @@ def _syft(args: argparse.Namespace, conf: Settings, runner: Runner, env: Mapping
 def _cosign(
     args: argparse.Namespace, conf: Settings, runner: Runner, env: Mapping[str, str]
 ) -> int:
-    reg = Registry.from_hosts(runner, conf.insecure_registries)
+    reg = Registry(runner, conf.insecure_hosts)
     signer = cosign.Cosign(runner, signing.signer(conf, env), reg, signing.cosign_env(conf, env))
     if args.action == "sign":
         signer.sign(args.reference)
@@ -79,7 +79,7 @@ def _cosign(
 def _trivy_db_mirror(
     args: argparse.Namespace, conf: Settings, runner: Runner, env: Mapping[str, str]
 ) -> int:
-    reg = Registry.from_hosts(runner, conf.insecure_registries)
+    reg = Registry(runner, conf.insecure_hosts)
     target = args.to if ":" in args.to.rsplit("/", 1)[-1] else f"{args.to}:2"
     reg.copy(args.source, target)
     digest = reg.resolve(target)

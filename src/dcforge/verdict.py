@@ -25,14 +25,7 @@ SCANNED_TOOLS = ("trivy", "syft")
 
 
 def current_policy(settings: Settings) -> policy.Policy:
-    return policy.Policy.parse(
-        settings.blocking_severities,
-        settings.max_db_age_hours,
-        max_waiver_days=settings.max_waiver_days,
-        ignore_unfixed=settings.ignore_unfixed,
-        skip_dirs=settings.scan_skip_dirs,
-        db_digest=settings.trivy_db_digest,
-    )
+    return settings.gate_policy
 
 
 def waivers_path(settings: Settings) -> Path:

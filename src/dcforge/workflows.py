@@ -9,6 +9,7 @@ from typing import Any
 
 import yaml
 
+from dcforge import toolchain
 from dcforge.errors import ConfigError, ToolError
 from dcforge.runner import Runner
 
@@ -65,6 +66,7 @@ def problems(path: Path) -> list[str]:
             if uses and not uses.startswith("./") and not PINNED.match(uses):
                 out.append(f"{where}: {uses} is not pinned to a full commit SHA")
             with_ = step.get("with") or {}
+            out += _tool_version_problems(where, uses or "", with_)
             if (uses or "").startswith("actions/checkout@") and with_.get(
                 "persist-credentials"
             ) is not False:
@@ -192,6 +194,27 @@ def _group(holder: dict[str, Any]) -> str | None:
     if isinstance(concurrency, dict):
         concurrency = concurrency.get("group")
     return None if concurrency is None else str(concurrency)
+
+
+# Actions that install a pinned tool: (action, its version input, tool, prefix of the value).
+TOOL_ACTIONS = (
+    ("oras-project/setup-oras@", "version", "oras", ""),
+    ("sigstore/cosign-installer@", "cosign-release", "cosign", "v"),
+)
+
+
+def _tool_version_problems(where: str, uses: str, with_: dict[str, Any]) -> list[str]:
+    """The workflows install oras and cosign at pyproject's pins, never at versions of their
+    own (one place for pins: pyproject.toml)."""
+    for action, key, tool, prefix in TOOL_ACTIONS:
+        if uses.startswith(action):
+            want = prefix + toolchain.debian_pin(tool)
+            if str(with_.get(key, "")) != want:
+                return [
+                    f"{where}: {tool} {with_.get(key)!r} differs from the pin in pyproject.toml "
+                    f"({want}) — set {key}: {want}"
+                ]
+    return []
 
 
 def _writes_registry(job: dict[str, Any]) -> bool:

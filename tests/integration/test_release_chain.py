@@ -216,6 +216,7 @@ def test_retention_waits_for_a_rollback_and_keeps_what_it_reinstated(
     argv = [sys.executable, "-m", "dcforge", "prune", "--registry", "--yes"]
     argv += ["--now", "2099-01-01T00:00:00Z"]
     registry_name = r.env["DCFORGE_REGISTRY"]
+    locks.configure(locks.directory_for(base_env()))  # where the dcforge process looks
     with locks.registry_lock(registry_name):  # the rollback's critical section
         proc = subprocess.Popen(
             argv,

@@ -293,7 +293,7 @@ def _nox_sessions() -> set[str]:
 
 def _invoke_tasks() -> set[str]:
     names = set()
-    for fn in ast.parse((ROOT / "tasks.py").read_text()).body:
+    for fn in ast.parse((ROOT / "src/dcforge/tasks.py").read_text()).body:
         if not isinstance(fn, ast.FunctionDef):
             continue
         for deco in fn.decorator_list:

@@ -60,3 +60,26 @@ def test_boolean_settings(tmp_path: Path) -> None:
     assert settings.load(tmp_path, {"DCFORGE_IGNORE_UNFIXED": "true"}).ignore_unfixed is True
     with pytest.raises(ConfigError, match="must be true or false"):
         settings.load(tmp_path, {"DCFORGE_IGNORE_UNFIXED": "maybe"})
+
+
+def test_unknown_keys_and_variables_are_refused_with_a_hint(tmp_path: Path) -> None:
+    root = write_project(tmp_path, extra_settings='regsitry = "x"\n')
+    with pytest.raises(ConfigError, match=r"unknown key \[tool.dcforge\].regsitry — did you mean"):
+        settings.load(root, {})
+    with pytest.raises(
+        ConfigError,
+        match="DCFORGE_REGISTY is not a dcforge setting — did you mean DCFORGE_REGISTRY",
+    ):
+        settings.load(tmp_path / "none", {"DCFORGE_REGISTY": "x"})
+    with pytest.raises(ConfigError, match="DCFORGE_QQQQQ is not a dcforge setting — unset it"):
+        settings.load(tmp_path / "none", {"DCFORGE_QQQQQ": "x"})
+    # Credentials, signing mode and the like are not settings, and are fine.
+    assert settings.load(tmp_path / "none", {"DCFORGE_SIGNING": "keyless"}).registry
+
+
+def test_settings_are_parsed_once_into_typed_values(tmp_path: Path) -> None:
+    s = settings.load(tmp_path, {"DCFORGE_INSECURE_REGISTRIES": " a.example , b ,,"})
+    assert s.insecure_hosts == frozenset({"a.example", "b"})
+    assert s.gate_policy.blocking == ("CRITICAL", "HIGH")
+    with pytest.raises(ConfigError, match="blocking_severities"):
+        settings.load(tmp_path, {"DCFORGE_BLOCKING_SEVERITIES": "SEVERE"})

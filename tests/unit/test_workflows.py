@@ -315,3 +315,19 @@ def test_shipped_registry_jobs_share_the_queued_group() -> None:
                     "cancel-in-progress": False,
                     "queue": "max",
                 }, f"{path.name}:{name}"
+
+
+def test_tool_installs_in_workflows_follow_pyproject_pins(tmp_path: Path) -> None:
+    directory = project(tmp_path)
+    wf = directory / "wf.yml"
+    body = workflow(job("plan", "nox -s plan"))
+    stale = body.replace(
+        "      - run: nox -s plan\n",
+        "      - uses: oras-project/setup-oras@" + "a" * 40 + "\n"
+        "        with: {version: 1.1.0}\n      - run: nox -s plan\n",
+    )
+    wf.write_text(stale)
+    found = "\n".join(workflows.problems(wf))
+    assert "oras '1.1.0' differs from the pin in pyproject.toml (1.2.0)" in found
+    wf.write_text(stale.replace("1.1.0", "1.2.0"))
+    assert not [p for p in workflows.problems(wf) if "differs from the pin" in p]

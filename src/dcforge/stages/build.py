@@ -70,7 +70,7 @@ def resolve_plan(
 ) -> list[PlannedPermutation]:
     """Resolve every base reference to a digest (once per ref) and hash the inputs."""
     refs = sorted({p.base_ref for p in perms})
-    reg = Registry.from_hosts(runner, settings.insecure_registries)
+    reg = Registry(runner, settings.insecure_hosts)
     with ThreadPoolExecutor(max_workers=max(1, min(8, len(refs)))) as pool:
         digests = dict(zip(refs, pool.map(reg.resolve, refs), strict=True))
     contexts: dict[Path, list[tuple[str, str, int]]] = {}

@@ -146,7 +146,7 @@ def prepare_db(settings: Settings, runner: Runner, work: Path, now: dt.datetime)
     """Resolve the DB to a digest and download exactly that; the sample DB only for a
     loopback registry with no DB repository configured."""
     runner.which("trivy")  # a missing scanner is an error, never a reason to use sample data
-    reg = Registry.from_hosts(runner, settings.insecure_registries)
+    reg = Registry(runner, settings.insecure_hosts)
     configured = settings.trivy_db_repository
     failures = []
     for repository in [configured] if configured else TRIVY_DEFAULT_DB_REPOSITORIES:
@@ -319,7 +319,7 @@ def _scan_remote(
 ) -> policy.Verdict:
     """A reused image is re-scanned from the registry by digest with today's DB."""
     ref = f"{entry.repository}@{entry.image_digest}"
-    reg = Registry.from_hosts(runner, settings.insecure_registries)
+    reg = Registry(runner, settings.insecure_hosts)
     problems = [ctx.db.problem] if ctx.db.problem else []
     if problems:
         return _decide(entry, None, None, problems, ctx)
