@@ -97,7 +97,7 @@ class Releases:
     ) -> Releases:
         reg = Registry(runner, settings.insecure_hosts)
         who = signer or signing.signer(settings, env)
-        return cls(settings, reg, Cosign(runner, who, reg, signing.cosign_env(settings, env)), env)
+        return cls(settings, reg, Cosign(runner, who, reg, signing.cosign_env(env)), env)
 
     @property
     def repository(self) -> str:

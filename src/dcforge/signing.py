@@ -30,6 +30,6 @@ def signer(conf: Settings, env: Mapping[str, str]) -> Signer:
     return Signer(key=key, public_key=public)
 
 
-def cosign_env(conf: Settings, env: Mapping[str, str]) -> dict[str, str]:
+def cosign_env(env: Mapping[str, str]) -> dict[str, str]:
     """The variables cosign needs (password only from the environment)."""
     return {"COSIGN_PASSWORD": env.get("COSIGN_PASSWORD", "")}

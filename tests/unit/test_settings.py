@@ -83,3 +83,17 @@ def test_settings_are_parsed_once_into_typed_values(tmp_path: Path) -> None:
     assert s.gate_policy.blocking == ("CRITICAL", "HIGH")
     with pytest.raises(ConfigError, match="blocking_severities"):
         settings.load(tmp_path, {"DCFORGE_BLOCKING_SEVERITIES": "SEVERE"})
+
+
+def test_the_readme_settings_table_lists_every_setting() -> None:
+    import dataclasses
+    import re
+
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    table = readme.split("## Settings", 1)[1].split("\n## ", 1)[0]
+    listed = set()
+    for row in table.splitlines():
+        if row.startswith("| `"):
+            listed |= set(re.findall(r"`([a-z_]+)`", row.split("|")[1]))
+    fields = {f.name for f in dataclasses.fields(settings.Settings) if f.init} - {"root"}
+    assert listed == fields

@@ -55,7 +55,7 @@ def ensure_signer(settings: Settings, runner: Runner, env: Mapping[str, str]) ->
                 f"no cosign key yet: making a LOCAL key pair in {key.parent} (git-ignored) — "
                 "fine for this machine; CI must bring its own (COSIGN_KEY) or sign keyless"
             )
-            cosign.generate_key_pair(runner, key.parent, signing.cosign_env(settings, env))
+            cosign.generate_key_pair(runner, key.parent, signing.cosign_env(env))
     elif signer.key and "://" not in signer.key and not Path(signer.key).is_file():
         raise PublishRefused(f"COSIGN_KEY={signer.key}: no such key file")
     return signer
