@@ -15,12 +15,10 @@ import json
 import os
 import platform
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -30,6 +28,7 @@ from dcforge import trivydb
 from dcforge.runner import Runner
 from dcforge.stages import build, gate
 from dcforge.tools import buildx
+from dcforge.tools.local_registry import LocalRegistry
 from dcforge.tools.registry import Registry as RegistryClient
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -75,46 +74,6 @@ def timed(fn: Callable[[], object]) -> float:
     start = time.perf_counter()
     fn()
     return time.perf_counter() - start
-
-
-class Registry:
-    def __init__(self, root: Path) -> None:
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            self.port = s.getsockname()[1]
-        root.mkdir(parents=True, exist_ok=True)
-        self.storage = root / "storage"
-        cfg = root / "registry.yml"
-        cfg.write_text(
-            "version: 0.1\nlog: {level: error, accesslog: {disabled: true}}\n"
-            f"storage: {{filesystem: {{rootdirectory: {self.storage}}}, "
-            "delete: {enabled: true}}\n"
-            f"http: {{addr: 127.0.0.1:{self.port}}}\n"
-        )
-        self.proc = subprocess.Popen(
-            [shutil.which("docker-registry") or "docker-registry", "serve", str(cfg)],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        for _ in range(200):
-            try:
-                urllib.request.urlopen(f"http://127.0.0.1:{self.port}/v2/", timeout=1).close()
-                return
-            except OSError:
-                time.sleep(0.05)
-        raise RuntimeError("bench registry did not start")
-
-    @property
-    def host(self) -> str:
-        return f"localhost:{self.port}"
-
-    def blob_bytes(self) -> int:
-        root = self.storage / "docker/registry/v2/blobs"
-        return sum(p.stat().st_size for p in root.rglob("data")) if root.exists() else 0
-
-    def stop(self) -> None:
-        self.proc.kill()
-        self.proc.wait()
 
 
 # Trivy must detect an OS and scan its packages, or the gate blocks: say "Debian 12, one package".
@@ -236,7 +195,7 @@ def planning_1000(work: Path) -> float:
     return float(sh([sys.executable, "-c", code]).strip().splitlines()[-1])
 
 
-def run_size(n: int, work: Path, reg: Registry, db: str) -> dict[str, Any]:
+def run_size(n: int, work: Path, reg: LocalRegistry, db: str) -> dict[str, Any]:
     ns = f"n{n}"
     root = make_project(work / ns, n, f"{reg.host}/{ns}")
     env = {"DCFORGE_TRIVY_DB_REPOSITORY": db}
@@ -252,9 +211,9 @@ def run_size(n: int, work: Path, reg: Registry, db: str) -> dict[str, Any]:
     r["publish_dcforge"] = timed(lambda: dcforge(root, "publish", env=env))
     key = root / ".dcforge/cosign/cosign.key"
     r["publish_plain_script"] = timed(lambda: plain_publish(root, reg.host, key))
-    before = reg.blob_bytes()
+    before = sum(reg.blobs().values())
     r["republish_dcforge"] = timed(lambda: dcforge(root, "publish", env=env))
-    r["republish_uploaded_bytes"] = reg.blob_bytes() - before
+    r["republish_uploaded_bytes"] = sum(reg.blobs().values()) - before
     print(f"[N={n}] no-change rebuild", flush=True)
     git(root, "commit", "-q", "--allow-empty", "-m", "no change")
     r["nochange_dcforge"] = timed(
@@ -365,7 +324,8 @@ def main() -> int:
     start = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="dcforge-bench-") as tmp:
         work = Path(tmp)
-        reg = Registry(work / "registry")
+        reg = LocalRegistry(work / "registry")
+        reg.start()
         try:
             db = prepare_db(work)
             planning = planning_1000(work)

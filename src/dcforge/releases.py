@@ -96,7 +96,7 @@ class Releases:
         signer: Signer | None = None,
     ) -> Releases:
         reg = Registry(runner, settings.insecure_hosts)
-        who = signer or signing.signer(settings, env)
+        who = signer or signing.signer(settings)
         return cls(settings, reg, Cosign(runner, who, reg, signing.cosign_env(env)), env)
 
     @property

@@ -17,6 +17,40 @@ from dcforge.policy import Policy
 CACHE_BACKENDS = ("local", "registry", "gha", "none")
 
 
+SIGNING_MODES = ("key", "keyless")
+GITHUB_OIDC_ISSUER = "https://token.actions.githubusercontent.com"
+
+
+@dataclass(frozen=True)
+class SigningConfig:
+    """How releases are signed, read once from the environment (never a secret: the key's
+    password stays in the environment, for cosign alone)."""
+
+    mode: str = "key"  # DCFORGE_SIGNING: key (a key pair) or keyless (OIDC, Rekor)
+    key: str = ""  # COSIGN_KEY; empty: the local pair under the state folder
+    public_key: str = ""  # COSIGN_PUBLIC_KEY
+    identity: str = ""  # DCFORGE_COSIGN_IDENTITY (keyless verification)
+    issuer: str = GITHUB_OIDC_ISSUER  # DCFORGE_COSIGN_ISSUER
+    ci: bool = False  # CI is set: no freshly made key may sign
+
+    @classmethod
+    def parse(cls, env: Mapping[str, str]) -> SigningConfig:
+        mode = env.get("DCFORGE_SIGNING", "key")
+        if mode not in SIGNING_MODES:
+            raise ConfigError(
+                f"environment: DCFORGE_SIGNING={mode!r} is not one of {', '.join(SIGNING_MODES)}"
+                + _did_you_mean(mode, SIGNING_MODES)
+            )
+        return cls(
+            mode=mode,
+            key=env.get("COSIGN_KEY", ""),
+            public_key=env.get("COSIGN_PUBLIC_KEY", ""),
+            identity=env.get("DCFORGE_COSIGN_IDENTITY", ""),
+            issuer=env.get("DCFORGE_COSIGN_ISSUER", GITHUB_OIDC_ISSUER),
+            ci=bool(env.get("CI")),
+        )
+
+
 @dataclass(frozen=True)
 class Settings:
     """Everything project-wide. Secrets are never settings: they stay in the environment."""
@@ -45,6 +79,7 @@ class Settings:
     keep_releases: int = 5
     build_timeout: int = 3600
     scan_timeout: float = 1200.0
+    signing: SigningConfig = field(default_factory=SigningConfig, compare=False)
     # Parsed once from the fields above (never settings of their own).
     insecure_hosts: frozenset[str] = field(init=False, repr=False)
     gate_policy: Policy = field(init=False, repr=False)
@@ -154,6 +189,7 @@ ENV_ONLY = frozenset(
         "DCFORGE_DEBIAN_MIRROR",
     }
 )
+NOT_SETTINGS = frozenset({"root", "signing"})  # Settings fields that are not config keys
 _KINDS: dict[object, type] = {
     "int": int,
     int: int,
@@ -167,7 +203,9 @@ _KINDS: dict[object, type] = {
 def _types() -> dict[str, type]:
     """Setting name → its type (the parsed, derived fields are not settings)."""
     return {
-        f.name: _KINDS.get(f.type, str) for f in fields(Settings) if f.init and f.name != "root"
+        f.name: _KINDS.get(f.type, str)
+        for f in fields(Settings)
+        if f.init and f.name not in NOT_SETTINGS
     }
 
 
@@ -194,7 +232,7 @@ def load(root: Path, env: Mapping[str, str]) -> Settings:
     for key in ("registry", "base_registry", "cache_registry"):
         if key in values:  # image references are lowercase (GHCR: ${{ github.repository }})
             values[key] = str(values[key]).lower()
-    return _checked(Settings(root=root, **values))
+    return _checked(Settings(root=root, signing=SigningConfig.parse(env), **values))
 
 
 def _from_pyproject(pyproject: Path, types: Mapping[str, type]) -> dict[str, Any]:

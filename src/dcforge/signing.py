@@ -1,7 +1,8 @@
 """Which cosign identity signs: a key pair (local, air-gapped) or keyless (GitHub OIDC).
 
-One setting picks the mode: ``COSIGN_KEY`` set (or a key pair under the state folder)
-means key mode; ``DCFORGE_SIGNING=keyless`` means keyless. Passwords stay in the env.
+The mode and identity are parsed once with the settings (``Settings.signing``:
+``DCFORGE_SIGNING``, ``COSIGN_KEY``, ``COSIGN_PUBLIC_KEY``, ``DCFORGE_COSIGN_IDENTITY``);
+the key's password stays in the environment, for cosign alone.
 """
 
 from __future__ import annotations
@@ -16,17 +17,12 @@ def key_dir(conf: Settings) -> str:
     return str(conf.state_root / "cosign")
 
 
-def signer(conf: Settings, env: Mapping[str, str]) -> Signer:
-    if env.get("DCFORGE_SIGNING", "key") == "keyless":
-        return Signer(
-            identity=env.get("DCFORGE_COSIGN_IDENTITY", ""),
-            issuer=env.get("DCFORGE_COSIGN_ISSUER", "https://token.actions.githubusercontent.com"),
-            tlog=True,
-        )
-    key = env.get("COSIGN_KEY") or f"{key_dir(conf)}/cosign.key"
-    public = env.get("COSIGN_PUBLIC_KEY") or (
-        key[: -len(".key")] + ".pub" if key.endswith(".key") else ""
-    )
+def signer(conf: Settings) -> Signer:
+    how = conf.signing
+    if how.mode == "keyless":
+        return Signer(identity=how.identity, issuer=how.issuer, tlog=True)
+    key = how.key or f"{key_dir(conf)}/cosign.key"
+    public = how.public_key or (key[: -len(".key")] + ".pub" if key.endswith(".key") else "")
     return Signer(key=key, public_key=public)
 
 

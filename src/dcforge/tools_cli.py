@@ -66,7 +66,7 @@ def _cosign(
     args: argparse.Namespace, conf: Settings, runner: Runner, env: Mapping[str, str]
 ) -> int:
     reg = Registry(runner, conf.insecure_hosts)
-    signer = cosign.Cosign(runner, signing.signer(conf, env), reg, signing.cosign_env(env))
+    signer = cosign.Cosign(runner, signing.signer(conf), reg, signing.cosign_env(env))
     if args.action == "sign":
         signer.sign(args.reference)
         log.info(f"signed {args.reference}")

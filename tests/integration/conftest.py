@@ -5,10 +5,8 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
-import socket
 import subprocess
 import sys
-import time
 import urllib.request
 import uuid
 from collections.abc import Iterator, Mapping
@@ -22,6 +20,7 @@ from dcforge import trivydb
 from dcforge.runner import Runner
 from dcforge.stages import gate as gate_stage
 from dcforge.tools import registry
+from dcforge.tools.local_registry import LocalRegistry
 from dcforge.tools.registry import Registry
 from tests.projects import write_project
 
@@ -223,59 +222,11 @@ def shipped(namespace: str, tmp_path_factory: pytest.TempPathFactory) -> Shipped
     return Shipped(dist, env)
 
 
-class PrivateRegistry:
+class PrivateRegistry(LocalRegistry):
     """A distribution registry of one test's own on a free port (so it can be killed)."""
-
-    def __init__(self, root: Path) -> None:
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            self.port = s.getsockname()[1]
-        root.mkdir(parents=True, exist_ok=True)
-        self.storage = root / "storage"
-        self.config = root / "registry.yml"
-        self.pid_file = root / "registry.pid"
-        self.config.write_text(
-            "version: 0.1\nlog: {level: warn, accesslog: {disabled: true}}\n"
-            f"storage: {{filesystem: {{rootdirectory: {self.storage}}}, delete: {{enabled: true}}}}\n"
-            f"http: {{addr: 127.0.0.1:{self.port}}}\n"
-        )
-        self.log = root / "registry.log"
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    @property
-    def host(self) -> str:
-        return f"localhost:{self.port}"
-
-    def start(self) -> None:
-        with self.log.open("ab") as log:
-            self.proc = subprocess.Popen(
-                ["docker-registry", "serve", str(self.config)], stdout=log, stderr=log
-            )
-        self.pid_file.write_text(str(self.proc.pid))
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline:
-            try:
-                urllib.request.urlopen(f"http://127.0.0.1:{self.port}/v2/", timeout=1).close()
-                return
-            except OSError:
-                if self.proc.poll() is not None:
-                    break
-                time.sleep(0.05)
-        raise RuntimeError(f"test registry did not start: {self.log.read_text()[-500:]}")
-
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.kill()
-        if self.proc is not None:
-            self.proc.wait(timeout=10)
 
     def blob_count(self) -> int:
         return len(self.blobs())
-
-    def blobs(self) -> dict[str, int]:
-        """Blob digest → size (manifests are stored as blobs too)."""
-        root = self.storage / "docker/registry/v2/blobs"
-        return {p.parent.name: p.stat().st_size for p in root.rglob("data")}
 
     def catalog(self) -> list[str]:
         with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/v2/_catalog", timeout=5) as r:

@@ -13,7 +13,7 @@ from typing import Any, cast
 import pytest
 
 from dcforge import release, settings, signing
-from dcforge.errors import DcforgeError, ManifestError, RegistryError
+from dcforge.errors import ConfigError, DcforgeError, ManifestError, RegistryError
 from dcforge.releases import Releases, subjects
 from dcforge.runner import Runner
 from dcforge.tools.cosign import Cosign, Signer
@@ -108,9 +108,14 @@ def test_pin_statements_round_trip_and_refuse_other_documents() -> None:
 
 
 def test_signer_is_a_key_pair_by_default_and_keyless_on_request(tmp_path: Path) -> None:
-    conf = settings.load(tmp_path, {})
-    local = signing.signer(conf, {})
+    local = signing.signer(settings.load(tmp_path, {}))
     assert local.key == f"{tmp_path}/.dcforge/cosign/cosign.key"
     assert local.public_key.endswith("cosign.pub")
-    keyless = signing.signer(conf, {"DCFORGE_SIGNING": "keyless", "DCFORGE_COSIGN_IDENTITY": "id"})
+    env = {"DCFORGE_SIGNING": "keyless", "DCFORGE_COSIGN_IDENTITY": "id"}
+    keyless = signing.signer(settings.load(tmp_path, env))
     assert (keyless.key, keyless.identity, keyless.tlog) == ("", "id", True)
+
+
+def test_an_unknown_signing_mode_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"DCFORGE_SIGNING='keyles' .* did you mean keyless"):
+        settings.load(tmp_path, {"DCFORGE_SIGNING": "keyles"})

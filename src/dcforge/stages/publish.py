@@ -40,10 +40,10 @@ class Outcome:
 
 def ensure_signer(settings: Settings, runner: Runner, env: Mapping[str, str]) -> cosign.Signer:
     """The configured signer; in local key mode, make a key pair on first use."""
-    signer = signing.signer(settings, env)
-    if signer.key and not env.get("COSIGN_KEY"):
+    signer = signing.signer(settings)
+    if signer.key and not settings.signing.key:
         key = Path(signer.key)
-        if env.get("CI"):
+        if settings.signing.ci:
             raise PublishRefused(
                 "CI is set and signing uses a key pair, but COSIGN_KEY is not set — in CI a "
                 "freshly made key would sign this release with a key nobody can verify "
