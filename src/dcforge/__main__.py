@@ -18,6 +18,7 @@ from pathlib import Path
 from dcforge import locks, log, settings
 from dcforge.cli_help import parser
 from dcforge.errors import INTERRUPTED_EXIT_CODE, DcforgeError
+from dcforge.files import append_line
 from dcforge.runner import Runner
 from dcforge.settings import Settings
 
@@ -43,8 +44,7 @@ def _append_github_output(env: Mapping[str, str], line: str) -> None:
     out = env.get("GITHUB_OUTPUT")
     if not out:
         raise DcforgeError("--github-output: GITHUB_OUTPUT is not set")
-    with open(out, "a", encoding="utf-8") as fh:
-        fh.write(f"{line}\n")
+    append_line(out, f"{line}\n", "GITHUB_OUTPUT")
 
 
 def _build(args: argparse.Namespace, conf: Settings, runner: Runner, env: Mapping[str, str]) -> int:
@@ -172,10 +172,10 @@ def _prune(args: argparse.Namespace, conf: Settings, runner: Runner, env: Mappin
 
     if not (args.runner or args.registry or args.artifacts):
         raise DcforgeError("prune: say what to prune: --runner, --registry and/or --artifacts")
+    now = parse_now(args.now)  # a bad --now stops before anything is pruned
+    yes = _deletes_confirmed(args, conf, env)
     if args.runner:
         prune.runner_hygiene(runner)
-    now = parse_now(args.now)
-    yes = _deletes_confirmed(args, conf, env)
     if args.registry or args.artifacts:
         from dcforge.stages import retention
 

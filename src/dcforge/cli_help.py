@@ -245,12 +245,13 @@ def _add_prune(sub: Subparsers) -> None:
     prune.add_argument("--runner", action="store_true", help="prune Docker state on this runner")
     prune.add_argument("--registry", action="store_true", help="retention of old image versions")
     prune.add_argument("--artifacts", action="store_true", help="old workflow artifacts")
-    prune.add_argument(
+    confirm = prune.add_mutually_exclusive_group()
+    confirm.add_argument(
         "--yes",
         action="store_true",
         help="really delete old versions/artifacts (default: print the plan only)",
     )
-    prune.add_argument(
+    confirm.add_argument(
         "--yes-on-default-branch",
         action="store_true",
         help="delete only when GITHUB_REF is the default branch (else plan only)",

@@ -34,3 +34,12 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
 
 def atomic_write_json(path: Path, data: Any) -> None:
     atomic_write_bytes(path, (json.dumps(data, indent=2, sort_keys=False) + "\n").encode())
+
+
+def append_line(path: str, text: str, what: str) -> None:
+    """Append to a file the CI runner gave us (GITHUB_OUTPUT, GITHUB_STEP_SUMMARY)."""
+    try:
+        with open(path, "a", encoding="utf-8") as fh:
+            fh.write(text)
+    except OSError as err:
+        raise DcforgeError(f"{what}={path}: cannot append ({err.strerror})") from None

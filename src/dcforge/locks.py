@@ -16,8 +16,9 @@ _base = {"dir": Path(tempfile.gettempdir()) / "dcforge-locks"}
 
 
 def directory_for(env: Mapping[str, str]) -> Path:
-    """Where every dcforge process on this machine keeps its locks (the entry point passes
-    its environment; the same rule everywhere, so all processes meet at one file)."""
+    """Where dcforge processes keep their locks: ``$XDG_RUNTIME_DIR`` (per user session) or
+    the temp folder. Processes meet at one file when they share that setting — one user's
+    sessions do; a cron job or sudo may not (CI serialises with its concurrency group)."""
     return Path(env.get("XDG_RUNTIME_DIR") or tempfile.gettempdir()) / "dcforge-locks"
 
 

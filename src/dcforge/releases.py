@@ -40,7 +40,7 @@ from dcforge.errors import (
 from dcforge.runner import Runner
 from dcforge.settings import Settings
 from dcforge.tools.cosign import Cosign, Signer
-from dcforge.tools.registry import Registry
+from dcforge.tools.registry import ABSENT, Registry
 
 SBOM_TYPE = "spdxjson"
 # The predicate-type URI itself: cosign then stores the predicate exactly as written
@@ -127,7 +127,7 @@ class Releases:
         try:
             return [t for t in self.registry.tags(self.repository) if SHA_TAG.match(t)]
         except ToolError as err:
-            if "not found" in str(err).lower() or "name unknown" in str(err).lower():
+            if ABSENT.search(f"{err} {err.details}"):
                 return []
             raise RegistryError(f"cannot list releases in {self.repository}: {err}") from None
 

@@ -130,7 +130,7 @@ class Runner:
 
 
 def _failure(result: Result, shown: str, secrets: frozenset[str]) -> ToolError:
-    """One line for the user (the tool's last line), the tail for --debug."""
+    """One line for the user (the tool's last line); the tail is shown with --verbose."""
     lines = [ln.strip() for ln in (result.stderr or result.stdout).splitlines() if ln.strip()]
     last = redact(lines[-1], secrets)[:400] if lines else "(no output)"
     tail = redact("\n".join(lines[-STDERR_TAIL_LINES:]), secrets)

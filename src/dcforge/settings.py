@@ -13,6 +13,7 @@ from typing import Any
 
 from dcforge.errors import ConfigError
 from dcforge.policy import Policy
+from dcforge.tools.registry import registry_host
 
 CACHE_BACKENDS = ("local", "registry", "gha", "none")
 
@@ -41,13 +42,18 @@ class SigningConfig:
                 f"environment: DCFORGE_SIGNING={mode!r} is not one of {', '.join(SIGNING_MODES)}"
                 + _did_you_mean(mode, SIGNING_MODES)
             )
+        if mode == "keyless" and not env.get("DCFORGE_COSIGN_IDENTITY"):
+            raise ConfigError(
+                "environment: DCFORGE_SIGNING=keyless needs DCFORGE_COSIGN_IDENTITY (the "
+                "certificate identity verification requires, e.g. the workflow's URL)"
+            )
         return cls(
             mode=mode,
             key=env.get("COSIGN_KEY", ""),
             public_key=env.get("COSIGN_PUBLIC_KEY", ""),
             identity=env.get("DCFORGE_COSIGN_IDENTITY", ""),
             issuer=env.get("DCFORGE_COSIGN_ISSUER", GITHUB_OIDC_ISSUER),
-            ci=bool(env.get("CI")),
+            ci=_BOOLS.get(env.get("CI", "").strip().lower(), bool(env.get("CI"))),
         )
 
 
@@ -112,19 +118,6 @@ class Settings:
     @property
     def effective_jobs(self) -> int:
         return self.jobs if self.jobs > 0 else (os.cpu_count() or 1)
-
-    def is_plain_http(self, reference: str) -> bool:
-        """True when the registry host of ``reference`` is served over plain HTTP."""
-        host = reference.split("/", 1)[0].split(":", 1)[0]
-        return host in self.insecure_hosts
-
-
-def registry_host(reference: str) -> str:
-    """The host (no port) of an image reference: ``[::1]:5000/x`` → ``::1``."""
-    hostport = reference.split("/", 1)[0]
-    if hostport.startswith("["):
-        return hostport[1:].split("]", 1)[0]
-    return hostport.rsplit(":", 1)[0] if hostport.count(":") == 1 else hostport
 
 
 def is_loopback(reference: str) -> bool:
@@ -239,9 +232,12 @@ def _from_pyproject(pyproject: Path, types: Mapping[str, type]) -> dict[str, Any
     if not pyproject.is_file():
         return {}
     try:
-        table = tomllib.loads(pyproject.read_text()).get("tool", {}).get("dcforge", {})
-    except tomllib.TOMLDecodeError as err:
+        tool = tomllib.loads(pyproject.read_text(encoding="utf-8")).get("tool", {})
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as err:
         raise ConfigError(f"{pyproject}: not valid TOML: {err}") from None
+    table = tool.get("dcforge", {}) if isinstance(tool, dict) else None
+    if not isinstance(table, dict):
+        raise ConfigError(f"{pyproject}: [tool.dcforge] must be a table")
     values = {}
     for key, raw in table.items():
         if key not in types:
@@ -251,7 +247,17 @@ def _from_pyproject(pyproject: Path, types: Mapping[str, type]) -> dict[str, Any
     return values
 
 
+POSITIVE = ("image_retention_days", "artifact_retention_days", "build_timeout", "scan_timeout")
+NON_NEGATIVE = ("keep_releases", "jobs")
+
+
 def _checked(settings: Settings) -> Settings:
+    for name in POSITIVE:
+        if not getattr(settings, name) > 0:
+            raise ConfigError(f"{name} must be positive, got {getattr(settings, name)!r}")
+    for name in NON_NEGATIVE:
+        if getattr(settings, name) < 0:
+            raise ConfigError(f"{name} must not be negative, got {getattr(settings, name)!r}")
     if settings.cache_backend not in CACHE_BACKENDS:
         raise ConfigError(
             f"cache_backend '{settings.cache_backend}' is not one of {', '.join(CACHE_BACKENDS)}"

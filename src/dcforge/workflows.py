@@ -30,8 +30,11 @@ RUN_ID = re.compile(r"\$\{\{(?:(?!\}\}).)*\bgithub\.run_id\b")
 
 
 def load(path: Path) -> dict[str, Any]:
-    data = yaml.safe_load(path.read_text())
-    if not isinstance(data, dict):
+    try:
+        data = yaml.safe_load(path.read_text())
+    except (yaml.YAMLError, UnicodeDecodeError) as err:
+        raise ConfigError(f"{path}: not valid YAML ({' '.join(str(err).split())})") from None
+    if not isinstance(data, dict) or not isinstance(data.get("jobs", {}), dict):
         raise ConfigError(f"{path}: not a workflow")
     # YAML 1.1 reads the key `on` as True.
     if True in data and "on" not in data:

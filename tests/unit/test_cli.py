@@ -138,7 +138,6 @@ def test_build_dry_run_reaches_the_runner(
         ({}, [], False),
         ({"GITHUB_REF": "refs/heads/main"}, ["--yes-on-default-branch"], True),
         ({"GITHUB_REF": "refs/heads/feature"}, ["--yes-on-default-branch"], False),
-        ({"GITHUB_REF": "refs/pull/1/merge"}, ["--yes-on-default-branch", "--yes"], True),
     ],
 )
 def test_prune_deletes_only_when_told(
@@ -344,3 +343,9 @@ def test_cli_functions_are_small(name: str) -> None:
         and (node.end_lineno or node.lineno) - node.lineno + 1 > MAX_FUNCTION_LINES
     ]
     assert not long, f"{name}: split these: {long}"
+
+
+def test_the_two_ways_to_confirm_a_prune_exclude_each_other() -> None:
+    with pytest.raises(SystemExit) as err:
+        cli_help.parser().parse_args(["prune", "--registry", "--yes", "--yes-on-default-branch"])
+    assert err.value.code == 2

@@ -6,6 +6,8 @@ import pytest
 
 from dcforge import settings
 from dcforge.errors import ConfigError
+from dcforge.runner import Runner
+from dcforge.tools.registry import Registry
 from tests.projects import write_project
 
 
@@ -15,8 +17,10 @@ def test_pyproject_then_env_overrides(tmp_path: Path) -> None:
     s = settings.load(root, {"DCFORGE_REGISTRY": "ghcr.io/org", "DCFORGE_JOBS": "3"})
     assert s.registry == "ghcr.io/org"
     assert s.jobs == 3
-    assert s.is_plain_http("localhost:5000/x")
-    assert not s.is_plain_http("ghcr.io/org/x")
+    assert "localhost" in s.insecure_hosts
+    reg = Registry(Runner(), s.insecure_hosts | {"::1"})
+    assert reg.plain("localhost:5000/x") and reg.plain("[::1]:5000/x")
+    assert not reg.plain("ghcr.io/org/x")
 
 
 def test_defaults_without_pyproject(tmp_path: Path) -> None:
@@ -74,7 +78,10 @@ def test_unknown_keys_and_variables_are_refused_with_a_hint(tmp_path: Path) -> N
     with pytest.raises(ConfigError, match="DCFORGE_QQQQQ is not a dcforge setting — unset it"):
         settings.load(tmp_path / "none", {"DCFORGE_QQQQQ": "x"})
     # Credentials, signing mode and the like are not settings, and are fine.
-    assert settings.load(tmp_path / "none", {"DCFORGE_SIGNING": "keyless"}).registry
+    env = {"DCFORGE_SIGNING": "keyless", "DCFORGE_COSIGN_IDENTITY": "https://x/wf.yml@main"}
+    assert settings.load(tmp_path / "none", env).registry
+    with pytest.raises(ConfigError, match="needs DCFORGE_COSIGN_IDENTITY"):
+        settings.load(tmp_path / "none", {"DCFORGE_SIGNING": "keyless"})
 
 
 def test_settings_are_parsed_once_into_typed_values(tmp_path: Path) -> None:

@@ -21,7 +21,7 @@ from dcforge import log, policy, reports, toolchain, trivydb
 from dcforge import manifest as mf
 from dcforge.config import read_yaml
 from dcforge.errors import ConfigError, DcforgeError, GateBlocked, ToolError
-from dcforge.files import atomic_write_bytes, atomic_write_json
+from dcforge.files import append_line, atomic_write_bytes, atomic_write_json
 from dcforge.hashing import file_sha256
 from dcforge.runner import Runner
 from dcforge.settings import Settings, is_loopback
@@ -193,7 +193,8 @@ def _load_db(settings: Settings, reg: Registry, repository: str, now: dt.datetim
     if not stamp.is_file() or stamp.read_text() != digest:
         shutil.rmtree(options.cache_dir, ignore_errors=True)
         trivy.download_db(reg.runner, replace(options, skip_db_update=False))
-        stamp.write_text(digest)
+        if (options.cache_dir / "db" / "metadata.json").is_file():
+            stamp.write_text(digest)
     metadata = trivy.db_metadata(options.cache_dir)
     annotations = reg.manifest(db_ref).get("annotations")
     sample = (
@@ -476,8 +477,7 @@ def _write_reports(
     sources = {e.name: f"permutations/{e.family}.yaml" for e in manifest.permutations}
     atomic_write_json(ctx.reports_dir / "gate.sarif", reports.sarif(verdicts, sources, doc))
     if env.get("GITHUB_STEP_SUMMARY"):
-        with open(env["GITHUB_STEP_SUMMARY"], "a", encoding="utf-8") as fh:
-            fh.write(summary)
+        append_line(env["GITHUB_STEP_SUMMARY"], summary, "GITHUB_STEP_SUMMARY")
 
 
 def self_test(settings: Settings, runner: Runner, now: dt.datetime) -> dict[str, Any]:

@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from rich.table import Table
 
 from dcforge import log, release
-from dcforge.errors import VerifyFailed
+from dcforge.errors import RollbackRefused, VerifyFailed
 from dcforge.releases import Releases
 from dcforge.runner import Runner
 from dcforge.settings import Settings
@@ -32,7 +32,10 @@ def run(
     rel = Releases.open(settings, runner, env)
     target = sha or release.LAST_KNOWN_GOOD
     with log.group(f"verify {rel.repository} {target}"):
-        digest, found = rel.fetch(target)
+        try:
+            digest, found = rel.fetch(target)
+        except RollbackRefused as err:  # an unknown or ambiguous SHA: a verify failure here
+            raise VerifyFailed(str(err)) from None
         log.info(f"release record {found.git_sha[:12]} {digest[:19]}: signature ok")
         problems = rel.verify_release(found, check_tags)
     if problems:

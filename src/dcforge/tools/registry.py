@@ -17,6 +17,15 @@ from dcforge.errors import RegistryError, ToolError
 from dcforge.retry import transient
 from dcforge.runner import Result, Runner
 
+
+def registry_host(reference: str) -> str:
+    """The host (no port) of an image reference: ``[::1]:5000/x`` → ``::1``."""
+    hostport = reference.split("/", 1)[0]
+    if hostport.startswith("["):
+        return hostport[1:].split("]", 1)[0]
+    return hostport.rsplit(":", 1)[0] if hostport.count(":") == 1 else hostport
+
+
 DIGEST_RE = re.compile(r"^sha256:[0-9a-f]{64}$")
 ABSENT = re.compile(r"not found|name unknown|manifest unknown|repository name not known", re.I)
 
@@ -254,7 +263,7 @@ class Registry:
         return cls(runner, frozenset(h.strip() for h in insecure.split(",") if h.strip()))
 
     def plain(self, reference: str) -> bool:
-        return reference.split("/", 1)[0].split(":", 1)[0] in self.insecure_hosts
+        return registry_host(reference) in self.insecure_hosts
 
     def resolve(self, reference: str) -> str:
         return resolve(self.runner, reference, plain_http=self.plain(reference))
