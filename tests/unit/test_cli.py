@@ -19,6 +19,7 @@ from dcforge import cli_help, errors
 from dcforge.errors import ConfigError, DcforgeError
 from dcforge.runner import Runner
 from dcforge.settings import Settings
+from tests.unit.test_workflows import invoke_tasks, nox_sessions
 
 ROOT = Path(__file__).resolve().parents[2]
 SRC = ROOT / "src" / "dcforge"
@@ -280,33 +281,8 @@ def test_readme_commands_cover_every_command() -> None:
     assert not missing, f"README Commands does not mention: {missing}"
 
 
-def _nox_sessions() -> set[str]:
-    tree = ast.parse((ROOT / "noxfile.py").read_text())
-    return {
-        fn.name
-        for fn in tree.body
-        if isinstance(fn, ast.FunctionDef)
-        and any("session" in ast.unparse(d) for d in fn.decorator_list)
-    }
-
-
-def _invoke_tasks() -> set[str]:
-    names = set()
-    for fn in ast.parse((ROOT / "src/dcforge/tasks.py").read_text()).body:
-        if not isinstance(fn, ast.FunctionDef):
-            continue
-        for deco in fn.decorator_list:
-            call = deco if isinstance(deco, ast.Call) else None
-            if ast.unparse(call.func if call else deco) != "task":
-                continue
-            named = [k.value for k in (call.keywords if call else []) if k.arg == "name"]
-            given = named[0].value if named and isinstance(named[0], ast.Constant) else None
-            names.add(str(given or fn.name.replace("_", "-")))
-    return names
-
-
 def test_readme_commands_exist() -> None:
-    sessions, tasks = _nox_sessions(), _invoke_tasks()
+    sessions, tasks = nox_sessions(), invoke_tasks()
     for cell in _first_cells():
         for session in re.findall(r"nox -s ([\w-]+)", cell):
             assert session in sessions, f"{cell}: no nox session {session!r}"
