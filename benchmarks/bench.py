@@ -339,7 +339,7 @@ def main() -> int:
 def prepare_db(work: Path) -> str:
     """The bundled sample DB served by the stack's registry (the public one is out of reach
     here), through the gate's own push: the benchmark is a user of the package."""
-    reg = RegistryClient.from_hosts(Runner(env=ENV_BASE), "localhost,127.0.0.1")
+    reg = RegistryClient(Runner(env=ENV_BASE), frozenset({"localhost", "127.0.0.1"}))
     repo = "localhost:5000/bench/trivy-db:2"
     return gate.push_db_dir(reg, work, repo, trivydb.sample_db(work / "db"))
 

@@ -24,10 +24,6 @@ GATE_SCHEMA_VERSION = 2
 SCANNED_TOOLS = ("trivy", "syft")
 
 
-def current_policy(settings: Settings) -> policy.Policy:
-    return settings.gate_policy
-
-
 def waivers_path(settings: Settings) -> Path:
     return settings.root / settings.waivers
 
@@ -44,7 +40,7 @@ def policy_json(settings: Settings) -> dict[str, Any]:
     """The policy a verdict is bound to: the settings, and the hashes of waivers.yaml and
     trivy.yaml (a verdict made under another file of either is refused by publish)."""
     return {
-        **current_policy(settings).to_json(),
+        **settings.gate_policy.to_json(),
         "waivers_sha256": _sha256_or_empty(waivers_path(settings)),
         "trivy_config_sha256": _sha256_or_empty(trivy_config_path(settings)),
     }
@@ -124,7 +120,7 @@ def _check_still_valid(settings: Settings, doc: Mapping[str, Any], now: dt.datet
     """What was true when the gate ran must still be true: the DB young enough, and every
     waiver the verdict relied on still live."""
     problem = policy.db_age_problem(
-        {"UpdatedAt": str(doc.get("db_updated_at", ""))}, now, current_policy(settings)
+        {"UpdatedAt": str(doc.get("db_updated_at", ""))}, now, settings.gate_policy
     )
     if problem:
         raise PublishRefused(f"the gate verdict is stale: {problem} — re-run the gate")

@@ -109,7 +109,7 @@ def push_db(
     updated_at: dt.datetime | None = None,
 ) -> str:
     """A test DB served from the local registry (dcforge's own DB writer and push)."""
-    reg = Registry.from_hosts(runner, "localhost,127.0.0.1")
+    reg = Registry(runner, frozenset({"localhost", "127.0.0.1"}))
     return gate_stage.publish_db(reg, work, repository, advisories, updated_at=updated_at)
 
 

@@ -8,6 +8,7 @@ import pytest
 
 from dcforge.stages import build
 from dcforge.tools import buildx
+from dcforge.tools.registry import at_digest
 
 D = "sha256:" + "d" * 64
 
@@ -22,7 +23,7 @@ D = "sha256:" + "d" * 64
     ],
 )
 def test_the_build_is_from_the_resolved_digest_never_the_tag(ref: str, expected: str) -> None:
-    assert build._pinned_base(ref, D) == expected
+    assert at_digest(ref, D) == expected
 
 
 def target(name: str) -> buildx.Target:

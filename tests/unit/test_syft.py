@@ -22,5 +22,5 @@ def test_os_packages_by_purl_or_by_the_package_db_they_came_from() -> None:
             pkg("busybox", "pkg:generic/busybox@1.35"),
         ]
     }
-    assert syft.os_package_count(doc) == 4
+    assert syft.os_package_names(doc) == ["zlib1g", "openssl", "bash", "musl"]
     assert len(syft.package_names(doc)) == 6

@@ -19,7 +19,7 @@ from dcforge.releases import Releases
 from dcforge.runner import Runner
 from dcforge.settings import Settings
 from dcforge.tools import buildx, docker
-from dcforge.tools.registry import Registry
+from dcforge.tools.registry import Registry, at_digest
 
 
 @dataclass(frozen=True)
@@ -80,15 +80,6 @@ def resolve_plan(
     ]
 
 
-def _pinned_base(ref: str, digest: str) -> str:
-    """``repo:tag`` + digest → ``repo@digest`` (build FROM the digest, never the tag)."""
-    name = ref.split("@", 1)[0]
-    last = name.rsplit("/", 1)
-    if ":" in last[-1]:
-        name = name[: name.rfind(":")]
-    return f"{name}@{digest}"
-
-
 def bake_targets(
     settings: Settings, runner: Runner, env: Mapping[str, str], out_dir: Path, git_sha: str
 ) -> list[buildx.Target]:
@@ -131,7 +122,7 @@ def _targets(
                 dockerfile=p.dockerfile,
                 args={
                     **dict(p.build_args),
-                    "BASE_IMAGE": _pinned_base(p.base_ref, item.base_digest),
+                    "BASE_IMAGE": at_digest(p.base_ref, item.base_digest),
                 },
                 platforms=p.platforms,
                 tags=[f"{p.repository}:{p.immutable_tag(git_sha)}"],

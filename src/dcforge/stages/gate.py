@@ -26,11 +26,10 @@ from dcforge.hashing import file_sha256
 from dcforge.runner import Runner
 from dcforge.settings import Settings, is_loopback
 from dcforge.tools import buildx, syft, trivy
-from dcforge.tools.registry import Registry
+from dcforge.tools.registry import Registry, at_digest
 from dcforge.verdict import (
     GATE_SCHEMA_VERSION,
     SCANNED_TOOLS,
-    current_policy,
     policy_json,
     trivy_config_path,
     waivers_path,
@@ -95,7 +94,7 @@ def _scan_options(settings: Settings, reg: Registry, db_ref: str, digest: str) -
         skip_db_update=True,
         config=config if config.is_file() else None,
         timeout=settings.scan_timeout,
-        skip_dirs=current_policy(settings).skip_dirs,
+        skip_dirs=settings.gate_policy.skip_dirs,
     )
 
 
@@ -175,19 +174,11 @@ def prepare_db(settings: Settings, runner: Runner, work: Path, now: dt.datetime)
         return _unusable(settings, reg, repository, problem, sample=True)
 
 
-def _without_tag(reference: str) -> str:
-    name = reference.split("@", 1)[0]
-    last = name.rsplit("/", 1)
-    if ":" in last[-1]:
-        name = name[: name.rindex(":")]
-    return name
-
-
 def _load_db(settings: Settings, reg: Registry, repository: str, now: dt.datetime) -> TrivyDb:
     """Download the DB ``repository`` serves, by digest; judge its identity and age."""
-    pol = current_policy(settings)
+    pol = settings.gate_policy
     digest = reg.resolve(repository)
-    db_ref = f"{_without_tag(repository)}@{digest}"
+    db_ref = at_digest(repository, digest)
     options = _scan_options(settings, reg, db_ref, digest)
     stamp = options.cache_dir / "dcforge-digest"
     if not stamp.is_file() or stamp.read_text() != digest:
@@ -299,12 +290,13 @@ def _decide(
     problems: list[str],
     ctx: GateContext,
 ) -> policy.Verdict:
+    os_names = None if sbom is None else syft.os_package_names(sbom)
     verdict = policy.decide(
         entry.name,
         report=report,
         sbom_packages=None if sbom is None else len(syft.package_names(sbom)),
-        sbom_os_packages=None if sbom is None else syft.os_package_count(sbom),
-        sbom_os_names=() if sbom is None else syft.os_package_names(sbom),
+        sbom_os_packages=None if os_names is None else len(os_names),
+        sbom_os_names=os_names or (),
         os_mode=entry.os,
         policy=ctx.rules,
         waivers=ctx.waivers,
@@ -350,7 +342,7 @@ def check_tools(runner: Runner, names: Sequence[str]) -> dict[str, toolchain.Too
 
 
 def _context(settings: Settings, runner: Runner, tmp: Path, now: dt.datetime) -> GateContext:
-    pol = current_policy(settings)
+    pol = settings.gate_policy
     waivers = policy.load_waivers(
         waivers_path(settings), max_days=pol.max_waiver_days, today=now.date()
     )
@@ -482,7 +474,7 @@ def _write_reports(
 
 def self_test(settings: Settings, runner: Runner, now: dt.datetime) -> dict[str, Any]:
     """Prove DB → Trivy → policy blocks a planted vulnerable package (the canary)."""
-    pol = current_policy(settings)
+    pol = settings.gate_policy
     with tempfile.TemporaryDirectory(prefix="dcforge-canary-") as tmp:
         work = Path(tmp)
         context = work / "canary"

@@ -26,6 +26,15 @@ def registry_host(reference: str) -> str:
     return hostport.rsplit(":", 1)[0] if hostport.count(":") == 1 else hostport
 
 
+def at_digest(reference: str, digest: str) -> str:
+    """``repo:tag`` (or ``repo@…``) + digest → ``repo@digest``: pull, build FROM or download
+    exactly that content, never what a tag points at later."""
+    name = reference.split("@", 1)[0]
+    if ":" in name.rsplit("/", 1)[-1]:
+        name = name[: name.rfind(":")]
+    return f"{name}@{digest}"
+
+
 DIGEST_RE = re.compile(r"^sha256:[0-9a-f]{64}$")
 ABSENT = re.compile(r"not found|name unknown|manifest unknown|repository name not known", re.I)
 
@@ -257,10 +266,6 @@ class Registry:
 
     runner: Runner
     insecure_hosts: frozenset[str] = frozenset()
-
-    @classmethod
-    def from_hosts(cls, runner: Runner, insecure: str) -> Registry:
-        return cls(runner, frozenset(h.strip() for h in insecure.split(",") if h.strip()))
 
     def plain(self, reference: str) -> bool:
         return registry_host(reference) in self.insecure_hosts

@@ -78,11 +78,6 @@ def package_names(doc: dict[str, Any]) -> list[str]:
     return names
 
 
-def os_package_count(doc: dict[str, Any]) -> int:
-    """How many packages of an OS package manager (deb, rpm, apk, …) the SPDX doc lists."""
-    return len(os_package_names(doc))
-
-
 def os_package_names(doc: dict[str, Any]) -> list[str]:
     """Names of the packages of an OS package manager (deb, rpm, apk, …) in the SPDX doc."""
     names = []
