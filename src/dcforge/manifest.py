@@ -26,6 +26,7 @@ MAX_MANIFEST_BYTES = 20_000_000
 class BaseImage:
     ref: str
     digest: str
+    platform_digests: dict[str, str] = field(default_factory=dict)  # an index's children
 
 
 @dataclass(frozen=True)
@@ -48,10 +49,23 @@ class Entry:
     build_started_at: str = ""
     reused_from: dict[str, str] | None = None  # {git_sha, record_digest}: not rebuilt
     os: str = "required"  # "none": declared without an OS (the gate then wants lang packages)
+    # platform → that platform's image manifest digest (image_digest is then an index's)
+    platform_digests: dict[str, str] = field(default_factory=dict)
 
     @property
     def reused(self) -> bool:
         return self.reused_from is not None
+
+    @property
+    def multi_platform(self) -> bool:
+        return len(self.platforms) > 1
+
+    def platform_images(self) -> dict[str, str]:
+        """platform → image manifest digest: the images that are scanned, signed, attested.
+        A single-platform entry's one image is ``image_digest`` itself."""
+        if self.multi_platform:
+            return dict(self.platform_digests)
+        return {self.platforms[0]: self.image_digest}
 
 
 @dataclass(frozen=True)
@@ -119,7 +133,11 @@ def parse(data: Any, source: str) -> Manifest:
         tarballs.add(raw["tarball"])
         known = {f for f in Entry.__dataclass_fields__}
         extra = {k: v for k, v in raw.items() if k in known}
-        extra["base_image"] = BaseImage(**{k: raw["base_image"][k] for k in ("ref", "digest")})
+        base = raw["base_image"]
+        extra["base_image"] = BaseImage(
+            base["ref"], base["digest"], dict(base.get("platform_digests") or {})
+        )
+        _check_platforms(raw, source)
         try:
             entries.append(Entry(**extra))
         except TypeError as err:
@@ -133,6 +151,23 @@ def parse(data: Any, source: str) -> Manifest:
         git_dirty=bool(data.get("git_dirty", False)),
         builder=str(data.get("builder", "")),
     )
+
+
+def _check_platforms(raw: dict[str, Any], source: str) -> None:
+    """A multi-platform entry names every platform's image, and only those."""
+    platforms = raw["platforms"]
+    digests = raw.get("platform_digests") or {}
+    if len(platforms) != len(set(platforms)):
+        raise ManifestError(f"{source}: permutation '{raw['name']}': a platform is listed twice")
+    if (len(platforms) > 1 or digests) and set(digests) != set(platforms):
+        raise ManifestError(
+            f"{source}: permutation '{raw['name']}': platform_digests names "
+            f"{sorted(digests) or 'nothing'}, the entry builds {sorted(platforms)} — rebuild"
+        )
+    if len(platforms) == 1 and digests and digests[platforms[0]] != raw["image_digest"]:
+        raise ManifestError(
+            f"{source}: permutation '{raw['name']}': its one platform's digest is not image_digest"
+        )
 
 
 def load(path: Path) -> Manifest:

@@ -6,7 +6,7 @@ import json
 import shutil
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -38,6 +38,7 @@ class PlannedPermutation:
     perm: config.Permutation
     base_digest: str
     input_hash: str
+    base_platforms: Mapping[str, str] = field(default_factory=dict)  # platform → digest
 
 
 def builtins(settings: Settings) -> dict[str, str]:
@@ -71,13 +72,51 @@ def resolve_plan(
     """Resolve every base reference to a digest (once per ref) and hash the inputs."""
     refs = sorted({p.base_ref for p in perms})
     reg = Registry(runner, settings.insecure_hosts)
+
+    def resolve(ref: str) -> tuple[str, dict[str, str]]:
+        digest = reg.resolve(ref)
+        if runner.dry_run:
+            return digest, {}
+        return digest, buildx.index_children(reg.manifest(at_digest(ref, digest)), ref)
+
     with ThreadPoolExecutor(max_workers=max(1, min(8, len(refs)))) as pool:
-        digests = dict(zip(refs, pool.map(reg.resolve, refs), strict=True))
+        bases = dict(zip(refs, pool.map(resolve, refs), strict=True))
     contexts: dict[Path, list[tuple[str, str, int]]] = {}
-    return [
-        PlannedPermutation(p, digests[p.base_ref], input_hash(p, digests[p.base_ref], contexts))
-        for p in perms
-    ]
+    planned = []
+    for p in perms:
+        digest, children = bases[p.base_ref]
+        planned.append(
+            PlannedPermutation(
+                p,
+                digest,
+                input_hash(p, digest, contexts),
+                _base_platforms(p, digest, children, runner.dry_run),
+            )
+        )
+    return planned
+
+
+def _base_platforms(
+    perm: config.Permutation, digest: str, children: Mapping[str, str], dry_run: bool
+) -> dict[str, str]:
+    """The base image's digest for each platform the permutation builds (checked now: a
+    missing platform would otherwise surface minutes into an emulated build)."""
+    if dry_run:
+        return {}
+    if not children:
+        if len(perm.platforms) > 1:
+            raise ConfigError(
+                f"{perm.source}: '{perm.name}' builds {', '.join(perm.platforms)} but its base "
+                f"{perm.base_ref} is a single-platform image — use a multi-platform base"
+            )
+        return {perm.platforms[0]: digest}
+    missing = [pl for pl in perm.platforms if pl not in children]
+    if missing:
+        raise ConfigError(
+            f"{perm.source}: '{perm.name}' builds {', '.join(missing)}, which its base "
+            f"{perm.base_ref} ({digest[:19]}) does not have (it has {', '.join(sorted(children))})"
+        )
+    return {pl: children[pl] for pl in perm.platforms}
 
 
 def bake_targets(
@@ -174,6 +213,7 @@ def _reusable(
             tarball="",
             tarball_sha256="",
             built=(old.build_started_at, old.built_at),
+            platform_digests=old.platform_images(),
             reused_from={"git_sha": rel.git_sha, "record_digest": record_digest},
         )
         log.step(p.name, f"unchanged since {rel.git_sha[:12]}: reusing {old.image_digest[:19]}")
@@ -188,6 +228,7 @@ def _entry(
     tarball: str,
     tarball_sha256: str,
     built: tuple[str, str],
+    platform_digests: Mapping[str, str],
     reused_from: dict[str, str] | None = None,
 ) -> mf.Entry:
     """The manifest entry of a planned permutation, built now or reused."""
@@ -199,7 +240,9 @@ def _entry(
         tarball_sha256=tarball_sha256,
         image_digest=digest,
         tags=[f"{p.repository}:{immutable}", *p.floating_refs()],
-        base_image=mf.BaseImage(ref=p.base_ref, digest=item.base_digest),
+        base_image=mf.BaseImage(
+            ref=p.base_ref, digest=item.base_digest, platform_digests=dict(item.base_platforms)
+        ),
         input_hash=item.input_hash,
         platforms=list(p.platforms),
         repository=p.repository,
@@ -212,6 +255,7 @@ def _entry(
         built_at=built[1],
         reused_from=reused_from,
         os=p.os_mode,
+        platform_digests=dict(platform_digests),
     )
 
 
@@ -379,6 +423,7 @@ def _finish(
     archived = buildx.oci_archive_digest(target.output_tar)
     if digest and digest != archived:
         raise BuildError(f"{p.name}: buildx reported {digest} but the tarball holds {archived}")
+    platforms = _archive_platforms(p, target.output_tar, archived)
     if options.smoke and p.smoke:
         _smoke(runner, p, target.output_tar, archived)
     return _entry(
@@ -388,17 +433,35 @@ def _finish(
         tarball=f"{p.name}.tar",
         tarball_sha256=file_sha256(target.output_tar),
         built=built,
+        platform_digests=platforms,
     )
 
 
+def _archive_platforms(perm: config.Permutation, tarball: Path, digest: str) -> dict[str, str]:
+    """platform → image digest in the archive, which must hold exactly the declared ones."""
+    children = buildx.oci_archive_platforms(tarball)
+    if len(perm.platforms) == 1 and not children:
+        return {perm.platforms[0]: digest}
+    if set(children) != set(perm.platforms):
+        raise BuildError(
+            f"{perm.name}: the archive holds images for {', '.join(sorted(children)) or 'one'} "
+            f"platform(s), the permutation declares {', '.join(perm.platforms)}"
+        )
+    return {pl: children[pl] for pl in perm.platforms}
+
+
 def _smoke(runner: Runner, perm: config.Permutation, tarball: Path, digest: str) -> None:
-    if len(perm.platforms) > 1:
-        log.step(perm.name, "smoke skipped: multi-platform archive cannot be loaded")
-        return
+    """Load the archive and run every smoke command on every platform (foreign ones under
+    emulation), first checking that the container really runs that architecture."""
     image = docker.load(runner, tarball)
     loaded = docker.image_id(runner, image)
     if loaded != digest:
         raise BuildError(f"{perm.name}: docker loaded {loaded}, the archive names {digest}")
-    for command in perm.smoke:
-        docker.smoke(runner, image, command)
-    log.step(perm.name, f"smoke ok ({len(perm.smoke)} command(s)) {digest[:19]}")
+    for platform in perm.platforms:
+        docker.check_architecture(runner, image, platform)
+        for command in perm.smoke:
+            docker.smoke(runner, image, command, platform=platform)
+    log.step(
+        perm.name,
+        f"smoke ok ({len(perm.smoke)} command(s) on {', '.join(perm.platforms)}) {digest[:19]}",
+    )

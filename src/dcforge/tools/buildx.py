@@ -107,17 +107,70 @@ def target_metadata(metadata: dict[str, Any], name: str) -> dict[str, Any]:
     return entry if isinstance(entry, dict) else {}
 
 
-def oci_archive_digest(tarball: Path) -> str:
-    """The manifest (or index) digest an OCI archive's index.json names."""
+INDEX_TYPES = frozenset(
+    {
+        "application/vnd.oci.image.index.v1+json",
+        "application/vnd.docker.distribution.manifest.list.v2+json",
+    }
+)
+
+
+def _archive_json(tar: tarfile.TarFile, tarball: Path, name: str) -> Any:
+    member = tar.extractfile(name)
+    if member is None:
+        raise BuildError(f"{tarball}: {name} is not a file")
+    return json.load(member)
+
+
+def _top(tarball: Path) -> tuple[dict[str, Any], Any]:
+    """The one descriptor index.json names, and the document it points at when an index."""
     try:
         with tarfile.open(tarball, "r:") as tar:
-            member = tar.extractfile("index.json")
-            if member is None:
-                raise BuildError(f"{tarball}: index.json is not a file")
-            index = json.load(member)
+            index = _archive_json(tar, tarball, "index.json")
+            manifests = (index.get("manifests") or []) if isinstance(index, dict) else []
+            if len(manifests) != 1 or not isinstance(manifests[0], dict):
+                raise BuildError(
+                    f"{tarball}: expected one manifest in index.json, found {len(manifests)}"
+                )
+            top = manifests[0]
+            if top.get("mediaType") not in INDEX_TYPES:
+                return top, None
+            algo, _, hexdigest = str(top.get("digest", "")).partition(":")
+            return top, _archive_json(tar, tarball, f"blobs/{algo}/{hexdigest}")
     except (tarfile.TarError, KeyError, json.JSONDecodeError, OSError) as err:
         raise BuildError(f"{tarball}: not a readable OCI archive ({err})") from err
-    manifests = index.get("manifests") or []
-    if len(manifests) != 1:
-        raise BuildError(f"{tarball}: expected one manifest in index.json, found {len(manifests)}")
-    return str(manifests[0]["digest"])
+
+
+def oci_archive_digest(tarball: Path) -> str:
+    """The manifest (or index) digest an OCI archive's index.json names."""
+    return str(_top(tarball)[0]["digest"])
+
+
+def platform_key(platform: Any) -> str:
+    """``{"os": "linux", "architecture": "arm64"}`` → ``linux/arm64``."""
+    if not isinstance(platform, dict):
+        return "unknown/unknown"
+    parts = [str(platform.get("os", "unknown")), str(platform.get("architecture", "unknown"))]
+    if platform.get("variant"):
+        parts.append(str(platform["variant"]))
+    return "/".join(parts)
+
+
+def index_children(index: Any, source: str) -> dict[str, str]:
+    """platform → manifest digest of an image index (attestation manifests left out)."""
+    children: dict[str, str] = {}
+    for child in (index.get("manifests") or []) if isinstance(index, dict) else []:
+        key = platform_key(child.get("platform")) if isinstance(child, dict) else ""
+        annotations = (child.get("annotations") or {}) if isinstance(child, dict) else {}
+        if key in ("", "unknown/unknown") or "vnd.docker.reference.type" in annotations:
+            continue
+        if key in children:
+            raise BuildError(f"{source}: the index holds two images for {key}")
+        children[key] = str(child.get("digest", ""))
+    return children
+
+
+def oci_archive_platforms(tarball: Path) -> dict[str, str]:
+    """platform → image manifest digest of a multi-platform archive ({} for one image)."""
+    _, index = _top(tarball)
+    return {} if index is None else index_children(index, str(tarball))

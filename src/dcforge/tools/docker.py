@@ -29,15 +29,50 @@ def image_id(runner: Runner, image: str) -> str:
     ).stdout.strip()
 
 
-def smoke(runner: Runner, image: str, command: str, *, timeout: float = 300) -> None:
+# What ``uname -m`` says inside a container of each platform (foreign ones under qemu).
+MACHINES = {
+    "linux/amd64": "x86_64",
+    "linux/arm64": "aarch64",
+    "linux/arm/v7": "armv7l",
+    "linux/ppc64le": "ppc64le",
+    "linux/s390x": "s390x",
+    "linux/riscv64": "riscv64",
+    "linux/386": "i686",
+}
+
+
+def _run_in(
+    runner: Runner, image: str, platform: str, argv: list[str], timeout: float
+) -> str:
+    where = ["--platform", platform] if platform else []
+    return runner.run(
+        ["docker", "run", "--rm", "--network", "none", *where, image, *argv], timeout=timeout
+    ).stdout
+
+
+def smoke(
+    runner: Runner, image: str, command: str, *, platform: str = "", timeout: float = 600
+) -> None:
     """Run one smoke command in ``image`` (no network); a non-zero exit is a BuildError."""
     try:
-        runner.run(
-            ["docker", "run", "--rm", "--network", "none", image, "sh", "-c", command],
-            timeout=timeout,
-        )
+        _run_in(runner, image, platform, ["sh", "-c", command], timeout)
     except ToolError as err:
-        raise BuildError(f"smoke command {command!r} failed in {image}: {err}") from err
+        on = f" ({platform})" if platform else ""
+        raise BuildError(f"smoke command {command!r} failed in {image}{on}: {err}") from err
+
+
+def check_architecture(runner: Runner, image: str, platform: str) -> None:
+    """The container started for ``platform`` really runs that architecture (a wrong child
+    in the index, or an engine silently running another platform, is a BuildError)."""
+    want = MACHINES.get(platform)
+    try:
+        got = _run_in(runner, image, platform, ["uname", "-m"], 300).strip()
+    except ToolError as err:
+        raise BuildError(f"{image} does not start for {platform}: {err}") from err
+    if runner.dry_run:
+        return
+    if got != want:
+        raise BuildError(f"{image} for {platform} runs as {got!r}, expected {want!r}")
 
 
 _RECLAIMED = re.compile(r"Total(?: reclaimed)? space:?\s*(\S+)", re.I)
