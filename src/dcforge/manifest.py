@@ -67,6 +67,11 @@ class Entry:
             return dict(self.platform_digests)
         return {self.platforms[0]: self.image_digest}
 
+    def report_stem(self, platform: str) -> str:
+        """File stem of a platform's reports under dist/reports (``name``, or
+        ``name@linux-arm64`` for a multi-platform image; ``@`` is in no permutation name)."""
+        return f"{self.name}@{platform.replace('/', '-')}" if self.multi_platform else self.name
+
 
 @dataclass(frozen=True)
 class Manifest:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import re
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -390,8 +390,11 @@ def decide(
     waivers: Sequence[Waiver],
     today: dt.date,
     problems: Sequence[str] = (),
+    scope: str = "",
 ) -> Verdict:
     """The verdict for one permutation. ``problems`` are failures found before deciding.
+    ``scope`` is the permutation waivers name (default ``name``; a platform's verdict of a
+    multi-platform image is named after the platform, its waivers after the permutation).
 
     ``sbom_os_packages`` is the number of OS packages in the SBOM; None when there is no
     SBOM (which blocks by itself).
@@ -415,7 +418,7 @@ def decide(
                     for cid, why in coverage_problems(verdict.coverage)
                 ]
         for f in findings:
-            _judge(verdict, f, policy, waivers, today)
+            _judge(verdict, scope or name, f, policy, waivers, today)
     if sbom_packages is None:
         verdict.reasons.append("no SBOM (syft did not complete)")
     elif sbom_packages == 0:
@@ -426,8 +429,22 @@ def decide(
     return verdict
 
 
+def add_counts(counts: Iterable[Mapping[str, int]]) -> dict[str, int]:
+    """Severity counts summed (a multi-platform permutation's, over its platforms)."""
+    total: dict[str, int] = {}
+    for one in counts:
+        for severity, n in one.items():
+            total[severity] = total.get(severity, 0) + n
+    return total
+
+
 def _judge(
-    verdict: Verdict, f: Finding, policy: Policy, waivers: Sequence[Waiver], today: dt.date
+    verdict: Verdict,
+    permutation: str,
+    f: Finding,
+    policy: Policy,
+    waivers: Sequence[Waiver],
+    today: dt.date,
 ) -> None:
     """Count one finding and decide whether it blocks, is waived, or is not blocking."""
     coverage = f.id in COVERAGE_IDS
@@ -439,7 +456,7 @@ def _judge(
             verdict.unfixed.append(f)
             return
     describe = f"{f.id}: {f.title}" if coverage else f.describe()
-    waiver = next((w for w in waivers if w.matches(verdict.name, f)), None)
+    waiver = next((w for w in waivers if w.matches(permutation, f)), None)
     if waiver is None:
         verdict.blocking.append(f)
         verdict.reasons.append(describe)

@@ -144,8 +144,10 @@ def predicate(
     *,
     invocation_id: str,
     allow_dirty: bool,
+    platform: str = "",
 ) -> dict[str, Any]:
-    """The SLSA v1 provenance predicate of one permutation.
+    """The SLSA v1 provenance predicate of one permutation (of its ``platform`` image, for a
+    multi-platform permutation: that platform's base image, the index it belongs to).
 
     ``repo_url``: the git remote (raw, or already through :func:`source_uri`; it is
     normalised again here, so a path or a credential never reaches the predicate).
@@ -156,7 +158,7 @@ def predicate(
         raise ValueError("invocation_id is required (see provenance.invocation_id)")
     source = source_uri(env, repo_url)
     return {
-        "buildDefinition": _build_definition(manifest, entry, source, allow_dirty),
+        "buildDefinition": _build_definition(manifest, entry, source, allow_dirty, platform),
         "runDetails": {
             "builder": {"id": builder_id(env)},
             "metadata": {
@@ -169,26 +171,33 @@ def predicate(
 
 
 def _build_definition(
-    manifest: mf.Manifest, entry: mf.Entry, source: str, allow_dirty: bool
+    manifest: mf.Manifest, entry: mf.Entry, source: str, allow_dirty: bool, platform: str
 ) -> dict[str, Any]:
+    base_digest = entry.base_image.platform_digests.get(platform) or entry.base_image.digest
     base = {
         "uri": _oci_uri(entry.base_image.ref),
-        "digest": {"sha256": entry.base_image.digest.split(":", 1)[1]},
+        "digest": {"sha256": base_digest.split(":", 1)[1]},
         "name": "base-image",
     }
+    external: dict[str, Any] = {
+        "permutation": entry.name,
+        "source": {"repository": source, "ref": manifest.git_sha},
+        "buildArgs": dict(entry.build_args),
+        "platforms": list(entry.platforms),
+    }
+    internal: dict[str, Any] = {
+        "inputHash": entry.input_hash,
+        "builder": manifest.builder,
+        "gitDirty": manifest.git_dirty,
+        "allowDirty": allow_dirty,
+    }
+    if platform:
+        external["platform"] = platform
+        internal["imageIndex"] = entry.image_digest
+        base["annotations"] = {"index": entry.base_image.digest}
     return {
         "buildType": BUILD_TYPE,
-        "externalParameters": {
-            "permutation": entry.name,
-            "source": {"repository": source, "ref": manifest.git_sha},
-            "buildArgs": dict(entry.build_args),
-            "platforms": list(entry.platforms),
-        },
-        "internalParameters": {
-            "inputHash": entry.input_hash,
-            "builder": manifest.builder,
-            "gitDirty": manifest.git_dirty,
-            "allowDirty": allow_dirty,
-        },
+        "externalParameters": external,
+        "internalParameters": internal,
         "resolvedDependencies": [_source_dependency(source, manifest.git_sha), base],
     }

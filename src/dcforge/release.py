@@ -37,9 +37,22 @@ class Image:
     digest: str
     immutable_tag: str
     floating_tags: tuple[str, ...]
+    # platform → image digest: what is attested (one entry, ``digest`` itself, unless the
+    # image is an index of several platforms)
+    platforms: tuple[tuple[str, str], ...] = ()
 
     def ref(self) -> str:
         return f"{self.repository}@{self.digest}"
+
+    def signed_refs(self) -> list[str]:
+        """Every manifest that carries a signature: the image (or index) and each child."""
+        refs = [self.ref()]
+        refs += [f"{self.repository}@{d}" for _, d in self.platforms if d != self.digest]
+        return refs
+
+    def attested(self) -> list[tuple[str, str]]:
+        """(platform, digest) of every image with its own SBOM and provenance."""
+        return list(self.platforms) or [("", self.digest)]
 
 
 @dataclass(frozen=True)
@@ -122,6 +135,7 @@ def parse(data: Any, source: str) -> Release:
                 digest,
                 entry.immutable_tag,
                 tuple(entry.floating_tags),
+                tuple(entry.platform_images().items()),
             )
         )
     raw_gate = data.get("gate")

@@ -237,22 +237,24 @@ class Releases:
             list(pool.map(check, rel.images))
 
     def verify_image(self, image: release.Image, check_tags: bool) -> list[str]:
-        """Problems with one image of a release (empty: tags, signature, attestations ok)."""
+        """Problems with one image of a release (empty: tags, the signatures of the image
+        and of each platform's image, and each platform's attestations all verify)."""
         problems = self._tag_problems(image) if check_tags else []
-        try:
-            self.cosign.verify(image.ref())
-        except ToolError as err:
-            problems.append(f"{image.ref()}: signature does not verify ({err})")
-        for ptype, predicate_type in PREDICATE_TYPES.items():
+        for ref in image.signed_refs():
             try:
-                out = self.cosign.verify_attestation(image.ref(), ptype)
+                self.cosign.verify(ref)
             except ToolError as err:
-                problems.append(f"{image.name}: {ptype} attestation does not verify ({err})")
-                continue
-            if image.digest not in subjects(out, predicate_type):
-                problems.append(
-                    f"{image.name}: no {ptype} attestation names {image.digest} as subject"
-                )
+                problems.append(f"{ref}: signature does not verify ({err})")
+        for platform, digest in image.attested():
+            ref, what = f"{image.repository}@{digest}", f"{image.name} {platform}".strip()
+            for ptype, predicate_type in PREDICATE_TYPES.items():
+                try:
+                    out = self.cosign.verify_attestation(ref, ptype)
+                except ToolError as err:
+                    problems.append(f"{what}: {ptype} attestation does not verify ({err})")
+                    continue
+                if digest not in subjects(out, predicate_type):
+                    problems.append(f"{what}: no {ptype} attestation names {digest} as subject")
         return problems
 
     def _tag_problems(self, image: release.Image) -> list[str]:

@@ -20,7 +20,7 @@ from dcforge.errors import PublishRefused
 from dcforge.hashing import file_sha256
 from dcforge.settings import Settings, is_loopback
 
-GATE_SCHEMA_VERSION = 2
+GATE_SCHEMA_VERSION = 3
 SCANNED_TOOLS = ("trivy", "syft")
 
 
@@ -83,7 +83,23 @@ def check_publishable(
             raise PublishRefused(
                 f"{entry.name}: the gate verdict is for another tarball — re-run the gate"
             )
+        _check_platforms(entry, v)
     return doc
+
+
+def _check_platforms(entry: mf.Entry, v: Mapping[str, Any]) -> None:
+    """Every image that will be signed (each platform's) was scanned and passed."""
+    raw = v.get("platforms")
+    scanned = {
+        p.get("platform"): p for p in (raw if isinstance(raw, list) else []) if isinstance(p, dict)
+    }
+    for platform, digest in entry.platform_images().items():
+        found = scanned.get(platform)
+        if found is None or not found.get("passed") or found.get("digest") != digest:
+            raise PublishRefused(
+                f"{entry.name}: no passing gate verdict for its {platform} image "
+                f"{digest[:19]} — re-run the gate"
+            )
 
 
 def _check_bound(settings: Settings, doc: Mapping[str, Any]) -> None:

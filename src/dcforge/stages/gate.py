@@ -239,16 +239,24 @@ def _tarball_problems(tar: Path, entry: mf.Entry) -> list[str]:
     return []
 
 
-def _scan_one(
-    settings: Settings, runner: Runner, entry: mf.Entry, ctx: GateContext
-) -> policy.Verdict:
+@dataclass(frozen=True)
+class Scanned:
+    """A permutation's verdict and, for a multi-platform image, each platform's."""
+
+    verdict: policy.Verdict
+    platforms: tuple[tuple[str, str, policy.Verdict], ...] = ()  # (platform, digest, verdict)
+
+    def report_verdicts(self) -> list[policy.Verdict]:
+        return [v for _, _, v in self.platforms] or [self.verdict]
+
+
+def _scan_one(settings: Settings, runner: Runner, entry: mf.Entry, ctx: GateContext) -> Scanned:
     if entry.reused:
         return _scan_remote(settings, runner, entry, ctx)
     tar = settings.dist_dir / entry.tarball
     problems = _tarball_problems(tar, entry) + [ctx.db.problem] * bool(ctx.db.problem)
     if problems:
-        return _decide(entry, None, None, problems, ctx)
-    report = None
+        return _combine(entry, [_decide(entry, "", None, None, problems, ctx)])
     with tempfile.TemporaryDirectory(prefix=f"dcforge-gate-{entry.name}-") as tmp:
         try:
             archived = buildx.oci_archive_digest(tar)
@@ -256,43 +264,93 @@ def _scan_one(
                 problems.append(
                     f"the tarball holds {archived}, the manifest says {entry.image_digest}"
                 )
+            if entry.multi_platform and buildx.oci_archive_platforms(tar) != (
+                entry.platform_images()
+            ):
+                problems.append("the tarball's images per platform are not the manifest's")
             layout = trivy.unpack_oci_archive(tar, Path(tmp) / "layout")
-            out = ctx.reports_dir / f"{entry.name}.trivy.json"
-            report = trivy.scan(runner, layout, out, ctx.db.options)
-            log.step(entry.name, "scanned")
         except DcforgeError as err:
-            problems.append(f"the vulnerability scan failed: {err}")
-    doc = _sbom(entry, problems, lambda spdx, cdx: syft.sbom(runner, tar, spdx, cdx), ctx)
-    return _decide(entry, report, doc, problems, ctx)
+            return _combine(entry, [_decide(entry, "", None, None, [*problems, str(err)], ctx)])
+        return _combine(
+            entry,
+            [
+                _scan_platform(runner, entry, platform, digest, layout, list(problems), ctx)
+                for platform, digest in entry.platform_images().items()
+            ],
+        )
+
+
+def _scan_platform(
+    runner: Runner,
+    entry: mf.Entry,
+    platform: str,
+    digest: str,
+    layout: Path,
+    problems: list[str],
+    ctx: GateContext,
+) -> policy.Verdict:
+    """Trivy and syft on one platform's image (its own layout over the shared blobs)."""
+    report = None
+    image = trivy.platform_layout(layout, digest) if entry.multi_platform else layout
+    stem = entry.report_stem(platform)
+    try:
+        report = trivy.scan(runner, image, ctx.reports_dir / f"{stem}.trivy.json", ctx.db.options)
+        log.step(entry.name, f"scanned {platform}")
+    except DcforgeError as err:
+        problems.append(f"the vulnerability scan failed: {err}")
+    doc = _sbom(
+        entry, stem, problems, lambda spdx, cdx: syft.sbom_layout(runner, image, spdx, cdx), ctx
+    )
+    return _decide(entry, platform, report, doc, problems, ctx)
+
+
+def _combine(entry: mf.Entry, verdicts: Sequence[policy.Verdict]) -> Scanned:
+    """One verdict per permutation: it passes only when every platform passes. (One
+    verdict for a multi-platform image: it failed before any platform was scanned.)"""
+    images = entry.platform_images()
+    if not entry.multi_platform or len(verdicts) != len(images):
+        return Scanned(verdicts[0])
+    merged = policy.Verdict(
+        entry.name,
+        passed=all(v.passed for v in verdicts),
+        reasons=[r for v in verdicts for r in v.reasons],
+        counts=policy.add_counts(v.counts for v in verdicts),
+        blocking=[f for v in verdicts for f in v.blocking],
+        waived=[fw for v in verdicts for fw in v.waived],
+        sbom_packages=sum(v.sbom_packages for v in verdicts),
+        unfixed=[f for v in verdicts for f in v.unfixed],
+    )
+    return Scanned(merged, tuple(zip(images, images.values(), verdicts, strict=True)))
 
 
 def _sbom(
     entry: mf.Entry,
+    stem: str,
     problems: list[str],
     make: Callable[[Path, Path], dict[str, Any]],
     ctx: GateContext,
 ) -> dict[str, Any] | None:
     try:
-        doc = make(
-            ctx.reports_dir / f"{entry.name}.spdx.json", ctx.reports_dir / f"{entry.name}.cdx.json"
-        )
+        doc = make(ctx.reports_dir / f"{stem}.spdx.json", ctx.reports_dir / f"{stem}.cdx.json")
     except DcforgeError as err:
         problems.append(f"SBOM generation failed: {err}")
         return None
-    log.step(entry.name, f"SBOM: {len(syft.package_names(doc))} packages")
+    log.step(stem, f"SBOM: {len(syft.package_names(doc))} packages")
     return doc
 
 
 def _decide(
     entry: mf.Entry,
+    platform: str,
     report: Any | None,
     sbom: dict[str, Any] | None,
     problems: list[str],
     ctx: GateContext,
 ) -> policy.Verdict:
     os_names = None if sbom is None else syft.os_package_names(sbom)
+    name = f"{entry.name} ({platform})" if entry.multi_platform and platform else entry.name
     verdict = policy.decide(
-        entry.name,
+        name,
         report=report,
         sbom_packages=None if sbom is None else len(syft.package_names(sbom)),
         sbom_os_packages=None if os_names is None else len(os_names),
@@ -302,34 +360,32 @@ def _decide(
         waivers=ctx.waivers,
         today=ctx.today,
         problems=problems,
+        scope=entry.name,
     )
-    log.step(entry.name, "pass" if verdict.passed else f"BLOCKED: {'; '.join(verdict.reasons)}")
+    log.step(name, "pass" if verdict.passed else f"BLOCKED: {'; '.join(verdict.reasons)}")
     return verdict
 
 
-def _scan_remote(
-    settings: Settings, runner: Runner, entry: mf.Entry, ctx: GateContext
-) -> policy.Verdict:
+def _scan_remote(settings: Settings, runner: Runner, entry: mf.Entry, ctx: GateContext) -> Scanned:
     """A reused image is re-scanned from the registry by digest with today's DB."""
-    ref = f"{entry.repository}@{entry.image_digest}"
     reg = Registry(runner, settings.insecure_hosts)
-    problems = [ctx.db.problem] if ctx.db.problem else []
-    if problems:
-        return _decide(entry, None, None, problems, ctx)
-    report = None
-    try:
-        out = ctx.reports_dir / f"{entry.name}.trivy.json"
-        report = trivy.scan_remote(reg, ref, out, ctx.db.options)
-        log.step(entry.name, f"re-scanned from the registry ({ref[-19:]})")
-    except DcforgeError as err:
-        problems.append(f"the vulnerability scan failed: {err}")
-    doc = _sbom(
-        entry,
-        problems,
-        lambda spdx, cdx: syft.sbom_remote(reg, ref, spdx, cdx),
-        ctx,
-    )
-    return _decide(entry, report, doc, problems, ctx)
+    if ctx.db.problem:
+        return _combine(entry, [_decide(entry, "", None, None, [ctx.db.problem], ctx)])
+    verdicts = []
+    for platform, digest in entry.platform_images().items():
+        ref, stem, problems = f"{entry.repository}@{digest}", entry.report_stem(platform), []
+        report = None
+        try:
+            out = ctx.reports_dir / f"{stem}.trivy.json"
+            report = trivy.scan_remote(reg, ref, out, ctx.db.options)
+            log.step(entry.name, f"re-scanned {platform} from the registry ({ref[-19:]})")
+        except DcforgeError as err:
+            problems.append(f"the vulnerability scan failed: {err}")
+        doc = _sbom(
+            entry, stem, problems, lambda spdx, cdx, r=ref: syft.sbom_remote(reg, r, spdx, cdx), ctx
+        )
+        verdicts.append(_decide(entry, platform, report, doc, problems, ctx))
+    return _combine(entry, verdicts)
 
 
 def check_tools(runner: Runner, names: Sequence[str]) -> dict[str, toolchain.Tool]:
@@ -378,11 +434,12 @@ def run(
         log.group(f"gate {len(manifest.permutations)} permutation(s)"),
         ThreadPoolExecutor(settings.effective_jobs) as pool,
     ):
-        verdicts = list(
+        scanned = list(
             pool.map(lambda e: _scan_one(settings, runner, e, ctx), manifest.permutations)
         )
-    doc = _verdict_doc(settings, manifest, manifest_path, verdicts, ctx, tools, now)
-    _write_reports(settings, manifest, verdicts, doc, ctx, env)
+    verdicts = [s.verdict for s in scanned]
+    doc = _verdict_doc(settings, manifest, manifest_path, scanned, ctx, tools, now)
+    _write_reports(settings, manifest, scanned, doc, ctx, env)
     atomic_write_json(gate_path, doc)
     if ctx.db.sample:
         log.warn("SAMPLE vulnerability data: this gate is a demonstration, not a real scan")
@@ -432,7 +489,7 @@ def _verdict_doc(
     settings: Settings,
     manifest: mf.Manifest,
     manifest_path: Path,
-    verdicts: Sequence[policy.Verdict],
+    scanned: Sequence[Scanned],
     ctx: GateContext,
     tools: Mapping[str, toolchain.Tool],
     now: dt.datetime,
@@ -441,17 +498,23 @@ def _verdict_doc(
         "schema_version": GATE_SCHEMA_VERSION,
         "created_at": now.isoformat(timespec="seconds").replace("+00:00", "Z"),
         "manifest_sha256": file_sha256(manifest_path),
-        "passed": all(v.passed for v in verdicts),
+        "passed": all(s.verdict.passed for s in scanned),
         **_meta(settings, manifest, ctx, tools),
         "policy": policy_json(settings),
         "permutations": [
             {
-                **v.to_json(),
+                **s.verdict.to_json(),
                 "os_mode": e.os,
                 "tarball_sha256": e.tarball_sha256,
                 "image_digest": e.image_digest,
+                # Every image that is scanned, signed and attested: one per platform.
+                "platforms": [
+                    {"platform": pl, "digest": d, **v.to_json()}
+                    for pl, d, v in s.platforms
+                    or ((e.platforms[0], e.image_digest, s.verdict),) * (not e.multi_platform)
+                ],
             }
-            for v, e in zip(verdicts, manifest.permutations, strict=True)
+            for s, e in zip(scanned, manifest.permutations, strict=True)
         ],
     }
 
@@ -459,14 +522,19 @@ def _verdict_doc(
 def _write_reports(
     settings: Settings,
     manifest: mf.Manifest,
-    verdicts: Sequence[policy.Verdict],
+    scanned: Sequence[Scanned],
     doc: Mapping[str, Any],
     ctx: GateContext,
     env: Mapping[str, str],
 ) -> None:
+    verdicts = [v for s in scanned for v in s.report_verdicts()]
     summary = reports.markdown(verdicts, doc, ctx.waivers, ctx.today)
     atomic_write_bytes(ctx.reports_dir / "summary.md", summary.encode())
-    sources = {e.name: f"permutations/{e.family}.yaml" for e in manifest.permutations}
+    sources = {
+        v.name: f"permutations/{e.family}.yaml"
+        for s, e in zip(scanned, manifest.permutations, strict=True)
+        for v in s.report_verdicts()
+    }
     atomic_write_json(ctx.reports_dir / "gate.sarif", reports.sarif(verdicts, sources, doc))
     if env.get("GITHUB_STEP_SUMMARY"):
         append_line(env["GITHUB_STEP_SUMMARY"], summary, "GITHUB_STEP_SUMMARY")

@@ -98,45 +98,64 @@ def _push(run: _Run, entry: mf.Entry) -> str:
 
 
 def _publish_one(run: _Run, entry: mf.Entry) -> Outcome:
+    """Push, then sign every image (the index and each platform's), then attest each
+    platform's image with its own SBOM and provenance (subject: that platform's digest)."""
     out = Outcome(entry.name, entry.image_digest)
-    reg, signer = run.releases.registry, run.releases.cosign
-    ref = f"{entry.repository}@{entry.image_digest}"
     out.steps["push"] = _push(run, entry)
     log.step(entry.name, f"push {out.steps['push']} {entry.image_digest[:19]}")
-    sig_tag = f"{entry.repository}:sha256-{entry.image_digest[7:]}"
-    has_sig = reg.digest_or_none(f"{sig_tag}.sig") is not None
-    has_att = reg.digest_or_none(f"{sig_tag}.att") is not None
-    if has_sig and signer.verified(ref):
-        out.steps["sign"] = "already"
-    else:
-        signer.sign(ref)
-        out.steps["sign"] = "done"
-    sbom = run.settings.dist_dir / "reports" / f"{entry.name}.spdx.json"
-    if not sbom.is_file():
-        raise PublishRefused(f"{entry.name}: no SBOM at {sbom} — re-run the gate")
-    pred = run.work / f"{entry.name}.provenance.json"
-    body = provenance.predicate(
-        run.manifest,
-        entry,
-        run.env,
-        run.repo_url,
-        invocation_id=run.invocation_id,
-        allow_dirty=run.allow_dirty,
-    )
-    pred.write_text(json.dumps(body, indent=2))
-    steps = (("sbom", SBOM_TYPE, sbom), ("provenance", PROVENANCE_TYPE, pred))
-    for step, ptype, predicate in steps:
-        if has_att and _attested(signer, ref, ptype):
-            out.steps[step] = "already"
-        else:
-            signer.attest(ref, predicate, ptype)
-            out.steps[step] = "done"
+    images = entry.platform_images()
+    digests = [entry.image_digest] * entry.multi_platform + list(images.values())
+    out.steps["sign"] = _merged([_sign(run, entry, d) for d in digests])
+    sboms, provenances = [], []
+    for platform, digest in images.items():
+        sbom = run.settings.dist_dir / "reports" / f"{entry.report_stem(platform)}.spdx.json"
+        if not sbom.is_file():
+            raise PublishRefused(f"{entry.name}: no {platform} SBOM at {sbom} — re-run the gate")
+        pred = run.work / f"{entry.report_stem(platform)}.provenance.json"
+        body = provenance.predicate(
+            run.manifest,
+            entry,
+            run.env,
+            run.repo_url,
+            invocation_id=run.invocation_id,
+            allow_dirty=run.allow_dirty,
+            platform=platform if entry.multi_platform else "",
+        )
+        pred.write_text(json.dumps(body, indent=2))
+        sboms.append(_attest(run, entry, digest, SBOM_TYPE, sbom))
+        provenances.append(_attest(run, entry, digest, PROVENANCE_TYPE, pred))
+    out.steps["sbom"], out.steps["provenance"] = _merged(sboms), _merged(provenances)
+    on = f" on {len(images)} platforms" if entry.multi_platform else ""
     log.step(
         entry.name,
-        "signed, SBOM and provenance attested "
+        f"signed, SBOM and provenance attested{on} "
         f"({', '.join(f'{k} {v}' for k, v in out.steps.items())})",
     )
     return out
+
+
+def _merged(steps: list[str]) -> str:
+    """One word for a step done on several images: done if any was done now."""
+    return "done" if "done" in steps else steps[0]
+
+
+def _sign(run: _Run, entry: mf.Entry, digest: str) -> str:
+    reg, signer = run.releases.registry, run.releases.cosign
+    ref = f"{entry.repository}@{digest}"
+    if reg.digest_or_none(f"{entry.repository}:sha256-{digest[7:]}.sig") and signer.verified(ref):
+        return "already"
+    signer.sign(ref)
+    return "done"
+
+
+def _attest(run: _Run, entry: mf.Entry, digest: str, ptype: str, predicate: Path) -> str:
+    reg, signer = run.releases.registry, run.releases.cosign
+    ref = f"{entry.repository}@{digest}"
+    has_att = reg.digest_or_none(f"{entry.repository}:sha256-{digest[7:]}.att") is not None
+    if has_att and _attested(signer, ref, ptype):
+        return "already"
+    signer.attest(ref, predicate, ptype)
+    return "done"
 
 
 def _attested(signer: cosign.Cosign, ref: str, ptype: str) -> bool:

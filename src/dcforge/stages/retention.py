@@ -12,7 +12,7 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
 from dcforge import locks, log, release
@@ -152,24 +152,53 @@ def inventory(rels: Releases, backend: Backend, *, strict: bool) -> Inventory:
                 ) from None
             log.warn(f"{release.LAST_KNOWN_GOOD}: {err}; no release is kept as pinned")
     for repo in backend.repositories():
-        for digest, tags, listed_at in backend.list_versions(repo):
-            try:
-                version, size = _version(reg, repo, digest, tags, listed_at)
-            except (KeyError, TypeError, AttributeError, ValueError, RecursionError) as err:
-                raise RetentionIncomplete(
-                    f"{repo}@{digest[:19]}: a manifest retention cannot read ({err!r}) — nothing "
-                    "deleted; remove or fix that version by hand"
-                ) from None
+        listed = list(backend.list_versions(repo))
+        seen = {digest for digest, _, _ in listed}
+        while listed:
+            digest, tags, listed_at = listed.pop(0)
+            version, size = _read_version(reg, repo, digest, tags, listed_at)
             inv.versions.append(version)
             inv.sizes[version.key] = size
+            # An index's children are untagged: the tag list never names them, yet they go
+            # (and stay) with their index, as do their signatures and attestations.
+            for child in version.children:
+                if child not in seen:
+                    seen.add(child)
+                    listed.append((child, (), None))
             if repo == releases_repo and any(rp.RELEASE_TAG.match(t) for t in tags):
                 _add_release(rels, inv, version)
+    inv.versions = _date_indexes(inv.versions)
     if inv.pinned and not any(r.record == inv.pinned for r in inv.releases):
         # The pinned record lost its SHA tag: it and its images are still kept.
         by_key = {v.key: v for v in inv.versions}
         pinned = by_key.get(inv.pinned) or rp.Version(*inv.pinned)
         _add_release(rels, inv, pinned, expected_sha="")
     return inv
+
+
+def _date_indexes(versions: list[rp.Version]) -> list[rp.Version]:
+    """An image index has no config and often no created annotation: it is as old as its
+    newest child (otherwise every multi-platform image would be kept as "age unknown")."""
+    created = {v.key: v.created for v in versions}
+    out = []
+    for v in versions:
+        dates = [created.get((v.repository, c)) for c in v.children]
+        if v.created is None and dates and all(d is not None for d in dates):
+            v = replace(v, created=max(d for d in dates if d is not None))
+        out.append(v)
+    return out
+
+
+def _read_version(
+    reg: Registry, repo: str, digest: str, tags: tuple[str, ...], listed_at: dt.datetime | None
+) -> tuple[rp.Version, int]:
+    try:
+        return _version(reg, repo, digest, tags, listed_at)
+    except (KeyError, TypeError, AttributeError, ValueError, RecursionError) as err:
+        raise RetentionIncomplete(
+            f"{repo}@{digest[:19]}: a manifest retention cannot read ({err!r}) — nothing "
+            "deleted; remove or fix that version by hand"
+        ) from None
 
 
 def _version(

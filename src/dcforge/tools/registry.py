@@ -131,6 +131,7 @@ def push_oci_archive(runner: Runner, tarball: Path, reference: str, *, plain_htt
             "copy",
             "--quiet",
             "--preserve-digests",
+            "--all",  # an index: every platform's image, byte for byte
             *(["--dest-tls-verify=false"] if plain_http else []),
             f"oci-archive:{tarball}",
             f"docker://{reference}",

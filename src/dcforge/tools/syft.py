@@ -33,6 +33,13 @@ def sbom(
     return _sbom(runner, f"oci-archive:{tarball}", spdx, cyclonedx, _ENV)
 
 
+def sbom_layout(
+    runner: Runner, layout: Path, spdx: Path, cyclonedx: Path | None = None
+) -> dict[str, Any]:
+    """The SBOM of the one image an OCI layout directory names (a platform of an index)."""
+    return _sbom(runner, f"oci-dir:{layout}", spdx, cyclonedx, _ENV)
+
+
 def sbom_remote(
     registry: Registry, reference: str, spdx: Path, cyclonedx: Path | None = None
 ) -> dict[str, Any]:

@@ -48,6 +48,29 @@ def unpack_oci_archive(tarball: Path, directory: Path) -> Path:
     return directory
 
 
+def platform_layout(layout: Path, digest: str) -> Path:
+    """An OCI layout naming one image of ``layout``'s index (a platform's), sharing its blobs:
+    scanners then read exactly that platform's image, whatever platform they run on."""
+    algo, _, hexdigest = digest.partition(":")
+    blob = layout / "blobs" / algo / hexdigest
+    if not blob.is_file():
+        raise ToolError(f"{layout}: the archive has no image {digest}")
+    one = layout.parent / f"{layout.name}-{hexdigest[:16]}"
+    one.mkdir(exist_ok=True)
+    (one / "oci-layout").write_text(json.dumps({"imageLayoutVersion": "1.0.0"}))
+    descriptor = {
+        "mediaType": json.loads(blob.read_bytes()).get(
+            "mediaType", "application/vnd.oci.image.manifest.v1+json"
+        ),
+        "digest": digest,
+        "size": blob.stat().st_size,
+    }
+    (one / "index.json").write_text(json.dumps({"schemaVersion": 2, "manifests": [descriptor]}))
+    if not (one / "blobs").exists():
+        (one / "blobs").symlink_to(layout / "blobs")
+    return one
+
+
 def scan(runner: Runner, layout: Path, report: Path, options: ScanOptions) -> dict[str, Any]:
     """Scan an OCI layout directory; write and return the JSON report.
 

@@ -1,0 +1,291 @@
+"""Multi-platform permutations (linux/amd64 + linux/arm64, arm64 under qemu emulation) through
+build, gate, publish, verify, pull, rollback and retention against the real stack."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import subprocess
+import tarfile
+from pathlib import Path
+
+import pytest
+
+from dcforge import manifest as mf
+from dcforge.runner import Runner
+from dcforge.tools import registry
+from tests.integration.conftest import (
+    PrivateRegistry,
+    TrivyDb,
+    env_for,
+    git_commit,
+    run_dcforge,
+    verdicts,
+)
+from tests.projects import DPKG_STATUS, write_project
+
+pytestmark = pytest.mark.integration
+
+PLATFORMS = ("linux/amd64", "linux/arm64")
+FUTURE = (dt.datetime.now(dt.UTC) + dt.timedelta(days=100)).isoformat()
+
+# Each platform's image records the architecture it was built for; the smoke test checks it
+# against the architecture the container really runs.
+DOCKERFILE = """\
+ARG BASE_IMAGE
+FROM ${BASE_IMAGE}
+ARG TARGETARCH
+ARG GREETING=hello
+COPY os-release /etc/os-release
+COPY status-${TARGETARCH} /var/lib/dpkg/status
+RUN echo "${TARGETARCH}" > /etc/dcforge-arch && echo "${GREETING}" > /etc/built-greeting \\
+ && echo 12.5 > /etc/debian_version
+"""
+
+FAMILY = """\
+family: multi
+name: "multi"
+context: ../images/multi
+base: "{base_registry}/busybox:latest"
+platforms: [linux/amd64, linux/arm64]
+build_args:
+  GREETING: "hello"
+tags: ["latest"]
+smoke:
+  - test "$(cat /etc/dcforge-arch)" = "$(uname -m | sed -e s/x86_64/amd64/ -e s/aarch64/arm64/)"
+"""
+
+# zlib1g 1:1.2.13 is below the fix of the planted CVE-2099-0001 (source zlib) in trivy_db.
+ZLIB = """
+Package: zlib1g
+Status: install ok installed
+Priority: optional
+Section: libs
+Installed-Size: 160
+Maintainer: Mark Brown <broonie@debian.org>
+Architecture: arm64
+Source: zlib
+Version: 1:1.2.13.dfsg-1
+Description: compression library - runtime
+"""
+
+
+def multi_project(root: Path, registry_ns: str, *, arm64_zlib: bool = False) -> Path:
+    write_project(root, registry=registry_ns, families={"multi.yaml": FAMILY})
+    ctx = root / "images" / "multi"
+    ctx.mkdir(parents=True, exist_ok=True)
+    (ctx / "Dockerfile").write_text(DOCKERFILE)
+    (ctx / "os-release").write_text((root / "images/tiny/os-release").read_text())
+    (ctx / "status-amd64").write_text(DPKG_STATUS)
+    arm64 = DPKG_STATUS.replace("Architecture: amd64", "Architecture: arm64")
+    (ctx / "status-arm64").write_text(arm64 + ZLIB * arm64_zlib)
+    (root / ".gitignore").write_text(".dcforge/\ndist/\n")
+    git_commit(root)
+    return root
+
+
+def build_gate(root: Path, env: dict[str, str]) -> tuple[mf.Manifest, str]:
+    built = run_dcforge("build", "--no-prune", cwd=root, env=env, timeout=1200)
+    assert built.returncode == 0, built.stderr
+    gated = run_dcforge("gate", cwd=root, env=env, timeout=1200)
+    return mf.load(root / "dist/manifest.json"), gated.stderr if gated.returncode else ""
+
+
+def archive_index(tarball: Path) -> dict[str, object]:
+    with tarfile.open(tarball) as tar:
+        top = json.load(tar.extractfile("index.json"))["manifests"][0]  # type: ignore[arg-type]
+        algo, hexdigest = top["digest"].split(":")
+        doc: dict[str, object] = json.load(tar.extractfile(f"blobs/{algo}/{hexdigest}"))  # type: ignore[arg-type]
+    return {"top": top, "index": doc}
+
+
+def children(doc: dict[str, object]) -> dict[str, str]:
+    out = {}
+    for m in doc["manifests"]:  # type: ignore[attr-defined]
+        p = m["platform"]
+        out[f"{p['os']}/{p['architecture']}"] = m["digest"]
+    return out
+
+
+@pytest.fixture
+def env(private_registry: PrivateRegistry, trivy_db: TrivyDb) -> dict[str, str]:
+    return env_for(private_registry, trivy_db)
+
+
+def test_an_index_is_built_gated_published_signed_per_platform_and_pulled_by_platform(
+    tmp_path: Path,
+    private_registry: PrivateRegistry,
+    env: dict[str, str],
+    runner: Runner,
+    stack: str,
+) -> None:
+    root = multi_project(tmp_path / "p", f"{private_registry.host}/dc")
+    m, blocked = build_gate(root, env)
+    assert not blocked
+    (entry,) = m.permutations
+
+    # 1. One archive holding an index; the manifest names the index and every child.
+    found = archive_index(root / "dist" / entry.tarball)
+    assert found["top"]["mediaType"] == "application/vnd.oci.image.index.v1+json"  # type: ignore[index]
+    assert entry.image_digest == found["top"]["digest"]  # type: ignore[index]
+    assert entry.platform_digests == children(found["index"])  # type: ignore[arg-type]
+    assert set(entry.platform_digests) == set(PLATFORMS)
+    base = registry.manifest(runner, f"{stack}/library/busybox:latest", plain_http=True)
+    assert entry.base_image.platform_digests == children(base)
+
+    # 2. Both platforms scanned, each with its own reports and verdict.
+    v = verdicts(root)["multi"]
+    scanned = {p["platform"]: p for p in v["platforms"]}  # type: ignore[attr-defined]
+    assert {p: s["digest"] for p, s in scanned.items()} == entry.platform_digests
+    assert all(s["passed"] and s["coverage"]["os"] for s in scanned.values())
+    for platform in PLATFORMS:
+        stem = f"multi@{platform.replace('/', '-')}"
+        spdx = json.loads((root / "dist/reports" / f"{stem}.spdx.json").read_text())
+        arches = {
+            ref["referenceLocator"].split("arch=")[1].split("&")[0]
+            for pkg in spdx["packages"]
+            for ref in pkg.get("externalRefs", [])
+            if ref.get("referenceLocator", "").startswith("pkg:deb/")
+        }
+        assert arches == {platform.split("/")[1]}
+
+    # 4. Published byte for byte: the registry serves the index digest and its children.
+    published = run_dcforge("publish", cwd=root, env=env, timeout=1200)
+    assert published.returncode == 0, published.stderr
+    repo = entry.repository
+    assert registry.resolve(runner, f"{repo}:latest", plain_http=True) == entry.image_digest
+    served = registry.manifest(runner, f"{repo}@{entry.image_digest}", plain_http=True)
+    assert children(served) == entry.platform_digests
+    tags = set(registry.tags(runner, repo, plain_http=True))
+    for digest in [entry.image_digest, *entry.platform_digests.values()]:
+        assert f"sha256-{digest[7:]}.sig" in tags
+    for digest in entry.platform_digests.values():
+        assert f"sha256-{digest[7:]}.att" in tags
+    assert f"sha256-{entry.image_digest[7:]}.att" not in tags  # attestations are per platform
+    verified = run_dcforge("verify", cwd=root, env=env)
+    assert verified.returncode == 0, verified.stderr
+
+    # 5. docker pull --platform linux/arm64 of the floating tag gets the arm64 image.
+    ref = f"{repo}:latest"
+    subprocess.run(["docker", "pull", "-q", "--platform", "linux/arm64", ref], check=True)
+    arch = subprocess.run(
+        [
+            "docker",
+            "run",
+            "--rm",
+            "--network",
+            "none",
+            "--platform",
+            "linux/arm64",
+            ref,
+            "sh",
+            "-c",
+            "cat /etc/dcforge-arch; uname -m",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split()
+    assert arch == ["arm64", "aarch64"]
+    subprocess.run(["docker", "rmi", "-f", ref], capture_output=True, check=False)
+
+    # verify checks every platform: the arm64 image's attestations gone → verify fails.
+    arm64 = entry.platform_digests["linux/arm64"]
+    att = registry.resolve(runner, f"{repo}:sha256-{arm64[7:]}.att", plain_http=True)
+    registry.delete(runner, f"{repo}@{att}", plain_http=True)
+    broken = run_dcforge("verify", cwd=root, env=env)
+    assert broken.returncode != 0
+    assert "linux/arm64" in broken.stderr and "attestation" in broken.stderr
+
+
+def test_a_cve_only_in_the_arm64_image_blocks(
+    tmp_path: Path, private_registry: PrivateRegistry, env: dict[str, str], runner: Runner
+) -> None:
+    root = multi_project(tmp_path / "p", f"{private_registry.host}/dc", arm64_zlib=True)
+    m, blocked = build_gate(root, env)
+    assert "CVE-2099-0001" in blocked and "linux/arm64" in blocked
+    scanned = {p["platform"]: p for p in verdicts(root)["multi"]["platforms"]}  # type: ignore[attr-defined]
+    assert scanned["linux/amd64"]["passed"] is True
+    assert scanned["linux/arm64"]["passed"] is False
+    assert [f["id"] for f in scanned["linux/arm64"]["blocking"]] == ["CVE-2099-0001"]
+    refused = run_dcforge("publish", cwd=root, env=env)
+    assert refused.returncode != 0
+    assert (
+        registry.digest_or_none(
+            runner,
+            f"{m.permutations[0].repository}@{m.permutations[0].image_digest}",
+            plain_http=True,
+        )
+        is None
+    )
+
+
+def test_publish_refuses_a_verdict_missing_a_platform(
+    tmp_path: Path, private_registry: PrivateRegistry, env: dict[str, str], runner: Runner
+) -> None:
+    """A gate.json edited to carry only the amd64 verdict (or written by a gate that scanned
+    one platform) never lets the arm64 image be signed."""
+    root = multi_project(tmp_path / "p", f"{private_registry.host}/dc")
+    m, blocked = build_gate(root, env)
+    assert not blocked
+    path = root / "dist/gate.json"
+    doc = json.loads(path.read_text())
+    perm = doc["permutations"][0]
+    perm["platforms"] = [p for p in perm["platforms"] if p["platform"] == "linux/amd64"]
+    path.write_text(json.dumps(doc))
+    refused = run_dcforge("publish", cwd=root, env=env)
+    assert refused.returncode != 0
+    assert "linux/arm64" in refused.stderr
+    assert (
+        registry.digest_or_none(
+            runner,
+            f"{m.permutations[0].repository}@{m.permutations[0].image_digest}",
+            plain_http=True,
+        )
+        is None
+    )
+
+
+def test_rollback_and_retention_treat_an_index_and_its_children_as_one(
+    tmp_path: Path, private_registry: PrivateRegistry, env: dict[str, str], runner: Runner
+) -> None:
+    root = multi_project(tmp_path / "p", f"{private_registry.host}/dc")
+    family = root / "permutations/multi.yaml"
+    releases = []
+    for greeting in ("A", "B"):
+        family.write_text(FAMILY.replace('GREETING: "hello"', f'GREETING: "{greeting}"'))
+        git_commit(root, greeting)
+        m, blocked = build_gate(root, env)
+        assert not blocked
+        result = run_dcforge("publish", cwd=root, env=env, timeout=1200)
+        assert result.returncode == 0, result.stderr
+        releases.append(m)
+    (a, b) = (r.permutations[0] for r in releases)
+    assert set(a.platform_digests.values()).isdisjoint(b.platform_digests.values())
+
+    # Rollback moves the tag of the index: every platform goes back together.
+    latest = f"{a.repository}:latest"
+    for target, entry in ((releases[0], a), (releases[1], b)):
+        rolled = run_dcforge("rollback", "--sha", target.git_sha, cwd=root, env=env)
+        assert rolled.returncode == 0, rolled.stderr
+        assert registry.resolve(runner, latest, plain_http=True) == entry.image_digest
+
+    keep = {**env, "DCFORGE_KEEP_RELEASES": "1"}
+    done = run_dcforge("prune", "--registry", "--yes", "--now", FUTURE, cwd=root, env=keep)
+    assert done.returncode == 0, done.stderr
+    tags = set(registry.tags(runner, a.repository, plain_http=True))
+
+    def present(digest: str) -> bool:
+        return (
+            registry.digest_or_none(runner, f"{a.repository}@{digest}", plain_http=True) is not None
+        )
+
+    for digest in [a.image_digest, *a.platform_digests.values()]:
+        assert not present(digest), done.stderr
+        assert f"sha256-{digest[7:]}.sig" not in tags
+        assert f"sha256-{digest[7:]}.att" not in tags
+    for digest in [b.image_digest, *b.platform_digests.values()]:
+        assert present(digest), digest
+        assert f"sha256-{digest[7:]}.sig" in tags
+    verified = run_dcforge("verify", cwd=root, env=env)
+    assert verified.returncode == 0, verified.stderr
