@@ -169,7 +169,7 @@ def _protect_by_tag_and_age(
         floating = v.floating_tags()
         if floating:
             _protect(keep, v.key, f"tagged {', '.join(floating)}")
-        elif v.key in children:
+        elif v.key in children and v.created is None:
             continue  # an index's children follow the index, decided below
         elif v.created is None:
             _protect(keep, v.key, "age unknown")

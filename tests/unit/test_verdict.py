@@ -41,6 +41,9 @@ def setup(tmp_path: Path) -> tuple[settings.Settings, mf.Manifest, Path]:
                 "passed": True,
                 "tarball_sha256": e.tarball_sha256,
                 "image_digest": e.image_digest,
+                "platforms": [
+                    {"platform": "linux/amd64", "digest": e.image_digest, "passed": True}
+                ],
             }
         ],
     }
@@ -93,6 +96,35 @@ def test_anything_stale_is_refused(
 ) -> None:
     conf, m, dist = setup(tmp_path)
     edit_gate(dist, **change)
+    with pytest.raises(PublishRefused, match=expected):
+        gate.check_publishable(conf, m, dist / "manifest.json")
+
+
+@pytest.mark.parametrize(
+    ("platforms", "expected"),
+    [
+        (None, "no passing gate verdict for its linux/amd64 image"),
+        ([], "no passing gate verdict for its linux/amd64 image"),
+        ([{"platform": "linux/arm64", "digest": "D", "passed": True}], "linux/amd64"),
+        ([{"platform": "linux/amd64", "digest": "D", "passed": False}], "linux/amd64"),
+        ([{"platform": "linux/amd64", "digest": "sha256:" + "0" * 64, "passed": True}], "amd64"),
+    ],
+)
+def test_every_platform_image_needs_its_own_passing_verdict(
+    tmp_path: Path, platforms: list[dict[str, object]] | None, expected: str
+) -> None:
+    """A verdict that passed the permutation but says nothing (or no pass) for one of its
+    platform images — an older gate, or an edited gate.json — never publishes it."""
+    conf, m, dist = setup(tmp_path)
+    doc = json.loads((dist / "gate.json").read_text())
+    digest = m.permutations[0].image_digest
+    for p in platforms or []:
+        p["digest"] = digest if p["digest"] == "D" else p["digest"]
+    if platforms is None:
+        del doc["permutations"][0]["platforms"]
+    else:
+        doc["permutations"][0]["platforms"] = platforms
+    (dist / "gate.json").write_text(json.dumps(doc))
     with pytest.raises(PublishRefused, match=expected):
         gate.check_publishable(conf, m, dist / "manifest.json")
 

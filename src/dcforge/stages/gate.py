@@ -13,6 +13,7 @@ import tempfile
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
+from functools import partial
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -374,16 +375,14 @@ def _scan_remote(settings: Settings, runner: Runner, entry: mf.Entry, ctx: GateC
     verdicts = []
     for platform, digest in entry.platform_images().items():
         ref, stem, problems = f"{entry.repository}@{digest}", entry.report_stem(platform), []
-        report = None
+        report: dict[str, Any] | None = None
         try:
             out = ctx.reports_dir / f"{stem}.trivy.json"
             report = trivy.scan_remote(reg, ref, out, ctx.db.options)
             log.step(entry.name, f"re-scanned {platform} from the registry ({ref[-19:]})")
         except DcforgeError as err:
             problems.append(f"the vulnerability scan failed: {err}")
-        doc = _sbom(
-            entry, stem, problems, lambda spdx, cdx, r=ref: syft.sbom_remote(reg, r, spdx, cdx), ctx
-        )
+        doc = _sbom(entry, stem, problems, partial(syft.sbom_remote, reg, ref), ctx)
         verdicts.append(_decide(entry, platform, report, doc, problems, ctx))
     return _combine(entry, verdicts)
 

@@ -183,9 +183,9 @@ def _date_indexes(versions: list[rp.Version]) -> list[rp.Version]:
     out = []
     for v in versions:
         dates = [created.get((v.repository, c)) for c in v.children]
-        if v.created is None and dates and all(d is not None for d in dates):
-            v = replace(v, created=max(d for d in dates if d is not None))
-        out.append(v)
+        known = [d for d in dates if d is not None]
+        dated = v.created is None and known and len(known) == len(dates)
+        out.append(replace(v, created=max(known)) if dated else v)
     return out
 
 

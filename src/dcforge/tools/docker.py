@@ -41,9 +41,7 @@ MACHINES = {
 }
 
 
-def _run_in(
-    runner: Runner, image: str, platform: str, argv: list[str], timeout: float
-) -> str:
+def _run_in(runner: Runner, image: str, platform: str, argv: list[str], timeout: float) -> str:
     where = ["--platform", platform] if platform else []
     return runner.run(
         ["docker", "run", "--rm", "--network", "none", *where, image, *argv], timeout=timeout

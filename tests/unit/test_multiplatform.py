@@ -1,0 +1,141 @@
+"""Multi-platform images (pure parts): the manifest's per-platform digests, reading an
+index's children, the base image's platforms, dating an index for retention."""
+
+from __future__ import annotations
+
+import copy
+import datetime as dt
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from dcforge import config, release
+from dcforge import manifest as mf
+from dcforge import retention_plan as rp
+from dcforge.errors import BuildError, ConfigError, ManifestError
+from dcforge.stages import build, retention
+from dcforge.tools import buildx
+from tests.projects import write_project
+from tests.unit.test_manifest import GOOD
+
+AMD, ARM, INDEX = ("sha256:" + c * 64 for c in "123")
+
+
+def multi(**changes: Any) -> dict[str, Any]:
+    doc = copy.deepcopy(GOOD)
+    entry = doc["permutations"][0]
+    entry.update(
+        image_digest=INDEX,
+        platforms=["linux/amd64", "linux/arm64"],
+        platform_digests={"linux/amd64": AMD, "linux/arm64": ARM},
+    )
+    entry.update(changes)
+    return doc
+
+
+def test_a_multi_platform_entry_names_the_index_and_each_platform_image() -> None:
+    entry = mf.parse(multi(), "m").permutations[0]
+    assert entry.multi_platform
+    assert entry.platform_images() == {"linux/amd64": AMD, "linux/arm64": ARM}
+    assert entry.report_stem("linux/arm64") == "tiny-one@linux-arm64"
+    single = mf.parse(GOOD, "m").permutations[0]
+    assert single.platform_images() == {"linux/amd64": "sha256:" + "c" * 64}
+    assert single.report_stem("linux/amd64") == "tiny-one"
+    rel = release.parse(release.build(mf.parse(multi(), "m"), {}), "r")
+    (image,) = rel.images
+    assert image.signed_refs()[1:] == [f"{image.repository}@{AMD}", f"{image.repository}@{ARM}"]
+    assert image.attested() == [("linux/amd64", AMD), ("linux/arm64", ARM)]
+
+
+@pytest.mark.parametrize(
+    ("changes", "expected"),
+    [
+        ({"platform_digests": {}}, "platform_digests names nothing"),
+        ({"platform_digests": {"linux/amd64": AMD}}, "builds \\['linux/amd64', 'linux/arm64'\\]"),
+        (
+            {"platform_digests": {"linux/amd64": AMD, "linux/arm64": ARM, "linux/s390x": ARM}},
+            "platform_digests names",
+        ),
+        ({"platform_digests": {"linux/amd64": AMD, "linux/arm64": "sha256:x"}}, "platform_dig"),
+        ({"platforms": ["linux/amd64", "linux/amd64"]}, "listed twice"),
+        ({"platforms": ["linux/amd64"], "platform_digests": {"linux/amd64": AMD}}, "not image_d"),
+    ],
+)
+def test_an_entry_whose_platforms_do_not_add_up_is_refused(
+    changes: dict[str, Any], expected: str
+) -> None:
+    """Every platform that will be signed must have been recorded (and so gated)."""
+    with pytest.raises(ManifestError, match=expected):
+        mf.parse(multi(**changes), "m")
+
+
+def child(arch: str, digest: str, **extra: Any) -> dict[str, Any]:
+    return {"digest": digest, "platform": {"os": "linux", "architecture": arch}, **extra}
+
+
+def test_index_children_by_platform_leave_out_attestation_manifests() -> None:
+    index = {
+        "manifests": [
+            child("amd64", AMD),
+            child("arm64", ARM, platform={"os": "linux", "architecture": "arm64", "variant": "v8"}),
+            {"digest": INDEX, "platform": {"os": "unknown", "architecture": "unknown"}},
+            child(
+                "amd64", INDEX, annotations={"vnd.docker.reference.type": "attestation-manifest"}
+            ),
+        ]
+    }
+    assert buildx.index_children(index, "x") == {"linux/amd64": AMD, "linux/arm64/v8": ARM}
+    assert buildx.index_children({"schemaVersion": 2}, "x") == {}
+    with pytest.raises(BuildError, match="two images for linux/amd64"):
+        buildx.index_children({"manifests": [child("amd64", AMD), child("amd64", ARM)]}, "x")
+
+
+def perm(root: Path, platforms: str) -> config.Permutation:
+    family = "family: tiny\nname: tiny\ncontext: ../images/tiny\nbase: b/busybox:1\n"
+    write_project(root, families={"tiny.yaml": family + f"platforms: {platforms}\n"})
+    (p,) = config.load_all(root / "permutations", root=root, registry="r/dc", builtins={})
+    return p
+
+
+def test_the_base_must_have_every_platform_before_anything_builds(tmp_path: Path) -> None:
+    p = perm(tmp_path / "a", "[linux/amd64, linux/arm64]")
+    base = {"linux/amd64": AMD, "linux/arm64": ARM}
+    assert build._base_platforms(p, INDEX, base, dry_run=False) == base
+    with pytest.raises(ConfigError, match="builds linux/arm64, which its base"):
+        build._base_platforms(p, INDEX, {"linux/amd64": AMD}, dry_run=False)
+    with pytest.raises(ConfigError, match="single-platform image"):
+        build._base_platforms(p, AMD, {}, dry_run=False)
+    one = perm(tmp_path / "b", "[linux/amd64]")
+    assert build._base_platforms(one, AMD, {}, dry_run=False) == {"linux/amd64": AMD}
+
+
+def test_an_unknown_platform_is_refused_in_the_yaml(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="platforms"):
+        perm(tmp_path, "[linux/amd64, linux/arm65]")
+
+
+NOW = dt.datetime(2026, 11, 28, tzinfo=dt.UTC)
+OLD = NOW - dt.timedelta(days=200)
+
+
+def test_an_index_is_as_old_as_its_newest_child_and_goes_with_its_children() -> None:
+    """An index has no config to date it: without this every multi-platform image would be
+    kept forever as "age unknown"; dated, it and its children are deleted together."""
+    repo = "reg/dc/multi"
+    index = rp.Version(repo, INDEX, ("multi-" + "a" * 40,), None, (AMD, ARM))
+    versions = [
+        index,
+        rp.Version(repo, AMD, (), OLD),
+        rp.Version(repo, ARM, (), OLD - dt.timedelta(days=1)),
+        rp.Version(repo, "sha256:" + "4" * 64, (f"sha256-{ARM[7:]}.sig",)),
+    ]
+    dated = retention._date_indexes(versions)
+    assert dated[0].created == OLD
+    plan = rp.plan(dated, [], None, rp.RetentionPolicy(now=NOW))
+    assert {v.digest for v in plan.delete} == {INDEX, AMD, ARM, "sha256:" + "4" * 64}
+    assert plan.delete[0].digest == INDEX  # the index before its children
+    young = retention._date_indexes([index, versions[1], rp.Version(repo, ARM, (), NOW)])
+    assert rp.plan(young, [], None, rp.RetentionPolicy(now=NOW)).delete == []
+    unknown = retention._date_indexes([index, versions[1], rp.Version(repo, ARM)])
+    assert unknown[0].created is None  # a child of unknown age: the index stays unknown
