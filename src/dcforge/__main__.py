@@ -56,6 +56,7 @@ def _build(args: argparse.Namespace, conf: Settings, runner: Runner, env: Mappin
         prune=args.prune,
         smoke=not args.no_smoke,
         since=args.since,
+        platform=args.platform,
     )
     build.run(conf, runner, env, options)
     return 0

@@ -146,6 +146,13 @@ def _add_build(sub: Subparsers) -> None:
     )
     build.add_argument("--no-smoke", action="store_true", help="skip smoke commands")
     build.add_argument(
+        "--platform",
+        default="",
+        metavar="OS/ARCH",
+        help="build only this platform of the permutations that declare it (a platform "
+        "part: merge-manifests joins the parts, built on native runners, into one index)",
+    )
+    build.add_argument(
         "--since",
         default="",
         metavar="REF",

@@ -51,6 +51,9 @@ class Entry:
     os: str = "required"  # "none": declared without an OS (the gate then wants lang packages)
     # platform → that platform's image manifest digest (image_digest is then an index's)
     platform_digests: dict[str, str] = field(default_factory=dict)
+    # Set on a platform part (build --platform): every platform of the permutation; the
+    # parts are merged into one index before anything gates or publishes them.
+    part_of: list[str] = field(default_factory=list)
 
     @property
     def reused(self) -> bool:
@@ -59,6 +62,10 @@ class Entry:
     @property
     def multi_platform(self) -> bool:
         return len(self.platforms) > 1
+
+    @property
+    def is_part(self) -> bool:
+        return bool(self.part_of)
 
     def platform_images(self) -> dict[str, str]:
         """platform → image manifest digest: the images that are scanned, signed, attested.
@@ -98,6 +105,16 @@ class Manifest:
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
+
+    def check_complete(self, source: str) -> None:
+        """No platform part is left: gate and publish see whole permutations only."""
+        for e in self.permutations:
+            if e.is_part:
+                raise ManifestError(
+                    f"{source}: '{e.name}' is only its {', '.join(e.platforms)} part of "
+                    f"{', '.join(e.part_of)} (build --platform) — merge the platform parts "
+                    "first (dcforge merge-manifests part-amd64/ part-arm64/ …)"
+                )
 
 
 def _schema() -> dict[str, Any]:
@@ -168,6 +185,12 @@ def _check_platforms(raw: dict[str, Any], source: str) -> None:
         raise ManifestError(
             f"{source}: permutation '{raw['name']}': platform_digests names "
             f"{sorted(digests) or 'nothing'}, the entry builds {sorted(platforms)} — rebuild"
+        )
+    part_of = raw.get("part_of") or []
+    if part_of and (len(platforms) != 1 or platforms[0] not in part_of or len(part_of) < 2):
+        raise ManifestError(
+            f"{source}: permutation '{raw['name']}': a platform part builds one of the "
+            f"platforms it is part of (platforms {platforms}, part_of {part_of})"
         )
     if len(platforms) == 1 and digests and digests[platforms[0]] != raw["image_digest"]:
         raise ManifestError(

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import shutil
 import subprocess
 import tarfile
 from pathlib import Path
@@ -17,7 +18,9 @@ from dcforge.tools import registry
 from tests.integration.conftest import (
     PrivateRegistry,
     TrivyDb,
+    base_env,
     env_for,
+    fake_tool,
     git_commit,
     run_dcforge,
     verdicts,
@@ -107,6 +110,20 @@ def children(doc: dict[str, object]) -> dict[str, str]:
     return out
 
 
+def assert_each_sbom_is_its_platforms(root: Path) -> None:
+    """Each platform's SBOM lists that architecture's packages (syft read that image)."""
+    for platform in PLATFORMS:
+        stem = f"multi@{platform.replace('/', '-')}"
+        spdx = json.loads((root / "dist/reports" / f"{stem}.spdx.json").read_text())
+        arches = {
+            ref["referenceLocator"].split("arch=")[1].split("&")[0]
+            for pkg in spdx["packages"]
+            for ref in pkg.get("externalRefs", [])
+            if ref.get("referenceLocator", "").startswith("pkg:deb/")
+        }
+        assert arches == {platform.split("/")[1]}
+
+
 @pytest.fixture
 def env(private_registry: PrivateRegistry, trivy_db: TrivyDb) -> dict[str, str]:
     return env_for(private_registry, trivy_db)
@@ -138,16 +155,7 @@ def test_an_index_is_built_gated_published_signed_per_platform_and_pulled_by_pla
     scanned = {p["platform"]: p for p in v["platforms"]}  # type: ignore[attr-defined]
     assert {p: s["digest"] for p, s in scanned.items()} == entry.platform_digests
     assert all(s["passed"] and s["coverage"]["os"] for s in scanned.values())
-    for platform in PLATFORMS:
-        stem = f"multi@{platform.replace('/', '-')}"
-        spdx = json.loads((root / "dist/reports" / f"{stem}.spdx.json").read_text())
-        arches = {
-            ref["referenceLocator"].split("arch=")[1].split("&")[0]
-            for pkg in spdx["packages"]
-            for ref in pkg.get("externalRefs", [])
-            if ref.get("referenceLocator", "").startswith("pkg:deb/")
-        }
-        assert arches == {platform.split("/")[1]}
+    assert_each_sbom_is_its_platforms(root)
 
     # 4. Published byte for byte: the registry serves the index digest and its children.
     published = run_dcforge("publish", cwd=root, env=env, timeout=1200)
@@ -188,6 +196,19 @@ def test_an_index_is_built_gated_published_signed_per_platform_and_pulled_by_pla
     ).stdout.split()
     assert arch == ["arm64", "aarch64"]
     subprocess.run(["docker", "rmi", "-f", ref], capture_output=True, check=False)
+
+    # Unchanged since the release: reused by digest, and every platform re-scanned from the
+    # registry with today's DB.
+    git_commit(root, "no change")
+    again = run_dcforge("build", "--no-prune", "--since", "last-known-good", cwd=root, env=env)
+    assert again.returncode == 0, again.stderr
+    (reused,) = mf.load(root / "dist/manifest.json").permutations
+    assert reused.reused and reused.platform_digests == entry.platform_digests
+    regated = run_dcforge("gate", cwd=root, env=env)
+    assert regated.returncode == 0, regated.stderr
+    rescanned = {p["platform"]: p["digest"] for p in verdicts(root)["multi"]["platforms"]}  # type: ignore[attr-defined]
+    assert rescanned == entry.platform_digests
+    assert "re-scanned linux/arm64 from the registry" in regated.stderr
 
     # verify checks every platform: the arm64 image's attestations gone → verify fails.
     arm64 = entry.platform_digests["linux/arm64"]
@@ -289,3 +310,83 @@ def test_rollback_and_retention_treat_an_index_and_its_children_as_one(
         assert f"sha256-{digest[7:]}.sig" in tags
     verified = run_dcforge("verify", cwd=root, env=env)
     assert verified.returncode == 0, verified.stderr
+
+
+def test_a_builder_without_arm64_is_one_clear_line_before_anything_builds(
+    tmp_path: Path, private_registry: PrivateRegistry, env: dict[str, str]
+) -> None:
+    """A runner with no arm64 emulator registered (the builder offers amd64 only)."""
+    root = multi_project(tmp_path / "p", f"{private_registry.host}/dc")
+    real = shutil.which("docker")
+    tools = fake_tool(
+        tmp_path / "bin",
+        "docker",
+        'if [ "$1 $2" = "buildx inspect" ]; then\n'
+        '  printf "Name: default\\nPlatforms: linux/amd64, linux/amd64/v2\\n"; exit 0\n'
+        f'fi\nexec {real} "$@"\n',
+    )
+    path = f"{tools}:{base_env()['PATH']}"
+    result = run_dcforge("build", "--no-prune", cwd=root, env={**env, "PATH": path})
+    assert result.returncode != 0
+    assert "cannot build linux/arm64" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert not (root / "dist/manifest.json").exists()
+
+
+def test_platform_parts_built_apart_merge_into_the_index_one_machine_would_build(
+    tmp_path: Path, private_registry: PrivateRegistry, env: dict[str, str], runner: Runner
+) -> None:
+    """A matrix over platforms (each part on its own, native, runner; emulated here) merged by
+    digest: every platform keeps its own build's digest; parts never gate or publish alone;
+    a part whose image is not its platform's, or a missing part, is refused."""
+    root = multi_project(tmp_path / "p", f"{private_registry.host}/dc")
+    parts = {}
+    for platform in PLATFORMS:
+        out = tmp_path / f"part-{platform.split('/')[1]}"
+        built = run_dcforge(
+            "build", "--no-prune", "--platform", platform, cwd=root,
+            env={**env, "DCFORGE_DIST": str(out)},
+        )  # fmt: skip
+        assert built.returncode == 0, built.stderr
+        (part,) = mf.load(out / "manifest.json").permutations
+        assert part.part_of == list(PLATFORMS) and part.platforms == [platform]
+        parts[platform] = (out, part)
+    amd64_dir, amd64 = parts["linux/amd64"]
+    alone = run_dcforge("gate", cwd=root, env={**env, "DCFORGE_DIST": str(amd64_dir)})
+    assert alone.returncode != 0 and "merge the platform parts" in alone.stderr
+
+    # A part that claims arm64 but holds the amd64 image (say, a runner whose engine built
+    # the wrong platform) and a missing part are refused; nothing is written.
+    liar = tmp_path / "part-liar"
+    shutil.copytree(amd64_dir, liar)
+    doc = json.loads((liar / "manifest.json").read_text())
+    doc["permutations"][0]["platforms"] = ["linux/arm64"]
+    doc["permutations"][0]["platform_digests"] = {"linux/arm64": amd64.image_digest}
+    (liar / "manifest.json").write_text(json.dumps(doc))
+    for bad, expected in (
+        ([amd64_dir, liar], "the part for linux/arm64 holds a linux/amd64 image"),
+        ([amd64_dir], "is only its linux/amd64 part"),
+    ):
+        refused = run_dcforge("merge-manifests", *map(str, bad), cwd=root, env=env)
+        assert refused.returncode != 0 and expected in refused.stderr, refused.stderr
+        assert "Traceback" not in refused.stderr
+        assert not (root / "dist/manifest.json").exists()
+
+    dirs = [str(parts[p][0]) for p in reversed(PLATFORMS)]
+    merged = run_dcforge("merge-manifests", *dirs, cwd=root, env=env)
+    assert merged.returncode == 0, merged.stderr
+    (entry,) = mf.load(root / "dist/manifest.json").permutations
+    assert entry.platforms == list(PLATFORMS) and not entry.part_of
+    assert entry.platform_digests == {p: parts[p][1].image_digest for p in PLATFORMS}
+    found = archive_index(root / "dist" / entry.tarball)
+    assert found["top"]["digest"] == entry.image_digest  # type: ignore[index]
+    assert children(found["index"]) == entry.platform_digests  # type: ignore[arg-type]
+    again = run_dcforge("merge-manifests", *dirs, cwd=root, env=env)
+    assert again.returncode == 0
+    assert mf.load(root / "dist/manifest.json").permutations[0].image_digest == entry.image_digest
+
+    for step in ("gate", "publish", "verify"):
+        result = run_dcforge(step, cwd=root, env=env, timeout=1200)
+        assert result.returncode == 0, result.stderr
+    served = registry.manifest(runner, f"{entry.repository}:latest", plain_http=True)
+    assert children(served) == entry.platform_digests

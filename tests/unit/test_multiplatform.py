@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import copy
 import datetime as dt
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from dcforge import config, release
+from dcforge import config, merge, release
 from dcforge import manifest as mf
 from dcforge import retention_plan as rp
 from dcforge.errors import BuildError, ConfigError, ManifestError
@@ -139,3 +140,72 @@ def test_an_index_is_as_old_as_its_newest_child_and_goes_with_its_children() -> 
     assert rp.plan(young, [], None, rp.RetentionPolicy(now=NOW)).delete == []
     unknown = retention._date_indexes([index, versions[1], rp.Version(repo, ARM)])
     assert unknown[0].created is None  # a child of unknown age: the index stays unknown
+
+
+def test_the_builder_platforms_of_every_node() -> None:
+    text = """Name:          multi
+Driver:        docker-container
+
+Nodes:
+Name:             multi0
+Platforms:        linux/amd64*, linux/amd64/v2, linux/386
+Labels:
+ org.mobyproject.buildkit.worker.executor: oci
+
+Name:             multi1
+Endpoint:         ssh://builder@arm64-host
+Platforms:        linux/arm64*, linux/arm/v7
+"""
+    assert buildx.parse_builder_platforms(text) == {
+        "linux/amd64",
+        "linux/amd64/v2",
+        "linux/386",
+        "linux/arm64",
+        "linux/arm/v7",
+    }
+    assert buildx.parse_builder_platforms("Name: x\nDriver: docker\n") == set()
+
+
+def part(platform: str, digest: str, **changes: Any) -> mf.Entry:
+    doc = copy.deepcopy(GOOD)
+    entry = doc["permutations"][0]
+    entry.update(
+        image_digest=digest,
+        platforms=[platform],
+        platform_digests={platform: digest},
+        part_of=["linux/amd64", "linux/arm64"],
+    )
+    entry.update(changes)
+    return mf.parse(doc, "part").permutations[0]
+
+
+@pytest.mark.parametrize(
+    ("arm64", "expected"),
+    [
+        ({"input_hash": "sha256:" + "9" * 64}, "disagree on input_hash"),
+        ({"tags": ["localhost:5000/dcforge/tiny:other"]}, "disagree on tags"),
+        (
+            {"base_image": {"ref": "localhost:5000/library/busybox:latest", "digest": AMD}},
+            "FROM different base images",
+        ),
+        ({"platforms": ["linux/amd64"], "platform_digests": {"linux/amd64": ARM}}, "cover"),
+    ],
+)
+def test_platform_parts_that_are_not_one_permutation_never_merge(
+    tmp_path: Path, arm64: dict[str, Any], expected: str
+) -> None:
+    group = [
+        (tmp_path, part("linux/amd64", AMD)),
+        (tmp_path, part("linux/arm64", ARM, **arm64)),
+    ]
+    with pytest.raises(ManifestError, match=expected):
+        merge.join_parts("tiny-one", group, tmp_path)
+    assert not (tmp_path / "tiny-one.tar").exists()
+
+
+def test_a_part_names_one_of_the_platforms_it_is_part_of() -> None:
+    with pytest.raises(ManifestError, match="a platform part builds one of"):
+        part("linux/s390x", AMD)
+    m = replace(mf.parse(GOOD, "m"), permutations=[part("linux/amd64", AMD)])
+    with pytest.raises(ManifestError, match="merge the platform parts"):
+        m.check_complete("m")

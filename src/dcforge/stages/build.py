@@ -6,7 +6,7 @@ import json
 import shutil
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -29,6 +29,7 @@ class BuildOptions:
     prune: bool | None = None  # None: prune when CI is set
     smoke: bool = True
     since: str = ""  # reuse what this release (git SHA / last-known-good) already published
+    platform: str = ""  # build only this platform: a part for merge-manifests to join
 
 
 @dataclass(frozen=True)
@@ -39,6 +40,7 @@ class PlannedPermutation:
     base_digest: str
     input_hash: str
     base_platforms: Mapping[str, str] = field(default_factory=dict)  # platform → digest
+    part_of: tuple[str, ...] = ()  # a platform part: every platform of the permutation
 
 
 def builtins(settings: Settings) -> dict[str, str]:
@@ -206,8 +208,16 @@ def _reusable(
         if releases.registry.digest_or_none(ref) != old.image_digest:
             log.step(p.name, f"not reusable: {ref} is gone from the registry")
             continue
+        whole = item
+        if item.part_of:  # a platform part of an unchanged permutation: reuse the whole
+            whole = replace(
+                item,
+                perm=replace(p, platforms=item.part_of),
+                part_of=(),
+                base_platforms=old.base_image.platform_digests,
+            )
         out[p.name] = _entry(
-            item,
+            whole,
             git_sha,
             digest=old.image_digest,
             tarball="",
@@ -256,6 +266,7 @@ def _entry(
         reused_from=reused_from,
         os=p.os_mode,
         platform_digests=dict(platform_digests),
+        part_of=list(item.part_of),
     )
 
 
@@ -278,7 +289,7 @@ def run(
         )
     if options.prune if options.prune is not None else bool(env.get("CI")):
         docker.runner_hygiene(runner)
-    planned = _resolve(settings, runner, perms)
+    planned = _platform_parts(_resolve(settings, runner, perms), options)
     reused = (
         _reusable(settings, runner, env, options.since, planned, git.sha) if options.since else {}
     )
@@ -303,6 +314,41 @@ def run(
         shutil.rmtree(incoming, ignore_errors=True)
     log.info(f"wrote {settings.dist_dir / 'manifest.json'} ({len(entries)} permutation(s))")
     return manifest
+
+
+def _platform_parts(
+    planned: list[PlannedPermutation], options: BuildOptions
+) -> list[PlannedPermutation]:
+    """With ``--platform``: each permutation declaring it, narrowed to that platform (its
+    input hash and base stay the whole permutation's, so that the parts merge into the
+    same index a one-machine build makes); the others are left out."""
+    if not options.platform:
+        return planned
+    out = []
+    for item in planned:
+        p = item.perm
+        if options.platform not in p.platforms:
+            if options.names:
+                raise ConfigError(
+                    f"{p.source}: '{p.name}' does not build {options.platform} "
+                    f"(its platforms: {', '.join(p.platforms)})"
+                )
+            log.step(p.name, f"left out: it does not build {options.platform}")
+            continue
+        if len(p.platforms) == 1:
+            out.append(item)
+            continue
+        out.append(
+            replace(
+                item,
+                perm=replace(p, platforms=(options.platform,)),
+                base_platforms={options.platform: item.base_platforms[options.platform]},
+                part_of=p.platforms,
+            )
+        )
+    if not out:
+        raise ConfigError(f"no selected permutation builds {options.platform}")
+    return out
 
 
 def _resolve(
@@ -351,6 +397,7 @@ def _build_all(
     git_sha: str,
     options: BuildOptions,
 ) -> list[mf.Entry]:
+    _check_builder(runner, planned)
     targets = _targets(settings, env, planned, incoming, git_sha)
     started_at = datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
     metadata = _bake(settings, runner, targets, incoming, options)
@@ -366,6 +413,23 @@ def _build_all(
         jobs = options.jobs or settings.effective_jobs
         with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
             return list(pool.map(finish, targets))
+
+
+def _check_builder(runner: Runner, planned: Sequence[PlannedPermutation]) -> None:
+    """Every platform to build is one the builder offers (natively or emulated): a missing
+    arm64 emulator is one clear line now, not a bake error minutes in."""
+    wanted = {pl for item in planned for pl in item.perm.platforms}
+    if runner.dry_run:
+        return
+    offered = buildx.builder_platforms(runner)
+    missing = sorted(wanted - offered)
+    if missing:
+        raise BuildError(
+            f"the buildx builder cannot build {', '.join(missing)} (it offers "
+            f"{', '.join(sorted(offered)) or 'nothing it reports'}) — register emulation "
+            "(scripts/bootstrap as root; docker/setup-qemu-action in GitHub Actions) or add "
+            "a native node to the builder (README: Platforms)"
+        )
 
 
 def _bake(

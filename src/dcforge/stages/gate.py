@@ -424,6 +424,7 @@ def run(
         return self_test(settings, runner, now)
     manifest_path = settings.dist_dir / "manifest.json"
     manifest = mf.load(manifest_path)
+    manifest.check_complete(str(manifest_path))
     gate_path = settings.dist_dir / "gate.json"
     gate_path.unlink(missing_ok=True)  # never leave an old verdict behind a failed gate
     tools = check_tools(runner, SCANNED_TOOLS)

@@ -232,6 +232,7 @@ def _preflight(
     clean source, the target registry, the pinned cosign."""
     manifest_path = settings.dist_dir / "manifest.json"
     manifest = mf.load(manifest_path)
+    manifest.check_complete(str(manifest_path))
     gate_doc = verdict.check_publishable(settings, manifest, manifest_path)
     mf.verify_tarballs(manifest, settings.dist_dir)
     _check_source(manifest, options)

@@ -58,6 +58,21 @@ def bake_definition(targets: Sequence[Target]) -> dict[str, Any]:
     }
 
 
+def builder_platforms(runner: Runner) -> set[str]:
+    """The platforms the selected buildx builder can build (every node's, emulated or not)."""
+    out = runner.run(["docker", "buildx", "inspect"], timeout=60, mutates=False).stdout
+    return parse_builder_platforms(out)
+
+
+def parse_builder_platforms(text: str) -> set[str]:
+    found: set[str] = set()
+    for line in text.splitlines():
+        key, _, value = line.partition(":")
+        if key.strip() == "Platforms":
+            found |= {p.strip().rstrip("*") for p in value.split(",") if p.strip()}
+    return found
+
+
 def bake(
     runner: Runner, definition: dict[str, Any], workdir: Path, *, timeout: float
 ) -> tuple[dict[str, Any], str]:
