@@ -85,12 +85,18 @@ class Settings:
     keep_releases: int = 5
     build_timeout: int = 3600
     scan_timeout: float = 1200.0
+    # CI runners by platform ("linux/amd64=ubuntu-24.04,linux/arm64=ubuntu-24.04-arm"): a
+    # multi-platform permutation whose every platform has one is built as platform parts,
+    # each natively on its runner, merged by digest; otherwise on one runner, emulated.
+    native_runners: str = ""
     signing: SigningConfig = field(default_factory=SigningConfig, compare=False)
     # Parsed once from the fields above (never settings of their own).
     insecure_hosts: frozenset[str] = field(init=False, repr=False)
     gate_policy: Policy = field(init=False, repr=False)
+    runner_labels: Mapping[str, str] = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "runner_labels", _runner_labels(self.native_runners))
         hosts = frozenset(h.strip() for h in self.insecure_registries.split(",") if h.strip())
         object.__setattr__(self, "insecure_hosts", hosts)
         policy = Policy.parse(
@@ -118,6 +124,21 @@ class Settings:
     @property
     def effective_jobs(self) -> int:
         return self.jobs if self.jobs > 0 else (os.cpu_count() or 1)
+
+
+def _runner_labels(raw: str) -> dict[str, str]:
+    labels: dict[str, str] = {}
+    for item in (i.strip() for i in raw.split(",")):
+        if not item:
+            continue
+        platform, sep, label = (x.strip() for x in item.partition("="))
+        if not sep or not label or platform.count("/") not in (1, 2) or platform in labels:
+            raise ConfigError(
+                f"native_runners ([tool.dcforge] or DCFORGE_NATIVE_RUNNERS): {item!r} is not 'os/arch=runner-label' (one per platform), "
+                "e.g. 'linux/amd64=ubuntu-24.04,linux/arm64=ubuntu-24.04-arm'"
+            )
+        labels[platform] = label
+    return labels
 
 
 def is_loopback(reference: str) -> bool:

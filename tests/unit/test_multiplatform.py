@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from dcforge import config, merge, release
+from dcforge import config, merge, release, settings
 from dcforge import manifest as mf
 from dcforge import retention_plan as rp
 from dcforge.errors import BuildError, ConfigError, ManifestError
@@ -209,3 +209,36 @@ def test_a_part_names_one_of_the_platforms_it_is_part_of() -> None:
     m = replace(mf.parse(GOOD, "m"), permutations=[part("linux/amd64", AMD)])
     with pytest.raises(ManifestError, match="merge the platform parts"):
         m.check_complete("m")
+
+
+def test_the_ci_matrix_splits_a_permutation_into_parts_only_with_a_native_runner_each(
+    tmp_path: Path,
+) -> None:
+    multi_perm = perm(tmp_path / "a", "[linux/amd64, linux/arm64]")
+    one = perm(tmp_path / "b", "[linux/arm64]")
+    emulated = build.ci_matrix([multi_perm, one], {})["include"]
+    assert emulated == [
+        {"permutation": "tiny", "platform": "", "part": "all", "runner": "ubuntu-24.04"},
+        {"permutation": "tiny", "platform": "", "part": "all", "runner": "ubuntu-24.04"},
+    ]
+    labels = {"linux/amd64": "x64", "linux/arm64": "arm"}
+    native = build.ci_matrix([multi_perm, one], labels)["include"]
+    assert [(j["platform"], j["part"], j["runner"]) for j in native] == [
+        ("linux/amd64", "linux-amd64", "x64"),
+        ("linux/arm64", "linux-arm64", "arm"),
+        ("", "all", "arm"),  # a single-platform arm64 permutation runs natively, whole
+    ]
+    half = build.ci_matrix([multi_perm], {"linux/arm64": "arm"})["include"]
+    assert half == [
+        {"permutation": "tiny", "platform": "", "part": "all", "runner": "ubuntu-24.04"}
+    ]
+
+
+@pytest.mark.parametrize(
+    "raw", ["arm64", "linux/arm64=", "linux/arm64=a,linux/arm64=b", "linux=x", "=x"]
+)
+def test_native_runners_that_do_not_parse_are_refused(tmp_path: Path, raw: str) -> None:
+    with pytest.raises(ConfigError, match="native_runners"):
+        settings.Settings(root=tmp_path, native_runners=raw)
+    ok = settings.Settings(root=tmp_path, native_runners=" linux/arm64 = arm , ")
+    assert ok.runner_labels == {"linux/arm64": "arm"}

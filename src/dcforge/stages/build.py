@@ -43,6 +43,30 @@ class PlannedPermutation:
     part_of: tuple[str, ...] = ()  # a platform part: every platform of the permutation
 
 
+DEFAULT_CI_RUNNER = "ubuntu-24.04"
+
+
+def ci_matrix(
+    perms: Sequence[config.Permutation], labels: Mapping[str, str]
+) -> dict[str, list[dict[str, str]]]:
+    """The CI build matrix: one job per permutation, or, when every platform of a
+    multi-platform permutation has a native runner, one job per platform (a part that
+    ``merge-manifests`` joins by digest)."""
+    default = labels.get("linux/amd64", DEFAULT_CI_RUNNER)
+    include = []
+    for p in perms:
+        if len(p.platforms) > 1 and all(pl in labels for pl in p.platforms):
+            include += [
+                {"permutation": p.name, "platform": pl, "part": pl.replace("/", "-"),
+                 "runner": labels[pl]}
+                for pl in p.platforms
+            ]  # fmt: skip
+            continue
+        runner = labels.get(p.platforms[0], default) if len(p.platforms) == 1 else default
+        include.append({"permutation": p.name, "platform": "", "part": "all", "runner": runner})
+    return {"include": include}
+
+
 def builtins(settings: Settings) -> dict[str, str]:
     return {"registry": settings.registry, "base_registry": settings.base_registry}
 
