@@ -134,7 +134,8 @@ def _runner_labels(raw: str) -> dict[str, str]:
         platform, sep, label = (x.strip() for x in item.partition("="))
         if not sep or not label or platform.count("/") not in (1, 2) or platform in labels:
             raise ConfigError(
-                f"native_runners ([tool.dcforge] or DCFORGE_NATIVE_RUNNERS): {item!r} is not 'os/arch=runner-label' (one per platform), "
+                f"native_runners ([tool.dcforge] or DCFORGE_NATIVE_RUNNERS): {item!r} is not "
+                "'os/arch=runner-label' (one per platform), "
                 "e.g. 'linux/amd64=ubuntu-24.04,linux/arm64=ubuntu-24.04-arm'"
             )
         labels[platform] = label

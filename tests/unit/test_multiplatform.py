@@ -242,3 +242,20 @@ def test_native_runners_that_do_not_parse_are_refused(tmp_path: Path, raw: str) 
         settings.Settings(root=tmp_path, native_runners=raw)
     ok = settings.Settings(root=tmp_path, native_runners=" linux/arm64 = arm , ")
     assert ok.runner_labels == {"linux/arm64": "arm"}
+
+
+@pytest.mark.parametrize(
+    "extra",
+    [
+        {"digest": INDEX, "platform": {"os": "unknown", "architecture": "unknown"}},
+        child("s390x", INDEX, annotations={"vnd.docker.reference.type": "attestation-manifest"}),
+        child("s390x", INDEX, mediaType="application/vnd.oci.image.index.v1+json"),
+        {"digest": INDEX, "mediaType": "application/vnd.oci.image.manifest.v1+json"},
+    ],
+)
+def test_an_archive_index_holds_platform_images_and_nothing_else(extra: dict[str, Any]) -> None:
+    """Whatever else an index names would be pushed with it (skopeo --all) unscanned."""
+    image = "application/vnd.oci.image.manifest.v1+json"
+    index = {"manifests": [child("amd64", AMD, mediaType=image), extra]}
+    with pytest.raises(BuildError, match="not one platform's image"):
+        buildx.index_children(index, "x.tar", strict=True)

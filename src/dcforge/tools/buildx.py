@@ -171,13 +171,31 @@ def platform_key(platform: Any) -> str:
     return "/".join(parts)
 
 
-def index_children(index: Any, source: str) -> dict[str, str]:
-    """platform → manifest digest of an image index (attestation manifests left out)."""
+IMAGE_TYPES = frozenset(
+    {
+        "application/vnd.oci.image.manifest.v1+json",
+        "application/vnd.docker.distribution.manifest.v2+json",
+    }
+)
+
+
+def index_children(index: Any, source: str, *, strict: bool = False) -> dict[str, str]:
+    """platform → manifest digest of an image index (attestation manifests left out).
+
+    ``strict`` (an archive dcforge built): every entry must be an image for a platform —
+    anything else would be pushed with the index without having been scanned."""
     children: dict[str, str] = {}
     for child in (index.get("manifests") or []) if isinstance(index, dict) else []:
         key = platform_key(child.get("platform")) if isinstance(child, dict) else ""
         annotations = (child.get("annotations") or {}) if isinstance(child, dict) else {}
-        if key in ("", "unknown/unknown") or "vnd.docker.reference.type" in annotations:
+        extra = key in ("", "unknown/unknown") or "vnd.docker.reference.type" in annotations
+        if strict and (extra or child.get("mediaType") not in IMAGE_TYPES):
+            raise BuildError(
+                f"{source}: the index holds {child.get('mediaType')} {child.get('digest')} "
+                f"for {key or 'no platform'}, which is not one platform's image — only "
+                "platform images are scanned and pushed"
+            )
+        if extra:
             continue
         if key in children:
             raise BuildError(f"{source}: the index holds two images for {key}")
@@ -188,4 +206,4 @@ def index_children(index: Any, source: str) -> dict[str, str]:
 def oci_archive_platforms(tarball: Path) -> dict[str, str]:
     """platform → image manifest digest of a multi-platform archive ({} for one image)."""
     _, index = _top(tarball)
-    return {} if index is None else index_children(index, str(tarball))
+    return {} if index is None else index_children(index, str(tarball), strict=True)
