@@ -277,9 +277,12 @@ class Releases:
         for image in rel.images:
             found = self.verify_image(image, check_tags)
             problems += found
+            each = (
+                f" (index + {len(image.platforms)} platforms)" if len(image.platforms) > 1 else ""
+            )
             log.step(
                 image.name,
-                "ok: tags, signature, SBOM + provenance"
+                f"ok: tags, signatures, SBOM + provenance{each}"
                 if not found
                 else f"FAILED: {'; '.join(found)}",
             )
