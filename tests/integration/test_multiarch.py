@@ -4,6 +4,7 @@ build, gate, publish, verify, pull, rollback and retention against the real stac
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import json
 import shutil
 import subprocess
@@ -13,8 +14,9 @@ from pathlib import Path
 import pytest
 
 from dcforge import manifest as mf
+from dcforge.errors import BuildError
 from dcforge.runner import Runner
-from dcforge.tools import registry
+from dcforge.tools import docker, registry
 from tests.integration.conftest import (
     PrivateRegistry,
     TrivyDb,
@@ -390,3 +392,38 @@ def test_platform_parts_built_apart_merge_into_the_index_one_machine_would_build
         assert result.returncode == 0, result.stderr
     served = registry.manifest(runner, f"{entry.repository}:latest", plain_http=True)
     assert children(served) == entry.platform_digests
+
+
+def test_smoke_catches_an_index_that_labels_an_image_with_another_platform(
+    tmp_path: Path, private_registry: PrivateRegistry, env: dict[str, str], runner: Runner
+) -> None:
+    """An index whose linux/arm64 entry is really the amd64 image: the smoke step must not
+    pass it as arm64 (the engine refuses the mismatch too, or the architecture check does)."""
+    root = multi_project(tmp_path / "p", f"{private_registry.host}/dc")
+    built = run_dcforge("build", "--no-prune", "--no-smoke", cwd=root, env=env)
+    assert built.returncode == 0, built.stderr
+    (entry,) = mf.load(root / "dist/manifest.json").permutations
+    layout = tmp_path / "layout"
+    with tarfile.open(root / "dist" / entry.tarball) as tar:
+        tar.extractall(layout, filter="data")
+    top = json.loads((layout / "index.json").read_text())
+    index_blob = layout / "blobs/sha256" / top["manifests"][0]["digest"][7:]
+    index = json.loads(index_blob.read_text())
+    amd64 = next(m for m in index["manifests"] if m["platform"]["architecture"] == "amd64")
+    for m in index["manifests"]:  # both entries name the amd64 image
+        m.update(digest=amd64["digest"], size=amd64["size"])
+    data = json.dumps(index).encode()
+    digest = hashlib.sha256(data).hexdigest()
+    (layout / "blobs/sha256" / digest).write_bytes(data)
+    top["manifests"][0].update(digest=f"sha256:{digest}", size=len(data))
+    top["manifests"][0]["annotations"] = {"io.containerd.image.name": "docker.io/dcforge-test/liar:1"}
+    (layout / "index.json").write_text(json.dumps(top))
+    forged = tmp_path / "forged.tar"
+    with tarfile.open(forged, "w") as tar:
+        for path in sorted(layout.rglob("*")):
+            tar.add(path, arcname=str(path.relative_to(layout)), recursive=False)
+    image = docker.load(runner, forged)
+    docker.check_architecture(runner, image, "linux/amd64")
+    with pytest.raises(BuildError, match="linux/arm64"):
+        docker.check_architecture(runner, image, "linux/arm64")
+    subprocess.run(["docker", "rmi", "-f", image], capture_output=True, check=False)
