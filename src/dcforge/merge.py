@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+import tempfile
 from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -49,7 +50,27 @@ def merge(parts: list[Path], dist: Path) -> mf.Manifest:
         if m.registry != first.registry:
             raise ManifestError(f"{part}/manifest.json targets {m.registry}, not {first.registry}")
     dist.mkdir(parents=True, exist_ok=True)
-    entries, joined = _entries(loaded, dist)
+    staging = Path(tempfile.mkdtemp(prefix=".merge-", dir=dist))
+    try:
+        merged, joined = _merged(loaded, staging)
+        # Nothing in dist/ changes until every check passed (a part may live in dist/).
+        for name in joined:
+            (staging / f"{name}.tar").replace(dist / f"{name}.tar")
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    for part, m in loaded:
+        for e in m.permutations:
+            if e.reused or e.name in joined:
+                continue
+            if (part / e.tarball).resolve() != (dist / e.tarball).resolve():
+                shutil.copyfile(part / e.tarball, dist / e.tarball)
+    mf.write(dist / "manifest.json", merged)
+    return merged
+
+
+def _merged(loaded: list[tuple[Path, mf.Manifest]], staging: Path) -> tuple[mf.Manifest, set[str]]:
+    first = loaded[0][1]
+    entries, joined = _entries(loaded, staging)
     merged = mf.Manifest(
         schema_version=mf.SCHEMA_VERSION,
         git_sha=first.git_sha,
@@ -62,14 +83,7 @@ def merge(parts: list[Path], dist: Path) -> mf.Manifest:
     # parse() refuses duplicate names, tarballs and tags before anything is written.
     mf.parse(merged.to_json(), "merged manifest")
     merged.check_complete("merged manifest")
-    for part, m in loaded:
-        for e in m.permutations:
-            if e.reused or e.name in joined:
-                continue
-            if (part / e.tarball).resolve() != (dist / e.tarball).resolve():
-                shutil.copyfile(part / e.tarball, dist / e.tarball)
-    mf.write(dist / "manifest.json", merged)
-    return merged
+    return merged, joined
 
 
 def _entries(loaded: list[tuple[Path, mf.Manifest]], dist: Path) -> tuple[list[mf.Entry], set[str]]:

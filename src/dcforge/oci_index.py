@@ -13,7 +13,8 @@ from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
-from dcforge.errors import ManifestError
+from dcforge.errors import BuildError, ManifestError
+from dcforge.tools import buildx
 
 INDEX_TYPE = "application/vnd.oci.image.index.v1+json"
 MANIFEST_TYPES = frozenset(
@@ -45,37 +46,57 @@ def _platform(config: Any) -> str:
     return "/".join(parts)
 
 
-def part_descriptor(tar: tarfile.TarFile, source: Path, platform: str) -> dict[str, Any]:
+def part_descriptor(
+    tar: tarfile.TarFile, source: Path, platform: str
+) -> tuple[dict[str, Any], list[str]]:
     """The descriptor of the one image a part archive holds, checked to be ``platform``'s
-    (its config's os/architecture, not just what the part's manifest entry claims)."""
+    (its config's os/architecture, not just what the part's manifest entry claims), and
+    the digests of every blob that image is made of (manifest, config, layers)."""
+    try:
+        buildx.check_members(tar, source)
+    except BuildError as err:
+        raise ManifestError(str(err)) from None
     try:
         member = tar.extractfile("index.json")
         index = json.load(member) if member else None
-    except (KeyError, json.JSONDecodeError) as err:
+    except (KeyError, ValueError) as err:
         raise ManifestError(f"{source}: not a readable OCI archive ({err})") from None
     manifests = index.get("manifests") if isinstance(index, dict) else None
-    if not isinstance(manifests, list) or len(manifests) != 1:
+    if not isinstance(manifests, list) or len(manifests) != 1 or not isinstance(manifests[0], dict):
         raise ManifestError(f"{source}: a platform part holds exactly one image")
     top = manifests[0]
     if top.get("mediaType") not in MANIFEST_TYPES:
         raise ManifestError(
             f"{source}: a platform part holds one image, not {top.get('mediaType')}"
         )
-    manifest = json.loads(_blob(tar, source, str(top["digest"])))
-    config = json.loads(_blob(tar, source, str(manifest["config"]["digest"])))
+    digest = str(top.get("digest", ""))
+    manifest = _json(_blob(tar, source, digest), source, digest)
+    layers = manifest.get("layers")
+    config_ref = manifest.get("config")
+    if not isinstance(config_ref, dict) or not isinstance(layers, list):
+        raise ManifestError(f"{source}: {digest} is not an image manifest")
+    blobs = [digest, str(config_ref.get("digest", ""))]
+    blobs += [str(layer.get("digest", "")) for layer in layers if isinstance(layer, dict)]
+    config = _json(_blob(tar, source, blobs[1]), source, blobs[1])
     found = _platform(config)
-    if found != platform:
+    if found.removesuffix("/v8") != platform.removesuffix("/v8"):  # arm64's only variant
         raise ManifestError(
             f"{source}: the part for {platform} holds a {found or 'platform-less'} image"
         )
     os_name, arch, *variant = platform.split("/")
     plat = {"architecture": arch, "os": os_name, **({"variant": variant[0]} if variant else {})}
-    return {
-        "mediaType": top["mediaType"],
-        "digest": top["digest"],
-        "size": top["size"],
-        "platform": plat,
-    }
+    descriptor = {"mediaType": top["mediaType"], "digest": digest, "size": top.get("size")}
+    return {**descriptor, "platform": plat}, blobs
+
+
+def _json(data: bytes, source: Path, digest: str) -> dict[str, Any]:
+    try:
+        doc = json.loads(data)
+    except ValueError:
+        doc = None
+    if not isinstance(doc, dict):
+        raise ManifestError(f"{source}: {digest} is not a JSON object")
+    return doc
 
 
 def _add(out: tarfile.TarFile, name: str, data: bytes) -> None:
@@ -85,42 +106,37 @@ def _add(out: tarfile.TarFile, name: str, data: bytes) -> None:
 
 
 def join(parts: Sequence[tuple[str, Path]], out: Path) -> tuple[str, dict[str, str]]:
-    """Write ``out``: one index over the parts' images, in ``parts`` order.
+    """Write ``out``: one index over the parts' images, in ``parts`` order. Every blob an
+    image is made of is copied from its own part and checked against its digest.
 
     Returns the index digest and platform → image digest. Deterministic: the same parts
     give the same bytes, so the index digest is the same on every re-run of a merge.
     """
-    with ExitStack() as stack:
-        tars = [
-            (platform, src, stack.enter_context(tarfile.open(src, "r:"))) for platform, src in parts
-        ]
-        descriptors = [part_descriptor(tar, src, platform) for platform, src, tar in tars]
-        index = {"schemaVersion": 2, "mediaType": INDEX_TYPE, "manifests": descriptors}
-        index_bytes = json.dumps(index, separators=(",", ":")).encode()
-        index_digest = "sha256:" + hashlib.sha256(index_bytes).hexdigest()
-        top = {
-            "schemaVersion": 2,
-            "manifests": [
-                {"mediaType": INDEX_TYPE, "digest": index_digest, "size": len(index_bytes)}
-            ],
-        }
-        blobs: dict[str, tuple[tarfile.TarFile, tarfile.TarInfo]] = {}
-        for _, _, tar in tars:
-            for member in tar.getmembers():
-                if member.isfile() and member.name.startswith("blobs/sha256/"):
-                    blobs.setdefault(member.name, (tar, member))
-        tmp = out.with_name(out.name + ".tmp")
-        with tarfile.open(tmp, "w", format=tarfile.PAX_FORMAT) as dest:
-            _add(dest, "oci-layout", b'{"imageLayoutVersion":"1.0.0"}')
-            _add(dest, "index.json", json.dumps(top, separators=(",", ":")).encode())
-            _add(dest, f"blobs/sha256/{index_digest[7:]}", index_bytes)
-            for name in sorted(blobs):
-                tar, member = blobs[name]
-                source = tar.extractfile(member)
-                info = tarfile.TarInfo(name)
-                info.size, info.mode, info.mtime = member.size, 0o644, 0
-                dest.addfile(info, source)
-        tmp.replace(out)
-    return index_digest, {
-        platform: d["digest"] for (platform, _), d in zip(parts, descriptors, strict=True)
-    }
+    try:
+        with ExitStack() as stack:
+            tars = [(pl, src, stack.enter_context(tarfile.open(src, "r:"))) for pl, src in parts]
+            found = [part_descriptor(tar, src, pl) for pl, src, tar in tars]
+            descriptors = [d for d, _ in found]
+            index = {"schemaVersion": 2, "mediaType": INDEX_TYPE, "manifests": descriptors}
+            index_bytes = json.dumps(index, separators=(",", ":")).encode()
+            index_digest = "sha256:" + hashlib.sha256(index_bytes).hexdigest()
+            top = {
+                "schemaVersion": 2,
+                "manifests": [
+                    {"mediaType": INDEX_TYPE, "digest": index_digest, "size": len(index_bytes)}
+                ],
+            }
+            with tarfile.open(out, "w", format=tarfile.PAX_FORMAT) as dest:
+                _add(dest, "oci-layout", b'{"imageLayoutVersion":"1.0.0"}')
+                _add(dest, "index.json", json.dumps(top, separators=(",", ":")).encode())
+                _add(dest, f"blobs/sha256/{index_digest[7:]}", index_bytes)
+                copied: set[str] = set()
+                for (_, src, tar), (_, blobs) in zip(tars, found, strict=True):
+                    for digest in blobs:
+                        if digest not in copied:
+                            _add(dest, f"blobs/sha256/{digest[7:]}", _blob(tar, src, digest))
+                            copied.add(digest)
+    except (tarfile.TarError, OSError) as err:
+        raise ManifestError(f"a platform part is not a readable OCI archive ({err})") from None
+    images = {pl: str(d["digest"]) for (pl, _), d in zip(parts, descriptors, strict=True)}
+    return index_digest, images

@@ -240,6 +240,16 @@ class Releases:
         """Problems with one image of a release (empty: tags, the signatures of the image
         and of each platform's image, and each platform's attestations all verify)."""
         problems = self._tag_problems(image) if check_tags else []
+        try:
+            served = self.registry.served_platforms(image.ref())
+        except RegistryError as err:
+            served = {"(unreadable)": str(err)}
+        expected = dict(image.platforms) if len(image.platforms) > 1 else {}
+        if served != expected:
+            problems.append(
+                f"{image.ref()}: the registry serves it with images "
+                f"{sorted(served.items()) or 'none'}, the release names {sorted(expected.items())}"
+            )
         for ref in image.signed_refs():
             try:
                 self.cosign.verify(ref)

@@ -90,9 +90,13 @@ def check_publishable(
 def _check_platforms(entry: mf.Entry, v: Mapping[str, Any]) -> None:
     """Every image that will be signed (each platform's) was scanned and passed."""
     raw = v.get("platforms")
-    scanned = {
-        p.get("platform"): p for p in (raw if isinstance(raw, list) else []) if isinstance(p, dict)
-    }
+    listed = [p for p in (raw if isinstance(raw, list) else []) if isinstance(p, dict)]
+    scanned = {p.get("platform"): p for p in listed}
+    if len(scanned) != len(listed) or set(scanned) - set(entry.platform_images()):
+        raise PublishRefused(
+            f"{entry.name}: the gate verdict lists a platform twice, or one the manifest does "
+            "not build — re-run the gate"
+        )
     for platform, digest in entry.platform_images().items():
         found = scanned.get(platform)
         if found is None or not found.get("passed") or found.get("digest") != digest:

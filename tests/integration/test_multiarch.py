@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import io
 import json
 import shutil
 import subprocess
@@ -416,7 +417,9 @@ def test_smoke_catches_an_index_that_labels_an_image_with_another_platform(
     digest = hashlib.sha256(data).hexdigest()
     (layout / "blobs/sha256" / digest).write_bytes(data)
     top["manifests"][0].update(digest=f"sha256:{digest}", size=len(data))
-    top["manifests"][0]["annotations"] = {"io.containerd.image.name": "docker.io/dcforge-test/liar:1"}
+    top["manifests"][0]["annotations"] = {
+        "io.containerd.image.name": "docker.io/dcforge-test/liar:1"
+    }
     (layout / "index.json").write_text(json.dumps(top))
     forged = tmp_path / "forged.tar"
     with tarfile.open(forged, "w") as tar:
@@ -427,3 +430,78 @@ def test_smoke_catches_an_index_that_labels_an_image_with_another_platform(
     with pytest.raises(BuildError, match="linux/arm64"):
         docker.check_architecture(runner, image, "linux/arm64")
     subprocess.run(["docker", "rmi", "-f", image], capture_output=True, check=False)
+
+
+def test_an_archive_with_a_duplicate_member_never_passes_the_gate(
+    tmp_path: Path, private_registry: PrivateRegistry, env: dict[str, str]
+) -> None:
+    """A second ``./index.json`` (or ``./blobs/sha256/X``) is what tar extraction — and so
+    Trivy, syft and skopeo — reads, while a lookup by name reads the first: what is checked
+    would not be what is scanned and pushed."""
+    root = multi_project(tmp_path / "p", f"{private_registry.host}/dc")
+    built = run_dcforge("build", "--no-prune", "--no-smoke", cwd=root, env=env)
+    assert built.returncode == 0, built.stderr
+    tar_path = root / "dist/multi.tar"
+    with tarfile.open(tar_path, "a") as tar:
+        data = b'{"schemaVersion":2,"manifests":[]}'
+        info = tarfile.TarInfo("./index.json")
+        info.size = len(data)
+        tar.addfile(info, io.BytesIO(data))
+    path = root / "dist/manifest.json"
+    doc = json.loads(path.read_text())
+    doc["permutations"][0]["tarball_sha256"] = hashlib.sha256(tar_path.read_bytes()).hexdigest()
+    path.write_text(json.dumps(doc))
+    gated = run_dcforge("gate", cwd=root, env=env)
+    assert gated.returncode != 0
+    assert "appears twice" in gated.stderr and "Traceback" not in gated.stderr
+
+
+def test_a_served_index_with_an_image_nobody_scanned_is_refused(
+    tmp_path: Path,
+    private_registry: PrivateRegistry,
+    env: dict[str, str],
+    runner: Runner,
+    stack: str,
+) -> None:
+    """A reused entry edited to name an index that holds one more image than the release's
+    (its platform digests unchanged): the gate re-scans what the registry serves, and
+    refuses the extra image instead of scanning the listed ones and signing the index."""
+    root = multi_project(tmp_path / "p", f"{private_registry.host}/dc")
+    _, blocked = build_gate(root, env)
+    assert not blocked
+    published = run_dcforge("publish", cwd=root, env=env, timeout=1200)
+    assert published.returncode == 0, published.stderr
+    git_commit(root, "no change")
+    again = run_dcforge("build", "--no-prune", "--since", "last-known-good", cwd=root, env=env)
+    assert again.returncode == 0, again.stderr
+    (entry,) = mf.load(root / "dist/manifest.json").permutations
+    assert entry.reused
+
+    # An extra image (busybox for amd64, labelled riscv64) in an index next to the release's.
+    busybox = registry.manifest(runner, f"{stack}/library/busybox:latest", plain_http=True)
+    extra = busybox["manifests"][0]
+    subprocess.run(
+        ["oras", "cp", "--from-plain-http", "--to-plain-http",
+         f"{stack}/library/busybox@{extra['digest']}", f"{entry.repository}@{extra['digest']}"],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    served = registry.manifest(runner, f"{entry.repository}@{entry.image_digest}", plain_http=True)
+    served["manifests"].append({**extra, "platform": {"os": "linux", "architecture": "riscv64"}})
+    doc_path = tmp_path / "index.json"
+    doc_path.write_text(json.dumps(served))
+    subprocess.run(
+        ["oras", "manifest", "push", "--plain-http", "--media-type", served["mediaType"],
+         f"{entry.repository}:smuggled", str(doc_path)],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    smuggled = registry.resolve(runner, f"{entry.repository}:smuggled", plain_http=True)
+    path = root / "dist/manifest.json"
+    doc = json.loads(path.read_text())
+    doc["permutations"][0]["image_digest"] = smuggled
+    path.write_text(json.dumps(doc))
+
+    gated = run_dcforge("gate", cwd=root, env=env)
+    assert gated.returncode != 0
+    assert "not one platform's image" in gated.stderr or "other images" in gated.stderr
+    tags = set(registry.tags(runner, entry.repository, plain_http=True))
+    assert f"sha256-{smuggled[7:]}.sig" not in tags

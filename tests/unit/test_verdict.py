@@ -105,9 +105,23 @@ def test_anything_stale_is_refused(
     [
         (None, "no passing gate verdict for its linux/amd64 image"),
         ([], "no passing gate verdict for its linux/amd64 image"),
-        ([{"platform": "linux/arm64", "digest": "D", "passed": True}], "linux/amd64"),
+        ([{"platform": "linux/arm64", "digest": "D", "passed": True}], "does not build"),
         ([{"platform": "linux/amd64", "digest": "D", "passed": False}], "linux/amd64"),
         ([{"platform": "linux/amd64", "digest": "sha256:" + "0" * 64, "passed": True}], "amd64"),
+        (
+            [
+                {"platform": "linux/amd64", "digest": "D", "passed": False},
+                {"platform": "linux/amd64", "digest": "D", "passed": True},
+            ],
+            "a platform twice",
+        ),
+        (
+            [
+                {"platform": "linux/amd64", "digest": "D", "passed": True},
+                {"platform": "linux/s390x", "digest": "D", "passed": True},
+            ],
+            "one the manifest does not build",
+        ),
     ],
 )
 def test_every_platform_image_needs_its_own_passing_verdict(

@@ -366,7 +366,9 @@ def _platform_parts(
             replace(
                 item,
                 perm=replace(p, platforms=(options.platform,)),
-                base_platforms={options.platform: item.base_platforms[options.platform]},
+                base_platforms={
+                    pl: d for pl, d in item.base_platforms.items() if pl == options.platform
+                },
                 part_of=p.platforms,
             )
         )
@@ -530,7 +532,7 @@ def _archive_platforms(perm: config.Permutation, tarball: Path, digest: str) -> 
     children = buildx.oci_archive_platforms(tarball)
     if len(perm.platforms) == 1 and not children:
         return {perm.platforms[0]: digest}
-    if set(children) != set(perm.platforms):
+    if len(perm.platforms) == 1 or set(children) != set(perm.platforms):
         raise BuildError(
             f"{perm.name}: the archive holds images for {', '.join(sorted(children)) or 'one'} "
             f"platform(s), the permutation declares {', '.join(perm.platforms)}"

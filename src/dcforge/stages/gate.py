@@ -21,7 +21,7 @@ from typing import Any
 from dcforge import log, policy, reports, toolchain, trivydb
 from dcforge import manifest as mf
 from dcforge.config import read_yaml
-from dcforge.errors import ConfigError, DcforgeError, GateBlocked, ToolError
+from dcforge.errors import ConfigError, DcforgeError, GateBlocked, RegistryError, ToolError
 from dcforge.files import append_line, atomic_write_bytes, atomic_write_json
 from dcforge.hashing import file_sha256
 from dcforge.runner import Runner
@@ -265,13 +265,13 @@ def _scan_one(settings: Settings, runner: Runner, entry: mf.Entry, ctx: GateCont
                 problems.append(
                     f"the tarball holds {archived}, the manifest says {entry.image_digest}"
                 )
-            if entry.multi_platform and buildx.oci_archive_platforms(tar) != (
-                entry.platform_images()
-            ):
+            expected = entry.platform_images() if entry.multi_platform else {}
+            if buildx.oci_archive_platforms(tar) != expected:
                 problems.append("the tarball's images per platform are not the manifest's")
             layout = trivy.unpack_oci_archive(tar, Path(tmp) / "layout")
         except DcforgeError as err:
-            return _combine(entry, [_decide(entry, "", None, None, [*problems, str(err)], ctx)])
+            failed = [f"the vulnerability scan failed: {err}", f"SBOM generation failed: {err}"]
+            return _combine(entry, [_decide(entry, "", None, None, [*problems, *failed], ctx)])
         return _combine(
             entry,
             [
@@ -292,11 +292,17 @@ def _scan_platform(
 ) -> policy.Verdict:
     """Trivy and syft on one platform's image (its own layout over the shared blobs)."""
     report = None
-    image = trivy.platform_layout(layout, digest) if entry.multi_platform else layout
     stem = entry.report_stem(platform)
     try:
+        image = trivy.platform_layout(layout, digest) if entry.multi_platform else layout
+        found = trivy.image_platform(layout, digest)
+    except DcforgeError as err:
+        return _decide(entry, platform, None, None, [*problems, str(err)], ctx)
+    if found.removesuffix("/v8") != platform.removesuffix("/v8"):  # arm64's only variant
+        problems.append(f"the {platform} image {digest[:19]} is a {found or 'platform-less'} image")
+    try:
         report = trivy.scan(runner, image, ctx.reports_dir / f"{stem}.trivy.json", ctx.db.options)
-        log.step(entry.name, f"scanned {platform}")
+        log.step(entry.name, "scanned" + f" {platform}" * entry.multi_platform)
     except DcforgeError as err:
         problems.append(f"the vulnerability scan failed: {err}")
     doc = _sbom(
@@ -372,6 +378,14 @@ def _scan_remote(settings: Settings, runner: Runner, entry: mf.Entry, ctx: GateC
     reg = Registry(runner, settings.insecure_hosts)
     if ctx.db.problem:
         return _combine(entry, [_decide(entry, "", None, None, [ctx.db.problem], ctx)])
+    ref = f"{entry.repository}@{entry.image_digest}"
+    try:
+        served = reg.served_platforms(ref)
+    except RegistryError as err:
+        return _combine(entry, [_decide(entry, "", None, None, [str(err)], ctx)])
+    if served != (entry.platform_images() if entry.multi_platform else {}):
+        problem = f"the registry serves {ref} with other images than the manifest names"
+        return _combine(entry, [_decide(entry, "", None, None, [problem], ctx)])
     verdicts = []
     for platform, digest in entry.platform_images().items():
         ref, stem, problems = f"{entry.repository}@{digest}", entry.report_stem(platform), []
@@ -379,7 +393,8 @@ def _scan_remote(settings: Settings, runner: Runner, entry: mf.Entry, ctx: GateC
         try:
             out = ctx.reports_dir / f"{stem}.trivy.json"
             report = trivy.scan_remote(reg, ref, out, ctx.db.options)
-            log.step(entry.name, f"re-scanned {platform} from the registry ({ref[-19:]})")
+            on = f" {platform}" * entry.multi_platform
+            log.step(entry.name, f"re-scanned{on} from the registry ({ref[-19:]})")
         except DcforgeError as err:
             problems.append(f"the vulnerability scan failed: {err}")
         doc = _sbom(entry, stem, problems, partial(syft.sbom_remote, reg, ref), ctx)

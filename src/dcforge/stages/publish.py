@@ -17,7 +17,7 @@ from rich.table import Table
 
 from dcforge import locks, log, provenance, release, signing, toolchain, verdict
 from dcforge import manifest as mf
-from dcforge.errors import PublishRefused, ToolError
+from dcforge.errors import PublishRefused, RegistryError, ToolError
 from dcforge.releases import PROVENANCE_TYPE, SBOM_TYPE, Releases
 from dcforge.runner import Runner
 from dcforge.settings import Settings
@@ -102,6 +102,7 @@ def _publish_one(run: _Run, entry: mf.Entry) -> Outcome:
     platform's image with its own SBOM and provenance (subject: that platform's digest)."""
     out = Outcome(entry.name, entry.image_digest)
     out.steps["push"] = _push(run, entry)
+    _check_served(run, entry)
     log.step(entry.name, f"push {out.steps['push']} {entry.image_digest[:19]}")
     images = entry.platform_images()
     digests = [entry.image_digest] * entry.multi_platform + list(images.values())
@@ -132,6 +133,24 @@ def _publish_one(run: _Run, entry: mf.Entry) -> Outcome:
         f"({', '.join(f'{k} {v}' for k, v in out.steps.items())})",
     )
     return out
+
+
+def _check_served(run: _Run, entry: mf.Entry) -> None:
+    """What the registry serves under the digest is exactly the gated images: an index
+    naming one more (or another) image than was scanned is never signed."""
+    ref = f"{entry.repository}@{entry.image_digest}"
+    try:
+        served = run.releases.registry.served_platforms(ref)
+    except RegistryError as err:
+        raise PublishRefused(f"{entry.name}: {err} — stopped before signing") from None
+    expected = entry.platform_images() if entry.multi_platform else {}
+    if served != expected:
+        raise PublishRefused(
+            f"{entry.name}: the registry serves {ref} as images for "
+            f"{', '.join(f'{p} {d[:19]}' for p, d in sorted(served.items())) or 'one platform'}"
+            f", the gate scanned {', '.join(f'{p} {d[:19]}' for p, d in sorted(expected.items()))}"
+            f"{'one image' * (not expected)} — stopped before signing"
+        )
 
 
 def _merged(steps: list[str]) -> str:

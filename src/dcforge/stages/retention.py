@@ -152,20 +152,10 @@ def inventory(rels: Releases, backend: Backend, *, strict: bool) -> Inventory:
                 ) from None
             log.warn(f"{release.LAST_KNOWN_GOOD}: {err}; no release is kept as pinned")
     for repo in backend.repositories():
-        listed = list(backend.list_versions(repo))
-        seen = {digest for digest, _, _ in listed}
-        while listed:
-            digest, tags, listed_at = listed.pop(0)
-            version, size = _read_version(reg, repo, digest, tags, listed_at)
+        for version, size in _list_repository(reg, backend, repo):
             inv.versions.append(version)
             inv.sizes[version.key] = size
-            # An index's children are untagged: the tag list never names them, yet they go
-            # (and stay) with their index, as do their signatures and attestations.
-            for child in version.children:
-                if child not in seen:
-                    seen.add(child)
-                    listed.append((child, (), None))
-            if repo == releases_repo and any(rp.RELEASE_TAG.match(t) for t in tags):
+            if repo == releases_repo and any(rp.RELEASE_TAG.match(t) for t in version.tags):
                 _add_release(rels, inv, version)
     inv.versions = _date_indexes(inv.versions)
     if inv.pinned and not any(r.record == inv.pinned for r in inv.releases):
@@ -174,6 +164,31 @@ def inventory(rels: Releases, backend: Backend, *, strict: bool) -> Inventory:
         pinned = by_key.get(inv.pinned) or rp.Version(*inv.pinned)
         _add_release(rels, inv, pinned, expected_sha="")
     return inv
+
+
+def _list_repository(reg: Registry, backend: Backend, repo: str) -> list[tuple[rp.Version, int]]:
+    """Every version of ``repo`` the backend lists, plus what only they lead to."""
+    listed = list(backend.list_versions(repo))
+    seen = {digest for digest, _, _ in listed}
+    out = []
+    while listed:
+        digest, tags, listed_at = listed.pop(0)
+        version, size = _read_version(reg, repo, digest, tags, listed_at)
+        out.append((version, size))
+        # An index's children are untagged: the tag list never names them, yet they go
+        # (and stay) with their index, as do their signatures and attestations.
+        for child in version.children:
+            if child not in seen:
+                seen.add(child)
+                listed.append((child, (), None))
+        # An untagged image only its signature still names (its index was deleted by a
+        # run that stopped before the children): found again, and judged by age.
+        subject = version.subject
+        if subject and subject not in seen:
+            seen.add(subject)
+            if reg.digest_or_none(f"{repo}@{subject}") == subject:
+                listed.append((subject, (), None))
+    return out
 
 
 def _date_indexes(versions: list[rp.Version]) -> list[rp.Version]:

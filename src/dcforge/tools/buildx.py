@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 import tarfile
@@ -130,17 +131,39 @@ INDEX_TYPES = frozenset(
 )
 
 
-def _archive_json(tar: tarfile.TarFile, tarball: Path, name: str) -> Any:
+_MEMBER = re.compile(r"^(oci-layout|index\.json|blobs|blobs/sha256|blobs/sha256/[0-9a-f]{64})$")
+
+
+def check_members(tar: tarfile.TarFile, tarball: Path) -> None:
+    """An OCI archive's members are the layout's files under their canonical names, once
+    each: a second ``blobs/sha256/X`` (or ``./blobs/…``) is read by one tool and
+    overwritten for another, so what is scanned need not be what is pushed."""
+    seen: set[str] = set()
+    for member in tar.getmembers():
+        name = member.name.rstrip("/") if member.isdir() else member.name
+        if not _MEMBER.match(name) or name in seen or not (member.isfile() or member.isdir()):
+            raise BuildError(
+                f"{tarball}: member {member.name!r} is not an OCI layout file, or appears "
+                "twice — not an archive buildx wrote; rebuild"
+            )
+        seen.add(name)
+
+
+def _archive_json(tar: tarfile.TarFile, tarball: Path, name: str, digest: str = "") -> Any:
     member = tar.extractfile(name)
     if member is None:
         raise BuildError(f"{tarball}: {name} is not a file")
-    return json.load(member)
+    data = member.read()
+    if digest and "sha256:" + hashlib.sha256(data).hexdigest() != digest:
+        raise BuildError(f"{tarball}: {name} does not match its digest")
+    return json.loads(data)
 
 
 def _top(tarball: Path) -> tuple[dict[str, Any], Any]:
     """The one descriptor index.json names, and the document it points at when an index."""
     try:
         with tarfile.open(tarball, "r:") as tar:
+            check_members(tar, tarball)
             index = _archive_json(tar, tarball, "index.json")
             manifests = (index.get("manifests") or []) if isinstance(index, dict) else []
             if len(manifests) != 1 or not isinstance(manifests[0], dict):
@@ -148,11 +171,12 @@ def _top(tarball: Path) -> tuple[dict[str, Any], Any]:
                     f"{tarball}: expected one manifest in index.json, found {len(manifests)}"
                 )
             top = manifests[0]
-            if top.get("mediaType") not in INDEX_TYPES:
-                return top, None
-            algo, _, hexdigest = str(top.get("digest", "")).partition(":")
-            return top, _archive_json(tar, tarball, f"blobs/{algo}/{hexdigest}")
-    except (tarfile.TarError, KeyError, json.JSONDecodeError, OSError) as err:
+            digest = str(top.get("digest", ""))
+            if not re.fullmatch(r"sha256:[0-9a-f]{64}", digest):
+                raise BuildError(f"{tarball}: index.json names no sha256 digest")
+            document = _archive_json(tar, tarball, f"blobs/sha256/{digest[7:]}", digest)
+            return top, document if top.get("mediaType") in INDEX_TYPES else None
+    except (tarfile.TarError, KeyError, json.JSONDecodeError, OSError, UnicodeDecodeError) as err:
         raise BuildError(f"{tarball}: not a readable OCI archive ({err})") from err
 
 
@@ -197,9 +221,12 @@ def index_children(index: Any, source: str, *, strict: bool = False) -> dict[str
             )
         if extra:
             continue
-        if key in children:
-            raise BuildError(f"{source}: the index holds two images for {key}")
-        children[key] = str(child.get("digest", ""))
+        digest = str(child.get("digest", "")) if isinstance(child, dict) else ""
+        if key in children or not re.fullmatch(r"sha256:[0-9a-f]{64}", digest):
+            raise BuildError(f"{source}: the index holds two images, or none, for {key}")
+        if strict and digest in children.values():
+            raise BuildError(f"{source}: the index names {digest[:19]} for two platforms")
+        children[key] = digest
     return children
 
 

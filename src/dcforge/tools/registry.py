@@ -13,9 +13,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from dcforge.errors import RegistryError, ToolError
+from dcforge.errors import BuildError, RegistryError, ToolError
 from dcforge.retry import transient
 from dcforge.runner import Result, Runner
+from dcforge.tools import buildx
 
 
 def registry_host(reference: str) -> str:
@@ -273,6 +274,18 @@ class Registry:
 
     def resolve(self, reference: str) -> str:
         return resolve(self.runner, reference, plain_http=self.plain(reference))
+
+    def served_platforms(self, ref_at_digest: str) -> dict[str, str]:
+        """platform → image digest of the index the registry serves at ``ref_at_digest``
+        ({} for a single image); anything in the index that is not a platform's image is a
+        RegistryError (it would be served without having been scanned)."""
+        doc = self.manifest(ref_at_digest)
+        if doc.get("mediaType") not in buildx.INDEX_TYPES and "manifests" not in doc:
+            return {}
+        try:
+            return buildx.index_children(doc, ref_at_digest, strict=True)
+        except BuildError as err:
+            raise RegistryError(str(err)) from None
 
     def digest_or_none(self, reference: str) -> str | None:
         return digest_or_none(self.runner, reference, plain_http=self.plain(reference))

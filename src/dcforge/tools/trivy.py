@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import tarfile
 from dataclasses import dataclass
@@ -48,22 +49,49 @@ def unpack_oci_archive(tarball: Path, directory: Path) -> Path:
     return directory
 
 
+def _layout_json(layout: Path, digest: str) -> dict[str, Any]:
+    algo, _, hexdigest = digest.partition(":")
+    blob = layout / "blobs" / algo / hexdigest
+    try:
+        data = blob.read_bytes()
+        doc = json.loads(data)
+    except (OSError, ValueError) as err:
+        raise ToolError(f"{layout}: the archive has no readable {digest} ({err})") from None
+    if (
+        algo != "sha256"
+        or hashlib.sha256(data).hexdigest() != hexdigest
+        or not isinstance(doc, dict)
+    ):
+        raise ToolError(f"{layout}: {digest} does not match its digest")
+    return doc
+
+
+def image_platform(layout: Path, digest: str) -> str:
+    """``os/arch[/variant]`` from the config of image ``digest`` in an OCI layout: what the
+    image is, whatever the index that names it says."""
+    manifest = _layout_json(layout, digest)
+    config_ref = manifest.get("config")
+    if not isinstance(config_ref, dict):
+        raise ToolError(f"{layout}: {digest} is not an image manifest")
+    config = _layout_json(layout, str(config_ref.get("digest", "")))
+    parts = [str(config.get("os", "")), str(config.get("architecture", ""))]
+    if config.get("variant"):
+        parts.append(str(config["variant"]))
+    return "/".join(parts)
+
+
 def platform_layout(layout: Path, digest: str) -> Path:
     """An OCI layout naming one image of ``layout``'s index (a platform's), sharing its blobs:
     scanners then read exactly that platform's image, whatever platform they run on."""
+    manifest = _layout_json(layout, digest)
     algo, _, hexdigest = digest.partition(":")
-    blob = layout / "blobs" / algo / hexdigest
-    if not blob.is_file():
-        raise ToolError(f"{layout}: the archive has no image {digest}")
     one = layout.parent / f"{layout.name}-{hexdigest[:16]}"
     one.mkdir(exist_ok=True)
     (one / "oci-layout").write_text(json.dumps({"imageLayoutVersion": "1.0.0"}))
     descriptor = {
-        "mediaType": json.loads(blob.read_bytes()).get(
-            "mediaType", "application/vnd.oci.image.manifest.v1+json"
-        ),
+        "mediaType": manifest.get("mediaType", "application/vnd.oci.image.manifest.v1+json"),
         "digest": digest,
-        "size": blob.stat().st_size,
+        "size": (layout / "blobs" / algo / hexdigest).stat().st_size,
     }
     (one / "index.json").write_text(json.dumps({"schemaVersion": 2, "manifests": [descriptor]}))
     if not (one / "blobs").exists():
