@@ -127,6 +127,14 @@ def assert_each_sbom_is_its_platforms(root: Path) -> None:
         assert arches == {platform.split("/")[1]}
 
 
+def pushed(runner: Runner, m: mf.Manifest) -> bool:
+    (e,) = m.permutations
+    return (
+        registry.digest_or_none(runner, f"{e.repository}@{e.image_digest}", plain_http=True)
+        is not None
+    )
+
+
 @pytest.fixture
 def env(private_registry: PrivateRegistry, trivy_db: TrivyDb) -> dict[str, str]:
     return env_for(private_registry, trivy_db)
@@ -234,14 +242,7 @@ def test_a_cve_only_in_the_arm64_image_blocks(
     assert [f["id"] for f in scanned["linux/arm64"]["blocking"]] == ["CVE-2099-0001"]
     refused = run_dcforge("publish", cwd=root, env=env)
     assert refused.returncode != 0
-    assert (
-        registry.digest_or_none(
-            runner,
-            f"{m.permutations[0].repository}@{m.permutations[0].image_digest}",
-            plain_http=True,
-        )
-        is None
-    )
+    assert not pushed(runner, m)
 
 
 def test_publish_refuses_a_verdict_missing_a_platform(
@@ -260,14 +261,7 @@ def test_publish_refuses_a_verdict_missing_a_platform(
     refused = run_dcforge("publish", cwd=root, env=env)
     assert refused.returncode != 0
     assert "linux/arm64" in refused.stderr
-    assert (
-        registry.digest_or_none(
-            runner,
-            f"{m.permutations[0].repository}@{m.permutations[0].image_digest}",
-            plain_http=True,
-        )
-        is None
-    )
+    assert not pushed(runner, m)
 
 
 def test_rollback_and_retention_treat_an_index_and_its_children_as_one(
