@@ -29,7 +29,7 @@ def _plan(args: argparse.Namespace, conf: Settings, runner: Runner, env: Mapping
     from dcforge.stages import build
 
     perms = build.load_permutations(conf, args.permutation)
-    matrix = json.dumps(build.ci_matrix(perms, conf.runner_labels))
+    matrix = json.dumps(build.ci_matrix(perms, conf.runner_labels, conf.max_matrix_jobs))
     if args.github_output:
         _append_github_output(env, f"matrix={matrix}")
     if args.json:

@@ -94,7 +94,7 @@ def _permutation_option(command: argparse.ArgumentParser) -> None:
         action="append",
         default=[],
         metavar="NAME",
-        help="only this permutation (repeatable; default: all)",
+        help="only this permutation (repeatable, or comma-separated; default: all)",
     )
 
 

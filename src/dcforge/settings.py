@@ -89,6 +89,7 @@ class Settings:
     # multi-platform permutation whose every platform has one is built as platform parts,
     # each natively on its runner, merged by digest; otherwise on one runner, emulated.
     native_runners: str = ""
+    max_matrix_jobs: int = 256  # GitHub's cap on one job matrix: more permutations are grouped
     signing: SigningConfig = field(default_factory=SigningConfig, compare=False)
     # Parsed once from the fields above (never settings of their own).
     insecure_hosts: frozenset[str] = field(init=False, repr=False)
@@ -269,7 +270,13 @@ def _from_pyproject(pyproject: Path, types: Mapping[str, type]) -> dict[str, Any
     return values
 
 
-POSITIVE = ("image_retention_days", "artifact_retention_days", "build_timeout", "scan_timeout")
+POSITIVE = (
+    "image_retention_days",
+    "artifact_retention_days",
+    "build_timeout",
+    "scan_timeout",
+    "max_matrix_jobs",
+)
 NON_NEGATIVE = ("keep_releases", "jobs")
 
 

@@ -5,11 +5,15 @@ from __future__ import annotations
 
 import copy
 import datetime as dt
+from dataclasses import dataclass as dataclass_
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import settings as settings_
+from hypothesis import strategies as st
 
 from dcforge import config, merge, release, settings
 from dcforge import manifest as mf
@@ -211,27 +215,66 @@ def test_a_part_names_one_of_the_platforms_it_is_part_of() -> None:
         m.check_complete("m")
 
 
+def jobs(matrix: dict[str, list[dict[str, str]]]) -> list[tuple[str, str, str, str]]:
+    return [(j["permutation"], j["platform"], j["part"], j["runner"]) for j in matrix["include"]]
+
+
 def test_the_ci_matrix_splits_a_permutation_into_parts_only_with_a_native_runner_each(
     tmp_path: Path,
 ) -> None:
     multi_perm = perm(tmp_path / "a", "[linux/amd64, linux/arm64]")
     one = perm(tmp_path / "b", "[linux/arm64]")
-    emulated = build.ci_matrix([multi_perm, one], {})["include"]
-    assert emulated == [
-        {"permutation": "tiny", "platform": "", "part": "all", "runner": "ubuntu-24.04"},
-        {"permutation": "tiny", "platform": "", "part": "all", "runner": "ubuntu-24.04"},
-    ]
+    emulated = build.ci_matrix([multi_perm, one], {})
+    assert jobs(emulated) == [("tiny", "", "all", "ubuntu-24.04")] * 2
+    assert [j["job"] for j in emulated["include"]] == ["0001", "0002"]
     labels = {"linux/amd64": "x64", "linux/arm64": "arm"}
-    native = build.ci_matrix([multi_perm, one], labels)["include"]
-    assert [(j["platform"], j["part"], j["runner"]) for j in native] == [
-        ("linux/amd64", "linux-amd64", "x64"),
-        ("linux/arm64", "linux-arm64", "arm"),
-        ("", "all", "arm"),  # a single-platform arm64 permutation runs natively, whole
+    assert jobs(build.ci_matrix([multi_perm, one], labels)) == [
+        ("tiny", "linux/amd64", "linux-amd64", "x64"),
+        ("tiny", "linux/arm64", "linux-arm64", "arm"),
+        ("tiny", "", "all", "arm"),  # a single-platform arm64 permutation runs natively, whole
     ]
-    half = build.ci_matrix([multi_perm], {"linux/arm64": "arm"})["include"]
-    assert half == [
-        {"permutation": "tiny", "platform": "", "part": "all", "runner": "ubuntu-24.04"}
+    half = build.ci_matrix([multi_perm], {"linux/arm64": "arm"})
+    assert jobs(half) == [("tiny", "", "all", "ubuntu-24.04")]
+
+
+@settings_(max_examples=200, deadline=None)
+@given(
+    st.lists(st.sampled_from(["x64:", "arm:", "x64:linux/amd64", "arm:linux/arm64"]), max_size=60),
+    st.integers(4, 300),
+)
+def test_a_grouped_matrix_never_exceeds_its_cap_and_builds_everything_once(
+    units: list[str], max_jobs: int
+) -> None:
+    """Whatever the permutations, at most max_matrix_jobs jobs, each on one runner and
+    platform, every permutation (or platform part) built exactly once."""
+    perms = []
+    for i, unit in enumerate(units):
+        runner, platform = unit.split(":")
+        platforms = ("linux/amd64", "linux/arm64") if platform else (
+            ("linux/amd64",) if runner == "x64" else ("linux/arm64",)
+        )  # fmt: skip
+        perms.append(_Perm(f"p{i}", platforms))
+    labels = {"linux/amd64": "x64", "linux/arm64": "arm"}
+    matrix = build.ci_matrix(perms, labels, max_jobs)  # type: ignore[arg-type]
+    built = [
+        (name, j["platform"]) for j in matrix["include"] for name in j["permutation"].split(",")
     ]
+    expected = [
+        (p.name, pl if len(p.platforms) > 1 else "")
+        for p in perms
+        for pl in (p.platforms if len(p.platforms) > 1 else ("",))
+    ]
+    assert sorted(built) == sorted(expected)
+    assert len(matrix["include"]) <= max_jobs
+    if len(expected) <= max_jobs:
+        assert len(matrix["include"]) == len(expected)
+    assert len({j["job"] for j in matrix["include"]}) == len(matrix["include"])
+
+
+@dataclass_(frozen=True)
+class _Perm:
+    name: str
+    platforms: tuple[str, ...]
 
 
 @pytest.mark.parametrize(
@@ -259,3 +302,14 @@ def test_an_archive_index_holds_platform_images_and_nothing_else(extra: dict[str
     index = {"manifests": [child("amd64", AMD, mediaType=image), extra]}
     with pytest.raises(BuildError, match="not one platform's image"):
         buildx.index_children(index, "x.tar", strict=True)
+
+
+def test_a_grouped_job_names_its_permutations_comma_separated(tmp_path: Path) -> None:
+    p = perm(tmp_path, "[linux/amd64]")
+    other = replace(p, name="other")
+    assert config.select([p, other], ["other,tiny"]) == [other, p]
+    assert config.select([p, other], ["tiny", "tiny, other"]) == [p, other]
+    with pytest.raises(ConfigError, match="unknown permutation 'nope'"):
+        config.select([p, other], ["tiny,nope"])
+    with pytest.raises(ConfigError, match="max_matrix_jobs = 1 is fewer than the 2"):
+        build.ci_matrix([p, replace(other, platforms=("linux/arm64",))], {"linux/arm64": "a"}, 1)

@@ -47,24 +47,66 @@ DEFAULT_CI_RUNNER = "ubuntu-24.04"
 
 
 def ci_matrix(
-    perms: Sequence[config.Permutation], labels: Mapping[str, str]
+    perms: Sequence[config.Permutation], labels: Mapping[str, str], max_jobs: int = 256
 ) -> dict[str, list[dict[str, str]]]:
     """The CI build matrix: one job per permutation, or, when every platform of a
     multi-platform permutation has a native runner, one job per platform (a part that
-    ``merge-manifests`` joins by digest)."""
+    ``merge-manifests`` joins by digest). Past ``max_jobs`` jobs (GitHub caps a matrix at
+    256), the jobs of each runner and platform are grouped: a job then builds a
+    comma-separated group of permutations in one bake session."""
     default = labels.get("linux/amd64", DEFAULT_CI_RUNNER)
-    include = []
+    units: list[tuple[str, str, str]] = []  # (permutation, platform or "", runner)
     for p in perms:
         if len(p.platforms) > 1 and all(pl in labels for pl in p.platforms):
-            include += [
-                {"permutation": p.name, "platform": pl, "part": pl.replace("/", "-"),
-                 "runner": labels[pl]}
-                for pl in p.platforms
-            ]  # fmt: skip
-            continue
-        runner = labels.get(p.platforms[0], default) if len(p.platforms) == 1 else default
-        include.append({"permutation": p.name, "platform": "", "part": "all", "runner": runner})
+            units += [(p.name, pl, labels[pl]) for pl in p.platforms]
+        else:
+            one = labels.get(p.platforms[0], default) if len(p.platforms) == 1 else default
+            units.append((p.name, "", one))
+    buckets: dict[tuple[str, str], list[str]] = {}
+    for name, platform, runner in units:
+        buckets.setdefault((platform, runner), []).append(name)
+    if len(buckets) > max_jobs:
+        raise ConfigError(
+            f"max_matrix_jobs = {max_jobs} is fewer than the {len(buckets)} runner/platform "
+            "combinations the permutations need — raise it"
+        )
+    shares = _shares([len(names) for names in buckets.values()], max_jobs)
+    include: list[dict[str, str]] = []
+    for ((platform, runner), names), share in zip(buckets.items(), shares, strict=True):
+        part = platform.replace("/", "-") if platform else "all"
+        for group in _split(names, share):
+            include.append(
+                {"permutation": ",".join(group), "platform": platform, "part": part,
+                 "runner": runner, "job": f"{len(include) + 1:04d}"}
+            )  # fmt: skip
     return {"include": include}
+
+
+def _shares(sizes: Sequence[int], max_jobs: int) -> list[int]:
+    """Jobs per bucket: one per unit when everything fits; else at least one each and the
+    rest by largest remainder, never more than ``max_jobs`` in all."""
+    if sum(sizes) <= max_jobs:
+        return list(sizes)
+    spare = max_jobs - len(sizes)
+    total = sum(s - 1 for s in sizes) or 1
+    exact = [(s - 1) * spare / total for s in sizes]
+    shares = [1 + int(e) for e in exact]
+    by_remainder = sorted(range(len(sizes)), key=lambda i: int(exact[i]) - exact[i])
+    for i in by_remainder[: max_jobs - sum(shares)]:
+        shares[i] += 1
+    return [min(share, size) for share, size in zip(shares, sizes, strict=True)]
+
+
+def _split(names: Sequence[str], parts: int) -> list[list[str]]:
+    """``names`` in at most ``parts`` groups of (almost) equal size, order kept."""
+    parts = max(1, min(parts, len(names)))
+    size, extra = divmod(len(names), parts)
+    out, start = [], 0
+    for i in range(parts):
+        end = start + size + (i < extra)
+        out.append(list(names[start:end]))
+        start = end
+    return out
 
 
 def builtins(settings: Settings) -> dict[str, str]:
