@@ -4,7 +4,9 @@ local server speaking GitHub's Packages and Actions APIs (GHCR cannot be reached
 from __future__ import annotations
 
 import datetime as dt
+import shutil
 import subprocess
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -15,8 +17,10 @@ from dcforge.tools import registry
 from tests.integration.conftest import (
     PrivateRegistry,
     TrivyDb,
+    base_env,
     build_and_gate,
     env_for,
+    fake_tool,
     git_commit,
     run_dcforge,
 )
@@ -128,12 +132,23 @@ def _fake_from_registry(runner: Runner, reg: PrivateRegistry, old: set[str]) -> 
 
 
 def _ghcr_env(project_env: dict[str, str], fake: FakeGitHub) -> dict[str, str]:
+    """GHCR as it is: no /v2/_catalog (the registry's catalog, `oras repo ls`, fails as
+    GHCR's does), so the repositories must come from the Packages API."""
+    real = shutil.which("oras")
+    no_catalog = fake_tool(
+        Path(tempfile.mkdtemp(prefix="ghcr-")),
+        "oras",
+        'if [ "$1 $2" = "repo ls" ]; then\n'
+        '  echo "Error: GET /v2/_catalog: 404 Not Found (GHCR has no catalog)" >&2; exit 1\n'
+        f'fi\nexec {real} "$@"\n',
+    )
     return {
         **project_env,
         "DCFORGE_RETENTION_BACKEND": "ghcr",
         "GITHUB_API_URL": fake.url,
         "GITHUB_TOKEN": "ghp_" + "x" * 36,
         "DCFORGE_KEEP_RELEASES": "1",
+        "PATH": f"{no_catalog}:{base_env()['PATH']}",
     }
 
 

@@ -86,20 +86,23 @@ class GhcrBackend:
 
     name = "ghcr"
 
-    def __init__(self, settings: Settings, client: github.GitHub, repositories: list[str]) -> None:
+    def __init__(self, settings: Settings, client: github.GitHub) -> None:
         host, _, path = settings.registry.partition("/")
-        self.owner = path.partition("/")[0]
+        self.owner, _, self.namespace = path.partition("/")
         self.registry_root = f"{host}/{self.owner}"
         self.client = client
         self.kind = client.owner_kind(self.owner)
-        self._repositories = repositories
         self._ids: dict[rp.Key, int] = {}
 
     def package(self, repository: str) -> str:
         return repository.removeprefix(self.registry_root + "/")
 
     def repositories(self) -> list[str]:
-        return self._repositories
+        """The owner's container packages under the registry's namespace (GHCR does not
+        implement the registry's /v2/_catalog; the Packages API lists them)."""
+        prefix = f"{self.namespace}/" if self.namespace else ""
+        names = self.client.container_packages(self.kind, self.owner)
+        return sorted(f"{self.registry_root}/{n}" for n in names if n.startswith(prefix))
 
     def list_versions(
         self, repository: str
@@ -371,9 +374,7 @@ def make_backend(settings: Settings, reg: Registry, env: Mapping[str, str]) -> B
         client = github.GitHub(
             env.get("GITHUB_TOKEN", ""), env.get("GITHUB_API_URL", "https://api.github.com")
         )
-        # Repositories come from the registry's own catalog of this namespace.
-        repos = OciBackend(settings, reg).repositories()
-        return GhcrBackend(settings, client, repos)
+        return GhcrBackend(settings, client)
     return OciBackend(settings, reg)
 
 

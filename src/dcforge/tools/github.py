@@ -1,10 +1,12 @@
 """GitHub REST API client: container package versions (GHCR) and workflow artifacts.
 
 Documented endpoints only:
+- GET /{orgs|users}/{owner}/packages?package_type=container (GHCR has no /v2/_catalog)
 - GET/DELETE /{orgs|users}/{owner}/packages/container/{package}/versions[/{id}]
 - GET /users/{owner} (is the owner an organisation?)
 - GET /repos/{owner}/{repo}/actions/artifacts, DELETE …/artifacts/{id}
-Pagination by ``page``/``per_page``; 403 rate limits (``x-ratelimit-remaining: 0``) and 429
+Pagination follows the ``Link: <…>; rel="next"`` header (on the API's own origin only: the
+token never goes elsewhere); 403 rate limits (``x-ratelimit-remaining: 0``) and 429
 are retried with backoff (``Retry-After`` / ``x-ratelimit-reset`` honoured, capped).
 """
 
@@ -23,6 +25,12 @@ from dcforge.errors import RegistryError
 
 PER_PAGE = 100
 MAX_WAIT = 60.0
+HINTS = {
+    401: " — GITHUB_TOKEN is not valid",
+    403: " — the token may not read (or delete) these packages: give the job "
+    "'packages: read' ('packages: write' to delete) or a token with read:packages",
+    404: " — no such owner or package, or the token cannot see it",
+}
 
 
 class RateLimited(Exception):
@@ -82,6 +90,11 @@ class GitHub:
         self.attempts = attempts
 
     def _request(self, method: str, path: str, **params: Any) -> requests.Response:
+        """``path`` under the API, or an absolute URL on the API's own origin (a Link)."""
+        url = path if path.startswith(("http://", "https://")) else f"{self.api}{path}"
+        if urllib.parse.urlsplit(url)[:2] != urllib.parse.urlsplit(self.api)[:2]:
+            raise RegistryError(f"GitHub API: refusing to follow {url} off {self.api}")
+
         @tenacity.retry(
             retry=tenacity.retry_if_exception_type((RateLimited, Transient)),
             wait=_wait,
@@ -90,9 +103,7 @@ class GitHub:
         )
         def once() -> requests.Response:
             try:
-                resp = self.session.request(
-                    method, f"{self.api}{path}", params=params or None, timeout=30
-                )
+                resp = self.session.request(method, url, params=params or None, timeout=30)
             except requests.RequestException as err:
                 raise Transient(str(err)) from err
             if resp.status_code == 429 or (
@@ -118,22 +129,27 @@ class GitHub:
             message = ""
             try:
                 message = str(resp.json().get("message", ""))
-            except ValueError:
+            except (ValueError, AttributeError):
                 message = resp.text[:200]
-            raise RegistryError(f"GitHub API {method} {path}: {resp.status_code} {message}")
+            hint = HINTS.get(resp.status_code, "")
+            raise RegistryError(f"GitHub API {method} {path}: {resp.status_code} {message}{hint}")
         return resp
 
-    def _pages(self, path: str, key: str | None = None) -> Iterator[dict[str, Any]]:
-        page = 1
-        while True:
-            data = self._request("GET", path, per_page=PER_PAGE, page=page).json()
-            items = data.get(key, []) if key else data
+    def _pages(self, path: str, key: str | None = None, **params: Any) -> Iterator[dict[str, Any]]:
+        """Every item of a listing, page after page as the ``Link`` header leads."""
+        url: str | None = path
+        query: dict[str, Any] = {"per_page": PER_PAGE, **params}
+        while url:
+            resp = self._request("GET", url, **query)
+            try:
+                data = resp.json()
+            except ValueError:
+                data = None
+            items = data.get(key, []) if key and isinstance(data, dict) else data
             if not isinstance(items, list):
                 raise RegistryError(f"GitHub API GET {path}: unexpected payload")
-            yield from items
-            if len(items) < PER_PAGE:
-                return
-            page += 1
+            yield from (i for i in items if isinstance(i, dict))
+            url, query = resp.links.get("next", {}).get("url"), {}  # the Link keeps the query
 
     # --- packages -------------------------------------------------------------------------
 
@@ -141,6 +157,11 @@ class GitHub:
         """``orgs`` or ``users``, the path prefix the packages API wants."""
         data = self._request("GET", f"/users/{urllib.parse.quote(owner)}").json()
         return "orgs" if data.get("type") == "Organization" else "users"
+
+    def container_packages(self, kind: str, owner: str) -> list[str]:
+        """Names of the owner's container packages (``dc/base`` for ghcr.io/owner/dc/base)."""
+        path = f"/{kind}/{urllib.parse.quote(owner)}/packages"
+        return [str(p["name"]) for p in self._pages(path, package_type="container") if "name" in p]
 
     def _package_path(self, kind: str, owner: str, package: str) -> str:
         return (
