@@ -60,6 +60,14 @@ def gate(session: nox.Session) -> None:
 
 
 @nox.session(python=PYTHON)
+def rescan(session: nox.Session) -> None:
+    """Scan what is live with today's DB; non-zero when a rebuild could fix a new finding."""
+    _install(session)
+    session.run("scripts/bootstrap", external=True)
+    session.run("python", "-m", "dcforge", "rescan", *session.posargs)
+
+
+@nox.session(python=PYTHON)
 def publish(session: nox.Session) -> None:
     """Push by digest, sign, attest, store the release record, then move floating tags."""
     _install_locked(session)

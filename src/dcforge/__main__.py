@@ -57,6 +57,7 @@ def _build(args: argparse.Namespace, conf: Settings, runner: Runner, env: Mappin
         smoke=not args.no_smoke,
         since=args.since,
         platform=args.platform,
+        refresh=tuple(args.refresh),
     )
     build.run(conf, runner, env, options)
     return 0
@@ -66,6 +67,15 @@ def _gate(args: argparse.Namespace, conf: Settings, runner: Runner, env: Mapping
     from dcforge.stages import gate
 
     gate.run(conf, runner, env, gate.GateOptions(self_test=args.self_test))
+    return 0
+
+
+def _rescan(
+    args: argparse.Namespace, conf: Settings, runner: Runner, env: Mapping[str, str]
+) -> int:
+    from dcforge.stages import gate
+
+    gate.rescan(conf, runner, env, gate.RescanOptions(github_output=args.github_output))
     return 0
 
 
@@ -197,6 +207,7 @@ COMMANDS: dict[str, Handler] = {
     "plan": _plan,
     "build": _build,
     "gate": _gate,
+    "rescan": _rescan,
     "merge-manifests": _merge_manifests,
     "lint-workflows": _lint_workflows,
     "publish": _publish,

@@ -43,6 +43,7 @@ def parser() -> argparse.ArgumentParser:
         _add_plan,
         _add_build,
         _add_gate,
+        _add_rescan,
         _add_publish,
         _add_verify,
         _add_releases_commands,
@@ -145,6 +146,17 @@ def _add_build(sub: Subparsers) -> None:
         "--no-prune", dest="prune", action="store_false", help="do not prune, even in CI"
     )
     build.add_argument("--no-smoke", action="store_true", help="skip smoke commands")
+    _add_build_selection(build)
+    build.add_argument(
+        "--dry-run",
+        dest="sub_dry_run",
+        action="store_true",
+        help="print the bake (and prune) commands, build nothing, write no manifest",
+    )
+
+
+def _add_build_selection(build: argparse.ArgumentParser) -> None:
+    """What of each permutation a build builds: a platform part, a refresh, a reuse."""
     build.add_argument(
         "--platform",
         default="",
@@ -153,16 +165,18 @@ def _add_build(sub: Subparsers) -> None:
         "part: merge-manifests joins the parts, built on native runners, into one index)",
     )
     build.add_argument(
+        "--refresh",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="rebuild these permutations from scratch (build cache bypassed, never reused by "
+        "--since) even though their inputs are unchanged: a fix in the package mirror",
+    )
+    build.add_argument(
         "--since",
         default="",
         metavar="REF",
         help="reuse unchanged permutations of a release (last-known-good or git SHA)",
-    )
-    build.add_argument(
-        "--dry-run",
-        dest="sub_dry_run",
-        action="store_true",
-        help="print the bake (and prune) commands, build nothing, write no manifest",
     )
 
 
@@ -178,6 +192,23 @@ def _add_gate(sub: Subparsers) -> None:
         "--self-test",
         action="store_true",
         help="instead, prove a canary with planted CVEs is blocked",
+    )
+
+
+def _add_rescan(sub: Subparsers) -> None:
+    rescan = _command(
+        sub,
+        "rescan",
+        "scan what is live with today's DB (CVE drift); writes dist/rescan/",
+        "Scan every live image (last-known-good's, per platform, and whatever its floating "
+        "tags serve) by digest with today's vulnerability DB; exit non-zero when one has a "
+        "finding the policy blocks that a rebuild can fix. Writes dist/rescan/summary.md, "
+        "rescan.sarif and rescan.json (the affected permutations).",
+    )
+    rescan.add_argument(
+        "--github-output",
+        action="store_true",
+        help="also write affected=NAME,… to $GITHUB_OUTPUT",
     )
 
 

@@ -429,6 +429,41 @@ def decide(
     return verdict
 
 
+def drift(
+    name: str,
+    report: Any,
+    *,
+    policy: Policy,
+    waivers: Sequence[Waiver],
+    today: dt.date,
+    scope: str = "",
+) -> Verdict:
+    """A live image rescanned with today's DB: blocked by every finding the policy blocks
+    that has a fix (a rebuild can pick it up) and no live waiver. A report that cannot be
+    read blocks too: a rescan never says "nothing new" without having looked."""
+    verdict = Verdict(name=name)
+    try:
+        findings = parse_findings(report)
+    except ReportError as err:
+        verdict.reasons.append(f"unusable vulnerability report: {err}")
+        return verdict
+    for f in findings:
+        verdict.counts[f.severity] = verdict.counts.get(f.severity, 0) + 1
+        if f.severity not in policy.blocking:
+            continue
+        if not f.fixed:
+            verdict.unfixed.append(f)
+            continue
+        waiver = next((w for w in waivers if w.matches(scope or name, f)), None)
+        if waiver is not None and not waiver.expired(today):
+            verdict.waived.append((f, waiver))
+        else:
+            verdict.blocking.append(f)
+            verdict.reasons.append(f.describe())
+    verdict.passed = not verdict.reasons
+    return verdict
+
+
 def add_counts(counts: Iterable[Mapping[str, int]]) -> dict[str, int]:
     """Severity counts summed (a multi-platform permutation's, over its platforms)."""
     total: dict[str, int] = {}

@@ -250,6 +250,7 @@ REACHED_AS = {
     "plan": "nox -s plan",
     "build": "nox -s build",
     "gate": "nox -s gate",
+    "rescan": "nox -s rescan",
     "publish": "nox -s publish",
     "verify": "nox -s verify",
     "rollback": "nox -s rollback",

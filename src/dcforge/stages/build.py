@@ -30,6 +30,7 @@ class BuildOptions:
     smoke: bool = True
     since: str = ""  # reuse what this release (git SHA / last-known-good) already published
     platform: str = ""  # build only this platform: a part for merge-manifests to join
+    refresh: tuple[str, ...] = ()  # rebuild these with no cache, never reused (CVE drift)
 
 
 @dataclass(frozen=True)
@@ -253,6 +254,7 @@ def _reusable(
     since: str,
     planned: Sequence[PlannedPermutation],
     git_sha: str,
+    refresh: Sequence[str] = (),
 ) -> dict[str, mf.Entry]:
     """Entries whose input_hash equals the reference release's: not rebuilt, reused by digest."""
     releases = Releases.open(settings, runner, env)
@@ -270,20 +272,15 @@ def _reusable(
         old = previous.get(p.name)
         if old is None or old.input_hash != item.input_hash or old.repository != p.repository:
             continue
+        if p.name in refresh:
+            log.step(p.name, "unchanged, but --refresh: rebuilt from scratch")
+            continue
         ref = f"{p.repository}@{old.image_digest}"
         if releases.registry.digest_or_none(ref) != old.image_digest:
             log.step(p.name, f"not reusable: {ref} is gone from the registry")
             continue
-        whole = item
-        if item.part_of:  # a platform part of an unchanged permutation: reuse the whole
-            whole = replace(
-                item,
-                perm=replace(p, platforms=item.part_of),
-                part_of=(),
-                base_platforms=old.base_image.platform_digests,
-            )
         out[p.name] = _entry(
-            whole,
+            _whole(item, old),
             git_sha,
             digest=old.image_digest,
             tarball="",
@@ -294,6 +291,18 @@ def _reusable(
         )
         log.step(p.name, f"unchanged since {rel.git_sha[:12]}: reusing {old.image_digest[:19]}")
     return out
+
+
+def _whole(item: PlannedPermutation, old: mf.Entry) -> PlannedPermutation:
+    """A platform part of an unchanged permutation reuses the whole (the released index)."""
+    if not item.part_of:
+        return item
+    return replace(
+        item,
+        perm=replace(item.perm, platforms=item.part_of),
+        part_of=(),
+        base_platforms=old.base_image.platform_digests,
+    )
 
 
 def _entry(
@@ -346,6 +355,7 @@ def run(
 ) -> mf.Manifest:
     """Build the selected permutations and write ``dist/manifest.json``."""
     perms = load_permutations(settings, options.names)
+    refresh = [p.name for p in config.select(perms, options.refresh)] if options.refresh else []
     inputs = [settings.permutations_dir, *(p.context for p in perms)]
     git = gitinfo.current(runner, settings.root, env, inputs)
     if git.dirty:
@@ -357,7 +367,9 @@ def run(
         docker.runner_hygiene(runner)
     planned = _platform_parts(_resolve(settings, runner, perms), options)
     reused = (
-        _reusable(settings, runner, env, options.since, planned, git.sha) if options.since else {}
+        _reusable(settings, runner, env, options.since, planned, git.sha, refresh)
+        if options.since
+        else {}
     )
     to_build = [item for item in planned if item.perm.name not in reused]
     if options.since:
@@ -366,7 +378,7 @@ def run(
     incoming.mkdir(parents=True)
     try:
         built = (
-            _build_all(settings, runner, env, to_build, incoming, git.sha, options)
+            _build_all(settings, runner, env, to_build, incoming, git.sha, options, refresh)
             if to_build
             else []
         )
@@ -464,9 +476,13 @@ def _build_all(
     incoming: Path,
     git_sha: str,
     options: BuildOptions,
+    refresh: Sequence[str] = (),
 ) -> list[mf.Entry]:
     _check_builder(runner, planned)
-    targets = _targets(settings, env, planned, incoming, git_sha)
+    targets = [
+        replace(t, no_cache=t.name in refresh)
+        for t in _targets(settings, env, planned, incoming, git_sha)
+    ]
     started_at = datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
     metadata = _bake(settings, runner, targets, incoming, options)
     if runner.dry_run:

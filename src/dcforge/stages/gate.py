@@ -18,12 +18,21 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from dcforge import log, policy, reports, toolchain, trivydb
+from dcforge import log, policy, release, reports, toolchain, trivydb
 from dcforge import manifest as mf
 from dcforge.config import read_yaml
-from dcforge.errors import ConfigError, DcforgeError, GateBlocked, RegistryError, ToolError
+from dcforge.errors import (
+    ConfigError,
+    DcforgeError,
+    GateBlocked,
+    RegistryError,
+    RollbackRefused,
+    ToolError,
+    VerifyFailed,
+)
 from dcforge.files import append_line, atomic_write_bytes, atomic_write_json
 from dcforge.hashing import file_sha256
+from dcforge.releases import Releases
 from dcforge.runner import Runner
 from dcforge.settings import Settings, is_loopback
 from dcforge.tools import buildx, syft, trivy
@@ -602,3 +611,171 @@ def self_test(settings: Settings, runner: Runner, now: dt.datetime) -> dict[str,
         "blocking": [f.id for f in verdict.blocking],
         "sample_db": db.sample,
     }
+
+
+# -- rescan: CVE drift of what is live ------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class LiveImage:
+    """An image users pull now: one platform's image of a live release, or of a tag."""
+
+    name: str  # permutation (and platform) as reports name it
+    permutation: str
+    repository: str
+    digest: str
+    why: str  # "last-known-good <sha>" or "floating tag <ref>"
+
+
+@dataclass(frozen=True)
+class RescanOptions:
+    now: dt.datetime | None = None
+    github_output: bool = False
+
+
+def live_images(rels: Releases, pinned: release.Release) -> list[LiveImage]:
+    """Every image of the pinned release, per platform, and whatever a floating tag of it
+    serves instead (a tag moved by hand, or a rollback elsewhere)."""
+    out: list[LiveImage] = []
+    seen: set[tuple[str, str]] = set()
+
+    def add(name: str, repository: str, images: Mapping[str, str], why: str) -> None:
+        for platform, digest in images.items():
+            if (repository, digest) not in seen:
+                seen.add((repository, digest))
+                label = f"{name} ({platform})" if len(images) > 1 else name
+                out.append(LiveImage(label, name, repository, digest, why))
+
+    sha = pinned.git_sha[:12]
+    for image in pinned.images:
+        add(image.name, image.repository, dict(image.attested()), f"last-known-good {sha}")
+    by_ref = {f"{i.repository}:{t}": i for i in pinned.images for t in i.floating_tags}
+    for ref, current, target in rels.floating(pinned):
+        if current and current != target:
+            image = by_ref[ref]
+            served = rels.registry.served_platforms(f"{image.repository}@{current}")
+            add(image.name, image.repository, served or {"": current}, f"floating tag {ref}")
+    return out
+
+
+def rescan(
+    settings: Settings, runner: Runner, env: Mapping[str, str], options: RescanOptions
+) -> dict[str, Any]:
+    """Scan every live image by digest with today's DB; GateBlocked when one now has a
+    finding the policy blocks that a rebuild could fix (``affected`` names the permutations)."""
+    now = options.now or dt.datetime.now(dt.UTC)
+    check_scanner_env(env)
+    tools = check_tools(runner, ("trivy",))
+    rels = Releases.open(settings, runner, env)
+    try:
+        _, pinned = rels.fetch(release.LAST_KNOWN_GOOD)
+    except (VerifyFailed, RollbackRefused) as err:
+        raise GateBlocked(
+            f"rescan: no verified {release.LAST_KNOWN_GOOD} to rescan ({err})"
+        ) from None
+    live = live_images(rels, pinned)
+    out_dir = settings.dist_dir / "rescan"
+    shutil.rmtree(out_dir, ignore_errors=True)
+    with tempfile.TemporaryDirectory(prefix="dcforge-db-") as tmp:
+        ctx = replace(_context(settings, runner, Path(tmp), now), reports_dir=out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    if ctx.db.problem:
+        raise GateBlocked(f"rescan: {ctx.db.problem}")
+    with log.group(f"rescan {len(live)} live image(s)"), ThreadPoolExecutor(4) as pool:
+        verdicts = list(pool.map(lambda i: _rescan_one(rels.registry, i, ctx), live))
+    doc = _rescan_doc(settings, pinned, live, verdicts, ctx, tools, now)
+    _write_rescan(pinned, verdicts, doc, ctx, env, options)
+    if doc["failed"]:
+        raise GateBlocked(
+            f"rescan: {', '.join(doc['failed'])} could not be rescanned (see "
+            f"{out_dir / 'summary.md'}) — nothing is known about them"
+        )
+    if doc["affected"]:
+        raise GateBlocked(
+            f"{len(doc['affected'])} live permutation(s) have blocking findings a rebuild can "
+            f"fix: {', '.join(doc['affected'])} — rebuild them with "
+            f"'build --refresh {','.join(doc['affected'])}' (the fix is in the package mirror)"
+        )
+    log.info(f"rescan: {len(live)} live image(s), nothing new that blocks")
+    return doc
+
+
+def _rescan_one(reg: Registry, image: LiveImage, ctx: GateContext) -> policy.Verdict:
+    stem = image.name.replace(" (", "@").replace("/", "-").rstrip(")")
+    ref = f"{image.repository}@{image.digest}"
+    try:
+        report: Any = trivy.scan_remote(
+            reg, ref, ctx.reports_dir / f"{stem}.trivy.json", ctx.db.options
+        )
+    except DcforgeError as err:
+        failed = policy.Verdict(image.name, reasons=[f"the vulnerability scan failed: {err}"])
+        log.step(image.name, f"BLOCKED: {failed.reasons[0]}")
+        return failed
+    verdict = policy.drift(
+        image.name,
+        report,
+        policy=ctx.rules,
+        waivers=ctx.waivers,
+        today=ctx.today,
+        scope=image.permutation,
+    )
+    log.step(image.name, "ok" if verdict.passed else f"NEW: {'; '.join(verdict.reasons)}")
+    return verdict
+
+
+def _rescan_doc(
+    settings: Settings,
+    pinned: release.Release,
+    live: Sequence[LiveImage],
+    verdicts: Sequence[policy.Verdict],
+    ctx: GateContext,
+    tools: Mapping[str, toolchain.Tool],
+    now: dt.datetime,
+) -> dict[str, Any]:
+    pairs = list(zip(live, verdicts, strict=True))
+    affected = sorted({i.permutation for i, v in pairs if v.blocking})
+    failed = sorted({i.permutation for i, v in pairs if not v.passed and not v.blocking})
+    return {
+        "created_at": now.isoformat(timespec="seconds").replace("+00:00", "Z"),
+        "registry": settings.registry,
+        "git_sha": pinned.git_sha,
+        "release_gate_db_updated_at": pinned.gate.get("db_updated_at"),
+        "db_repository": ctx.db.repository,
+        "db_digest": ctx.db.digest,
+        "db_updated_at": ctx.db.updated_at,
+        "sample_db": ctx.db.sample,
+        "tools": {name: tool.to_json() for name, tool in tools.items()},
+        "blocking_severities": list(ctx.rules.blocking),
+        "affected": affected,  # new blocking findings with a fix: rebuild these
+        "failed": failed,  # could not be rescanned: nothing is known about them
+        "images": [
+            {**v.to_json(), "permutation": i.permutation, "digest": i.digest, "live_as": i.why}
+            for i, v in zip(live, verdicts, strict=True)
+        ],
+    }
+
+
+def _write_rescan(
+    pinned: release.Release,
+    verdicts: Sequence[policy.Verdict],
+    doc: Mapping[str, Any],
+    ctx: GateContext,
+    env: Mapping[str, str],
+    options: RescanOptions,
+) -> None:
+    summary = reports.markdown(verdicts, doc, ctx.waivers, ctx.today).replace(
+        "# dcforge gate", "# dcforge rescan of what is live", 1
+    )
+    atomic_write_bytes(ctx.reports_dir / "summary.md", summary.encode())
+    families = {e.name: f"permutations/{e.family}.yaml" for e in pinned.manifest.permutations}
+    sources = {v.name: families.get(v.name.split(" (")[0], "permutations") for v in verdicts}
+    atomic_write_json(ctx.reports_dir / "rescan.sarif", reports.sarif(verdicts, sources, doc))
+    atomic_write_json(ctx.reports_dir / "rescan.json", dict(doc))
+    if env.get("GITHUB_STEP_SUMMARY"):
+        append_line(env["GITHUB_STEP_SUMMARY"], summary, "GITHUB_STEP_SUMMARY")
+    if options.github_output:
+        if not env.get("GITHUB_OUTPUT"):
+            raise ConfigError("--github-output: GITHUB_OUTPUT is not set")
+        append_line(
+            env["GITHUB_OUTPUT"], f"affected={','.join(doc['affected'])}\n", "GITHUB_OUTPUT"
+        )

@@ -29,6 +29,7 @@ class Target:
     output_tar: Path
     cache_from: Sequence[str] = ()
     cache_to: Sequence[str] = ()
+    no_cache: bool = False  # every step rebuilt (a refresh: the fix is in the package mirror)
 
 
 def bake_name(name: str) -> str:
@@ -49,8 +50,9 @@ def bake_definition(targets: Sequence[Target]) -> dict[str, Any]:
                 "tags": list(t.tags),
                 "labels": dict(t.labels),
                 "output": [f"type=oci,dest={t.output_tar}"],
-                "cache-from": list(t.cache_from),
+                "cache-from": [] if t.no_cache else list(t.cache_from),
                 "cache-to": list(t.cache_to),
+                **({"no-cache": True, "pull": True} if t.no_cache else {}),
                 # Provenance/SBOM are attested by dcforge at publish time, by digest.
                 "attest": [],
             }
