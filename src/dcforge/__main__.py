@@ -75,7 +75,10 @@ def _rescan(
 ) -> int:
     from dcforge.stages import gate
 
-    gate.rescan(conf, runner, env, gate.RescanOptions(github_output=args.github_output))
+    options = gate.RescanOptions(
+        github_output=args.github_output, dispatch_refresh=args.dispatch_refresh
+    )
+    gate.rescan(conf, runner, env, options)
     return 0
 
 

@@ -210,6 +210,13 @@ def _add_rescan(sub: Subparsers) -> None:
         action="store_true",
         help="also write affected=NAME,… to $GITHUB_OUTPUT",
     )
+    rescan.add_argument(
+        "--dispatch-refresh",
+        default="",
+        metavar="WORKFLOW",
+        help="on the default branch, when permutations are affected, start WORKFLOW (e.g. "
+        "build-publish.yml) with refresh=<affected> (GITHUB_TOKEN with actions: write)",
+    )
 
 
 def _add_publish(sub: Subparsers) -> None:

@@ -34,6 +34,7 @@ class State:
     auth: list[str] = field(default_factory=list)
     forbid: bool = False  # every request: 403 without rate-limit headers (a missing scope)
     link_host: str = ""  # a hostile server: its Link headers point at this origin
+    dispatches: list[dict[str, Any]] = field(default_factory=list)  # workflow, ref, inputs
 
     def add_version(self, package: str, digest: str, tags: list[str], created_at: str) -> None:
         versions = self.packages.setdefault(package, [])
@@ -165,6 +166,22 @@ class Handler(BaseHTTPRequestHandler):
             self._send(204)
         else:
             self._send(404, {"message": "Not Found"})
+
+
+def _do_post(self: Handler) -> None:
+    if self._limited():
+        return
+    url = urlparse(self.path)
+    m = re.fullmatch(r"/repos/([^/]+/[^/]+)/actions/workflows/([^/]+)/dispatches", url.path)
+    body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", "0"))) or b"{}")
+    if not m or not isinstance(body.get("ref"), str):
+        self._send(422 if m else 404, {"message": "Invalid request" if m else "Not Found"})
+        return
+    self.state.dispatches.append({"repo": m.group(1), "workflow": unquote(m.group(2)), **body})
+    self._send(204)
+
+
+Handler.do_POST = _do_post  # type: ignore[attr-defined]
 
 
 class FakeGitHub:

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
+from dcforge import settings
+from dcforge.errors import ConfigError
 from dcforge.stages import build
 from dcforge.tools import buildx
 from dcforge.tools.registry import at_digest
+from tests.projects import write_project
 
 D = "sha256:" + "d" * 64
 
@@ -49,3 +53,28 @@ def test_targets_split_over_at_most_the_asked_sessions(
     groups = build._groups(targets, sessions)
     assert len(groups) == expected
     assert sorted(t.name for g in groups for t in g) == sorted(t.name for t in targets)
+
+
+def test_a_refreshed_target_is_built_with_no_cache_at_all() -> None:
+    """A refresh exists because the cached apt-get layer hands back the vulnerable package:
+    no cache import, every step rebuilt, the base pulled again."""
+    plain = replace(target("a"), cache_from=["type=gha,scope=main-a"])
+    refreshed = replace(target("b"), cache_from=["type=gha,scope=main-b"], no_cache=True)
+    definition = buildx.bake_definition([plain, refreshed])["target"]
+    assert "no-cache" not in definition["a"] and definition["a"]["cache-from"] != []
+    assert definition["b"]["no-cache"] is True and definition["b"]["pull"] is True
+    assert definition["b"]["cache-from"] == []
+
+
+def test_refresh_names_are_checked_and_shared_out_to_the_jobs_that_build_them(
+    tmp_path: Path,
+) -> None:
+    root = write_project(tmp_path / "p")
+    conf = settings.load(root, {})
+    perms = build.load_permutations(conf)
+    one = [p for p in perms if p.name == "tiny-one"]
+    assert build._refresh_names(conf, perms, ["", " "]) == []
+    assert build._refresh_names(conf, perms, ["tiny-two,tiny-one"]) == ["tiny-two", "tiny-one"]
+    assert build._refresh_names(conf, one, ["tiny-two"]) == []  # another job's
+    with pytest.raises(ConfigError, match="unknown permutation 'tiny-three'"):
+        build._refresh_names(conf, one, ["tiny-three"])

@@ -355,7 +355,7 @@ def run(
 ) -> mf.Manifest:
     """Build the selected permutations and write ``dist/manifest.json``."""
     perms = load_permutations(settings, options.names)
-    refresh = [p.name for p in config.select(perms, options.refresh)] if options.refresh else []
+    refresh = _refresh_names(settings, perms, options.refresh)
     inputs = [settings.permutations_dir, *(p.context for p in perms)]
     git = gitinfo.current(runner, settings.root, env, inputs)
     if git.dirty:
@@ -392,6 +392,20 @@ def run(
         shutil.rmtree(incoming, ignore_errors=True)
     log.info(f"wrote {settings.dist_dir / 'manifest.json'} ({len(entries)} permutation(s))")
     return manifest
+
+
+def _refresh_names(
+    settings: Settings, perms: Sequence[config.Permutation], refresh: Sequence[str]
+) -> list[str]:
+    """The selected permutations to refresh. Every name must exist (a typo is an error),
+    but a CI job builds only its own share of them (every job gets the whole list)."""
+    wanted = [n.strip() for r in refresh for n in r.split(",") if n.strip()]
+    if not wanted:
+        return []
+    selected = {p.name for p in perms}
+    return [
+        p.name for p in config.select(load_permutations(settings), wanted) if p.name in selected
+    ]
 
 
 def _platform_parts(

@@ -35,7 +35,7 @@ from dcforge.hashing import file_sha256
 from dcforge.releases import Releases
 from dcforge.runner import Runner
 from dcforge.settings import Settings, is_loopback
-from dcforge.tools import buildx, syft, trivy
+from dcforge.tools import buildx, github, syft, trivy
 from dcforge.tools.registry import Registry, at_digest
 from dcforge.verdict import (
     GATE_SCHEMA_VERSION,
@@ -46,6 +46,7 @@ from dcforge.verdict import (
 )
 
 SAMPLE_REPOSITORY = "dcforge-sample/trivy-db:2"
+GITHUB_API = "https://api.github.com"
 # Where Trivy itself looks when no DB repository is configured, in its order.
 TRIVY_DEFAULT_DB_REPOSITORIES = (
     "mirror.gcr.io/aquasec/trivy-db:2",
@@ -631,6 +632,7 @@ class LiveImage:
 class RescanOptions:
     now: dt.datetime | None = None
     github_output: bool = False
+    dispatch_refresh: str = ""  # a workflow to start with refresh=<affected> (default branch)
 
 
 def live_images(rels: Releases, pinned: release.Release) -> list[LiveImage]:
@@ -685,6 +687,8 @@ def rescan(
         verdicts = list(pool.map(lambda i: _rescan_one(rels.registry, i, ctx), live))
     doc = _rescan_doc(settings, pinned, live, verdicts, ctx, tools, now)
     _write_rescan(pinned, verdicts, doc, ctx, env, options)
+    if doc["affected"] and options.dispatch_refresh:
+        _dispatch_refresh(settings, env, options.dispatch_refresh, doc["affected"])
     if doc["failed"]:
         raise GateBlocked(
             f"rescan: {', '.join(doc['failed'])} could not be rescanned (see "
@@ -698,6 +702,25 @@ def rescan(
         )
     log.info(f"rescan: {len(live)} live image(s), nothing new that blocks")
     return doc
+
+
+def _dispatch_refresh(
+    settings: Settings, env: Mapping[str, str], workflow: str, affected: Sequence[str]
+) -> None:
+    """On the default branch only: start ``workflow`` with refresh=<affected>, which
+    rebuilds just those permutations from scratch (a PR or a branch never publishes)."""
+    ref = env.get("GITHUB_REF", "")
+    if ref != f"refs/heads/{settings.default_branch}":
+        log.info(f"not on {settings.default_branch} ({ref or 'no GITHUB_REF'}): no refresh build")
+        return
+    client = github.GitHub(env.get("GITHUB_TOKEN", ""), env.get("GITHUB_API_URL", GITHUB_API))
+    client.dispatch_workflow(
+        env.get("GITHUB_REPOSITORY", ""),
+        workflow,
+        settings.default_branch,
+        {"refresh": ",".join(affected)},
+    )
+    log.info(f"started {workflow} on {settings.default_branch} with refresh={','.join(affected)}")
 
 
 def _rescan_one(reg: Registry, image: LiveImage, ctx: GateContext) -> policy.Verdict:

@@ -5,6 +5,7 @@ Documented endpoints only:
 - GET/DELETE /{orgs|users}/{owner}/packages/container/{package}/versions[/{id}]
 - GET /users/{owner} (is the owner an organisation?)
 - GET /repos/{owner}/{repo}/actions/artifacts, DELETE …/artifacts/{id}
+- POST /repos/{owner}/{repo}/actions/workflows/{workflow}/dispatches (a refresh build)
 Pagination follows the ``Link: <…>; rel="next"`` header (on the API's own origin only: the
 token never goes elsewhere); 403 rate limits (``x-ratelimit-remaining: 0``) and 429
 are retried with backoff (``Retry-After`` / ``x-ratelimit-reset`` honoured, capped).
@@ -89,7 +90,9 @@ class GitHub:
         )
         self.attempts = attempts
 
-    def _request(self, method: str, path: str, **params: Any) -> requests.Response:
+    def _request(
+        self, method: str, path: str, json_body: Any = None, **params: Any
+    ) -> requests.Response:
         """``path`` under the API, or an absolute URL on the API's own origin (a Link)."""
         url = path if path.startswith(("http://", "https://")) else f"{self.api}{path}"
         if urllib.parse.urlsplit(url)[:2] != urllib.parse.urlsplit(self.api)[:2]:
@@ -103,7 +106,9 @@ class GitHub:
         )
         def once() -> requests.Response:
             try:
-                resp = self.session.request(method, url, params=params or None, timeout=30)
+                resp = self.session.request(
+                    method, url, params=params or None, json=json_body, timeout=30
+                )
             except requests.RequestException as err:
                 raise Transient(str(err)) from err
             if resp.status_code == 429 or (
@@ -202,3 +207,10 @@ class GitHub:
 
     def delete_artifact(self, repo: str, artifact_id: int) -> None:
         self._request("DELETE", f"/repos/{repo}/actions/artifacts/{artifact_id}")
+
+    # --- workflow dispatch ----------------------------------------------------------------
+
+    def dispatch_workflow(self, repo: str, workflow: str, ref: str, inputs: dict[str, str]) -> None:
+        """Start ``workflow`` (a file name in .github/workflows) on ``ref`` with ``inputs``."""
+        path = f"/repos/{repo}/actions/workflows/{urllib.parse.quote(workflow)}/dispatches"
+        self._request("POST", path, json_body={"ref": ref, "inputs": inputs})
