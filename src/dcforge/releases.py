@@ -97,7 +97,11 @@ class Releases:
     ) -> Releases:
         reg = Registry(runner, settings.insecure_hosts)
         who = signer or signing.signer(settings)
-        return cls(settings, reg, Cosign(runner, who, reg, signing.cosign_env(env)), env)
+        releases = cls(settings, reg, Cosign(runner, who, reg, signing.cosign_env(env)), env)
+        # Every tool (oras, skopeo, cosign, Trivy, syft) reads the one credential store this
+        # writes: any stage that reads the registry is logged in before its first call.
+        releases.login()
+        return releases
 
     @property
     def repository(self) -> str:
@@ -108,7 +112,8 @@ class Releases:
         return self.registry.runner.dry_run
 
     def login(self) -> None:
-        """Log in with credentials from the environment (GHCR: GITHUB_TOKEN), never files."""
+        """Log in with credentials from the environment (GHCR: GITHUB_TOKEN), never files
+        (``oras login --password-stdin``: the password is in no argv and no log)."""
         host = self.settings.registry.split("/", 1)[0]
         password = self.env.get("DCFORGE_REGISTRY_PASSWORD") or (
             self.env.get("GITHUB_TOKEN", "") if host == "ghcr.io" else ""

@@ -453,6 +453,8 @@ def run(
     gate_path = settings.dist_dir / "gate.json"
     gate_path.unlink(missing_ok=True)  # never leave an old verdict behind a failed gate
     tools = check_tools(runner, SCANNED_TOOLS)
+    if any(e.reused for e in manifest.permutations):
+        Releases.open(settings, runner, env)  # logged in: reused images are read from there
     with tempfile.TemporaryDirectory(prefix="dcforge-db-") as tmp:
         ctx = _context(settings, runner, Path(tmp), now)
     with (

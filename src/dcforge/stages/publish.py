@@ -216,7 +216,6 @@ def run(
     options = options or PublishOptions()
     manifest, gate_doc = _preflight(settings, runner, options)
     rel = Releases.open(settings, runner, env, ensure_signer(settings, runner, env))
-    rel.login()
     with tempfile.TemporaryDirectory(prefix="dcforge-publish-") as tmp:
         shared = _Run(
             settings,

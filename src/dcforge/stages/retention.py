@@ -278,7 +278,6 @@ def run(
     become referenced since (a publish or rollback on another machine).
     """
     rels = Releases.open(settings, runner, env)
-    rels.login()
     lock = locks.registry_lock(settings.registry) if yes else contextlib.nullcontext()
     with lock:
         return _run(settings, rels, env, yes=yes, now=now)

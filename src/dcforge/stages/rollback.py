@@ -44,7 +44,6 @@ def _show(moves: list[Move]) -> None:
 def rollback(settings: Settings, runner: Runner, env: Mapping[str, str], target: str) -> list[Move]:
     """Move every floating tag back to the release ``target`` names."""
     rel = Releases.open(settings, runner, env)
-    rel.login()
     with log.group(f"check {target}"):
         record_digest, found = _checked(rel, target)
         log.info(
@@ -73,7 +72,6 @@ def rollback(settings: Settings, runner: Runner, env: Mapping[str, str], target:
 def pin(settings: Settings, runner: Runner, env: Mapping[str, str], target: str) -> str:
     """Point ``last-known-good`` at a verified release (a signed pin statement)."""
     rel = Releases.open(settings, runner, env)
-    rel.login()
     record_digest, found = _checked(rel, target)
     if runner.dry_run:
         log.info(f"dry run: would pin {release.LAST_KNOWN_GOOD} → {found.git_sha[:12]}")

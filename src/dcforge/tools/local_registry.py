@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import shutil
 import socket
+import ssl
 import subprocess
 import time
+import urllib.error
 import urllib.request
 from pathlib import Path
 
@@ -18,7 +20,12 @@ from dcforge.errors import ToolError
 
 
 class LocalRegistry:
-    def __init__(self, root: Path) -> None:
+    """``tls`` (certificate, key) serves HTTPS; ``htpasswd`` (a bcrypt htpasswd file)
+    requires basic auth, as a production registry does."""
+
+    def __init__(
+        self, root: Path, *, tls: tuple[Path, Path] | None = None, htpasswd: Path | None = None
+    ) -> None:
         with socket.socket() as s:
             s.bind(("127.0.0.1", 0))
             self.port: int = s.getsockname()[1]
@@ -27,17 +34,37 @@ class LocalRegistry:
         self.config = root / "registry.yml"
         self.pid_file = root / "registry.pid"
         self.log = root / "registry.log"
+        self.tls = tls
+        http = f"addr: 127.0.0.1:{self.port}"
+        if tls:
+            http += f", tls: {{certificate: {tls[0]}, key: {tls[1]}}}"
+        auth = f"auth: {{htpasswd: {{realm: dcforge, path: {htpasswd}}}}}\n" if htpasswd else ""
         self.config.write_text(
             "version: 0.1\nlog: {level: warn, accesslog: {disabled: true}}\n"
             f"storage: {{filesystem: {{rootdirectory: {self.storage}}}, "
             "delete: {enabled: true}}\n"
-            f"http: {{addr: 127.0.0.1:{self.port}}}\n"
+            f"http: {{{http}}}\n{auth}"
         )
         self.proc: subprocess.Popen[bytes] | None = None
 
     @property
     def host(self) -> str:
-        return f"localhost:{self.port}"
+        # A TLS registry is named by its IP (its certificate says so; "localhost" is on the
+        # default plain-HTTP list).
+        return f"{'127.0.0.1' if self.tls else 'localhost'}:{self.port}"
+
+    def _answers(self) -> bool:
+        scheme = "https" if self.tls else "http"
+        # Liveness only: whether the certificate is trusted is what the tests are about.
+        context = ssl._create_unverified_context() if self.tls else None  # noqa: S323
+        try:
+            url = f"{scheme}://127.0.0.1:{self.port}/v2/"  # http(s) only
+            urllib.request.urlopen(url, timeout=1, context=context).close()  # noqa: S310
+        except urllib.error.HTTPError as err:
+            return err.code == 401  # up, and asking for credentials
+        except OSError:
+            return False
+        return True
 
     def start(self, timeout: float = 20) -> None:
         """Start it and wait until /v2/ answers (polling the endpoint, not sleeping blind)."""
@@ -51,13 +78,11 @@ class LocalRegistry:
         self.pid_file.write_text(str(self.proc.pid))
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            try:
-                urllib.request.urlopen(f"http://127.0.0.1:{self.port}/v2/", timeout=1).close()
+            if self._answers():
                 return
-            except OSError:
-                if self.proc.poll() is not None:
-                    break
-                time.sleep(0.05)
+            if self.proc.poll() is not None:
+                break
+            time.sleep(0.05)
         raise ToolError(
             f"the registry on :{self.port} did not start: {self.log.read_text()[-500:]}"
         )
