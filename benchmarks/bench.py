@@ -44,6 +44,7 @@ ARG ID
 COPY version.txt /version.txt
 COPY os-release /etc/os-release
 COPY status /var/lib/dpkg/status
+COPY debian_version /etc/debian_version
 RUN head -c {LAYER_MB * 1024 * 1024} /dev/urandom > /blob-${{ID}}
 """
 
@@ -76,7 +77,8 @@ def timed(fn: Callable[[], object]) -> float:
     return time.perf_counter() - start
 
 
-# Trivy must detect an OS and scan its packages, or the gate blocks: say "Debian 12, one package".
+# Trivy must detect an OS and scan its packages, or the gate blocks: say "Debian 12, one
+# package" (Trivy recognises Debian by /etc/debian_version, not by os-release).
 OS_RELEASE = 'ID=debian\nVERSION_ID="12"\n'
 DPKG_STATUS = (
     "Package: busybox\nStatus: install ok installed\nArchitecture: amd64\nSource: busybox\n"
@@ -97,6 +99,7 @@ def make_project(root: Path, n: int, registry: str, platforms: str = "") -> Path
         (ctx / "version.txt").write_text("1\n")
         (ctx / "os-release").write_text(OS_RELEASE)
         (ctx / "status").write_text(DPKG_STATUS)
+        (ctx / "debian_version").write_text("12.5\n")
     (root / "permutations").mkdir()
     (root / "permutations/bench.yaml").write_text(
         "family: bench\nimage: bench\n"
