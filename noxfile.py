@@ -62,7 +62,7 @@ def gate(session: nox.Session) -> None:
 @nox.session(python=PYTHON)
 def rescan(session: nox.Session) -> None:
     """Scan what is live with today's DB; non-zero when a rebuild could fix a new finding."""
-    _install(session)
+    _install_locked(session)
     session.run("scripts/bootstrap", external=True)
     session.run("python", "-m", "dcforge", "rescan", *session.posargs)
 

@@ -437,6 +437,7 @@ def drift(
     waivers: Sequence[Waiver],
     today: dt.date,
     scope: str = "",
+    os_mode: str = "required",
 ) -> Verdict:
     """A live image rescanned with today's DB: blocked by every finding the policy blocks
     that has a fix (a rebuild can pick it up) and no live waiver. A report that cannot be
@@ -447,6 +448,14 @@ def drift(
     except ReportError as err:
         verdict.reasons.append(f"unusable vulnerability report: {err}")
         return verdict
+    # The scan must still see the image: an OS no longer detected, gone end-of-life, or
+    # with no package scanned says nothing about drift (the gate's coverage ids, minus the
+    # SBOM comparison: the release's SBOM is attested, not re-made here).
+    verdict.coverage = read_coverage(report, 0, os_mode)
+    for cid, why in _os_problems(verdict.coverage):
+        verdict.reasons.append(f"{cid}: {why}")
+    if os_mode == "required" and verdict.coverage.os and not verdict.coverage.os_packages:
+        verdict.reasons.append(f"{NOTHING_SCANNED}: the scan found no OS package")
     for f in findings:
         verdict.counts[f.severity] = verdict.counts.get(f.severity, 0) + 1
         if f.severity not in policy.blocking:

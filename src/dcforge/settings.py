@@ -16,6 +16,7 @@ from dcforge.policy import Policy
 from dcforge.tools.registry import registry_host
 
 CACHE_BACKENDS = ("local", "registry", "gha", "none")
+GITHUB_MATRIX_CAP = 256
 
 
 SIGNING_MODES = ("key", "keyless")
@@ -287,6 +288,11 @@ def _checked(settings: Settings) -> Settings:
     for name in NON_NEGATIVE:
         if getattr(settings, name) < 0:
             raise ConfigError(f"{name} must not be negative, got {getattr(settings, name)!r}")
+    if settings.max_matrix_jobs > GITHUB_MATRIX_CAP:
+        raise ConfigError(
+            f"max_matrix_jobs {settings.max_matrix_jobs} is above GitHub's cap of "
+            f"{GITHUB_MATRIX_CAP} jobs per matrix"
+        )
     if settings.cache_backend not in CACHE_BACKENDS:
         raise ConfigError(
             f"cache_backend '{settings.cache_backend}' is not one of {', '.join(CACHE_BACKENDS)}"

@@ -19,10 +19,12 @@ SESSION_CALL = re.compile(
     r"""|invoke\s+(?P<task>[a-z][a-z-]*))"""
 )
 UNTRUSTED = re.compile(r"\$\{\{\s*github\.event\.")
-PRIVILEGED = frozenset({"packages", "id-token"})
+# Write tokens a compromised dependency could abuse: publish (packages), sign as the
+# workflow (id-token), or start and cancel runs — a re-publish of an old release (actions).
+PRIVILEGED = frozenset({"packages", "id-token", "actions"})
 # The only nox sessions a job holding PRIVILEGED write tokens may run; the noxfile must
 # install each from the hash lock (requirements/runtime.lock), see locked_sessions().
-LOCKED_SESSIONS = frozenset({"publish", "verify", "rollback", "prune"})
+LOCKED_SESSIONS = frozenset({"publish", "verify", "rollback", "prune", "rescan"})
 # The one concurrency group every job that changes the registry queues in (queue: max).
 REGISTRY_GROUP = "registry-${{ github.repository }}"
 # `${{ … github.run_id … }}`: a concurrency group no other run can share.

@@ -439,3 +439,48 @@ def test_db_timestamps_keep_their_zone(raw: str, expected: dt.datetime | None) -
 def test_hostile_values_in_trivy_yaml_are_problems_not_crashes() -> None:
     problems = policy.trivy_config_problems({"pkg": {"types": [["os"]]}}, ("CRITICAL",))
     assert problems == ["'pkg.types' must include os and library"]
+
+
+def drift(
+    rep: Any, waivers: list[policy.Waiver] | None = None, os_mode: str = "required"
+) -> policy.Verdict:
+    return policy.drift(
+        "tiny", rep, policy=POLICY, waivers=waivers or [], today=TODAY, os_mode=os_mode
+    )
+
+
+def test_drift_is_a_fixable_blocking_finding_without_a_live_waiver() -> None:
+    found = drift(report(CRIT, LOW))
+    assert not found.passed and [f.id for f in found.blocking] == ["CVE-2099-0001"]
+    unfixed = ("CVE-2099-0003", "zlib1g", "1:1.2.13", "", "CRITICAL")
+    quiet = drift(report(unfixed, LOW))
+    assert quiet.passed and [f.id for f in quiet.unfixed] == ["CVE-2099-0003"]
+    w = policy.Waiver("CVE-2099-0001", "not reachable", dt.date(2026, 12, 31), scope_all=True)
+    assert drift(report(CRIT), [w]).passed
+    expired = policy.Waiver("CVE-2099-0001", "old", dt.date(2026, 11, 1), scope_all=True)
+    assert not drift(report(CRIT), [expired]).passed
+
+
+@pytest.mark.parametrize(
+    ("rep", "expected"),
+    [
+        ({"SchemaVersion": 2}, "DCFORGE-OS-UNDETECTED"),
+        (
+            {
+                "SchemaVersion": 2,
+                "Metadata": {"OS": {"Family": "debian", "Name": "9", "EOSL": True}},
+            },
+            "DCFORGE-OS-EOSL",
+        ),
+        (seen([], os_packages=0), "DCFORGE-"),
+        ("not a report", "unusable vulnerability report"),
+    ],
+)
+def test_a_rescan_that_no_longer_sees_the_image_is_never_nothing_new(
+    rep: Any, expected: str
+) -> None:
+    """An OS no longer detected (or gone end-of-life, or no package scanned) says nothing
+    about drift: the rescan fails instead of reporting a clean image."""
+    found = drift(rep)
+    assert not found.passed and not found.blocking
+    assert any(expected in r for r in found.reasons), found.reasons

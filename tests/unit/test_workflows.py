@@ -187,7 +187,7 @@ def workflow(*jobs: str, group: str = "") -> str:
 
 
 def test_the_noxfile_installs_the_privileged_sessions_from_the_hash_lock() -> None:
-    assert {"publish", "verify", "rollback", "prune"} == workflows.LOCKED_SESSIONS
+    assert {"publish", "verify", "rollback", "prune", "rescan"} == workflows.LOCKED_SESSIONS
     assert workflows.locked_sessions(ROOT / "noxfile.py") >= workflows.LOCKED_SESSIONS
     # Everything else keeps the plain editable install.
     assert not workflows.locked_sessions(ROOT / "noxfile.py") & {"gate", "build", "tests"}
@@ -225,12 +225,15 @@ def test_privileged_jobs_may_call_only_the_locked_sessions(tmp_path: Path) -> No
             job("publish-gate", "nox -s gate", "id-token"),
             job("publish-task", "invoke cosign --sign x", "packages"),
             job("gate", "nox -s gate"),
+            # actions: write can start a re-publish of an old release: locked sessions only
+            job("scan", "nox -s gate", "actions"),
         )
     )
     found = lock_problems(wf)
-    assert len(found) == 2, found
+    assert len(found) == 3, found
     assert "publish-gate" in found[0] and "nox session gate" in found[0]
     assert "publish-task" in found[1] and "invoke task cosign" in found[1]
+    assert "scan" in found[2] and "['actions']" in found[2]
     assert all("hash lock" in p for p in found)
 
 

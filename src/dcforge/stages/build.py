@@ -365,6 +365,7 @@ def run(
         )
     if options.prune if options.prune is not None else bool(env.get("CI")):
         docker.runner_hygiene(runner)
+    Releases.open(settings, runner, env)  # logged in (credentials set): bases, cache, --since
     planned = _platform_parts(_resolve(settings, runner, perms), options)
     reused = (
         _reusable(settings, runner, env, options.since, planned, git.sha, refresh)

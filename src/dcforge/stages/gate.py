@@ -453,8 +453,9 @@ def run(
     gate_path = settings.dist_dir / "gate.json"
     gate_path.unlink(missing_ok=True)  # never leave an old verdict behind a failed gate
     tools = check_tools(runner, SCANNED_TOOLS)
-    if any(e.reused for e in manifest.permutations):
-        Releases.open(settings, runner, env)  # logged in: reused images are read from there
+    # Logged in (when credentials are set) before the DB download and any re-scan of a
+    # reused image: either may live on the authenticated registry.
+    Releases.open(settings, runner, env)
     with tempfile.TemporaryDirectory(prefix="dcforge-db-") as tmp:
         ctx = _context(settings, runner, Path(tmp), now)
     with (
@@ -628,6 +629,7 @@ class LiveImage:
     repository: str
     digest: str
     why: str  # "last-known-good <sha>" or "floating tag <ref>"
+    os_mode: str = "required"
 
 
 @dataclass(frozen=True)
@@ -643,12 +645,15 @@ def live_images(rels: Releases, pinned: release.Release) -> list[LiveImage]:
     out: list[LiveImage] = []
     seen: set[tuple[str, str]] = set()
 
+    modes = {e.name: e.os for e in pinned.manifest.permutations}
+
     def add(name: str, repository: str, images: Mapping[str, str], why: str) -> None:
         for platform, digest in images.items():
             if (repository, digest) not in seen:
                 seen.add((repository, digest))
                 label = f"{name} ({platform})" if len(images) > 1 else name
-                out.append(LiveImage(label, name, repository, digest, why))
+                mode = modes.get(name, "required")
+                out.append(LiveImage(label, name, repository, digest, why, mode))
 
     sha = pinned.git_sha[:12]
     for image in pinned.images:
@@ -693,8 +698,8 @@ def rescan(
         _dispatch_refresh(settings, env, options.dispatch_refresh, doc["affected"])
     if doc["failed"]:
         raise GateBlocked(
-            f"rescan: {', '.join(doc['failed'])} could not be rescanned (see "
-            f"{out_dir / 'summary.md'}) — nothing is known about them"
+            f"rescan: {', '.join(doc['failed'])} could not be rescanned, or the scan no longer "
+            f"sees the image (see {out_dir / 'summary.md'}) — nothing is known about them"
         )
     if doc["affected"]:
         raise GateBlocked(
@@ -702,7 +707,11 @@ def rescan(
             f"fix: {', '.join(doc['affected'])} — rebuild them with "
             f"'build --refresh {','.join(doc['affected'])}' (the fix is in the package mirror)"
         )
-    log.info(f"rescan: {len(live)} live image(s), nothing new that blocks")
+    unfixed = sum(len(v.unfixed) for v in verdicts)
+    log.info(
+        f"rescan: {len(live)} live image(s), nothing a rebuild can fix blocks"
+        + (f"; {unfixed} blocking-severity finding(s) have no fix yet" if unfixed else "")
+    )
     return doc
 
 
@@ -715,6 +724,8 @@ def _dispatch_refresh(
     if ref != f"refs/heads/{settings.default_branch}":
         log.info(f"not on {settings.default_branch} ({ref or 'no GITHUB_REF'}): no refresh build")
         return
+    if not env.get("GITHUB_REPOSITORY"):
+        raise ConfigError("--dispatch-refresh: GITHUB_REPOSITORY is not set (owner/repo)")
     client = github.GitHub(env.get("GITHUB_TOKEN", ""), env.get("GITHUB_API_URL", GITHUB_API))
     client.dispatch_workflow(
         env.get("GITHUB_REPOSITORY", ""),
@@ -743,6 +754,7 @@ def _rescan_one(reg: Registry, image: LiveImage, ctx: GateContext) -> policy.Ver
         waivers=ctx.waivers,
         today=ctx.today,
         scope=image.permutation,
+        os_mode=image.os_mode,
     )
     log.step(image.name, "ok" if verdict.passed else f"NEW: {'; '.join(verdict.reasons)}")
     return verdict

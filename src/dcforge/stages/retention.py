@@ -17,7 +17,7 @@ from typing import Any, Protocol
 
 from dcforge import locks, log, release
 from dcforge import retention_plan as rp
-from dcforge.errors import DcforgeError, RegistryError, ToolError, VerifyFailed
+from dcforge.errors import ConfigError, DcforgeError, RegistryError, ToolError, VerifyFailed
 from dcforge.releases import Releases
 from dcforge.runner import Runner
 from dcforge.settings import Settings
@@ -89,6 +89,12 @@ class GhcrBackend:
     def __init__(self, settings: Settings, client: github.GitHub) -> None:
         host, _, path = settings.registry.partition("/")
         self.owner, _, self.namespace = path.partition("/")
+        if not self.namespace:
+            raise ConfigError(
+                f"retention on GHCR needs a namespace under the owner ({settings.registry}/"
+                "<name>): without one every container package of "
+                f"{self.owner or 'the owner'} would be retention's to delete"
+            )
         self.registry_root = f"{host}/{self.owner}"
         self.client = client
         self.kind = client.owner_kind(self.owner)
@@ -154,7 +160,13 @@ def inventory(rels: Releases, backend: Backend, *, strict: bool) -> Inventory:
                     "COSIGN_PUBLIC_KEY) or re-pin"
                 ) from None
             log.warn(f"{release.LAST_KNOWN_GOOD}: {err}; no release is kept as pinned")
-    for repo in backend.repositories():
+    repositories = backend.repositories()
+    if strict and inv.pin_digest is not None and releases_repo not in repositories:
+        raise RetentionIncomplete(
+            f"{release.LAST_KNOWN_GOOD} exists but {releases_repo} is not among the listed "
+            "repositories — the releases could not be read, so nothing is deleted"
+        )
+    for repo in repositories:
         for version, size in _list_repository(reg, backend, repo):
             inv.versions.append(version)
             inv.sizes[version.key] = size

@@ -13,6 +13,7 @@ are retried with backoff (``Retry-After`` / ``x-ratelimit-reset`` honoured, capp
 
 from __future__ import annotations
 
+import email.utils
 import time
 import urllib.parse
 from collections.abc import Iterator
@@ -68,6 +69,22 @@ class Artifact:
     expired: bool
 
 
+def _seconds(retry_after: str) -> float:
+    """``Retry-After``: seconds, or an HTTP date (RFC 9110); unreadable means a second."""
+    try:
+        return max(0.0, float(retry_after))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(retry_after)
+    except (TypeError, ValueError):
+        return 1.0
+    return max(0.0, when.timestamp() - time.time())
+
+
+MAX_PAGES = 1000  # 100,000 items: past that a Link loop, not a listing
+
+
 class GitHub:
     def __init__(
         self,
@@ -115,7 +132,7 @@ class GitHub:
                 resp.status_code == 403 and resp.headers.get("x-ratelimit-remaining") == "0"
             ):
                 if "retry-after" in resp.headers:
-                    wait = float(resp.headers["retry-after"])
+                    wait = _seconds(resp.headers["retry-after"])
                 else:
                     reset = float(resp.headers.get("x-ratelimit-reset", time.time() + 1))
                     wait = max(0.0, reset - time.time())
@@ -144,7 +161,11 @@ class GitHub:
         """Every item of a listing, page after page as the ``Link`` header leads."""
         url: str | None = path
         query: dict[str, Any] = {"per_page": PER_PAGE, **params}
+        seen: set[str] = set()
         while url:
+            if url in seen or len(seen) >= MAX_PAGES:
+                raise RegistryError(f"GitHub API GET {path}: the pages lead in a circle")
+            seen.add(url)
             resp = self._request("GET", url, **query)
             try:
                 data = resp.json()

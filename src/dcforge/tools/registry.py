@@ -216,11 +216,21 @@ def fetch_artifact(runner: Runner, reference: str, directory: Path, *, plain_htt
     return directory
 
 
-def login(runner: Runner, host: str, username: str, password: str) -> None:
+def login(
+    runner: Runner, host: str, username: str, password: str, *, plain_http: bool = False
+) -> None:
     """``oras login`` (cosign, skopeo and docker read the same credentials file)."""
     _run(
         runner,
-        ["oras", "login", "--username", username, "--password-stdin", host],
+        [
+            "oras",
+            "login",
+            *_http_flags(plain_http),
+            "--username",
+            username,
+            "--password-stdin",
+            host,
+        ],
         input_text=password,
         env={"DCFORGE_REGISTRY_PASSWORD": password},
         timeout=60,
@@ -345,5 +355,4 @@ class Registry:
         delete(self.runner, ref_at_digest, plain_http=self.plain(ref_at_digest))
 
     def login(self, host: str, username: str, password: str) -> None:
-        if not self.plain(host):
-            login(self.runner, host, username, password)
+        login(self.runner, host, username, password, plain_http=self.plain(host))

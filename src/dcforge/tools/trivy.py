@@ -123,7 +123,9 @@ def _scan(
     config = options.config or Path(str(resources.files("dcforge.resources") / "trivy.yaml"))
     argv: list[str | Path] = ["trivy", "image", "--config", config, "--quiet"]
     argv += ["--format", "json", "--output", report, "--exit-code", "0"]
-    argv += ["--cache-dir", options.cache_dir, "--list-all-pkgs"]
+    # The DB under --cache-dir is shared read-only; the layer cache is per process: parallel
+    # scans would otherwise wait on one bolt file's lock (5 s, then fail).
+    argv += ["--cache-dir", options.cache_dir, "--cache-backend", "memory", "--list-all-pkgs"]
     argv += ["--severity", ALL_SEVERITIES, "--scanners", "vuln", "--pkg-types", "os,library"]
     # Trivy reads .trivyignore from the working directory unless told otherwise: waivers
     # live in waivers.yaml, with reasons and expiry dates, so the ignore file is an empty one.
