@@ -90,6 +90,9 @@ class Settings:
     # multi-platform permutation whose every platform has one is built as platform parts,
     # each natively on its runner, merged by digest; otherwise on one runner, emulated.
     native_runners: str = ""
+    # The buildx builder every build uses: a docker context's (another engine), or a
+    # docker-container / remote BuildKit / kubernetes builder; empty: the current one.
+    builder: str = ""
     max_matrix_jobs: int = 256  # GitHub's cap on one job matrix: more permutations are grouped
     signing: SigningConfig = field(default_factory=SigningConfig, compare=False)
     # Parsed once from the fields above (never settings of their own).

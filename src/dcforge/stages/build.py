@@ -493,13 +493,14 @@ def _build_all(
     options: BuildOptions,
     refresh: Sequence[str] = (),
 ) -> list[mf.Entry]:
-    _check_builder(runner, planned)
+    builder = buildx.Builder.resolve(runner, settings.builder)
+    _check_builder(runner, planned, builder)
     targets = [
         replace(t, no_cache=t.name in refresh)
         for t in _targets(settings, env, planned, incoming, git_sha)
     ]
     started_at = datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
-    metadata = _bake(settings, runner, targets, incoming, options)
+    metadata = _bake(settings, runner, targets, incoming, options, builder)
     if runner.dry_run:
         return []
     by_name = {item.perm.name: item for item in planned}
@@ -514,13 +515,15 @@ def _build_all(
             return list(pool.map(finish, targets))
 
 
-def _check_builder(runner: Runner, planned: Sequence[PlannedPermutation]) -> None:
+def _check_builder(
+    runner: Runner, planned: Sequence[PlannedPermutation], builder: buildx.Builder
+) -> None:
     """Every platform to build is one the builder offers (natively or emulated): a missing
     arm64 emulator is one clear line now, not a bake error minutes in."""
     wanted = {pl for item in planned for pl in item.perm.platforms}
     if runner.dry_run:
         return
-    offered = buildx.builder_platforms(runner)
+    offered = buildx.builder_platforms(runner, builder)
     missing = sorted(wanted - offered)
     if missing:
         raise BuildError(
@@ -537,6 +540,7 @@ def _bake(
     targets: list[buildx.Target],
     incoming: Path,
     options: BuildOptions,
+    builder: buildx.Builder,
 ) -> dict[str, Any]:
     """Run the bake sessions; returns buildx's metadata of every target."""
     # One BuildKit session for everything by default: BuildKit parallelises the targets
@@ -552,6 +556,7 @@ def _bake(
             buildx.bake_definition(group),
             incoming / f"bake-{index}",
             timeout=settings.build_timeout,
+            builder=builder,
         )
         for t in group:
             if runner.dry_run:

@@ -576,19 +576,7 @@ def self_test(settings: Settings, runner: Runner, now: dt.datetime) -> dict[str,
         context = work / "canary"
         shutil.copytree(Path(str(resources.files("dcforge.resources") / "canary")), context)
         tar = work / "canary.tar"
-        runner.run(
-            [
-                "docker",
-                "buildx",
-                "build",
-                "-q",
-                "--provenance=false",
-                "--output",
-                f"type=oci,dest={tar}",
-                context,
-            ],
-            timeout=300,
-        )
+        buildx.build_oci(runner, context, tar, buildx.Builder.resolve(runner, settings.builder))
         db = prepare_db(settings, runner, work, now)
         if db.problem:
             raise GateBlocked(f"gate self-test could not run: {db.problem}")

@@ -61,10 +61,43 @@ def bake_definition(targets: Sequence[Target]) -> dict[str, Any]:
     }
 
 
-def builder_platforms(runner: Runner) -> set[str]:
-    """The platforms the selected buildx builder can build (every node's, emulated or not)."""
-    out = runner.run(["docker", "buildx", "inspect"], timeout=60, mutates=False).stdout
-    return parse_builder_platforms(out)
+@dataclass(frozen=True)
+class Builder:
+    """The buildx builder every build uses (the ``builder`` setting; empty: the current
+    one). A docker context's own builder (another engine's docker driver) is reached with
+    ``docker --context NAME buildx`` — buildx refuses ``--builder`` for it; any other
+    builder (docker-container, remote BuildKit, kubernetes) with ``--builder NAME``."""
+
+    name: str = ""
+    is_context: bool = False
+
+    @classmethod
+    def resolve(cls, runner: Runner, name: str) -> Builder:
+        if not name:
+            return cls()
+        found = runner.run(
+            ["docker", "context", "inspect", name], timeout=30, mutates=False, check=False
+        )
+        return cls(name, found.returncode == 0)
+
+    def argv(self) -> list[str | Path]:
+        if not self.name:
+            return ["docker", "buildx"]
+        if self.is_context:
+            return ["docker", "--context", self.name, "buildx"]
+        return ["docker", "buildx", "--builder", self.name]
+
+
+def builder_platforms(runner: Runner, builder: Builder | None = None) -> set[str]:
+    """The platforms the builder can build (every node's, emulated or not)."""
+    argv = [*(builder or Builder()).argv(), "inspect"]
+    return parse_builder_platforms(runner.run(argv, timeout=60, mutates=False).stdout)
+
+
+def build_oci(runner: Runner, context: Path, out: Path, builder: Builder | None = None) -> None:
+    """One plain build of ``context`` into an OCI archive (the gate's canary)."""
+    argv = [*(builder or Builder()).argv(), "build", "-q", "--provenance=false"]
+    runner.run([*argv, "--output", f"type=oci,dest={out}", context], timeout=300)
 
 
 def parse_builder_platforms(text: str) -> set[str]:
@@ -77,7 +110,12 @@ def parse_builder_platforms(text: str) -> set[str]:
 
 
 def bake(
-    runner: Runner, definition: dict[str, Any], workdir: Path, *, timeout: float
+    runner: Runner,
+    definition: dict[str, Any],
+    workdir: Path,
+    *,
+    timeout: float,
+    builder: Builder | None = None,
 ) -> tuple[dict[str, Any], str]:
     """Run bake on ``definition``; return (metadata per target, build log)."""
     workdir.mkdir(parents=True, exist_ok=True)
@@ -87,8 +125,7 @@ def bake(
     metadata.unlink(missing_ok=True)
     result = runner.run(
         [
-            "docker",
-            "buildx",
+            *(builder or Builder()).argv(),
             "bake",
             "--progress=plain",
             "--provenance=false",
