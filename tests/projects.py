@@ -32,6 +32,26 @@ Description: tiny utilities for small and embedded systems
 """
 
 
+# The planted advisory of the tests' DB (CVE-2099-0001, source zlib) is fixed in 1:1.3.0-1.
+VULNERABLE_ZLIB = "1:1.2.13.dfsg-1"
+
+
+def zlib_status(version: str = VULNERABLE_ZLIB, arch: str = "amd64") -> str:
+    """A dpkg status stanza for zlib1g (append it to DPKG_STATUS)."""
+    return f"""
+Package: zlib1g
+Status: install ok installed
+Priority: optional
+Section: libs
+Installed-Size: 160
+Maintainer: Mark Brown <broonie@debian.org>
+Architecture: {arch}
+Source: zlib
+Version: {version}
+Description: compression library - runtime
+"""
+
+
 def write_debian_identity(ctx: Path) -> None:
     """os-release + a dpkg status, so that Trivy sees a Debian 12 image (COPY them in)."""
     (ctx / "os-release").write_text(OS_RELEASE)

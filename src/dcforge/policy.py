@@ -454,8 +454,6 @@ def drift(
     verdict.coverage = read_coverage(report, 0, os_mode)
     for cid, why in _os_problems(verdict.coverage):
         verdict.reasons.append(f"{cid}: {why}")
-    if os_mode == "required" and verdict.coverage.os and not verdict.coverage.os_packages:
-        verdict.reasons.append(f"{NOTHING_SCANNED}: the scan found no OS package")
     for f in findings:
         verdict.counts[f.severity] = verdict.counts.get(f.severity, 0) + 1
         if f.severity not in policy.blocking:

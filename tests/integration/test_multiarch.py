@@ -28,7 +28,7 @@ from tests.integration.conftest import (
     run_dcforge,
     verdicts,
 )
-from tests.projects import DPKG_STATUS, write_project
+from tests.projects import DPKG_STATUS, write_project, zlib_status
 
 pytestmark = pytest.mark.integration
 
@@ -61,20 +61,6 @@ smoke:
   - test "$(cat /etc/dcforge-arch)" = "$(uname -m | sed -e s/x86_64/amd64/ -e s/aarch64/arm64/)"
 """
 
-# zlib1g 1:1.2.13 is below the fix of the planted CVE-2099-0001 (source zlib) in trivy_db.
-ZLIB = """
-Package: zlib1g
-Status: install ok installed
-Priority: optional
-Section: libs
-Installed-Size: 160
-Maintainer: Mark Brown <broonie@debian.org>
-Architecture: arm64
-Source: zlib
-Version: 1:1.2.13.dfsg-1
-Description: compression library - runtime
-"""
-
 
 def multi_project(root: Path, registry_ns: str, *, arm64_zlib: bool = False) -> Path:
     write_project(root, registry=registry_ns, families={"multi.yaml": FAMILY})
@@ -84,7 +70,7 @@ def multi_project(root: Path, registry_ns: str, *, arm64_zlib: bool = False) -> 
     (ctx / "os-release").write_text((root / "images/tiny/os-release").read_text())
     (ctx / "status-amd64").write_text(DPKG_STATUS)
     arm64 = DPKG_STATUS.replace("Architecture: amd64", "Architecture: arm64")
-    (ctx / "status-arm64").write_text(arm64 + ZLIB * arm64_zlib)
+    (ctx / "status-arm64").write_text(arm64 + zlib_status(arch="arm64") * arm64_zlib)
     (root / ".gitignore").write_text(".dcforge/\ndist/\n")
     git_commit(root)
     return root

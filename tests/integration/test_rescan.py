@@ -25,23 +25,9 @@ from tests.integration.conftest import (
     run_dcforge,
 )
 from tests.integration.fake_github import FakeGitHub, State
-from tests.projects import DPKG_STATUS, write_project
+from tests.projects import DPKG_STATUS, write_project, zlib_status
 
 pytestmark = pytest.mark.integration
-
-# zlib1g 1:1.2.13 is below the fix (1:1.3.0-1) of the planted CVE-2099-0001 in trivy_db.
-ZLIB = """
-Package: zlib1g
-Status: install ok installed
-Priority: optional
-Section: libs
-Installed-Size: 160
-Maintainer: Mark Brown <broonie@debian.org>
-Architecture: amd64
-Source: zlib
-Version: {version}
-Description: compression library - runtime
-"""
 
 
 class Mirror:
@@ -49,7 +35,7 @@ class Mirror:
     ADD of a URL, fetched by BuildKit itself), so a fix lands there, not in the repo."""
 
     def __init__(self) -> None:
-        self.status = DPKG_STATUS + ZLIB.format(version="1:1.2.13.dfsg-1")
+        self.status = DPKG_STATUS + zlib_status()
         mirror = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -147,7 +133,7 @@ def test_rescan_finds_drift_and_a_refresh_rebuild_from_the_mirror_clears_it(
 
     # The fix lands in the mirror. Inputs are unchanged: an incremental build reuses the
     # vulnerable image, and the gate says so.
-    mirror.status = DPKG_STATUS + ZLIB.format(version="1:1.3.0.dfsg-1")
+    mirror.status = DPKG_STATUS + zlib_status("1:1.3.0.dfsg-1")
     git_commit(root, "weekly")
     rc, err = step(root, today, "build", "--no-prune", "--since", "last-known-good")
     assert rc == 0, err
