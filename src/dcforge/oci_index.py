@@ -39,13 +39,6 @@ def _blob(tar: tarfile.TarFile, source: Path, digest: str) -> bytes:
     return data
 
 
-def _platform(config: Any) -> str:
-    parts = [str(config.get("os", "")), str(config.get("architecture", ""))]
-    if config.get("variant"):
-        parts.append(str(config["variant"]))
-    return "/".join(parts)
-
-
 def part_descriptor(
     tar: tarfile.TarFile, source: Path, platform: str
 ) -> tuple[dict[str, Any], list[str]]:
@@ -78,11 +71,9 @@ def part_descriptor(
     blobs = [digest, str(config_ref.get("digest", ""))]
     blobs += [str(layer.get("digest", "")) for layer in layers if isinstance(layer, dict)]
     config = _json(_blob(tar, source, blobs[1]), source, blobs[1])
-    found = _platform(config)
-    if found.removesuffix("/v8") != platform.removesuffix("/v8"):  # arm64's only variant
-        raise ManifestError(
-            f"{source}: the part for {platform} holds a {found or 'platform-less'} image"
-        )
+    found = buildx.platform_key(config)
+    if not buildx.same_platform(found, platform):
+        raise ManifestError(f"{source}: the part for {platform} holds a {found} image")
     os_name, arch, *variant = platform.split("/")
     plat = {"architecture": arch, "os": os_name, **({"variant": variant[0]} if variant else {})}
     descriptor = {"mediaType": top["mediaType"], "digest": digest, "size": top.get("size")}

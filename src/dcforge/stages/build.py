@@ -248,16 +248,13 @@ def _targets(
 
 
 def _reusable(
-    settings: Settings,
-    runner: Runner,
-    env: Mapping[str, str],
+    releases: Releases,
     since: str,
     planned: Sequence[PlannedPermutation],
     git_sha: str,
     refresh: Sequence[str] = (),
 ) -> dict[str, mf.Entry]:
     """Entries whose input_hash equals the reference release's: not rebuilt, reused by digest."""
-    releases = Releases.open(settings, runner, env)
     try:
         record_digest, rel = releases.fetch(since)
     except (RollbackRefused, VerifyFailed) as err:
@@ -365,13 +362,9 @@ def run(
         )
     if options.prune if options.prune is not None else bool(env.get("CI")):
         docker.runner_hygiene(runner)
-    Releases.open(settings, runner, env)  # logged in (credentials set): bases, cache, --since
+    releases = Releases.open(settings, runner, env)  # logged in: bases, cache, --since
     planned = _platform_parts(_resolve(settings, runner, perms), options)
-    reused = (
-        _reusable(settings, runner, env, options.since, planned, git.sha, refresh)
-        if options.since
-        else {}
-    )
+    reused = _reusable(releases, options.since, planned, git.sha, refresh) if options.since else {}
     to_build = [item for item in planned if item.perm.name not in reused]
     if options.since:
         log.info(f"--since {options.since}: {len(reused)} reused, {len(to_build)} to build")
@@ -588,10 +581,10 @@ def _finish(
     """Check the archive holds what buildx built, smoke-test it, make its manifest entry."""
     p = item.perm
     digest = str(buildx.target_metadata(metadata, target.name).get("containerimage.digest", ""))
-    archived = buildx.oci_archive_digest(target.output_tar)
+    archived, children = buildx.oci_archive(target.output_tar)
     if digest and digest != archived:
         raise BuildError(f"{p.name}: buildx reported {digest} but the tarball holds {archived}")
-    platforms = _archive_platforms(p, target.output_tar, archived)
+    platforms = _archive_platforms(p, children, archived)
     if options.smoke and p.smoke:
         _smoke(runner, p, target.output_tar, archived)
     return _entry(
@@ -605,9 +598,10 @@ def _finish(
     )
 
 
-def _archive_platforms(perm: config.Permutation, tarball: Path, digest: str) -> dict[str, str]:
+def _archive_platforms(
+    perm: config.Permutation, children: Mapping[str, str], digest: str
+) -> dict[str, str]:
     """platform → image digest in the archive, which must hold exactly the declared ones."""
-    children = buildx.oci_archive_platforms(tarball)
     if len(perm.platforms) == 1 and not children:
         return {perm.platforms[0]: digest}
     if len(perm.platforms) == 1 or set(children) != set(perm.platforms):

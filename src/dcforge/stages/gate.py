@@ -270,13 +270,12 @@ def _scan_one(settings: Settings, runner: Runner, entry: mf.Entry, ctx: GateCont
         return _combine(entry, [_decide(entry, "", None, None, problems, ctx)])
     with tempfile.TemporaryDirectory(prefix=f"dcforge-gate-{entry.name}-") as tmp:
         try:
-            archived = buildx.oci_archive_digest(tar)
+            archived, children = buildx.oci_archive(tar)
             if archived != entry.image_digest:
                 problems.append(
                     f"the tarball holds {archived}, the manifest says {entry.image_digest}"
                 )
-            expected = entry.platform_images() if entry.multi_platform else {}
-            if buildx.oci_archive_platforms(tar) != expected:
+            if children != (entry.platform_images() if entry.multi_platform else {}):
                 problems.append("the tarball's images per platform are not the manifest's")
             layout = trivy.unpack_oci_archive(tar, Path(tmp) / "layout")
         except DcforgeError as err:
@@ -308,8 +307,8 @@ def _scan_platform(
         found = trivy.image_platform(layout, digest)
     except DcforgeError as err:
         return _decide(entry, platform, None, None, [*problems, str(err)], ctx)
-    if found.removesuffix("/v8") != platform.removesuffix("/v8"):  # arm64's only variant
-        problems.append(f"the {platform} image {digest[:19]} is a {found or 'platform-less'} image")
+    if not buildx.same_platform(found, platform):
+        problems.append(f"the {platform} image {digest[:19]} is a {found} image")
     try:
         report = trivy.scan(runner, image, ctx.reports_dir / f"{stem}.trivy.json", ctx.db.options)
         log.step(entry.name, "scanned" + f" {platform}" * entry.multi_platform)

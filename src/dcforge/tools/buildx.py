@@ -219,11 +219,6 @@ def _top(tarball: Path) -> tuple[dict[str, Any], Any]:
         raise BuildError(f"{tarball}: not a readable OCI archive ({err})") from err
 
 
-def oci_archive_digest(tarball: Path) -> str:
-    """The manifest (or index) digest an OCI archive's index.json names."""
-    return str(_top(tarball)[0]["digest"])
-
-
 def platform_key(platform: Any) -> str:
     """``{"os": "linux", "architecture": "arm64"}`` → ``linux/arm64``."""
     if not isinstance(platform, dict):
@@ -269,7 +264,14 @@ def index_children(index: Any, source: str, *, strict: bool = False) -> dict[str
     return children
 
 
-def oci_archive_platforms(tarball: Path) -> dict[str, str]:
-    """platform → image manifest digest of a multi-platform archive ({} for one image)."""
-    _, index = _top(tarball)
-    return {} if index is None else index_children(index, str(tarball), strict=True)
+def oci_archive(tarball: Path) -> tuple[str, dict[str, str]]:
+    """The digest index.json names, and platform → image digest of a multi-platform
+    archive ({} for one image), from one read of the archive."""
+    top, index = _top(tarball)
+    children = {} if index is None else index_children(index, str(tarball), strict=True)
+    return str(top["digest"]), children
+
+
+def same_platform(a: str, b: str) -> bool:
+    """``linux/arm64`` and ``linux/arm64/v8`` are one platform (arm64's only variant)."""
+    return a.removesuffix("/v8") == b.removesuffix("/v8")

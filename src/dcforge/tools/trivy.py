@@ -12,6 +12,7 @@ from typing import Any
 
 from dcforge.errors import ToolError
 from dcforge.runner import Runner
+from dcforge.tools import buildx
 from dcforge.tools.registry import Registry
 
 # Every scan reports every severity (the policy decides what blocks) and lists all packages
@@ -73,11 +74,7 @@ def image_platform(layout: Path, digest: str) -> str:
     config_ref = manifest.get("config")
     if not isinstance(config_ref, dict):
         raise ToolError(f"{layout}: {digest} is not an image manifest")
-    config = _layout_json(layout, str(config_ref.get("digest", "")))
-    parts = [str(config.get("os", "")), str(config.get("architecture", ""))]
-    if config.get("variant"):
-        parts.append(str(config["variant"]))
-    return "/".join(parts)
+    return buildx.platform_key(_layout_json(layout, str(config_ref.get("digest", ""))))
 
 
 def platform_layout(layout: Path, digest: str) -> Path:
