@@ -17,6 +17,7 @@ from dcforge.errors import BuildError, ManifestError
 from dcforge.tools import buildx
 
 INDEX_TYPE = "application/vnd.oci.image.index.v1+json"
+MANIFEST_TYPES_DEFAULT = "application/vnd.oci.image.manifest.v1+json"
 MANIFEST_TYPES = frozenset(
     {
         "application/vnd.oci.image.manifest.v1+json",
@@ -131,3 +132,55 @@ def join(parts: Sequence[tuple[str, Path]], out: Path) -> tuple[str, dict[str, s
         raise ManifestError(f"a platform part is not a readable OCI archive ({err})") from None
     images = {pl: str(d["digest"]) for (pl, _), d in zip(parts, descriptors, strict=True)}
     return index_digest, images
+
+
+def image_archive(source: Path, digest: str, out: Path, name: str) -> tuple[str, str]:
+    # ``name``: ``repository:tag`` of a Docker Hub-style name (``dcforge-smoke/x:tag``).
+    """Write ``out``: the one image ``digest`` of ``source`` (an archive checked by
+    :func:`buildx.oci_archive`), as an archive both of Docker's image stores load — an OCI
+    layout naming just that image (the containerd store reads it) and Docker's own
+    ``manifest.json`` beside it (the classic store reads only that). Blobs are copied byte
+    for byte and checked against their digests.
+
+    Returns the image's platform (from its config) and its config digest: the containerd
+    store names the loaded image by ``digest``, the classic store by the config digest."""
+    try:
+        with (
+            tarfile.open(source, "r:") as tar,
+            tarfile.open(out, "w", format=tarfile.PAX_FORMAT) as dest,
+        ):
+            manifest_bytes = _blob(tar, source, digest)
+            manifest = _json(manifest_bytes, source, digest)
+            config_ref, layers = manifest.get("config"), manifest.get("layers")
+            if not isinstance(config_ref, dict) or not isinstance(layers, list):
+                raise ManifestError(f"{source}: {digest} is not an image manifest")
+            config_digest = str(config_ref.get("digest", ""))
+            config_bytes = _blob(tar, source, config_digest)
+            platform = buildx.platform_key(_json(config_bytes, source, config_digest))
+            layer_digests = [str(lay.get("digest", "")) for lay in layers if isinstance(lay, dict)]
+            descriptor = {
+                "mediaType": str(manifest.get("mediaType") or MANIFEST_TYPES_DEFAULT),
+                "digest": digest,
+                "size": len(manifest_bytes),
+                # The containerd store wants the normalised name (a short one here and
+                # RepoTags' in manifest.json make two images of one name).
+                "annotations": {"io.containerd.image.name": f"docker.io/{name}"},
+            }
+            docker_manifest = [
+                {
+                    "Config": f"blobs/sha256/{config_digest[7:]}",
+                    "RepoTags": [name],
+                    "Layers": [f"blobs/sha256/{d[7:]}" for d in layer_digests],
+                }
+            ]
+            _add(dest, "oci-layout", b'{"imageLayoutVersion":"1.0.0"}')
+            index = {"schemaVersion": 2, "manifests": [descriptor]}
+            _add(dest, "index.json", json.dumps(index).encode())
+            _add(dest, "manifest.json", json.dumps(docker_manifest).encode())
+            _add(dest, f"blobs/sha256/{digest[7:]}", manifest_bytes)
+            _add(dest, f"blobs/sha256/{config_digest[7:]}", config_bytes)
+            for blob in dict.fromkeys(layer_digests):
+                _add(dest, f"blobs/sha256/{blob[7:]}", _blob(tar, source, blob))
+    except (tarfile.TarError, OSError) as err:
+        raise ManifestError(f"{source}: not a readable OCI archive ({err})") from None
+    return platform, config_digest

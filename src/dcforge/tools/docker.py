@@ -1,33 +1,34 @@
-"""The Docker engine: load a tarball, run smoke commands, prune a runner."""
+"""The Docker engine, through the ``docker`` SDK: load an image, smoke-run it with no
+network, prune a runner, and tell which image store the engine keeps images in.
+
+The engine is the one ``DOCKER_HOST`` (and ``DOCKER_TLS_VERIFY``/``DOCKER_CERT_PATH``)
+name, else the local socket — the way every Docker client finds it. Both image stores are
+handled: the containerd store names a loaded image by its manifest digest, the classic
+store by its config digest, and loads only archives carrying Docker's ``manifest.json``;
+each platform's image is loaded on its own from an archive made for both.
+"""
 
 from __future__ import annotations
 
 import re
+import shlex
+import tempfile
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
-from dcforge import log
-from dcforge.errors import BuildError, ToolError
-from dcforge.runner import Runner
+import docker as sdk
+import requests
+from docker.errors import DockerException
 
+from dcforge import log, oci_index
+from dcforge.errors import BuildError, ManifestError, ToolError
+from dcforge.runner import Runner, redact, secret_values
 
-def load(runner: Runner, tarball: Path) -> str:
-    """``docker load`` an image archive; returns the loaded image name."""
-    out = runner.run(["docker", "load", "-i", tarball], timeout=900).stdout
-    for line in out.splitlines():
-        if line.startswith("Loaded image: "):
-            return line.removeprefix("Loaded image: ").strip()
-        if line.startswith("Loaded image ID: "):
-            return line.removeprefix("Loaded image ID: ").strip()
-    if runner.dry_run:
-        return "dry-run"
-    raise BuildError(f"docker load {tarball} named no image: {out.strip()[-200:]}")
-
-
-def image_id(runner: Runner, image: str) -> str:
-    return runner.run(
-        ["docker", "image", "inspect", "--format", "{{.Id}}", image], timeout=60, mutates=False
-    ).stdout.strip()
-
+CONTAINERD = "containerd"
+CLASSIC = "classic"
 
 # What ``uname -m`` says inside a container of each platform (foreign ones under qemu).
 MACHINES = {
@@ -41,33 +42,191 @@ MACHINES = {
 }
 
 
-def _run_in(runner: Runner, image: str, platform: str, argv: list[str], timeout: float) -> str:
-    where = ["--platform", platform] if platform else []
-    return runner.run(
-        ["docker", "run", "--rm", "--network", "none", *where, image, *argv], timeout=timeout
-    ).stdout
+@dataclass
+class Engine:
+    """One Docker engine. ``runner`` supplies the environment, dry run and verbosity."""
+
+    runner: Runner
+    _client: Any = None
+
+    @property
+    def client(self) -> Any:
+        if self._client is None:
+            try:
+                self._client = sdk.from_env(environment=dict(self.runner.env), timeout=900)
+                self._client.ping()
+            except (DockerException, requests.RequestException) as err:
+                where = self.runner.env.get("DOCKER_HOST") or "the local socket"
+                raise ToolError(
+                    f"cannot reach the Docker engine at {where} ({_short(err)}) — start it "
+                    "(scripts/bootstrap does here) or set DOCKER_HOST"
+                ) from None
+        return self._client
+
+    def _say(self, action: str, *, mutates: bool = True) -> bool:
+        """Echo an engine call like the runner echoes a command; False when a dry run
+        skips it."""
+        shown = redact(action, secret_values(self.runner.env))
+        if self.runner.dry_run and mutates:
+            log.info(f"+ engine: {shown}  (dry run: not run)")
+            return False
+        if self.runner.verbose:
+            log.info(f"+ engine: {shown}")
+        return True
+
+    def close(self) -> None:
+        if self._client is not None:
+            self._client.close()
+            self._client = None
+
+    def __enter__(self) -> Engine:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def image_store(self) -> str:
+        """``containerd`` (the containerd snapshotter) or ``classic`` (graph drivers)."""
+        status = self._call("info", self.client.info).get("DriverStatus") or []
+        snapshotter = any(
+            isinstance(row, list) and "io.containerd.snapshotter" in " ".join(map(str, row))
+            for row in status
+        )
+        return CONTAINERD if snapshotter else CLASSIC
+
+    def _call(self, what: str, fn: Any, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except (DockerException, requests.RequestException) as err:
+            raise ToolError(f"docker engine: {what} failed: {_short(err)}") from None
+
+    @contextmanager
+    def loaded(self, tarball: Path, digest: str, name: str) -> Iterator[str]:
+        """Load image ``digest`` (one platform's manifest) of the OCI archive ``tarball``
+        under ``name``; yields the engine's image id, checked to be that image's on this
+        engine's store (its manifest digest on containerd, its config digest on classic).
+        The image is removed again afterwards."""
+        with tempfile.TemporaryDirectory(prefix="dcforge-load-") as tmp:
+            single = Path(tmp) / "image.tar"
+            try:
+                _, config_digest = oci_index.image_archive(tarball, digest, single, name)
+            except ManifestError as err:
+                raise BuildError(str(err)) from None
+            if not self._say(f"load {tarball.name} ({digest[:19]}) as {name}"):
+                yield name
+                return
+            store = self.image_store()
+            with single.open("rb") as data:
+                images = self._call(f"load {tarball}", self.client.images.load, data)
+        ids = {str(image.id) for image in images}
+        want = digest if store == CONTAINERD else config_digest
+        try:
+            if ids != {want}:
+                raise BuildError(
+                    f"{tarball}: the engine ({store} image store) loaded "
+                    f"{', '.join(sorted(ids)) or 'nothing'} for {digest}, expected {want}"
+                )
+            yield want
+        finally:
+            self._call(f"remove {name}", self.client.images.remove, name, force=True)
+
+    def run(self, image: str, argv: list[str], *, platform: str, timeout: float) -> str:
+        """Run ``argv`` in a new container of ``image`` with no network; its output, or a
+        ToolError naming the exit code and the last line it printed."""
+        if not self._say(f"run --network none --platform {platform} {image} {shlex.join(argv)}"):
+            return ""
+        container = self._call(
+            f"create a container of {image}",
+            self.client.containers.create,
+            image,
+            argv,
+            network_mode="none",
+            platform=platform or None,
+        )
+        try:
+            self._call(f"start {image}", container.start)
+            try:
+                status = container.wait(timeout=timeout)
+            except requests.RequestException:
+                raise ToolError(f"{argv[0]} in {image} timed out after {timeout:g} s") from None
+            output = str(self._call("read logs", container.logs).decode(errors="replace"))
+        finally:
+            self._call("remove the container", container.remove, force=True)
+        code = int(status.get("StatusCode", -1))
+        if code != 0:
+            lines = [ln for ln in output.splitlines() if ln.strip()]
+            raise ToolError(f"exited {code}: {lines[-1][:400] if lines else '(no output)'}")
+        return output
+
+    def prune(self) -> str:
+        """Remove every stopped container, unused image, network, anonymous volume and the
+        engine's build cache; the space reclaimed, as Docker counts it."""
+        if not self._say("prune containers, images (all unused), networks, volumes, build cache"):
+            return "0B"
+        reclaimed = 0
+        client = self.client
+        for what, fn, kwargs in (
+            ("container prune", client.containers.prune, {}),
+            ("image prune", client.images.prune, {"filters": {"dangling": False}}),
+            ("network prune", client.networks.prune, {}),
+            ("volume prune", client.volumes.prune, {}),
+            ("build cache prune", client.api.prune_builds, {"all": True}),
+        ):
+            result = self._call(what, fn, **kwargs) or {}
+            reclaimed += int(result.get("SpaceReclaimed") or 0)
+        return _size(reclaimed)
 
 
-def smoke(
-    runner: Runner, image: str, command: str, *, platform: str = "", timeout: float = 600
-) -> None:
-    """Run one smoke command in ``image`` (no network); a non-zero exit is a BuildError."""
-    try:
-        _run_in(runner, image, platform, ["sh", "-c", command], timeout)
-    except ToolError as err:
-        on = f" ({platform})" if platform else ""
-        raise BuildError(f"smoke command {command!r} failed in {image}{on}: {err}") from err
+def _short(err: BaseException) -> str:
+    text = str(err).strip().splitlines()
+    return text[-1][:300] if text else type(err).__name__
 
 
-def check_architecture(runner: Runner, image: str, platform: str) -> None:
+def _size(n: float) -> str:
+    for unit in ("B", "kB", "MB", "GB"):
+        if n < 1000 or unit == "GB":
+            return f"{n:.4g}{unit}"
+        n /= 1000
+    return f"{n}B"
+
+
+def smoke_archive(
+    runner: Runner,
+    tarball: Path,
+    images: Mapping[str, str],
+    commands: list[str],
+    name: str,
+    *,
+    timeout: float = 600,
+) -> str:
+    """Load each platform's image of ``tarball`` (platform → manifest digest) on its own,
+    check the container really runs that architecture, and run every smoke command in it
+    with no network. Returns the engine's image store. A failure is a BuildError."""
+    with Engine(runner) as engine:
+        store = engine.image_store()
+        for platform, digest in images.items():
+            tag = f"dcforge-smoke/{name}:{platform.replace('/', '-')}-{digest[7:19]}"
+            with engine.loaded(tarball, digest, tag) as image:
+                check_architecture(engine, image, platform)
+                for command in commands:
+                    try:
+                        engine.run(image, ["sh", "-c", command], platform=platform, timeout=timeout)
+                    except ToolError as err:
+                        raise BuildError(
+                            f"{name}: smoke command {command!r} failed on {platform}: {err}"
+                        ) from None
+        return store
+
+
+def check_architecture(engine: Engine, image: str, platform: str) -> None:
     """The container started for ``platform`` really runs that architecture (a wrong child
     in the index, or an engine silently running another platform, is a BuildError)."""
     want = MACHINES.get(platform)
     try:
-        got = _run_in(runner, image, platform, ["uname", "-m"], 300).strip()
+        got = engine.run(image, ["uname", "-m"], platform=platform, timeout=300).strip()
     except ToolError as err:
-        raise BuildError(f"{image} does not start for {platform}: {err}") from err
-    if runner.dry_run:
+        raise BuildError(f"{image} does not start for {platform}: {err}") from None
+    if engine.runner.dry_run:
         return
     if got != want:
         raise BuildError(f"{image} for {platform} runs as {got!r}, expected {want!r}")
@@ -77,21 +236,18 @@ _RECLAIMED = re.compile(r"Total(?: reclaimed)? space:?\s*(\S+)", re.I)
 
 
 def prune_runner(runner: Runner) -> list[str]:
-    """``docker system prune -af --volumes`` + ``docker buildx prune -af``; returns space lines."""
-    reports = []
-    for argv in (
-        ["docker", "system", "prune", "-af", "--volumes"],
-        ["docker", "buildx", "prune", "-af"],
-    ):
-        out = runner.run(argv, timeout=900).stdout
-        found = _RECLAIMED.findall(out)
-        reports.append(f"{' '.join(argv[1:3])}: reclaimed {found[-1] if found else '0B'}")
+    """Prune the engine (SDK) and the buildx builder's cache; returns space lines."""
+    with Engine(runner) as engine:
+        reports = [f"system prune: reclaimed {engine.prune()}"]
+    out = runner.run(["docker", "buildx", "prune", "-af"], timeout=900).stdout
+    found = _RECLAIMED.findall(out)
+    reports.append(f"buildx prune: reclaimed {found[-1] if found else '0B'}")
     return reports
 
 
 def runner_hygiene(runner: Runner) -> list[str]:
     """Prune Docker state before a build. Never touches the registry's data or any file."""
-    with log.group("runner hygiene: docker system prune + buildx prune"):
+    with log.group("runner hygiene: engine prune + buildx prune"):
         reports = prune_runner(runner)
         for line in reports:
             log.info(line)
