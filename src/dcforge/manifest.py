@@ -54,6 +54,9 @@ class Entry:
     # Set on a platform part (build --platform): every platform of the permutation; the
     # parts are merged into one index before anything gates or publishes them.
     part_of: list[str] = field(default_factory=list)
+    # The staging repository the build pushed the archive to, by digest (staging_registry):
+    # the tarball is not handed on; the gate scans and publish copies that digest.
+    staged: str = ""
 
     @property
     def reused(self) -> bool:
@@ -192,6 +195,11 @@ def _check_platforms(raw: dict[str, Any], source: str) -> None:
             f"{source}: permutation '{raw['name']}': a platform part builds one of the "
             f"platforms it is part of (platforms {platforms}, part_of {part_of})"
         )
+    if part_of and raw.get("staged"):
+        raise ManifestError(
+            f"{source}: permutation '{raw['name']}': a platform part is never staged (the "
+            "merge joins the parts' archives)"
+        )
     if len(platforms) == 1 and digests and digests[platforms[0]] != raw["image_digest"]:
         raise ManifestError(
             f"{source}: permutation '{raw['name']}': its one platform's digest is not image_digest"
@@ -220,8 +228,8 @@ def write(path: Path, manifest: Manifest) -> None:
 def verify_tarballs(manifest: Manifest, dist: Path) -> None:
     """Every tarball exists and has the recorded sha256."""
     for entry in manifest.permutations:
-        if entry.reused:
-            continue  # reused from a published release: the registry holds it by digest
+        if entry.reused or entry.staged:
+            continue  # a published release's, or staged: the registry holds it by digest
         path = dist / entry.tarball
         if not path.is_file():
             raise ManifestError(f"{entry.name}: tarball {path} is missing — rebuild it")

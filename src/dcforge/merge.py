@@ -60,7 +60,7 @@ def merge(parts: list[Path], dist: Path) -> mf.Manifest:
         shutil.rmtree(staging, ignore_errors=True)
     for part, m in loaded:
         for e in m.permutations:
-            if e.reused or e.name in joined:
+            if e.reused or e.staged or e.name in joined:
                 continue
             if (part / e.tarball).resolve() != (dist / e.tarball).resolve():
                 shutil.copyfile(part / e.tarball, dist / e.tarball)

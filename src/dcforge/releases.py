@@ -112,18 +112,30 @@ class Releases:
         return self.registry.runner.dry_run
 
     def login(self) -> None:
-        """Log in with credentials from the environment (GHCR: GITHUB_TOKEN), never files
-        (``oras login --password-stdin``: the password is in no argv and no log)."""
+        """Log in with credentials from the environment, never files (``oras login
+        --password-stdin``: the password is in no argv and no log): the staging registry
+        with ``DCFORGE_STAGING_USERNAME``/``_PASSWORD`` (a build job holds only those), then
+        the release registry with ``DCFORGE_REGISTRY_USERNAME``/``_PASSWORD`` (GHCR:
+        ``GITHUB_TOKEN``) — on one host, the release credential is the one that stays."""
+        env = self.env
+        actor = env.get("GITHUB_ACTOR") or "dcforge"
         host = self.settings.registry.split("/", 1)[0]
-        password = self.env.get("DCFORGE_REGISTRY_PASSWORD") or (
-            self.env.get("GITHUB_TOKEN", "") if host == "ghcr.io" else ""
+        logins = []
+        if self.settings.staging_registry and env.get("DCFORGE_STAGING_PASSWORD"):
+            logins.append(
+                (
+                    self.settings.staging_registry.split("/", 1)[0],
+                    env.get("DCFORGE_STAGING_USERNAME") or actor,
+                    env["DCFORGE_STAGING_PASSWORD"],
+                )
+            )
+        password = env.get("DCFORGE_REGISTRY_PASSWORD") or (
+            env.get("GITHUB_TOKEN", "") if host == "ghcr.io" else ""
         )
-        if not password:
-            return
-        username = (
-            self.env.get("DCFORGE_REGISTRY_USERNAME") or self.env.get("GITHUB_ACTOR") or "dcforge"
-        )
-        self.registry.login(host, username, password)
+        if password:
+            logins.append((host, env.get("DCFORGE_REGISTRY_USERNAME") or actor, password))
+        for where, username, secret in logins:
+            self.registry.login(where, username, secret)
 
     # -- reading -------------------------------------------------------------------------
 

@@ -93,6 +93,9 @@ class Settings:
     # The buildx builder every build uses: a docker context's (another engine), or a
     # docker-container / remote BuildKit / kubernetes builder; empty: the current one.
     builder: str = ""
+    # A registry namespace for the staging path (dcforge.staging): builds push their
+    # archives there by digest instead of handing tarballs to the next job; empty: off.
+    staging_registry: str = ""
     max_matrix_jobs: int = 256  # GitHub's cap on one job matrix: more permutations are grouped
     signing: SigningConfig = field(default_factory=SigningConfig, compare=False)
     # Parsed once from the fields above (never settings of their own).
@@ -199,6 +202,8 @@ ENV_ONLY = frozenset(
     {
         "DCFORGE_REGISTRY_USERNAME",
         "DCFORGE_REGISTRY_PASSWORD",
+        "DCFORGE_STAGING_USERNAME",
+        "DCFORGE_STAGING_PASSWORD",
         "DCFORGE_SIGNING",
         "DCFORGE_COSIGN_IDENTITY",
         "DCFORGE_COSIGN_ISSUER",
@@ -249,7 +254,7 @@ def load(root: Path, env: Mapping[str, str]) -> Settings:
                 f"environment: {name} is not a dcforge setting"
                 + (_did_you_mean(name, [*env_names, *ENV_ONLY]) or " — unset it")
             )
-    for key in ("registry", "base_registry", "cache_registry"):
+    for key in ("registry", "base_registry", "cache_registry", "staging_registry"):
         if key in values:  # image references are lowercase (GHCR: ${{ github.repository }})
             values[key] = str(values[key]).lower()
     return _checked(Settings(root=root, signing=SigningConfig.parse(env), **values))

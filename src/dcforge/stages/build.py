@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import shutil
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -11,7 +10,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from dcforge import cache, config, gitinfo, log, release
+from dcforge import cache, config, gitinfo, log, release, staging
 from dcforge import manifest as mf
 from dcforge.errors import BuildError, ConfigError, RollbackRefused, VerifyFailed
 from dcforge.hashing import file_sha256, input_hash
@@ -124,17 +123,6 @@ def load_permutations(settings: Settings, names: Sequence[str] = ()) -> list[con
     return config.select(perms, names)
 
 
-def _event_payload(env: Mapping[str, str]) -> dict[str, Any] | None:
-    path = env.get("GITHUB_EVENT_PATH")
-    if not path:
-        return None
-    try:
-        data = json.loads(Path(path).read_text())
-    except (OSError, json.JSONDecodeError) as err:
-        raise ConfigError(f"GITHUB_EVENT_PATH={path}: unreadable event payload ({err})") from None
-    return data if isinstance(data, dict) else None
-
-
 def resolve_plan(
     settings: Settings, runner: Runner, perms: Sequence[config.Permutation]
 ) -> list[PlannedPermutation]:
@@ -205,7 +193,7 @@ def _targets(
     incoming: Path,
     git_sha: str,
 ) -> list[buildx.Target]:
-    ctx = cache.ci_context(env, _event_payload(env), settings.default_branch)
+    ctx = staging.ci_context(settings, env)
     local_dir = settings.state_root / "cache"
     targets = []
     for item in planned:
@@ -376,6 +364,8 @@ def run(
             if to_build
             else []
         )
+        if settings.staging_registry and not runner.dry_run:
+            built = _stage(settings, env, releases.registry, built, incoming)
         by_name = {e.name: e for e in [*built, *reused.values()]}
         entries = [by_name[item.perm.name] for item in planned if item.perm.name in by_name]
         if runner.dry_run:
@@ -460,9 +450,13 @@ def _write_manifest(
     built: list[mf.Entry],
     incoming: Path,
 ) -> mf.Manifest:
-    """Move the new tarballs into dist/ and write the manifest naming them (atomically)."""
+    """Move the new tarballs into dist/ and write the manifest naming them (atomically).
+    A staged image's tarball is not kept: the staging repository holds it by digest."""
     for entry in built:
-        (incoming / entry.tarball).replace(settings.dist_dir / entry.tarball)
+        if entry.staged:
+            (settings.dist_dir / entry.tarball).unlink(missing_ok=True)
+        else:
+            (incoming / entry.tarball).replace(settings.dist_dir / entry.tarball)
     manifest = mf.Manifest(
         schema_version=mf.SCHEMA_VERSION,
         git_sha=git.sha,
@@ -474,6 +468,30 @@ def _write_manifest(
     )
     mf.write(settings.dist_dir / "manifest.json", manifest)
     return manifest
+
+
+def _stage(
+    settings: Settings,
+    env: Mapping[str, str],
+    reg: Registry,
+    built: Sequence[mf.Entry],
+    incoming: Path,
+) -> list[mf.Entry]:
+    """Push each archive byte for byte, by digest and untagged, to this run's staging
+    repository (dcforge.staging); the registry must then serve exactly that digest."""
+    out = []
+    for entry in built:
+        if entry.is_part:  # the merge joins the parts' archives
+            out.append(entry)
+            continue
+        repo = staging.repository(settings, env, entry.repository)
+        ref = f"{repo}@{entry.image_digest}"
+        reg.push_oci_archive(incoming / entry.tarball, ref)
+        if reg.digest_or_none(ref) != entry.image_digest:
+            raise BuildError(f"{entry.name}: staged {ref}, but the registry does not serve it")
+        log.step(entry.name, f"staged {ref}")
+        out.append(replace(entry, staged=repo))
+    return out
 
 
 def _build_all(

@@ -18,7 +18,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from dcforge import log, policy, release, reports, toolchain, trivydb
+from dcforge import log, policy, release, reports, staging, toolchain, trivydb
 from dcforge import manifest as mf
 from dcforge.config import read_yaml
 from dcforge.errors import (
@@ -261,9 +261,22 @@ class Scanned:
         return [v for _, _, v in self.platforms] or [self.verdict]
 
 
-def _scan_one(settings: Settings, runner: Runner, entry: mf.Entry, ctx: GateContext) -> Scanned:
+def _scan_one(
+    settings: Settings, runner: Runner, env: Mapping[str, str], entry: mf.Entry, ctx: GateContext
+) -> Scanned:
     if entry.reused:
-        return _scan_remote(settings, runner, entry, ctx)
+        return _scan_remote(settings, runner, entry, ctx, entry.repository)
+    if entry.staged:
+        own = (
+            staging.repository(settings, env, entry.repository) if settings.staging_registry else ""
+        )
+        if entry.staged != own:
+            problem = (
+                f"staged in {entry.staged}, but this run's staging repository is "
+                f"{own or '(none: staging_registry is not set)'} — gate the run that built it"
+            )
+            return _combine(entry, [_decide(entry, "", None, None, [problem], ctx)])
+        return _scan_remote(settings, runner, entry, ctx, entry.staged)
     tar = settings.dist_dir / entry.tarball
     problems = _tarball_problems(tar, entry) + [ctx.db.problem] * bool(ctx.db.problem)
     if problems:
@@ -382,12 +395,15 @@ def _decide(
     return verdict
 
 
-def _scan_remote(settings: Settings, runner: Runner, entry: mf.Entry, ctx: GateContext) -> Scanned:
-    """A reused image is re-scanned from the registry by digest with today's DB."""
+def _scan_remote(
+    settings: Settings, runner: Runner, entry: mf.Entry, ctx: GateContext, repository: str
+) -> Scanned:
+    """A reused image (in its release repository) or a staged one (in its staging
+    repository) is scanned from the registry by digest with today's DB."""
     reg = Registry(runner, settings.insecure_hosts)
     if ctx.db.problem:
         return _combine(entry, [_decide(entry, "", None, None, [ctx.db.problem], ctx)])
-    ref = f"{entry.repository}@{entry.image_digest}"
+    ref = f"{repository}@{entry.image_digest}"
     try:
         served = reg.served_platforms(ref)
     except RegistryError as err:
@@ -397,13 +413,14 @@ def _scan_remote(settings: Settings, runner: Runner, entry: mf.Entry, ctx: GateC
         return _combine(entry, [_decide(entry, "", None, None, [problem], ctx)])
     verdicts = []
     for platform, digest in entry.platform_images().items():
-        ref, stem, problems = f"{entry.repository}@{digest}", entry.report_stem(platform), []
+        ref, stem, problems = f"{repository}@{digest}", entry.report_stem(platform), []
         report: dict[str, Any] | None = None
         try:
             out = ctx.reports_dir / f"{stem}.trivy.json"
             report = trivy.scan_remote(reg, ref, out, ctx.db.options)
             on = f" {platform}" * entry.multi_platform
-            log.step(entry.name, f"re-scanned{on} from the registry ({ref[-19:]})")
+            how = "scanned staged" if entry.staged else "re-scanned"
+            log.step(entry.name, f"{how}{on} from the registry ({ref[-19:]})")
         except DcforgeError as err:
             problems.append(f"the vulnerability scan failed: {err}")
         doc = _sbom(entry, stem, problems, partial(syft.sbom_remote, reg, ref), ctx)
@@ -462,7 +479,7 @@ def run(
         ThreadPoolExecutor(settings.effective_jobs) as pool,
     ):
         scanned = list(
-            pool.map(lambda e: _scan_one(settings, runner, e, ctx), manifest.permutations)
+            pool.map(lambda e: _scan_one(settings, runner, env, e, ctx), manifest.permutations)
         )
     verdicts = [s.verdict for s in scanned]
     doc = _verdict_doc(settings, manifest, manifest_path, scanned, ctx, tools, now)

@@ -15,7 +15,7 @@ from typing import Any
 
 from rich.table import Table
 
-from dcforge import locks, log, provenance, release, signing, toolchain, verdict
+from dcforge import locks, log, provenance, release, signing, staging, toolchain, verdict
 from dcforge import manifest as mf
 from dcforge.errors import PublishRefused, RegistryError, ToolError
 from dcforge.releases import PROVENANCE_TYPE, SBOM_TYPE, Releases
@@ -87,7 +87,13 @@ def _push(run: _Run, entry: mf.Entry) -> str:
             raise PublishRefused(f"{entry.name}: reused image {ref} is gone — rebuild it")
         reg.tag(ref, [entry.immutable_tag])
         return "reused"
-    reg.push_oci_archive(run.settings.dist_dir / entry.tarball, immutable)
+    if entry.staged:
+        source = f"{entry.staged}@{entry.image_digest}"
+        if reg.digest_or_none(source) != entry.image_digest:
+            raise PublishRefused(f"{entry.name}: the staged image {source} is gone — rebuild")
+        reg.copy_image(source, immutable)
+    else:
+        reg.push_oci_archive(run.settings.dist_dir / entry.tarball, immutable)
     served = reg.resolve(immutable)
     if served != entry.image_digest:
         raise PublishRefused(
@@ -214,7 +220,7 @@ def run(
     options: PublishOptions | None = None,
 ) -> dict[str, Any]:
     options = options or PublishOptions()
-    manifest, gate_doc = _preflight(settings, runner, options)
+    manifest, gate_doc = _preflight(settings, runner, env, options)
     rel = Releases.open(settings, runner, env, ensure_signer(settings, runner, env))
     with tempfile.TemporaryDirectory(prefix="dcforge-publish-") as tmp:
         shared = _Run(
@@ -243,8 +249,29 @@ def run(
     }
 
 
+def _check_staged(settings: Settings, manifest: mf.Manifest, env: Mapping[str, str]) -> None:
+    """Staged images are read only from the staging repository of this run's own scope,
+    and never from a pull request's: what a PR staged is never published."""
+    staged = [e for e in manifest.permutations if e.staged]
+    if not staged:
+        return
+    if not settings.staging_registry:
+        raise PublishRefused(
+            f"{staged[0].name} is staged ({staged[0].staged}) but staging_registry is not set"
+        )
+    if staging.is_pull_request(settings, env):
+        raise PublishRefused("a pull request's staged images are never published")
+    for entry in staged:
+        own = staging.repository(settings, env, entry.repository)
+        if entry.staged != own:
+            raise PublishRefused(
+                f"{entry.name}: staged in {entry.staged}; publish reads staged images only "
+                f"from this run's staging repository {own}"
+            )
+
+
 def _preflight(
-    settings: Settings, runner: Runner, options: PublishOptions
+    settings: Settings, runner: Runner, env: Mapping[str, str], options: PublishOptions
 ) -> tuple[mf.Manifest, dict[str, Any]]:
     """Everything that must hold before anything is pushed: the verdict, the tarballs, a
     clean source, the target registry, the pinned cosign."""
@@ -253,6 +280,7 @@ def _preflight(
     manifest.check_complete(str(manifest_path))
     gate_doc = verdict.check_publishable(settings, manifest, manifest_path)
     mf.verify_tarballs(manifest, settings.dist_dir)
+    _check_staged(settings, manifest, env)
     _check_source(manifest, options)
     if manifest.registry != settings.registry:
         raise PublishRefused(

@@ -141,6 +141,28 @@ def push_oci_archive(runner: Runner, tarball: Path, reference: str, *, plain_htt
     )
 
 
+def copy_image(
+    runner: Runner, source: str, target: str, *, from_plain_http: bool, to_plain_http: bool
+) -> None:
+    """Copy an image (an index with every platform's image) between repositories byte
+    for byte, digests preserved (the staging path's handover to the release repository)."""
+    _run(
+        runner,
+        [
+            "skopeo",
+            "copy",
+            "--quiet",
+            "--preserve-digests",
+            "--all",
+            *(["--src-tls-verify=false"] if from_plain_http else []),
+            *(["--dest-tls-verify=false"] if to_plain_http else []),
+            f"docker://{source}",
+            f"docker://{target}",
+        ],
+        timeout=1800,
+    )
+
+
 def tags(runner: Runner, repository: str, *, plain_http: bool) -> list[str]:
     out = _run(
         runner,
@@ -317,6 +339,15 @@ class Registry:
 
     def copy(self, source: str, target: str) -> None:
         copy(
+            self.runner,
+            source,
+            target,
+            from_plain_http=self.plain(source),
+            to_plain_http=self.plain(target),
+        )
+
+    def copy_image(self, source: str, target: str) -> None:
+        copy_image(
             self.runner,
             source,
             target,

@@ -1,0 +1,655 @@
+"""Run a GitHub Actions workflow file the way Actions would, on this machine.
+
+Jobs in ``needs`` order, each job's ``if:`` and each step's ``if:`` evaluated with GitHub's
+expression rules (loose equality, ``&&``/``||`` yielding operands, ``fromJSON``,
+``hashFiles``, status functions); a matrix from its expression, one clean clone per matrix
+job; ``run:`` steps through ``bash --noprofile --norc -eo pipefail`` with ``CI``,
+``GITHUB_*`` and the ``GITHUB_OUTPUT``/``GITHUB_ENV``/``GITHUB_STEP_SUMMARY`` files set as
+the runner sets them; job outputs from step outputs; artifacts handed between jobs as
+files (``upload-artifact``'s least-common-ancestor root, ``download-artifact`` by name or
+pattern). Actions that only install what this machine has (setup-python, setup-qemu,
+setup-buildx, setup-oras, cosign-installer, the runtime-token action) are no-ops; any
+action this module does not know fails the run, so a new action in the workflow cannot
+slip past the rehearsal.
+
+``overrides`` replaces the values of named environment variables after the workflow's own
+(the endpoints a local run needs: registry, cache, signing); every one must be a variable
+the workflow sets or a credential, and the test says which.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import glob
+import hashlib
+import json
+import math
+import os
+import re
+import shutil
+import subprocess
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+# --- expressions ---------------------------------------------------------------------
+
+_TOKEN = re.compile(
+    r"\s*(?:(?P<str>'(?:[^']|'')*')|(?P<num>-?\d+(?:\.\d+)?)|(?P<op>==|!=|<=|>=|&&|\|\||[!<>()\[\].,*])"
+    r"|(?P<name>[A-Za-z_][A-Za-z0-9_-]*))"
+)
+
+
+def _tokens(text: str) -> list[tuple[str, str]]:
+    out, pos = [], 0
+    text = text.strip()
+    while pos < len(text):
+        m = _TOKEN.match(text, pos)
+        if not m or m.end() == pos:
+            raise ValueError(f"cannot parse expression at {text[pos:]!r}")
+        kind = m.lastgroup or ""
+        out.append((kind, m.group(kind)))
+        pos = m.end()
+    return out
+
+
+def _number(v: Any) -> float:  # noqa: PLR0911 (GitHub's coercion table)
+    if v is None:
+        return 0.0
+    if isinstance(v, bool):
+        return 1.0 if v else 0.0
+    if isinstance(v, (int, float)):
+        return float(v)
+    if isinstance(v, str):
+        if v.strip() == "":
+            return 0.0
+        try:
+            return float(v)
+        except ValueError:
+            return float("nan")
+    return float("nan")
+
+
+def _equal(a: Any, b: Any) -> bool:
+    if type(a) is type(b) or (isinstance(a, (int, float)) and isinstance(b, (int, float))):
+        if isinstance(a, str):
+            return bool(a.lower() == b.lower())
+        if isinstance(a, (dict, list)):
+            return a is b
+        return bool(a == b)
+    return _number(a) == _number(b)
+
+
+def truthy(v: Any) -> bool:
+    if isinstance(v, float) and math.isnan(v):
+        return False
+    return v not in (None, False, 0, 0.0, "")
+
+
+def to_string(v: Any) -> str:
+    if v is None:
+        return ""
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, float) and v.is_integer():
+        return str(int(v))
+    if isinstance(v, (dict, list)):
+        return json.dumps(v)
+    return str(v)
+
+
+class _Parser:
+    def __init__(self, text: str, scope: Mapping[str, Any], functions: Mapping[str, Any]):
+        self.toks, self.i, self.scope, self.functions = _tokens(text), 0, scope, functions
+
+    def peek(self) -> tuple[str, str]:
+        return self.toks[self.i] if self.i < len(self.toks) else ("end", "")
+
+    def take(self, value: str | None = None) -> tuple[str, str]:
+        tok = self.peek()
+        if value is not None and tok[1] != value:
+            raise ValueError(f"expected {value!r}, found {tok[1]!r}")
+        self.i += 1
+        return tok
+
+    def parse(self) -> Any:
+        value = self.or_()
+        if self.peek()[0] != "end":
+            raise ValueError(f"unexpected {self.peek()[1]!r}")
+        return value
+
+    def or_(self) -> Any:
+        left = self.and_()
+        while self.peek()[1] == "||":
+            self.take()
+            right = self.and_()
+            left = left if truthy(left) else right
+        return left
+
+    def and_(self) -> Any:
+        left = self.cmp()
+        while self.peek()[1] == "&&":
+            self.take()
+            right = self.cmp()
+            left = right if truthy(left) else left
+        return left
+
+    def cmp(self) -> Any:
+        left = self.unary()
+        while self.peek()[1] in ("==", "!=", "<", "<=", ">", ">="):
+            op = self.take()[1]
+            right = self.unary()
+            if op == "==":
+                left = _equal(left, right)
+            elif op == "!=":
+                left = not _equal(left, right)
+            else:
+                a, b = _number(left), _number(right)
+                left = {"<": a < b, "<=": a <= b, ">": a > b, ">=": a >= b}[op]
+        return left
+
+    def unary(self) -> Any:
+        if self.peek()[1] == "!":
+            self.take()
+            return not truthy(self.unary())
+        return self.postfix()
+
+    def postfix(self) -> Any:
+        value = self.primary()
+        while self.peek()[1] in (".", "["):
+            if self.take()[1] == ".":
+                key: Any = self.take()[1]
+            else:
+                key = self.or_()
+                self.take("]")
+            value = _index(value, key)
+        return value
+
+    def primary(self) -> Any:  # noqa: PLR0911 (one return per kind of token)
+        kind, text = self.take()
+        if kind == "str":
+            return text[1:-1].replace("''", "'")
+        if kind == "num":
+            return float(text)
+        if text == "(":
+            value = self.or_()
+            self.take(")")
+            return value
+        if kind == "name":
+            if text in ("true", "false"):
+                return text == "true"
+            if text == "null":
+                return None
+            if self.peek()[1] == "(":
+                self.take()
+                args = []
+                while self.peek()[1] != ")":
+                    args.append(self.or_())
+                    if self.peek()[1] == ",":
+                        self.take()
+                self.take(")")
+                fn = self.functions.get(text.lower())
+                if fn is None:
+                    raise ValueError(f"unknown function {text}()")
+                return fn(*args)
+            if text not in self.scope:
+                raise ValueError(f"unknown context {text!r}")
+            return self.scope[text]
+        raise ValueError(f"unexpected {text!r}")
+
+
+def _index(value: Any, key: Any) -> Any:
+    if isinstance(value, dict):
+        for k, v in value.items():
+            if isinstance(key, str) and k.lower() == key.lower():
+                return v
+        return None
+    if isinstance(value, list) and isinstance(key, float) and key.is_integer():
+        return value[int(key)] if 0 <= int(key) < len(value) else None
+    return None
+
+
+# --- the runner ----------------------------------------------------------------------
+
+NO_OP_ACTIONS = frozenset(
+    {
+        "actions/setup-python",
+        "docker/setup-qemu-action",
+        "docker/setup-buildx-action",
+        "crazy-max/ghaction-github-runtime",
+        "oras-project/setup-oras",
+        "sigstore/cosign-installer",
+    }
+)
+
+
+@dataclass
+class Event:
+    name: str  # push | pull_request | workflow_dispatch
+    ref: str
+    sha: str
+    payload: dict[str, Any] = field(default_factory=dict)
+    inputs: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class StepRun:
+    job: str
+    name: str
+    outcome: str  # success | failure | skipped
+    log: str = ""
+
+
+@dataclass
+class JobRun:
+    name: str
+    result: str  # success | failure | skipped
+    outputs: dict[str, str] = field(default_factory=dict)
+    steps: list[StepRun] = field(default_factory=list)
+    workspace: Path | None = None
+
+
+@dataclass
+class Transfer:
+    artifact: str
+    upload_job: str
+    files: int
+    bytes: int
+
+
+@dataclass
+class Rehearsal:
+    workflow: Path
+    repo: Path  # a git repository the jobs clone (at event.sha)
+    work: Path
+    event: Event
+    base_env: Mapping[str, str]
+    overrides: Mapping[str, str] = field(default_factory=dict)
+    secrets: Mapping[str, str] = field(default_factory=dict)
+    variables: Mapping[str, str] = field(default_factory=dict)  # the `vars` context
+    repository: str = "acme/images"
+    jobs: dict[str, JobRun] = field(default_factory=dict)
+    runs: list[JobRun] = field(default_factory=list)
+    artifacts: dict[str, Path] = field(default_factory=dict)
+    transfers: list[Transfer] = field(default_factory=list)
+    downloads: list[tuple[str, str, int]] = field(default_factory=list)  # job, artifact, bytes
+    commands: list[tuple[str, str]] = field(default_factory=list)  # job, run: text
+    _instance: int = 0
+
+    def __post_init__(self) -> None:
+        self.doc = yaml.safe_load(self.workflow.read_text())
+        self.run_id = "4242"
+
+    # contexts
+    def github(self, job: str) -> dict[str, Any]:
+        ref = self.event.ref
+        return {
+            "event_name": self.event.name,
+            "ref": ref,
+            "ref_name": ref.split("/", 2)[-1],
+            "sha": self.event.sha,
+            "repository": self.repository,
+            "repository_owner": self.repository.split("/")[0],
+            "run_id": self.run_id,
+            "run_number": "7",
+            "run_attempt": "1",
+            "server_url": "https://github.com",
+            "api_url": "https://api.github.com",
+            "workflow": self.doc.get("name", ""),
+            "workflow_ref": f"{self.repository}/.github/workflows/{self.workflow.name}@{ref}",
+            "job": job,
+            "event": self.event.payload,
+            "actor": "rehearsal",
+            "head_ref": self.event.payload.get("pull_request", {}).get("head", {}).get("ref", ""),
+            "base_ref": self.event.payload.get("pull_request", {}).get("base", {}).get("ref", ""),
+        }
+
+    def evaluate(self, text: str, scope: Mapping[str, Any], cwd: Path | None = None) -> Any:
+        def hash_files(*patterns: str) -> str:
+            found = sorted(
+                p for pat in patterns for p in glob.glob(str((cwd or self.work) / pat))
+                if os.path.isfile(p)
+            )  # fmt: skip
+            if not found:
+                return ""
+            h = hashlib.sha256()
+            for p in found:
+                h.update(hashlib.sha256(Path(p).read_bytes()).digest())
+            return h.hexdigest()
+
+        status = scope.get("__status__", "success")
+        functions = {
+            "fromjson": lambda s: json.loads(to_string(s)),
+            "tojson": lambda v: json.dumps(v, indent=2),
+            "contains": lambda a, b: (
+                any(_equal(x, b) for x in a)
+                if isinstance(a, list)
+                else to_string(b).lower() in to_string(a).lower()
+            ),
+            "startswith": lambda a, b: to_string(a).lower().startswith(to_string(b).lower()),
+            "endswith": lambda a, b: to_string(a).lower().endswith(to_string(b).lower()),
+            "format": lambda f, *a: re.sub(
+                r"\{(\d+)\}", lambda m: to_string(a[int(m.group(1))]), to_string(f)
+            ),
+            "join": lambda a, sep=",": to_string(sep).join(to_string(x) for x in a),
+            "hashfiles": hash_files,
+            "always": lambda: True,
+            "success": lambda: status == "success",
+            "failure": lambda: status == "failure",
+            "cancelled": lambda: False,
+        }
+        return _Parser(text, scope, functions).parse()
+
+    def template(self, value: Any, scope: Mapping[str, Any], cwd: Path | None = None) -> Any:
+        """``${{ … }}`` in a value: a lone expression keeps its type, else interpolation."""
+        if isinstance(value, dict):
+            return {k: self.template(v, scope, cwd) for k, v in value.items()}
+        if isinstance(value, list):
+            return [self.template(v, scope, cwd) for v in value]
+        if not isinstance(value, str) or "${{" not in value:
+            return value
+        whole = re.fullmatch(r"\s*\$\{\{(.*?)\}\}\s*", value, re.S)
+        if whole and "${{" not in whole.group(1):
+            return self.evaluate(whole.group(1), scope, cwd)
+        return re.sub(
+            r"\$\{\{(.*?)\}\}",
+            lambda m: to_string(self.evaluate(m.group(1), scope, cwd)),
+            value,
+            flags=re.S,
+        )
+
+    def condition(self, cond: Any, scope: Mapping[str, Any], default: str) -> bool:
+        if cond is None:
+            cond = default
+        if isinstance(cond, bool):
+            return cond
+        text = str(cond).strip()
+        m = re.fullmatch(r"\$\{\{(.*)\}\}", text, re.S)
+        text = m.group(1) if m else text
+        if not re.search(r"\b(always|success|failure|cancelled)\(", text):
+            text = f"success() && ({text})"
+        return truthy(self.evaluate(text, scope))
+
+    # the run
+    def run(self) -> dict[str, JobRun]:
+        pending = dict(self.doc["jobs"])
+        while pending:
+            ready = [
+                name for name, job in pending.items()
+                if all(n in self.jobs for n in _needs(job))
+            ]  # fmt: skip
+            if not ready:
+                raise ValueError(f"jobs with unmet needs: {sorted(pending)}")
+            for name in ready:
+                self.jobs[name] = self._job(name, pending.pop(name))
+        return self.jobs
+
+    def _needs_context(self, job: Mapping[str, Any]) -> dict[str, Any]:
+        return {
+            n: {"result": self.jobs[n].result, "outputs": self.jobs[n].outputs} for n in _needs(job)
+        }
+
+    def _job(self, name: str, job: Mapping[str, Any]) -> JobRun:
+        needs = self._needs_context(job)
+        upstream_ok = all(n["result"] == "success" for n in needs.values())
+        scope = {
+            "github": self.github(name),
+            "inputs": self.event.inputs,
+            "needs": needs,
+            "vars": dict(self.variables),
+            "__status__": "success" if upstream_ok else "failure",
+        }
+        if not self.condition(job.get("if"), scope, "success()"):
+            return JobRun(name, "skipped")
+        matrix = (job.get("strategy") or {}).get("matrix")
+        combos = _combinations(self.template(matrix, scope)) if matrix is not None else [{}]
+        runs = [self._instance_run(name, job, {**scope, "matrix": c}) for c in combos]
+        result = "success" if all(r.result == "success" for r in runs) else "failure"
+        outputs: dict[str, str] = {}
+        for r in runs:
+            outputs.update(r.outputs)
+        return JobRun(name, result, outputs, [s for r in runs for s in r.steps])
+
+    def _instance_run(self, name: str, job: Mapping[str, Any], scope: dict[str, Any]) -> JobRun:
+        self._instance += 1
+        workspace = self.work / f"{name}-{self._instance}"
+        runner_dir = self.work / f"_runner-{self._instance}"
+        (runner_dir / "temp").mkdir(parents=True)
+        event_path = runner_dir / "event.json"
+        event_path.write_text(json.dumps(self.event.payload))
+        github = scope["github"]
+        defaults = {
+            "CI": "true",
+            "GITHUB_ACTIONS": "true",
+            "GITHUB_EVENT_NAME": self.event.name,
+            "GITHUB_EVENT_PATH": str(event_path),
+            "GITHUB_REF": self.event.ref,
+            "GITHUB_REF_NAME": github["ref_name"],
+            "GITHUB_SHA": self.event.sha,
+            "GITHUB_REPOSITORY": self.repository,
+            "GITHUB_REPOSITORY_OWNER": github["repository_owner"],
+            "GITHUB_RUN_ID": self.run_id,
+            "GITHUB_RUN_NUMBER": "7",
+            "GITHUB_RUN_ATTEMPT": "1",
+            "GITHUB_SERVER_URL": github["server_url"],
+            "GITHUB_API_URL": github["api_url"],
+            "GITHUB_WORKFLOW": github["workflow"],
+            "GITHUB_WORKFLOW_REF": github["workflow_ref"],
+            "GITHUB_JOB": name,
+            "GITHUB_ACTOR": "rehearsal",
+            "GITHUB_WORKSPACE": str(workspace),
+            "GITHUB_HEAD_REF": github["head_ref"],
+            "GITHUB_BASE_REF": github["base_ref"],
+            "RUNNER_OS": "Linux",
+            "RUNNER_TEMP": str(runner_dir / "temp"),
+        }
+        env_scope = {**scope, "secrets": dict(self.secrets)}
+        workflow_env = {
+            k: to_string(v) for k, v in self.template(self.doc.get("env") or {}, env_scope).items()
+        }
+        job_env = {
+            k: to_string(v) for k, v in self.template(job.get("env") or {}, env_scope).items()
+        }
+        added_env: dict[str, str] = {}
+        steps_ctx: dict[str, Any] = {}
+        record = JobRun(name, "success", workspace=workspace)
+        for index, step in enumerate(job.get("steps") or []):
+            step_id = step.get("id") or f"__{index}"
+            step_scope = {
+                **env_scope,
+                "steps": steps_ctx,
+                "env": {**workflow_env, **job_env, **added_env},
+                "__status__": record.result,
+            }
+            label = step.get("name") or step.get("uses") or step.get("run", "")[:40]
+            if not self.condition(
+                step.get("if"), {**step_scope, "__status__": record.result}, "success()"
+            ):
+                record.steps.append(StepRun(name, label, "skipped"))
+                steps_ctx[step_id] = {"outputs": {}, "outcome": "skipped"}
+                continue
+            step_env = {
+                k: to_string(v) for k, v in self.template(step.get("env") or {}, step_scope).items()
+            }
+            files = {
+                "GITHUB_OUTPUT": runner_dir / f"output-{index}",
+                "GITHUB_ENV": runner_dir / f"env-{index}",
+                "GITHUB_STEP_SUMMARY": runner_dir / f"summary-{index}.md",
+                "GITHUB_PATH": runner_dir / f"path-{index}",
+            }
+            for f in files.values():
+                f.touch()
+            env = {
+                **self.base_env,
+                **defaults,
+                **workflow_env,
+                **job_env,
+                **added_env,
+                **step_env,
+                **{k: str(v) for k, v in files.items()},
+                **self.overrides,
+            }
+            ok, log = self._step(name, step, step_scope, env, workspace)
+            outputs = _read_kv(files["GITHUB_OUTPUT"].read_text())
+            added_env.update(_read_kv(files["GITHUB_ENV"].read_text()))
+            summary = files["GITHUB_STEP_SUMMARY"].read_text()
+            record.steps.append(StepRun(name, label, "success" if ok else "failure", log + summary))
+            steps_ctx[step_id] = {"outputs": outputs, "outcome": "success" if ok else "failure"}
+            if not ok:
+                record.result = "failure"
+        out_scope = {**env_scope, "steps": steps_ctx}
+        record.outputs = {
+            k: to_string(v) for k, v in self.template(job.get("outputs") or {}, out_scope).items()
+        }
+        self.runs.append(record)
+        return record
+
+    def _step(  # noqa: PLR0911 (one return per kind of step)
+        self,
+        job: str,
+        step: Mapping[str, Any],
+        scope: Mapping[str, Any],
+        env: Mapping[str, str],
+        workspace: Path,
+    ) -> tuple[bool, str]:
+        if "run" in step:
+            script = self.template(step["run"], scope, workspace)
+            self.commands.append((job, str(step["run"])))
+            proc = subprocess.run(
+                ["bash", "--noprofile", "--norc", "-eo", "pipefail", "-c", script],
+                cwd=workspace, env=dict(env), capture_output=True, text=True, check=False,
+                timeout=3600,
+            )  # fmt: skip
+            return proc.returncode == 0, f"$ {script}\n{proc.stdout}{proc.stderr}"
+        uses = str(step["uses"])
+        action = uses.split("@", 1)[0]
+        given = self.template(step.get("with") or {}, scope, workspace)
+        if action == "actions/checkout":
+            subprocess.run(["git", "clone", "-q", str(self.repo), str(workspace)], check=True)
+            subprocess.run(
+                ["git", "-C", str(workspace), "checkout", "-q", self.event.sha], check=True
+            )
+            return True, f"checked out {self.event.sha}"
+        if action == "actions/upload-artifact":
+            return self._upload(job, given, workspace)
+        if action == "actions/download-artifact":
+            return self._download(job, given, workspace)
+        if action == "github/codeql-action/upload-sarif":
+            sarif = workspace / str(given["sarif_file"])
+            doc = json.loads(sarif.read_text())
+            return doc.get("version") == "2.1.0", f"SARIF {sarif} (not uploaded)"
+        if action in NO_OP_ACTIONS:
+            return True, f"{uses}: this machine has it"
+        return False, f"the rehearsal does not know the action {uses}"
+
+    def _upload(self, job: str, given: Mapping[str, Any], workspace: Path) -> tuple[bool, str]:
+        name = str(given["name"])
+        patterns = [p.strip() for p in str(given["path"]).splitlines() if p.strip()]
+        found: list[Path] = []
+        for pattern in patterns:
+            found += [Path(p) for p in glob.glob(str(workspace / pattern), recursive=True)]
+        files = sorted(
+            {f for p in found for f in ([p] if p.is_file() else p.rglob("*")) if f.is_file()}
+        )
+        if not files:
+            ok = given.get("if-no-files-found", "warn") != "error"
+            return ok, f"no files for artifact {name}"
+        if name in self.artifacts:
+            return False, f"an artifact named {name} exists already"
+        # GitHub's rule: the artifact's root is the least common ancestor of the search
+        # paths (each pattern up to its first wildcard).
+        roots = [str(_search_root(workspace, pattern)) for pattern in patterns]
+        root = Path(os.path.commonpath(roots))
+        root = root.parent if root.is_file() else root
+        store = self.work / "_artifacts" / name
+        for f in files:
+            dest = store / f.relative_to(root)
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(f, dest)
+        self.artifacts[name] = store
+        size = sum(f.stat().st_size for f in files)
+        self.transfers.append(Transfer(name, job, len(files), size))
+        return True, f"uploaded {name}: {len(files)} file(s), {size} bytes"
+
+    def _download(self, job: str, given: Mapping[str, Any], workspace: Path) -> tuple[bool, str]:
+        path = workspace / str(given.get("path") or ".")
+        if given.get("name"):
+            names = [str(given["name"])]
+            split = False
+        else:
+            names = [
+                n for n in self.artifacts if fnmatch.fnmatchcase(n, str(given.get("pattern", "*")))
+            ]
+            split = not given.get("merge-multiple")
+        if not names or any(n not in self.artifacts for n in names):
+            return False, f"no artifact {names}"
+        for n in names:
+            dest = path / n if split else path
+            shutil.copytree(self.artifacts[n], dest, dirs_exist_ok=True)
+            size = sum(f.stat().st_size for f in self.artifacts[n].rglob("*") if f.is_file())
+            self.downloads.append((job, n, size))
+        return True, f"downloaded {names}"
+
+    def log(self) -> str:
+        return "\n".join(
+            f"--- {s.job}: {s.name} [{s.outcome}]\n{s.log}" for r in self.runs for s in r.steps
+        )
+
+
+def _search_root(workspace: Path, pattern: str) -> Path:
+    fixed: list[str] = []
+    for part in Path(pattern).parts:
+        if any(c in part for c in "*?["):
+            break
+        fixed.append(part)
+    return workspace.joinpath(*fixed)
+
+
+def _needs(job: Mapping[str, Any]) -> list[str]:
+    needs = job.get("needs") or []
+    return [needs] if isinstance(needs, str) else list(needs)
+
+
+def _combinations(matrix: Any) -> list[dict[str, Any]]:
+    if not isinstance(matrix, dict):
+        raise ValueError(f"a matrix must be a mapping, got {matrix!r}")
+    axes = {k: v for k, v in matrix.items() if k not in ("include", "exclude")}
+    combos: list[dict[str, Any]] = [{}]
+    for key, values in axes.items():
+        combos = [{**c, key: v} for c in combos for v in values]
+    if not axes:
+        combos = []
+    for extra in matrix.get("include") or []:
+        combos.append(dict(extra))
+    if not combos:
+        raise ValueError("the matrix has no job")
+    return combos
+
+
+def _read_kv(text: str) -> dict[str, str]:
+    """``name=value`` lines and ``name<<DELIM`` … ``DELIM`` blocks (GITHUB_OUTPUT, GITHUB_ENV)."""
+    out: dict[str, str] = {}
+    lines = text.splitlines()
+    i = 0
+    while i < len(lines):
+        line = lines[i]
+        if "<<" in line and ("=" not in line or line.index("<<") < line.index("=")):
+            key, delim = line.split("<<", 1)
+            end = lines.index(delim, i + 1)
+            out[key] = "\n".join(lines[i + 1 : end])
+            i = end + 1
+            continue
+        if "=" in line:
+            key, value = line.split("=", 1)
+            out[key] = value
+        i += 1
+    return out
+
+
+def commands_of(workflow: Path) -> Sequence[str]:
+    """Every ``run:`` text of a workflow (what the rehearsal must have run)."""
+    doc = yaml.safe_load(workflow.read_text())
+    return [str(s["run"]) for j in doc["jobs"].values() for s in j.get("steps") or [] if "run" in s]

@@ -1,0 +1,81 @@
+"""The staging path's pure parts: one staging repository per scope, the manifest field."""
+
+from __future__ import annotations
+
+import copy
+import json
+from pathlib import Path
+
+import pytest
+
+from dcforge import manifest as mf
+from dcforge import settings as settings_mod
+from dcforge import staging
+from dcforge.errors import ConfigError, ManifestError
+from tests.unit.test_manifest import GOOD
+
+
+def _settings(tmp_path: Path) -> settings_mod.Settings:
+    return settings_mod.load(
+        tmp_path,
+        {
+            "DCFORGE_REGISTRY": "ghcr.io/acme/images",
+            "DCFORGE_STAGING_REGISTRY": "GHCR.io/Acme/Stage",
+        },
+    )
+
+
+def _event(tmp_path: Path, payload: dict[str, object]) -> str:
+    path = tmp_path / "event.json"
+    path.write_text(json.dumps(payload))
+    return str(path)
+
+
+def test_each_scope_stages_in_its_own_repository(tmp_path: Path) -> None:
+    conf = _settings(tmp_path)
+    assert conf.staging_registry == "ghcr.io/acme/stage"  # references are lowercase
+    repo = "ghcr.io/acme/images/node"
+    assert staging.repository(conf, {}, repo) == "ghcr.io/acme/stage/local/node"
+    main = {"GITHUB_ACTIONS": "true", "GITHUB_EVENT_NAME": "push", "GITHUB_REF": "refs/heads/main"}
+    assert staging.repository(conf, main, repo) == "ghcr.io/acme/stage/main/node"
+    assert not staging.is_pull_request(conf, main)
+    pr = {
+        "GITHUB_ACTIONS": "true",
+        "GITHUB_EVENT_NAME": "pull_request",
+        "GITHUB_REF": "refs/pull/12/merge",
+        "GITHUB_EVENT_PATH": _event(tmp_path, {"pull_request": {"number": 12}}),
+    }
+    assert staging.repository(conf, pr, repo) == "ghcr.io/acme/stage/pr-12/node"
+    assert staging.is_pull_request(conf, pr)
+    # A pull_request_target-like event naming a PR is a PR's scope too, whatever its ref.
+    sneaky = {**pr, "GITHUB_EVENT_NAME": "push", "GITHUB_REF": "refs/heads/main"}
+    assert staging.is_pull_request(conf, sneaky)
+
+
+def test_an_unreadable_event_payload_is_a_config_error(tmp_path: Path) -> None:
+    (tmp_path / "bad.json").write_text("{")
+    env = {"GITHUB_ACTIONS": "true", "GITHUB_EVENT_PATH": str(tmp_path / "bad.json")}
+    with pytest.raises(ConfigError, match="unreadable event payload"):
+        staging.scope(_settings(tmp_path), env)
+
+
+def test_staged_is_a_repository_and_never_on_a_platform_part() -> None:
+    doc = copy.deepcopy(GOOD)
+    doc["permutations"][0]["staged"] = "ghcr.io/acme/stage/main/tiny"
+    assert mf.parse(doc, "m").permutations[0].staged == "ghcr.io/acme/stage/main/tiny"
+    doc["permutations"][0]["staged"] = "ghcr.io/acme/stage/main/tiny@sha256:" + "f" * 64
+    with pytest.raises(ManifestError):
+        mf.parse(doc, "m")
+    part = copy.deepcopy(GOOD)
+    entry = part["permutations"][0]
+    entry.update(staged="ghcr.io/acme/stage/main/tiny", part_of=["linux/amd64", "linux/arm64"])
+    with pytest.raises(ManifestError, match="never staged"):
+        mf.parse(part, "m")
+
+
+def test_a_staged_entry_needs_no_tarball(tmp_path: Path) -> None:
+    doc = copy.deepcopy(GOOD)
+    doc["permutations"][0]["staged"] = "ghcr.io/acme/stage/main/tiny"
+    mf.verify_tarballs(mf.parse(doc, "m"), tmp_path)  # no file: the registry holds it
+    with pytest.raises(ManifestError, match="missing"):
+        mf.verify_tarballs(mf.parse(GOOD, "m"), tmp_path)
