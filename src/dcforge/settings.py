@@ -310,4 +310,12 @@ def _checked(settings: Settings) -> Settings:
         raise ConfigError(
             "cache_backend 'registry' needs cache_registry (e.g. localhost:5000/dcforge-cache)"
         )
+    stage, release = settings.staging_registry.rstrip("/"), settings.registry.rstrip("/")
+    overlap = stage == release or stage.startswith(release + "/") or release.startswith(stage + "/")
+    if stage and overlap:
+        raise ConfigError(
+            f"staging_registry {stage} overlaps the release registry {release}: staged images "
+            "would sit among releases (and retention would take them for releases) — use a "
+            f"namespace of its own, e.g. {release}-staging"
+        )
     return settings

@@ -38,6 +38,13 @@ def ci_context(settings: Settings, env: Mapping[str, str]) -> cache.CiContext:
 
 
 def scope(settings: Settings, env: Mapping[str, str]) -> str:
+    """The run's scope. On a CI other than GitHub Actions there is no telling a pull
+    request from the default branch, so staging is refused there."""
+    if env.get("CI") and not env.get("GITHUB_ACTIONS"):
+        raise ConfigError(
+            "staging_registry: this CI is not GitHub Actions, so dcforge cannot tell a pull "
+            "request's run from the default branch's — unset staging_registry"
+        )
     return cache.scope(ci_context(settings, env))
 
 

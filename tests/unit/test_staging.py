@@ -79,3 +79,34 @@ def test_a_staged_entry_needs_no_tarball(tmp_path: Path) -> None:
     mf.verify_tarballs(mf.parse(doc, "m"), tmp_path)  # no file: the registry holds it
     with pytest.raises(ManifestError, match="missing"):
         mf.verify_tarballs(mf.parse(GOOD, "m"), tmp_path)
+
+
+@pytest.mark.parametrize("stage", ["ghcr.io/acme/images", "ghcr.io/acme/images/s", "ghcr.io/acme"])
+def test_staging_never_overlaps_the_release_namespace(tmp_path: Path, stage: str) -> None:
+    with pytest.raises(ConfigError, match="overlaps the release registry"):
+        settings_mod.load(
+            tmp_path, {"DCFORGE_REGISTRY": "ghcr.io/acme/images", "DCFORGE_STAGING_REGISTRY": stage}
+        )
+
+
+def test_staging_on_a_ci_that_is_not_github_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="not GitHub Actions"):
+        staging.scope(_settings(tmp_path), {"CI": "true"})
+
+
+def test_publish_refuses_a_repository_or_tag_outside_the_registry(tmp_path: Path) -> None:
+    from dcforge.errors import PublishRefused
+    from dcforge.stages import publish
+
+    conf = settings_mod.load(tmp_path, {"DCFORGE_REGISTRY": "localhost:5000/dcforge"})
+    good = copy.deepcopy(GOOD)
+    good["permutations"][0]["repository"] = "localhost:5000/dcforge/tiny"
+    publish._check_repositories(conf, mf.parse(good, "m"))
+    elsewhere = copy.deepcopy(good)
+    elsewhere["permutations"][0]["repository"] = "localhost:5000/other/tiny"
+    with pytest.raises(PublishRefused, match="not under"):
+        publish._check_repositories(conf, mf.parse(elsewhere, "m"))
+    stray_tag = copy.deepcopy(good)
+    stray_tag["permutations"][0]["tags"].append("localhost:5000/dcforge/other:one")
+    with pytest.raises(PublishRefused, match="is not in"):
+        publish._check_repositories(conf, mf.parse(stray_tag, "m"))

@@ -249,6 +249,21 @@ def run(
     }
 
 
+def _check_repositories(settings: Settings, manifest: mf.Manifest) -> None:
+    """Every image goes to a repository under the target registry, every tag to its own
+    image's repository: a manifest (and verdict) edited between jobs cannot send a push, a
+    signature or a tag anywhere else the registry credential reaches."""
+    prefix = settings.registry.rstrip("/") + "/"
+    for entry in manifest.permutations:
+        if not entry.repository.startswith(prefix) or "@" in entry.repository:
+            raise PublishRefused(
+                f"{entry.name}: repository {entry.repository!r} is not under {settings.registry}"
+            )
+        for tag in entry.tags:
+            if tag.rpartition(":")[0] != entry.repository:
+                raise PublishRefused(f"{entry.name}: tag {tag} is not in {entry.repository}")
+
+
 def _check_staged(settings: Settings, manifest: mf.Manifest, env: Mapping[str, str]) -> None:
     """Staged images are read only from the staging repository of this run's own scope,
     and never from a pull request's: what a PR staged is never published."""
@@ -287,6 +302,7 @@ def _preflight(
             f"the manifest was built for {manifest.registry}, the target is {settings.registry} — "
             "rebuild for this registry (tags are part of what was gated)"
         )
+    _check_repositories(settings, manifest)
     log.info(
         f"publishing {len(manifest.permutations)} permutation(s) of {manifest.git_sha[:12]} "
         f"to {settings.registry}"
