@@ -66,7 +66,12 @@ def _build(args: argparse.Namespace, conf: Settings, runner: Runner, env: Mappin
 def _gate(args: argparse.Namespace, conf: Settings, runner: Runner, env: Mapping[str, str]) -> int:
     from dcforge.stages import gate
 
-    gate.run(conf, runner, env, gate.GateOptions(self_test=args.self_test))
+    gate.run(
+        conf,
+        runner,
+        env,
+        gate.GateOptions(self_test=args.self_test, scan_cache=not args.no_scan_cache),
+    )
     return 0
 
 

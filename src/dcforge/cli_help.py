@@ -193,6 +193,11 @@ def _add_gate(sub: Subparsers) -> None:
         action="store_true",
         help="instead, prove a canary with planted CVEs is blocked",
     )
+    gate.add_argument(
+        "--no-scan-cache",
+        action="store_true",
+        help="scan every image again, even one scanned before with this DB, policy and scanners",
+    )
 
 
 def _add_rescan(sub: Subparsers) -> None:

@@ -18,7 +18,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from dcforge import log, policy, release, reports, staging, toolchain, trivydb
+from dcforge import log, policy, release, reports, scan_cache, staging, toolchain, trivydb
 from dcforge import manifest as mf
 from dcforge.config import read_yaml
 from dcforge.errors import (
@@ -34,6 +34,7 @@ from dcforge.files import append_line, atomic_write_bytes, atomic_write_json
 from dcforge.hashing import file_sha256
 from dcforge.releases import Releases
 from dcforge.runner import Runner
+from dcforge.scan_cache import ScanCache
 from dcforge.settings import Settings, is_loopback
 from dcforge.tools import buildx, github, syft, trivy
 from dcforge.tools.registry import Registry, at_digest
@@ -57,6 +58,7 @@ TRIVY_DEFAULT_DB_REPOSITORIES = (
 @dataclass(frozen=True)
 class GateOptions:
     self_test: bool = False
+    scan_cache: bool = True  # reuse scanner outputs by image digest + DB + policy + tools
     now: dt.datetime | None = None  # injectable clock (DB age, waiver expiry)
 
 
@@ -237,6 +239,7 @@ class GateContext:
     waivers: tuple[policy.Waiver, ...]
     reports_dir: Path
     today: dt.date
+    cache: ScanCache | None = None  # scanner outputs reused by image digest (scan_cache)
 
 
 def _tarball_problems(tar: Path, entry: mf.Entry) -> list[str]:
@@ -267,16 +270,25 @@ def _scan_one(
     if entry.reused:
         return _scan_remote(settings, runner, entry, ctx, entry.repository)
     if entry.staged:
-        own = (
-            staging.repository(settings, env, entry.repository) if settings.staging_registry else ""
+        return _scan_staged(settings, runner, env, entry, ctx)
+    return _scan_tarball(settings, runner, entry, ctx)
+
+
+def _scan_staged(
+    settings: Settings, runner: Runner, env: Mapping[str, str], entry: mf.Entry, ctx: GateContext
+) -> Scanned:
+    """A staged image, by digest, from this run's own staging repository only."""
+    own = settings.staging_registry and staging.repository(settings, env, entry.repository)
+    if entry.staged != own:
+        problem = (
+            f"staged in {entry.staged}, but this run's staging repository is "
+            f"{own or '(none: staging_registry is not set)'} — gate the run that built it"
         )
-        if entry.staged != own:
-            problem = (
-                f"staged in {entry.staged}, but this run's staging repository is "
-                f"{own or '(none: staging_registry is not set)'} — gate the run that built it"
-            )
-            return _combine(entry, [_decide(entry, "", None, None, [problem], ctx)])
-        return _scan_remote(settings, runner, entry, ctx, entry.staged)
+        return _combine(entry, [_decide(entry, "", None, None, [problem], ctx)])
+    return _scan_remote(settings, runner, entry, ctx, entry.staged)
+
+
+def _scan_tarball(settings: Settings, runner: Runner, entry: mf.Entry, ctx: GateContext) -> Scanned:
     tar = settings.dist_dir / entry.tarball
     problems = _tarball_problems(tar, entry) + [ctx.db.problem] * bool(ctx.db.problem)
     if problems:
@@ -290,6 +302,9 @@ def _scan_one(
                 )
             if children != (entry.platform_images() if entry.multi_platform else {}):
                 problems.append("the tarball's images per platform are not the manifest's")
+            cached = _cached(entry, problems, ctx)
+            if cached is not None:
+                return _combine(entry, cached)
             layout = trivy.unpack_oci_archive(tar, Path(tmp) / "layout")
         except DcforgeError as err:
             failed = [f"the vulnerability scan failed: {err}", f"SBOM generation failed: {err}"]
@@ -330,7 +345,32 @@ def _scan_platform(
     doc = _sbom(
         entry, stem, problems, lambda spdx, cdx: syft.sbom_layout(runner, image, spdx, cdx), ctx
     )
+    if ctx.cache is not None and report is not None and doc is not None and not problems:
+        ctx.cache.put(digest, stem, ctx.reports_dir, found)
     return _decide(entry, platform, report, doc, problems, ctx)
+
+
+def _cached(entry: mf.Entry, problems: list[str], ctx: GateContext) -> list[policy.Verdict] | None:
+    """Verdicts from reused scanner outputs when every platform's image was scanned
+    before with this DB, policy, Trivy config and scanners (scan_cache); else None. The
+    verdict itself is decided again (today's waivers and date)."""
+    if ctx.cache is None or problems:
+        return None
+    hits = {}
+    for platform, digest in entry.platform_images().items():
+        hit = ctx.cache.get(digest, entry.report_stem(platform), ctx.reports_dir)
+        if hit is None or not hit.platform:  # a registry scan never read the config
+            return None
+        hits[platform] = (digest, hit)
+    verdicts = []
+    for platform, (digest, hit) in hits.items():
+        found = []
+        if not buildx.same_platform(hit.platform, platform):
+            found.append(f"the {platform} image {digest[:19]} is a {hit.platform} image")
+        on = f" {platform}" * entry.multi_platform
+        log.step(entry.name, f"scan reused{on} ({digest[:19]}: same image, DB, policy, scanners)")
+        verdicts.append(_decide(entry, platform, hit.report, hit.sbom, found, ctx))
+    return verdicts
 
 
 def _combine(entry: mf.Entry, verdicts: Sequence[policy.Verdict]) -> Scanned:
@@ -414,16 +454,25 @@ def _scan_remote(
     verdicts = []
     for platform, digest in entry.platform_images().items():
         ref, stem, problems = f"{repository}@{digest}", entry.report_stem(platform), []
+        on = f" {platform}" * entry.multi_platform
+        hit = ctx.cache.get(digest, stem, ctx.reports_dir) if ctx.cache is not None else None
+        if hit is not None:
+            log.step(
+                entry.name, f"scan reused{on} ({digest[:19]}: same image, DB, policy, scanners)"
+            )
+            verdicts.append(_decide(entry, platform, hit.report, hit.sbom, [], ctx))
+            continue
         report: dict[str, Any] | None = None
         try:
             out = ctx.reports_dir / f"{stem}.trivy.json"
             report = trivy.scan_remote(reg, ref, out, ctx.db.options)
-            on = f" {platform}" * entry.multi_platform
             how = "scanned staged" if entry.staged else "re-scanned"
             log.step(entry.name, f"{how}{on} from the registry ({ref[-19:]})")
         except DcforgeError as err:
             problems.append(f"the vulnerability scan failed: {err}")
         doc = _sbom(entry, stem, problems, partial(syft.sbom_remote, reg, ref), ctx)
+        if ctx.cache is not None and report is not None and doc is not None and not problems:
+            ctx.cache.put(digest, stem, ctx.reports_dir, "")  # platform not read from its config
         verdicts.append(_decide(entry, platform, report, doc, problems, ctx))
     return _combine(entry, verdicts)
 
@@ -437,7 +486,13 @@ def check_tools(runner: Runner, names: Sequence[str]) -> dict[str, toolchain.Too
         raise GateBlocked(f"the gate cannot vouch for its tools: {err}") from None
 
 
-def _context(settings: Settings, runner: Runner, tmp: Path, now: dt.datetime) -> GateContext:
+def _context(
+    settings: Settings,
+    runner: Runner,
+    tmp: Path,
+    now: dt.datetime,
+    tools: Mapping[str, toolchain.Tool] | None = None,
+) -> GateContext:
     pol = settings.gate_policy
     waivers = policy.load_waivers(
         waivers_path(settings), max_days=pol.max_waiver_days, today=now.date()
@@ -452,7 +507,21 @@ def _context(settings: Settings, runner: Runner, tmp: Path, now: dt.datetime) ->
     else:
         sample = " (SAMPLE DATA)" * db.sample
         log.info(f"Trivy DB {db.repository} {db.digest[:19]}, updated {db.updated_at}{sample}")
-    return GateContext(db, pol, tuple(waivers), reports_dir, now.date())
+    cache = None
+    if tools is not None and not db.problem:
+        config = trivy_config_path(settings)
+        cache = ScanCache(
+            settings.state_root / "scan-cache",
+            scan_cache.salt(
+                {
+                    "db": db.digest,
+                    "policy": pol.to_json(),
+                    "trivy_config": file_sha256(config) if config.is_file() else "",
+                    "tools": {n: [t.version, t.sha256] for n, t in sorted(tools.items())},
+                }
+            ),
+        )
+    return GateContext(db, pol, tuple(waivers), reports_dir, now.date(), cache)
 
 
 def run(
@@ -473,7 +542,7 @@ def run(
     # reused image: either may live on the authenticated registry.
     Releases.open(settings, runner, env)
     with tempfile.TemporaryDirectory(prefix="dcforge-db-") as tmp:
-        ctx = _context(settings, runner, Path(tmp), now)
+        ctx = _context(settings, runner, Path(tmp), now, tools if options.scan_cache else None)
     with (
         log.group(f"gate {len(manifest.permutations)} permutation(s)"),
         ThreadPoolExecutor(settings.effective_jobs) as pool,

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import tempfile
+import time
 from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -18,6 +19,7 @@ from rich.table import Table
 from dcforge import locks, log, provenance, release, signing, staging, toolchain, verdict
 from dcforge import manifest as mf
 from dcforge.errors import PublishRefused, RegistryError, ToolError
+from dcforge.files import atomic_write_json
 from dcforge.releases import PROVENANCE_TYPE, SBOM_TYPE, Releases
 from dcforge.runner import Runner
 from dcforge.settings import Settings
@@ -36,6 +38,7 @@ class Outcome:
     name: str
     digest: str
     steps: dict[str, str] = field(default_factory=dict)  # step → "done" | "already"
+    seconds: dict[str, float] = field(default_factory=dict)  # step → time spent in it
 
 
 def ensure_signer(settings: Settings, runner: Runner, env: Mapping[str, str]) -> cosign.Signer:
@@ -107,12 +110,22 @@ def _publish_one(run: _Run, entry: mf.Entry) -> Outcome:
     """Push, then sign every image (the index and each platform's), then attest each
     platform's image with its own SBOM and provenance (subject: that platform's digest)."""
     out = Outcome(entry.name, entry.image_digest)
+    clock = time.perf_counter()
+
+    def lap(step: str) -> None:
+        nonlocal clock
+        now = time.perf_counter()
+        out.seconds[step] = out.seconds.get(step, 0.0) + now - clock
+        clock = now
+
     out.steps["push"] = _push(run, entry)
     _check_served(run, entry)
+    lap("push")
     log.step(entry.name, f"push {out.steps['push']} {entry.image_digest[:19]}")
     images = entry.platform_images()
     digests = [entry.image_digest] * entry.multi_platform + list(images.values())
     out.steps["sign"] = _merged([_sign(run, entry, d) for d in digests])
+    lap("sign")
     sboms, provenances = [], []
     for platform, digest in images.items():
         sbom = run.settings.dist_dir / "reports" / f"{entry.report_stem(platform)}.spdx.json"
@@ -129,8 +142,11 @@ def _publish_one(run: _Run, entry: mf.Entry) -> Outcome:
             platform=platform if entry.multi_platform else "",
         )
         pred.write_text(json.dumps(body, indent=2))
+        lap("provenance")
         sboms.append(_attest(run, entry, digest, SBOM_TYPE, sbom))
+        lap("sbom")
         provenances.append(_attest(run, entry, digest, PROVENANCE_TYPE, pred))
+        lap("provenance")
     out.steps["sbom"], out.steps["provenance"] = _merged(sboms), _merged(provenances)
     on = f" on {len(images)} platforms" if entry.multi_platform else ""
     log.step(
@@ -235,11 +251,16 @@ def run(
         )
         # Pushing and signing wait on the network and on cosign more than on the CPU.
         workers = max(4, 2 * settings.effective_jobs)
+        clock = [time.perf_counter()]
         with log.group("phase 1: push, sign, attest"), ThreadPoolExecutor(workers) as pool:
             outcomes = list(pool.map(lambda e: _publish_one(shared, e), manifest.permutations))
+        phases = {"phase 1 (push, sign, attest)": _lap(clock)}
         with log.group("release record"):
             reference, record_digest = rel.store_record(manifest, gate_doc, Path(tmp))
+        phases["release record"] = _lap(clock)
     moved = _phase_two(rel, manifest, gate_doc, record_digest)
+    phases["phase 2 (tags, verify, pin)"] = _lap(clock)
+    _profile(settings, outcomes, phases, workers)
     _summary(manifest, outcomes, gate_doc)
     return {
         "release": reference,
@@ -247,6 +268,38 @@ def run(
         "outcomes": {o.name: o.steps for o in outcomes},
         "moved": moved,
     }
+
+
+def _lap(clock: list[float]) -> float:
+    now = time.perf_counter()
+    spent, clock[0] = now - clock[0], now
+    return spent
+
+
+def _profile(
+    settings: Settings, outcomes: list[Outcome], phases: dict[str, float], workers: int
+) -> None:
+    """Where publish time went: wall time per phase, and time per step summed over the
+    permutations (phase 1 runs ``workers`` of them at once) — dist/reports/publish-profile.json."""
+    steps: dict[str, float] = {}
+    for o in outcomes:
+        for step, spent in o.seconds.items():
+            steps[step] = steps.get(step, 0.0) + spent
+    doc = {
+        "permutations": len(outcomes),
+        "workers": workers,
+        "phases_s": {k: round(v, 3) for k, v in phases.items()},
+        "steps_summed_s": {k: round(v, 3) for k, v in steps.items()},
+    }
+    reports = settings.dist_dir / "reports"
+    reports.mkdir(parents=True, exist_ok=True)
+    atomic_write_json(reports / "publish-profile.json", doc)
+    log.info(
+        "publish time: "
+        + ", ".join(f"{k} {v:.1f} s" for k, v in phases.items())
+        + "; summed over permutations: "
+        + ", ".join(f"{k} {v:.1f} s" for k, v in steps.items())
+    )
 
 
 def _check_repositories(settings: Settings, manifest: mf.Manifest) -> None:

@@ -1,0 +1,64 @@
+"""The scan cache: a key per image digest and everything that decides the scanners'
+outputs; anything missing or altered is a miss."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from dcforge.scan_cache import SUFFIXES, ScanCache, salt
+
+DIGEST = "sha256:" + "a" * 64
+
+
+def _reports(directory: Path, stem: str = "img") -> Path:
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / f"{stem}.trivy.json").write_text(json.dumps({"SchemaVersion": 2, "Results": []}))
+    (directory / f"{stem}.spdx.json").write_text(json.dumps({"spdxVersion": "SPDX-2.3"}))
+    (directory / f"{stem}.cdx.json").write_text(json.dumps({"bomFormat": "CycloneDX"}))
+    return directory
+
+
+def test_put_then_get_copies_the_outputs_back(tmp_path: Path) -> None:
+    cache = ScanCache(tmp_path / "c", salt({"db": "sha256:1", "policy": {"blocking": ["HIGH"]}}))
+    cache.put(DIGEST, "img", _reports(tmp_path / "r1"), "linux/amd64")
+    out = tmp_path / "r2"
+    out.mkdir()
+    hit = cache.get(DIGEST, "other", out)
+    assert hit is not None and hit.platform == "linux/amd64"
+    assert hit.report["SchemaVersion"] == 2 and hit.sbom["spdxVersion"] == "SPDX-2.3"
+    assert sorted(p.name for p in out.iterdir()) == sorted(f"other{s}" for s in SUFFIXES)
+
+
+def test_another_db_policy_or_image_is_a_miss(tmp_path: Path) -> None:
+    parts = {"db": "sha256:1", "policy": {"blocking": ["HIGH"]}, "tools": {"trivy": ["0.1", "x"]}}
+    ScanCache(tmp_path / "c", salt(parts)).put(DIGEST, "img", _reports(tmp_path / "r"), "p")
+    for changed in (
+        {**parts, "db": "sha256:2"},
+        {**parts, "policy": {"blocking": ["CRITICAL"]}},
+        {**parts, "tools": {"trivy": ["0.2", "x"]}},
+    ):
+        assert ScanCache(tmp_path / "c", salt(changed)).get(DIGEST, "img", tmp_path / "r") is None
+    same = ScanCache(tmp_path / "c", salt(parts))
+    assert same.get("sha256:" + "b" * 64, "img", tmp_path / "r") is None
+    assert same.get(DIGEST, "img", tmp_path / "r") is not None
+
+
+def test_an_altered_or_missing_file_is_a_miss(tmp_path: Path) -> None:
+    cache = ScanCache(tmp_path / "c", salt({"db": "x"}))
+    cache.put(DIGEST, "img", _reports(tmp_path / "r"), "p")
+    (report,) = (tmp_path / "c").rglob("x.trivy.json")
+    report.write_text(json.dumps({"SchemaVersion": 2, "Results": [], "edited": True}))
+    assert cache.get(DIGEST, "img", tmp_path / "r") is None
+    cache.put(DIGEST, "img", _reports(tmp_path / "r"), "p")
+    (sbom,) = (tmp_path / "c").rglob("x.cdx.json")
+    sbom.unlink()
+    assert cache.get(DIGEST, "img", tmp_path / "r") is None
+
+
+def test_an_unwritable_cache_is_only_slower(tmp_path: Path) -> None:
+    blocked = tmp_path / "file"
+    blocked.write_text("not a directory")
+    cache = ScanCache(blocked / "c", salt({}))
+    cache.put(DIGEST, "img", _reports(tmp_path / "r"), "p")  # no exception
+    assert cache.get(DIGEST, "img", tmp_path / "r") is None
