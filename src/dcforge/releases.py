@@ -24,6 +24,7 @@ import tempfile
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +42,10 @@ from dcforge.runner import Runner
 from dcforge.settings import Settings
 from dcforge.tools.cosign import Cosign, Signer
 from dcforge.tools.registry import ABSENT, Registry
+
+# cosign processes per image, and images, verified at once (reads only; they wait on the
+# registry more than on the CPU).
+VERIFY_WORKERS = 4
 
 SBOM_TYPE = "spdxjson"
 # The predicate-type URI itself: cosign then stores the predicate exactly as written
@@ -267,22 +272,36 @@ class Releases:
                 f"{image.ref()}: the registry serves it with images "
                 f"{sorted(served.items()) or 'none'}, the release names {sorted(expected.items())}"
             )
-        for ref in image.signed_refs():
-            try:
-                self.cosign.verify(ref)
-            except ToolError as err:
-                problems.append(f"{ref}: signature does not verify ({err})")
-        for platform, digest in image.attested():
-            ref, what = f"{image.repository}@{digest}", f"{image.name} {platform}".strip()
-            for ptype, predicate_type in PREDICATE_TYPES.items():
-                try:
-                    out = self.cosign.verify_attestation(ref, ptype)
-                except ToolError as err:
-                    problems.append(f"{what}: {ptype} attestation does not verify ({err})")
-                    continue
-                if digest not in subjects(out, predicate_type):
-                    problems.append(f"{what}: no {ptype} attestation names {digest} as subject")
+        # Every signature and attestation check is a read of its own: run them at once.
+        checks = [partial(self._check_signature, ref) for ref in image.signed_refs()]
+        checks += [
+            partial(self._check_attestation, image, platform, digest, ptype, predicate_type)
+            for platform, digest in image.attested()
+            for ptype, predicate_type in PREDICATE_TYPES.items()
+        ]
+        with ThreadPoolExecutor(max_workers=VERIFY_WORKERS) as pool:
+            for found in pool.map(lambda check: check(), checks):
+                problems += found
         return problems
+
+    def _check_signature(self, ref: str) -> list[str]:
+        try:
+            self.cosign.verify(ref)
+        except ToolError as err:
+            return [f"{ref}: signature does not verify ({err})"]
+        return []
+
+    def _check_attestation(
+        self, image: release.Image, platform: str, digest: str, ptype: str, predicate_type: str
+    ) -> list[str]:
+        ref, what = f"{image.repository}@{digest}", f"{image.name} {platform}".strip()
+        try:
+            out = self.cosign.verify_attestation(ref, ptype)
+        except ToolError as err:
+            return [f"{what}: {ptype} attestation does not verify ({err})"]
+        if digest not in subjects(out, predicate_type):
+            return [f"{what}: no {ptype} attestation names {digest} as subject"]
+        return []
 
     def _tag_problems(self, image: release.Image) -> list[str]:
         problems = []
@@ -301,8 +320,9 @@ class Releases:
 
     def verify_release(self, rel: release.Release, check_tags: bool) -> list[str]:
         problems: list[str] = []
-        for image in rel.images:
-            found = self.verify_image(image, check_tags)
+        with ThreadPoolExecutor(max_workers=VERIFY_WORKERS) as pool:
+            results = list(pool.map(lambda i: self.verify_image(i, check_tags), rel.images))
+        for image, found in zip(rel.images, results, strict=True):
             problems += found
             each = (
                 f" (index + {len(image.platforms)} platforms)" if len(image.platforms) > 1 else ""
