@@ -205,6 +205,11 @@ def test_an_index_is_built_gated_published_signed_per_platform_and_pulled_by_pla
     assert regated.returncode == 0, regated.stderr
     rescanned = {p["platform"]: p["digest"] for p in verdicts(root)["multi"]["platforms"]}  # type: ignore[attr-defined]
     assert rescanned == entry.platform_digests
+    # Scanned with this very DB at the first gate: the outputs are reused, not re-made …
+    assert "scan reused linux/arm64" in regated.stderr
+    # … and without the scan cache every platform is scanned again in the registry.
+    regated = run_dcforge("gate", "--no-scan-cache", cwd=root, env=env)
+    assert regated.returncode == 0, regated.stderr
     assert "re-scanned linux/arm64 from the registry" in regated.stderr
 
     # verify checks every platform: the arm64 image's attestations gone → verify fails.
