@@ -184,7 +184,17 @@ def same_work_publish(root: Path, registry: str, key: Path, ns: str) -> None:
     attest a SLSA provenance."""
     m = json.loads((root / "dist/manifest.json").read_text())
     predicate = root / "dist" / "script-provenance.json"
-    predicate.write_text(json.dumps({"buildDefinition": {"buildType": "script"}}))
+    predicate.write_text(
+        json.dumps(
+            {
+                "buildDefinition": {
+                    "buildType": "https://example.com/script",
+                    "externalParameters": {},
+                },
+                "runDetails": {"builder": {"id": "https://example.com/script"}},
+            }
+        )
+    )
     env = {"COSIGN_PASSWORD": ""}
     for e in m["permutations"]:
         repo = f"{registry}/{ns}/{e['name']}"
@@ -194,7 +204,7 @@ def same_work_publish(root: Path, registry: str, key: Path, ns: str) -> None:
         ref = f"{repo}@{e['image_digest']}"
         sh(["cosign", "sign", *COSIGN, "--key", str(key), ref], env=env)
         sbom = root / "dist/reports" / f"{e['name']}.spdx.json"
-        for kind, pred in (("spdxjson", sbom), ("slsaprovenance1", predicate)):
+        for kind, pred in (("spdxjson", sbom), ("https://slsa.dev/provenance/v1", predicate)):
             sh(["cosign", "attest", *COSIGN, "--key", str(key), "--type", kind,
                 "--predicate", str(pred), ref], env=env)  # fmt: skip
 

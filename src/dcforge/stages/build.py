@@ -330,6 +330,12 @@ def _entry(
     )
 
 
+# BuildKit loses track of a bake's jobs with hundreds of targets in one invocation ("failed
+# to receive status: … no such job", seen here at 256): a session bakes at most this many
+# at a time.
+BAKE_MAX_TARGETS = 32
+
+
 def _groups(targets: Sequence[buildx.Target], sessions: int) -> list[list[buildx.Target]]:
     n = max(1, min(sessions, len(targets)))
     return [list(targets[i::n]) for i in range(n)]
@@ -560,22 +566,25 @@ def _bake(
     metadata: dict[str, Any] = {}
 
     def bake_group(index: int, group: list[buildx.Target]) -> dict[str, Any]:
-        for t in group:
-            log.step(t.name, f"building (bake session {index + 1}/{len(groups)})")
-        meta, build_log = buildx.bake(
-            runner,
-            buildx.bake_definition(group),
-            incoming / f"bake-{index}",
-            timeout=settings.build_timeout,
-            builder=builder,
-        )
-        for t in group:
-            if runner.dry_run:
-                log.step(t.name, "would be built (dry run)")
-            else:
-                log.step(
-                    t.name, f"built ({build_log.count('CACHED')} cached step(s) in its session)"
-                )
+        meta: dict[str, Any] = {}
+        for start in range(0, len(group), BAKE_MAX_TARGETS):
+            chunk = group[start : start + BAKE_MAX_TARGETS]
+            for t in chunk:
+                log.step(t.name, f"building (bake session {index + 1}/{len(groups)})")
+            found, build_log = buildx.bake(
+                runner,
+                buildx.bake_definition(chunk),
+                incoming / f"bake-{index}-{start // BAKE_MAX_TARGETS}",
+                timeout=settings.build_timeout,
+                builder=builder,
+            )
+            meta.update(found)
+            for t in chunk:
+                if runner.dry_run:
+                    log.step(t.name, "would be built (dry run)")
+                else:
+                    cached = build_log.count("CACHED")
+                    log.step(t.name, f"built ({cached} cached step(s) in its session)")
         return meta
 
     with (
