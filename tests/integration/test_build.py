@@ -155,3 +155,23 @@ def test_unreachable_base_is_a_registry_error(project: Path) -> None:
     assert "cannot resolve" in result.stderr
     assert "no-such-image" in result.stderr
     assert not (project / "dist").exists()
+
+
+def test_more_permutations_than_one_bake_takes_are_baked_in_turns(project: Path) -> None:
+    """BuildKit lost track of a 256-target bake ("no such job"): a session bakes at most
+    BAKE_MAX_TARGETS at a time, and every archive still comes back with its digest."""
+    from dcforge.stages.build import BAKE_MAX_TARGETS
+
+    n = BAKE_MAX_TARGETS + 1
+    (project / "permutations/tiny.yaml").write_text(
+        "family: many\nmatrix:\n  i: [" + ", ".join(str(i) for i in range(n)) + "]\n"
+        'name: "many-{i}"\ncontext: ../images/tiny\nbase: "{base_registry}/busybox:latest"\n'
+        'build_args:\n  GREETING: "hello {i}"\ntags: ["m{i}"]\n'
+    )
+    git_commit(project, "many")
+    built = run_dcforge("--verbose", "build", "--no-prune", "--no-smoke", cwd=project)
+    assert built.returncode == 0, built.stderr
+    assert built.stderr.count("buildx bake --progress") == 2
+    m = mf.load(project / "dist/manifest.json")
+    assert len(m.permutations) == n
+    assert len({e.image_digest for e in m.permutations}) == n

@@ -126,7 +126,7 @@ def env(private_registry: PrivateRegistry, trivy_db: TrivyDb) -> dict[str, str]:
     return env_for(private_registry, trivy_db)
 
 
-def test_an_index_is_built_gated_published_signed_per_platform_and_pulled_by_platform(
+def test_an_index_is_built_gated_published_signed_per_platform_and_pulled_by_platform(  # noqa: PLR0915
     tmp_path: Path,
     private_registry: PrivateRegistry,
     env: dict[str, str],
