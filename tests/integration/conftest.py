@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
+import shutil
 import subprocess
 import sys
 import urllib.request
@@ -201,6 +202,26 @@ def project(tmp_path: Path, namespace: str) -> Path:
     (root / ".gitignore").write_text(".dcforge/\ndist/\n")
     git_commit(root)
     return root
+
+
+VULN_FAMILY = """\
+family: vuln
+name: vuln
+context: ../images/vuln
+base: "{base_registry}/busybox:latest"
+tags: [latest]
+"""
+
+
+@pytest.fixture
+def gated_project(project: Path) -> Path:
+    """tiny-one/tiny-two (clean) + vuln (zlib1g 1:1.2.13.dfsg-1, a planted CRITICAL), built."""
+    shutil.copytree(VULN_DIR, project / "images/vuln")
+    (project / "permutations/vuln.yaml").write_text(VULN_FAMILY)
+    git_commit(project, "add vuln")
+    result = run_dcforge("build", "--no-prune", cwd=project)
+    assert result.returncode == 0, result.stderr
+    return project
 
 
 @dataclass(frozen=True)

@@ -56,6 +56,26 @@ def _answers(path: str, proc: subprocess.Popen[bytes], deadline: float) -> None:
 
 
 @contextmanager
+def docker_context(host: str = "") -> Iterator[str]:
+    """A docker context of its own for the engine at ``host`` (default: the current
+    context's, under another name) — what the ``builder`` setting may name."""
+    if not host:
+        host = subprocess.run(
+            ["docker", "context", "inspect", "--format", "{{.Endpoints.docker.Host}}"],
+            capture_output=True, text=True, check=True,
+        ).stdout.strip()  # fmt: skip
+    name = f"dcforge-{uuid.uuid4().hex[:8]}"
+    subprocess.run(
+        ["docker", "context", "create", name, "--docker", f"host={host}"],
+        capture_output=True, check=True,
+    )  # fmt: skip
+    try:
+        yield name
+    finally:
+        subprocess.run(["docker", "context", "rm", "-f", name], capture_output=True, check=False)
+
+
+@contextmanager
 def second_engine(store: str, network: str = "none") -> Iterator[SecondEngine]:
     # A short path: a unix socket path is limited to 108 bytes.
     root = Path(tempfile.mkdtemp(prefix="dcf-engine-", dir="/var/tmp"))

@@ -5,8 +5,6 @@ builder that does not exist. The archives and digests come back the same way."""
 
 from __future__ import annotations
 
-import subprocess
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -15,6 +13,7 @@ import pytest
 from dcforge import manifest as mf
 from dcforge.tools import buildx
 from tests.integration.conftest import TrivyDb, run_dcforge
+from tests.integration.engines import docker_context
 
 pytestmark = pytest.mark.integration
 
@@ -22,17 +21,8 @@ pytestmark = pytest.mark.integration
 @pytest.fixture
 def context() -> Iterator[str]:
     """A docker context for the stack's engine socket, under a name of its own."""
-    name = f"dcforge-{uuid.uuid4().hex[:8]}"
-    host = subprocess.run(
-        ["docker", "context", "inspect", "--format", "{{.Endpoints.docker.Host}}"],
-        capture_output=True, text=True, check=True,
-    ).stdout.strip()  # fmt: skip
-    subprocess.run(
-        ["docker", "context", "create", name, "--docker", f"host={host}"],
-        capture_output=True, check=True,
-    )  # fmt: skip
-    yield name
-    subprocess.run(["docker", "context", "rm", "-f", name], capture_output=True, check=False)
+    with docker_context() as name:
+        yield name
 
 
 def test_every_build_runs_on_the_builder_the_setting_names(

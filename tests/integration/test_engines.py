@@ -4,7 +4,6 @@ have) for the smoke test, on the containerd store as the engine a ``builder`` na
 
 from __future__ import annotations
 
-import subprocess
 import uuid
 from collections.abc import Iterator
 from contextlib import closing
@@ -18,7 +17,7 @@ from dcforge.runner import Runner
 from dcforge.tools import buildx
 from dcforge.tools import docker as engine_tools
 from tests.integration.conftest import base_env, git_commit, run_dcforge
-from tests.integration.engines import SecondEngine, second_engine
+from tests.integration.engines import SecondEngine, docker_context, second_engine
 from tests.projects import TINY_FAMILY, write_project
 
 pytestmark = pytest.mark.integration
@@ -44,25 +43,12 @@ def classic() -> Iterator[SecondEngine]:
         yield engine
 
 
-def _context(host: str) -> Iterator[str]:
-    name = f"dcforge-{uuid.uuid4().hex[:8]}"
-    subprocess.run(
-        ["docker", "context", "create", name, "--docker", f"host={host}"],
-        capture_output=True, check=True,
-    )  # fmt: skip
-    yield name
-    subprocess.run(["docker", "context", "rm", "-f", name], capture_output=True, check=False)
-
-
 @pytest.fixture
 def main_context() -> Iterator[str]:
     """A docker context for the stack's own engine (the builder when the local engine is
     the classic one, as a runner with a docker-container or remote builder has it)."""
-    host = subprocess.run(
-        ["docker", "context", "inspect", "default", "--format", "{{.Endpoints.docker.Host}}"],
-        capture_output=True, text=True, check=True,
-    ).stdout.strip()  # fmt: skip
-    yield from _context(host)
+    with docker_context() as name:
+        yield name
 
 
 def _project(root: Path, namespace: str, families: dict[str, str]) -> Path:
@@ -137,7 +123,7 @@ def test_a_builder_on_another_engine_builds_every_permutation(
     root = _project(tmp_path / "p", namespace, {"tiny.yaml": TINY_FAMILY})
     with closing(docker_sdk.DockerClient(base_url=build_engine.host)) as other:
         assert other.df()["BuildCache"] in ([], None)
-    for context in _context(build_engine.host):
+    with docker_context(build_engine.host) as context:
         built = run_dcforge(
             "--verbose", "build", "--no-prune", cwd=root, env={"DCFORGE_BUILDER": context}
         )

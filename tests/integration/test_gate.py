@@ -5,7 +5,6 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
-import shutil
 from pathlib import Path
 
 import pytest
@@ -15,7 +14,6 @@ from dcforge.runner import Runner
 from dcforge.tools import registry
 from tests.integration.conftest import (
     ROOT,
-    VULN_DIR,
     Shipped,
     TrivyDb,
     gate,
@@ -26,25 +24,6 @@ from tests.integration.conftest import (
 )
 
 pytestmark = pytest.mark.integration
-
-VULN_FAMILY = """\
-family: vuln
-name: vuln
-context: ../images/vuln
-base: "{base_registry}/busybox:latest"
-tags: [latest]
-"""
-
-
-@pytest.fixture
-def gated_project(project: Path) -> Path:
-    """tiny-one/tiny-two (clean) + vuln (zlib1g 1:1.2.13.dfsg-1), built."""
-    shutil.copytree(VULN_DIR, project / "images/vuln")
-    (project / "permutations/vuln.yaml").write_text(VULN_FAMILY)
-    git_commit(project, "add vuln")
-    result = run_dcforge("build", "--no-prune", cwd=project)
-    assert result.returncode == 0, result.stderr
-    return project
 
 
 def test_planted_critical_blocks_and_names_everything(

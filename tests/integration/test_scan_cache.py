@@ -4,7 +4,6 @@ DB, the policy or the cached files changed — the verdict is always decided afr
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 
 import pytest
@@ -12,34 +11,13 @@ import pytest
 from dcforge import trivydb
 from dcforge.runner import Runner
 from tests.integration.conftest import (
-    VULN_DIR,
     TrivyDb,
     gate,
-    git_commit,
     push_db,
-    run_dcforge,
     verdicts,
 )
 
 pytestmark = pytest.mark.integration
-
-VULN_FAMILY = """\
-family: vuln
-name: vuln
-context: ../images/vuln
-base: "{base_registry}/busybox:latest"
-tags: [latest]
-"""
-
-
-@pytest.fixture
-def built(project: Path) -> Path:
-    shutil.copytree(VULN_DIR, project / "images/vuln")
-    (project / "permutations/vuln.yaml").write_text(VULN_FAMILY)
-    git_commit(project, "add vuln")
-    result = run_dcforge("build", "--no-prune", cwd=project)
-    assert result.returncode == 0, result.stderr
-    return project
 
 
 def _reused(stderr: str) -> set[str]:
@@ -53,51 +31,55 @@ def _scanned(stderr: str) -> set[str]:
 ALL = {"tiny-one", "tiny-two", "vuln"}
 
 
-def test_a_regate_reuses_every_scan_and_decides_the_same(built: Path, trivy_db: TrivyDb) -> None:
-    first = gate(built, trivy_db)
+def test_a_regate_reuses_every_scan_and_decides_the_same(
+    gated_project: Path, trivy_db: TrivyDb
+) -> None:
+    first = gate(gated_project, trivy_db)
     assert first.returncode == 6 and _scanned(first.stderr) == ALL
-    before = verdicts(built)
-    reports = {p.name: p.read_bytes() for p in (built / "dist/reports").glob("*.json")}
-    again = gate(built, trivy_db)
+    before = verdicts(gated_project)
+    reports = {p.name: p.read_bytes() for p in (gated_project / "dist/reports").glob("*.json")}
+    again = gate(gated_project, trivy_db)
     assert again.returncode == 6, again.stderr
     assert _reused(again.stderr) == ALL and not _scanned(again.stderr)
-    assert verdicts(built) == before  # vuln still blocked by CVE-2099-0001
+    assert verdicts(gated_project) == before  # vuln still blocked by CVE-2099-0001
     for name, data in reports.items():
         if name.endswith((".trivy.json", ".spdx.json", ".cdx.json")):
-            assert (built / "dist/reports" / name).read_bytes() == data
-    forced = gate(built, trivy_db, "--no-scan-cache")
+            assert (gated_project / "dist/reports" / name).read_bytes() == data
+    forced = gate(gated_project, trivy_db, "--no-scan-cache")
     assert _scanned(forced.stderr) == ALL
 
 
 def test_a_new_db_scans_again(
-    built: Path, trivy_db: TrivyDb, namespace: str, runner: Runner, tmp_path: Path
+    gated_project: Path, trivy_db: TrivyDb, namespace: str, runner: Runner, tmp_path: Path
 ) -> None:
-    assert gate(built, trivy_db).returncode == 6
+    assert gate(gated_project, trivy_db).returncode == 6
     fixed = push_db(
         runner,
         tmp_path / "db",
         f"{namespace}/trivy-db-cache-test:1",
         [trivydb.Advisory("CVE-2099-0002", "busybox", "1:1.36.0-1", "HIGH")],
     )
-    result = gate(built, fixed)
+    result = gate(gated_project, fixed)
     assert _scanned(result.stderr) == ALL and not _reused(result.stderr)
-    v = verdicts(built)
+    v = verdicts(gated_project)
     assert v["vuln"]["passed"] is True  # the new DB has no zlib advisory
     assert v["tiny-one"]["passed"] is False  # … but one for busybox
 
 
-def test_a_changed_policy_scans_again(built: Path, trivy_db: TrivyDb) -> None:
-    assert gate(built, trivy_db).returncode == 6
-    result = gate(built, trivy_db, env={"DCFORGE_BLOCKING_SEVERITIES": "CRITICAL"})
+def test_a_changed_policy_scans_again(gated_project: Path, trivy_db: TrivyDb) -> None:
+    assert gate(gated_project, trivy_db).returncode == 6
+    result = gate(gated_project, trivy_db, env={"DCFORGE_BLOCKING_SEVERITIES": "CRITICAL"})
     assert _scanned(result.stderr) == ALL and not _reused(result.stderr)
 
 
-def test_a_tampered_cache_entry_is_a_miss_never_a_pass(built: Path, trivy_db: TrivyDb) -> None:
+def test_a_tampered_cache_entry_is_a_miss_never_a_pass(
+    gated_project: Path, trivy_db: TrivyDb
+) -> None:
     """Someone edits the cached Trivy report to drop the finding: the file no longer
     matches the sha256 kept with it, so the image is scanned again and still blocks."""
-    assert gate(built, trivy_db).returncode == 6
+    assert gate(gated_project, trivy_db).returncode == 6
     edited = 0
-    for report in (built / ".dcforge/scan-cache").rglob("x.trivy.json"):
+    for report in (gated_project / ".dcforge/scan-cache").rglob("x.trivy.json"):
         doc = json.loads(report.read_text())
         for result in doc.get("Results") or []:
             if result.get("Vulnerabilities"):
@@ -105,7 +87,7 @@ def test_a_tampered_cache_entry_is_a_miss_never_a_pass(built: Path, trivy_db: Tr
                 edited += 1
         report.write_text(json.dumps(doc))
     assert edited
-    again = gate(built, trivy_db)
+    again = gate(gated_project, trivy_db)
     assert again.returncode == 6
     assert "vuln" in _scanned(again.stderr)
-    assert verdicts(built)["vuln"]["passed"] is False
+    assert verdicts(gated_project)["vuln"]["passed"] is False

@@ -65,6 +65,17 @@ MAIN = {"ref": "refs/heads/main", "repository": {"default_branch": "main"}}
 PR = {"number": 9, "pull_request": {"number": 9, "head": {"repo": {"fork": False}}}}
 
 
+def _built_on_main(
+    setup: tuple[Path, dict[str, str], str], tmp_path: Path
+) -> tuple[Path, dict[str, str]]:
+    """Built (and staged) as a push to main; the project and its environment."""
+    root, env, _ = setup
+    env = {**env, **_ci(tmp_path, "push", "refs/heads/main", MAIN)}
+    built = run_dcforge("build", "--no-prune", cwd=root, env=env)
+    assert built.returncode == 0, built.stderr
+    return root, env
+
+
 def test_staged_images_go_from_build_to_signature_by_digest_with_no_tarball(
     setup: tuple[Path, dict[str, str], str], runner: Runner, tmp_path: Path
 ) -> None:
@@ -120,9 +131,7 @@ def test_the_gate_scans_only_this_runs_staging_repository(
 ) -> None:
     """A manifest edited to name another staging repository (say one a PR filled) is
     refused by the gate, whatever that repository serves."""
-    root, env, _ = setup
-    env = {**env, **_ci(tmp_path, "push", "refs/heads/main", MAIN)}
-    assert run_dcforge("build", "--no-prune", cwd=root, env=env).returncode == 0
+    root, env = _built_on_main(setup, tmp_path)
     path = root / "dist/manifest.json"
     doc = json.loads(path.read_text())
     doc["permutations"][0]["staged"] = doc["permutations"][0]["staged"].replace("/main/", "/pr-1/")
@@ -135,9 +144,7 @@ def test_the_gate_scans_only_this_runs_staging_repository(
 def test_a_staged_image_that_is_gone_fails_the_gate_not_the_run(
     setup: tuple[Path, dict[str, str], str], runner: Runner, tmp_path: Path
 ) -> None:
-    root, env, _ = setup
-    env = {**env, **_ci(tmp_path, "push", "refs/heads/main", MAIN)}
-    assert run_dcforge("build", "--no-prune", cwd=root, env=env).returncode == 0
+    root, env = _built_on_main(setup, tmp_path)
     (entry, *_) = mf.load(root / "dist/manifest.json").permutations
     registry.delete(runner, f"{entry.staged}@{entry.image_digest}", plain_http=True)
     gated = run_dcforge("gate", cwd=root, env=env)

@@ -367,10 +367,22 @@ def _cached(entry: mf.Entry, problems: list[str], ctx: GateContext) -> list[poli
         found = []
         if not buildx.same_platform(hit.platform, platform):
             found.append(f"the {platform} image {digest[:19]} is a {hit.platform} image")
-        on = f" {platform}" * entry.multi_platform
-        log.step(entry.name, f"scan reused{on} ({digest[:19]}: same image, DB, policy, scanners)")
-        verdicts.append(_decide(entry, platform, hit.report, hit.sbom, found, ctx))
+        verdicts.append(_decide_reused(entry, platform, digest, hit, found, ctx))
     return verdicts
+
+
+def _decide_reused(
+    entry: mf.Entry,
+    platform: str,
+    digest: str,
+    hit: scan_cache.Hit,
+    problems: list[str],
+    ctx: GateContext,
+) -> policy.Verdict:
+    """The verdict on one platform's image from reused scanner outputs."""
+    on = f" {platform}" * entry.multi_platform
+    log.step(entry.name, f"scan reused{on} ({digest[:19]}: same image, DB, policy, scanners)")
+    return _decide(entry, platform, hit.report, hit.sbom, problems, ctx)
 
 
 def _combine(entry: mf.Entry, verdicts: Sequence[policy.Verdict]) -> Scanned:
@@ -454,19 +466,16 @@ def _scan_remote(
     verdicts = []
     for platform, digest in entry.platform_images().items():
         ref, stem, problems = f"{repository}@{digest}", entry.report_stem(platform), []
-        on = f" {platform}" * entry.multi_platform
         hit = ctx.cache.get(digest, stem, ctx.reports_dir) if ctx.cache is not None else None
         if hit is not None:
-            log.step(
-                entry.name, f"scan reused{on} ({digest[:19]}: same image, DB, policy, scanners)"
-            )
-            verdicts.append(_decide(entry, platform, hit.report, hit.sbom, [], ctx))
+            verdicts.append(_decide_reused(entry, platform, digest, hit, [], ctx))
             continue
         report: dict[str, Any] | None = None
         try:
             out = ctx.reports_dir / f"{stem}.trivy.json"
             report = trivy.scan_remote(reg, ref, out, ctx.db.options)
             how = "scanned staged" if entry.staged else "re-scanned"
+            on = f" {platform}" * entry.multi_platform
             log.step(entry.name, f"{how}{on} from the registry ({ref[-19:]})")
         except DcforgeError as err:
             problems.append(f"the vulnerability scan failed: {err}")

@@ -125,20 +125,7 @@ def digest_or_none(runner: Runner, reference: str, *, plain_http: bool) -> str |
 
 def push_oci_archive(runner: Runner, tarball: Path, reference: str, *, plain_http: bool) -> None:
     """Copy an OCI archive byte for byte to ``reference`` (no re-compression)."""
-    _run(
-        runner,
-        [
-            "skopeo",
-            "copy",
-            "--quiet",
-            "--preserve-digests",
-            "--all",  # an index: every platform's image, byte for byte
-            *(["--dest-tls-verify=false"] if plain_http else []),
-            f"oci-archive:{tarball}",
-            f"docker://{reference}",
-        ],
-        timeout=1800,
-    )
+    _skopeo_copy(runner, f"oci-archive:{tarball}", f"docker://{reference}", [], plain_http)
 
 
 def copy_image(
@@ -146,6 +133,15 @@ def copy_image(
 ) -> None:
     """Copy an image (an index with every platform's image) between repositories byte
     for byte, digests preserved (the staging path's handover to the release repository)."""
+    source_flags = ["--src-tls-verify=false"] if from_plain_http else []
+    _skopeo_copy(runner, f"docker://{source}", f"docker://{target}", source_flags, to_plain_http)
+
+
+def _skopeo_copy(
+    runner: Runner, source: str, target: str, source_flags: list[str], plain_target: bool
+) -> None:
+    """``skopeo copy`` of an image and, for an index, every platform's image, with the
+    digests preserved (no re-compression, no conversion)."""
     _run(
         runner,
         [
@@ -154,10 +150,10 @@ def copy_image(
             "--quiet",
             "--preserve-digests",
             "--all",
-            *(["--src-tls-verify=false"] if from_plain_http else []),
-            *(["--dest-tls-verify=false"] if to_plain_http else []),
-            f"docker://{source}",
-            f"docker://{target}",
+            *source_flags,
+            *(["--dest-tls-verify=false"] if plain_target else []),
+            source,
+            target,
         ],
         timeout=1800,
     )
