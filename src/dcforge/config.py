@@ -19,6 +19,7 @@ from typing import Any
 import jsonschema
 import yaml
 
+from dcforge import devcontainer
 from dcforge.errors import ConfigError
 
 NAME_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{0,95}$")
@@ -47,6 +48,24 @@ class Permutation:
     smoke: tuple[str, ...]
     variables: tuple[tuple[str, str], ...]
     os_mode: str = "required"  # "none": no OS (scratch/distroless); the gate wants lang packages
+    # A devcontainer.json permutation: built by the Dev Containers CLI from this file
+    # (``context`` is its folder, ``dockerfile`` the file itself); "image" or "build".
+    devcontainer_form: str = ""
+    features: tuple[tuple[str, str], ...] = ()  # Feature → JSON of the permutation's options
+    metadata: str = ""  # the devcontainer.metadata label of a Dockerfile permutation (JSON)
+    test: Path | None = None  # the image test script (its folder goes into the container)
+
+    @property
+    def devcontainer(self) -> Path | None:
+        """The devcontainer.json a Dev Containers CLI build reads (None: a Dockerfile)."""
+        return self.dockerfile if self.devcontainer_form else None
+
+    def feature_refs(self) -> list[str]:
+        """Every Feature the image gets: the devcontainer.json's and the permutation's."""
+        if not self.devcontainer:
+            return []
+        found = devcontainer.read_config(self.dockerfile).get("features") or {}
+        return list(dict.fromkeys([*found, *(ref for ref, _ in self.features)]))
 
     def floating_refs(self) -> list[str]:
         return [f"{self.repository}:{tag}" for tag in self.floating_tags]
@@ -77,7 +96,7 @@ class _NoAliasLoader(yaml.SafeLoader):
 
 
 def _field_path(path: Iterable[Any]) -> str:
-    parts = [str(p) for p in path]
+    parts = [str(p) if str(p).isprintable() else repr(str(p))[1:-1] for p in path]
     return ".".join(parts) if parts else "(top level)"
 
 
@@ -100,23 +119,24 @@ def read_yaml(path: Path) -> Any:
 
 
 def _validate(path: Path, data: Any) -> None:
+    """Schema errors, one line each (every one, not only the first)."""
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: expected a mapping at the top level (family, name, ...)")
     validator = jsonschema.Draft202012Validator(_schema())
     errors = sorted(validator.iter_errors(data), key=lambda e: list(map(str, e.absolute_path)))
-    if not errors:
-        return
-    err = errors[0]
+    if errors:
+        raise ConfigError("\n".join(_schema_error(path, err) for err in errors))
+
+
+def _schema_error(path: Path, err: Any) -> str:
     where = _field_path(err.absolute_path)
     if err.validator == "additionalProperties":
         known = ", ".join(sorted(err.schema.get("properties", {}))) or "none"
         extra = sorted(set(err.instance) - set(err.schema.get("properties", {})))
-        raise ConfigError(
-            f"{path}: unknown key {', '.join(map(repr, extra))} in {where} — allowed: {known}"
-        )
+        return f"{path}: unknown key {', '.join(map(repr, extra))} in {where} — allowed: {known}"
     if err.validator == "required":
-        raise ConfigError(f"{path}: {err.message} in {where} — add it")
-    raise ConfigError(f"{path}: field '{where}': {err.message}")
+        return f"{path}: {err.message} in {where} — add it"
+    return f"{path}: field '{where}': {err.message}"
 
 
 def _fields_in(template: str) -> list[str]:
@@ -214,7 +234,13 @@ def _permutation(row: _Row, root: Path, registry: str, matrix: Mapping[str, str]
     image = row.r("image", row.data.get("image", row.data["family"]))
     if not REPO_RE.match(image) or ".." in image:
         raise row.fail("image", f"expands to {image!r}, not a repository name")
-    context, dockerfile = _context(row, root)
+    context, dockerfile, form = _context(row, root)
+    build_args = _build_args(row)
+    if form == "image" and build_args:
+        raise row.fail(
+            "build_args",
+            "has no effect on an 'image' devcontainer.json (no Dockerfile is built) — remove it",
+        )
     return Permutation(
         name=name,
         family=row.data["family"],
@@ -223,16 +249,114 @@ def _permutation(row: _Row, root: Path, registry: str, matrix: Mapping[str, str]
         context=context,
         dockerfile=dockerfile,
         base_ref=row.r("base", row.data["base"]),
-        build_args=_build_args(row),
+        build_args=build_args,
         platforms=tuple(row.data.get("platforms", ["linux/amd64"])),
         floating_tags=_tags(row),
         smoke=tuple(row.r(f"smoke.{i}", c) for i, c in enumerate(row.data.get("smoke", []))),
         variables=tuple(sorted(matrix.items())),
         os_mode=row.data.get("os", "required"),
+        devcontainer_form=form,
+        features=_features(row, form, context),
+        metadata=_metadata(row, form),
+        test=_test(row, root),
     )
 
 
-def _context(row: _Row, root: Path) -> tuple[Path, Path]:
+def _features(row: _Row, form: str, folder: Path) -> tuple[tuple[str, str], ...]:
+    """The permutation's Feature options (templated); only for devcontainer.json ones."""
+    raw = row.data.get("features") or {}
+    if raw and not form:
+        raise row.fail(
+            "features", "needs a devcontainer.json permutation ('devcontainer'), not a Dockerfile"
+        )
+    out = []
+    for ref, options in sorted(raw.items()):
+        devcontainer.check_feature_ref(row.path, f"features.{ref}", ref)
+        if devcontainer.is_local_feature(ref):
+            devcontainer.check_local_feature(row.path, folder, ref)
+        rendered = {
+            k: row.r(f"features.{ref}.{k}", v) if isinstance(v, str) else v
+            for k, v in sorted(options.items())
+        }
+        out.append((ref, json.dumps(rendered, sort_keys=True)))
+    return tuple(out)
+
+
+def _metadata(row: _Row, form: str) -> str:
+    """The devcontainer.metadata label: from 'metadata' (or a DEVCONTAINER_METADATA build
+    arg), checked against the spec now, one line per problem."""
+    if "metadata" in row.data:
+        if form:
+            raise row.fail(
+                "metadata",
+                "the Dev Containers CLI writes a devcontainer.json image's metadata — put it "
+                "in the devcontainer.json",
+            )
+        value = _render_json(row, "metadata", row.data["metadata"])
+        where = "metadata"
+    elif "DEVCONTAINER_METADATA" in row.data.get("build_args", {}):
+        where = "build_args.DEVCONTAINER_METADATA"
+        text = row.r(where, str(row.data["build_args"]["DEVCONTAINER_METADATA"]))
+        try:
+            value = json.loads(text)
+        except json.JSONDecodeError as err:
+            raise row.fail(where, f"is not JSON ({err.msg} at {err.pos})") from None
+    else:
+        return ""
+    problems = devcontainer.metadata_errors(value)
+    if problems:
+        raise ConfigError(
+            "\n".join(
+                f"{row.path}: field '{'.'.join(filter(None, (where, loc)))}': {why}"
+                for loc, why in problems
+            )
+        )
+    return devcontainer.metadata_label(value)
+
+
+def _render_json(row: _Row, where: str, value: Any) -> Any:
+    """Matrix variables filled into every string of a YAML value."""
+    if isinstance(value, str):
+        return row.r(where, value)
+    if isinstance(value, list):
+        return [_render_json(row, f"{where}.{i}", v) for i, v in enumerate(value)]
+    if isinstance(value, dict):
+        return {k: _render_json(row, f"{where}.{k}", v) for k, v in value.items()}
+    return value
+
+
+def _test(row: _Row, root: Path) -> Path | None:
+    if "test" not in row.data:
+        return None
+    script = (row.path.parent / row.r("test", row.data["test"])).resolve()
+    if not _inside(root, script):
+        raise row.fail("test", f"({script}) is outside the project {root}")
+    if not script.is_file():
+        raise row.fail("test", f": {script} does not exist — create it or fix the path")
+    return script
+
+
+def _context(row: _Row, root: Path) -> tuple[Path, Path, str]:
+    """(context, Dockerfile or devcontainer.json, devcontainer.json form or "")."""
+    has_context, has_config = "context" in row.data, "devcontainer" in row.data
+    if has_context == has_config:
+        raise row.fail(
+            "context",
+            "name either 'context' (a Dockerfile build) or 'devcontainer' (a devcontainer.json "
+            "built by the Dev Containers CLI), not both, not neither",
+        )
+    if has_config:
+        config = (row.path.parent / row.r("devcontainer", row.data["devcontainer"])).resolve()
+        if not _inside(root, config):
+            raise row.fail("devcontainer", f"({config}) is outside the project {root}")
+        if not config.is_file():
+            raise row.fail("devcontainer", f": {config} does not exist — create it or fix the path")
+        if "dockerfile" in row.data:
+            raise row.fail(
+                "dockerfile", "is the devcontainer.json's 'build.dockerfile' — remove it"
+            )
+        shape = devcontainer.check_config(config, devcontainer.read_config(config))
+        return config.parent, config, shape.form
     context = (row.path.parent / row.r("context", row.data["context"])).resolve()
     if not _inside(root, context):
         raise row.fail(
@@ -247,7 +371,7 @@ def _context(row: _Row, root: Path) -> tuple[Path, Path]:
         raise row.fail("dockerfile", f"must stay inside the context {context}")
     if not dockerfile.is_file():
         raise row.fail("dockerfile", f": {dockerfile} does not exist — create it or fix the path")
-    return context, dockerfile
+    return context, dockerfile, ""
 
 
 def _tags(row: _Row) -> tuple[str, ...]:

@@ -6,6 +6,7 @@ import hashlib
 import json
 import os
 import stat
+from collections.abc import Mapping
 from pathlib import Path
 
 from dcforge.config import Permutation
@@ -69,9 +70,13 @@ def input_hash(
     perm: Permutation,
     base_digest: str,
     context_cache: dict[Path, list[tuple[str, str, int]]] | None = None,
+    features: Mapping[str, str] | None = None,
 ) -> str:
-    """sha256 over what determines the image: Dockerfile, context, args, base, platforms."""
-    payload = {
+    """sha256 over what determines the image: Dockerfile (or devcontainer.json), context,
+    args, base, platforms; and where a permutation has them, its metadata label, its
+    Features pinned by digest (``features``: reference → ``repository@sha256:…``) and
+    options, and its image test. A moved Feature digest is a new hash, as a moved base."""
+    payload: dict[str, object] = {
         "schema": HASH_SCHEMA,
         "dockerfile": file_sha256(perm.dockerfile),
         "dockerfile_path": perm.dockerfile.relative_to(perm.context.resolve()).as_posix(),
@@ -80,5 +85,15 @@ def input_hash(
         "base": base_digest,
         "platforms": sorted(perm.platforms),
     }
+    extra: dict[str, object] = {
+        "devcontainer": perm.devcontainer_form,
+        "metadata": perm.metadata,
+        "features": sorted((features or {}).items()),
+        "feature_options": list(perm.features),
+        "test": _context(perm.test.parent, context_cache) if perm.test else [],
+        "test_script": perm.test.name if perm.test else "",
+    }
+    # Only what a permutation has goes in: a plain Dockerfile permutation keeps its hash.
+    payload.update({k: v for k, v in extra.items() if v})
     blob = json.dumps(payload, sort_keys=True, separators=(",", ":")).encode()
     return "sha256:" + hashlib.sha256(blob).hexdigest()

@@ -57,6 +57,9 @@ class Entry:
     # The staging repository the build pushed the archive to, by digest (staging_registry):
     # the tarball is not handed on; the gate scans and publish copies that digest.
     staged: str = ""
+    # Registry Features of a devcontainer.json permutation, pinned (the lock): reference
+    # as written → repository@sha256:…; part of input_hash, listed in the provenance.
+    features: dict[str, str] = field(default_factory=dict)
 
     @property
     def reused(self) -> bool:

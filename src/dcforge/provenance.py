@@ -199,5 +199,19 @@ def _build_definition(
         "buildType": BUILD_TYPE,
         "externalParameters": external,
         "internalParameters": internal,
-        "resolvedDependencies": [_source_dependency(source, manifest.git_sha), base],
+        "resolvedDependencies": [
+            _source_dependency(source, manifest.git_sha),
+            base,
+            *(_feature_dependency(ref, pinned) for ref, pinned in sorted(entry.features.items())),
+        ],
+    }
+
+
+def _feature_dependency(ref: str, pinned: str) -> dict[str, Any]:
+    """A Dev Container Feature from a registry, as the build used it: by digest."""
+    return {
+        "uri": _oci_uri(pinned),
+        "digest": {"sha256": pinned.rsplit("@sha256:", 1)[1]},
+        "name": "devcontainer-feature",
+        "annotations": {"reference": ref},
     }

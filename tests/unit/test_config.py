@@ -146,5 +146,7 @@ def test_shipped_permutations_load() -> None:
     assert {"base-bookworm", "python-3.11-bookworm", "node-18-bookworm"} <= names
     for p in perms:
         assert p.smoke, p.name
-        metadata = dict(p.build_args)["DEVCONTAINER_METADATA"]
-        assert json.loads(metadata)[0]["remoteUser"] == "vscode"
+        if p.devcontainer:  # the Dev Containers CLI writes its metadata label
+            assert p.test is not None and p.feature_refs() == ["./dev-user"]
+            continue
+        assert json.loads(p.metadata)[0]["remoteUser"] == "vscode"

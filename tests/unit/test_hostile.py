@@ -67,7 +67,7 @@ def test_any_family_mapping_loads_or_fails_clearly(tmp_path: Path, data: dict[st
     try:
         perms = config.load_all(root / "permutations", root=root, registry="r", builtins=BUILTINS)
     except ConfigError as err:
-        assert_clear(err, "f.yaml")
+        assert_clear_lines(err, "f.yaml")
         return
     for p in perms:
         assert config.NAME_RE.match(p.name)
@@ -84,7 +84,7 @@ def test_any_text_as_yaml_fails_clearly(tmp_path: Path, text: str) -> None:
     try:
         config.load_all(tmp_path / "permutations", root=tmp_path, registry="r", builtins=BUILTINS)
     except ConfigError as err:
-        assert_clear(err, "f.yaml")
+        assert_clear_lines(err, "f.yaml")
 
 
 def record() -> dict[str, Any]:
@@ -124,6 +124,12 @@ def test_mutated_records_fail_clearly(key: str, value: Any) -> None:
     # What parses is still a release whose images are in its own manifest.
     assert rel.images
     assert all(rel.manifest.entry(i.name).image_digest == i.digest for i in rel.images)
+
+
+def assert_clear_lines(err: Exception, source: str) -> None:
+    """A permutation file's errors: one clear line per error, each naming the file."""
+    for line in str(err).splitlines():
+        assert_clear(Exception(line), source)
 
 
 def assert_clear(err: Exception, source: str) -> None:

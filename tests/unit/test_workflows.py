@@ -100,6 +100,7 @@ def test_the_plan_matrix_is_the_shipped_permutations() -> None:
     # `dcforge plan --json` prints exactly this shape (checked end to end in integration).
     assert sorted(p.name for p in perms) == [
         "base-bookworm",
+        "debian-features-bookworm",
         "node-18-bookworm",
         "python-3.11-bookworm",
     ]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -10,14 +11,15 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from dcforge import cache, config, gitinfo, log, release, staging
+from dcforge import cache, config, devcontainer, gitinfo, log, release, staging, toolchain
 from dcforge import manifest as mf
-from dcforge.errors import BuildError, ConfigError, RollbackRefused, VerifyFailed
+from dcforge.errors import BuildError, ConfigError, RegistryError, RollbackRefused, VerifyFailed
+from dcforge.files import atomic_write_json
 from dcforge.hashing import file_sha256, input_hash
 from dcforge.releases import Releases
 from dcforge.runner import Runner
 from dcforge.settings import Settings
-from dcforge.tools import buildx, docker
+from dcforge.tools import buildx, devcontainer_cli, docker
 from dcforge.tools.registry import Registry, at_digest
 
 
@@ -41,6 +43,8 @@ class PlannedPermutation:
     input_hash: str
     base_platforms: Mapping[str, str] = field(default_factory=dict)  # platform → digest
     part_of: tuple[str, ...] = ()  # a platform part: every platform of the permutation
+    # Registry Features, pinned: reference as written → repository@sha256:… (the lock)
+    features: Mapping[str, str] = field(default_factory=dict)
 
 
 DEFAULT_CI_RUNNER = "ubuntu-24.04"
@@ -136,21 +140,54 @@ def resolve_plan(
             return digest, {}
         return digest, buildx.index_children(reg.manifest(at_digest(ref, digest)), ref)
 
-    with ThreadPoolExecutor(max_workers=max(1, min(8, len(refs)))) as pool:
+    wanted = {p.name: _feature_refs(p) for p in perms}
+    features = sorted({ref for refs in wanted.values() for ref in refs.values()})
+    with ThreadPoolExecutor(max_workers=max(1, min(8, len(refs) + len(features)))) as pool:
         bases = dict(zip(refs, pool.map(resolve, refs), strict=True))
+        digests = pool.map(lambda ref: _pin_feature(reg, ref), features)
+        pinned = dict(zip(features, digests, strict=True))
     contexts: dict[Path, list[tuple[str, str, int]]] = {}
     planned = []
     for p in perms:
         digest, children = bases[p.base_ref]
+        pins = {ref: pinned[to_pin] for ref, to_pin in wanted[p.name].items()}
         planned.append(
             PlannedPermutation(
                 p,
                 digest,
-                input_hash(p, digest, contexts),
+                input_hash(p, digest, contexts, pins),
                 _base_platforms(p, digest, children, runner.dry_run),
+                features=pins,
             )
         )
     return planned
+
+
+def _feature_refs(perm: config.Permutation) -> dict[str, str]:
+    """A devcontainer.json permutation's registry Features → what to resolve: the digest
+    reference its committed devcontainer-lock.json names, else the reference as written."""
+    if not perm.devcontainer:
+        return {}
+    lock = devcontainer.read_lock(perm.context)
+    return {
+        ref: lock.get(ref, ref)
+        for ref in perm.feature_refs()
+        if not devcontainer.is_local_feature(ref)
+    }
+
+
+def _pin_feature(reg: Registry, ref: str) -> str:
+    """``repository@sha256:…`` of a Feature reference, as the registry serves it now (a
+    digest reference must exist with that digest)."""
+    name = ref.split("@", 1)[0]
+    tagged = "@" in ref or ":" in name.rsplit("/", 1)[-1]
+    try:
+        digest = reg.resolve(ref if tagged else f"{ref}:latest")
+    except RegistryError as err:
+        raise ConfigError(f"Feature {ref}: {err}") from None
+    if "@" in ref and ref.split("@", 1)[1] != digest:
+        raise ConfigError(f"Feature {ref}: the registry serves {digest} for it")
+    return f"{devcontainer.feature_repository(ref)}@{digest}"
 
 
 def _base_platforms(
@@ -226,7 +263,9 @@ def _targets(
                     "dev.dcforge.permutation": p.name,
                     "dev.dcforge.input-hash": item.input_hash,
                     "dev.dcforge.base.digest": item.base_digest,
+                    **({"devcontainer.metadata": p.metadata} if p.metadata else {}),
                 },
+                devcontainer=p.devcontainer,
                 output_tar=incoming / f"{p.name}.tar",
                 cache_from=cache_from,
                 cache_to=args.cache_to,
@@ -327,6 +366,7 @@ def _entry(
         os=p.os_mode,
         platform_digests=dict(platform_digests),
         part_of=list(item.part_of),
+        features=dict(item.features),
     )
 
 
@@ -517,19 +557,89 @@ def _build_all(
         for t in _targets(settings, env, planned, incoming, git_sha)
     ]
     started_at = datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
-    metadata = _bake(settings, runner, targets, incoming, options, builder)
+    by_name = {item.perm.name: item for item in planned}
+    baked = [t for t in targets if not t.devcontainer]
+    metadata = _bake(settings, runner, baked, incoming, options, builder) if baked else {}
+    cli_built = [t for t in targets if t.devcontainer]
+    if cli_built:
+        _devcontainer_builds(settings, runner, [(by_name[t.name], t) for t in cli_built], builder)
     if runner.dry_run:
         return []
-    by_name = {item.perm.name: item for item in planned}
     built = (started_at, datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z"))
 
+    reports = settings.dist_dir / "reports"
+
     def finish(target: buildx.Target) -> mf.Entry:
-        return _finish(runner, by_name[target.name], target, metadata, git_sha, built, options)
+        return _finish(
+            runner, by_name[target.name], target, metadata, git_sha, built, options, reports
+        )
 
     with log.group("verify and smoke-test"):
         jobs = options.jobs or settings.effective_jobs
         with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
             return list(pool.map(finish, targets))
+
+
+def _render_workspace(item: PlannedPermutation, target: buildx.Target) -> tuple[Path, Path, int]:
+    """A copy of the permutation's devcontainer.json folder next to its archive, with the
+    devcontainer.json rendered: base and Features pinned by digest, the permutation's
+    Feature options and build args merged in. (workspace, config file, Feature count)"""
+    p = item.perm
+    # The CLI finds local Features next to a devcontainer.json in a .devcontainer folder.
+    workspace = target.output_tar.with_suffix(".workspace")
+    folder = workspace / ".devcontainer"
+    shutil.copytree(p.context, folder, symlinks=True)
+    (folder / devcontainer.LOCK_FILE).unlink(missing_ok=True)  # pinned below instead
+    data = devcontainer.read_config(p.dockerfile)
+    rendered = devcontainer.render(
+        data,
+        devcontainer.check_config(p.dockerfile, data),
+        base=at_digest(p.base_ref, item.base_digest),
+        build_args=dict(p.build_args),
+        feature_options={ref: json.loads(opts) for ref, opts in p.features},
+        pins=item.features,
+    )
+    config_file = folder / p.dockerfile.name
+    config_file.write_text(json.dumps(rendered, indent=2))
+    return workspace, config_file, len(rendered["features"])
+
+
+def _devcontainer_builds(
+    settings: Settings,
+    runner: Runner,
+    work: Sequence[tuple[PlannedPermutation, buildx.Target]],
+    builder: buildx.Builder,
+) -> None:
+    """Build the devcontainer.json permutations with the Dev Containers CLI, each from a
+    rendered copy of its folder (base and Features pinned by digest) into its archive."""
+    cli = devcontainer_cli.executable(runner, settings.state_root, toolchain.PYPROJECT)
+
+    def one(item: PlannedPermutation, target: buildx.Target) -> None:
+        p = item.perm
+        workspace, config_file, features = _render_workspace(item, target)
+        log.step(p.name, f"building (Dev Containers CLI, {features} Feature(s))")
+        devcontainer_cli.build(
+            runner,
+            cli,
+            workspace=workspace,
+            config=config_file,
+            output_tar=target.output_tar,
+            image_name=target.tags[0],
+            platforms=target.platforms,
+            labels=target.labels,
+            cache_from=[] if target.no_cache else target.cache_from,
+            cache_to=target.cache_to,
+            no_cache=target.no_cache,
+            builder=builder,
+            timeout=settings.build_timeout,
+        )
+        log.step(p.name, "built")
+
+    with (
+        log.group(f"build {len(work)} devcontainer.json permutation(s) (Dev Containers CLI)"),
+        ThreadPoolExecutor(max_workers=max(1, min(len(work), settings.jobs or 2))) as pool,
+    ):
+        list(pool.map(lambda w: one(*w), work))
 
 
 def _check_builder(
@@ -604,8 +714,10 @@ def _finish(
     git_sha: str,
     built: tuple[str, str],
     options: BuildOptions,
+    reports: Path,
 ) -> mf.Entry:
-    """Check the archive holds what buildx built, smoke-test it, make its manifest entry."""
+    """Check the archive holds what buildx built, smoke-test it, run its image test, make
+    its manifest entry."""
     p = item.perm
     digest = str(buildx.target_metadata(metadata, target.name).get("containerimage.digest", ""))
     archived, children = buildx.oci_archive(target.output_tar)
@@ -614,6 +726,8 @@ def _finish(
     platforms = _archive_platforms(p, children, archived)
     if options.smoke and p.smoke:
         _smoke(runner, p, target.output_tar, platforms)
+    if options.smoke and p.test:
+        _image_test(runner, p, target.output_tar, platforms, reports)
     return _entry(
         item,
         git_sha,
@@ -623,6 +737,46 @@ def _finish(
         built=built,
         platform_digests=platforms,
     )
+
+
+def _image_test(
+    runner: Runner,
+    perm: config.Permutation,
+    tarball: Path,
+    platforms: Mapping[str, str],
+    reports: Path,
+) -> None:
+    """Run the permutation's image test in each platform's image (as its remote user, no
+    network); the results go to dist/reports/NAME.image-test.json; a failed check fails
+    the build with its name."""
+    if perm.test is None:
+        return
+    results = docker.image_test(runner, tarball, platforms, perm.test, perm.name)
+    if runner.dry_run:
+        return
+    reports.mkdir(parents=True, exist_ok=True)
+    atomic_write_json(
+        reports / f"{perm.name}.image-test.json",
+        {"permutation": perm.name, "test": perm.test.name, "platforms": results},
+    )
+    for result in results:
+        failed = [c["name"] for c in result["checks"] if not c["passed"]]
+        where = f"on {result['platform']} as {result['user']}"
+        if failed:
+            raise BuildError(
+                f"{perm.name}: image test check {failed[0]!r} failed {where}"
+                + (f" (and {len(failed) - 1} more: {', '.join(failed[1:])})" if failed[1:] else "")
+                + f" — see {reports / (perm.name + '.image-test.json')}"
+            )
+        if result["exit_code"] != 0:
+            lines = [ln for ln in result["output"].splitlines() if ln.strip()]
+            last = lines[-1:] or ["(no output)"]
+            raise BuildError(
+                f"{perm.name}: image test {perm.test.name} exited {result['exit_code']} {where}: "
+                f"{last[0][:300]}"
+            )
+    checks = sum(len(r["checks"]) for r in results)
+    log.step(perm.name, f"image test ok ({checks} check(s) on {', '.join(platforms)})")
 
 
 def _archive_platforms(

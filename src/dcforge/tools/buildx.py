@@ -30,6 +30,7 @@ class Target:
     cache_from: Sequence[str] = ()
     cache_to: Sequence[str] = ()
     no_cache: bool = False  # every step rebuilt (a refresh: the fix is in the package mirror)
+    devcontainer: Path | None = None  # a devcontainer.json: the Dev Containers CLI builds it
 
 
 def bake_name(name: str) -> str:
@@ -39,6 +40,8 @@ def bake_name(name: str) -> str:
 
 def bake_definition(targets: Sequence[Target]) -> dict[str, Any]:
     """A docker-bake.json document building ``targets`` as one group."""
+    if any(t.devcontainer for t in targets):
+        raise BuildError("a devcontainer.json permutation is built by the Dev Containers CLI")
     return {
         "group": {"default": {"targets": [bake_name(t.name) for t in targets]}},
         "target": {

@@ -10,13 +10,16 @@ each platform's image is loaded on its own from an archive made for both.
 
 from __future__ import annotations
 
+import io
 import re
 import shlex
+import tarfile
 import tempfile
 import uuid
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +27,7 @@ import docker as sdk
 import requests
 from docker.errors import DockerException
 
-from dcforge import log, oci_index
+from dcforge import devcontainer, log, oci_index
 from dcforge.errors import BuildError, ManifestError, ToolError
 from dcforge.runner import Runner, redact, secret_values
 from dcforge.tools import buildx
@@ -139,10 +142,24 @@ class Engine:
             except (DockerException, requests.RequestException) as err:
                 log.warn(f"could not remove the smoke image {name}: {_short(err)}")
 
-    def run(self, image: str, argv: list[str], *, platform: str, timeout: float) -> str:
-        """Run ``argv`` in a new container of ``image`` with no network; its output, or a
-        ToolError naming the exit code and the last line it printed."""
-        if not self._say(f"run --network none --platform {platform} {image} {shlex.join(argv)}"):
+    def run(
+        self,
+        image: str,
+        argv: list[str],
+        *,
+        platform: str,
+        timeout: float,
+        user: str = "",
+        files: bytes = b"",
+        check: bool = True,
+    ) -> str:
+        """Run ``argv`` in a new container of ``image`` with no network (as ``user``, with
+        the tar archive ``files`` unpacked at ``/`` first); its output, or a ToolError
+        naming the exit code and the last line it printed (``check=False``: the output
+        ends with a line ``exit N``)."""
+        as_user = f" --user {user}" if user else ""
+        shown = f"run --network none --platform {platform}{as_user} {image} {shlex.join(argv)}"
+        if not self._say(shown):
             return ""
         container = self._call(
             f"create a container of {image}",
@@ -151,8 +168,11 @@ class Engine:
             argv,
             network_mode="none",
             platform=platform or None,
+            user=user or None,
         )
         try:
+            if files:
+                self._call(f"copy files into {image}", container.put_archive, "/", files)
             self._call(f"start {image}", container.start)
             try:
                 status = container.wait(timeout=timeout)
@@ -162,6 +182,8 @@ class Engine:
         finally:
             self._call("remove the container", container.remove, force=True, v=True)
         code = int(status.get("StatusCode", -1))
+        if not check:
+            return f"{output}\nexit {code}\n"
         if code != 0:
             lines = [ln for ln in output.splitlines() if ln.strip()]
             raise ToolError(f"exited {code}: {lines[-1][:400] if lines else '(no output)'}")
@@ -226,6 +248,76 @@ def smoke_archive(
                             f"{name}: smoke command {command!r} failed on {platform}: {err}"
                         ) from None
         return store
+
+
+def image_user(engine: Engine, image: str) -> str:
+    """The user an image's tools run as: the devcontainer.metadata label's last
+    ``remoteUser`` (else ``containerUser``), else the image's own ``User``, else root."""
+    if engine.runner.dry_run:
+        return ""
+    attrs = engine._call(f"inspect {image}", engine.client.images.get, image).attrs
+    config = attrs.get("Config") or {}
+    label = (config.get("Labels") or {}).get("devcontainer.metadata", "")
+    return devcontainer.remote_user(label) or str(config.get("User") or "")
+
+
+def image_test(
+    runner: Runner,
+    tarball: Path,
+    images: Mapping[str, str],
+    script: Path,
+    name: str,
+    *,
+    timeout: float = 900,
+) -> list[dict[str, Any]]:
+    """Run the image test ``script`` (its folder copied to /tmp/dcforge-test, with
+    dcforge's test-utils.sh when it has none) in each platform's image, as the image's
+    remote user, with no network. One result per platform: its checks, its exit code."""
+    files = _test_project(script.parent)
+    argv = ["/bin/sh", "-c", f"cd /tmp/dcforge-test && exec ./{shlex.quote(script.name)}"]
+    results = []
+    with Engine(runner) as engine:
+        for platform, digest in images.items():
+            tag = f"dcforge-test/{name}:{platform.replace('/', '-')}-{uuid.uuid4().hex[:12]}"
+            with engine.loaded(tarball, digest, tag, platform) as image:
+                user = image_user(engine, image)
+                output = engine.run(
+                    image, argv, platform=platform, timeout=timeout, user=user, files=files,
+                    check=False,
+                )  # fmt: skip
+            lines = output.rstrip("\n").splitlines()
+            code = int(lines[-1].split()[-1]) if lines and lines[-1].startswith("exit ") else 0
+            results.append(
+                {
+                    "platform": platform,
+                    "user": user or "(image default)",
+                    "exit_code": code,
+                    "checks": devcontainer.parse_checks(output),
+                    "output": redact("\n".join(lines[:-1])[-20000:], secret_values(runner.env)),
+                }
+            )
+    return results
+
+
+def _test_project(folder: Path) -> bytes:
+    """The test folder as a tar archive for /tmp/dcforge-test (world-readable, the folder
+    writable by the test's user), with dcforge's test-utils.sh unless it brings its own."""
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w") as tar:
+
+        def add(info: tarfile.TarInfo) -> tarfile.TarInfo:
+            info.uid = info.gid = 0
+            info.uname = info.gname = "root"
+            info.mode = 0o1777 if info.isdir() else (info.mode & 0o755) | 0o444
+            return info
+
+        tar.add(folder, arcname="tmp/dcforge-test", filter=add)
+        if not (folder / "test-utils.sh").is_file():
+            data = resources.files("dcforge.resources").joinpath("test-utils.sh").read_bytes()
+            info = tarfile.TarInfo("tmp/dcforge-test/test-utils.sh")
+            info.size, info.mode = len(data), 0o755
+            tar.addfile(info, io.BytesIO(data))
+    return buffer.getvalue()
 
 
 def check_architecture(engine: Engine, image: str, platform: str) -> None:
