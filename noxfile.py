@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
+import subprocess
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
 
 import nox
 
@@ -34,6 +39,79 @@ def _install_locked(session: nox.Session) -> None:
     session.install("-q", "--no-deps", "--no-build-isolation", "-e", ".")
 
 
+# Bare `nox` leaves `invoke` usable: a virtualenv in the checkout (git-ignored) with dcforge
+# (editable) and its dependencies from LOCK, as the locked sessions install them.
+VENV = ".venv"
+VENV_STAMP = "dcforge-install.sha256"  # in the venv: what was installed, to skip it next time
+
+
+def project_venv(
+    root: Path, run: Callable[[Sequence[str]], object], venv: Path | None = None
+) -> bool:
+    """Make (or refresh) ``root/.venv`` with dcforge and invoke; True when it installed.
+
+    ``run`` runs one command and fails loudly. A second run installs nothing while LOCK and
+    pyproject.toml are unchanged (a stamp in the venv) and dcforge there is this checkout's.
+    A working virtualenv already there is kept (never cleared); a broken one is made anew.
+    """
+    venv = venv or root / VENV
+    python, stamp, wanted = venv / "bin" / "python", venv / VENV_STAMP, _install_digest(root)
+    found = _dcforge_origin(python)
+    if found is None:  # no working interpreter there
+        if venv.is_dir() and any(venv.iterdir()) and not (venv / "pyvenv.cfg").is_file():
+            raise RuntimeError(f"{venv} is not a virtualenv: move it away and run nox again")
+        run([sys.executable, "-m", "venv", "--clear", str(venv)])
+    elif (
+        found
+        and Path(found).resolve() == (root / "src" / "dcforge" / "__init__.py").resolve()
+        and (venv / "bin" / "invoke").is_file()
+        and stamp.is_file()
+        and stamp.read_text() == wanted
+    ):
+        return False
+    pip = [str(python), "-m", "pip", "install", "-q", "--disable-pip-version-check"]
+    run([*pip, "--require-hashes", "-r", str(root / LOCK)])
+    run([*pip, "--no-deps", "--no-build-isolation", "-e", str(root)])
+    unmet = _unmet_requirements(python)
+    if unmet:
+        problems = "; ".join(line.rstrip(".") for line in unmet)
+        raise RuntimeError(f"{venv}: {problems}: is {LOCK} older than pyproject.toml?")
+    stamp.write_text(wanted)
+    return True
+
+
+def _install_digest(root: Path) -> str:
+    """What an install into the project venv depends on: the lock and pyproject.toml."""
+    digest = hashlib.sha256()
+    for name in (LOCK, "pyproject.toml"):
+        digest.update((root / name).read_bytes() + b"\0")
+    return digest.hexdigest()
+
+
+def _dcforge_origin(python: Path) -> str | None:
+    """Where ``python`` imports dcforge from ("" when it does not); None when it cannot run."""
+    probe = "import importlib.util as u; s = u.find_spec('dcforge'); print(s.origin if s else '')"
+    try:
+        out = subprocess.run(
+            [str(python), "-c", probe], capture_output=True, text=True, timeout=120, check=False
+        )
+    except OSError:
+        return None
+    return out.stdout.strip() if out.returncode == 0 else None
+
+
+def _unmet_requirements(python: Path) -> list[str]:
+    """dcforge's requirements that ``python``'s environment lacks (``pip check``)."""
+    out = subprocess.run(
+        [str(python), "-m", "pip", "check", "--disable-pip-version-check"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    return [line for line in out.stdout.splitlines() if line.startswith("dcforge ")]
+
+
 def _stack(session: nox.Session) -> None:
     session.run("scripts/bootstrap", external=True)
     session.run("scripts/base-images", external=True)
@@ -43,12 +121,27 @@ def _stack(session: nox.Session) -> None:
 def main(session: nox.Session) -> None:
     """Main job: bootstrap, build, gate, publish and verify every shipped permutation."""
     _install(session)
+    _project_venv(session)
     _stack(session)
     session.run("python", "-m", "dcforge", "build", *session.posargs)
     session.run("python", "-m", "dcforge", "gate", "--self-test")
     session.run("python", "-m", "dcforge", "gate")
     session.run("python", "-m", "dcforge", "publish")
     session.run("python", "-m", "dcforge", "verify")
+    session.log(
+        f"invoke is ready: `{VENV}/bin/invoke --list` here, or `. {VENV}/bin/activate` to put"
+        " invoke and dcforge on PATH (e.g. `invoke rollback --sha X`)"
+    )
+
+
+def _project_venv(session: nox.Session) -> None:
+    """.venv/ with invoke and dcforge (project_venv), made first: a failed step leaves it."""
+    root = Path(__file__).resolve().parent
+    try:
+        if not project_venv(root, lambda argv: session.run(*argv, external=True)):
+            session.log(f"{VENV}/: dcforge and invoke already installed from {LOCK}")
+    except RuntimeError as err:
+        session.error(str(err))
 
 
 @nox.session(python=PYTHON)

@@ -1,8 +1,8 @@
-#!/bin/bash
+#!/bin/sh
 # Image test, as devcontainers/images writes them: runs in the built image as its
 # remoteUser, with no network; test-utils.sh (check, reportResults) is dcforge's.
 cd "$(dirname "$0")"
-source test-utils.sh
+. ./test-utils.sh
 
 check "remote user" test "$(id -un)" = vscode
 check "home directory" test -w "$HOME"

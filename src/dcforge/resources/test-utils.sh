@@ -1,8 +1,9 @@
-#!/bin/bash
-# dcforge's image-test helpers: the check/reportResults of devcontainers/images'
-# test-utils.sh. dcforge puts this file next to an image test that has none, and reads
-# the lines check prints ("🧪 Testing NAME", "✅  Passed!", "❌ NAME check failed.").
-FAILED=()
+#!/bin/sh
+# dcforge's image-test helpers: check, checkMultiple and reportResults as in
+# devcontainers/images' test-utils.sh, in POSIX sh (busybox, dash and bash run it). dcforge
+# puts this file next to an image test that has none, and reads the lines check prints:
+# "🧪 Testing NAME", then "✅  Passed!" or "❌ NAME check failed.".
+FAILED=""
 
 echoStderr() {
     echo "$@" 1>&2
@@ -11,13 +12,14 @@ echoStderr() {
 check() {
     LABEL=$1
     shift
-    echo -e "\n🧪 Testing $LABEL"
+    printf '\n🧪 Testing %s\n' "$LABEL"
     if "$@"; then
         echo "✅  Passed!"
         return 0
     else
         echoStderr "❌ $LABEL check failed."
-        FAILED+=("$LABEL")
+        FAILED="$FAILED
+$LABEL"
         return 1
     fi
 }
@@ -25,29 +27,30 @@ check() {
 checkMultiple() {
     PASSED=0
     LABEL="$1"
-    echo -e "\n🧪 Testing $LABEL."
+    printf '\n🧪 Testing %s.\n' "$LABEL"
     shift; MINIMUMPASSED=$1
     shift; EXPRESSION="$1"
     while [ "$EXPRESSION" != "" ]; do
-        if $EXPRESSION; then ((PASSED++)); fi
+        if $EXPRESSION; then PASSED=$((PASSED + 1)); fi
         shift; EXPRESSION=$1
     done
-    if [ $PASSED -ge "$MINIMUMPASSED" ]; then
+    if [ "$PASSED" -ge "$MINIMUMPASSED" ]; then
         echo "✅ Passed!"
         return 0
     else
         echoStderr "❌ $LABEL check failed."
-        FAILED+=("$LABEL")
+        FAILED="$FAILED
+$LABEL"
         return 1
     fi
 }
 
 reportResults() {
-    if [ ${#FAILED[@]} -ne 0 ]; then
-        echoStderr -e "\n💥  Failed tests: ${FAILED[*]}"
+    if [ -n "$FAILED" ]; then
+        printf '\n💥  Failed tests:%s\n' "$(printf '%s' "$FAILED" | tr '\n' ' ')" 1>&2
         exit 1
     else
-        echo -e "\n💯  All passed!"
+        printf '\n💯  All passed!\n'
         exit 0
     fi
 }

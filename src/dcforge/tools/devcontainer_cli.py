@@ -32,7 +32,13 @@ def pinned_version(pyproject: Path) -> str:
 def executable(runner: Runner, state_root: Path, pyproject: Path) -> str:
     """The CLI scripts/bootstrap installed (else one on PATH), checked to be the pinned
     version before anything runs it."""
-    installed = state_root / INSTALL_DIR / "node_modules" / ".bin" / "devcontainer"
+    # The project's state directory, else the one of the dcforge checkout whose
+    # scripts/bootstrap ran (a project elsewhere built with it), else PATH.
+    candidates = [
+        root / INSTALL_DIR / "node_modules" / ".bin" / "devcontainer"
+        for root in (state_root, pyproject.parent / ".dcforge")
+    ]
+    installed = next((c for c in candidates if c.is_file()), candidates[0])
     try:
         path = str(installed) if installed.is_file() else runner.which("devcontainer")
     except ToolError:
@@ -102,7 +108,13 @@ def build(
 
 
 def _cause(stdout: str, stderr: str) -> str:
-    """The CLI's own message (its JSON outcome line), else buildx's ERROR line."""
+    """buildx's ERROR line when the build failed, else the CLI's own message (its JSON
+    outcome line, which for a failed build is only the command it ran)."""
+    lines = [ln.strip() for ln in (stderr + stdout).splitlines() if ln.strip()]
+    error = next((ln for ln in reversed(lines) if ln.startswith(("ERROR", "#"))
+                  and "ERROR" in ln), "")  # fmt: skip
+    if error:
+        return error[:400]
     for line in reversed(stdout.strip().splitlines()):
         try:
             outcome: Any = json.loads(line)
@@ -111,9 +123,7 @@ def _cause(stdout: str, stderr: str) -> str:
         if isinstance(outcome, dict) and outcome.get("outcome") == "error":
             text = f"{outcome.get('message', '')} {outcome.get('description', '')}".strip()
             return " ".join(text.split())[:400]
-    lines = [ln.strip() for ln in (stderr + stdout).splitlines() if ln.strip()]
-    error = next((ln for ln in reversed(lines) if "ERROR" in ln), lines[-1] if lines else "")
-    return error[:400] or "(no output)"
+    return (lines[-1] if lines else "(no output)")[:400]
 
 
 def publish_features(
