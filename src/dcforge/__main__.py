@@ -269,6 +269,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         log.error("interrupted")
         return INTERRUPTED_EXIT_CODE
+    finally:
+        log.finish()  # the terminal's live display, if one was started
 
 
 if __name__ == "__main__":

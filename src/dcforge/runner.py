@@ -4,20 +4,31 @@ argv lists only (never a shell), the executable looked up first, the command ech
 secrets redacted, a timeout on every call, ``dry_run`` echoing instead of running, and a
 failure turned into a :class:`ToolError` naming the tool, its exit code and the last lines
 of its stderr.
+
+Output is streamed: stdout and stderr are read line by line on two threads while the call
+runs, kept whole for the :class:`Result` (exactly what ``subprocess.run(capture_output=True,
+text=True, errors="replace")`` returns) and handed, redacted, to a
+:class:`dcforge.progress.Sink` (the console's, through :mod:`dcforge.log`, unless the
+runner is given another): ``--verbose`` prints every line as it comes, and a call that has
+shown nothing for ``heartbeat`` seconds gets a "still running" line (dcforge.progress).
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import shlex
 import shutil
 import subprocess
-from collections.abc import Mapping, Sequence
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import IO
 
-from dcforge import log
+from dcforge import log, progress
 from dcforge.errors import ToolError
 
 # Environment variables whose values must never be printed.
@@ -25,6 +36,8 @@ _SECRET_NAME = re.compile(r"(PASSWORD|TOKEN|SECRET|PRIVATE|CREDENTIAL|_KEY$|^COS
 _MIN_SECRET_LEN = 4
 DEFAULT_TIMEOUT = 600.0
 STDERR_TAIL_LINES = 8
+HEARTBEAT = progress.HEARTBEAT
+READER_GRACE = 5.0  # after a timeout's kill: how long to wait for the pipes to close
 
 
 def secret_values(env: Mapping[str, str]) -> frozenset[str]:
@@ -42,6 +55,19 @@ def redact(text: str, secrets: frozenset[str]) -> str:
     return text
 
 
+def line_secrets(secrets: frozenset[str]) -> frozenset[str]:
+    """``secrets`` for redacting one line at a time: a secret of several lines (a PEM key)
+    never shows whole in one line, so each of its lines is a secret too."""
+    pieces = {
+        piece.strip()
+        for value in secrets
+        if "\n" in value or "\r" in value
+        for piece in value.splitlines()
+        if len(piece.strip()) >= _MIN_SECRET_LEN
+    }
+    return secrets | frozenset(pieces)
+
+
 @dataclass(frozen=True)
 class Result:
     argv: tuple[str, ...]
@@ -52,11 +78,17 @@ class Result:
 
 @dataclass
 class Runner:
-    """Runs tools. ``env`` is the base environment (the entry point passes ``os.environ``)."""
+    """Runs tools. ``env`` is the base environment (the entry point passes ``os.environ``).
+
+    ``sink`` receives every call's output lines (None: the console, dcforge.log);
+    ``heartbeat`` is the silence, in seconds, after which a call gets a "still running" line.
+    """
 
     env: Mapping[str, str] = field(default_factory=dict)
     dry_run: bool = False
     verbose: bool = False
+    heartbeat: float = HEARTBEAT
+    sink: progress.Sink | None = None
 
     def which(self, tool: str) -> str:
         found = shutil.which(tool, path=self.env.get("PATH", os.defpath))
@@ -91,11 +123,7 @@ class Runner:
         if self.dry_run and mutates:
             log.info(f"+ {shown}  (dry run: not run)")
             return Result(tuple(args), 0, "", "")
-        if self.verbose:
-            log.info(f"+ {shown}")
-        result = self._execute(args, full_env, cwd, input_text, timeout, shown)
-        if self.verbose and result.stderr:
-            log.info(redact(result.stderr.rstrip(), secrets))
+        result = self._execute(args, full_env, cwd, input_text, timeout, shown, secrets)
         if check and result.returncode not in ok_codes:
             raise _failure(result, shown, secrets)
         return result
@@ -108,25 +136,173 @@ class Runner:
         input_text: str | None,
         timeout: float,
         shown: str,
+        secrets: frozenset[str] = frozenset(),
     ) -> Result:
         tool = Path(args[0]).name
+        sink = self.sink if self.sink is not None else log.sink()
+        watch = sink.call(tool, args, shown=shown, verbose=self.verbose)
         try:
-            proc = subprocess.run(
-                [self.which(args[0]), *args[1:]],
-                env=dict(env),
-                cwd=cwd,
-                input=input_text,
-                capture_output=True,
-                text=True,
-                errors="replace",
-                timeout=timeout,
-                check=False,
-            )
-        except subprocess.TimeoutExpired as err:
-            raise ToolError(f"{tool} timed out after {timeout:g} s: {shown}") from err
-        except OSError as err:
-            raise ToolError(f"{tool} could not start: {err}") from err
-        return Result(tuple(args), proc.returncode, proc.stdout, proc.stderr)
+            executable = self.which(args[0])
+            try:
+                proc = subprocess.Popen(
+                    [executable, *args[1:]],
+                    env=dict(env),
+                    cwd=cwd,
+                    stdin=subprocess.PIPE if input_text is not None else None,
+                    stdout=subprocess.PIPE,
+                    stderr=subprocess.PIPE,
+                    text=True,
+                    errors="replace",
+                )
+            except OSError as err:
+                raise ToolError(f"{tool} could not start: {err}") from err
+            try:
+                stdout, stderr = _communicate(
+                    proc, watch, line_secrets(secrets), input_text, timeout, self.heartbeat
+                )
+            except subprocess.TimeoutExpired as err:
+                raise ToolError(f"{tool} timed out after {timeout:g} s: {shown}") from err
+        finally:
+            watch.close()
+        return Result(tuple(args), proc.returncode, stdout, stderr)
+
+
+class _Pump:
+    """Reads one of a process's pipes to its end on a thread: every line is kept and handed,
+    redacted and without its line end, to ``watch``. A failing watch stops the handing on,
+    never the reading (a pipe left unread would stall the process); its error is raised
+    once the process is done."""
+
+    def __init__(
+        self,
+        stream: IO[str],
+        name: progress.Stream,
+        watch: progress.Watch,
+        secrets: frozenset[str],
+        on_shown: Callable[[], None],
+    ) -> None:
+        self.stream = stream
+        self.name: progress.Stream = name
+        self.watch = watch
+        self.secrets = secrets
+        self.on_shown = on_shown
+        self.chunks: list[str] = []
+        self.failure: Exception | None = None
+        self.finished = threading.Event()
+        self.thread = threading.Thread(target=self.run, name=f"dcforge-{name}", daemon=True)
+
+    def run(self) -> None:
+        try:
+            for line in iter(self.stream.readline, ""):
+                self.chunks.append(line)
+                if self.failure is None:
+                    self._hand_on(line)
+        except (OSError, ValueError):  # the pipe was closed under us: nothing more to read
+            pass
+        finally:
+            self.finished.set()
+
+    def _hand_on(self, line: str) -> None:
+        try:
+            if self.watch.line(self.name, redact(line.rstrip("\n"), self.secrets)):
+                self.on_shown()
+        except Exception as err:  # raised once the process is done
+            self.failure = err
+
+    @property
+    def text(self) -> str:
+        return "".join(self.chunks)
+
+
+def _communicate(
+    proc: subprocess.Popen[str],
+    watch: progress.Watch,
+    secrets: frozenset[str],
+    input_text: str | None,
+    timeout: float,
+    heartbeat: float,
+) -> tuple[str, str]:
+    """What ``proc.communicate(input_text, timeout)`` returns, streaming the lines on the
+    way; a heartbeat to ``watch`` whenever nothing was shown for ``heartbeat`` seconds.
+    On a timeout (or any exception) the process is killed, then the exception propagates."""
+    start = time.monotonic()
+    beat = progress.Heartbeat(heartbeat, start)
+    pumps = [
+        _Pump(_pipe(proc.stdout), "stdout", watch, secrets, lambda: beat.seen(time.monotonic())),
+        _Pump(_pipe(proc.stderr), "stderr", watch, secrets, lambda: beat.seen(time.monotonic())),
+    ]
+    for pump in pumps:
+        pump.thread.start()
+    if input_text is not None:
+        threading.Thread(
+            target=_feed, args=(_pipe(proc.stdin), input_text), name="dcforge-stdin", daemon=True
+        ).start()
+    try:
+        _wait(proc, pumps, watch, beat, start + timeout, start)
+    except BaseException:
+        proc.kill()
+        proc.wait()
+        grace = time.monotonic() + READER_GRACE
+        for pump in pumps:
+            pump.finished.wait(max(0.0, grace - time.monotonic()))
+        if all(p.finished.is_set() for p in pumps):  # else a grandchild holds a pipe
+            _close(proc)
+        raise
+    _close(proc)
+    for pump in pumps:
+        if pump.failure is not None:
+            raise pump.failure
+    return pumps[0].text, pumps[1].text
+
+
+def _wait(
+    proc: subprocess.Popen[str],
+    pumps: Sequence[_Pump],
+    watch: progress.Watch,
+    beat: progress.Heartbeat,
+    deadline: float,
+    start: float,
+) -> None:
+    """Until both pipes are at their end and the process has exited (as communicate waits),
+    or TimeoutExpired at ``deadline``; heartbeats on the way."""
+    while True:
+        now = time.monotonic()
+        if now >= deadline:
+            raise subprocess.TimeoutExpired(proc.args, deadline - start)
+        wait = min(deadline - now, beat.wait(now))
+        reading = [p for p in pumps if not p.finished.is_set()]
+        if reading:
+            reading[0].finished.wait(wait)
+        else:
+            try:
+                proc.wait(timeout=wait)
+                return
+            except subprocess.TimeoutExpired:
+                pass
+        now = time.monotonic()
+        if beat.due(now):
+            watch.heartbeat(now - start)
+
+
+def _pipe(stream: IO[str] | None) -> IO[str]:
+    if stream is None:  # Popen made every pipe asked for
+        raise ToolError("internal error: a pipe to the tool is missing")
+    return stream
+
+
+def _feed(stdin: IO[str], text: str) -> None:
+    """Write ``text`` to the process's stdin, then close it (as communicate does; a process
+    that exits or closes its stdin first is no error)."""
+    with contextlib.suppress(OSError, ValueError):
+        stdin.write(text)
+    with contextlib.suppress(OSError, ValueError):
+        stdin.close()
+
+
+def _close(proc: subprocess.Popen[str]) -> None:
+    for pipe in (proc.stdout, proc.stderr):
+        if pipe is not None:
+            pipe.close()
 
 
 def _failure(result: Result, shown: str, secrets: frozenset[str]) -> ToolError:
