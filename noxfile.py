@@ -293,5 +293,8 @@ def lint(session: nox.Session) -> None:
     session.run("ruff", "check", *code)
     session.run("ruff", "format", "--check", *code)
     session.run("mypy", *code)
-    session.run("shellcheck", "scripts/bootstrap", "scripts/base-images", ".ci/run")
+    session.run(
+        "shellcheck", "scripts/bootstrap", "scripts/base-images", ".ci/run",
+        "src/dcforge/resources/test-utils.sh", *map(str, Path("images").glob("**/*.sh")),
+    )  # fmt: skip
     session.run("python", "-m", "dcforge", "lint-workflows", *session.posargs)

@@ -21,17 +21,38 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 def test_shipped_permutations_build(shipped: Shipped, runner: Runner) -> None:
     m = mf.load(shipped.dist / "manifest.json")
     names = {e.name for e in m.permutations}
-    assert {"base-bookworm", "python-3.11-bookworm", "node-18-bookworm"} <= names
+    assert {
+        "base-bookworm", "python-3.11-bookworm", "node-18-bookworm", "debian-features-bookworm"
+    } <= names  # fmt: skip
     debian = registry.resolve(runner, "localhost:5000/library/debian:bookworm", plain_http=True)
     for e in m.permutations:
         assert e.base_image.digest == debian
         assert file_sha256(shipped.dist / e.tarball) == e.tarball_sha256
         for digest in e.platform_images().values():
             config = _config(shipped.dist / e.tarball, digest)["config"]
-            assert json.loads(config["Labels"]["devcontainer.metadata"])[0]["remoteUser"] == (
-                "vscode"
-            )
-            assert config["User"] == "vscode"
+            label = json.loads(config["Labels"]["devcontainer.metadata"])
+            assert label[-1]["remoteUser"] == "vscode"
+            assert not any("id" in item for item in label) or e.family == "features"
+            if e.family != "features":  # a Dockerfile permutation: one entry, as declared
+                assert config["User"] == "vscode" and len(label) == 1
+
+
+def test_the_shipped_devcontainer_permutation_has_its_feature_and_passed_its_image_test(
+    shipped: Shipped,
+) -> None:
+    e = mf.load(shipped.dist / "manifest.json").entry("debian-features-bookworm")
+    config = _config(shipped.dist / e.tarball, e.image_digest)["config"]
+    label = json.loads(config["Labels"]["devcontainer.metadata"])
+    assert label[0]["id"] == "./dev-user"  # written by the Dev Containers CLI
+    assert "DEV_USER_FEATURE=1.0.0" in config["Env"]
+    report = json.loads(
+        (shipped.dist / "reports/debian-features-bookworm.image-test.json").read_text()
+    )
+    (result,) = report["platforms"]
+    assert result["user"] == "vscode" and result["exit_code"] == 0
+    assert [c["name"] for c in result["checks"] if c["passed"]] == [
+        "remote user", "home directory", "login message", "feature command", "feature environment"
+    ]  # fmt: skip
 
 
 def _config(tarball: Path, digest: str) -> dict[str, Any]:

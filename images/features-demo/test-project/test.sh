@@ -1,7 +1,8 @@
 #!/bin/sh
 # Image test, as devcontainers/images writes them: runs in the built image as its
 # remoteUser, with no network; test-utils.sh (check, reportResults) is dcforge's.
-cd "$(dirname "$0")"
+cd "$(dirname "$0")" || exit 1
+# shellcheck source=/dev/null
 . ./test-utils.sh
 
 check "remote user" test "$(id -un)" = vscode

@@ -570,9 +570,10 @@ def _build_all(
     reports = settings.dist_dir / "reports"
 
     def finish(target: buildx.Target) -> mf.Entry:
-        return _finish(
-            runner, by_name[target.name], target, metadata, git_sha, built, options, reports
-        )
+        with log.permutation(target.name):
+            return _finish(
+                runner, by_name[target.name], target, metadata, git_sha, built, options, reports
+            )
 
     with log.group("verify and smoke-test"):
         jobs = options.jobs or settings.effective_jobs
@@ -615,6 +616,10 @@ def _devcontainer_builds(
     cli = devcontainer_cli.executable(runner, settings.state_root, toolchain.PYPROJECT)
 
     def one(item: PlannedPermutation, target: buildx.Target) -> None:
+        with log.permutation(item.perm.name):
+            build_one(item, target)
+
+    def build_one(item: PlannedPermutation, target: buildx.Target) -> None:
         p = item.perm
         workspace, config_file, features = _render_workspace(item, target)
         log.step(p.name, f"building (Dev Containers CLI, {features} Feature(s))")

@@ -264,6 +264,14 @@ class Scanned:
         return [v for _, _, v in self.platforms] or [self.verdict]
 
 
+def _scan_for(
+    settings: Settings, runner: Runner, env: Mapping[str, str], entry: mf.Entry, ctx: GateContext
+) -> Scanned:
+    """One permutation's scan on a pool thread: its tool output is its own (log groups)."""
+    with log.permutation(entry.name):
+        return _scan_one(settings, runner, env, entry, ctx)
+
+
 def _scan_one(
     settings: Settings, runner: Runner, env: Mapping[str, str], entry: mf.Entry, ctx: GateContext
 ) -> Scanned:
@@ -557,7 +565,7 @@ def run(
         ThreadPoolExecutor(settings.effective_jobs) as pool,
     ):
         scanned = list(
-            pool.map(lambda e: _scan_one(settings, runner, env, e, ctx), manifest.permutations)
+            pool.map(lambda e: _scan_for(settings, runner, env, e, ctx), manifest.permutations)
         )
     verdicts = [s.verdict for s in scanned]
     doc = _verdict_doc(settings, manifest, manifest_path, scanned, ctx, tools, now)

@@ -106,6 +106,12 @@ def _push(run: _Run, entry: mf.Entry) -> str:
     return "done"
 
 
+def _publish_for(run: _Run, entry: mf.Entry) -> Outcome:
+    """One permutation's publish on a pool thread: its tool output is its own (log groups)."""
+    with log.permutation(entry.name):
+        return _publish_one(run, entry)
+
+
 def _publish_one(run: _Run, entry: mf.Entry) -> Outcome:
     """Push, then sign every image (the index and each platform's) while each platform's
     image is attested with its own SBOM and provenance (subject: that platform's digest)."""
@@ -275,7 +281,7 @@ def run(
         workers = max(4, 2 * settings.effective_jobs)
         clock = [time.perf_counter()]
         with log.group("phase 1: push, sign, attest"), ThreadPoolExecutor(workers) as pool:
-            outcomes = list(pool.map(lambda e: _publish_one(shared, e), manifest.permutations))
+            outcomes = list(pool.map(lambda e: _publish_for(shared, e), manifest.permutations))
         phases = {"phase 1 (push, sign, attest)": _lap(clock)}
         with log.group("release record"):
             reference, record_digest = rel.store_record(manifest, gate_doc, Path(tmp))

@@ -2,7 +2,7 @@
 # Runs as root at build time with the options as USERNAME, UID, MOTD. Offline: no downloads.
 set -eu
 USERNAME="${USERNAME:-vscode}"
-USER_UID="${UID:-1000}"
+USER_UID="${USERUID:-1000}"
 if ! id -u "$USERNAME" >/dev/null 2>&1; then
   useradd --create-home --shell /bin/bash --uid "$USER_UID" "$USERNAME"
 fi
