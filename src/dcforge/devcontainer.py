@@ -246,6 +246,22 @@ def _inside(root: Path, candidate: Path) -> bool:
     return True
 
 
+def unpinned_features(label: str, pinned: Mapping[str, str]) -> list[str]:
+    """Features the image's devcontainer.metadata label says were installed that are
+    neither local nor pinned by dcforge: a ``dependsOn`` the CLI resolved itself, by tag."""
+    try:
+        entries = json.loads(label) if label else []
+    except json.JSONDecodeError:
+        return ["(the devcontainer.metadata label is not JSON)"]
+    ids = [
+        str(e["id"])
+        for e in (entries if isinstance(entries, list) else [])
+        if isinstance(e, dict) and "id" in e
+    ]
+    allowed = set(pinned.values())
+    return [i for i in ids if not is_local_feature(i) and i not in allowed]
+
+
 def remote_user(label: str) -> str:
     """The user a devcontainer.metadata label says tools run as: the last ``remoteUser``,
     else the last ``containerUser`` (later entries win, as in the spec's merge)."""

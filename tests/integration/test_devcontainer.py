@@ -285,3 +285,46 @@ def attested_provenance(runner: Runner, reg: PrivateRegistry, entry: mf.Entry) -
 
 
 __all__ = ["registry"]
+
+
+def test_a_feature_pulled_in_by_depends_on_must_be_declared_and_pinned(
+    project: Path,
+    private_registry: PrivateRegistry,
+    clean_db: TrivyDb,
+    runner: Runner,
+    namespace: str,
+    tmp_path: Path,
+) -> None:
+    """The CLI resolves a Feature's dependsOn itself, by tag: such a Feature would be in the
+    image unpinned and unrecorded. Refused; declared, it is pinned and deduplicated."""
+    features_ns = f"{namespace}/dep-{uuid.uuid4().hex[:6]}"
+    identity = tmp_path / "src" / "identity"
+    write_feature(identity)
+    publish_feature(runner, identity, features_ns)
+    needs = tmp_path / "src2" / "needs"
+    needs.mkdir(parents=True)
+    (needs / "devcontainer-feature.json").write_text(
+        json.dumps({"id": "needs", "version": "1.0.0", "name": "Needs",
+                    "dependsOn": {f"{features_ns}/identity:1": {}}})
+    )  # fmt: skip
+    (needs / "install.sh").write_text("#!/bin/sh\necho needs > /etc/needs\n")
+    (needs / "install.sh").chmod(0o755)
+    cli = devcontainer_cli.executable(runner, ROOT / ".dcforge", ROOT / "pyproject.toml")
+    host, _, path = features_ns.partition("/")
+    devcontainer_cli.publish_features(runner, cli, needs, host, f"{path}-n")
+    env = env_for(private_registry, clean_db)
+    write_devcontainer(project, "dep", {f"{features_ns}-n/needs:1": {}}, mark="none")
+    git_commit(project, "only needs")
+    result = run_dcforge("build", "--no-prune", cwd=project, env=env)
+    assert result.returncode != 0
+    assert f"got Feature(s) {features_ns}/identity:1 that dcforge did not pin" in result.stderr
+    assert not (project / "dist/manifest.json").exists()
+    config = project / "images/dep/.devcontainer/devcontainer.json"
+    config.write_text(
+        json.dumps({"image": "x", "remoteUser": "dev", "features": {
+            f"{features_ns}-n/needs:1": {}, f"{features_ns}/identity:1": {}}})
+    )  # fmt: skip
+    git_commit(project, "declared")
+    ok(run_dcforge("build", "--no-prune", cwd=project, env=env))
+    pins = mf.load(project / "dist/manifest.json").entry("dep").features
+    assert set(pins) == {f"{features_ns}-n/needs:1", f"{features_ns}/identity:1"}

@@ -234,3 +234,12 @@ def test_checks_are_read_from_what_check_prints() -> None:
         {"name": "several", "passed": True},
         {"name": "died here", "passed": False},
     ]
+
+
+def test_features_the_cli_installed_unpinned_are_found() -> None:
+    pinned = {"ghcr.io/a/f:1": f"ghcr.io/a/f@{DIGEST}"}
+    label = json.dumps([{"id": "./local"}, {"id": f"ghcr.io/a/f@{DIGEST}"}, {"remoteUser": "x"}])
+    assert devcontainer.unpinned_features(label, pinned) == []
+    label = json.dumps([{"id": "ghcr.io/a/dep:2"}, {"id": f"ghcr.io/a/f@{DIGEST}"}])
+    assert devcontainer.unpinned_features(label, pinned) == ["ghcr.io/a/dep:2"]
+    assert devcontainer.unpinned_features("{", pinned)

@@ -729,6 +729,8 @@ def _finish(
     if digest and digest != archived:
         raise BuildError(f"{p.name}: buildx reported {digest} but the tarball holds {archived}")
     platforms = _archive_platforms(p, children, archived)
+    if p.devcontainer:
+        _check_features(p, target.output_tar, platforms, item.features)
     if options.smoke and p.smoke:
         _smoke(runner, p, target.output_tar, platforms)
     if options.smoke and p.test:
@@ -742,6 +744,23 @@ def _finish(
         built=built,
         platform_digests=platforms,
     )
+
+
+def _check_features(
+    perm: config.Permutation, tarball: Path, platforms: Mapping[str, str], pins: Mapping[str, str]
+) -> None:
+    """Every Feature the CLI installed is local or one dcforge pinned: a Feature another
+    one ``dependsOn`` is resolved by the CLI itself, by tag, unrecorded — refused."""
+    for platform, digest in platforms.items():
+        label = buildx.image_labels(tarball, digest).get("devcontainer.metadata", "")
+        unpinned = devcontainer.unpinned_features(label, pins)
+        if unpinned:
+            raise BuildError(
+                f"{perm.source}: '{perm.name}' ({platform}) got Feature(s) "
+                f"{', '.join(unpinned)} that dcforge did not pin (another Feature's dependsOn, "
+                "resolved by the CLI by tag) — declare each in the devcontainer.json so that "
+                "it is pinned by digest and recorded"
+            )
 
 
 def _image_test(

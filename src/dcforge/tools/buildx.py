@@ -275,6 +275,19 @@ def oci_archive(tarball: Path) -> tuple[str, dict[str, str]]:
     return str(top["digest"]), children
 
 
+def image_labels(tarball: Path, digest: str) -> dict[str, str]:
+    """The labels in the config of image ``digest`` (a manifest in the OCI archive)."""
+    try:
+        with tarfile.open(tarball, "r:") as tar:
+            manifest = _archive_json(tar, tarball, f"blobs/sha256/{digest[7:]}", digest)
+            config_digest = str(manifest["config"]["digest"])
+            config = _archive_json(tar, tarball, f"blobs/sha256/{config_digest[7:]}", config_digest)
+    except (tarfile.TarError, KeyError, TypeError, json.JSONDecodeError, OSError) as err:
+        raise BuildError(f"{tarball}: cannot read the config of {digest} ({err})") from err
+    labels = (config.get("config") or {}).get("Labels") if isinstance(config, dict) else None
+    return {str(k): str(v) for k, v in (labels or {}).items()}
+
+
 def same_platform(a: str, b: str) -> bool:
     """``linux/arm64`` and ``linux/arm64/v8`` are one platform (arm64's only variant)."""
     return a.removesuffix("/v8") == b.removesuffix("/v8")
