@@ -159,7 +159,7 @@ def test_local_and_registry_features_build_gate_publish_verify_and_a_moved_featu
     assert [c["passed"] for c in report["platforms"][0]["checks"]] == [True, True]
     assert report["platforms"][0]["user"] == "dev"
     # The CLI wrote the devcontainer.metadata label (with the Feature's id), not dcforge.
-    config = registry_config(runner, project / "dist" / local.tarball, local.image_digest)
+    config = registry_config(project / "dist" / local.tarball, local.image_digest)
     label = json.loads(config["config"]["Labels"]["devcontainer.metadata"])
     assert {"id": "./identity"} in label and label[-1]["remoteUser"] == "dev"
 
@@ -250,7 +250,7 @@ def test_features_that_cannot_be_pinned_are_refused_before_building(
         assert not (project / "dist/manifest.json").exists()
 
 
-def registry_config(runner: Runner, tarball: Path, digest: str) -> dict[str, Any]:
+def registry_config(tarball: Path, digest: str) -> dict[str, Any]:
     """The image config of ``digest`` in an OCI archive."""
     import tarfile
 
@@ -328,3 +328,30 @@ def test_a_feature_pulled_in_by_depends_on_must_be_declared_and_pinned(
     ok(run_dcforge("build", "--no-prune", cwd=project, env=env))
     pins = mf.load(project / "dist/manifest.json").entry("dep").features
     assert set(pins) == {f"{features_ns}-n/needs:1", f"{features_ns}/identity:1"}
+
+
+def test_the_build_form_gets_the_pinned_base_and_the_matrix_build_args(
+    project: Path, private_registry: PrivateRegistry, clean_db: TrivyDb
+) -> None:
+    folder = project / "images/built/.devcontainer"
+    write_feature(folder / "identity")
+    dockerfile = 'ARG BASE_IMAGE\nFROM ${BASE_IMAGE}\nARG FLAVOUR=plain\nRUN echo "$FLAVOUR" > /etc/flavour\n'
+    (folder / "Dockerfile.real").write_text(dockerfile)
+    (folder / "Dockerfile").symlink_to("Dockerfile.real")  # the rendered copy never writes back
+    (folder / "devcontainer.json").write_text(json.dumps({
+        "build": {"dockerfile": "Dockerfile", "args": {"FLAVOUR": "json", "BASE_IMAGE": "evil"}},
+        "features": {"./identity": {}},
+    }))  # fmt: skip
+    (project / "permutations/built.yaml").write_text(
+        "family: built\nmatrix:\n  flavour: [sour]\nname: built-{flavour}\n"
+        "devcontainer: ../images/built/.devcontainer/devcontainer.json\n"
+        'base: "{base_registry}/debian:bookworm"\nbuild_args: {FLAVOUR: "{flavour}"}\n'
+        "smoke: [grep -qx sour /etc/flavour, test -s /etc/identity-mark]\n"
+    )
+    git_commit(project, "build form")
+    env = env_for(private_registry, clean_db)
+    ok(run_dcforge("build", "--no-prune", "--permutation", "built-sour", cwd=project, env=env))
+    entry = mf.load(project / "dist/manifest.json").entry("built-sour")
+    config = registry_config(project / "dist" / entry.tarball, entry.image_digest)
+    assert config["config"]["Labels"]["dev.dcforge.base.digest"] == entry.base_image.digest
+    assert (folder / "Dockerfile.real").read_text() == dockerfile

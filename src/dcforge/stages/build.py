@@ -601,8 +601,19 @@ def _render_workspace(item: PlannedPermutation, target: buildx.Target) -> tuple[
         pins=item.features,
     )
     config_file = folder / p.dockerfile.name
-    config_file.write_text(json.dumps(rendered, indent=2))
+    _replace(config_file, json.dumps(rendered, indent=2))
+    if "build" in rendered:  # the CLI drops --label for the build form: the Dockerfile says them
+        dockerfile = folder / rendered["build"]["dockerfile"]
+        labels = " ".join(f"{json.dumps(k)}={json.dumps(v)}" for k, v in target.labels.items())
+        _replace(dockerfile, f"{dockerfile.read_text()}\nLABEL {labels}\n")
     return workspace, config_file, len(rendered["features"])
+
+
+def _replace(path: Path, text: str) -> None:
+    """Write a file of the rendered copy as a new file: a symlink there (copied as a link)
+    must never carry the write back into the repository."""
+    path.unlink(missing_ok=True)
+    path.write_text(text)
 
 
 def _devcontainer_builds(
