@@ -337,7 +337,8 @@ def test_the_build_form_gets_the_pinned_base_and_the_matrix_build_args(
     write_feature(folder / "identity")
     dockerfile = 'ARG BASE_IMAGE\nFROM ${BASE_IMAGE}\nARG FLAVOUR=plain\nRUN echo "$FLAVOUR" > /etc/flavour\n'
     (folder / "Dockerfile.real").write_text(dockerfile)
-    (folder / "Dockerfile").symlink_to("Dockerfile.real")  # the rendered copy never writes back
+    # An absolute link (inside the context) still points into the repository from the copy.
+    (folder / "Dockerfile").symlink_to(folder / "Dockerfile.real")
     (folder / "devcontainer.json").write_text(json.dumps({
         "build": {"dockerfile": "Dockerfile", "args": {"FLAVOUR": "json", "BASE_IMAGE": "evil"}},
         "features": {"./identity": {}},
