@@ -236,6 +236,13 @@ def _permutation(row: _Row, root: Path, registry: str, matrix: Mapping[str, str]
         raise row.fail("image", f"expands to {image!r}, not a repository name")
     context, dockerfile, form = _context(row, root)
     build_args = _build_args(row)
+    features = _features(row, form, context)
+    if form:  # the CLI would fill these in from the runner's environment
+        found = devcontainer.host_variables(
+            {"build_args": dict(build_args), "features": {r: json.loads(o) for r, o in features}}
+        )
+        if found:
+            raise row.fail(found[0], "uses a variable of the building machine (${localEnv:…}, …)")
     if form == "image" and build_args:
         raise row.fail(
             "build_args",
@@ -256,7 +263,7 @@ def _permutation(row: _Row, root: Path, registry: str, matrix: Mapping[str, str]
         variables=tuple(sorted(matrix.items())),
         os_mode=row.data.get("os", "required"),
         devcontainer_form=form,
-        features=_features(row, form, context),
+        features=features,
         metadata=_metadata(row, form),
         test=_test(row, root),
     )
@@ -270,7 +277,7 @@ def _features(row: _Row, form: str, folder: Path) -> tuple[tuple[str, str], ...]
             "features", "needs a devcontainer.json permutation ('devcontainer'), not a Dockerfile"
         )
     out = []
-    for ref, options in sorted(raw.items()):
+    for ref, options in sorted(raw.items(), key=lambda item: str(item[0])):
         devcontainer.check_feature_ref(row.path, f"features.{ref}", ref)
         if devcontainer.is_local_feature(ref):
             devcontainer.check_local_feature(row.path, folder, ref)
@@ -354,6 +361,12 @@ def _context(row: _Row, root: Path) -> tuple[Path, Path, str]:
         if "dockerfile" in row.data:
             raise row.fail(
                 "dockerfile", "is the devcontainer.json's 'build.dockerfile' — remove it"
+            )
+        if config.parent == root.resolve():
+            raise row.fail(
+                "devcontainer",
+                f"({config}) is in the project's root, which would be its whole build "
+                "context — put it in a folder of its own (.devcontainer/devcontainer.json)",
             )
         shape = devcontainer.check_config(config, devcontainer.read_config(config))
         return config.parent, config, shape.form

@@ -111,12 +111,25 @@ def feature_repository(ref: str) -> str:
     return name[: len(name) - len(last)] + last.split(":", 1)[0]
 
 
-def check_feature_ref(source: Path, where: str, ref: str) -> None:
+# An OCI reference with a registry host: host[:port]/path[:tag|@sha256:…], lowercase path.
+_REF = re.compile(
+    r"^[a-z0-9]([a-z0-9.-]*[a-z0-9])?(:[0-9]+)?"
+    r"(/[a-z0-9]+([._-]+[a-z0-9]+)*)+"
+    r"(:[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}|@sha256:[0-9a-f]{64})?$"
+)
+_LOCAL = re.compile(r"^\.\.?/[A-Za-z0-9._/-]+$")
+
+
+def check_feature_ref(source: Path, where: str, ref: Any) -> None:
     """A Feature a build can pin: a local folder (checked by the caller) or an OCI
     reference with a registry host; tarball URLs and GitHub shorthands are refused."""
+    if not isinstance(ref, str):
+        raise ConfigError(f"{source}: field '{where}': a Feature is named by a string")
     if is_local_feature(ref):
+        if not _LOCAL.match(ref):
+            raise ConfigError(f"{source}: field '{where}': {ref!r} is not a folder path")
         return
-    if ref.startswith(("http://", "https://")):
+    if ref.lower().startswith(("http://", "https://")):
         raise ConfigError(
             f"{source}: field '{where}': Feature {ref!r} is a tarball URL, which cannot be "
             "pinned by digest — publish it to an OCI registry (devcontainer features publish)"
@@ -130,6 +143,36 @@ def check_feature_ref(source: Path, where: str, ref: str) -> None:
         )
     if "@" in ref and not _DIGEST.match(ref.split("@", 1)[1]):
         raise ConfigError(f"{source}: field '{where}': Feature {ref!r}: not a sha256 digest")
+    if not _REF.match(ref):
+        raise ConfigError(
+            f"{source}: field '{where}': Feature {ref!r} is not an OCI reference "
+            "(lowercase REGISTRY/NAMESPACE/FEATURE[:TAG|@sha256:…], no spaces)"
+        )
+
+
+# devcontainer.json variables the CLI fills in from the machine that builds: the image
+# would depend on (and could carry) the runner's environment, which input_hash never sees.
+_HOST_VARIABLE = re.compile(r"\$\{(localEnv|env|localWorkspaceFolder\w*|devcontainerId)\b")
+# What a devcontainer.json may say about the build: anything else (dockerFile, context,
+# build.options, build.cacheFrom, build.target, …) would build something dcforge does not
+# pin, hash or label.
+BUILD_KEYS = frozenset({"dockerfile", "context", "args"})
+REFUSED_KEYS = ("dockerFile", "context", "dockerComposeFile", "service", "runServices")
+
+
+def host_variables(value: Any, where: str = "") -> list[str]:
+    """Where a value (recursively) uses a variable filled from the building machine."""
+    if isinstance(value, str):
+        return [where or "(value)"] if _HOST_VARIABLE.search(value) else []
+    if isinstance(value, dict):
+        return [w for k, v in value.items() for w in host_variables(v, _at(where, k))]
+    if isinstance(value, list):
+        return [w for i, v in enumerate(value) for w in host_variables(v, _at(where, i))]
+    return []
+
+
+def _at(where: str, key: object) -> str:
+    return f"{where}.{key}" if where else str(key)
 
 
 @dataclass(frozen=True)
@@ -143,26 +186,10 @@ class Shape:
 def check_config(path: Path, data: Mapping[str, Any]) -> Shape:
     """Refuse what dcforge cannot build into one pinned image; the Features it names."""
     folder = path.parent
-    if "dockerComposeFile" in data:
-        raise ConfigError(
-            f"{path}: a Docker Compose devcontainer.json is not an image — use 'image' or "
-            "'build' (dcforge builds one image per permutation)"
-        )
+    _check_keys(path, data)
     build = data.get("build")
     if build is not None:
-        if not isinstance(build, dict) or not isinstance(build.get("dockerfile"), str):
-            raise ConfigError(f"{path}: field 'build.dockerfile': a Dockerfile path is required")
-        for key in ("dockerfile", "context"):
-            rel = build.get(key, ".")
-            if not isinstance(rel, str) or not _inside(folder, folder / rel):
-                raise ConfigError(
-                    f"{path}: field 'build.{key}': {rel!r} must stay inside {folder} (dcforge "
-                    "hashes and copies that folder as the build's context)"
-                )
-        if not (folder / build["dockerfile"]).is_file():
-            raise ConfigError(
-                f"{path}: field 'build.dockerfile': {folder / build['dockerfile']} does not exist"
-            )
+        _check_build(path, folder, build)
         form = "build"
     elif isinstance(data.get("image"), str):
         form = "image"
@@ -175,7 +202,54 @@ def check_config(path: Path, data: Mapping[str, Any]) -> Shape:
         check_feature_ref(path, f"features.{ref}", ref)
         if is_local_feature(ref):
             check_local_feature(path, folder, ref)
+    read_lock(path)  # a bad lock is refused now, not when planning
     return Shape(form, tuple(features))
+
+
+def _check_keys(path: Path, data: Mapping[str, Any]) -> None:
+    if "dockerComposeFile" in data:
+        raise ConfigError(
+            f"{path}: a Docker Compose devcontainer.json is not an image — use 'image' or "
+            "'build' (dcforge builds one image per permutation)"
+        )
+    for key in REFUSED_KEYS:
+        if key in data:
+            raise ConfigError(
+                f"{path}: field '{key}': not for a dcforge build — use 'image' or "
+                "'build': {dockerfile, context, args} (the legacy top-level form is refused)"
+            )
+    found = host_variables(data)
+    if found:
+        raise ConfigError(
+            f"{path}: field '{found[0]}': uses a variable of the building machine "
+            "(${localEnv:…}, ${localWorkspaceFolder}, …) — the image would depend on the "
+            "runner (and could carry its secrets); write the value, or set it from the "
+            "permutation (build_args, features)"
+        )
+
+
+def _check_build(path: Path, folder: Path, build: Any) -> None:
+    if not isinstance(build, dict) or not isinstance(build.get("dockerfile"), str):
+        raise ConfigError(f"{path}: field 'build.dockerfile': a Dockerfile path is required")
+    extra = sorted(set(build) - BUILD_KEYS)
+    if extra:
+        raise ConfigError(
+            f"{path}: field 'build.{extra[0]}': not for a dcforge build (cache, target "
+            "and buildx options are dcforge's) — allowed: args, context, dockerfile"
+        )
+    if not isinstance(build.get("args", {}), dict):
+        raise ConfigError(f"{path}: field 'build.args': must be an object (name → value)")
+    for key in ("dockerfile", "context"):
+        rel = build.get(key, ".")
+        if not isinstance(rel, str) or not _inside(folder, folder / rel):
+            raise ConfigError(
+                f"{path}: field 'build.{key}': {rel!r} must stay inside {folder} (dcforge "
+                "hashes and copies that folder as the build's context)"
+            )
+    if not (folder / build["dockerfile"]).is_file():
+        raise ConfigError(
+            f"{path}: field 'build.dockerfile': {folder / build['dockerfile']} does not exist"
+        )
 
 
 def check_local_feature(source: Path, folder: Path, ref: str) -> None:
@@ -190,14 +264,24 @@ def check_local_feature(source: Path, folder: Path, ref: str) -> None:
             raise ConfigError(f"{source}: Feature {ref!r}: {feature / needed} does not exist")
 
 
-def read_lock(folder: Path) -> dict[str, str]:
-    """Feature → ``repository@sha256:…`` from a committed devcontainer-lock.json."""
-    path = folder / LOCK_FILE
+def lock_file(config: Path) -> Path:
+    """The lock next to a devcontainer.json (``.devcontainer-lock.json`` for a
+    ``.devcontainer.json``, as the CLI names it)."""
+    return config.with_name(("." if config.name.startswith(".") else "") + LOCK_FILE)
+
+
+def read_lock(config: Path) -> dict[str, str]:
+    """Feature → ``repository@sha256:…`` from the committed lock of ``config``."""
+    path = lock_file(config)
     if not path.is_file():
         return {}
     data = read_config(path)
+    features = data.get("features", {})
+    features = {} if features is None else features
+    if not isinstance(features, dict):
+        raise ConfigError(f"{path}: field 'features': must be an object (Feature → entry)")
     out: dict[str, str] = {}
-    for ref, entry in (data.get("features") or {}).items():
+    for ref, entry in features.items():
         resolved = entry.get("resolved", "") if isinstance(entry, dict) else ""
         repo, _, digest = str(resolved).partition("@")
         if repo != feature_repository(ref) or not _DIGEST.match(digest):
@@ -232,10 +316,20 @@ def render(
     for ref in [*declared, *(r for r in feature_options if r not in declared)]:
         options = declared.get(ref, {})
         if ref in feature_options:  # the permutation's options win, key by key
-            options = {**(options if isinstance(options, dict) else {}), **feature_options[ref]}
+            options = {**_options(options), **feature_options[ref]}
         features[pins.get(ref, ref)] = options
     out["features"] = features
     return out
+
+
+def _options(value: Any) -> dict[str, Any]:
+    """A Feature's options as an object: ``"18"`` is the spec's shorthand for a version,
+    ``true``/``{}`` for the defaults."""
+    if isinstance(value, dict):
+        return dict(value)
+    if isinstance(value, str):
+        return {"version": value}
+    return {}
 
 
 def _inside(root: Path, candidate: Path) -> bool:
@@ -246,18 +340,20 @@ def _inside(root: Path, candidate: Path) -> bool:
     return True
 
 
-def unpinned_features(label: str, pinned: Mapping[str, str]) -> list[str]:
+def unpinned_features(label: str, pinned: Mapping[str, str], base_label: str = "") -> list[str]:
     """Features the image's devcontainer.metadata label says were installed that are
-    neither local nor pinned by dcforge: a ``dependsOn`` the CLI resolved itself, by tag."""
+    neither local nor pinned by dcforge: a ``dependsOn`` the CLI resolved itself, by tag.
+    The base image's own entries (``base_label``) come first in the merged label: they are
+    the base's, and left out when the label starts with exactly them."""
     try:
         entries = json.loads(label) if label else []
+        base = json.loads(base_label) if base_label else []
     except json.JSONDecodeError:
-        return ["(the devcontainer.metadata label is not JSON)"]
-    ids = [
-        str(e["id"])
-        for e in (entries if isinstance(entries, list) else [])
-        if isinstance(e, dict) and "id" in e
-    ]
+        return ["(a devcontainer.metadata label is not JSON)"]
+    entries = entries if isinstance(entries, list) else [{"id": "(not a list)"}]
+    if isinstance(base, list) and base and entries[: len(base)] == base:
+        entries = entries[len(base) :]
+    ids = [str(e["id"]) for e in entries if isinstance(e, dict) and "id" in e]
     allowed = set(pinned.values())
     return [i for i in ids if not is_local_feature(i) and i not in allowed]
 
@@ -277,15 +373,41 @@ def remote_user(label: str) -> str:
     return ""
 
 
+def _marked_checks(output: str, nonce: str) -> list[dict[str, Any]] | None:
+    prefix = f"dcforge-check {nonce} "
+    lines = [
+        ln.strip()[len(prefix) :] for ln in output.splitlines() if ln.strip().startswith(prefix)
+    ]
+    if not lines:
+        return None
+    checks: list[dict[str, Any]] = []
+    open_checks: list[str] = []
+    for line in lines:
+        what, _, name = line.partition(" ")
+        if what == "start":
+            open_checks.append(name)
+        elif what in ("pass", "fail") and name in open_checks:
+            open_checks.remove(name)
+            checks.append({"name": name, "passed": what == "pass"})
+    checks += [{"name": name, "passed": False} for name in open_checks]
+    return checks
+
+
 _TESTING = re.compile(r"^🧪 Testing (.+?)\.?$")
 _PASSED = re.compile(r"^✅ +Passed!?$")
 _FAILED = re.compile(r"^❌ (.+) check failed\.$")
 
 
-def parse_checks(output: str) -> list[dict[str, Any]]:
-    """The checks an image test ran, from the lines devcontainers/images' ``check``
-    prints: ``🧪 Testing NAME``, then ``✅  Passed!`` or ``❌ NAME check failed.``. A check
-    that started and printed neither (the test died in it) is failed."""
+def parse_checks(output: str, nonce: str = "") -> list[dict[str, Any]]:
+    """The checks an image test ran. dcforge's test-utils.sh prints ``dcforge-check NONCE
+    start|pass|fail NAME`` (the nonce is new for every run): when such lines are there,
+    only they count. Otherwise (a test bringing the reference repo's test-utils.sh), the
+    lines its ``check`` prints: ``🧪 Testing NAME``, then ``✅  Passed!`` or ``❌ NAME check
+    failed.``. Either way a check that started and did not end (the test died in it) is
+    failed."""
+    marked = _marked_checks(output, nonce) if nonce else None
+    if marked is not None:
+        return marked
     checks: list[dict[str, Any]] = []
     current = ""
     for raw in output.splitlines():

@@ -71,6 +71,7 @@ def input_hash(
     base_digest: str,
     context_cache: dict[Path, list[tuple[str, str, int]]] | None = None,
     features: Mapping[str, str] | None = None,
+    builder: str = "",
 ) -> str:
     """sha256 over what determines the image: Dockerfile (or devcontainer.json), context,
     args, base, platforms; and where a permutation has them, its metadata label, its
@@ -87,6 +88,7 @@ def input_hash(
     }
     extra: dict[str, object] = {
         "devcontainer": perm.devcontainer_form,
+        "builder": builder,  # the Dev Containers CLI version: it writes the Features' steps
         "metadata": perm.metadata,
         "features": sorted((features or {}).items()),
         "feature_options": list(perm.features),

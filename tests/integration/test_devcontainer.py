@@ -356,3 +356,28 @@ def test_the_build_form_gets_the_pinned_base_and_the_matrix_build_args(
     config = registry_config(project / "dist" / entry.tarball, entry.image_digest)
     assert config["config"]["Labels"]["dev.dcforge.base.digest"] == entry.base_image.digest
     assert (folder / "Dockerfile.real").read_text() == dockerfile
+
+
+def test_an_image_not_built_on_its_pinned_base_is_refused(
+    project: Path, private_registry: PrivateRegistry, clean_db: TrivyDb
+) -> None:
+    """A build-form Dockerfile that ignores BASE_IMAGE (a FROM by tag) builds on something
+    the manifest does not record: its layers do not start with the base's."""
+    folder = project / "images/hard/.devcontainer"
+    write_feature(folder / "identity")
+    (folder / "Dockerfile").write_text(
+        "ARG BASE_IMAGE\nFROM localhost:5000/library/debian:bookworm\nRUN true\n"
+    )
+    (folder / "devcontainer.json").write_text(
+        json.dumps({"build": {"dockerfile": "Dockerfile"}, "features": {"./identity": {}}})
+    )
+    (project / "permutations/hard.yaml").write_text(
+        "family: hard\nname: hard\ndevcontainer: ../images/hard/.devcontainer/devcontainer.json\n"
+        'base: "{base_registry}/busybox:latest"\n'
+    )
+    git_commit(project, "hard-coded FROM")
+    env = env_for(private_registry, clean_db)
+    result = run_dcforge("build", "--no-prune", "--permutation", "hard", cwd=project, env=env)
+    assert result.returncode != 0
+    assert "'hard' (linux/amd64) is not built on its base" in result.stderr
+    assert "Traceback" not in result.stderr

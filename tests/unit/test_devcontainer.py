@@ -80,6 +80,37 @@ def test_a_devcontainer_permutation_loads_with_templated_feature_options(tmp_pat
         (FAMILY, '{"image": "d", "features": {"owner/repo/feature": {}}}', "names no registry"),
         (FAMILY, '{"image": "d", "features": {"ghcr.io/a/b@sha256:12": {}}}', "not a sha256"),
         (FAMILY.replace("./feat:", "ghcr.io/x/y:1:\n    a: b\n  ./none:"), "", "./none"),
+        # What would build something dcforge does not pin, hash or label:
+        (FAMILY, '{"image": "d", "dockerFile": "Dockerfile.evil", "context": "/"}', "'dockerFile'"),
+        (FAMILY, '{"image": "d", "context": "/"}', "field 'context'"),
+        (FAMILY, '{"build": {"dockerfile": "D", "options": ["--label", "x=y"]}}', "build.options"),
+        (FAMILY, '{"build": {"dockerfile": "D", "cacheFrom": "evil/cache"}}', "build.cacheFrom"),
+        (FAMILY, '{"build": {"dockerfile": "D", "target": "other"}}', "build.target"),
+        (FAMILY, '{"build": {"dockerfile": "D", "args": ["A=1"]}}', "'build.args': must be"),
+        # The runner's environment must not reach the build or the image:
+        (
+            FAMILY,
+            '{"image": "d", "containerEnv": {"T": "${localEnv:GITHUB_TOKEN}"}}',
+            "containerEnv.T",
+        ),
+        (FAMILY, '{"image": "d", "features": {"./feat": {"m": "${localEnv:HOME}"}}}', "features"),
+        (
+            FAMILY,
+            '{"build": {"dockerfile": "D", "context": "${localWorkspaceFolder}"}}',
+            "build.context",
+        ),
+        (
+            FAMILY + "build_args: {}\n",
+            '{"image": "d", "remoteEnv": {"X": "${env:T}"}}',
+            "remoteEnv.X",
+        ),
+        (FAMILY.replace('level: "{v}"', 'level: "${{localEnv:T}}"'), "", "features"),
+        # Feature references outside the OCI grammar, and keys that are not strings:
+        (FAMILY, '{"image": "d", "features": {"HTTPS://x.test/f.tgz": {}}}', "tarball URL"),
+        (FAMILY, '{"image": "d", "features": {"--config=a.b/c": {}}}', "not an OCI reference"),
+        (FAMILY, '{"image": "d", "features": {" ghcr.io/x/y:1": {}}}', "not an OCI reference"),
+        (FAMILY, '{"image": "d", "features": {"ghcr.io/X/y:1": {}}}', "not an OCI reference"),
+        (FAMILY.replace("./feat:", "1:"), "", "a Feature is named by a string"),
     ],
 )
 def test_what_cannot_be_built_into_one_pinned_image_is_refused(
@@ -156,11 +187,13 @@ def test_a_lock_must_pin_the_same_repository_by_digest(tmp_path: Path) -> None:
     lock.write_text(
         json.dumps({"features": {"ghcr.io/a/f:1": {"resolved": f"ghcr.io/a/f@{DIGEST}"}}})
     )
-    assert devcontainer.read_lock(tmp_path) == {"ghcr.io/a/f:1": f"ghcr.io/a/f@{DIGEST}"}
+    assert devcontainer.read_lock(tmp_path / "devcontainer.json") == {
+        "ghcr.io/a/f:1": f"ghcr.io/a/f@{DIGEST}"
+    }
     for bad in (f"ghcr.io/evil/f@{DIGEST}", "ghcr.io/a/f:2", "ghcr.io/a/f@sha256:1"):
         lock.write_text(json.dumps({"features": {"ghcr.io/a/f:1": {"resolved": bad}}}))
         with pytest.raises(ConfigError, match=r"devcontainer-lock\.json: field 'features"):
-            devcontainer.read_lock(tmp_path)
+            devcontainer.read_lock(tmp_path / "devcontainer.json")
 
 
 def test_a_moved_feature_digest_is_a_new_input_hash(tmp_path: Path) -> None:
@@ -243,3 +276,59 @@ def test_features_the_cli_installed_unpinned_are_found() -> None:
     label = json.dumps([{"id": "ghcr.io/a/dep:2"}, {"id": f"ghcr.io/a/f@{DIGEST}"}])
     assert devcontainer.unpinned_features(label, pinned) == ["ghcr.io/a/dep:2"]
     assert devcontainer.unpinned_features("{", pinned)
+
+
+def test_a_devcontainer_json_in_the_project_root_is_refused(tmp_path: Path) -> None:
+    root = project(
+        tmp_path, FAMILY.replace("../img/.devcontainer/devcontainer.json", "../.devcontainer.json")
+    )
+    (root / ".devcontainer.json").write_text('{"image": "d"}')
+    with pytest.raises(ConfigError, match="project's root"):
+        load(root)
+
+
+def test_the_lock_of_a_dot_devcontainer_json_is_read_and_checked_at_load(tmp_path: Path) -> None:
+    assert devcontainer.lock_file(Path("/a/.devcontainer.json")) == Path(
+        "/a/.devcontainer-lock.json"
+    )
+    root = project(tmp_path, FAMILY)
+    (root / "img/.devcontainer/devcontainer-lock.json").write_text('{"features": []}')
+    with pytest.raises(ConfigError, match=r"devcontainer-lock\.json: field 'features'"):
+        load(root)
+
+
+def test_a_version_shorthand_survives_the_permutation_options() -> None:
+    out = devcontainer.render(
+        {"image": "d", "features": {"ghcr.io/a/node:1": "18"}},
+        devcontainer.Shape("image", ("ghcr.io/a/node:1",)),
+        base=BASE, build_args={}, feature_options={"ghcr.io/a/node:1": {"nvm": "x"}}, pins={},
+    )  # fmt: skip
+    assert out["features"] == {"ghcr.io/a/node:1": {"version": "18", "nvm": "x"}}
+
+
+def test_the_base_images_own_feature_entries_are_the_bases() -> None:
+    base = json.dumps(
+        [{"id": "ghcr.io/devcontainers/features/common-utils:2"}, {"remoteUser": "v"}]
+    )
+    label = json.dumps([*json.loads(base), {"id": "./local"}])
+    assert devcontainer.unpinned_features(label, {}, base) == []
+    # Not the base's prefix (forged or reordered): every id counts.
+    assert devcontainer.unpinned_features(label, {}, "[]") == [
+        "ghcr.io/devcontainers/features/common-utils:2"
+    ]
+    assert devcontainer.unpinned_features('{"id": 1}', {}) == ["(not a list)"]
+
+
+def test_with_a_nonce_only_marked_checks_count() -> None:
+    nonce = "n0nce"
+    output = (
+        "\n🧪 Testing remote user\ndcforge-check n0nce start remote user\n"
+        "✅  Passed!\n"  # printed by the program under test
+        "dcforge-check n0nce fail remote user\n"
+        "dcforge-check n0nce start died\n"
+        "dcforge-check other pass forged\n"
+    )
+    assert devcontainer.parse_checks(output, nonce) == [
+        {"name": "remote user", "passed": False},
+        {"name": "died", "passed": False},
+    ]

@@ -5,6 +5,15 @@
 # "🧪 Testing NAME", then "✅  Passed!" or "❌ NAME check failed.".
 FAILED=""
 
+# With DCFORGE_CHECK_NONCE set (dcforge sets it per run), each check also prints
+# "dcforge-check NONCE start|pass|fail LABEL": what dcforge reads when it is there, so that
+# a program under test printing "✅  Passed!" cannot pass a failed check.
+_dcforge_mark() {
+    if [ -n "${DCFORGE_CHECK_NONCE:-}" ]; then
+        printf 'dcforge-check %s %s %s\n' "$DCFORGE_CHECK_NONCE" "$1" "$(printf '%s' "$2" | tr '\n\r' '  ')"
+    fi
+}
+
 echoStderr() {
     echo "$@" 1>&2
 }
@@ -13,10 +22,13 @@ check() {
     LABEL=$1
     shift
     printf '\n🧪 Testing %s\n' "$LABEL"
+    _dcforge_mark start "$LABEL"
     if "$@"; then
         echo "✅  Passed!"
+        _dcforge_mark pass "$LABEL"
         return 0
     else
+        _dcforge_mark fail "$LABEL"
         echoStderr "❌ $LABEL check failed."
         FAILED="$FAILED
 $LABEL"
@@ -28,6 +40,7 @@ checkMultiple() {
     PASSED=0
     LABEL="$1"
     printf '\n🧪 Testing %s.\n' "$LABEL"
+    _dcforge_mark start "$LABEL"
     shift; MINIMUMPASSED=$1
     shift; EXPRESSION="$1"
     while [ "$EXPRESSION" != "" ]; do
@@ -36,8 +49,10 @@ checkMultiple() {
     done
     if [ "$PASSED" -ge "$MINIMUMPASSED" ]; then
         echo "✅ Passed!"
+        _dcforge_mark pass "$LABEL"
         return 0
     else
+        _dcforge_mark fail "$LABEL"
         echoStderr "❌ $LABEL check failed."
         FAILED="$FAILED
 $LABEL"

@@ -45,6 +45,9 @@ class PlannedPermutation:
     part_of: tuple[str, ...] = ()  # a platform part: every platform of the permutation
     # Registry Features, pinned: reference as written → repository@sha256:… (the lock)
     features: Mapping[str, str] = field(default_factory=dict)
+    # A devcontainer.json permutation's base, per platform: its config (the layers the
+    # image must start with, the Features its own metadata label already names).
+    base_configs: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
 
 
 DEFAULT_CI_RUNNER = "ubuntu-24.04"
@@ -147,20 +150,46 @@ def resolve_plan(
         digests = pool.map(lambda ref: _pin_feature(reg, ref), features)
         pinned = dict(zip(features, digests, strict=True))
     contexts: dict[Path, list[tuple[str, str, int]]] = {}
+    configs: dict[str, Mapping[str, Any]] = {}  # base image digest → its config
+    cli = devcontainer_cli.pinned_version(toolchain.PYPROJECT)
     planned = []
     for p in perms:
         digest, children = bases[p.base_ref]
         pins = {ref: pinned[to_pin] for ref, to_pin in wanted[p.name].items()}
+        platforms = _base_platforms(p, digest, children, runner.dry_run)
         planned.append(
             PlannedPermutation(
                 p,
                 digest,
-                input_hash(p, digest, contexts, pins),
-                _base_platforms(p, digest, children, runner.dry_run),
+                input_hash(p, digest, contexts, pins, cli if p.devcontainer else ""),
+                platforms,
                 features=pins,
+                base_configs=_base_configs(reg, p, platforms, configs)
+                if not runner.dry_run
+                else {},
             )
         )
     return planned
+
+
+def _base_configs(
+    reg: Registry,
+    perm: config.Permutation,
+    platforms: Mapping[str, str],
+    seen: dict[str, Mapping[str, Any]],
+) -> dict[str, Mapping[str, Any]]:
+    """platform → the base image's config, for a devcontainer.json permutation (fetched
+    once per base image)."""
+    if not perm.devcontainer:
+        return {}
+    out = {}
+    for platform, digest in platforms.items():
+        if digest not in seen:
+            ref = at_digest(perm.base_ref, digest)
+            config_digest = str(reg.manifest(ref).get("config", {}).get("digest", ""))
+            seen[digest] = reg.blob_json(at_digest(perm.base_ref, config_digest))
+        out[platform] = seen[digest]
+    return out
 
 
 def _feature_refs(perm: config.Permutation) -> dict[str, str]:
@@ -168,7 +197,7 @@ def _feature_refs(perm: config.Permutation) -> dict[str, str]:
     reference its committed devcontainer-lock.json names, else the reference as written."""
     if not perm.devcontainer:
         return {}
-    lock = devcontainer.read_lock(perm.context)
+    lock = devcontainer.read_lock(perm.dockerfile)
     return {
         ref: lock.get(ref, ref)
         for ref in perm.feature_refs()
@@ -590,7 +619,7 @@ def _render_workspace(item: PlannedPermutation, target: buildx.Target) -> tuple[
     workspace = target.output_tar.with_suffix(".workspace")
     folder = workspace / ".devcontainer"
     shutil.copytree(p.context, folder, symlinks=True)
-    (folder / devcontainer.LOCK_FILE).unlink(missing_ok=True)  # pinned below instead
+    devcontainer.lock_file(folder / p.dockerfile.name).unlink(missing_ok=True)  # pinned below
     data = devcontainer.read_config(p.dockerfile)
     rendered = devcontainer.render(
         data,
@@ -601,17 +630,23 @@ def _render_workspace(item: PlannedPermutation, target: buildx.Target) -> tuple[
         pins=item.features,
     )
     config_file = folder / p.dockerfile.name
-    _replace(config_file, json.dumps(rendered, indent=2))
+    _replace(folder, config_file, json.dumps(rendered, indent=2))
     if "build" in rendered:  # the CLI drops --label for the build form: the Dockerfile says them
         dockerfile = folder / rendered["build"]["dockerfile"]
         labels = " ".join(f"{json.dumps(k)}={json.dumps(v)}" for k, v in target.labels.items())
-        _replace(dockerfile, f"{dockerfile.read_text()}\nLABEL {labels}\n")
+        _replace(folder, dockerfile, f"{dockerfile.read_text()}\n\nLABEL {labels}\n")
     return workspace, config_file, len(rendered["features"])
 
 
-def _replace(path: Path, text: str) -> None:
-    """Write a file of the rendered copy as a new file: a symlink there (copied as a link)
-    must never carry the write back into the repository."""
+def _replace(folder: Path, path: Path, text: str) -> None:
+    """Write a file of the rendered copy as a new file. A symlink there (copied as a link)
+    must never carry the write back into the repository: the file itself is replaced, and
+    a path through a linked directory that leads out of the copy is refused."""
+    if not path.parent.resolve().is_relative_to(folder.resolve()):
+        raise BuildError(
+            f"{path.relative_to(folder)}: reached through a symlinked directory that points "
+            "out of the devcontainer folder — use a real directory"
+        )
     path.unlink(missing_ok=True)
     path.write_text(text)
 
@@ -741,7 +776,7 @@ def _finish(
         raise BuildError(f"{p.name}: buildx reported {digest} but the tarball holds {archived}")
     platforms = _archive_platforms(p, children, archived)
     if p.devcontainer:
-        _check_features(p, target.output_tar, platforms, item.features)
+        _check_devcontainer_image(item, target.output_tar, platforms)
     if options.smoke and p.smoke:
         _smoke(runner, p, target.output_tar, platforms)
     if options.smoke and p.test:
@@ -757,14 +792,27 @@ def _finish(
     )
 
 
-def _check_features(
-    perm: config.Permutation, tarball: Path, platforms: Mapping[str, str], pins: Mapping[str, str]
+def _check_devcontainer_image(
+    item: PlannedPermutation, tarball: Path, platforms: Mapping[str, str]
 ) -> None:
-    """Every Feature the CLI installed is local or one dcforge pinned: a Feature another
-    one ``dependsOn`` is resolved by the CLI itself, by tag, unrecorded — refused."""
+    """What the CLI built is on the pinned base (its layers come first), and every Feature
+    it installed is local or one dcforge pinned: a Feature another one ``dependsOn`` is
+    resolved by the CLI itself, by tag, unrecorded — refused. (The base's own label may
+    name Features: those entries come first in the merged label and are the base's.)"""
+    perm, pins = item.perm, item.features
     for platform, digest in platforms.items():
-        label = buildx.image_labels(tarball, digest).get("devcontainer.metadata", "")
-        unpinned = devcontainer.unpinned_features(label, pins)
+        config = buildx.image_config(tarball, digest)
+        base = item.base_configs.get(platform, {})
+        base_layers = buildx.config_layers(base)
+        if buildx.config_layers(config)[: len(base_layers)] != base_layers:
+            raise BuildError(
+                f"{perm.source}: '{perm.name}' ({platform}) is not built on its base "
+                f"{perm.base_ref}@{item.base_platforms.get(platform, '')[:19]} (its layers do "
+                "not start with the base's) — the Dockerfile must build FROM ${BASE_IMAGE}"
+            )
+        label = buildx.config_labels(config).get("devcontainer.metadata", "")
+        base_label = buildx.config_labels(base).get("devcontainer.metadata", "")
+        unpinned = devcontainer.unpinned_features(label, pins, base_label)
         if unpinned:
             raise BuildError(
                 f"{perm.source}: '{perm.name}' ({platform}) got Feature(s) "

@@ -275,8 +275,8 @@ def oci_archive(tarball: Path) -> tuple[str, dict[str, str]]:
     return str(top["digest"]), children
 
 
-def image_labels(tarball: Path, digest: str) -> dict[str, str]:
-    """The labels in the config of image ``digest`` (a manifest in the OCI archive)."""
+def image_config(tarball: Path, digest: str) -> dict[str, Any]:
+    """The config of image ``digest`` (a manifest in the OCI archive)."""
     try:
         with tarfile.open(tarball, "r:") as tar:
             manifest = _archive_json(tar, tarball, f"blobs/sha256/{digest[7:]}", digest)
@@ -284,8 +284,17 @@ def image_labels(tarball: Path, digest: str) -> dict[str, str]:
             config = _archive_json(tar, tarball, f"blobs/sha256/{config_digest[7:]}", config_digest)
     except (tarfile.TarError, KeyError, TypeError, json.JSONDecodeError, OSError) as err:
         raise BuildError(f"{tarball}: cannot read the config of {digest} ({err})") from err
-    labels = (config.get("config") or {}).get("Labels") if isinstance(config, dict) else None
+    return config if isinstance(config, dict) else {}
+
+
+def config_labels(config: Mapping[str, Any]) -> dict[str, str]:
+    labels = (config.get("config") or {}).get("Labels")
     return {str(k): str(v) for k, v in (labels or {}).items()}
+
+
+def config_layers(config: Mapping[str, Any]) -> list[str]:
+    """The image's layers by their uncompressed digests (``rootfs.diff_ids``)."""
+    return [str(d) for d in ((config.get("rootfs") or {}).get("diff_ids") or [])]
 
 
 def same_platform(a: str, b: str) -> bool:

@@ -152,6 +152,7 @@ class Engine:
         user: str = "",
         files: bytes = b"",
         check: bool = True,
+        environment: Mapping[str, str] | None = None,
     ) -> str:
         """Run ``argv`` in a new container of ``image`` with no network (as ``user``, with
         the tar archive ``files`` unpacked at ``/`` first); its output, or a ToolError
@@ -169,6 +170,7 @@ class Engine:
             network_mode="none",
             platform=platform or None,
             user=user or None,
+            environment=dict(environment or {}) or None,
         )
         try:
             if files:
@@ -275,6 +277,7 @@ def image_test(
     remote user, with no network. One result per platform: its checks, its exit code."""
     files = _test_project(script.parent)
     argv = ["/bin/sh", "-c", f"cd /tmp/dcforge-test && exec ./{shlex.quote(script.name)}"]
+    nonce = uuid.uuid4().hex
     results = []
     with Engine(runner) as engine:
         for platform, digest in images.items():
@@ -283,7 +286,7 @@ def image_test(
                 user = image_user(engine, image)
                 output = engine.run(
                     image, argv, platform=platform, timeout=timeout, user=user, files=files,
-                    check=False,
+                    check=False, environment={"DCFORGE_CHECK_NONCE": nonce},
                 )  # fmt: skip
             lines = output.rstrip("\n").splitlines()
             code = int(lines[-1].split()[-1]) if lines and lines[-1].startswith("exit ") else 0
@@ -292,7 +295,7 @@ def image_test(
                     "platform": platform,
                     "user": user or "(image default)",
                     "exit_code": code,
-                    "checks": devcontainer.parse_checks(output),
+                    "checks": devcontainer.parse_checks(output, nonce),
                     "output": redact("\n".join(lines[:-1])[-20000:], secret_values(runner.env)),
                 }
             )
