@@ -381,3 +381,26 @@ def test_an_image_not_built_on_its_pinned_base_is_refused(
     assert result.returncode != 0
     assert "'hard' (linux/amd64) is not built on its base" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_a_dockerfile_label_that_breaks_the_metadata_spec_fails_the_build(
+    project: Path, private_registry: PrivateRegistry, clean_db: TrivyDb
+) -> None:
+    """'metadata' is checked when the YAML is loaded; a LABEL the Dockerfile writes itself
+    is checked on the built image (the base's own label is the base's)."""
+    ctx = project / "images/labelled"
+    ctx.mkdir(parents=True)
+    (ctx / "Dockerfile").write_text(
+        "ARG BASE_IMAGE\nFROM ${BASE_IMAGE}\n"
+        'LABEL devcontainer.metadata=\'[{"id":"labelled","remoteUser":"root"}]\'\n'
+    )
+    (project / "permutations/labelled.yaml").write_text(
+        "family: labelled\nname: labelled\ncontext: ../images/labelled\n"
+        'base: "{base_registry}/busybox:latest"\n'
+    )
+    git_commit(project, "a LABEL with an id")
+    env = env_for(private_registry, clean_db)
+    result = run_dcforge("build", "--no-prune", "--permutation", "labelled", cwd=project, env=env)
+    assert result.returncode != 0
+    assert "devcontainer.metadata label 0.id: an image's metadata carries no id" in result.stderr
+    assert "Traceback" not in result.stderr

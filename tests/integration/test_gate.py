@@ -193,13 +193,14 @@ def test_shipped_permutation_with_a_planted_critical_blocks_alone(
     )
     assert result.returncode == 6, result.stderr
     last = result.stderr.strip().splitlines()[-1]
-    assert "1 of 3 permutation(s) blocked" in last
+    assert "1 of 4 permutation(s) blocked" in last
     assert "python-3.11-bookworm" in last and "CVE-2099-3110" in last and "3.11.99-1" in last
     assert "python3.11" in last
     doc = json.loads((shipped.dist / "gate.json").read_text())
     passed = {v["name"]: v["passed"] for v in doc["permutations"]}
     assert passed == {
         "base-bookworm": True,
+        "debian-features-bookworm": True,
         "node-18-bookworm": True,
         "python-3.11-bookworm": False,
     }

@@ -33,6 +33,7 @@ def test_the_plan_matrix_equals_the_shipped_permutations(tmp_path: Path) -> None
     matrix = json.loads(result.stdout)
     assert sorted(job["permutation"] for job in matrix["include"]) == [
         "base-bookworm",
+        "debian-features-bookworm",
         "node-18-bookworm",
         "python-3.11-bookworm",
     ]

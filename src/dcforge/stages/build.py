@@ -131,9 +131,14 @@ def load_permutations(settings: Settings, names: Sequence[str] = ()) -> list[con
 
 
 def resolve_plan(
-    settings: Settings, runner: Runner, perms: Sequence[config.Permutation]
+    settings: Settings,
+    runner: Runner,
+    perms: Sequence[config.Permutation],
+    *,
+    base_configs: bool = False,
 ) -> list[PlannedPermutation]:
-    """Resolve every base reference to a digest (once per ref) and hash the inputs."""
+    """Resolve every base reference to a digest (once per ref) and hash the inputs;
+    ``base_configs``: also fetch each base image's config (what a build checks against)."""
     refs = sorted({p.base_ref for p in perms})
     reg = Registry(runner, settings.insecure_hosts)
 
@@ -165,7 +170,7 @@ def resolve_plan(
                 platforms,
                 features=pins,
                 base_configs=_base_configs(reg, p, platforms, configs)
-                if not runner.dry_run
+                if base_configs and not runner.dry_run
                 else {},
             )
         )
@@ -178,10 +183,8 @@ def _base_configs(
     platforms: Mapping[str, str],
     seen: dict[str, Mapping[str, Any]],
 ) -> dict[str, Mapping[str, Any]]:
-    """platform → the base image's config, for a devcontainer.json permutation (fetched
-    once per base image)."""
-    if not perm.devcontainer:
-        return {}
+    """platform → the base image's config (fetched once per base image): the layers a
+    devcontainer.json image must start with, the label it inherits."""
     out = {}
     for platform, digest in platforms.items():
         if digest not in seen:
@@ -508,7 +511,7 @@ def _resolve(
     settings: Settings, runner: Runner, perms: Sequence[config.Permutation]
 ) -> list[PlannedPermutation]:
     with log.group(f"resolve {len(perms)} permutation(s)"):
-        planned = resolve_plan(settings, runner, perms)
+        planned = resolve_plan(settings, runner, perms, base_configs=True)
         for item in planned:
             log.step(
                 item.perm.name,
@@ -777,6 +780,8 @@ def _finish(
     platforms = _archive_platforms(p, children, archived)
     if p.devcontainer:
         _check_devcontainer_image(item, target.output_tar, platforms)
+    else:
+        _check_metadata_label(item, target.output_tar, platforms)
     if options.smoke and p.smoke:
         _smoke(runner, p, target.output_tar, platforms)
     if options.smoke and p.test:
@@ -790,6 +795,33 @@ def _finish(
         built=built,
         platform_digests=platforms,
     )
+
+
+def _check_metadata_label(
+    item: PlannedPermutation, tarball: Path, platforms: Mapping[str, str]
+) -> None:
+    """A Dockerfile permutation's devcontainer.metadata label, when its build set one (its
+    own LABEL, not the base's), is what the spec says — checked like 'metadata'."""
+    for platform, digest in platforms.items():
+        label = buildx.config_labels(buildx.image_config(tarball, digest)).get(
+            "devcontainer.metadata", ""
+        )
+        base = buildx.config_labels(item.base_configs.get(platform, {}))
+        if not label or label == base.get("devcontainer.metadata"):
+            continue
+        try:
+            problems = devcontainer.metadata_errors(json.loads(label))
+        except json.JSONDecodeError as err:
+            problems = [("", f"is not JSON ({err.msg})")]
+        if problems:
+            raise BuildError(
+                "\n".join(
+                    f"{item.perm.source}: '{item.perm.name}' ({platform}): the image's "
+                    f"devcontainer.metadata label{' ' + loc if loc else ''}: {why} — set it "
+                    "with 'metadata' in the permutation, not a LABEL"
+                    for loc, why in problems
+                )
+            )
 
 
 def _check_devcontainer_image(

@@ -15,6 +15,7 @@ import re
 import shlex
 import tarfile
 import tempfile
+import time
 import uuid
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -176,13 +177,13 @@ class Engine:
             if files:
                 self._call(f"copy files into {image}", container.put_archive, "/", files)
             self._call(f"start {image}", container.start)
-            try:
-                status = container.wait(timeout=timeout)
-            except requests.RequestException:
-                raise ToolError(f"{argv[0]} in {image} timed out after {timeout:g} s") from None
+            status = self._wait(container, image, argv, timeout)
             output = str(self._call("read logs", container.logs).decode(errors="replace"))
         finally:
-            self._call("remove the container", container.remove, force=True, v=True)
+            try:  # never let the clean-up hide what went wrong
+                container.remove(force=True, v=True)
+            except (DockerException, requests.RequestException) as err:
+                log.warn(f"could not remove the container of {image}: {_short(err)}")
         code = int(status.get("StatusCode", -1))
         if not check:
             return f"{output}\nexit {code}\n"
@@ -190,6 +191,28 @@ class Engine:
             lines = [ln for ln in output.splitlines() if ln.strip()]
             raise ToolError(f"exited {code}: {lines[-1][:400] if lines else '(no output)'}")
         return output
+
+    def _wait(self, container: Any, image: str, argv: list[str], timeout: float) -> Any:
+        """The container's exit status; while it runs, a "still running" line whenever it
+        has been quiet for the runner's heartbeat (a long smoke or image test, emulated
+        arm64 above all, never looks hung)."""
+        sink = self.runner.sink if self.runner.sink is not None else log.sink()
+        watch = sink.call(
+            f"{Path(argv[0]).name} (container)", argv, shown=shlex.join(argv),
+            verbose=self.runner.verbose,
+        )  # fmt: skip
+        start = time.monotonic()
+        try:
+            while True:
+                left = timeout - (time.monotonic() - start)
+                if left <= 0:
+                    raise ToolError(f"{argv[0]} in {image} timed out after {timeout:g} s")
+                try:
+                    return container.wait(timeout=max(1.0, min(left, self.runner.heartbeat)))
+                except requests.RequestException:
+                    watch.heartbeat(time.monotonic() - start)
+        finally:
+            watch.close()
 
     def prune(self) -> str:
         """Remove every stopped container, unused image, network, anonymous volume and the
