@@ -21,6 +21,7 @@ import yaml
 
 from dcforge import devcontainer
 from dcforge.errors import ConfigError
+from dcforge.files import inside
 
 NAME_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{0,95}$")
 TAG_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
@@ -184,14 +185,6 @@ def _matrix_rows(path: Path, data: Mapping[str, Any]) -> list[dict[str, str]]:
     return rows
 
 
-def _inside(root: Path, candidate: Path) -> bool:
-    try:
-        candidate.resolve().relative_to(root.resolve())
-    except ValueError:
-        return False
-    return True
-
-
 @dataclass(frozen=True)
 class _Row:
     """One matrix row of one family file: renders its templates, names its errors."""
@@ -336,7 +329,7 @@ def _test(row: _Row, root: Path) -> Path | None:
     if "test" not in row.data:
         return None
     script = (row.path.parent / row.r("test", row.data["test"])).resolve()
-    if not _inside(root, script):
+    if not inside(root, script):
         raise row.fail("test", f"({script}) is outside the project {root}")
     if not script.is_file():
         raise row.fail("test", f": {script} does not exist — create it or fix the path")
@@ -354,7 +347,7 @@ def _context(row: _Row, root: Path) -> tuple[Path, Path, str]:
         )
     if has_config:
         config = (row.path.parent / row.r("devcontainer", row.data["devcontainer"])).resolve()
-        if not _inside(root, config):
+        if not inside(root, config):
             raise row.fail("devcontainer", f"({config}) is outside the project {root}")
         if not config.is_file():
             raise row.fail("devcontainer", f": {config} does not exist — create it or fix the path")
@@ -371,7 +364,7 @@ def _context(row: _Row, root: Path) -> tuple[Path, Path, str]:
         shape = devcontainer.check_config(config, devcontainer.read_config(config))
         return config.parent, config, shape.form
     context = (row.path.parent / row.r("context", row.data["context"])).resolve()
-    if not _inside(root, context):
+    if not inside(root, context):
         raise row.fail(
             "context",
             f"({context}) is outside the project {root} — keep build contexts inside the "
@@ -380,7 +373,7 @@ def _context(row: _Row, root: Path) -> tuple[Path, Path, str]:
     if not context.is_dir():
         raise row.fail("context", f": directory {context} does not exist")
     dockerfile = (context / row.r("dockerfile", row.data.get("dockerfile", "Dockerfile"))).resolve()
-    if not _inside(context, dockerfile):
+    if not inside(context, dockerfile):
         raise row.fail("dockerfile", f"must stay inside the context {context}")
     if not dockerfile.is_file():
         raise row.fail("dockerfile", f": {dockerfile} does not exist — create it or fix the path")

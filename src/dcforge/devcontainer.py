@@ -21,6 +21,7 @@ from typing import Any
 import json5
 
 from dcforge.errors import ConfigError
+from dcforge.files import inside
 
 LOCK_FILE = "devcontainer-lock.json"
 MAX_CONFIG_BYTES = 1_000_000
@@ -241,7 +242,7 @@ def _check_build(path: Path, folder: Path, build: Any) -> None:
         raise ConfigError(f"{path}: field 'build.args': must be an object (name → value)")
     for key in ("dockerfile", "context"):
         rel = build.get(key, ".")
-        if not isinstance(rel, str) or not _inside(folder, folder / rel):
+        if not isinstance(rel, str) or not inside(folder, folder / rel):
             raise ConfigError(
                 f"{path}: field 'build.{key}': {rel!r} must stay inside {folder} (dcforge "
                 "hashes and copies that folder as the build's context)"
@@ -254,7 +255,7 @@ def _check_build(path: Path, folder: Path, build: Any) -> None:
 
 def check_local_feature(source: Path, folder: Path, ref: str) -> None:
     feature = folder / ref
-    if not _inside(folder, feature):
+    if not inside(folder, feature):
         raise ConfigError(
             f"{source}: Feature {ref!r}: a local Feature must be a folder inside {folder} "
             "(the spec's rule; the CLI refuses others)"
@@ -330,14 +331,6 @@ def _options(value: Any) -> dict[str, Any]:
     if isinstance(value, str):
         return {"version": value}
     return {}
-
-
-def _inside(root: Path, candidate: Path) -> bool:
-    try:
-        candidate.resolve().relative_to(root.resolve())
-    except ValueError:
-        return False
-    return True
 
 
 def unpinned_features(label: str, pinned: Mapping[str, str], base_label: str = "") -> list[str]:

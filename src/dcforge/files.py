@@ -1,4 +1,5 @@
-"""Atomic file writes: a reader sees the old file or the new one, never half of one."""
+"""Files: atomic writes (a reader sees the old file or the new one, never half of one),
+and whether a path stays inside a folder."""
 
 from __future__ import annotations
 
@@ -43,3 +44,12 @@ def append_line(path: str, text: str, what: str) -> None:
             fh.write(text)
     except OSError as err:
         raise DcforgeError(f"{what}={path}: cannot append ({err.strerror})") from None
+
+
+def inside(root: Path, candidate: Path) -> bool:
+    """``candidate`` (links resolved) is ``root`` or below it."""
+    try:
+        candidate.resolve().relative_to(root.resolve())
+    except ValueError:
+        return False
+    return True

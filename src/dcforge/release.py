@@ -40,6 +40,12 @@ class Image:
     # platform → image digest: what is attested (one entry, ``digest`` itself, unless the
     # image is an index of several platforms)
     platforms: tuple[tuple[str, str], ...] = ()
+    # What publish left in the registry, bound by the signed record: image digest → the
+    # digest of its cosign signature manifest (``sha256-….sig``) and of its attestation
+    # manifest (``sha256-….att``). A check that finds exactly these manifests has what
+    # publish signed and verified, byte for byte, without running cosign again.
+    signatures: tuple[tuple[str, str], ...] = ()
+    attestations: tuple[tuple[str, str], ...] = ()
 
     def ref(self) -> str:
         return f"{self.repository}@{self.digest}"
@@ -54,6 +60,20 @@ class Image:
         """(platform, digest) of every image with its own SBOM and provenance."""
         return list(self.platforms) or [("", self.digest)]
 
+    def bound(self) -> bool:
+        """The record binds every signature and attestation manifest of this image."""
+        signed = {ref.rsplit("@", 1)[1] for ref in self.signed_refs()}
+        attested = {digest for _, digest in self.attested()}
+        return bool(self.signatures) and (
+            {d for d, _ in self.signatures} == signed
+            and {d for d, _ in self.attestations} == attested
+        )
+
+
+def artifact_tag(digest: str, kind: str) -> str:
+    """cosign's tag for the ``sig`` or ``att`` manifest of image ``digest``."""
+    return f"sha256-{digest.split(':', 1)[1]}.{kind}"
+
 
 @dataclass(frozen=True)
 class Release:
@@ -63,8 +83,15 @@ class Release:
     gate: dict[str, Any]
 
 
-def build(manifest: mf.Manifest, gate_doc: dict[str, Any]) -> dict[str, Any]:
-    """The record for ``manifest`` (deterministic: the same manifest gives the same bytes)."""
+Bindings = dict[str, dict[str, dict[str, str]]]  # name → {signatures|attestations → {d: d}}
+
+
+def build(
+    manifest: mf.Manifest, gate_doc: dict[str, Any], bindings: Bindings | None = None
+) -> dict[str, Any]:
+    """The record for ``manifest`` (deterministic: the same manifest and bindings give the
+    same bytes); ``bindings``: per image, the signature and attestation manifests publish
+    left (see :class:`Image`)."""
     return {
         "schema_version": SCHEMA_VERSION,
         "kind": "dcforge-release",
@@ -76,6 +103,7 @@ def build(manifest: mf.Manifest, gate_doc: dict[str, Any]) -> dict[str, Any]:
                 "digest": e.image_digest,
                 "immutable_tag": e.immutable_tag,
                 "floating_tags": list(e.floating_tags),
+                **(bindings or {}).get(e.name, {}),
             }
             for e in manifest.permutations
         ],
@@ -109,38 +137,51 @@ def parse(data: Any, source: str) -> Release:
     raw_images = data.get("images")
     if not isinstance(raw_images, list) or not raw_images:
         raise ManifestError(f"{source}: no images")
-    images = []
-    for raw in raw_images:
-        if not isinstance(raw, dict):
-            raise ManifestError(f"{source}: an image entry is not an object")
-        try:
-            entry = manifest.entry(str(raw.get("name")))
-        except ManifestError:
-            raise ManifestError(
-                f"{source}: image {raw.get('name')!r} is not in its manifest"
-            ) from None
-        digest = raw.get("digest")
-        if (
-            not isinstance(digest, str)
-            or not DIGEST_RE.match(digest)
-            or digest != entry.image_digest
-        ):
-            raise ManifestError(
-                f"{source}: image {entry.name} digest {digest!r} does not match its manifest"
-            )
-        images.append(
-            Image(
-                entry.name,
-                entry.repository,
-                digest,
-                entry.immutable_tag,
-                tuple(entry.floating_tags),
-                tuple(entry.platform_images().items()),
-            )
-        )
+    images = [_image(raw, manifest, source) for raw in raw_images]
     raw_gate = data.get("gate")
     gate: dict[str, Any] = raw_gate if isinstance(raw_gate, dict) else {}
     return Release(manifest.git_sha, manifest, tuple(images), gate)
+
+
+def _image(raw: Any, manifest: mf.Manifest, source: str) -> Image:
+    """One image entry of a record: in its manifest, with the manifest's digest."""
+    if not isinstance(raw, dict):
+        raise ManifestError(f"{source}: an image entry is not an object")
+    try:
+        entry = manifest.entry(str(raw.get("name")))
+    except ManifestError:
+        raise ManifestError(f"{source}: image {raw.get('name')!r} is not in its manifest") from None
+    digest = raw.get("digest")
+    if not isinstance(digest, str) or not DIGEST_RE.match(digest) or digest != entry.image_digest:
+        raise ManifestError(
+            f"{source}: image {entry.name} digest {digest!r} does not match its manifest"
+        )
+    image = Image(
+        entry.name,
+        entry.repository,
+        digest,
+        entry.immutable_tag,
+        tuple(entry.floating_tags),
+        tuple(entry.platform_images().items()),
+        _binding(raw, "signatures", source),
+        _binding(raw, "attestations", source),
+    )
+    if (image.signatures or image.attestations) and not image.bound():
+        raise ManifestError(
+            f"{source}: image {entry.name}: its signature/attestation bindings do not "
+            "name exactly its images"
+        )
+    return image
+
+
+def _binding(raw: dict[str, Any], key: str, source: str) -> tuple[tuple[str, str], ...]:
+    value = raw.get(key, {})
+    if not isinstance(value, dict) or not all(
+        isinstance(k, str) and isinstance(v, str) and DIGEST_RE.match(k) and DIGEST_RE.match(v)
+        for k, v in value.items()
+    ):
+        raise ManifestError(f"{source}: image {raw.get('name')!r}: '{key}' is not digest → digest")
+    return tuple(sorted(value.items()))
 
 
 @dataclass(frozen=True)

@@ -272,6 +272,11 @@ class Releases:
                 f"{image.ref()}: the registry serves it with images "
                 f"{sorted(served.items()) or 'none'}, the release names {sorted(expected.items())}"
             )
+        if self._bound(image):  # the signed record names these very manifests
+            log.step(
+                image.name, "signatures and attestations: the manifests its signed record names"
+            )
+            return problems
         # Every signature and attestation check is a read of its own: run them at once.
         checks = [partial(self._check_signature, ref) for ref in image.signed_refs()]
         checks += [
@@ -344,8 +349,48 @@ class Releases:
 
     # -- writing -------------------------------------------------------------------------
 
+    def bindings(self, manifest: mf.Manifest) -> release.Bindings:
+        """What publish left for each image: the digest of the signature manifest of the
+        image and each child, and of each platform's attestation manifest (for the record:
+        see release.Image)."""
+        images = release.parse(release.build(manifest, {}), "new release").images
+        wanted = [
+            (image.name, kind, digest, f"{image.repository}:{release.artifact_tag(digest, tag)}")
+            for image in images
+            for kind, tag, digests in (
+                ("signatures", "sig", [r.rsplit("@", 1)[1] for r in image.signed_refs()]),
+                ("attestations", "att", [d for _, d in image.attested()]),
+            )
+            for digest in digests
+        ]
+        with ThreadPoolExecutor(max_workers=8) as pool:
+            found = list(pool.map(lambda w: self.registry.digest_or_none(w[3]), wanted))
+        out: release.Bindings = {}
+        for (name, kind, digest, ref), artifact in zip(wanted, found, strict=True):
+            if artifact is None:
+                raise VerifyFailed(f"{name}: {ref} is missing right after it was written")
+            out.setdefault(name, {}).setdefault(kind, {})[digest] = artifact
+        return out
+
+    def _bound(self, image: release.Image) -> bool:
+        """Every signature and attestation manifest of ``image`` is, byte for byte, the one
+        its signed record names (what publish signed and verified)."""
+        if not image.bound():
+            return False
+        wanted = [(d, a, "sig") for d, a in image.signatures]
+        wanted += [(d, a, "att") for d, a in image.attestations]
+        for digest, artifact, kind in wanted:
+            ref = f"{image.repository}:{release.artifact_tag(digest, kind)}"
+            if self.registry.digest_or_none(ref) != artifact:
+                return False  # changed since (re-attested, say): cosign decides
+        return True
+
     def store_record(
-        self, manifest: mf.Manifest, gate_doc: dict[str, Any], work: Path
+        self,
+        manifest: mf.Manifest,
+        gate_doc: dict[str, Any],
+        work: Path,
+        bindings: release.Bindings | None = None,
     ) -> tuple[str, str]:
         """Push (or find) the record at ``dcforge-releases:<git sha>`` and sign that digest.
 
@@ -353,7 +398,7 @@ class Releases:
         write; it is then signed if its signature does not verify yet (a publish cut off
         between push and sign). Anything else under the tag is replaced.
         """
-        body = release.encode(release.build(manifest, gate_doc))
+        body = release.encode(release.build(manifest, gate_doc, bindings))
         reference = f"{self.repository}:{manifest.git_sha}"
         existing = self.registry.digest_or_none(reference)
         digest, state = "", "done"

@@ -146,3 +146,29 @@ def test_refusals_move_nothing(
     )
     urllib.request.urlopen(req, timeout=10).close()
     _refused(r, runner, r.a.git_sha, "no longer exists in the registry")
+
+
+def test_a_rollback_trusts_only_the_manifests_its_signed_record_binds(
+    two_releases: TwoReleases, runner: Runner
+) -> None:
+    """The record names each signature and attestation manifest publish wrote (and
+    verified): a rollback finding exactly those runs no cosign for them; one pointing
+    elsewhere is checked by cosign again — here another image's attestations: refused."""
+    r = two_releases
+    done = run_dcforge("rollback", "--sha", r.a.git_sha, cwd=r.root, env=r.env)
+    assert done.returncode == 0, done.stderr
+    assert done.stderr.count("the manifests its signed record names") == len(r.a.permutations)
+    back = run_dcforge("rollback", "--sha", r.b.git_sha, cwd=r.root, env=r.env)
+    assert back.returncode == 0, back.stderr
+    a, b = r.a.permutations[0], r.b.entry(r.a.permutations[0].name)
+    b_att = registry.resolve(
+        runner, f"{b.repository}:sha256-{b.image_digest[7:]}.att", plain_http=True
+    )
+    registry.tag(
+        runner, f"{a.repository}@{b_att}", [f"sha256-{a.image_digest[7:]}.att"], plain_http=True
+    )
+    refused = run_dcforge("rollback", "--sha", r.a.git_sha, cwd=r.root, env=r.env)
+    assert refused.returncode != 0
+    assert f"image {a.name} does not verify" in refused.stderr
+    assert "attestation" in refused.stderr
+    assert tags_point_at(runner, r.b)

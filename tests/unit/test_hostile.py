@@ -167,3 +167,28 @@ def test_a_record_naming_a_malformed_or_foreign_digest_is_refused(digest: str) -
     data["images"][0]["digest"] = digest
     with pytest.raises(ManifestError, match="does not match its manifest"):
         release.parse(data, "r")
+
+
+def test_a_record_binds_each_signature_and_attestation_manifest_of_its_images() -> None:
+    m = json.loads(json.dumps(GOOD))
+    digest = m["permutations"][0]["image_digest"]
+    sig, att = "sha256:" + "5" * 64, "sha256:" + "6" * 64
+    data = record()
+    data["images"][0].update({"signatures": {digest: sig}, "attestations": {digest: att}})
+    (image,) = release.parse(data, "r").images
+    assert image.bound() and image.signatures == ((digest, sig),)
+    assert release.artifact_tag(digest, "att") == f"sha256-{digest[7:]}.att"
+    # A binding for an image the record does not hold, half a binding, or not a digest:
+    for bad in (
+        {"signatures": {digest: sig, "sha256:" + "7" * 64: sig}, "attestations": {digest: att}},
+        {"signatures": {digest: sig}},
+        {"signatures": {digest: "latest"}, "attestations": {digest: att}},
+        {"signatures": [sig], "attestations": {digest: att}},
+    ):
+        data = record()
+        data["images"][0].update(bad)
+        with pytest.raises(ManifestError) as err:
+            release.parse(data, "registry/dcforge-releases:abc")
+        assert_clear(err.value, "registry/dcforge-releases:abc")
+    # Without bindings (records of earlier versions): not bound, verified by cosign.
+    assert not release.parse(record(), "r").images[0].bound()

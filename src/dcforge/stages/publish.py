@@ -284,7 +284,8 @@ def run(
             outcomes = list(pool.map(lambda e: _publish_for(shared, e), manifest.permutations))
         phases = {"phase 1 (push, sign, attest)": _lap(clock)}
         with log.group("release record"):
-            reference, record_digest = rel.store_record(manifest, gate_doc, Path(tmp))
+            bindings = rel.bindings(manifest)
+            reference, record_digest = rel.store_record(manifest, gate_doc, Path(tmp), bindings)
         phases["release record"] = _lap(clock)
     moved = _phase_two(rel, manifest, gate_doc, record_digest)
     phases["phase 2 (tags, verify, pin)"] = _lap(clock)
