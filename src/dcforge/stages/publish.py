@@ -283,11 +283,11 @@ def run(
         with log.group("phase 1: push, sign, attest"), ThreadPoolExecutor(workers) as pool:
             outcomes = list(pool.map(lambda e: _publish_for(shared, e), manifest.permutations))
         phases = {"phase 1 (push, sign, attest)": _lap(clock)}
-        with log.group("release record"):
-            bindings = rel.bindings(manifest)
+        with log.group("verify what was signed, then the release record"):
+            bindings = _verified_bindings(rel, manifest, gate_doc)
             reference, record_digest = rel.store_record(manifest, gate_doc, Path(tmp), bindings)
         phases["release record"] = _lap(clock)
-    moved = _phase_two(rel, manifest, gate_doc, record_digest)
+    moved = _phase_two(rel, manifest, gate_doc, record_digest, bindings)
     phases["phase 2 (tags, verify, pin)"] = _lap(clock)
     _profile(settings, outcomes, phases, workers)
     _summary(manifest, outcomes, gate_doc)
@@ -396,11 +396,40 @@ def _preflight(
     return manifest, gate_doc
 
 
+def _verified_bindings(
+    rel: Releases, manifest: mf.Manifest, gate_doc: dict[str, Any]
+) -> release.Bindings:
+    """The signature and attestation manifests publish left, verified by cosign before the
+    record binds them (a record names only what was verified): read their digests, verify
+    every signature and attestation, read the digests again."""
+    before = rel.bindings(manifest)
+    problems = rel.verify_release(
+        release.parse(release.build(manifest, gate_doc), "new release"), check_tags=False
+    )
+    if problems:
+        raise PublishRefused(
+            f"the new release does not verify ({len(problems)} problem(s): {problems[0]}) — "
+            f"nothing was recorded and no tag moved; {release.LAST_KNOWN_GOOD} was NOT moved; "
+            "fix and re-run publish"
+        )
+    if rel.bindings(manifest) != before:
+        raise PublishRefused(
+            "a signature or attestation manifest changed while it was being verified — "
+            f"nothing was recorded; {release.LAST_KNOWN_GOOD} was NOT moved; re-run publish"
+        )
+    return before
+
+
 def _phase_two(
-    rel: Releases, manifest: mf.Manifest, gate_doc: dict[str, Any], record_digest: str
+    rel: Releases,
+    manifest: mf.Manifest,
+    gate_doc: dict[str, Any],
+    record_digest: str,
+    bindings: release.Bindings,
 ) -> dict[str, str]:
-    """Floating tags, then verify the release as users will pull it, then the pin."""
-    new = release.parse(release.build(manifest, gate_doc), "new release")
+    """Floating tags, then check the release as users will pull it (tags, and the
+    signature and attestation manifests still the verified ones), then the pin."""
+    new = release.parse(release.build(manifest, gate_doc, bindings), "new release")
     with (
         log.group("phase 2: floating tags, verify, last-known-good"),
         locks.registry_lock(rel.settings.registry),
