@@ -255,7 +255,7 @@ def test_last_known_good_moves_only_after_verify(
     r = two_releases
     pinned = pinned_record(runner, r.releases, tmp_path)
     (r.root / "images/tiny/greeting.txt").write_text("release C\n")
-    git_commit(r.root, "C")
+    c_sha = git_commit(r.root, "C")
     build_and_gate(r.root, r.env)
     # Signing works, but verification is done with a key that did not sign: verify fails.
     env = {**r.env, "COSIGN_PUBLIC_KEY": str(other_keys.pub)}
@@ -264,3 +264,5 @@ def test_last_known_good_moves_only_after_verify(
     assert "last-known-good was NOT moved" in result.stderr
     assert pinned_record(runner, r.releases, tmp_path) == pinned
     assert tags_point_at(runner, r.b)
+    # No record of C: nothing signed names C's unverified signature/attestation manifests.
+    assert registry.digest_or_none(runner, f"{r.releases}:{c_sha}", plain_http=True) is None
