@@ -275,15 +275,13 @@ def smoke_archive(
         return store
 
 
-def image_user(engine: Engine, image: str) -> str:
-    """The user an image's tools run as: the devcontainer.metadata label's last
-    ``remoteUser`` (else ``containerUser``), else the image's own ``User``, else root."""
-    if engine.runner.dry_run:
-        return ""
-    attrs = engine._call(f"inspect {image}", engine.client.images.get, image).attrs
-    config = attrs.get("Config") or {}
-    label = (config.get("Labels") or {}).get("devcontainer.metadata", "")
-    return devcontainer.remote_user(label) or str(config.get("User") or "")
+def image_user(tarball: Path, digest: str) -> str:
+    """The user an image's tools run as, from its config in the archive: the
+    devcontainer.metadata label's last ``remoteUser`` (else ``containerUser``), else the
+    image's own ``User``, else root."""
+    config = buildx.image_config(tarball, digest)
+    label = buildx.config_labels(config).get("devcontainer.metadata", "")
+    return devcontainer.remote_user(label) or str((config.get("config") or {}).get("User") or "")
 
 
 def image_test(
@@ -305,8 +303,8 @@ def image_test(
     with Engine(runner) as engine:
         for platform, digest in images.items():
             tag = f"dcforge-test/{name}:{platform.replace('/', '-')}-{uuid.uuid4().hex[:12]}"
+            user = image_user(tarball, digest)
             with engine.loaded(tarball, digest, tag, platform) as image:
-                user = image_user(engine, image)
                 output = engine.run(
                     image, argv, platform=platform, timeout=timeout, user=user, files=files,
                     check=False, environment={"DCFORGE_CHECK_NONCE": nonce},
