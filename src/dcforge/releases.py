@@ -258,9 +258,18 @@ class Releases:
         with ThreadPoolExecutor(max_workers=8) as pool:
             list(pool.map(check, rel.images))
 
-    def verify_image(self, image: release.Image, check_tags: bool) -> list[str]:
+    def verify_image(
+        self,
+        image: release.Image,
+        check_tags: bool,
+        *,
+        bound: bool | None = None,
+        signatures_verified: bool = False,
+    ) -> list[str]:
         """Problems with one image of a release (empty: tags, the signatures of the image
-        and of each platform's image, and each platform's attestations all verify)."""
+        and of each platform's image, and each platform's attestations all verify).
+        ``bound``: whether :meth:`_bound` holds, when the caller knows already;
+        ``signatures_verified``: cosign verified the signatures already (a batch run)."""
         problems = self._tag_problems(image) if check_tags else []
         try:
             served = self.registry.served_platforms(image.ref())
@@ -272,13 +281,16 @@ class Releases:
                 f"{image.ref()}: the registry serves it with images "
                 f"{sorted(served.items()) or 'none'}, the release names {sorted(expected.items())}"
             )
-        if self._bound(image):  # the signed record names these very manifests
+        if self._bound(image) if bound is None else bound:  # the signed record names them
             log.step(
                 image.name, "signatures and attestations: the manifests its signed record names"
             )
             return problems
         # Every signature and attestation check is a read of its own: run them at once.
-        checks = [partial(self._check_signature, ref) for ref in image.signed_refs()]
+        checks = [
+            partial(self._check_signature, ref)
+            for ref in ([] if signatures_verified else image.signed_refs())
+        ]
         checks += [
             partial(self._check_attestation, image, platform, digest, ptype, predicate_type)
             for platform, digest in image.attested()
@@ -324,9 +336,25 @@ class Releases:
         return problems
 
     def verify_release(self, rel: release.Release, check_tags: bool) -> list[str]:
+        """Problems with a release. The signatures of every image its record does not bind
+        are verified in one cosign run first; only if that fails is each checked on its own
+        (to name the one that fails)."""
         problems: list[str] = []
         with ThreadPoolExecutor(max_workers=VERIFY_WORKERS) as pool:
-            results = list(pool.map(lambda i: self.verify_image(i, check_tags), rel.images))
+            bound = list(pool.map(self._bound, rel.images))
+            refs = [
+                r for i, b in zip(rel.images, bound, strict=True) if not b for r in i.signed_refs()
+            ]
+            batch = bool(refs) and self.cosign.verify_all(refs)
+            results = list(
+                pool.map(
+                    lambda i, b: self.verify_image(
+                        i, check_tags, bound=b, signatures_verified=batch
+                    ),
+                    rel.images,
+                    bound,
+                )
+            )
         for image, found in zip(rel.images, results, strict=True):
             problems += found
             each = (

@@ -172,3 +172,33 @@ def test_a_rollback_trusts_only_the_manifests_its_signed_record_binds(
     assert f"image {a.name} does not verify" in refused.stderr
     assert "attestation" in refused.stderr
     assert tags_point_at(runner, r.b)
+
+
+def test_verify_names_an_image_whose_signature_tag_was_swapped(
+    two_releases: TwoReleases, runner: Runner
+) -> None:
+    """The signatures of the images a record no longer binds are verified by one cosign
+    run; when that fails, each image is checked on its own and the one whose ``.sig`` tag
+    now points at another image's signature (valid, by the right key, for another digest)
+    is named."""
+    r = two_releases
+    if not tags_point_at(runner, r.b):
+        moved = run_dcforge("rollback", "--sha", r.b.git_sha, cwd=r.root, env=r.env)
+        assert moved.returncode == 0, moved.stderr
+    b = r.b.permutations[-1]
+    a = r.a.entry(b.name)
+    assert a.image_digest != b.image_digest
+    sig = f"sha256-{b.image_digest[7:]}.sig"
+    own = registry.resolve(runner, f"{b.repository}:{sig}", plain_http=True)
+    a_sig = registry.resolve(
+        runner, f"{a.repository}:sha256-{a.image_digest[7:]}.sig", plain_http=True
+    )
+    registry.tag(runner, f"{b.repository}@{a_sig}", [sig], plain_http=True)
+    try:
+        failed = run_dcforge("verify", "--sha", r.b.git_sha, cwd=r.root, env=r.env)
+        assert failed.returncode != 0
+        assert f"{b.repository}@{b.image_digest}: signature does not verify" in failed.stderr
+    finally:
+        registry.tag(runner, f"{b.repository}@{own}", [sig], plain_http=True)
+    verified = run_dcforge("verify", "--sha", r.b.git_sha, cwd=r.root, env=r.env)
+    assert verified.returncode == 0, verified.stderr

@@ -92,6 +92,38 @@ def test_cosign_signs_by_digest_and_rejects_another_key(
         cosign.sign(runner, signer, f"{repo}:v1", plain_http=True)
 
 
+def test_cosign_signs_several_images_in_one_run_and_verifies_them_together(
+    runner: Runner,
+    vulnerable_tar: Path,
+    clean_tar: Path,
+    namespace: str,
+    cosign_keys: KeyPair,
+    other_keys: KeyPair,
+) -> None:
+    """Publish signs a release's images in one cosign run and verifies their signatures in
+    one: every image gets its own signature, and one image that does not verify (unsigned,
+    wherever it stands in the list, or under another key) fails the whole check."""
+    reg = registry.Registry(runner, frozenset({"localhost", "127.0.0.1"}))
+    refs = []
+    for name, tar in (("one", vulnerable_tar), ("two", clean_tar), ("unsigned", clean_tar)):
+        registry.push_oci_archive(runner, tar, f"{namespace}/{name}:v1", plain_http=True)
+        digest = registry.resolve(runner, f"{namespace}/{name}:v1", plain_http=True)
+        refs.append(f"{namespace}/{name}@{digest}")
+    signer = cosign.Signer(key=str(cosign_keys.key), public_key=str(cosign_keys.pub))
+    ours = cosign.Cosign(runner, signer, reg, {"COSIGN_PASSWORD": cosign_keys.password})
+    ours.sign_all(refs[:2])
+    for ref in refs[:2]:
+        assert '"critical"' in cosign.verify(runner, signer, ref, plain_http=True)
+    assert ours.verify_all(refs[:2])
+    assert not ours.verified(refs[2])
+    assert not ours.verify_all(refs)
+    assert not ours.verify_all([refs[2], *refs[:2]])
+    stranger = cosign.Signer(key=str(other_keys.key), public_key=str(other_keys.pub))
+    assert not cosign.Cosign(runner, stranger, reg, {}).verify_all(refs[:2])
+    with pytest.raises(ToolError, match="sign by digest"):
+        ours.sign_all([refs[0], f"{namespace}/one:v1"])
+
+
 def test_a_failing_tool_is_one_clear_line(tmp_path: Path) -> None:
     broken = tmp_path / "broken.tar"
     broken.write_bytes(b"this is not a tarball")

@@ -39,6 +39,7 @@ class Outcome:
     digest: str
     steps: dict[str, str] = field(default_factory=dict)  # step → "done" | "already"
     seconds: dict[str, float] = field(default_factory=dict)  # step → time spent in it
+    unsigned: list[str] = field(default_factory=list)  # its images to sign (ref@digest)
 
 
 def ensure_signer(settings: Settings, runner: Runner, env: Mapping[str, str]) -> cosign.Signer:
@@ -106,51 +107,79 @@ def _push(run: _Run, entry: mf.Entry) -> str:
     return "done"
 
 
-def _publish_for(run: _Run, entry: mf.Entry) -> Outcome:
-    """One permutation's publish on a pool thread: its tool output is its own (log groups)."""
+def _push_for(run: _Run, entry: mf.Entry) -> Outcome:
+    """One permutation's push on a pool thread: its tool output is its own (log groups)."""
     with log.permutation(entry.name):
-        return _publish_one(run, entry)
+        out = Outcome(entry.name, entry.image_digest)
+        start = time.perf_counter()
+        out.steps["push"] = _push(run, entry)
+        _check_served(run, entry)
+        out.seconds["push"] = time.perf_counter() - start
+        log.step(entry.name, f"push {out.steps['push']} {entry.image_digest[:19]}")
+        out.unsigned = _unsigned(run, entry)
+        return out
 
 
-def _publish_one(run: _Run, entry: mf.Entry) -> Outcome:
-    """Push, then sign every image (the index and each platform's) while each platform's
-    image is attested with its own SBOM and provenance (subject: that platform's digest)."""
-    out = Outcome(entry.name, entry.image_digest)
-    clock = time.perf_counter()
+def _attest_for(run: _Run, entry: mf.Entry, out: Outcome) -> None:
+    """Each platform's image of one permutation attested with its own SBOM and provenance
+    (subject: that platform's digest), one after the other (both go to one .att tag)."""
+    with log.permutation(entry.name):
+        clock = time.perf_counter()
 
-    def lap(step: str) -> None:
-        nonlocal clock
-        now = time.perf_counter()
-        out.seconds[step] = out.seconds.get(step, 0.0) + now - clock
-        clock = now
+        def lap(step: str) -> None:
+            nonlocal clock
+            now = time.perf_counter()
+            out.seconds[step] = out.seconds.get(step, 0.0) + now - clock
+            clock = now
 
-    out.steps["push"] = _push(run, entry)
-    _check_served(run, entry)
-    lap("push")
-    log.step(entry.name, f"push {out.steps['push']} {entry.image_digest[:19]}")
-    images = entry.platform_images()
-    digests = [entry.image_digest] * entry.multi_platform + list(images.values())
-    # Signatures (the .sig tags) and attestations (the .att tags) are separate artifacts:
-    # sign while the attestations are made. The attestations stay one after the other
-    # (both go to one .att tag).
-    out.steps["sign"] = "…"  # (the summary's column order)
-    with ThreadPoolExecutor(1) as signer:
-        signing = signer.submit(_timed, lambda: _merged([_sign(run, entry, d) for d in digests]))
-        _attest_all(run, entry, images, out, lap)
-        out.steps["sign"], out.seconds["sign"] = signing.result()
-    on = f" on {len(images)} platforms" if entry.multi_platform else ""
-    log.step(
-        entry.name,
-        f"signed, SBOM and provenance attested{on} "
-        f"({', '.join(f'{k} {v}' for k, v in out.steps.items())})",
-    )
-    return out
+        _attest_all(run, entry, entry.platform_images(), out, lap)
 
 
-def _timed(fn: Callable[[], str]) -> tuple[str, float]:
+def _unsigned(run: _Run, entry: mf.Entry) -> list[str]:
+    """The images of one permutation (the index and each platform's) whose signature is
+    not there yet or does not verify."""
+    reg, signer = run.releases.registry, run.releases.cosign
+    digests = [entry.image_digest] * entry.multi_platform + list(entry.platform_images().values())
+    todo = []
+    for digest in digests:
+        ref = f"{entry.repository}@{digest}"
+        signed = reg.digest_or_none(f"{entry.repository}:sha256-{digest[7:]}.sig")
+        if not (signed and signer.verified(ref)):
+            todo.append(ref)
+    return todo
+
+
+def _sign_all(run: _Run, outcomes: list[Outcome]) -> float:
+    """Every image of the release that is not signed yet, signed in one cosign run (the key
+    is read and decrypted once, not once per image); returns the seconds it took."""
     start = time.perf_counter()
-    result = fn()
-    return result, time.perf_counter() - start
+    run.releases.cosign.sign_all([ref for out in outcomes for ref in out.unsigned])
+    for out in outcomes:
+        out.steps["sign"] = "done" if out.unsigned else "already"
+    log.info(f"signed {sum(len(o.unsigned) for o in outcomes)} image(s) in one cosign run")
+    return time.perf_counter() - start
+
+
+def _phase_one(run: _Run, workers: int) -> tuple[list[Outcome], float]:
+    """Push every permutation; then sign them all in one cosign run while each one's
+    images are attested. Returns the outcomes and the seconds the signing took."""
+    entries = run.manifest.permutations
+    with ThreadPoolExecutor(workers) as pool:
+        outcomes = list(pool.map(lambda e: _push_for(run, e), entries))
+        for out in outcomes:
+            out.steps["sign"] = "…"  # (the summary's column order)
+        with ThreadPoolExecutor(1) as one:
+            signing = one.submit(_sign_all, run, outcomes)
+            list(pool.map(lambda e, o: _attest_for(run, e, o), entries, outcomes))
+            signed_in = signing.result()
+    for entry, out in zip(entries, outcomes, strict=True):
+        on = f" on {len(entry.platform_images())} platforms" if entry.multi_platform else ""
+        log.step(
+            entry.name,
+            f"signed, SBOM and provenance attested{on} "
+            f"({', '.join(f'{k} {v}' for k, v in out.steps.items())})",
+        )
+    return outcomes, signed_in
 
 
 def _attest_all(
@@ -206,15 +235,6 @@ def _check_served(run: _Run, entry: mf.Entry) -> None:
 def _merged(steps: list[str]) -> str:
     """One word for a step done on several images: done if any was done now."""
     return "done" if "done" in steps else steps[0]
-
-
-def _sign(run: _Run, entry: mf.Entry, digest: str) -> str:
-    reg, signer = run.releases.registry, run.releases.cosign
-    ref = f"{entry.repository}@{digest}"
-    if reg.digest_or_none(f"{entry.repository}:sha256-{digest[7:]}.sig") and signer.verified(ref):
-        return "already"
-    signer.sign(ref)
-    return "done"
 
 
 def _attest(run: _Run, entry: mf.Entry, digest: str, ptype: str, predicate: Path) -> str:
@@ -280,8 +300,8 @@ def run(
         # Pushing and signing wait on the network and on cosign more than on the CPU.
         workers = max(4, 2 * settings.effective_jobs)
         clock = [time.perf_counter()]
-        with log.group("phase 1: push, sign, attest"), ThreadPoolExecutor(workers) as pool:
-            outcomes = list(pool.map(lambda e: _publish_for(shared, e), manifest.permutations))
+        with log.group("phase 1: push, sign, attest"):
+            outcomes, signed_in = _phase_one(shared, workers)
         phases = {"phase 1 (push, sign, attest)": _lap(clock)}
         with log.group("verify what was signed, then the release record"):
             bindings = _verified_bindings(rel, manifest, gate_doc)
@@ -289,7 +309,7 @@ def run(
         phases["release record"] = _lap(clock)
     moved = _phase_two(rel, manifest, gate_doc, record_digest, bindings)
     phases["phase 2 (tags, verify, pin)"] = _lap(clock)
-    _profile(settings, outcomes, phases, workers)
+    _profile(settings, outcomes, phases, workers, signed_in)
     _summary(manifest, outcomes, gate_doc)
     return {
         "release": reference,
@@ -306,11 +326,16 @@ def _lap(clock: list[float]) -> float:
 
 
 def _profile(
-    settings: Settings, outcomes: list[Outcome], phases: dict[str, float], workers: int
+    settings: Settings,
+    outcomes: list[Outcome],
+    phases: dict[str, float],
+    workers: int,
+    signed_in: float,
 ) -> None:
     """Where publish time went: wall time per phase, and time per step summed over the
-    permutations (phase 1 runs ``workers`` of them at once) — dist/reports/publish-profile.json."""
-    steps: dict[str, float] = {}
+    permutations (phase 1 runs ``workers`` of them at once; the signatures are one cosign
+    run for all, its time under "sign") — dist/reports/publish-profile.json."""
+    steps: dict[str, float] = {"sign": signed_in}
     for o in outcomes:
         for step, spent in o.seconds.items():
             steps[step] = steps.get(step, 0.0) + spent

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -61,18 +61,24 @@ def generate_key_pair(runner: Runner, directory: Path, env: Mapping[str, str]) -
 def sign(
     runner: Runner,
     signer: Signer,
-    ref_at_digest: str,
+    refs_at_digest: str | Sequence[str],
     *,
     plain_http: bool,
     env: Mapping[str, str] | None = None,
 ) -> None:
-    if "@sha256:" not in ref_at_digest:
-        raise ToolError(f"refusing to sign {ref_at_digest}: sign by digest, never by tag")
+    """``cosign sign`` of one image or of several in one run (the key is read and
+    decrypted once: with a key pair, that is most of a signature's cost)."""
+    refs = [refs_at_digest] if isinstance(refs_at_digest, str) else list(refs_at_digest)
+    for ref in refs:
+        if "@sha256:" not in ref:
+            raise ToolError(f"refusing to sign {ref}: sign by digest, never by tag")
+    if not refs:
+        return
     _run(
         runner,
-        ["cosign", "sign", "--yes", *signer.sign_flags(), *_http(plain_http), ref_at_digest],
+        ["cosign", "sign", "--yes", *signer.sign_flags(), *_http(plain_http), *refs],
         env=env,
-        timeout=300,
+        timeout=300 + 2 * len(refs),
     )
 
 
@@ -156,13 +162,41 @@ class Cosign:
     env: Mapping[str, str]  # what cosign needs from the environment (COSIGN_PASSWORD)
 
     def sign(self, ref_at_digest: str) -> None:
-        sign(
-            self.runner,
-            self.signer,
-            ref_at_digest,
-            plain_http=self.registry.plain(ref_at_digest),
-            env=self.env,
-        )
+        self.sign_all([ref_at_digest])
+
+    def sign_all(self, refs_at_digest: Sequence[str]) -> None:
+        """Sign every image in one cosign run per kind of registry (plain HTTP or TLS)."""
+        for plain in (True, False):
+            refs = [ref for ref in refs_at_digest if self.registry.plain(ref) is plain]
+            if refs:
+                sign(self.runner, self.signer, refs, plain_http=plain, env=self.env)
+
+    def verify_all(self, refs_at_digest: Sequence[str]) -> bool:
+        """One ``cosign verify`` of several images: True when every one's signature
+        verifies (cosign checks each signed payload names its image's digest); False
+        says only that one of them does not."""
+        for plain in (True, False):
+            refs = [ref for ref in refs_at_digest if self.registry.plain(ref) is plain]
+            if not refs:
+                continue
+            try:
+                _run(
+                    self.runner,
+                    [
+                        "cosign",
+                        "verify",
+                        "--output",
+                        "json",
+                        *self.signer.verify_flags(),
+                        *_http(plain),
+                        *refs,
+                    ],
+                    timeout=300 + 2 * len(refs),
+                    mutates=False,
+                )
+            except ToolError:
+                return False
+        return True
 
     def attest(self, ref_at_digest: str, predicate: Path, predicate_type: str) -> None:
         attest(
