@@ -490,10 +490,10 @@ def report(
 def _profile_table(runs: list[dict[str, Any]]) -> list[str]:
     lines = ["", "Where publish time goes (dist/reports/publish-profile.json of each run):", ""]
     lines.append(
-        "| N | phase 1 wall (s) | record (s) | phase 2 wall (s) "
-        "| push Σ | sign Σ | sbom Σ | provenance Σ |"
+        "| N | checks (s) | phase 1 wall (s) | record (s) | phase 2 wall (s) "
+        "| push Σ | sign (one run) | sbom Σ | provenance Σ |"
     )
-    lines.append("|---|---|---|---|---|---|---|---|")
+    lines.append("|---|---|---|---|---|---|---|---|---|")
     for r in runs:
         prof = r.get("publish_profile") or {}
         ph, st_ = prof.get("phases_s", {}), prof.get("steps_summed_s", {})

@@ -85,6 +85,32 @@ def subjects(verify_output: str, predicate_type: str) -> set[str]:
     return found
 
 
+def one_each(verify_output: str, digests: Sequence[str], predicate_type: str) -> bool:
+    """cosign's JSON lines of one ``verify-attestation`` run over images of ``digests``
+    (in that order) are exactly one statement of ``predicate_type`` per image, in the same
+    order, each naming just its own image as subject. cosign checks every image has at
+    least one verified attestation of the type; one line per image, in order, ties each
+    to its image. Anything else (an image attested twice, say): False, check one by one."""
+    lines = [line for line in verify_output.splitlines() if line.strip()]
+    if len(lines) != len(digests):
+        return False
+    return all(
+        _subject_list(line, predicate_type) == [digest]
+        for line, digest in zip(lines, digests, strict=True)
+    )
+
+
+def _subject_list(line: str, predicate_type: str) -> list[str]:
+    """The subjects (sha256 digests, as written) of the one in-toto statement of
+    ``predicate_type`` in one of cosign's JSON lines; [] for anything else."""
+    try:
+        statement = json.loads(base64.b64decode(json.loads(line)["payload"]))
+        listed = statement["subject"] if statement["predicateType"] == predicate_type else []
+        return [f"sha256:{s['digest']['sha256']}" for s in listed]
+    except (ValueError, KeyError, TypeError):
+        return []
+
+
 @dataclass(frozen=True)
 class Releases:
     settings: Settings
@@ -265,11 +291,13 @@ class Releases:
         *,
         bound: bool | None = None,
         signatures_verified: bool = False,
+        attestations_verified: bool = False,
     ) -> list[str]:
         """Problems with one image of a release (empty: tags, the signatures of the image
         and of each platform's image, and each platform's attestations all verify).
         ``bound``: whether :meth:`_bound` holds, when the caller knows already;
-        ``signatures_verified``: cosign verified the signatures already (a batch run)."""
+        ``signatures_verified``/``attestations_verified``: cosign verified those already
+        (a run over the whole release)."""
         problems = self._tag_problems(image) if check_tags else []
         try:
             served = self.registry.served_platforms(image.ref())
@@ -293,7 +321,7 @@ class Releases:
         ]
         checks += [
             partial(self._check_attestation, image, platform, digest, ptype, predicate_type)
-            for platform, digest in image.attested()
+            for platform, digest in ([] if attestations_verified else image.attested())
             for ptype, predicate_type in PREDICATE_TYPES.items()
         ]
         with ThreadPoolExecutor(max_workers=VERIFY_WORKERS) as pool:
@@ -337,19 +365,24 @@ class Releases:
 
     def verify_release(self, rel: release.Release, check_tags: bool) -> list[str]:
         """Problems with a release. The signatures of every image its record does not bind
-        are verified in one cosign run first; only if that fails is each checked on its own
-        (to name the one that fails)."""
+        are verified in one cosign run first, and their attestations in one run per type;
+        only what fails there is checked image by image (to name the one that fails)."""
         problems: list[str] = []
         with ThreadPoolExecutor(max_workers=VERIFY_WORKERS) as pool:
             bound = list(pool.map(self._bound, rel.images))
-            refs = [
-                r for i, b in zip(rel.images, bound, strict=True) if not b for r in i.signed_refs()
-            ]
-            batch = bool(refs) and self.cosign.verify_all(refs)
+            unbound = [i for i, b in zip(rel.images, bound, strict=True) if not b]
+            signed = bool(unbound) and self.cosign.verify_all(
+                [r for i in unbound for r in i.signed_refs()]
+            )
+            attested = bool(unbound) and self._attestations_verify(unbound)
             results = list(
                 pool.map(
                     lambda i, b: self.verify_image(
-                        i, check_tags, bound=b, signatures_verified=batch
+                        i,
+                        check_tags,
+                        bound=b,
+                        signatures_verified=signed,
+                        attestations_verified=attested,
                     ),
                     rel.images,
                     bound,
@@ -367,6 +400,21 @@ class Releases:
                 else f"FAILED: {'; '.join(found)}",
             )
         return problems
+
+    def _attestations_verify(self, images: Sequence[release.Image]) -> bool:
+        """One cosign run per predicate type over every platform image of ``images``: True
+        when each has exactly its own verified statement of each type (see one_each)."""
+        refs = [(f"{i.repository}@{d}", d) for i in images for _, d in i.attested()]
+        if len({self.registry.plain(ref) for ref, _ in refs}) != 1:
+            return False
+        for ptype, predicate_type in PREDICATE_TYPES.items():
+            try:
+                out = self.cosign.verify_attestations([ref for ref, _ in refs], ptype)
+            except ToolError:
+                return False
+            if not one_each(out, [d for _, d in refs], predicate_type):
+                return False
+        return True
 
     def floating(self, rel: release.Release) -> list[tuple[str, str | None, str]]:
         """(tag, digest it serves now, digest the release names) for every floating tag."""

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from dcforge.errors import ToolError
+from dcforge.releases import PROVENANCE_TYPE, one_each
 from dcforge.runner import Runner
 from dcforge.tools import cosign, registry, syft, trivy
 from tests.integration.conftest import ROOT, KeyPair, TrivyDb, base_env, run_dcforge
@@ -99,6 +100,7 @@ def test_cosign_signs_several_images_in_one_run_and_verifies_them_together(
     namespace: str,
     cosign_keys: KeyPair,
     other_keys: KeyPair,
+    tmp_path: Path,
 ) -> None:
     """Publish signs a release's images in one cosign run and verifies their signatures in
     one: every image gets its own signature, and one image that does not verify (unsigned,
@@ -122,6 +124,19 @@ def test_cosign_signs_several_images_in_one_run_and_verifies_them_together(
     assert not cosign.Cosign(runner, stranger, reg, {}).verify_all(refs[:2])
     with pytest.raises(ToolError, match="sign by digest"):
         ours.sign_all([refs[0], f"{namespace}/one:v1"])
+    # Attestations of several images verified in one run: one line per image, in order.
+    predicate = tmp_path / "provenance.json"
+    predicate.write_text('{"buildDefinition": {}}')
+    for ref in refs[:2]:
+        ours.attest(ref, predicate, PROVENANCE_TYPE)
+    digests = [ref.rsplit("@", 1)[1] for ref in refs[:2]]
+    out = ours.verify_attestations(refs[:2], PROVENANCE_TYPE)
+    assert one_each(out, digests, PROVENANCE_TYPE)
+    assert not one_each(out, digests[::-1], PROVENANCE_TYPE)
+    backwards = ours.verify_attestations(refs[1::-1], PROVENANCE_TYPE)
+    assert one_each(backwards, digests[::-1], PROVENANCE_TYPE)
+    with pytest.raises(ToolError, match="cosign exited"):
+        ours.verify_attestations(refs, PROVENANCE_TYPE)  # the third has none
 
 
 def test_a_failing_tool_is_one_clear_line(tmp_path: Path) -> None:

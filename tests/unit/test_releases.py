@@ -14,7 +14,7 @@ import pytest
 
 from dcforge import release, settings, signing
 from dcforge.errors import ConfigError, DcforgeError, ManifestError, RegistryError
-from dcforge.releases import Releases, subjects
+from dcforge.releases import Releases, one_each, subjects
 from dcforge.runner import Runner
 from dcforge.tools.cosign import Cosign, Signer
 from dcforge.tools.registry import Registry
@@ -97,6 +97,22 @@ def test_subjects_are_read_per_predicate_type_and_junk_is_ignored() -> None:
     assert subjects(out, "https://slsa.dev/provenance/v1") == {A}
     assert subjects(out, "https://spdx.dev/Document") == {B}
     assert subjects(out, "https://example.invalid/other") == set()
+
+
+def test_one_verify_run_counts_only_one_own_statement_per_image_in_order() -> None:
+    """A release's attestations verified in one cosign run: line i must be image i's own
+    statement of the type, one per image — a swap, a missing, an extra or a shared
+    statement sends the check back to one image at a time."""
+    slsa, spdx = "https://slsa.dev/provenance/v1", "https://spdx.dev/Document"
+    a, b = envelope(slsa, A), envelope(slsa, B)
+    assert one_each(f"{a}\n{b}\n", [A, B], slsa)
+    assert not one_each(f"{b}\n{a}\n", [A, B], slsa)  # swapped between the images
+    assert not one_each(f"{a}\n", [A, B], slsa)
+    assert not one_each(f"{a}\n{a}\n{b}\n", [A, B], slsa)  # one image attested twice
+    assert not one_each(f"{envelope(slsa, A, B)}\n{b}\n", [A, B], slsa)  # shared statement
+    assert not one_each(f"{a}\n{envelope(spdx, B)}\n", [A, B], slsa)
+    assert not one_each(f"{a}\nnot json\n", [A, B], slsa)
+    assert not one_each('{"payload": "bm90IGpzb24="}\n' + b, [A, B], slsa)
 
 
 def test_pin_statements_round_trip_and_refuse_other_documents() -> None:

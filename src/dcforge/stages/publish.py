@@ -284,6 +284,7 @@ def run(
     options: PublishOptions | None = None,
 ) -> dict[str, Any]:
     options = options or PublishOptions()
+    clock = [time.perf_counter()]
     manifest, gate_doc = _preflight(settings, runner, env, options)
     rel = Releases.open(settings, runner, env, ensure_signer(settings, runner, env))
     with tempfile.TemporaryDirectory(prefix="dcforge-publish-") as tmp:
@@ -299,10 +300,10 @@ def run(
         )
         # Pushing and signing wait on the network and on cosign more than on the CPU.
         workers = max(4, 2 * settings.effective_jobs)
-        clock = [time.perf_counter()]
+        phases = {"checks (verdict, tarball hashes, cosign, registry)": _lap(clock)}
         with log.group("phase 1: push, sign, attest"):
             outcomes, signed_in = _phase_one(shared, workers)
-        phases = {"phase 1 (push, sign, attest)": _lap(clock)}
+        phases["phase 1 (push, sign, attest)"] = _lap(clock)
         with log.group("verify what was signed, then the release record"):
             bindings = _verified_bindings(rel, manifest, gate_doc)
             reference, record_digest = rel.store_record(manifest, gate_doc, Path(tmp), bindings)

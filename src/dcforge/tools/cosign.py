@@ -132,8 +132,14 @@ def verify(runner: Runner, signer: Signer, ref_at_digest: str, *, plain_http: bo
 
 
 def verify_attestation(
-    runner: Runner, signer: Signer, ref_at_digest: str, predicate_type: str, *, plain_http: bool
+    runner: Runner,
+    signer: Signer,
+    refs_at_digest: str | Sequence[str],
+    predicate_type: str,
+    *,
+    plain_http: bool,
 ) -> str:
+    refs = [refs_at_digest] if isinstance(refs_at_digest, str) else list(refs_at_digest)
     return _run(
         runner,
         [
@@ -145,9 +151,9 @@ def verify_attestation(
             predicate_type,
             *signer.verify_flags(),
             *_http(plain_http),
-            ref_at_digest,
+            *refs,
         ],
-        timeout=300,
+        timeout=300 + 2 * len(refs),
         mutates=False,
     ).stdout
 
@@ -170,6 +176,17 @@ class Cosign:
             refs = [ref for ref in refs_at_digest if self.registry.plain(ref) is plain]
             if refs:
                 sign(self.runner, self.signer, refs, plain_http=plain, env=self.env)
+
+    def verify_attestations(self, refs_at_digest: Sequence[str], predicate_type: str) -> str:
+        """One ``cosign verify-attestation`` of several images (all on one kind of
+        registry); cosign's JSON lines, image after image. Raises ToolError when one of
+        them has no attestation of the type that verifies."""
+        plain = {self.registry.plain(ref) for ref in refs_at_digest}
+        if len(plain) != 1:
+            raise ToolError("verify_attestations: the images must all be on plain or all on TLS")
+        return verify_attestation(
+            self.runner, self.signer, list(refs_at_digest), predicate_type, plain_http=plain.pop()
+        )
 
     def verify_all(self, refs_at_digest: Sequence[str]) -> bool:
         """One ``cosign verify`` of several images: True when every one's signature
