@@ -40,7 +40,7 @@ from dcforge.errors import (
 )
 from dcforge.runner import Runner
 from dcforge.settings import Settings
-from dcforge.tools.cosign import Cosign, Signer
+from dcforge.tools.cosign import ATTESTATION_BATCH, Cosign, Signer
 from dcforge.tools.registry import ABSENT, Registry
 
 # cosign processes per image, and images, verified at once (reads only; they wait on the
@@ -67,14 +67,53 @@ class Move:
     target: str
 
 
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """A JSON object without a repeated key."""
+    keys = [k for k, _ in pairs]
+    if len(set(keys)) != len(keys):
+        raise ValueError(f"a key repeated in {sorted(keys)}")
+    return dict(pairs)
+
+
+def _no_case_twins(obj: object) -> None:
+    """cosign (Go) reads a struct's keys ignoring case, the last one winning: an envelope
+    with ``payload`` and ``Payload`` could show dcforge one statement while cosign checked
+    the signature of another. Where Go reads a struct (the envelope, the statement and its
+    subjects), keys must differ even ignoring case."""
+    if isinstance(obj, dict):
+        folded = [k.casefold() for k in obj]
+        if len(set(folded)) != len(folded):
+            raise ValueError(f"keys differing only in case: {sorted(obj)}")
+
+
+def _statement(line: str) -> dict[str, Any]:
+    """The in-toto statement of one of cosign's JSON lines (a DSSE envelope), read
+    strictly: ValueError for anything else."""
+    try:
+        envelope = json.loads(line, object_pairs_hook=_unique_keys)
+        _no_case_twins(envelope)
+        for signature in envelope.get("signatures") or []:
+            _no_case_twins(signature)
+        statement = json.loads(
+            base64.b64decode(envelope["payload"], validate=True), object_pairs_hook=_unique_keys
+        )
+        _no_case_twins(statement)
+        for subject in statement.get("subject") or []:
+            _no_case_twins(subject)
+    except (KeyError, TypeError, AttributeError, RecursionError) as err:
+        raise ValueError(str(err)) from None
+    if not isinstance(statement, dict):
+        raise ValueError("not a statement")
+    return statement
+
+
 def subjects(verify_output: str, predicate_type: str) -> set[str]:
     """sha256 subjects of in-toto statements of ``predicate_type`` in cosign's JSON lines."""
     found = set()
     for line in verify_output.splitlines():
         try:
-            envelope = json.loads(line)
-            statement: dict[str, Any] = json.loads(base64.b64decode(envelope["payload"]))
-        except (ValueError, KeyError, TypeError):
+            statement = _statement(line)
+        except ValueError:
             continue
         if statement.get("predicateType") != predicate_type:
             continue
@@ -104,7 +143,7 @@ def _subject_list(line: str, predicate_type: str) -> list[str]:
     """The subjects (sha256 digests, as written) of the one in-toto statement of
     ``predicate_type`` in one of cosign's JSON lines; [] for anything else."""
     try:
-        statement = json.loads(base64.b64decode(json.loads(line)["payload"]))
+        statement = _statement(line)
         listed = statement["subject"] if statement["predicateType"] == predicate_type else []
         return [f"sha256:{s['digest']['sha256']}" for s in listed]
     except (ValueError, KeyError, TypeError):
@@ -405,15 +444,17 @@ class Releases:
         """One cosign run per predicate type over every platform image of ``images``: True
         when each has exactly its own verified statement of each type (see one_each)."""
         refs = [(f"{i.repository}@{d}", d) for i in images for _, d in i.attested()]
-        if len({self.registry.plain(ref) for ref, _ in refs}) != 1:
+        if len({bool(self.registry.plain(ref)) for ref, _ in refs}) != 1:
             return False
+        size = ATTESTATION_BATCH
         for ptype, predicate_type in PREDICATE_TYPES.items():
-            try:
-                out = self.cosign.verify_attestations([ref for ref, _ in refs], ptype)
-            except ToolError:
-                return False
-            if not one_each(out, [d for _, d in refs], predicate_type):
-                return False
+            for chunk in (refs[i : i + size] for i in range(0, len(refs), size)):
+                try:
+                    out = self.cosign.verify_attestations([ref for ref, _ in chunk], ptype)
+                except ToolError:
+                    return False
+                if not one_each(out, [d for _, d in chunk], predicate_type):
+                    return False
         return True
 
     def floating(self, rel: release.Release) -> list[tuple[str, str | None, str]]:
@@ -520,26 +561,42 @@ class Releases:
                     moved[f"{image.repository}:{tag}"] = current or "(none)"
             if todo:
                 plan.append((image, todo))
-        done: list[tuple[release.Image, list[str]]] = []
-        try:
-            for image, todo in plan:
-                self.registry.tag(image.ref(), todo)
-                done.append((image, todo))
-        except DcforgeError as err:
+
+        # Each image's tags are one write of their own: made side by side (a release of
+        # hundreds of images), then all read back; any failure puts back what moved.
+        def write(item: tuple[release.Image, list[str]]) -> DcforgeError | None:
+            try:
+                self.registry.tag(item[0].ref(), item[1])
+            except DcforgeError as err:
+                return err
+            return None
+
+        with ThreadPoolExecutor(max_workers=8) as pool:
+            errors = list(pool.map(write, plan))
+        done = [item for item, err in zip(plan, errors, strict=True) if err is None]
+        failed = [err for err in errors if err is not None]
+        if failed:
             undone = self._put_back(done, moved)
             raise DcforgeError(
-                f"moving floating tags failed ({err}); {undone} — re-run to complete"
-            ) from None
-        for image in images:
-            for tag in image.floating_tags:
-                served = self.registry.resolve(f"{image.repository}:{tag}")
-                if served != image.digest:
-                    undone = self._put_back(done, moved)
-                    raise DcforgeError(
-                        f"{image.repository}:{tag} serves {served}, expected {image.digest} "
-                        f"(another writer?); {undone} — re-run to complete"
-                    )
+                f"moving floating tags failed ({failed[0]}); {undone} — re-run to complete"
+            )
+        wanted = [(f"{i.repository}:{t}", i.digest) for i in images for t in i.floating_tags]
+        with ThreadPoolExecutor(max_workers=8) as pool:
+            served = list(pool.map(self._served_or_error, [ref for ref, _ in wanted]))
+        for (ref, digest), found in zip(wanted, served, strict=True):
+            if found != digest:
+                undone = self._put_back(done, moved)
+                raise DcforgeError(
+                    f"{ref} serves {found}, expected {digest} (another writer?); {undone} — "
+                    "re-run to complete"
+                )
         return moved
+
+    def _served_or_error(self, ref: str) -> str:
+        try:
+            return self.registry.resolve(ref)
+        except DcforgeError as err:
+            return f"nothing readable ({err})"
 
     def restore(self, moved: Mapping[str, str]) -> str:
         """Put tags moved by :meth:`move_tags` back where they were."""

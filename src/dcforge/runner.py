@@ -161,7 +161,10 @@ class Runner:
                     proc, watch, line_secrets(secrets), input_text, timeout, self.heartbeat
                 )
             except subprocess.TimeoutExpired as err:
-                raise ToolError(f"{tool} timed out after {timeout:g} s: {shown}") from err
+                brief = shown if len(shown) <= 300 else f"{shown[:300]}… ({len(args)} arguments)"
+                raise ToolError(
+                    f"{tool} timed out after {timeout:g} s: {brief}", details=f"command: {shown}"
+                ) from err
         finally:
             watch.close()
         return Result(tuple(args), proc.returncode, stdout, stderr)

@@ -114,7 +114,7 @@ def test_publish_signs_attests_records_and_is_idempotent(
 
 
 @pytest.mark.reliability(
-    scenario="tampered manifest / swapped tarball",
+    scenario="tampered manifest / missing SBOM / swapped tarball",
     checks="publish refused, registry untouched (empty catalog)",
 )
 def test_publish_refuses_what_was_not_gated_as_it_is(
@@ -136,6 +136,16 @@ def test_publish_refuses_what_was_not_gated_as_it_is(
     assert refused.returncode == 7
     assert "manifest.json changed after it was gated" in refused.stderr
     manifest_path.write_text(original)
+    # The last permutation's SBOM is gone: refused before anything is pushed or signed
+    # (not after the others were signed in one cosign run).
+    sboms = sorted((project / "dist/reports").glob("*.spdx.json"))
+    hidden = sboms[-1].with_suffix(".hidden")
+    sboms[-1].rename(hidden)
+    refused = run_dcforge("publish", cwd=project, env=env)
+    assert refused.returncode == 7, refused.stderr
+    assert f"SBOM at {sboms[-1]}" in refused.stderr
+    assert private_registry.catalog() == []
+    hidden.rename(sboms[-1])
     one, two = project / "dist/tiny-one.tar", project / "dist/tiny-two.tar"
     one.write_bytes(two.read_bytes())
     refused = run_dcforge("publish", cwd=project, env=env)

@@ -303,3 +303,15 @@ def test_a_tool_that_cannot_start_is_a_tool_error(tmp_path: Path) -> None:
     with pytest.raises(ToolError, match=r"^tool could not start: "):
         Runner(env=env(), sink=rec).run([not_executable])
     assert rec.closed == 1
+
+
+def test_a_timeout_names_a_long_command_briefly() -> None:
+    """A batch of hundreds of images timing out is one readable line, not every ref."""
+    refs = [f"registry.example/p{i}@sha256:{i:064x}" for i in range(300)]
+    with pytest.raises(ToolError) as caught:
+        Runner().run(["sh", "-c", "sleep 5", *refs], timeout=0.2)
+    message = str(caught.value)
+    assert message.startswith("sh timed out after 0.2 s: sh -c 'sleep 5' registry.example/p0@")
+    assert message.endswith("… (303 arguments)")
+    assert len(message) < 400
+    assert refs[-1] in caught.value.details

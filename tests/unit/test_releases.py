@@ -71,6 +71,28 @@ def test_a_failed_move_puts_back_what_already_moved(tmp_path: Path) -> None:
     assert reg.tags == {"r/a:1": A, "r/b:1": A}  # never a mix of releases
 
 
+def test_tags_written_side_by_side_are_all_put_back_when_one_fails(tmp_path: Path) -> None:
+    """The writes run at once: whatever moved, before or after the failed one, goes back."""
+    images = [image(f"r/p{i}", B, "1") for i in range(20)]
+    reg = MemoryRegistry({f"r/p{i}:1": A for i in range(20)}, fail_on={"r/p3:1"})
+    with pytest.raises(DcforgeError, match=r"previous release is in place \(19 tag"):
+        layer(tmp_path, reg).move_tags(images)
+    assert reg.tags == {f"r/p{i}:1": A for i in range(20)}
+
+
+def test_a_tag_that_reads_back_wrong_or_not_at_all_puts_back(tmp_path: Path) -> None:
+    class Lagging(MemoryRegistry):
+        def resolve(self, reference: str) -> str:
+            if reference == "r/b:1":
+                raise RegistryError("r/b:1: manifest unknown")
+            return super().resolve(reference)
+
+    reg = Lagging({"r/a:1": A, "r/b:1": A})
+    with pytest.raises(DcforgeError, match=r"r/b:1 serves nothing readable.*in place \(2 tag"):
+        layer(tmp_path, reg).move_tags([image("r/a", B, "1"), image("r/b", B, "1")])
+    assert reg.tags == {"r/a:1": A, "r/b:1": A}
+
+
 def test_restore_puts_moved_tags_back(tmp_path: Path) -> None:
     reg = MemoryRegistry({"r/a:1": B})
     assert "1 tag(s) put back" in layer(tmp_path, reg).restore({"r/a:1": A})
@@ -113,6 +135,34 @@ def test_one_verify_run_counts_only_one_own_statement_per_image_in_order() -> No
     assert not one_each(f"{a}\n{envelope(spdx, B)}\n", [A, B], slsa)
     assert not one_each(f"{a}\nnot json\n", [A, B], slsa)
     assert not one_each('{"payload": "bm90IGpzb24="}\n' + b, [A, B], slsa)
+
+
+def test_an_envelope_cosign_would_read_otherwise_names_no_subject() -> None:
+    """cosign reads envelope and statement keys ignoring case (last one wins): a layer
+    carrying ``payload`` (a forged statement) and ``Payload`` (a signed one) must not
+    count for dcforge — nor an exact repeat, nor a subject written twice; a predicate's
+    own keys (build args http_proxy and HTTP_PROXY) are the predicate's business."""
+    slsa = "https://slsa.dev/provenance/v1"
+    forged = json.loads(envelope(slsa, A))["payload"]
+    signed = json.loads(envelope(slsa, B))["payload"]
+    twin = json.dumps({"payload": forged, "Payload": signed, "payloadType": "x"})
+    assert subjects(twin, slsa) == set()
+    assert not one_each(twin, [A], slsa)
+    repeated = f'{{"payload": "{signed}", "payload": "{forged}"}}'
+    assert subjects(repeated, slsa) == set()
+    statement = {"predicateType": slsa, "subject": [{"digest": {"sha256": A[7:]}}]}
+    cased = dict(statement, Subject=[{"digest": {"sha256": B[7:]}}])
+    assert subjects(json.dumps({"payload": b64(cased)}), slsa) == set()
+    digest_twice = {"predicateType": slsa, "subject": [{"digest": {"sha256": A[7:]}, "Digest": {}}]}
+    assert subjects(json.dumps({"payload": b64(digest_twice)}), slsa) == set()
+    proxies = dict(statement, predicate={"args": {"http_proxy": "a", "HTTP_PROXY": "b"}})
+    assert one_each(json.dumps({"payload": b64(proxies)}), [A], slsa)
+    deep = f'{{"payload": "{b64(statement)}", "x": {"[" * 100_000}{"]" * 100_000}}}'
+    assert subjects(deep, slsa) == set()  # too deep to read: no subject, no traceback
+
+
+def b64(doc: object) -> str:
+    return base64.b64encode(json.dumps(doc).encode()).decode()
 
 
 def test_pin_statements_round_trip_and_refuse_other_documents() -> None:

@@ -192,9 +192,7 @@ def _attest_all(
     """Each platform's image: its SBOM, then its SLSA provenance, attested."""
     sboms, provenances = [], []
     for platform, digest in images.items():
-        sbom = run.settings.dist_dir / "reports" / f"{entry.report_stem(platform)}.spdx.json"
-        if not sbom.is_file():
-            raise PublishRefused(f"{entry.name}: no {platform} SBOM at {sbom} — re-run the gate")
+        sbom = _sbom(run.settings, entry, platform)
         pred = run.work / f"{entry.report_stem(platform)}.provenance.json"
         body = provenance.predicate(
             run.manifest,
@@ -212,6 +210,14 @@ def _attest_all(
         provenances.append(_attest(run, entry, digest, PROVENANCE_TYPE, pred))
         lap("provenance")
     out.steps["sbom"], out.steps["provenance"] = _merged(sboms), _merged(provenances)
+
+
+def _sbom(settings: Settings, entry: mf.Entry, platform: str) -> Path:
+    """The gate's SBOM of one platform's image (checked before anything is pushed)."""
+    sbom = settings.dist_dir / "reports" / f"{entry.report_stem(platform)}.spdx.json"
+    if not sbom.is_file():
+        raise PublishRefused(f"{entry.name}: no {platform} SBOM at {sbom} — re-run the gate")
+    return sbom
 
 
 def _check_served(run: _Run, entry: mf.Entry) -> None:
@@ -403,6 +409,9 @@ def _preflight(
     manifest.check_complete(str(manifest_path))
     gate_doc = verdict.check_publishable(settings, manifest, manifest_path)
     mf.verify_tarballs(manifest, settings.dist_dir)
+    for entry in manifest.permutations:
+        for platform in entry.platform_images():
+            _sbom(settings, entry, platform)
     _check_staged(settings, manifest, env)
     _check_source(manifest, options)
     if manifest.registry != settings.registry:

@@ -42,9 +42,21 @@ class Signer:
         return ["--certificate-identity", self.identity, "--certificate-oidc-issuer", self.issuer]
 
 
+# Images per cosign run when several are signed or verified in one: a run decrypts the
+# key once (signing) or starts once (verifying), and its output (every SBOM, when
+# attestations are verified) and its time stay bounded.
+SIGN_BATCH = 128
+VERIFY_BATCH = 64
+ATTESTATION_BATCH = 16
+
+
 def _run(runner: Runner, argv: list[str | Path], **kwargs: object) -> Result:
     """cosign talks to the registry: transient registry failures are retried."""
     return transient(lambda: runner.run(argv, **kwargs))  # type: ignore[arg-type]
+
+
+def _chunks(items: Sequence[str], size: int) -> list[list[str]]:
+    return [list(items[i : i + size]) for i in range(0, len(items), size)]
 
 
 def _http(plain_http: bool) -> list[str]:
@@ -74,12 +86,13 @@ def sign(
             raise ToolError(f"refusing to sign {ref}: sign by digest, never by tag")
     if not refs:
         return
-    _run(
-        runner,
-        ["cosign", "sign", "--yes", *signer.sign_flags(), *_http(plain_http), *refs],
-        env=env,
-        timeout=300 + 2 * len(refs),
-    )
+    for chunk in _chunks(refs, SIGN_BATCH):
+        _run(
+            runner,
+            ["cosign", "sign", "--yes", *signer.sign_flags(), *_http(plain_http), *chunk],
+            env=env,
+            timeout=300 + 10 * len(chunk),
+        )
 
 
 def attest(
@@ -140,22 +153,21 @@ def verify_attestation(
     plain_http: bool,
 ) -> str:
     refs = [refs_at_digest] if isinstance(refs_at_digest, str) else list(refs_at_digest)
-    return _run(
-        runner,
-        [
-            "cosign",
-            "verify-attestation",
-            "--output",
-            "json",
-            "--type",
-            predicate_type,
-            *signer.verify_flags(),
-            *_http(plain_http),
-            *refs,
-        ],
-        timeout=300 + 2 * len(refs),
-        mutates=False,
-    ).stdout
+    argv: list[str | Path] = [
+        "cosign",
+        "verify-attestation",
+        "--output",
+        "json",
+        "--type",
+        predicate_type,
+        *signer.verify_flags(),
+        *_http(plain_http),
+        *refs,
+    ]
+    timeout = 300 + 10 * len(refs)
+    if len(refs) > 1:  # no retry: the caller checks them one by one when this fails
+        return runner.run(argv, timeout=timeout, mutates=False).stdout
+    return _run(runner, argv, timeout=timeout, mutates=False).stdout
 
 
 @dataclass(frozen=True)
@@ -172,15 +184,19 @@ class Cosign:
 
     def sign_all(self, refs_at_digest: Sequence[str]) -> None:
         """Sign every image in one cosign run per kind of registry (plain HTTP or TLS)."""
-        for plain in (True, False):
-            refs = [ref for ref in refs_at_digest if self.registry.plain(ref) is plain]
+        plain = [bool(self.registry.plain(ref)) for ref in refs_at_digest]
+        for kind in (True, False):
+            refs = [ref for ref, p in zip(refs_at_digest, plain, strict=True) if p == kind]
             if refs:
-                sign(self.runner, self.signer, refs, plain_http=plain, env=self.env)
+                sign(self.runner, self.signer, refs, plain_http=kind, env=self.env)
 
     def verify_attestations(self, refs_at_digest: Sequence[str], predicate_type: str) -> str:
         """One ``cosign verify-attestation`` of several images (all on one kind of
-        registry); cosign's JSON lines, image after image. Raises ToolError when one of
-        them has no attestation of the type that verifies."""
+        registry; at most ATTESTATION_BATCH), not retried; cosign's JSON lines, image
+        after image. Raises ToolError when one of them has no attestation of the type
+        that verifies."""
+        if len(refs_at_digest) > ATTESTATION_BATCH:
+            raise ToolError(f"verify_attestations: more than {ATTESTATION_BATCH} images")
         plain = {self.registry.plain(ref) for ref in refs_at_digest}
         if len(plain) != 1:
             raise ToolError("verify_attestations: the images must all be on plain or all on TLS")
@@ -192,27 +208,26 @@ class Cosign:
         """One ``cosign verify`` of several images: True when every one's signature
         verifies (cosign checks each signed payload names its image's digest); False
         says only that one of them does not."""
-        for plain in (True, False):
-            refs = [ref for ref in refs_at_digest if self.registry.plain(ref) is plain]
-            if not refs:
-                continue
-            try:
-                _run(
-                    self.runner,
-                    [
-                        "cosign",
-                        "verify",
-                        "--output",
-                        "json",
-                        *self.signer.verify_flags(),
-                        *_http(plain),
-                        *refs,
-                    ],
-                    timeout=300 + 2 * len(refs),
-                    mutates=False,
-                )
-            except ToolError:
-                return False
+        plain = [bool(self.registry.plain(ref)) for ref in refs_at_digest]
+        for kind in (True, False):
+            refs = [ref for ref, p in zip(refs_at_digest, plain, strict=True) if p == kind]
+            for chunk in _chunks(refs, VERIFY_BATCH):
+                try:  # no retry: a failure sends the caller to check them one by one
+                    self.runner.run(
+                        [
+                            "cosign",
+                            "verify",
+                            "--output",
+                            "json",
+                            *self.signer.verify_flags(),
+                            *_http(kind),
+                            *chunk,
+                        ],
+                        timeout=300 + 10 * len(chunk),
+                        mutates=False,
+                    )
+                except ToolError:
+                    return False
         return True
 
     def attest(self, ref_at_digest: str, predicate: Path, predicate_type: str) -> None:
