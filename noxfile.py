@@ -279,7 +279,7 @@ def reliability(session: nox.Session) -> None:
 
 @nox.session(python=PYTHON)
 def bench(session: nox.Session) -> None:
-    """Benchmarks vs buildx bake and a plain script (-- --sizes 1,4,16,64); dist/bench/."""
+    """Benchmarks vs buildx bake and plain scripts (-- --full: N = 1, 4, 16, 64); dist/bench/."""
     _install(session, "bench")
     _stack(session)
     session.run("python", "benchmarks/bench.py", *session.posargs)

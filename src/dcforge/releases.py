@@ -308,12 +308,12 @@ class Releases:
         moves): a release whose publish stopped before verify is not one to go back to."""
 
         def check(image: release.Image) -> None:
-            if self.registry.digest_or_none(image.ref()) is None:
+            problems = self.verify_image(image, check_tags=False)
+            if problems and self.registry.digest_or_none(image.ref()) is None:
                 raise RollbackRefused(
                     f"release {rel.git_sha[:12]}: image {image.name} ({image.digest[:19]}) no "
                     "longer exists in the registry — pick another release"
                 )
-            problems = self.verify_image(image, check_tags=False)
             if problems:
                 raise RollbackRefused(
                     f"release {rel.git_sha[:12]}: image {image.name} does not verify "
@@ -459,7 +459,10 @@ class Releases:
 
     def floating(self, rel: release.Release) -> list[tuple[str, str | None, str]]:
         """(tag, digest it serves now, digest the release names) for every floating tag."""
-        wanted = [(f"{i.repository}:{t}", i.digest) for i in rel.images for t in i.floating_tags]
+        return self._floating(rel.images)
+
+    def _floating(self, images: Sequence[release.Image]) -> list[tuple[str, str | None, str]]:
+        wanted = [(f"{i.repository}:{t}", i.digest) for i in images for t in i.floating_tags]
         with ThreadPoolExecutor(max_workers=8) as pool:
             found = list(pool.map(self.registry.digest_or_none, [ref for ref, _ in wanted]))
         return [(ref, cur, target) for (ref, target), cur in zip(wanted, found, strict=True)]
@@ -543,36 +546,37 @@ class Releases:
         log.info(f"release record {reference} {digest[:19]} ({state})")
         return reference, digest
 
-    def move_tags(self, images: Sequence[release.Image]) -> dict[str, str]:
+    def move_tags(
+        self,
+        images: Sequence[release.Image],
+        current: Mapping[str, str | None] | None = None,
+    ) -> dict[str, str]:
         """Point every floating tag at its image's digest; returns tag → previous digest.
+        ``current``: what every ``repository:tag`` serves, as the caller just read it under
+        the registry lock (else read here).
 
         All or nothing: if a move fails, the tags already moved are put back to their
         previous digests before the error is raised, so the registry shows the old release
         or the new one, never a mix.
         """
+        if current is None:
+            current = {ref: cur for ref, cur, _ in self._floating(images)}
         plan: list[tuple[release.Image, list[str]]] = []
         moved: dict[str, str] = {}
         for image in images:
             todo = []
             for tag in image.floating_tags:
-                current = self.registry.digest_or_none(f"{image.repository}:{tag}")
-                if current != image.digest:
+                served = current[f"{image.repository}:{tag}"]
+                if served != image.digest:
                     todo.append(tag)
-                    moved[f"{image.repository}:{tag}"] = current or "(none)"
+                    moved[f"{image.repository}:{tag}"] = served or "(none)"
             if todo:
                 plan.append((image, todo))
 
         # Each image's tags are one write of their own: made side by side (a release of
         # hundreds of images), then all read back; any failure puts back what moved.
-        def write(item: tuple[release.Image, list[str]]) -> DcforgeError | None:
-            try:
-                self.registry.tag(item[0].ref(), item[1])
-            except DcforgeError as err:
-                return err
-            return None
-
         with ThreadPoolExecutor(max_workers=8) as pool:
-            errors = list(pool.map(write, plan))
+            errors = list(pool.map(self._write_tags, plan))
         done = [item for item, err in zip(plan, errors, strict=True) if err is None]
         failed = [err for err in errors if err is not None]
         if failed:
@@ -582,8 +586,8 @@ class Releases:
             )
         wanted = [(f"{i.repository}:{t}", i.digest) for i in images for t in i.floating_tags]
         with ThreadPoolExecutor(max_workers=8) as pool:
-            served = list(pool.map(self._served_or_error, [ref for ref, _ in wanted]))
-        for (ref, digest), found in zip(wanted, served, strict=True):
+            after = list(pool.map(self._served_or_error, [ref for ref, _ in wanted]))
+        for (ref, digest), found in zip(wanted, after, strict=True):
             if found != digest:
                 undone = self._put_back(done, moved)
                 raise DcforgeError(
@@ -591,6 +595,13 @@ class Releases:
                     "re-run to complete"
                 )
         return moved
+
+    def _write_tags(self, item: tuple[release.Image, list[str]]) -> DcforgeError | None:
+        try:
+            self.registry.tag(item[0].ref(), item[1])
+        except DcforgeError as err:
+            return err
+        return None
 
     def _served_or_error(self, ref: str) -> str:
         try:

@@ -63,7 +63,7 @@ def rollback(settings: Settings, runner: Runner, env: Mapping[str, str], target:
         # Re-read under the lock: what moves is what the tags show now.
         moves = [Move(*m) for m in rel.floating(found)]
         changing = [m for m in moves if m.current != m.target]
-        rel.move_tags(list(found.images))
+        rel.move_tags(list(found.images), {m.tag: m.current for m in moves})
     audit = rel.audit(found, record_digest, moves)
     log.info(f"rolled back {len(changing)} tag(s) to {found.git_sha[:12]}; audit record {audit}")
     return changing
