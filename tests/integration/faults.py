@@ -9,8 +9,9 @@ from pathlib import Path
 
 
 def wrapper(directory: Path, tool: str, match: str, nth: int, action: str) -> Path:
-    """On the ``nth`` call of ``tool`` whose arguments start with ``match``, run ``action``
-    (shell) first; every call then execs the real tool."""
+    """On the ``nth`` call of ``tool`` whose arguments start with ``match`` (counted under a
+    lock: calls may run at once), run ``action`` (shell) first; every call then execs the
+    real tool."""
     directory.mkdir(parents=True, exist_ok=True)
     real = shutil.which(tool)
     assert real, tool
@@ -19,7 +20,9 @@ def wrapper(directory: Path, tool: str, match: str, nth: int, action: str) -> Pa
     script.write_text(
         "#!/bin/sh\n"
         f'case "$*" in\n  "{match}"*)\n'
-        f'    n=$(($(cat "{counter}" 2>/dev/null || echo 0) + 1)); echo $n > "{counter}"\n'
+        # Counted under a lock: dcforge runs several calls of a tool at once.
+        f'    n=$(flock "{counter}.lock" sh -c \'n=$(($(cat "$1" 2>/dev/null || echo 0) + 1)); '
+        f'echo $n > "$1"; echo $n\' sh "{counter}")\n'
         f'    if [ "$n" -eq {nth} ]; then {action}; touch "{directory}/fired"; fi ;;\n'
         "esac\n"
         f'exec {real} "$@"\n'
