@@ -574,27 +574,37 @@ class Releases:
                 plan.append((image, todo))
 
         # Each image's tags are one write of their own: made side by side (a release of
-        # hundreds of images), then all read back; any failure puts back what moved.
-        with ThreadPoolExecutor(max_workers=8) as pool:
-            errors = list(pool.map(self._write_tags, plan))
-        done = [item for item, err in zip(plan, errors, strict=True) if err is None]
-        failed = [err for err in errors if err is not None]
-        if failed:
-            undone = self._put_back(done, moved)
-            raise DcforgeError(
-                f"moving floating tags failed ({failed[0]}); {undone} — re-run to complete"
-            )
+        # hundreds of images), then all read back. Any failure puts back every planned tag
+        # — a failed write of several tags may have moved some of them.
+        try:
+            with ThreadPoolExecutor(max_workers=8) as pool:
+                errors = list(pool.map(self._write_tags, plan))
+            failed = [err for err in errors if err is not None]
+            if failed:
+                undone = self._put_back(plan, moved)
+                raise DcforgeError(
+                    f"moving floating tags failed ({failed[0]}); {undone} — re-run to complete"
+                )
+            wrong = self._read_back(images)
+        except DcforgeError:
+            raise
+        except BaseException:  # interrupted, or no thread to run on: put back, then stop
+            self._put_back(plan, moved)
+            raise
+        if wrong:
+            undone = self._put_back(plan, moved)
+            raise DcforgeError(f"{wrong} (another writer?); {undone} — re-run to complete")
+        return moved
+
+    def _read_back(self, images: Sequence[release.Image]) -> str:
+        """The first floating tag not serving its image's digest now, or ''."""
         wanted = [(f"{i.repository}:{t}", i.digest) for i in images for t in i.floating_tags]
         with ThreadPoolExecutor(max_workers=8) as pool:
             after = list(pool.map(self._served_or_error, [ref for ref, _ in wanted]))
         for (ref, digest), found in zip(wanted, after, strict=True):
             if found != digest:
-                undone = self._put_back(done, moved)
-                raise DcforgeError(
-                    f"{ref} serves {found}, expected {digest} (another writer?); {undone} — "
-                    "re-run to complete"
-                )
-        return moved
+                return f"{ref} serves {found}, expected {digest}"
+        return ""
 
     def _write_tags(self, item: tuple[release.Image, list[str]]) -> DcforgeError | None:
         try:
@@ -620,22 +630,34 @@ class Releases:
     def _put_back(
         self, done: list[tuple[release.Image, list[str]]], previous: dict[str, str]
     ) -> str:
-        failed = []
-        restored = 0
-        for image, todo in done:
-            for tag in todo:
-                old = previous[f"{image.repository}:{tag}"]
-                if old == "(none)":
-                    failed.append(f"{image.repository}:{tag} (new tag; no earlier digest)")
-                    continue
-                try:
-                    self.registry.tag(f"{image.repository}@{old}", [tag])
-                    restored += 1
-                except DcforgeError:
-                    failed.append(f"{image.repository}:{tag}")
-        if failed:
-            return f"could not put back {', '.join(failed)}"
+        """Every tag of ``done`` back at its ``previous`` digest: a tag already there (a
+        write that never happened) is left alone; a tag that did not exist before can only
+        be reported (the registry API has no tag delete)."""
+        tags = [f"{image.repository}:{tag}" for image, todo in done for tag in todo]
+        with ThreadPoolExecutor(max_workers=8) as pool:
+            outcomes = list(pool.map(lambda ref: self._put_back_one(ref, previous[ref]), tags))
+        failed = [ref for ref, outcome in zip(tags, outcomes, strict=True) if outcome == "failed"]
+        new = [ref for ref, outcome in zip(tags, outcomes, strict=True) if outcome == "new"]
+        if failed or new:
+            return "could not put back " + ", ".join(
+                [*failed, *(f"{ref} (new tag; no earlier digest)" for ref in new)]
+            )
+        restored = outcomes.count("restored")
         return f"the previous release is in place ({restored} tag(s) put back)"
+
+    def _put_back_one(self, ref: str, old: str) -> str:
+        """'kept' (already at ``old``), 'restored', 'new' (moved, none before) or 'failed'."""
+        repository, tag = ref.rsplit(":", 1)
+        try:
+            now = self.registry.digest_or_none(ref)
+            if now == (None if old == "(none)" else old):
+                return "kept"
+            if old == "(none)":
+                return "new"
+            self.registry.tag(f"{repository}@{old}", [tag])
+        except DcforgeError:
+            return "failed"
+        return "restored"
 
     def set_pin(self, rel: release.Release, record_digest: str) -> bool:
         """Point ``last-known-good`` at a signed statement naming this release; False when

@@ -109,7 +109,8 @@ def test_registry_killed_during_tag_moves(
     env = env_for(private_registry, trivy_db)
     a, b = two_releases_ready(project, env)
     pointer = lkg(runner, private_registry)
-    # The second image's tag move: the first image's tags have already moved by then.
+    # Killed at the second image's tag write (the writes run side by side: the first may
+    # or may not have landed); the put-back cannot reach the registry either.
     inject = faults.wrapper(
         tmp_path / "f",
         "oras",
@@ -127,6 +128,7 @@ def test_registry_killed_during_tag_moves(
     # With the registry dead the put-back could not run: the report says so, and what the
     # registry shows is reported; a re-run completes the move.
     assert "re-run to complete" in broken.stderr
+    assert "could not put back" in broken.stderr
     assert lkg(runner, private_registry) == pointer
     assert set(state.values()) <= set(at(a).values()) | set(at(b).values())
     assert run_dcforge("publish", cwd=project, env=env).returncode == 0

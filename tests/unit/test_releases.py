@@ -80,6 +80,27 @@ def test_tags_written_side_by_side_are_all_put_back_when_one_fails(tmp_path: Pat
     assert reg.tags == {f"r/p{i}:1": A for i in range(20)}
 
 
+def test_a_write_of_several_tags_that_fails_half_way_is_put_back(tmp_path: Path) -> None:
+    """One image's tags are one write: when it moves "1" and fails on "2", "1" goes back."""
+    reg = MemoryRegistry({"r/a:1": A, "r/a:2": A}, fail_on={"r/a:2"})
+    with pytest.raises(DcforgeError, match=r"previous release is in place \(1 tag"):
+        layer(tmp_path, reg).move_tags([image("r/a", B, "1", "2")])
+    assert reg.tags == {"r/a:1": A, "r/a:2": A}
+
+
+def test_an_error_that_is_not_dcforge_s_still_puts_back(tmp_path: Path) -> None:
+    class Crashing(MemoryRegistry):
+        def tag(self, ref_at_digest: str, new_tags: list[str]) -> None:
+            super().tag(ref_at_digest, new_tags)
+            if ref_at_digest.startswith("r/b@") and ref_at_digest.endswith(B):
+                raise RuntimeError("can't start new thread")
+
+    reg = Crashing({"r/a:1": A, "r/b:1": A})
+    with pytest.raises(RuntimeError, match="new thread"):
+        layer(tmp_path, reg).move_tags([image("r/a", B, "1"), image("r/b", B, "1")])
+    assert reg.tags == {"r/a:1": A, "r/b:1": A}
+
+
 def test_a_tag_that_reads_back_wrong_or_not_at_all_puts_back(tmp_path: Path) -> None:
     class Lagging(MemoryRegistry):
         def resolve(self, reference: str) -> str:
