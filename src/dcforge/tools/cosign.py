@@ -59,6 +59,16 @@ def _chunks(items: Sequence[str], size: int) -> list[list[str]]:
     return [list(items[i : i + size]) for i in range(0, len(items), size)]
 
 
+def _by_transport(registry: Registry, refs: Sequence[str]) -> list[tuple[bool, list[str]]]:
+    """``refs`` split into those on plain-HTTP registries and those on TLS ones (each
+    cosign run takes one ``--allow-http-registry`` setting); empty groups left out."""
+    plain = [bool(registry.plain(ref)) for ref in refs]
+    groups = [
+        (kind, [r for r, p in zip(refs, plain, strict=True) if p == kind]) for kind in (True, False)
+    ]
+    return [(kind, group) for kind, group in groups if group]
+
+
 def _http(plain_http: bool) -> list[str]:
     return ["--allow-http-registry"] if plain_http else []
 
@@ -84,8 +94,6 @@ def sign(
     for ref in refs:
         if "@sha256:" not in ref:
             raise ToolError(f"refusing to sign {ref}: sign by digest, never by tag")
-    if not refs:
-        return
     for chunk in _chunks(refs, SIGN_BATCH):
         _run(
             runner,
@@ -126,22 +134,31 @@ def attest(
     )
 
 
-def verify(runner: Runner, signer: Signer, ref_at_digest: str, *, plain_http: bool) -> str:
-    """``cosign verify``; returns its JSON output. Raises ToolError when it does not verify."""
-    return _run(
-        runner,
-        [
-            "cosign",
-            "verify",
-            "--output",
-            "json",
-            *signer.verify_flags(),
-            *_http(plain_http),
-            ref_at_digest,
-        ],
-        timeout=300,
-        mutates=False,
-    ).stdout
+def verify(
+    runner: Runner, signer: Signer, refs_at_digest: str | Sequence[str], *, plain_http: bool
+) -> str:
+    """``cosign verify`` of one image or several; returns its JSON output. Raises ToolError
+    when one does not verify."""
+    refs = [refs_at_digest] if isinstance(refs_at_digest, str) else list(refs_at_digest)
+    argv: list[str | Path] = [
+        "cosign",
+        "verify",
+        "--output",
+        "json",
+        *signer.verify_flags(),
+        *_http(plain_http),
+        *refs,
+    ]
+    return _verify_run(runner, argv, len(refs))
+
+
+def _verify_run(runner: Runner, argv: list[str | Path], images: int) -> str:
+    """A verify run: retried on a transient failure for one image; for several not (the
+    caller checks them one by one when the run fails)."""
+    timeout = 300 + 10 * images
+    if images > 1:
+        return runner.run(argv, timeout=timeout, mutates=False).stdout
+    return _run(runner, argv, timeout=timeout, mutates=False).stdout
 
 
 def verify_attestation(
@@ -164,10 +181,7 @@ def verify_attestation(
         *_http(plain_http),
         *refs,
     ]
-    timeout = 300 + 10 * len(refs)
-    if len(refs) > 1:  # no retry: the caller checks them one by one when this fails
-        return runner.run(argv, timeout=timeout, mutates=False).stdout
-    return _run(runner, argv, timeout=timeout, mutates=False).stdout
+    return _verify_run(runner, argv, len(refs))
 
 
 @dataclass(frozen=True)
@@ -184,11 +198,8 @@ class Cosign:
 
     def sign_all(self, refs_at_digest: Sequence[str]) -> None:
         """Sign every image in one cosign run per kind of registry (plain HTTP or TLS)."""
-        plain = [bool(self.registry.plain(ref)) for ref in refs_at_digest]
-        for kind in (True, False):
-            refs = [ref for ref, p in zip(refs_at_digest, plain, strict=True) if p == kind]
-            if refs:
-                sign(self.runner, self.signer, refs, plain_http=kind, env=self.env)
+        for plain, refs in _by_transport(self.registry, refs_at_digest):
+            sign(self.runner, self.signer, refs, plain_http=plain, env=self.env)
 
     def verify_attestations(self, refs_at_digest: Sequence[str], predicate_type: str) -> str:
         """One ``cosign verify-attestation`` of several images (all on one kind of
@@ -208,24 +219,10 @@ class Cosign:
         """One ``cosign verify`` of several images: True when every one's signature
         verifies (cosign checks each signed payload names its image's digest); False
         says only that one of them does not."""
-        plain = [bool(self.registry.plain(ref)) for ref in refs_at_digest]
-        for kind in (True, False):
-            refs = [ref for ref, p in zip(refs_at_digest, plain, strict=True) if p == kind]
+        for plain, refs in _by_transport(self.registry, refs_at_digest):
             for chunk in _chunks(refs, VERIFY_BATCH):
-                try:  # no retry: a failure sends the caller to check them one by one
-                    self.runner.run(
-                        [
-                            "cosign",
-                            "verify",
-                            "--output",
-                            "json",
-                            *self.signer.verify_flags(),
-                            *_http(kind),
-                            *chunk,
-                        ],
-                        timeout=300 + 10 * len(chunk),
-                        mutates=False,
-                    )
+                try:  # not retried: a failure sends the caller to check them one by one
+                    verify(self.runner, self.signer, chunk, plain_http=plain)
                 except ToolError:
                     return False
         return True
