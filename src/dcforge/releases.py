@@ -28,7 +28,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from dcforge import log, release, signing
+from dcforge import dsse, log, release, signing
 from dcforge import manifest as mf
 from dcforge.errors import (
     DcforgeError,
@@ -51,10 +51,7 @@ SBOM_TYPE = "spdxjson"
 # The predicate-type URI itself: cosign then stores the predicate exactly as written
 # (``slsaprovenance1`` re-encodes it and writes ``invocationID``, which SLSA v1 does not know).
 PROVENANCE_TYPE = "https://slsa.dev/provenance/v1"
-PREDICATE_TYPES = {
-    SBOM_TYPE: "https://spdx.dev/Document",
-    PROVENANCE_TYPE: "https://slsa.dev/provenance/v1",
-}
+PREDICATE_TYPES = {ptype: dsse.predicate_type_uri(ptype) for ptype in (SBOM_TYPE, PROVENANCE_TYPE)}
 AUDIT_ARTIFACT_TYPE = "application/vnd.dcforge.rollback.v1+json"
 SHA_TAG = re.compile(r"^[0-9a-f]{40}$")
 DIGEST = re.compile(r"^sha256:[0-9a-f]{64}$")
@@ -403,17 +400,14 @@ class Releases:
         return problems
 
     def verify_release(self, rel: release.Release, check_tags: bool) -> list[str]:
-        """Problems with a release. The signatures of every image its record does not bind
-        are verified in one cosign run first, and their attestations in one run per type;
-        only what fails there is checked image by image (to name the one that fails)."""
+        """Problems with a release. The signatures and attestations of every image its
+        record does not bind are verified in a few cosign runs side by side first; only
+        what fails there is checked image by image (to name the one that fails)."""
         problems: list[str] = []
         with ThreadPoolExecutor(max_workers=VERIFY_WORKERS) as pool:
             bound = list(pool.map(self._bound, rel.images))
             unbound = [i for i, b in zip(rel.images, bound, strict=True) if not b]
-            signed = bool(unbound) and self.cosign.verify_all(
-                [r for i in unbound for r in i.signed_refs()]
-            )
-            attested = bool(unbound) and self._attestations_verify(unbound)
+            signed, attested = self._batches_verify(unbound, pool) if unbound else (False, False)
             results = list(
                 pool.map(
                     lambda i, b: self.verify_image(
@@ -440,22 +434,32 @@ class Releases:
             )
         return problems
 
-    def _attestations_verify(self, images: Sequence[release.Image]) -> bool:
-        """One cosign run per predicate type over every platform image of ``images``: True
-        when each has exactly its own verified statement of each type (see one_each)."""
+    def _batches_verify(
+        self, images: Sequence[release.Image], pool: ThreadPoolExecutor
+    ) -> tuple[bool, bool]:
+        """(every signature verifies, every attestation verifies) of ``images``, their
+        cosign runs side by side: one for the signatures, one per predicate type and
+        ATTESTATION_BATCH images for the attestations (each accepted only when one_each
+        holds). False says only that something did not: the caller checks one by one."""
+        signed = pool.submit(self.cosign.verify_all, [r for i in images for r in i.signed_refs()])
         refs = [(f"{i.repository}@{d}", d) for i in images for _, d in i.attested()]
         if len({bool(self.registry.plain(ref)) for ref, _ in refs}) != 1:
-            return False
+            return signed.result(), False
         size = ATTESTATION_BATCH
-        for ptype, predicate_type in PREDICATE_TYPES.items():
-            for chunk in (refs[i : i + size] for i in range(0, len(refs), size)):
-                try:
-                    out = self.cosign.verify_attestations([ref for ref, _ in chunk], ptype)
-                except ToolError:
-                    return False
-                if not one_each(out, [d for _, d in chunk], predicate_type):
-                    return False
-        return True
+        runs = [
+            pool.submit(self._attestation_batch, ptype, refs[i : i + size])
+            for ptype in PREDICATE_TYPES
+            for i in range(0, len(refs), size)
+        ]
+        attested = [run.result() for run in runs]
+        return signed.result(), all(attested)
+
+    def _attestation_batch(self, ptype: str, chunk: Sequence[tuple[str, str]]) -> bool:
+        try:
+            out = self.cosign.verify_attestations([ref for ref, _ in chunk], ptype)
+        except ToolError:
+            return False
+        return one_each(out, [d for _, d in chunk], PREDICATE_TYPES[ptype])
 
     def floating(self, rel: release.Release) -> list[tuple[str, str | None, str]]:
         """(tag, digest it serves now, digest the release names) for every floating tag."""

@@ -169,8 +169,8 @@ def test_transient_registry_restart_is_retried(
 
 
 @rel(
-    "cosign fails (wrong password)",
-    "clear error naming cosign; nothing moved; re-run with the right password completes",
+    "cosign key with the wrong password",
+    "refused before anything is pushed, naming the key; re-run with the right password completes",
 )
 def test_cosign_wrong_password(
     project: Path,
@@ -185,10 +185,12 @@ def test_cosign_wrong_password(
     env = {**env_for(private_registry, trivy_db), "COSIGN_KEY": str(keys / "cosign.key")}
     m = build_and_gate(project, env)
     wrong = run_dcforge("publish", cwd=project, env={**env, "COSIGN_PASSWORD": "wrong-pass-2"})
-    assert wrong.returncode == 3
+    assert wrong.returncode == 7
     last = wrong.stderr.strip().splitlines()[-1]
-    assert last.startswith("error: tool failed: cosign exited")
+    assert last.startswith("error: publish refused: COSIGN_PASSWORD does not decrypt")
+    assert str(keys / "cosign.key") in last and last.endswith("nothing was pushed")
     assert "wrong-pass-2" not in wrong.stderr
+    assert private_registry.catalog() == []
     assert set(floating(runner, m).values()) == {None}
     assert lkg(runner, private_registry) is None
     ok = run_dcforge("publish", cwd=project, env={**env, "COSIGN_PASSWORD": "right-pass-1"})

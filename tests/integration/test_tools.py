@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from dcforge.errors import ToolError
-from dcforge.releases import PROVENANCE_TYPE, one_each
+from dcforge.releases import PREDICATE_TYPES, PROVENANCE_TYPE, SBOM_TYPE, _statement, one_each
 from dcforge.runner import Runner
 from dcforge.tools import cosign, registry, syft, trivy
 from tests.integration.conftest import ROOT, KeyPair, TrivyDb, base_env, run_dcforge
@@ -137,6 +137,74 @@ def test_cosign_signs_several_images_in_one_run_and_verifies_them_together(
     assert one_each(backwards, digests[::-1], PROVENANCE_TYPE)
     with pytest.raises(ToolError, match="cosign exited"):
         ours.verify_attestations(refs, PROVENANCE_TYPE)  # the third has none
+
+
+def _statements(out: str) -> list[dict[str, object]]:
+    return [_statement(line) for line in out.splitlines() if line.strip()]
+
+
+def test_attestations_signed_in_process_are_cosigns_and_verify_with_cosign(
+    runner: Runner,
+    clean_tar: Path,
+    vulnerable_tar: Path,
+    namespace: str,
+    cosign_keys: KeyPair,
+    other_keys: KeyPair,
+    tmp_path: Path,
+) -> None:
+    """With a key file, publish signs the statements itself (the key decrypted once) and
+    attaches them with ``cosign attach attestation``: the real cosign verifies them under
+    the public key (not another), and they are the statements ``cosign attest`` makes."""
+    reg = registry.Registry(runner, frozenset({"localhost", "127.0.0.1"}))
+    refs = []
+    for name, tar in (("inproc", clean_tar), ("bycosign", vulnerable_tar)):
+        registry.push_oci_archive(runner, tar, f"{namespace}/{name}:v1", plain_http=True)
+        digest = registry.resolve(runner, f"{namespace}/{name}:v1", plain_http=True)
+        refs.append(f"{namespace}/{name}@{digest}")
+    sbom, prov = tmp_path / "sbom.spdx.json", tmp_path / "provenance.json"
+    sbom.write_text('{"spdxVersion": "SPDX-2.3", "name": "x", "packages": [{"n": 1e3}]}')
+    prov.write_text('{"buildDefinition": {"buildType": "t"}, "runDetails": {}}')
+    signer = cosign.Signer(key=str(cosign_keys.key), public_key=str(cosign_keys.pub))
+    ours = cosign.Cosign(runner, signer, reg, {"COSIGN_PASSWORD": cosign_keys.password})
+    assert ours.signs_in_process()
+    ours.attest_all(refs[0], [(sbom, SBOM_TYPE), (prov, PROVENANCE_TYPE)])
+    for predicate, ptype in ((sbom, SBOM_TYPE), (prov, PROVENANCE_TYPE)):
+        ours.attest(refs[1], predicate, ptype)  # cosign attest, for comparison
+    stranger = cosign.Signer(key=str(other_keys.key), public_key=str(other_keys.pub))
+    for ptype, uri in PREDICATE_TYPES.items():
+        mine, theirs = (_statements(ours.verify_attestation(ref, ptype)) for ref in refs)
+        assert one_each(ours.verify_attestation(refs[0], ptype), [refs[0].split("@")[1]], uri)
+        assert len(mine) == len(theirs) == 1
+        for statement, ref in ((mine[0], refs[0]), (theirs[0], refs[1])):
+            name, digest = ref.split("@")
+            assert statement["subject"] == [{"name": name, "digest": {"sha256": digest[7:]}}]
+            del statement["subject"]
+        assert mine == theirs
+        with pytest.raises(ToolError, match="cosign exited"):
+            cosign.verify_attestation(runner, stranger, refs[0], ptype, plain_http=True)
+    with pytest.raises(ToolError, match="attest by digest"):
+        ours.attest_all(f"{namespace}/inproc:v1", [(sbom, SBOM_TYPE)])
+
+
+def test_a_key_not_signed_in_process_is_left_to_cosign_attest(
+    runner: Runner, clean_tar: Path, namespace: str, cosign_keys: KeyPair, tmp_path: Path
+) -> None:
+    """An Ed25519 key (``cosign import-key-pair``) is signed by ``cosign attest``; a wrong
+    password is named before anything is attested."""
+    reg = registry.Registry(runner, frozenset({"localhost", "127.0.0.1"}))
+    registry.push_oci_archive(runner, clean_tar, f"{namespace}/ed:v1", plain_http=True)
+    ref = f"{namespace}/ed@{registry.resolve(runner, f'{namespace}/ed:v1', plain_http=True)}"
+    keys = ROOT / "tests/unit/keys"
+    signer = cosign.Signer(key=str(keys / "ed25519.key"), public_key=str(keys / "ed25519.pub"))
+    ed = cosign.Cosign(runner, signer, reg, {"COSIGN_PASSWORD": "unit-test-only"})
+    prov = tmp_path / "provenance.json"
+    prov.write_text('{"buildDefinition": {}}')
+    ed.attest_all(ref, [(prov, PROVENANCE_TYPE)])
+    out = ed.verify_attestation(ref, PROVENANCE_TYPE)
+    assert one_each(out, [ref.split("@")[1]], PROVENANCE_TYPE)
+    wrong = cosign.Signer(key=str(cosign_keys.key), public_key=str(cosign_keys.pub))
+    with pytest.raises(ToolError, match="COSIGN_PASSWORD does not decrypt"):
+        cosign.Cosign(runner, wrong, reg, {"COSIGN_PASSWORD": "nope"}).check_key()
 
 
 def test_a_failing_tool_is_one_clear_line(tmp_path: Path) -> None:

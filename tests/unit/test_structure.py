@@ -64,7 +64,7 @@ def test_no_function_is_longer_than_fifty_lines() -> None:
 
 
 # Distribution name → the module the package imports (where they differ).
-IMPORT_NAMES = {"pyyaml": "yaml"}
+IMPORT_NAMES = {"pyyaml": "yaml", "pynacl": "nacl"}
 
 
 def test_every_runtime_dependency_is_used_by_the_package() -> None:

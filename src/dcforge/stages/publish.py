@@ -40,6 +40,7 @@ class Outcome:
     steps: dict[str, str] = field(default_factory=dict)  # step → "done" | "already"
     seconds: dict[str, float] = field(default_factory=dict)  # step → time spent in it
     unsigned: list[str] = field(default_factory=list)  # its images to sign (ref@digest)
+    to_verify: list[str] = field(default_factory=list)  # its images with a signature already
 
 
 def ensure_signer(settings: Settings, runner: Runner, env: Mapping[str, str]) -> cosign.Signer:
@@ -116,7 +117,7 @@ def _push_for(run: _Run, entry: mf.Entry) -> Outcome:
         _check_served(run, entry)
         out.seconds["push"] = time.perf_counter() - start
         log.step(entry.name, f"push {out.steps['push']} {entry.image_digest[:19]}")
-        out.unsigned = _unsigned(run, entry)
+        out.unsigned, out.to_verify = _unsigned(run, entry)
         return out
 
 
@@ -135,18 +136,29 @@ def _attest_for(run: _Run, entry: mf.Entry, out: Outcome) -> None:
         _attest_all(run, entry, entry.platform_images(), out, lap)
 
 
-def _unsigned(run: _Run, entry: mf.Entry) -> list[str]:
-    """The images of one permutation (the index and each platform's) whose signature is
-    not there yet or does not verify."""
-    reg, signer = run.releases.registry, run.releases.cosign
+def _unsigned(run: _Run, entry: mf.Entry) -> tuple[list[str], list[str]]:
+    """The images of one permutation (the index and each platform's): those with no
+    signature yet, and those with one to verify."""
+    reg = run.releases.registry
     digests = [entry.image_digest] * entry.multi_platform + list(entry.platform_images().values())
-    todo = []
+    unsigned: list[str] = []
+    signed: list[str] = []
     for digest in digests:
         ref = f"{entry.repository}@{digest}"
-        signed = reg.digest_or_none(f"{entry.repository}:sha256-{digest[7:]}.sig")
-        if not (signed and signer.verified(ref)):
-            todo.append(ref)
-    return todo
+        has_sig = reg.digest_or_none(f"{entry.repository}:sha256-{digest[7:]}.sig")
+        (signed if has_sig else unsigned).append(ref)
+    return unsigned, signed
+
+
+def _not_verified(run: _Run, outcomes: list[Outcome]) -> None:
+    """Images that have a signature (a re-run of a publish) keep it only when it verifies:
+    all in one cosign run, one by one only when that run fails."""
+    cosign_ = run.releases.cosign
+    refs = [ref for out in outcomes for ref in out.to_verify]
+    if not refs or cosign_.verify_all(refs):
+        return
+    for out in outcomes:
+        out.unsigned += [ref for ref in out.to_verify if not cosign_.verified(ref)]
 
 
 def _sign_all(run: _Run, outcomes: list[Outcome]) -> float:
@@ -166,6 +178,7 @@ def _phase_one(run: _Run, workers: int) -> tuple[list[Outcome], float]:
     entries = run.manifest.permutations
     with ThreadPoolExecutor(workers) as pool:
         outcomes = list(pool.map(lambda e: _push_for(run, e), entries))
+        _not_verified(run, outcomes)
         for out in outcomes:
             out.steps["sign"] = "…"  # (the summary's column order)
         with ThreadPoolExecutor(1) as one:
@@ -189,10 +202,9 @@ def _attest_all(
     out: Outcome,
     lap: Callable[[str], None],
 ) -> None:
-    """Each platform's image: its SBOM, then its SLSA provenance, attested."""
+    """Each platform's image: its SBOM and its SLSA provenance, attested together."""
     sboms, provenances = [], []
     for platform, digest in images.items():
-        sbom = _sbom(run.settings, entry, platform)
         pred = run.work / f"{entry.report_stem(platform)}.provenance.json"
         body = provenance.predicate(
             run.manifest,
@@ -205,10 +217,13 @@ def _attest_all(
         )
         pred.write_text(json.dumps(body, indent=2))
         lap("provenance")
-        sboms.append(_attest(run, entry, digest, SBOM_TYPE, sbom))
-        lap("sbom")
-        provenances.append(_attest(run, entry, digest, PROVENANCE_TYPE, pred))
-        lap("provenance")
+        ref = f"{entry.repository}@{digest}"
+        todo = {SBOM_TYPE: _sbom(run.settings, entry, platform), PROVENANCE_TYPE: pred}
+        done = [ptype for ptype in todo if not _attested(run, ref, ptype)]
+        run.releases.cosign.attest_all(ref, [(todo[ptype], ptype) for ptype in done])
+        lap("attest")
+        sboms.append("done" if SBOM_TYPE in done else "already")
+        provenances.append("done" if PROVENANCE_TYPE in done else "already")
     out.steps["sbom"], out.steps["provenance"] = _merged(sboms), _merged(provenances)
 
 
@@ -243,17 +258,12 @@ def _merged(steps: list[str]) -> str:
     return "done" if "done" in steps else steps[0]
 
 
-def _attest(run: _Run, entry: mf.Entry, digest: str, ptype: str, predicate: Path) -> str:
+def _attested(run: _Run, ref: str, ptype: str) -> bool:
+    """The image already has a verified attestation of the type (a re-run of a publish)."""
     reg, signer = run.releases.registry, run.releases.cosign
-    ref = f"{entry.repository}@{digest}"
-    has_att = reg.digest_or_none(f"{entry.repository}:sha256-{digest[7:]}.att") is not None
-    if has_att and _attested(signer, ref, ptype):
-        return "already"
-    signer.attest(ref, predicate, ptype)
-    return "done"
-
-
-def _attested(signer: cosign.Cosign, ref: str, ptype: str) -> bool:
+    repository, _, digest = ref.partition("@")
+    if reg.digest_or_none(f"{repository}:sha256-{digest[7:]}.att") is None:
+        return False
     try:
         signer.verify_attestation(ref, ptype)
     except ToolError:
@@ -293,6 +303,10 @@ def run(
     clock = [time.perf_counter()]
     manifest, gate_doc = _preflight(settings, runner, env, options)
     rel = Releases.open(settings, runner, env, ensure_signer(settings, runner, env))
+    try:
+        rel.cosign.check_key()
+    except ToolError as err:
+        raise PublishRefused(f"{err}; nothing was pushed") from None
     with tempfile.TemporaryDirectory(prefix="dcforge-publish-") as tmp:
         shared = _Run(
             settings,

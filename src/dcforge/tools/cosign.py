@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import json
+import tempfile
+import threading
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
+from dcforge import dsse, keyfile
 from dcforge.errors import ToolError
 from dcforge.retry import transient
 from dcforge.runner import Result, Runner
@@ -134,6 +138,30 @@ def attest(
     )
 
 
+def attach_attestations(
+    runner: Runner,
+    key: keyfile.EcKey,
+    ref_at_digest: str,
+    predicates: Sequence[tuple[Path, str]],
+    *,
+    plain_http: bool,
+) -> None:
+    """Each ``(predicate file, cosign --type)`` made into the statement ``cosign attest``
+    would make, signed with ``key`` here, and all attached to the image in one ``cosign
+    attach attestation`` run (the same ``.att`` layers; no key decrypted per attestation)."""
+    repository, at, digest = ref_at_digest.partition("@")
+    if not at or not digest.startswith("sha256:"):
+        raise ToolError(f"refusing to attest {ref_at_digest}: attest by digest, never by tag")
+    with tempfile.TemporaryDirectory(prefix="dcforge-attest-") as tmp:
+        argv: list[str | Path] = ["cosign", "attach", "attestation", *_http(plain_http)]
+        for i, (predicate, ptype) in enumerate(predicates):
+            payload = dsse.statement(repository, digest, ptype, dsse.read_predicate(predicate))
+            envelope = Path(tmp) / f"{i}.intoto.json"
+            envelope.write_text(json.dumps(dsse.envelope(payload, key.sign)))
+            argv += ["--attestation", envelope]
+        _run(runner, [*argv, ref_at_digest], timeout=300)
+
+
 def verify(
     runner: Runner, signer: Signer, refs_at_digest: str | Sequence[str], *, plain_http: bool
 ) -> str:
@@ -192,6 +220,46 @@ class Cosign:
     signer: Signer
     registry: Registry
     env: Mapping[str, str]  # what cosign needs from the environment (COSIGN_PASSWORD)
+    # The key file's key, decrypted on first use (attestations signed in-process).
+    _key: dict[str, keyfile.EcKey | None] = field(
+        default_factory=dict, init=False, repr=False, compare=False
+    )
+    _key_lock: threading.Lock = field(
+        default_factory=threading.Lock, init=False, repr=False, compare=False
+    )
+
+    def signs_in_process(self) -> bool:
+        """A key file and no transparency log: attestations are signed here with the key
+        decrypted once (``attach_attestations``). A KMS key, keyless signing or Rekor
+        uploads: ``cosign attest`` signs each one."""
+        key = self.signer.key
+        remote = "://" in key or key.startswith("pkcs11:")
+        return bool(key) and not self.signer.tlog and not remote
+
+    def check_key(self) -> None:
+        """Decrypt the key file now (ToolError naming it when the password does not): a
+        publish says so before it pushes anything."""
+        if self.signs_in_process():
+            self._ec_key()
+
+    def _ec_key(self) -> keyfile.EcKey | None:
+        with self._key_lock:
+            if "key" not in self._key:
+                password = self.env.get("COSIGN_PASSWORD", "")
+                self._key["key"] = keyfile.load(Path(self.signer.key), password)
+            return self._key["key"]
+
+    def attest_all(self, ref_at_digest: str, predicates: Sequence[tuple[Path, str]]) -> None:
+        """Attest one image with each ``(predicate file, cosign --type)``: signed here and
+        attached in one cosign run when ``signs_in_process`` and the key is ECDSA (what
+        ``generate-key-pair`` makes), else one ``cosign attest`` each."""
+        key = self._ec_key() if self.signs_in_process() else None
+        if key is None:
+            for predicate, ptype in predicates:
+                self.attest(ref_at_digest, predicate, ptype)
+        elif predicates:
+            plain = self.registry.plain(ref_at_digest)
+            attach_attestations(self.runner, key, ref_at_digest, predicates, plain_http=plain)
 
     def sign(self, ref_at_digest: str) -> None:
         self.sign_all([ref_at_digest])

@@ -1,0 +1,74 @@
+"""dcforge.dsse makes the envelopes cosign attest makes, and dcforge's own reader of
+cosign's output takes them as one statement for their image."""
+
+from __future__ import annotations
+
+import base64
+import json
+from pathlib import Path
+
+import pytest
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.serialization import load_pem_public_key
+
+from dcforge import dsse, keyfile, releases
+from dcforge.errors import ToolError
+
+KEYS = Path(__file__).parent / "keys"
+DIGEST = "sha256:" + "ab" * 32
+
+
+def test_pae_is_the_specs_encoding() -> None:
+    # The DSSE protocol's own example.
+    assert dsse.pae("http://example.com/HelloWorld", b"hello world") == (
+        b"DSSEv1 29 http://example.com/HelloWorld 11 hello world"
+    )
+
+
+def test_the_statement_is_cosigns() -> None:
+    payload = dsse.statement("reg.example/team/img", DIGEST, "spdxjson", {"spdxVersion": "2.3"})
+    assert json.loads(payload) == {
+        "_type": "https://in-toto.io/Statement/v0.1",
+        "predicateType": "https://spdx.dev/Document",
+        "subject": [{"name": "reg.example/team/img", "digest": {"sha256": "ab" * 32}}],
+        "predicate": {"spdxVersion": "2.3"},
+    }
+    provenance = dsse.statement("r/i", DIGEST, releases.PROVENANCE_TYPE, {})
+    assert json.loads(provenance)["predicateType"] == "https://slsa.dev/provenance/v1"
+
+
+@pytest.mark.parametrize("digest", ["sha256:abc", "sha512:" + "ab" * 64, "latest", ""])
+def test_only_a_sha256_digest_is_a_subject(digest: str) -> None:
+    with pytest.raises(ToolError, match="not a sha256 digest"):
+        dsse.statement("r/i", digest, "spdxjson", {})
+
+
+def test_a_short_type_cosign_would_re_encode_is_not_made_here() -> None:
+    with pytest.raises(ToolError, match="slsaprovenance1"):
+        dsse.statement("r/i", DIGEST, "slsaprovenance1", {})
+
+
+def test_the_envelope_verifies_and_reads_as_one_statement_for_its_image() -> None:
+    key = keyfile.load(KEYS / "cosign.key", "unit-test-only")
+    assert key is not None
+    payload = dsse.statement("r/i", DIGEST, "spdxjson", {"name": "x"})
+    envelope = dsse.envelope(payload, key.sign)
+    assert envelope["payloadType"] == "application/vnd.in-toto+json"
+    assert envelope["signatures"][0]["keyid"] == ""  # cosign's verifier skips other ids
+    public = load_pem_public_key((KEYS / "cosign.pub").read_bytes())
+    assert isinstance(public, ec.EllipticCurvePublicKey)
+    signature = base64.b64decode(envelope["signatures"][0]["sig"])
+    public.verify(signature, dsse.pae(dsse.PAYLOAD_TYPE, payload), ec.ECDSA(hashes.SHA256()))
+    line = json.dumps(envelope)
+    assert releases.one_each(line, [DIGEST], "https://spdx.dev/Document")
+    assert not releases.one_each(line, [DIGEST], "https://slsa.dev/provenance/v1")
+
+
+def test_a_predicate_that_is_not_json_is_named(tmp_path: Path) -> None:
+    bad = tmp_path / "x.spdx.json"
+    bad.write_text("{not json")
+    with pytest.raises(ToolError, match=r"x\.spdx\.json: not a JSON predicate"):
+        dsse.read_predicate(bad)
+    with pytest.raises(ToolError, match="not a JSON predicate"):
+        dsse.read_predicate(tmp_path / "absent.json")
