@@ -441,7 +441,8 @@ class Releases:
         cosign runs side by side: one for the signatures, one per predicate type and
         ATTESTATION_BATCH images for the attestations (each accepted only when one_each
         holds). False says only that something did not: the caller checks one by one."""
-        signed = pool.submit(self.cosign.verify_all, [r for i in images for r in i.signed_refs()])
+        refs_ = [r for i in images for r in i.signed_refs()]
+        signed = pool.submit(self.cosign.verify_all, refs_, VERIFY_WORKERS)
         refs = [(f"{i.repository}@{d}", d) for i in images for _, d in i.attested()]
         if len({bool(self.registry.plain(ref)) for ref, _ in refs}) != 1:
             return signed.result(), False

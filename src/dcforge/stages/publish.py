@@ -109,23 +109,16 @@ def _push(run: _Run, entry: mf.Entry) -> str:
 
 
 def _push_for(run: _Run, entry: mf.Entry) -> Outcome:
-    """One permutation's push on a pool thread: its tool output is its own (log groups)."""
+    """One permutation's push, then its attestations, on a pool thread: its tool output is
+    its own (log groups)."""
     with log.permutation(entry.name):
         out = Outcome(entry.name, entry.image_digest)
-        start = time.perf_counter()
+        clock = time.perf_counter()
         out.steps["push"] = _push(run, entry)
         _check_served(run, entry)
-        out.seconds["push"] = time.perf_counter() - start
         log.step(entry.name, f"push {out.steps['push']} {entry.image_digest[:19]}")
         out.unsigned, out.to_verify = _unsigned(run, entry)
-        return out
-
-
-def _attest_for(run: _Run, entry: mf.Entry, out: Outcome) -> None:
-    """Each platform's image of one permutation attested with its own SBOM and provenance
-    (subject: that platform's digest), one after the other (both go to one .att tag)."""
-    with log.permutation(entry.name):
-        clock = time.perf_counter()
+        out.steps["sign"] = "…"  # (the summary's column order; signed once all are pushed)
 
         def lap(step: str) -> None:
             nonlocal clock
@@ -133,7 +126,9 @@ def _attest_for(run: _Run, entry: mf.Entry, out: Outcome) -> None:
             out.seconds[step] = out.seconds.get(step, 0.0) + now - clock
             clock = now
 
+        lap("push")
         _attest_all(run, entry, entry.platform_images(), out, lap)
+        return out
 
 
 def _unsigned(run: _Run, entry: mf.Entry) -> tuple[list[str], list[str]]:
@@ -161,30 +156,27 @@ def _not_verified(run: _Run, outcomes: list[Outcome]) -> None:
         out.unsigned += [ref for ref in out.to_verify if not cosign_.verified(ref)]
 
 
-def _sign_all(run: _Run, outcomes: list[Outcome]) -> float:
-    """Every image of the release that is not signed yet, signed in one cosign run (the key
-    is read and decrypted once, not once per image); returns the seconds it took."""
+def _sign_all(run: _Run, outcomes: list[Outcome], runs: int) -> float:
+    """Every image of the release that is not signed yet, signed in a few cosign runs side
+    by side (each reads and decrypts the key once, not once per image); returns the
+    seconds it took."""
     start = time.perf_counter()
-    run.releases.cosign.sign_all([ref for out in outcomes for ref in out.unsigned])
+    run.releases.cosign.sign_all([ref for out in outcomes for ref in out.unsigned], runs)
     for out in outcomes:
         out.steps["sign"] = "done" if out.unsigned else "already"
-    log.info(f"signed {sum(len(o.unsigned) for o in outcomes)} image(s) in one cosign run")
+    log.info(f"signed {sum(len(o.unsigned) for o in outcomes)} image(s)")
     return time.perf_counter() - start
 
 
 def _phase_one(run: _Run, workers: int) -> tuple[list[Outcome], float]:
-    """Push every permutation; then sign them all in one cosign run while each one's
-    images are attested. Returns the outcomes and the seconds the signing took."""
+    """Push every permutation and attest its images as soon as it is pushed (side by
+    side); then sign every image in a few cosign runs. Returns the outcomes and the
+    seconds the signing took."""
     entries = run.manifest.permutations
     with ThreadPoolExecutor(workers) as pool:
         outcomes = list(pool.map(lambda e: _push_for(run, e), entries))
-        _not_verified(run, outcomes)
-        for out in outcomes:
-            out.steps["sign"] = "…"  # (the summary's column order)
-        with ThreadPoolExecutor(1) as one:
-            signing = one.submit(_sign_all, run, outcomes)
-            list(pool.map(lambda e, o: _attest_for(run, e, o), entries, outcomes))
-            signed_in = signing.result()
+    _not_verified(run, outcomes)
+    signed_in = _sign_all(run, outcomes, workers)
     for entry, out in zip(entries, outcomes, strict=True):
         on = f" on {len(entry.platform_images())} platforms" if entry.multi_platform else ""
         log.step(
@@ -219,7 +211,8 @@ def _attest_all(
         lap("provenance")
         ref = f"{entry.repository}@{digest}"
         todo = {SBOM_TYPE: _sbom(run.settings, entry, platform), PROVENANCE_TYPE: pred}
-        done = [ptype for ptype in todo if not _attested(run, ref, ptype)]
+        found = _attested(run, ref, list(todo))
+        done = [ptype for ptype in todo if ptype not in found]
         run.releases.cosign.attest_all(ref, [(todo[ptype], ptype) for ptype in done])
         lap("attest")
         sboms.append("done" if SBOM_TYPE in done else "already")
@@ -258,17 +251,21 @@ def _merged(steps: list[str]) -> str:
     return "done" if "done" in steps else steps[0]
 
 
-def _attested(run: _Run, ref: str, ptype: str) -> bool:
-    """The image already has a verified attestation of the type (a re-run of a publish)."""
+def _attested(run: _Run, ref: str, ptypes: list[str]) -> set[str]:
+    """Which of the types the image already has a verified attestation of (a re-run of a
+    publish); none when it has no attestation manifest."""
     reg, signer = run.releases.registry, run.releases.cosign
     repository, _, digest = ref.partition("@")
     if reg.digest_or_none(f"{repository}:sha256-{digest[7:]}.att") is None:
-        return False
-    try:
-        signer.verify_attestation(ref, ptype)
-    except ToolError:
-        return False
-    return True
+        return set()
+    found = set()
+    for ptype in ptypes:
+        try:
+            signer.verify_attestation(ref, ptype)
+        except ToolError:
+            continue
+        found.add(ptype)
+    return found
 
 
 def _repo_url(settings: Settings, runner: Runner, env: Mapping[str, str]) -> str:

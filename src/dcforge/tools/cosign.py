@@ -5,7 +5,8 @@ from __future__ import annotations
 import json
 import tempfile
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -63,6 +64,21 @@ def _chunks(items: Sequence[str], size: int) -> list[list[str]]:
     return [list(items[i : i + size]) for i in range(0, len(items), size)]
 
 
+def _spread(items: Sequence[str], runs: int, most: int, least: int = 4) -> list[list[str]]:
+    """``items`` cut for cosign runs side by side: at most ``runs`` chunks unless chunks of
+    ``most`` need more, each of at least ``least`` items (a run's start-up and, signing, its
+    key decryption are paid once per chunk)."""
+    count = max(1, min(runs, len(items) // least), -(-len(items) // most))
+    return _chunks(items, -(-len(items) // count)) if items else []
+
+
+def _side_by_side(job: Callable[[list[str]], object], chunks: list[list[str]]) -> list[object]:
+    if len(chunks) <= 1:
+        return [job(chunk) for chunk in chunks]
+    with ThreadPoolExecutor(len(chunks)) as pool:
+        return list(pool.map(job, chunks))
+
+
 def _by_transport(registry: Registry, refs: Sequence[str]) -> list[tuple[bool, list[str]]]:
     """``refs`` split into those on plain-HTTP registries and those on TLS ones (each
     cosign run takes one ``--allow-http-registry`` setting); empty groups left out."""
@@ -91,20 +107,21 @@ def sign(
     *,
     plain_http: bool,
     env: Mapping[str, str] | None = None,
+    runs: int = 1,
 ) -> None:
-    """``cosign sign`` of one image or of several in one run (the key is read and
-    decrypted once: with a key pair, that is most of a signature's cost)."""
+    """``cosign sign`` of one image or of several, in up to ``runs`` cosign runs side by
+    side (each reads and decrypts the key once: with a key pair, that is most of a
+    signature's cost; each then signs its images one after another)."""
     refs = [refs_at_digest] if isinstance(refs_at_digest, str) else list(refs_at_digest)
     for ref in refs:
         if "@sha256:" not in ref:
             raise ToolError(f"refusing to sign {ref}: sign by digest, never by tag")
-    for chunk in _chunks(refs, SIGN_BATCH):
-        _run(
-            runner,
-            ["cosign", "sign", "--yes", *signer.sign_flags(), *_http(plain_http), *chunk],
-            env=env,
-            timeout=300 + 10 * len(chunk),
-        )
+
+    def run(chunk: list[str]) -> object:
+        argv = ["cosign", "sign", "--yes", *signer.sign_flags(), *_http(plain_http), *chunk]
+        return _run(runner, argv, env=env, timeout=300 + 10 * len(chunk))  # type: ignore[arg-type]
+
+    _side_by_side(run, _spread(refs, runs, SIGN_BATCH))
 
 
 def attest(
@@ -264,10 +281,11 @@ class Cosign:
     def sign(self, ref_at_digest: str) -> None:
         self.sign_all([ref_at_digest])
 
-    def sign_all(self, refs_at_digest: Sequence[str]) -> None:
-        """Sign every image in one cosign run per kind of registry (plain HTTP or TLS)."""
+    def sign_all(self, refs_at_digest: Sequence[str], runs: int = 1) -> None:
+        """Sign every image in up to ``runs`` cosign runs side by side per kind of registry
+        (plain HTTP or TLS)."""
         for plain, refs in _by_transport(self.registry, refs_at_digest):
-            sign(self.runner, self.signer, refs, plain_http=plain, env=self.env)
+            sign(self.runner, self.signer, refs, plain_http=plain, env=self.env, runs=runs)
 
     def verify_attestations(self, refs_at_digest: Sequence[str], predicate_type: str) -> str:
         """One ``cosign verify-attestation`` of several images (all on one kind of
@@ -283,17 +301,26 @@ class Cosign:
             self.runner, self.signer, list(refs_at_digest), predicate_type, plain_http=plain.pop()
         )
 
-    def verify_all(self, refs_at_digest: Sequence[str]) -> bool:
-        """One ``cosign verify`` of several images: True when every one's signature
-        verifies (cosign checks each signed payload names its image's digest); False
-        says only that one of them does not."""
-        for plain, refs in _by_transport(self.registry, refs_at_digest):
-            for chunk in _chunks(refs, VERIFY_BATCH):
+    def verify_all(self, refs_at_digest: Sequence[str], runs: int = 1) -> bool:
+        """``cosign verify`` of several images, in up to ``runs`` runs side by side: True
+        when every one's signature verifies (cosign checks each signed payload names its
+        image's digest); False says only that one of them does not."""
+
+        def verified(plain: bool) -> Callable[[list[str]], object]:
+            def run(chunk: list[str]) -> bool:
                 try:  # not retried: a failure sends the caller to check them one by one
                     verify(self.runner, self.signer, chunk, plain_http=plain)
                 except ToolError:
                     return False
-        return True
+                return True
+
+            return run
+
+        return all(
+            ok
+            for plain, refs in _by_transport(self.registry, refs_at_digest)
+            for ok in _side_by_side(verified(plain), _spread(refs, runs, VERIFY_BATCH))
+        )
 
     def attest(self, ref_at_digest: str, predicate: Path, predicate_type: str) -> None:
         attest(
