@@ -15,12 +15,14 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from dcforge.errors import ToolError
 
+DIGEST = re.compile(r"^sha256:[0-9a-f]{64}$")
 PAYLOAD_TYPE = "application/vnd.in-toto+json"
 STATEMENT_TYPE = "https://in-toto.io/Statement/v0.1"  # what cosign 2 writes
 
@@ -47,26 +49,58 @@ def pae(payload_type: str, payload: bytes) -> bytes:
 def statement(repository: str, digest: str, cosign_type: str, predicate: Any) -> bytes:
     """The in-toto statement ``cosign attest --type cosign_type`` makes for
     ``repository@digest`` (subject name: the repository, as cosign names it)."""
-    if not digest.startswith("sha256:") or len(digest) != 71:
+    if not DIGEST.match(digest):
         raise ToolError(f"refusing to attest {repository}@{digest}: not a sha256 digest")
-    return json.dumps(
-        {
-            "_type": STATEMENT_TYPE,
-            "predicateType": predicate_type_uri(cosign_type),
-            "subject": [{"name": repository, "digest": {"sha256": digest[len("sha256:") :]}}],
-            "predicate": predicate,
-        },
-        separators=(",", ":"),
-    ).encode()
-
-
-def read_predicate(path: Path) -> Any:
-    """A predicate file as cosign reads it for a JSON predicate type: one JSON value
-    (cosign refuses anything else, and so does this)."""
     try:
-        return json.loads(path.read_bytes())
-    except (OSError, ValueError) as err:
-        raise ToolError(f"{path}: not a JSON predicate ({err}) — re-run the gate") from None
+        return json.dumps(
+            {
+                "_type": STATEMENT_TYPE,
+                "predicateType": predicate_type_uri(cosign_type),
+                "subject": [{"name": repository, "digest": {"sha256": digest[len("sha256:") :]}}],
+                "predicate": predicate,
+            },
+            separators=(",", ":"),
+            allow_nan=False,
+        ).encode()
+    except (ValueError, TypeError) as err:  # NaN, Infinity: not JSON, cosign could not read it
+        raise ToolError(f"the {cosign_type} predicate for {digest} is not JSON: {err}") from None
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
+def _finite(text: str) -> float:
+    value = float(text)
+    if value in (float("inf"), float("-inf")):
+        raise ValueError(f"{text[:20]}… does not fit a float64 (Go reads every number so)")
+    return value
+
+
+def _int(text: str) -> int:
+    if len(text.lstrip("-")) > 300:
+        raise ValueError(f"{text[:20]}… does not fit a float64 (Go reads every number so)")
+    return int(text)
+
+
+def read_predicate(path: Path) -> dict[str, Any]:
+    """A predicate file as cosign reads it for a JSON predicate type: one JSON object in
+    UTF-8 whose every number fits a float64 (cosign, in Go, would refuse anything else —
+    and an attestation it cannot read, once attached, fails every later verify of the
+    image, so nothing is attached that cosign could not read)."""
+    try:
+        value = json.loads(
+            path.read_bytes().decode("utf-8"),
+            parse_constant=_no_constant,
+            parse_float=_finite,
+            parse_int=_int,
+        )
+        if not isinstance(value, dict):
+            raise ValueError("not a JSON object")
+        return value
+    except (OSError, ValueError, RecursionError) as err:
+        detail = "nested too deeply" if isinstance(err, RecursionError) else err
+        raise ToolError(f"{path}: not a JSON predicate ({detail}) — re-run the gate") from None
 
 
 def envelope(payload: bytes, sign: Callable[[bytes], bytes]) -> dict[str, Any]:

@@ -14,7 +14,7 @@ import base64
 import binascii
 import hashlib
 import json
-import re
+import os
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +30,7 @@ from dcforge.errors import ToolError
 PEM_TYPES = ("ENCRYPTED SIGSTORE PRIVATE KEY", "ENCRYPTED COSIGN PRIVATE KEY")
 # (N, r, p): cosign's current and legacy scrypt parameters, the only ones it decrypts.
 SCRYPT_PARAMETERS = {(65536, 8, 1), (32768, 8, 1)}
-_PEM = re.compile(r"-----BEGIN ([A-Z ]+)-----\s*(.*?)\s*-----END \1-----", re.DOTALL)
+MAX_KEY_FILE = 64 * 1024  # a cosign key file is under 1 KiB
 
 
 class EcKey:
@@ -46,25 +46,39 @@ class EcKey:
         return f"EcKey({self._key.curve.name})"
 
 
+def _pem_body(text: str) -> str | None:
+    """The base64 body of the file's first PEM block of a cosign private key type."""
+    lines = [line.strip() for line in text.splitlines()]
+    for kind in PEM_TYPES:
+        if f"-----BEGIN {kind}-----" in lines:
+            start = lines.index(f"-----BEGIN {kind}-----") + 1
+            if f"-----END {kind}-----" in lines[start:]:
+                return "".join(lines[start : lines.index(f"-----END {kind}-----", start)])
+    return None
+
+
 def _sealed(path: Path) -> dict[str, Any]:
     """The JSON document inside the key file's PEM block."""
     try:
+        if path.stat().st_size > MAX_KEY_FILE:
+            raise ToolError(f"{path} is not a cosign private key (over {MAX_KEY_FILE} bytes)")
         text = path.read_text()
     except (OSError, UnicodeDecodeError) as err:
         raise ToolError(f"cannot read the cosign key {path}: {err}") from None
-    found = _PEM.search(text)
-    if not found or found.group(1) not in PEM_TYPES:
+    body = _pem_body(text)
+    if body is None:
         raise ToolError(f"{path} is not a cosign private key (no {PEM_TYPES[0]} block)")
     try:
-        sealed = json.loads(base64.b64decode("".join(found.group(2).split()), validate=True))
+        sealed = json.loads(base64.b64decode(body, validate=True))
         if not isinstance(sealed, dict):
             raise ValueError("not a JSON object")
         return sealed
-    except (ValueError, binascii.Error) as err:
-        raise ToolError(f"{path}: the cosign private key is damaged ({err})") from None
+    except (ValueError, binascii.Error, RecursionError) as err:
+        detail = "nested too deeply" if isinstance(err, RecursionError) else err
+        raise ToolError(f"{path}: the cosign private key is damaged ({detail})") from None
 
 
-def _secret(path: Path, sealed: dict[str, Any], password: str) -> bytes:
+def _secret(path: Path, sealed: dict[str, Any], password: bytes) -> bytes:
     """The PKCS#8 DER private key sealed in the document."""
     try:
         kdf, cipher = sealed["kdf"], sealed["cipher"]
@@ -75,7 +89,7 @@ def _secret(path: Path, sealed: dict[str, Any], password: str) -> bytes:
             raise ValueError(f"unsupported cipher {cipher['name']}")
         n, r, p = params
         box = hashlib.scrypt(
-            password.encode(),
+            password,
             salt=base64.b64decode(kdf["salt"], validate=True),
             n=n, r=r, p=p, maxmem=256 * 1024 * 1024, dklen=32,
         )  # fmt: skip
@@ -94,10 +108,17 @@ def _secret(path: Path, sealed: dict[str, Any], password: str) -> bytes:
 
 def load(path: Path, password: str) -> EcKey | None:
     """The key of ``path`` decrypted with ``password``; None for a key that is not ECDSA
-    (cosign signs those itself). ToolError naming the file when it cannot be read."""
-    der = _secret(path, _sealed(path), password)
+    P-256 (what ``generate-key-pair`` makes; cosign signs the others itself). ToolError
+    naming the file when it cannot be read."""
+    try:
+        secret = os.fsencode(password)  # the bytes cosign gets from the environment
+    except UnicodeError:
+        raise ToolError("COSIGN_PASSWORD is not a string of bytes the key can use") from None
+    der = _secret(path, _sealed(path), secret)
     try:
         key = load_der_private_key(der, password=None)
     except (ValueError, TypeError, UnsupportedAlgorithm) as err:
         raise ToolError(f"{path}: the decrypted cosign key is not a private key ({err})") from None
-    return EcKey(key) if isinstance(key, ec.EllipticCurvePrivateKey) else None
+    if isinstance(key, ec.EllipticCurvePrivateKey) and isinstance(key.curve, ec.SECP256R1):
+        return EcKey(key)
+    return None

@@ -23,7 +23,7 @@ import re
 import tempfile
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -152,7 +152,7 @@ class Releases:
     settings: Settings
     registry: Registry
     cosign: Cosign
-    env: Mapping[str, str]
+    env: Mapping[str, str] = field(repr=False)  # credentials: never in a repr
 
     @classmethod
     def open(

@@ -72,3 +72,38 @@ def test_a_predicate_that_is_not_json_is_named(tmp_path: Path) -> None:
         dsse.read_predicate(bad)
     with pytest.raises(ToolError, match="not a JSON predicate"):
         dsse.read_predicate(tmp_path / "absent.json")
+
+
+@pytest.mark.parametrize(
+    ("text", "why"),
+    [
+        ('{"score": NaN}', "NaN is not JSON"),
+        ('{"score": -Infinity}', "Infinity is not JSON"),
+        ('{"score": 1e400}', "does not fit a float64"),
+        ('{"n": ' + "9" * 400 + "}", "does not fit a float64"),
+        ("[1, 2]", "not a JSON object"),
+        ('"a string"', "not a JSON object"),
+        ("[" * 5000 + "]" * 5000, "nested too deeply"),
+    ],
+)
+def test_a_predicate_cosign_could_not_read_is_never_attached(
+    tmp_path: Path, text: str, why: str
+) -> None:
+    """cosign (Go) refuses these; once attached, an attestation it cannot read would fail
+    every later verify of the image, so they are refused before anything is signed."""
+    bad = tmp_path / "p.json"
+    bad.write_text(text)
+    with pytest.raises(ToolError, match=why):
+        dsse.read_predicate(bad)
+
+
+def test_a_predicate_in_utf16_is_refused(tmp_path: Path) -> None:
+    bad = tmp_path / "p.json"
+    bad.write_bytes('{"name": "x"}'.encode("utf-16"))
+    with pytest.raises(ToolError, match="not a JSON predicate"):
+        dsse.read_predicate(bad)
+
+
+def test_a_statement_never_writes_what_is_not_json() -> None:
+    with pytest.raises(ToolError, match="not JSON"):
+        dsse.statement("r/i", DIGEST, "spdxjson", {"x": float("nan")})

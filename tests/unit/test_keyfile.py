@@ -104,3 +104,82 @@ def test_what_is_not_a_cosign_private_key_is_named(tmp_path: Path, text: str) ->
 def test_a_missing_key_file_is_named(tmp_path: Path) -> None:
     with pytest.raises(ToolError, match="cannot read the cosign key"):
         keyfile.load(tmp_path / "absent.key", PASSWORD)
+
+
+def _sealed_key(tmp_path: Path, der: bytes, password: bytes) -> Path:
+    """A key sealed as cosign seals one (legacy scrypt set, to keep the test quick)."""
+    import hashlib
+
+    from nacl.secret import SecretBox
+    from nacl.utils import random
+
+    salt, nonce = random(32), random(24)
+    box = hashlib.scrypt(password, salt=salt, n=32768, r=8, p=1, maxmem=2**28, dklen=32)
+    sealed = {
+        "kdf": {
+            "name": "scrypt",
+            "params": {"N": 32768, "r": 8, "p": 1},
+            "salt": base64.b64encode(salt).decode(),
+        },
+        "cipher": {"name": "nacl/secretbox", "nonce": base64.b64encode(nonce).decode()},
+        "ciphertext": base64.b64encode(SecretBox(box).encrypt(der, nonce).ciphertext).decode(),
+    }
+    body = base64.b64encode(json.dumps(sealed).encode()).decode()
+    path = tmp_path / "sealed.key"
+    path.write_text(
+        f"-----BEGIN ENCRYPTED SIGSTORE PRIVATE KEY-----\n{body}\n"
+        "-----END ENCRYPTED SIGSTORE PRIVATE KEY-----\n"
+    )
+    return path
+
+
+def _der(key: ec.EllipticCurvePrivateKey) -> bytes:
+    from cryptography.hazmat.primitives import serialization
+
+    return key.private_bytes(
+        serialization.Encoding.DER,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    )
+
+
+def test_only_p256_is_signed_here(tmp_path: Path) -> None:
+    """P-256 is what generate-key-pair makes; cosign signs other curves itself."""
+    p256 = _sealed_key(tmp_path, _der(ec.generate_private_key(ec.SECP256R1())), b"pw")
+    assert keyfile.load(p256, "pw") is not None
+    p384 = _sealed_key(tmp_path, _der(ec.generate_private_key(ec.SECP384R1())), b"pw")
+    assert keyfile.load(p384, "pw") is None
+
+
+def test_a_password_that_is_not_utf8_is_the_bytes_cosign_gets(tmp_path: Path) -> None:
+    """The environment hands Python undecodable bytes as surrogates; cosign gets the
+    bytes. The password is read as cosign reads it, and never appears in a message."""
+    path = _sealed_key(tmp_path, _der(ec.generate_private_key(ec.SECP256R1())), b"zq\xffxj")
+    assert keyfile.load(path, b"zq\xffxj".decode(errors="surrogateescape")) is not None
+    with pytest.raises(ToolError) as err:
+        keyfile.load(path, "zq\udcfexj")
+    assert "zq" not in str(err.value).replace(str(path), "")
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "-----BEGIN A-----" + " " * 20000,
+        "-----BEGIN A-----\n" * 8000,
+        "-----BEGIN ENCRYPTED SIGSTORE PRIVATE KEY-----\n"
+        + base64.b64encode(b"[" * 3000 + b"]" * 3000).decode()
+        + "\n-----END ENCRYPTED SIGSTORE PRIVATE KEY-----\n",
+    ],
+)
+def test_a_hostile_key_file_is_refused_at_once(tmp_path: Path, text: str) -> None:
+    path = tmp_path / "hostile.key"
+    path.write_text(text)
+    with pytest.raises(ToolError, match=r"not a cosign private key|damaged"):
+        keyfile.load(path, PASSWORD)
+
+
+def test_an_oversized_key_file_is_not_read(tmp_path: Path) -> None:
+    path = tmp_path / "big.key"
+    path.write_bytes(b"x" * (keyfile.MAX_KEY_FILE + 1))
+    with pytest.raises(ToolError, match="over 65536 bytes"):
+        keyfile.load(path, PASSWORD)

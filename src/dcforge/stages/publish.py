@@ -20,7 +20,7 @@ from dcforge import locks, log, provenance, release, signing, staging, toolchain
 from dcforge import manifest as mf
 from dcforge.errors import PublishRefused, RegistryError, ToolError
 from dcforge.files import atomic_write_json
-from dcforge.releases import PROVENANCE_TYPE, SBOM_TYPE, Releases
+from dcforge.releases import PREDICATE_TYPES, PROVENANCE_TYPE, SBOM_TYPE, Releases, subjects
 from dcforge.runner import Runner
 from dcforge.settings import Settings
 from dcforge.tools import cosign
@@ -252,8 +252,9 @@ def _merged(steps: list[str]) -> str:
 
 
 def _attested(run: _Run, ref: str, ptypes: list[str]) -> set[str]:
-    """Which of the types the image already has a verified attestation of (a re-run of a
-    publish); none when it has no attestation manifest."""
+    """Which of the types the image already has a verified attestation of, naming the
+    image as subject (a re-run of a publish); none when it has no attestation manifest.
+    A verified statement about another image (copied into this one's) does not count."""
     reg, signer = run.releases.registry, run.releases.cosign
     repository, _, digest = ref.partition("@")
     if reg.digest_or_none(f"{repository}:sha256-{digest[7:]}.att") is None:
@@ -261,10 +262,11 @@ def _attested(run: _Run, ref: str, ptypes: list[str]) -> set[str]:
     found = set()
     for ptype in ptypes:
         try:
-            signer.verify_attestation(ref, ptype)
+            out = signer.verify_attestation(ref, ptype)
         except ToolError:
             continue
-        found.add(ptype)
+        if digest in subjects(out, PREDICATE_TYPES[ptype]):
+            found.add(ptype)
     return found
 
 

@@ -236,7 +236,8 @@ class Cosign:
     runner: Runner
     signer: Signer
     registry: Registry
-    env: Mapping[str, str]  # what cosign needs from the environment (COSIGN_PASSWORD)
+    # what cosign needs from the environment (COSIGN_PASSWORD): never in a repr
+    env: Mapping[str, str] = field(repr=False)
     # The key file's key, decrypted on first use (attestations signed in-process).
     _key: dict[str, keyfile.EcKey | None] = field(
         default_factory=dict, init=False, repr=False, compare=False
