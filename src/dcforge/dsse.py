@@ -1,12 +1,14 @@
-"""In-toto statements in DSSE envelopes, exactly as ``cosign attest`` writes them.
+"""What cosign signs, made exactly as cosign makes it: an image's signature payload
+(``cosign sign``) and in-toto statements in DSSE envelopes (``cosign attest``).
 
-With a key file and no transparency log, publish signs each image's statements itself
-(the key decrypted once per run, ``dcforge.keyfile``) and hands the envelopes to ``cosign
-attach attestation``: ``cosign attest`` decrypts the key again for every attestation, and
-that scrypt is most of its cost. The envelopes are the same: cosign's statement header
-(``_type`` v0.1, the repository as subject name, the digest), its predicate types, an
-unnamed signature (``keyid`` empty: cosign's verifier skips a signature whose key id is
-not its own), and real cosign verifies every one before a tag moves.
+With a key file and no transparency log, publish signs them itself (the key decrypted
+once per run, ``dcforge.keyfile``) and hands them to ``cosign attach signature`` /
+``cosign attach attestation``: ``cosign sign`` and ``cosign attest`` decrypt the key again
+for every run, and that scrypt is most of their cost. The payloads are cosign's: the
+simple-signing payload, the statement header (``_type`` v0.1, the repository as subject
+name, the digest), its predicate types, an unnamed DSSE signature (``keyid`` empty:
+cosign's verifier skips a signature whose key id is not its own); and the real cosign
+verifies every one before a tag moves.
 
 DSSE: https://github.com/secure-systems-lab/dsse/blob/master/protocol.md
 """
@@ -38,6 +40,22 @@ def predicate_type_uri(cosign_type: str) -> str:
     if cosign_type.startswith("https://"):
         return cosign_type
     raise ToolError(f"no in-process attestation of predicate type {cosign_type!r}")
+
+
+SIGNATURE_TYPE = "cosign container image signature"
+
+
+def signature_payload(repository: str, digest: str) -> bytes:
+    """The simple-signing payload ``cosign sign`` signs for ``repository@digest`` (no
+    annotations: ``optional`` is null)."""
+    if not DIGEST.match(digest):
+        raise ToolError(f"refusing to sign {repository}@{digest}: not a sha256 digest")
+    critical = {
+        "identity": {"docker-reference": repository},
+        "image": {"docker-manifest-digest": digest},
+        "type": SIGNATURE_TYPE,
+    }
+    return json.dumps({"critical": critical, "optional": None}, separators=(",", ":")).encode()
 
 
 def pae(payload_type: str, payload: bytes) -> bytes:

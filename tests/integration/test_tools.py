@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -102,9 +103,10 @@ def test_cosign_signs_several_images_in_one_run_and_verifies_them_together(
     other_keys: KeyPair,
     tmp_path: Path,
 ) -> None:
-    """Publish signs a release's images in one cosign run and verifies their signatures in
-    one: every image gets its own signature, and one image that does not verify (unsigned,
-    wherever it stands in the list, or under another key) fails the whole check."""
+    """Publish signs a release's images (with a key file: here, each attached by cosign)
+    and verifies their signatures in one cosign run: every image gets its own signature,
+    and one image that does not verify (unsigned, wherever it stands in the list, or under
+    another key) fails the whole check."""
     reg = registry.Registry(runner, frozenset({"localhost", "127.0.0.1"}))
     refs = []
     for name, tar in (("one", vulnerable_tar), ("two", clean_tar), ("unsigned", clean_tar)):
@@ -168,8 +170,17 @@ def test_attestations_signed_in_process_are_cosigns_and_verify_with_cosign(
     ours = cosign.Cosign(runner, signer, reg, {"COSIGN_PASSWORD": cosign_keys.password})
     assert ours.signs_in_process()
     ours.attest_all(refs[0], [(sbom, SBOM_TYPE), (prov, PROVENANCE_TYPE)])
+    ours.sign_all(refs[:1])
     for predicate, ptype in ((sbom, SBOM_TYPE), (prov, PROVENANCE_TYPE)):
         ours.attest(refs[1], predicate, ptype)  # cosign attest, for comparison
+    cosign.sign(runner, signer, refs[1], plain_http=True, env=ours.env)  # and cosign sign
+    mine, theirs = (json.loads(ours.verify(ref)) for ref in refs)
+    assert len(mine) == len(theirs) == 1
+    for payload, ref in ((mine[0], refs[0]), (theirs[0], refs[1])):
+        name, digest = ref.split("@")
+        assert payload["critical"].pop("identity") == {"docker-reference": name}
+        assert payload["critical"]["image"].pop("docker-manifest-digest") == digest
+    assert mine == theirs
     stranger = cosign.Signer(key=str(other_keys.key), public_key=str(other_keys.pub))
     for ptype, uri in PREDICATE_TYPES.items():
         mine, theirs = (_statements(ours.verify_attestation(ref, ptype)) for ref in refs)
@@ -189,8 +200,8 @@ def test_attestations_signed_in_process_are_cosigns_and_verify_with_cosign(
 def test_a_key_not_signed_in_process_is_left_to_cosign_attest(
     runner: Runner, clean_tar: Path, namespace: str, cosign_keys: KeyPair, tmp_path: Path
 ) -> None:
-    """An Ed25519 key (``cosign import-key-pair``) is signed by ``cosign attest``; a wrong
-    password is named before anything is attested."""
+    """An Ed25519 key (``cosign import-key-pair``) is signed by ``cosign attest`` and
+    ``cosign sign``; a wrong password is named before anything is attested."""
     reg = registry.Registry(runner, frozenset({"localhost", "127.0.0.1"}))
     registry.push_oci_archive(runner, clean_tar, f"{namespace}/ed:v1", plain_http=True)
     ref = f"{namespace}/ed@{registry.resolve(runner, f'{namespace}/ed:v1', plain_http=True)}"
@@ -202,6 +213,9 @@ def test_a_key_not_signed_in_process_is_left_to_cosign_attest(
     ed.attest_all(ref, [(prov, PROVENANCE_TYPE)])
     out = ed.verify_attestation(ref, PROVENANCE_TYPE)
     assert one_each(out, [ref.split("@")[1]], PROVENANCE_TYPE)
+    assert not ed.verified(ref)
+    ed.sign_all([ref])
+    assert ed.verified(ref)
     wrong = cosign.Signer(key=str(cosign_keys.key), public_key=str(cosign_keys.pub))
     with pytest.raises(ToolError, match="COSIGN_PASSWORD does not decrypt"):
         cosign.Cosign(runner, wrong, reg, {"COSIGN_PASSWORD": "nope"}).check_key()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import tempfile
 import threading
@@ -73,6 +74,7 @@ def _spread(items: Sequence[str], runs: int, most: int, least: int = 4) -> list[
 
 
 def _side_by_side(job: Callable[[list[str]], object], chunks: list[list[str]]) -> list[object]:
+    """``job`` of each chunk, in threads side by side (the first error raised)."""
     if len(chunks) <= 1:
         return [job(chunk) for chunk in chunks]
     with ThreadPoolExecutor(len(chunks)) as pool:
@@ -179,6 +181,24 @@ def attach_attestations(
         _run(runner, [*argv, ref_at_digest], timeout=300)
 
 
+def attach_signature(
+    runner: Runner, key: keyfile.EcKey, ref_at_digest: str, *, plain_http: bool
+) -> None:
+    """The payload ``cosign sign`` would sign for the image, signed with ``key`` here and
+    attached with ``cosign attach signature`` (the same ``.sig`` layer; no key decrypted)."""
+    repository, at, digest = ref_at_digest.partition("@")
+    if not at:
+        raise ToolError(f"refusing to sign {ref_at_digest}: sign by digest, never by tag")
+    payload = dsse.signature_payload(repository, digest)
+    with tempfile.TemporaryDirectory(prefix="dcforge-sign-") as tmp:
+        files = Path(tmp) / "payload.json", Path(tmp) / "signature"
+        files[0].write_bytes(payload)
+        files[1].write_text(base64.b64encode(key.sign(payload)).decode())
+        argv: list[str | Path] = ["cosign", "attach", "signature", *_http(plain_http)]
+        argv += ["--payload", files[0], "--signature", files[1], ref_at_digest]
+        _run(runner, argv, timeout=300)
+
+
 def verify(
     runner: Runner, signer: Signer, refs_at_digest: str | Sequence[str], *, plain_http: bool
 ) -> str:
@@ -283,8 +303,22 @@ class Cosign:
         self.sign_all([ref_at_digest])
 
     def sign_all(self, refs_at_digest: Sequence[str], runs: int = 1) -> None:
-        """Sign every image in up to ``runs`` cosign runs side by side per kind of registry
-        (plain HTTP or TLS)."""
+        """Sign every image: with a key file signed here (``signs_in_process``), each
+        attached by its own ``cosign attach signature``, ``runs`` side by side; otherwise
+        in up to ``runs`` ``cosign sign`` runs side by side per kind of registry."""
+        key = self._ec_key() if self.signs_in_process() else None
+        if key is not None:
+            for ref in refs_at_digest:
+                if "@sha256:" not in ref:
+                    raise ToolError(f"refusing to sign {ref}: sign by digest, never by tag")
+
+            def attach(chunk: list[str]) -> None:
+                for ref in chunk:
+                    plain = self.registry.plain(ref)
+                    attach_signature(self.runner, key, ref, plain_http=plain)
+
+            _side_by_side(attach, _spread(refs_at_digest, runs, SIGN_BATCH, least=1))
+            return
         for plain, refs in _by_transport(self.registry, refs_at_digest):
             sign(self.runner, self.signer, refs, plain_http=plain, env=self.env, runs=runs)
 
