@@ -32,6 +32,13 @@ class Signer:
     issuer: str = "https://token.actions.githubusercontent.com"
     tlog: bool = False  # key mode is offline by default; keyless always uses Rekor
 
+    def signs_in_process(self) -> bool:
+        """A key file and no transparency log: signatures and attestations are signed
+        here with the key decrypted once (``attach_signature``, ``attach_attestations``).
+        A KMS key, keyless signing or Rekor uploads: cosign signs each one."""
+        remote = "://" in self.key or self.key.startswith("pkcs11:")
+        return bool(self.key) and not self.tlog and not remote
+
     def sign_flags(self) -> list[str]:
         if self.key:
             return ["--key", self.key, f"--tlog-upload={'true' if self.tlog else 'false'}"]
@@ -267,17 +274,16 @@ class Cosign:
     )
 
     def signs_in_process(self) -> bool:
-        """A key file and no transparency log: attestations are signed here with the key
-        decrypted once (``attach_attestations``). A KMS key, keyless signing or Rekor
-        uploads: ``cosign attest`` signs each one."""
-        key = self.signer.key
-        remote = "://" in key or key.startswith("pkcs11:")
-        return bool(key) and not self.signer.tlog and not remote
+        return self.signer.signs_in_process()
 
-    def check_key(self) -> None:
+    def check_key(self, decrypted: keyfile.EcKey | None = None) -> None:
         """Decrypt the key file now (ToolError naming it when the password does not): a
-        publish says so before it pushes anything."""
+        publish says so before it pushes anything. ``decrypted``: the same key file,
+        already decrypted (publish reads it while its checks run)."""
         if self.signs_in_process():
+            with self._key_lock:
+                if decrypted is not None:
+                    self._key.setdefault("key", decrypted)
             self._ec_key()
 
     def _ec_key(self) -> keyfile.EcKey | None:
