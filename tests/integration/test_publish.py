@@ -155,7 +155,9 @@ def test_publish_refuses_what_was_not_gated_as_it_is(
 
 
 def _fault_cosign(directory: Path, pid_file: Path) -> Path:
-    """A cosign that kills the registry the first time it is asked to sign, then runs cosign."""
+    """A cosign that kills the registry the first time it is asked to sign or attest
+    (``sign``/``attest``, or ``attach`` of what dcforge signed with a key file), then runs
+    cosign."""
     directory.mkdir()
     real = "/usr/bin/cosign"
     script = directory / "cosign"
@@ -169,7 +171,8 @@ def _fault_cosign(directory: Path, pid_file: Path) -> Path:
     script.write_text(
         "#!/bin/sh\n"
         f'if [ "$1" = version ]; then echo \'{{"gitVersion": "{packaged}"}}\'; exit 0; fi\n'
-        f'if [ "$1" = sign ] && [ ! -e "{directory}/fired" ]; then\n'
+        f'if {{ [ "$1" = sign ] || [ "$1" = attest ] || [ "$1" = attach ]; }} '
+        f'&& [ ! -e "{directory}/fired" ]; then\n'
         f'  touch "{directory}/fired"; kill -9 "$(cat {pid_file})"\n'
         "fi\n"
         f'exec {real} "$@"\n'

@@ -38,7 +38,7 @@ def test_the_main_job_leaks_no_secret(
         result = run_dcforge("--verbose", *step, cwd=project, env=env)
         assert result.returncode == 0, result.stderr
         output += result.stdout + result.stderr
-    assert "+ cosign sign" in output  # --verbose really echoed the commands
+    assert "+ cosign attach signature" in output  # --verbose really echoed the commands
     secret_values = [v for k, v in SECRETS.items() if k != "DCFORGE_REGISTRY_USERNAME"]
     for value in secret_values:
         assert value not in output
