@@ -24,7 +24,7 @@ from typing import Any
 
 from dcforge.errors import ToolError
 
-DIGEST = re.compile(r"^sha256:[0-9a-f]{64}$")
+DIGEST = re.compile(r"sha256:[0-9a-f]{64}")  # fullmatch only
 PAYLOAD_TYPE = "application/vnd.in-toto+json"
 STATEMENT_TYPE = "https://in-toto.io/Statement/v0.1"  # what cosign 2 writes
 
@@ -45,11 +45,20 @@ def predicate_type_uri(cosign_type: str) -> str:
 SIGNATURE_TYPE = "cosign container image signature"
 
 
+def _check_repository(repository: str) -> None:
+    """A repository as cosign names a subject: a registry host and a path, no tag (cosign
+    writes ``repo`` for ``repo:tag@digest``; a payload naming the tag would claim it)."""
+    host, _, path = repository.partition("/")
+    if not path or ":" in path or "@" in repository or not host:
+        raise ToolError(f"refusing to sign for {repository!r}: not a registry/repository name")
+
+
 def signature_payload(repository: str, digest: str) -> bytes:
     """The simple-signing payload ``cosign sign`` signs for ``repository@digest`` (no
     annotations: ``optional`` is null)."""
-    if not DIGEST.match(digest):
+    if not DIGEST.fullmatch(digest):
         raise ToolError(f"refusing to sign {repository}@{digest}: not a sha256 digest")
+    _check_repository(repository)
     critical = {
         "identity": {"docker-reference": repository},
         "image": {"docker-manifest-digest": digest},
@@ -67,8 +76,9 @@ def pae(payload_type: str, payload: bytes) -> bytes:
 def statement(repository: str, digest: str, cosign_type: str, predicate: Any) -> bytes:
     """The in-toto statement ``cosign attest --type cosign_type`` makes for
     ``repository@digest`` (subject name: the repository, as cosign names it)."""
-    if not DIGEST.match(digest):
+    if not DIGEST.fullmatch(digest):
         raise ToolError(f"refusing to attest {repository}@{digest}: not a sha256 digest")
+    _check_repository(repository)
     try:
         return json.dumps(
             {

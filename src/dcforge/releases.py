@@ -33,6 +33,7 @@ from dcforge import manifest as mf
 from dcforge.errors import (
     DcforgeError,
     ManifestError,
+    PublishRefused,
     RegistryError,
     RollbackRefused,
     ToolError,
@@ -548,6 +549,12 @@ class Releases:
         at = f"{self.repository}@{digest}"
         if not self.cosign.verified(at):
             self.cosign.sign(at)
+            if not self.cosign.verified(at):
+                raise PublishRefused(
+                    f"the release record {at} was signed but its signature does not verify "
+                    "with the public key (COSIGN_KEY and COSIGN_PUBLIC_KEY not a pair?) — "
+                    "no tag moved"
+                )
         log.info(f"release record {reference} {digest[:19]} ({state})")
         return reference, digest
 
@@ -689,6 +696,19 @@ class Releases:
                 annotations={"dev.dcforge.pin.git_sha": rel.git_sha},
             )
         self.cosign.sign(f"{self.repository}@{digest}")
+        if not self.cosign.verified(f"{self.repository}@{digest}"):
+            if previous is not None:
+                self.registry.tag(f"{self.repository}@{previous}", [release.LAST_KNOWN_GOOD])
+            raise VerifyFailed(
+                f"the new {release.LAST_KNOWN_GOOD} statement was signed but does not verify "
+                "with the public key (COSIGN_KEY and COSIGN_PUBLIC_KEY not a pair?); "
+                + (
+                    f"{release.LAST_KNOWN_GOOD} was put back"
+                    if previous is not None
+                    else f"{release.LAST_KNOWN_GOOD} names an unverifiable statement: fix the "
+                    "key pair and re-run"
+                )
+            )
         if previous is not None and previous != digest and self._is_pin(previous):
             self._retire_pin(previous)
         return True

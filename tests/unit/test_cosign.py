@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
-import pytest
+from pathlib import Path
 
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from dcforge import keyfile
 from dcforge.runner import Runner
-from dcforge.tools.cosign import Cosign, Signer
+from dcforge.tools.cosign import Cosign, Signer, _spread
 from dcforge.tools.registry import Registry
 
 
@@ -29,3 +34,40 @@ def test_only_a_key_file_without_rekor_is_signed_in_process(
     assert ours.signs_in_process() is in_process
     if not in_process:
         ours.check_key()  # nothing to decrypt, nothing read
+
+
+@given(
+    items=st.integers(min_value=0, max_value=300),
+    runs=st.integers(min_value=-1, max_value=9),
+    most=st.integers(min_value=0, max_value=130),
+    least=st.integers(min_value=0, max_value=10),
+)
+def test_spread_keeps_every_item_once_in_order_within_the_bounds(
+    items: int, runs: int, most: int, least: int
+) -> None:
+    refs = [f"r/i@sha256:{i:064x}" for i in range(items)]
+    chunks = _spread(refs, runs, most, least)
+    assert [r for chunk in chunks for r in chunk] == refs
+    assert all(0 < len(chunk) <= max(1, most) for chunk in chunks)
+    if items and max(1, most) * max(1, runs) >= items:
+        assert len(chunks) <= max(1, runs)
+
+
+def test_a_key_decrypted_early_is_taken_only_for_the_signers_own_key_file() -> None:
+    """publish hands over the key it decrypted while its checks ran; a key read from
+    another file never signs for this signer."""
+    runner = Runner(dry_run=True)
+    keys = Path(__file__).parent / "keys"
+    other = keyfile.load(keys / "cosign.key", "unit-test-only")
+    ed = Signer(key=str(keys / "ed25519.key"))
+    ours = Cosign(runner, ed, Registry(runner, frozenset()), {"COSIGN_PASSWORD": "unit-test-only"})
+    ours.check_key((str(keys / "cosign.key"), other))
+    assert ours._ec_key() is None  # its own file: Ed25519, left to cosign
+    mine = Cosign(
+        runner,
+        Signer(key=str(keys / "cosign.key")),
+        Registry(runner, frozenset()),
+        {"COSIGN_PASSWORD": "wrong"},
+    )
+    mine.check_key((str(keys / "cosign.key"), other))  # adopted: no decrypt with "wrong"
+    assert mine._ec_key() is other

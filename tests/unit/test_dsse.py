@@ -107,3 +107,32 @@ def test_a_predicate_in_utf16_is_refused(tmp_path: Path) -> None:
 def test_a_statement_never_writes_what_is_not_json() -> None:
     with pytest.raises(ToolError, match="not JSON"):
         dsse.statement("r/i", DIGEST, "spdxjson", {"x": float("nan")})
+
+
+def test_the_signature_payload_is_the_bytes_cosign_signs() -> None:
+    # What `cosign sign --key … localhost:5000/proto/deb@sha256:692d…` stored here (2.5.0).
+    digest = "sha256:692dfe1766af4c612aaf1c582b81f5d95ee6edc79dc8de5fedd7813dfd659d53"
+    assert dsse.signature_payload("localhost:5000/proto/deb", digest) == (
+        b'{"critical":{"identity":{"docker-reference":"localhost:5000/proto/deb"},'
+        b'"image":{"docker-manifest-digest":"' + digest.encode() + b'"},'
+        b'"type":"cosign container image signature"},"optional":null}'
+    )
+
+
+@pytest.mark.parametrize(
+    ("repository", "digest"),
+    [
+        ("reg.example/team/img", DIGEST + "\n"),  # `$` would match before a newline
+        ("reg.example/team/img", DIGEST.upper()),
+        ("reg.example/team/img", f"{DIGEST}@{DIGEST}"),
+        ("reg.example/team/img:v1", DIGEST),  # a payload naming a tag would claim it
+        ("reg.example/team/img@" + DIGEST, DIGEST),
+        ("img", DIGEST),
+        ("/team/img", DIGEST),
+    ],
+)
+def test_a_payload_names_one_repository_and_one_digest(repository: str, digest: str) -> None:
+    with pytest.raises(ToolError, match="refusing to"):
+        dsse.signature_payload(repository, digest)
+    with pytest.raises(ToolError, match="refusing to"):
+        dsse.statement(repository, digest, "spdxjson", {})

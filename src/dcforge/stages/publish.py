@@ -341,15 +341,18 @@ def run(
     }
 
 
-def _decrypt_early(settings: Settings, env: Mapping[str, str]) -> keyfile.EcKey | None:
-    """The signing key file decrypted while publish's checks run (a scrypt, ~0.2 s), when
+def _decrypt_early(
+    settings: Settings, env: Mapping[str, str]
+) -> tuple[str, keyfile.EcKey | None] | None:
+    """(key file, its key) decrypted while publish's checks run (a scrypt, ~0.2 s), when
     there is one to sign with in-process; None otherwise or when it does not decrypt
     (``check_key`` then says why)."""
     signer = signing.signer(settings)
     if not (signer.signs_in_process() and Path(signer.key).is_file()):
         return None
     try:
-        return keyfile.load(Path(signer.key), signing.cosign_env(env)["COSIGN_PASSWORD"])
+        password = signing.cosign_env(env)["COSIGN_PASSWORD"]
+        return signer.key, keyfile.load(Path(signer.key), password)
     except ToolError:
         return None
 

@@ -76,6 +76,7 @@ def _spread(items: Sequence[str], runs: int, most: int, least: int = 4) -> list[
     """``items`` cut for cosign runs side by side: at most ``runs`` chunks unless chunks of
     ``most`` need more, each of at least ``least`` items (a run's start-up and, signing, its
     key decryption are paid once per chunk)."""
+    most, least = max(1, most), max(1, least)
     count = max(1, min(runs, len(items) // least), -(-len(items) // most))
     return _chunks(items, -(-len(items) // count)) if items else []
 
@@ -178,14 +179,20 @@ def attach_attestations(
     repository, at, digest = ref_at_digest.partition("@")
     if not at or not digest.startswith("sha256:"):
         raise ToolError(f"refusing to attest {ref_at_digest}: attest by digest, never by tag")
-    with tempfile.TemporaryDirectory(prefix="dcforge-attest-") as tmp:
-        argv: list[str | Path] = ["cosign", "attach", "attestation", *_http(plain_http)]
-        for i, (predicate, ptype) in enumerate(predicates):
-            payload = dsse.statement(repository, digest, ptype, dsse.read_predicate(predicate))
-            envelope = Path(tmp) / f"{i}.intoto.json"
-            envelope.write_text(json.dumps(dsse.envelope(payload, key.sign)))
-            argv += ["--attestation", envelope]
-        _run(runner, [*argv, ref_at_digest], timeout=300)
+    statements = [
+        dsse.statement(repository, digest, ptype, dsse.read_predicate(predicate))
+        for predicate, ptype in predicates
+    ]
+    try:
+        with tempfile.TemporaryDirectory(prefix="dcforge-attest-") as tmp:
+            argv: list[str | Path] = ["cosign", "attach", "attestation", *_http(plain_http)]
+            for i, payload in enumerate(statements):
+                envelope = Path(tmp) / f"{i}.intoto.json"
+                envelope.write_text(json.dumps(dsse.envelope(payload, key.sign)))
+                argv += ["--attestation", envelope]
+            _run(runner, [*argv, ref_at_digest], timeout=300)
+    except OSError as err:  # the temporary directory (a full /tmp, say)
+        raise ToolError(f"cannot write the attestations of {ref_at_digest}: {err}") from None
 
 
 def attach_signature(
@@ -197,13 +204,16 @@ def attach_signature(
     if not at:
         raise ToolError(f"refusing to sign {ref_at_digest}: sign by digest, never by tag")
     payload = dsse.signature_payload(repository, digest)
-    with tempfile.TemporaryDirectory(prefix="dcforge-sign-") as tmp:
-        files = Path(tmp) / "payload.json", Path(tmp) / "signature"
-        files[0].write_bytes(payload)
-        files[1].write_text(base64.b64encode(key.sign(payload)).decode())
-        argv: list[str | Path] = ["cosign", "attach", "signature", *_http(plain_http)]
-        argv += ["--payload", files[0], "--signature", files[1], ref_at_digest]
-        _run(runner, argv, timeout=300)
+    try:
+        with tempfile.TemporaryDirectory(prefix="dcforge-sign-") as tmp:
+            files = Path(tmp) / "payload.json", Path(tmp) / "signature"
+            files[0].write_bytes(payload)
+            files[1].write_text(base64.b64encode(key.sign(payload)).decode())
+            argv: list[str | Path] = ["cosign", "attach", "signature", *_http(plain_http)]
+            argv += ["--payload", files[0], "--signature", files[1], ref_at_digest]
+            _run(runner, argv, timeout=300)
+    except OSError as err:  # the temporary directory (a full /tmp, say)
+        raise ToolError(f"cannot write the signature of {ref_at_digest}: {err}") from None
 
 
 def verify(
@@ -276,14 +286,15 @@ class Cosign:
     def signs_in_process(self) -> bool:
         return self.signer.signs_in_process()
 
-    def check_key(self, decrypted: keyfile.EcKey | None = None) -> None:
+    def check_key(self, decrypted: tuple[str, keyfile.EcKey | None] | None = None) -> None:
         """Decrypt the key file now (ToolError naming it when the password does not): a
-        publish says so before it pushes anything. ``decrypted``: the same key file,
-        already decrypted (publish reads it while its checks run)."""
+        publish says so before it pushes anything. ``decrypted``: (key file, its key)
+        already read (publish reads it while its checks run), taken only when it is this
+        signer's key file."""
         if self.signs_in_process():
             with self._key_lock:
-                if decrypted is not None:
-                    self._key.setdefault("key", decrypted)
+                if decrypted is not None and decrypted[0] == self.signer.key:
+                    self._key.setdefault("key", decrypted[1])
             self._ec_key()
 
     def _ec_key(self) -> keyfile.EcKey | None:
@@ -320,10 +331,13 @@ class Cosign:
 
             def attach(chunk: list[str]) -> None:
                 for ref in chunk:
-                    plain = self.registry.plain(ref)
-                    attach_signature(self.runner, key, ref, plain_http=plain)
+                    try:
+                        attach_signature(self.runner, key, ref, plain_http=self.registry.plain(ref))
+                    except ToolError as err:
+                        raise ToolError(f"signing {ref}: {err}", details=err.details) from None
 
-            _side_by_side(attach, _spread(refs_at_digest, runs, SIGN_BATCH, least=1))
+            once = list(dict.fromkeys(refs_at_digest))  # two attaches to one .sig would race
+            _side_by_side(attach, _spread(once, runs, SIGN_BATCH, least=1))
             return
         for plain, refs in _by_transport(self.registry, refs_at_digest):
             sign(self.runner, self.signer, refs, plain_http=plain, env=self.env, runs=runs)
