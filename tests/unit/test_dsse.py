@@ -83,7 +83,8 @@ def test_a_predicate_that_is_not_json_is_named(tmp_path: Path) -> None:
         ('{"n": ' + "9" * 400 + "}", "does not fit a float64"),
         ("[1, 2]", "not a JSON object"),
         ('"a string"', "not a JSON object"),
-        ("[" * 5000 + "]" * 5000, "nested too deeply"),
+        # past any Python's recursion limit (3.13 reads 5,000 levels) and Go's 10,000
+        ('{"a":' * 100_000 + "1" + "}" * 100_000, "nested too deeply"),
     ],
 )
 def test_a_predicate_cosign_could_not_read_is_never_attached(
