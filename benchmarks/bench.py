@@ -512,7 +512,7 @@ def _profile_table(runs: list[dict[str, Any]]) -> list[str]:
     lines = ["", "Where publish time goes (dist/reports/publish-profile.json of each run):", ""]
     lines.append(
         "| N | checks (s) | phase 1 wall (s) | record (s) | phase 2 wall (s) "
-        "| push Σ | sign (one run) | predicates Σ | attest (SBOM + provenance) Σ |"
+        "| push Σ | sign (all images) | predicates Σ | attest (SBOM + provenance) Σ |"
     )
     lines.append("|---|---|---|---|---|---|---|---|---|")
     for r in runs:
