@@ -357,9 +357,9 @@ class Releases:
             for ref in ([] if signatures_verified else image.signed_refs())
         ]
         checks += [
-            partial(self._check_attestation, image, platform, digest, ptype, predicate_type)
+            partial(self._check_attestation, image, platform, digest, ptype)
             for platform, digest in ([] if attestations_verified else image.attested())
-            for ptype, predicate_type in PREDICATE_TYPES.items()
+            for ptype in PREDICATE_TYPES
         ]
         with ThreadPoolExecutor(max_workers=VERIFY_WORKERS) as pool:
             for found in pool.map(lambda check: check(), checks):
@@ -374,16 +374,22 @@ class Releases:
         return []
 
     def _check_attestation(
-        self, image: release.Image, platform: str, digest: str, ptype: str, predicate_type: str
+        self, image: release.Image, platform: str, digest: str, ptype: str
     ) -> list[str]:
-        ref, what = f"{image.repository}@{digest}", f"{image.name} {platform}".strip()
+        problem = self.attestation_problem(f"{image.repository}@{digest}", ptype)
+        return [f"{image.name} {platform}".strip() + f": {problem}"] if problem else []
+
+    def attestation_problem(self, ref_at_digest: str, ptype: str) -> str:
+        """Why the image has no verified ``ptype`` attestation naming it as its subject
+        ("" when it has one: a verified statement about another image does not count)."""
+        digest = ref_at_digest.rsplit("@", 1)[1]
         try:
-            out = self.cosign.verify_attestation(ref, ptype)
+            out = self.cosign.verify_attestation(ref_at_digest, ptype)
         except ToolError as err:
-            return [f"{what}: {ptype} attestation does not verify ({err})"]
-        if digest not in subjects(out, predicate_type):
-            return [f"{what}: no {ptype} attestation names {digest} as subject"]
-        return []
+            return f"{ptype} attestation does not verify ({err})"
+        if digest not in subjects(out, PREDICATE_TYPES[ptype]):
+            return f"no {ptype} attestation names {digest} as subject"
+        return ""
 
     def _tag_problems(self, image: release.Image) -> list[str]:
         problems = []
@@ -442,8 +448,8 @@ class Releases:
         cosign runs side by side: one for the signatures, one per predicate type and
         ATTESTATION_BATCH images for the attestations (each accepted only when one_each
         holds). False says only that something did not: the caller checks one by one."""
-        refs_ = [r for i in images for r in i.signed_refs()]
-        signed = pool.submit(self.cosign.verify_all, refs_, VERIFY_WORKERS)
+        signed_refs = [r for i in images for r in i.signed_refs()]
+        signed = pool.submit(self.cosign.verify_all, signed_refs, VERIFY_WORKERS)
         refs = [(f"{i.repository}@{d}", d) for i in images for _, d in i.attested()]
         if len({bool(self.registry.plain(ref)) for ref, _ in refs}) != 1:
             return signed.result(), False

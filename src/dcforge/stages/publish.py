@@ -20,7 +20,7 @@ from dcforge import keyfile, locks, log, provenance, release, signing, staging, 
 from dcforge import manifest as mf
 from dcforge.errors import PublishRefused, RegistryError, ToolError
 from dcforge.files import atomic_write_json
-from dcforge.releases import PREDICATE_TYPES, PROVENANCE_TYPE, SBOM_TYPE, Releases, subjects
+from dcforge.releases import PROVENANCE_TYPE, SBOM_TYPE, Releases
 from dcforge.runner import Runner
 from dcforge.settings import Settings
 from dcforge.tools import cosign
@@ -253,21 +253,11 @@ def _merged(steps: list[str]) -> str:
 
 def _attested(run: _Run, ref: str, ptypes: list[str]) -> set[str]:
     """Which of the types the image already has a verified attestation of, naming the
-    image as subject (a re-run of a publish); none when it has no attestation manifest.
-    A verified statement about another image (copied into this one's) does not count."""
-    reg, signer = run.releases.registry, run.releases.cosign
+    image as subject (a re-run of a publish); none when it has no attestation manifest."""
     repository, _, digest = ref.partition("@")
-    if reg.digest_or_none(f"{repository}:sha256-{digest[7:]}.att") is None:
+    if run.releases.registry.digest_or_none(f"{repository}:sha256-{digest[7:]}.att") is None:
         return set()
-    found = set()
-    for ptype in ptypes:
-        try:
-            out = signer.verify_attestation(ref, ptype)
-        except ToolError:
-            continue
-        if digest in subjects(out, PREDICATE_TYPES[ptype]):
-            found.add(ptype)
-    return found
+    return {ptype for ptype in ptypes if not run.releases.attestation_problem(ref, ptype)}
 
 
 def _repo_url(settings: Settings, runner: Runner, env: Mapping[str, str]) -> str:

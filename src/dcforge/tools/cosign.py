@@ -221,24 +221,32 @@ def verify(
 ) -> str:
     """``cosign verify`` of one image or several; returns its JSON output. Raises ToolError
     when one does not verify."""
+    return _verify_run(runner, signer, ["verify"], refs_at_digest, plain_http)
+
+
+def _verify_run(
+    runner: Runner,
+    signer: Signer,
+    command: list[str],
+    refs_at_digest: str | Sequence[str],
+    plain_http: bool,
+) -> str:
+    """``cosign <command> --output json`` of the images: retried on a transient failure
+    for one image; for several not (the caller checks them one by one when it fails)."""
     refs = [refs_at_digest] if isinstance(refs_at_digest, str) else list(refs_at_digest)
+    subcommand, *options = command
     argv: list[str | Path] = [
         "cosign",
-        "verify",
+        subcommand,
         "--output",
         "json",
+        *options,
         *signer.verify_flags(),
         *_http(plain_http),
         *refs,
     ]
-    return _verify_run(runner, argv, len(refs))
-
-
-def _verify_run(runner: Runner, argv: list[str | Path], images: int) -> str:
-    """A verify run: retried on a transient failure for one image; for several not (the
-    caller checks them one by one when the run fails)."""
-    timeout = 300 + 10 * images
-    if images > 1:
+    timeout = 300 + 10 * len(refs)
+    if len(refs) > 1:
         return runner.run(argv, timeout=timeout, mutates=False).stdout
     return _run(runner, argv, timeout=timeout, mutates=False).stdout
 
@@ -251,19 +259,8 @@ def verify_attestation(
     *,
     plain_http: bool,
 ) -> str:
-    refs = [refs_at_digest] if isinstance(refs_at_digest, str) else list(refs_at_digest)
-    argv: list[str | Path] = [
-        "cosign",
-        "verify-attestation",
-        "--output",
-        "json",
-        "--type",
-        predicate_type,
-        *signer.verify_flags(),
-        *_http(plain_http),
-        *refs,
-    ]
-    return _verify_run(runner, argv, len(refs))
+    command = ["verify-attestation", "--type", predicate_type]
+    return _verify_run(runner, signer, command, refs_at_digest, plain_http)
 
 
 @dataclass(frozen=True)
