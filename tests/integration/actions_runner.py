@@ -594,9 +594,13 @@ class Rehearsal:
         return True, f"downloaded {names}"
 
     def log(self) -> str:
-        return "\n".join(
-            f"--- {s.job}: {s.name} [{s.outcome}]\n{s.log}" for r in self.runs for s in r.steps
-        )
+        """Every step's log, a failed step's last: a long log cut in its middle (as CI
+        reports cut it) still shows why the rehearsal failed."""
+        steps = [s for r in self.runs for s in r.steps]
+        ordered = [s for s in steps if s.outcome != "failure"] + [
+            s for s in steps if s.outcome == "failure"
+        ]
+        return "\n".join(f"--- {s.job}: {s.name} [{s.outcome}]\n{s.log}" for s in ordered)
 
 
 def _search_root(workspace: Path, pattern: str) -> Path:
