@@ -21,7 +21,12 @@ from typing import Any
 from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.hazmat.primitives.serialization import load_der_private_key
+from cryptography.hazmat.primitives.serialization import (
+    Encoding,
+    PublicFormat,
+    load_der_private_key,
+    load_pem_public_key,
+)
 from nacl.exceptions import CryptoError
 from nacl.secret import SecretBox
 
@@ -42,8 +47,24 @@ class EcKey:
     def sign(self, data: bytes) -> bytes:
         return self._key.sign(data, ec.ECDSA(hashes.SHA256()))
 
+    def is_pair_of(self, public_key: Path) -> bool | None:
+        """Whether ``public_key`` (a PEM file, what ``cosign public-key`` and
+        ``generate-key-pair`` write) is this key's public half; None when it is not a
+        PEM public key file read here (cosign reads it, or says why)."""
+        try:
+            if public_key.stat().st_size > MAX_KEY_FILE:
+                return None
+            theirs = load_pem_public_key(public_key.read_bytes())
+        except (OSError, ValueError, TypeError, UnsupportedAlgorithm):
+            return None
+        return _spki(theirs) == _spki(self._key.public_key())
+
     def __repr__(self) -> str:  # never the key
         return f"EcKey({self._key.curve.name})"
+
+
+def _spki(key: Any) -> bytes:
+    return bytes(key.public_bytes(Encoding.DER, PublicFormat.SubjectPublicKeyInfo))
 
 
 def _pem_body(text: str) -> str | None:

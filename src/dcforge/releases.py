@@ -553,9 +553,10 @@ class Releases:
                 },
             )
         at = f"{self.repository}@{digest}"
-        if not self.cosign.verified(at):
+        # A record pushed just now has no signature of its own to check first.
+        if state == "done" or not self.cosign.verified(at):
             self.cosign.sign(at)
-            if not self.cosign.verified(at):
+            if not self.cosign.holds(at):
                 raise PublishRefused(
                     f"the release record {at} was signed but its signature does not verify "
                     "with the public key (COSIGN_KEY and COSIGN_PUBLIC_KEY not a pair?) — "
@@ -702,7 +703,7 @@ class Releases:
                 annotations={"dev.dcforge.pin.git_sha": rel.git_sha},
             )
         self.cosign.sign(f"{self.repository}@{digest}")
-        if not self.cosign.verified(f"{self.repository}@{digest}"):
+        if not self.cosign.holds(f"{self.repository}@{digest}"):
             if previous is not None:
                 self.registry.tag(f"{self.repository}@{previous}", [release.LAST_KNOWN_GOOD])
             raise VerifyFailed(

@@ -258,7 +258,13 @@ def test_last_known_good_moves_only_after_verify(
     c_sha = git_commit(r.root, "C")
     build_and_gate(r.root, r.env)
     # Signing works, but verification is done with a key that did not sign: verify fails.
-    env = {**r.env, "COSIGN_PUBLIC_KEY": str(other_keys.pub)}
+    # (Given as a file, the other public key is refused before anything is pushed — the
+    # pair is checked then; cosign's env:// form is read by cosign alone, at verify.)
+    env = {
+        **r.env,
+        "COSIGN_PUBLIC_KEY": "env://DCFORGE_TEST_OTHER_PUB",
+        "DCFORGE_TEST_OTHER_PUB": other_keys.pub.read_text(),
+    }
     result = run_dcforge("publish", cwd=r.root, env=env)
     assert result.returncode == 7, result.stderr
     assert "last-known-good was NOT moved" in result.stderr

@@ -169,8 +169,9 @@ def test_transient_registry_restart_is_retried(
 
 
 @rel(
-    "cosign key with the wrong password",
-    "refused before anything is pushed, naming the key; re-run with the right password completes",
+    "cosign key with the wrong password, or not the public key's pair",
+    "refused before anything is pushed, naming the key; re-run with the right password and "
+    "pair completes",
 )
 def test_cosign_wrong_password(
     project: Path,
@@ -193,6 +194,23 @@ def test_cosign_wrong_password(
     assert private_registry.catalog() == []
     assert set(floating(runner, m).values()) == {None}
     assert lkg(runner, private_registry) is None
+    # The right password, but the public key of another pair: nothing signed would verify.
+    (tmp_path / "other").mkdir()
+    runner.run(["cosign", "generate-key-pair"], cwd=tmp_path / "other", env={"COSIGN_PASSWORD": ""})
+    unpaired = run_dcforge(
+        "publish",
+        cwd=project,
+        env={
+            **env,
+            "COSIGN_PASSWORD": "right-pass-1",
+            "COSIGN_PUBLIC_KEY": str(tmp_path / "other/cosign.pub"),
+        },
+    )
+    assert unpaired.returncode == 7, unpaired.stderr
+    last = unpaired.stderr.strip().splitlines()[-1]
+    assert "is not the private key of the public key" in last, last
+    assert str(tmp_path / "other/cosign.pub") in last and last.endswith("nothing was pushed")
+    assert private_registry.catalog() == []
     ok = run_dcforge("publish", cwd=project, env={**env, "COSIGN_PASSWORD": "right-pass-1"})
     assert ok.returncode == 0, ok.stderr
     assert floating(runner, m) == at(m)

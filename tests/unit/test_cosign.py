@@ -5,10 +5,13 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from hypothesis import given
 from hypothesis import strategies as st
 
 from dcforge import keyfile
+from dcforge.errors import ToolError
 from dcforge.runner import Runner
 from dcforge.tools.cosign import Cosign, Signer, _spread
 from dcforge.tools.registry import Registry
@@ -71,3 +74,47 @@ def test_a_key_decrypted_early_is_taken_only_for_the_signers_own_key_file() -> N
     )
     mine.check_key((str(keys / "cosign.key"), other))  # adopted: no decrypt with "wrong"
     assert mine._ec_key() is other
+
+
+def test_a_key_that_is_not_the_public_keys_pair_is_refused_before_it_signs(
+    tmp_path: Path,
+) -> None:
+    """publish checks the pair once, in its checks: a signature that would not verify is
+    never made, and what it signs with the checked pair needs no cosign run to trust."""
+    runner = Runner(dry_run=True)
+    keys = Path(__file__).parent / "keys"
+    env = {"COSIGN_PASSWORD": "unit-test-only"}
+    other = tmp_path / "other.pub"
+    other.write_bytes(
+        ec.generate_private_key(ec.SECP256R1())
+        .public_key()
+        .public_bytes(Encoding.PEM, PublicFormat.SubjectPublicKeyInfo)
+    )
+    wrong = Cosign(
+        runner,
+        Signer(key=str(keys / "cosign.key"), public_key=str(other)),
+        Registry(runner, frozenset()),
+        env,
+    )
+    with pytest.raises(ToolError, match="is not the private key of the public key"):
+        wrong.check_key()
+    paired = Cosign(
+        runner,
+        Signer(key=str(keys / "cosign.key"), public_key=str(keys / "cosign.pub")),
+        Registry(runner, frozenset()),
+        env,
+    )
+    assert paired._paired == []  # unchecked: a signature would be verified by cosign
+    paired.check_key()
+    assert paired._paired == [True]
+    assert paired.holds("r/i@sha256:" + "0" * 64)
+    # A public key the check cannot read leaves the verdict to cosign.
+    (tmp_path / "unread.pub").write_text("awskms-style reference, not PEM\n")
+    unread = Cosign(
+        runner,
+        Signer(key=str(keys / "cosign.key"), public_key=str(tmp_path / "unread.pub")),
+        Registry(runner, frozenset()),
+        env,
+    )
+    unread.check_key()
+    assert unread._paired == [False]

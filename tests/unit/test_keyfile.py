@@ -10,7 +10,11 @@ from pathlib import Path
 import pytest
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.hazmat.primitives.serialization import load_pem_public_key
+from cryptography.hazmat.primitives.serialization import (
+    Encoding,
+    PublicFormat,
+    load_pem_public_key,
+)
 
 from dcforge import keyfile
 from dcforge.errors import ToolError
@@ -43,6 +47,27 @@ def test_a_key_cosign_made_signs_what_its_public_key_verifies() -> None:
     assert isinstance(public, ec.EllipticCurvePublicKey)
     public.verify(signature, b"payload", ec.ECDSA(hashes.SHA256()))
     assert "PRIVATE" not in repr(key) and repr(key) == "EcKey(secp256r1)"
+
+
+def _public_pem(key: ec.EllipticCurvePrivateKey) -> bytes:
+    return key.public_key().public_bytes(Encoding.PEM, PublicFormat.SubjectPublicKeyInfo)
+
+
+def test_a_key_knows_its_own_public_key_and_no_other(tmp_path: Path) -> None:
+    key = keyfile.load(KEYS / "cosign.key", PASSWORD)
+    assert key is not None
+    assert key.is_pair_of(KEYS / "cosign.pub") is True
+    other = tmp_path / "other.pub"
+    other.write_bytes(_public_pem(ec.generate_private_key(ec.SECP256R1())))
+    assert key.is_pair_of(other) is False
+    p384 = tmp_path / "p384.pub"  # another curve: not the pair either
+    p384.write_bytes(_public_pem(ec.generate_private_key(ec.SECP384R1())))
+    assert key.is_pair_of(p384) is False
+    # What is not a PEM public key file read here is left to cosign to read (or refuse).
+    (tmp_path / "garbage.pub").write_text("not a key\n")
+    assert key.is_pair_of(tmp_path / "garbage.pub") is None
+    assert key.is_pair_of(tmp_path / "missing.pub") is None
+    assert key.is_pair_of(KEYS / "cosign.key") is None  # a private key file
 
 
 def test_a_wrong_password_is_named_without_the_password() -> None:

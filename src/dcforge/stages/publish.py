@@ -5,6 +5,7 @@ only when all of that succeeded for every permutation move the floating tags and
 
 from __future__ import annotations
 
+import contextvars
 import json
 import tempfile
 import time
@@ -41,6 +42,7 @@ class Outcome:
     seconds: dict[str, float] = field(default_factory=dict)  # step → time spent in it
     unsigned: list[str] = field(default_factory=list)  # its images to sign (ref@digest)
     to_verify: list[str] = field(default_factory=list)  # its images with a signature already
+    signed: int = 0  # its images this publish signed
 
 
 def ensure_signer(settings: Settings, runner: Runner, env: Mapping[str, str]) -> cosign.Signer:
@@ -118,7 +120,7 @@ def _push_for(run: _Run, entry: mf.Entry) -> Outcome:
         _check_served(run, entry)
         log.step(entry.name, f"push {out.steps['push']} {entry.image_digest[:19]}")
         out.unsigned, out.to_verify = _unsigned(run, entry)
-        out.steps["sign"] = "…"  # (the summary's column order; signed once all are pushed)
+        out.steps["sign"] = "…"  # (the summary's column order)
 
         def lap(step: str) -> None:
             nonlocal clock
@@ -127,8 +129,24 @@ def _push_for(run: _Run, entry: mf.Entry) -> Outcome:
             clock = now
 
         lap("push")
-        _attest_all(run, entry, entry.platform_images(), out, lap)
+        if not (out.unsigned and run.releases.cosign.signs_in_process()):
+            _attest_all(run, entry, entry.platform_images(), out, lap)
+            return out
+        # Signed here: its signatures are attached while its attestations are (the
+        # thread's tool output still this permutation's: the context is carried over).
+        with ThreadPoolExecutor(1) as side:
+            here = contextvars.copy_context()
+            signing_ = side.submit(here.run, _timed, run.releases.cosign.sign_all, out.unsigned)
+            _attest_all(run, entry, entry.platform_images(), out, lap)
+            out.seconds["sign"] = signing_.result()
+        out.steps["sign"], out.signed, out.unsigned = "done", len(out.unsigned), []
         return out
+
+
+def _timed(fn: Callable[[list[str]], None], arg: list[str]) -> float:
+    start = time.perf_counter()
+    fn(arg)
+    return time.perf_counter() - start
 
 
 def _unsigned(run: _Run, entry: mf.Entry) -> tuple[list[str], list[str]]:
@@ -163,15 +181,17 @@ def _sign_all(run: _Run, outcomes: list[Outcome], runs: int) -> float:
     start = time.perf_counter()
     run.releases.cosign.sign_all([ref for out in outcomes for ref in out.unsigned], runs)
     for out in outcomes:
-        out.steps["sign"] = "done" if out.unsigned else "already"
-    log.info(f"signed {sum(len(o.unsigned) for o in outcomes)} image(s)")
+        if out.steps["sign"] != "done":  # (not signed as it was pushed)
+            out.steps["sign"] = "done" if out.unsigned else "already"
+        out.signed += len(out.unsigned)
+    log.info(f"signed {sum(o.signed for o in outcomes)} image(s)")
     return time.perf_counter() - start
 
 
 def _phase_one(run: _Run, workers: int) -> tuple[list[Outcome], float]:
     """Push every permutation and attest its images as soon as it is pushed (side by
-    side); then sign every image in a few cosign runs. Returns the outcomes and the
-    seconds the signing took."""
+    side), signing them then too when they are signed here; then sign every image still
+    unsigned in a few cosign runs. Returns the outcomes and the seconds that took."""
     entries = run.manifest.permutations
     with ThreadPoolExecutor(workers) as pool:
         outcomes = list(pool.map(lambda e: _push_for(run, e), entries))
@@ -290,9 +310,12 @@ def run(
 ) -> dict[str, Any]:
     options = options or PublishOptions()
     clock = [time.perf_counter()]
-    with ThreadPoolExecutor(1) as side:
+    with ThreadPoolExecutor(2) as side:
+        # The key's scrypt and cosign's version check run while the checks below do.
         early = side.submit(_decrypt_early, settings, env)
+        pinned = side.submit(_pinned_cosign, runner)
         manifest, gate_doc = _preflight(settings, runner, env, options)
+        pinned.result()
         rel = Releases.open(settings, runner, env, ensure_signer(settings, runner, env))
         try:
             rel.cosign.check_key(early.result())
@@ -424,7 +447,7 @@ def _preflight(
     settings: Settings, runner: Runner, env: Mapping[str, str], options: PublishOptions
 ) -> tuple[mf.Manifest, dict[str, Any]]:
     """Everything that must hold before anything is pushed: the verdict, the tarballs, a
-    clean source, the target registry, the pinned cosign."""
+    clean source, the target registry (the pinned cosign: ``_pinned_cosign``)."""
     manifest_path = settings.dist_dir / "manifest.json"
     manifest = mf.load(manifest_path)
     manifest.check_complete(str(manifest_path))
@@ -445,11 +468,14 @@ def _preflight(
         f"publishing {len(manifest.permutations)} permutation(s) of {manifest.git_sha[:12]} "
         f"to {settings.registry}"
     )
+    return manifest, gate_doc
+
+
+def _pinned_cosign(runner: Runner) -> None:
     try:
-        toolchain.check(runner, "cosign")
+        toolchain.check(runner, "cosign", hashed=False)
     except ToolError as err:
         raise PublishRefused(f"publish signs only with the pinned cosign: {err}") from None
-    return manifest, gate_doc
 
 
 def _verified_bindings(

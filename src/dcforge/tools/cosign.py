@@ -279,20 +279,41 @@ class Cosign:
     _key_lock: threading.Lock = field(
         default_factory=threading.Lock, init=False, repr=False, compare=False
     )
+    # True once check_key found the key file's key to be the public key's pair.
+    _paired: list[bool] = field(default_factory=list, init=False, repr=False, compare=False)
 
     def signs_in_process(self) -> bool:
         return self.signer.signs_in_process()
 
     def check_key(self, decrypted: tuple[str, keyfile.EcKey | None] | None = None) -> None:
-        """Decrypt the key file now (ToolError naming it when the password does not): a
-        publish says so before it pushes anything. ``decrypted``: (key file, its key)
-        already read (publish reads it while its checks run), taken only when it is this
-        signer's key file."""
-        if self.signs_in_process():
-            with self._key_lock:
-                if decrypted is not None and decrypted[0] == self.signer.key:
-                    self._key.setdefault("key", decrypted[1])
-            self._ec_key()
+        """Decrypt the key file now (ToolError naming it when the password does not), and
+        check it is the public key's pair (ToolError when the public key file is another
+        key's): a publish says so before it pushes anything. ``decrypted``: (key file, its
+        key) already read (publish reads it while its checks run), taken only when it is
+        this signer's key file."""
+        if not self.signs_in_process():
+            return
+        with self._key_lock:
+            if decrypted is not None and decrypted[0] == self.signer.key:
+                self._key.setdefault("key", decrypted[1])
+        key = self._ec_key()
+        public = self.signer.public_key
+        paired = key.is_pair_of(Path(public)) if key is not None and public else None
+        if paired is False:
+            raise ToolError(
+                f"the cosign key {self.signer.key} is not the private key of the public key "
+                f"{public}: nothing it signs would verify — set COSIGN_KEY and "
+                "COSIGN_PUBLIC_KEY to one key pair"
+            )
+        self._paired[:] = [paired is True]
+
+    def holds(self, ref_at_digest: str) -> bool:
+        """Whether the signature just made for ``ref_at_digest`` verifies with the public
+        key: known without a cosign run when it was signed here with a key ``check_key``
+        found to be the public key's pair; else cosign verifies it."""
+        if self.signs_in_process() and self._paired == [True]:
+            return True
+        return self.verified(ref_at_digest)
 
     def _ec_key(self) -> keyfile.EcKey | None:
         with self._key_lock:
