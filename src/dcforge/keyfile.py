@@ -15,6 +15,7 @@ import binascii
 import hashlib
 import json
 import os
+import stat
 from pathlib import Path
 from typing import Any
 
@@ -52,7 +53,8 @@ class EcKey:
         ``generate-key-pair`` write) is this key's public half; None when it is not a
         PEM public key file read here (cosign reads it, or says why)."""
         try:
-            if public_key.stat().st_size > MAX_KEY_FILE:
+            found = public_key.stat()
+            if not stat.S_ISREG(found.st_mode) or found.st_size > MAX_KEY_FILE:
                 return None
             theirs = load_pem_public_key(public_key.read_bytes())
         except (OSError, ValueError, TypeError, UnsupportedAlgorithm):

@@ -528,7 +528,8 @@ class Releases:
 
         An existing record is reused only when its bytes are exactly what this publish would
         write; it is then signed if its signature does not verify yet (a publish cut off
-        between push and sign). Anything else under the tag is replaced.
+        between push and sign). Anything else under the tag is replaced, and a record pushed
+        now is signed (a record of the same bytes signed before gets one more signature).
         """
         body = release.encode(release.build(manifest, gate_doc, bindings))
         reference = f"{self.repository}:{manifest.git_sha}"
@@ -702,23 +703,38 @@ class Releases:
                 artifact_type=release.PIN_ARTIFACT_TYPE,
                 annotations={"dev.dcforge.pin.git_sha": rel.git_sha},
             )
-        self.cosign.sign(f"{self.repository}@{digest}")
-        if not self.cosign.holds(f"{self.repository}@{digest}"):
-            if previous is not None:
-                self.registry.tag(f"{self.repository}@{previous}", [release.LAST_KNOWN_GOOD])
+        # The push moved the tag: until the statement is signed, a failure puts it back.
+        try:
+            self.cosign.sign(f"{self.repository}@{digest}")
+            holds = self.cosign.holds(f"{self.repository}@{digest}")
+        except BaseException:
+            self._unpin(previous, digest)
+            raise
+        if not holds:
             raise VerifyFailed(
                 f"the new {release.LAST_KNOWN_GOOD} statement was signed but does not verify "
                 "with the public key (COSIGN_KEY and COSIGN_PUBLIC_KEY not a pair?); "
-                + (
-                    f"{release.LAST_KNOWN_GOOD} was put back"
-                    if previous is not None
-                    else f"{release.LAST_KNOWN_GOOD} names an unverifiable statement: fix the "
-                    "key pair and re-run"
-                )
+                + self._unpin(previous, digest)
             )
         if previous is not None and previous != digest and self._is_pin(previous):
             self._retire_pin(previous)
         return True
+
+    def _unpin(self, previous: str | None, digest: str) -> str:
+        """Take ``last-known-good`` off the statement ``digest`` that did not get a signature
+        that holds: back to ``previous``, else (none before) the statement is deleted."""
+        try:
+            if previous is not None:
+                self.registry.tag(f"{self.repository}@{previous}", [release.LAST_KNOWN_GOOD])
+                return f"{release.LAST_KNOWN_GOOD} was put back"
+            self.registry.delete(f"{self.repository}@{digest}")
+            return f"the unsigned {release.LAST_KNOWN_GOOD} statement was deleted"
+        except DcforgeError as err:
+            log.warn(f"could not take {release.LAST_KNOWN_GOOD} off {digest[:19]}: {err}")
+            return (
+                f"{release.LAST_KNOWN_GOOD} could not be put back ({err}): it names an "
+                "unsigned statement, which verify and rollback refuse — fix and re-run"
+            )
 
     def _retire_pin(self, digest: str) -> None:
         """Delete a replaced pin statement and its signature, so it is not simply re-tagged.

@@ -217,6 +217,44 @@ def test_cosign_wrong_password(
 
 
 @rel(
+    "signing the new last-known-good statement fails",
+    "last-known-good put back on A's signed statement; re-run completes and verifies",
+)
+def test_pin_signature_fails(
+    project: Path,
+    private_registry: PrivateRegistry,
+    trivy_db: TrivyDb,
+    runner: Runner,
+    tmp_path: Path,
+) -> None:
+    env = env_for(private_registry, trivy_db)
+    a, b = two_releases_ready(project, env)
+    pointer = lkg(runner, private_registry)
+    # B's images are signed first, then its record, then the pin statement: fail that one.
+    images = sum(len(e.platform_images()) + e.multi_platform for e in b.permutations)
+    fired = tmp_path / "f" / "fired"
+    inject = faults.wrapper(
+        tmp_path / "f",
+        "cosign",
+        "attach signature",
+        images + 2,
+        f'touch "{fired}"; echo "injected: the registry refused the signature" >&2; exit 1',
+    )
+    broken = run_dcforge("publish", cwd=project, env=with_path(env, inject))
+    assert fired.exists()
+    assert broken.returncode != 0
+    assert "injected: the registry refused the signature" in broken.stderr
+    # The statement the push tagged was never signed: the tag went back to A's (signed).
+    assert lkg(runner, private_registry) == pointer
+    assert floating(runner, b) == at(b)  # phase 2 had moved them; the pin comes last
+    done = run_dcforge("publish", cwd=project, env=env)
+    assert done.returncode == 0, done.stderr
+    assert lkg(runner, private_registry) not in (None, pointer)
+    assert run_dcforge("verify", cwd=project, env=env).returncode == 0
+    assert floating(runner, a) != at(a)
+
+
+@rel(
     "Trivy killed mid-scan (timeout)",
     "gate blocks naming the timeout; gate.json written whole, passed=false",
 )

@@ -110,9 +110,11 @@ def _push(run: _Run, entry: mf.Entry) -> str:
     return "done"
 
 
-def _push_for(run: _Run, entry: mf.Entry) -> Outcome:
-    """One permutation's push, then its attestations, on a pool thread: its tool output is
-    its own (log groups)."""
+def _push_for(run: _Run, entry: mf.Entry, shared: frozenset[str] = frozenset()) -> Outcome:
+    """One permutation's push, then its attestations (and, signed here, its signatures at
+    the same time), on a pool thread: its tool output is its own (log groups). An image of
+    ``shared`` (another permutation's too) is left for ``_sign_all``: two attaches to one
+    ``.sig`` would race."""
     with log.permutation(entry.name):
         out = Outcome(entry.name, entry.image_digest)
         clock = time.perf_counter()
@@ -129,11 +131,13 @@ def _push_for(run: _Run, entry: mf.Entry) -> Outcome:
             clock = now
 
         lap("push")
-        if not (out.unsigned and run.releases.cosign.signs_in_process()):
+        here_too = shared.isdisjoint(out.unsigned)
+        if not (out.unsigned and here_too and run.releases.cosign.signs_here()):
             _attest_all(run, entry, entry.platform_images(), out, lap)
             return out
         # Signed here: its signatures are attached while its attestations are (the
         # thread's tool output still this permutation's: the context is carried over).
+        # When both fail, the attestation's error is the one raised.
         with ThreadPoolExecutor(1) as side:
             here = contextvars.copy_context()
             signing_ = side.submit(here.run, _timed, run.releases.cosign.sign_all, out.unsigned)
@@ -193,8 +197,14 @@ def _phase_one(run: _Run, workers: int) -> tuple[list[Outcome], float]:
     side), signing them then too when they are signed here; then sign every image still
     unsigned in a few cosign runs. Returns the outcomes and the seconds that took."""
     entries = run.manifest.permutations
+    seen: dict[str, int] = {}
+    for entry in entries:
+        for digest in {entry.image_digest, *entry.platform_images().values()}:
+            ref = f"{entry.repository}@{digest}"
+            seen[ref] = seen.get(ref, 0) + 1
+    shared = frozenset(ref for ref, count in seen.items() if count > 1)
     with ThreadPoolExecutor(workers) as pool:
-        outcomes = list(pool.map(lambda e: _push_for(run, e), entries))
+        outcomes = list(pool.map(lambda e: _push_for(run, e, shared), entries))
     _not_verified(run, outcomes)
     signed_in = _sign_all(run, outcomes, workers)
     for entry, out in zip(entries, outcomes, strict=True):
@@ -384,8 +394,9 @@ def _profile(
     signed_in: float,
 ) -> None:
     """Where publish time went: wall time per phase, and time per step summed over the
-    permutations (phase 1 runs ``workers`` of them at once; the signatures are one cosign
-    run for all, its time under "sign") — dist/reports/publish-profile.json."""
+    permutations (phase 1 runs ``workers`` of them at once; "sign" is the signing after
+    all pushes plus, signed here, each permutation's signing, which runs while it is
+    attested) — dist/reports/publish-profile.json."""
     steps: dict[str, float] = {"sign": signed_in}
     for o in outcomes:
         for step, spent in o.seconds.items():

@@ -307,12 +307,20 @@ class Cosign:
             )
         self._paired[:] = [paired is True]
 
+    def signs_here(self) -> bool:
+        """Signatures are made here (a key file of an ECDSA key: ``signs_in_process``, and
+        the key is one this module signs with); else each is a cosign run."""
+        return self.signs_in_process() and self._ec_key() is not None
+
     def holds(self, ref_at_digest: str) -> bool:
         """Whether the signature just made for ``ref_at_digest`` verifies with the public
-        key: known without a cosign run when it was signed here with a key ``check_key``
-        found to be the public key's pair; else cosign verifies it."""
-        if self.signs_in_process() and self._paired == [True]:
-            return True
+        key. Signed here with a key ``check_key`` found to be the public key's pair, that
+        is known: the registry need only serve the signature manifest (read back, not a
+        cosign run). Otherwise cosign verifies it."""
+        if self.signs_here() and self._paired == [True]:
+            repository, _, digest = ref_at_digest.partition("@")
+            sig = f"{repository}:sha256-{digest.removeprefix('sha256:')}.sig"
+            return self.registry.digest_or_none(sig) is not None
         return self.verified(ref_at_digest)
 
     def _ec_key(self) -> keyfile.EcKey | None:
