@@ -8,18 +8,21 @@ import stat
 from pathlib import Path
 
 
-def wrapper(directory: Path, tool: str, match: str, nth: int, action: str) -> Path:
+def wrapper(
+    directory: Path, tool: str, match: str, nth: int, action: str, *, version_json: str = ""
+) -> Path:
     """On the ``nth`` call of ``tool`` whose arguments start with ``match`` (counted under a
     lock: calls may run at once), run ``action`` (shell) first; every call then execs the
-    real tool."""
+    real tool. ``version_json``: what ``tool version --json`` answers, for a tool whose
+    pinned version is read from the package that installed it (cosign's)."""
     directory.mkdir(parents=True, exist_ok=True)
     real = shutil.which(tool)
     assert real, tool
     counter = directory / f"{tool}.count"
     script = directory / tool
+    answer = f"if [ \"$*\" = 'version --json' ]; then echo '{version_json}'; exit 0; fi\n"
     script.write_text(
-        "#!/bin/sh\n"
-        f'case "$*" in\n  "{match}"*)\n'
+        "#!/bin/sh\n" + (answer if version_json else "") + f'case "$*" in\n  "{match}"*)\n'
         # Counted under a lock: dcforge runs several calls of a tool at once.
         f'    n=$(flock "{counter}.lock" sh -c \'n=$(($(cat "$1" 2>/dev/null || echo 0) + 1)); '
         f'echo $n > "$1"; echo $n\' sh "{counter}")\n'

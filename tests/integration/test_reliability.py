@@ -3,6 +3,7 @@ nothing half-done, and re-running completes. `nox -s reliability` tabulates thes
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -12,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from dcforge import manifest as mf
+from dcforge import toolchain
 from dcforge.runner import Runner
 from dcforge.tools import registry
 from tests.integration import faults
@@ -239,9 +241,10 @@ def test_pin_signature_fails(
         "attach signature",
         images + 2,
         f'touch "{fired}"; echo "injected: the registry refused the signature" >&2; exit 1',
+        version_json=json.dumps({"gitVersion": toolchain.pins()["cosign"]}),
     )
     broken = run_dcforge("publish", cwd=project, env=with_path(env, inject))
-    assert fired.exists()
+    assert fired.exists(), broken.stderr
     assert broken.returncode != 0
     assert "injected: the registry refused the signature" in broken.stderr
     # The statement the push tagged was never signed: the tag went back to A's (signed).
