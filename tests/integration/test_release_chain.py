@@ -262,8 +262,8 @@ def test_last_known_good_moves_only_after_verify(
     # pair is checked then; cosign's env:// form is read by cosign alone, at verify.)
     env = {
         **r.env,
-        "COSIGN_PUBLIC_KEY": "env://DCFORGE_TEST_OTHER_PUB",
-        "DCFORGE_TEST_OTHER_PUB": other_keys.pub.read_text(),
+        "COSIGN_PUBLIC_KEY": "env://TEST_OTHER_COSIGN_PUB",
+        "TEST_OTHER_COSIGN_PUB": other_keys.pub.read_text(),
     }
     result = run_dcforge("publish", cwd=r.root, env=env)
     assert result.returncode == 7, result.stderr
