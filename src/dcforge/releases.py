@@ -556,12 +556,10 @@ class Releases:
         at = f"{self.repository}@{digest}"
         # A record pushed just now has no signature of its own to check first.
         if state == "done" or not self.cosign.verified(at):
-            self.cosign.sign(at)
-            if not self.cosign.holds(at):
+            problem = self.cosign.sign_checked(at)
+            if problem:
                 raise PublishRefused(
-                    f"the release record {at} was signed but its signature does not verify "
-                    "with the public key (COSIGN_KEY and COSIGN_PUBLIC_KEY not a pair?) — "
-                    "no tag moved"
+                    f"the release record {at} was signed but {problem} — no tag moved"
                 )
         log.info(f"release record {reference} {digest[:19]} ({state})")
         return reference, digest
@@ -705,15 +703,17 @@ class Releases:
             )
         # The push moved the tag: until the statement is signed, a failure puts it back.
         try:
-            self.cosign.sign(f"{self.repository}@{digest}")
-            holds = self.cosign.holds(f"{self.repository}@{digest}")
+            problem = self.cosign.sign_checked(f"{self.repository}@{digest}")
+        except DcforgeError as err:
+            raise type(err)(
+                f"{err}; {self._unpin(previous, digest)}", details=err.details
+            ) from None
         except BaseException:
             self._unpin(previous, digest)
             raise
-        if not holds:
+        if problem:
             raise VerifyFailed(
-                f"the new {release.LAST_KNOWN_GOOD} statement was signed but does not verify "
-                "with the public key (COSIGN_KEY and COSIGN_PUBLIC_KEY not a pair?); "
+                f"the new {release.LAST_KNOWN_GOOD} statement was signed but {problem}; "
                 + self._unpin(previous, digest)
             )
         if previous is not None and previous != digest and self._is_pin(previous):
@@ -721,24 +721,31 @@ class Releases:
         return True
 
     def _unpin(self, previous: str | None, digest: str) -> str:
-        """Take ``last-known-good`` off the statement ``digest`` that did not get a signature
-        that holds: back to ``previous``, else (none before) the statement is deleted."""
-        try:
-            if previous is not None:
+        """Take ``last-known-good`` off the statement ``digest`` whose signing failed: back
+        to ``previous`` (when there was one), and the statement (and any signature) deleted,
+        so it cannot be tagged again. Says what it did, for the error."""
+        if previous is not None:
+            try:
                 self.registry.tag(f"{self.repository}@{previous}", [release.LAST_KNOWN_GOOD])
-                return f"{release.LAST_KNOWN_GOOD} was put back"
-            self.registry.delete(f"{self.repository}@{digest}")
+            except DcforgeError as err:
+                return (
+                    f"{release.LAST_KNOWN_GOOD} could not be put back ({err}): it names a "
+                    "statement verify and rollback refuse — re-run"
+                )
+        retired = previous == digest or self._retire_pin(digest)
+        if previous is not None:
+            return f"{release.LAST_KNOWN_GOOD} was put back"
+        if retired:
             return f"the unsigned {release.LAST_KNOWN_GOOD} statement was deleted"
-        except DcforgeError as err:
-            log.warn(f"could not take {release.LAST_KNOWN_GOOD} off {digest[:19]}: {err}")
-            return (
-                f"{release.LAST_KNOWN_GOOD} could not be put back ({err}): it names an "
-                "unsigned statement, which verify and rollback refuse — fix and re-run"
-            )
+        return (
+            f"{release.LAST_KNOWN_GOOD} names an unsigned statement, which verify and "
+            "rollback refuse — re-run"
+        )
 
-    def _retire_pin(self, digest: str) -> None:
+    def _retire_pin(self, digest: str) -> bool:
         """Delete a replaced pin statement and its signature, so it is not simply re-tagged.
-        Best effort: some registries (GHCR) refuse manifest deletes; retention removes it."""
+        Best effort (False, with a warning): some registries (GHCR) refuse manifest deletes;
+        retention removes it."""
         signature = f"{self.repository}:sha256-{digest.removeprefix('sha256:')}.sig"
         try:
             sig_digest = self.registry.digest_or_none(signature)
@@ -747,6 +754,8 @@ class Releases:
                 self.registry.delete(f"{self.repository}@{sig_digest}")
         except DcforgeError as err:
             log.warn(f"the replaced pin statement {digest[:19]} stays in the registry ({err})")
+            return False
+        return True
 
     def _is_artifact(
         self, ref_at_digest: str, artifact_type: str, file_name: str, body: bytes | None = None

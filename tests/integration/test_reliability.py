@@ -247,6 +247,8 @@ def test_pin_signature_fails(
     assert fired.exists(), broken.stderr
     assert broken.returncode != 0
     assert "injected: the registry refused the signature" in broken.stderr
+    last = broken.stderr.strip().splitlines()[-1]
+    assert "last-known-good was put back" in last and "re-run publish to pin it" in last, last
     # The statement the push tagged was never signed: the tag went back to A's (signed).
     assert lkg(runner, private_registry) == pointer
     assert floating(runner, b) == at(b)  # phase 2 had moved them; the pin comes last

@@ -107,7 +107,7 @@ def test_a_key_that_is_not_the_public_keys_pair_is_refused_before_it_signs(
     assert paired._paired == []  # unchecked: a signature would be verified by cosign
     paired.check_key()
     assert paired._paired == [True]
-    assert paired.signs_here()  # holds() then reads the signature back, no cosign run
+    assert paired.signs_here()  # sign_checked() then reads the .sig back: no cosign run
     # A public key the check cannot read leaves the verdict to cosign.
     (tmp_path / "unread.pub").write_text("awskms-style reference, not PEM\n")
     unread = Cosign(

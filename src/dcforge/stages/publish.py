@@ -19,7 +19,7 @@ from rich.table import Table
 
 from dcforge import keyfile, locks, log, provenance, release, signing, staging, toolchain, verdict
 from dcforge import manifest as mf
-from dcforge.errors import PublishRefused, RegistryError, ToolError
+from dcforge.errors import DcforgeError, PublishRefused, RegistryError, ToolError
 from dcforge.files import atomic_write_json
 from dcforge.releases import PROVENANCE_TYPE, SBOM_TYPE, Releases
 from dcforge.runner import Runner
@@ -540,7 +540,13 @@ def _phase_two(
                 f"{release.LAST_KNOWN_GOOD} was NOT moved and the floating tags went back "
                 f"({undone}); fix and re-run publish"
             )
-        pinned = rel.set_pin(new, record_digest)
+        try:
+            pinned = rel.set_pin(new, record_digest)
+        except DcforgeError as err:
+            raise type(err)(
+                f"{err} (the floating tags are on the new release; re-run publish to pin it)",
+                details=err.details,
+            ) from None
         log.info(
             f"{release.LAST_KNOWN_GOOD} → {manifest.git_sha[:12]} "
             f"({'moved' if pinned else 'already'})"

@@ -312,16 +312,28 @@ class Cosign:
         the key is one this module signs with); else each is a cosign run."""
         return self.signs_in_process() and self._ec_key() is not None
 
-    def holds(self, ref_at_digest: str) -> bool:
-        """Whether the signature just made for ``ref_at_digest`` verifies with the public
-        key. Signed here with a key ``check_key`` found to be the public key's pair, that
-        is known: the registry need only serve the signature manifest (read back, not a
-        cosign run). Otherwise cosign verifies it."""
-        if self.signs_here() and self._paired == [True]:
-            repository, _, digest = ref_at_digest.partition("@")
-            sig = f"{repository}:sha256-{digest.removeprefix('sha256:')}.sig"
-            return self.registry.digest_or_none(sig) is not None
-        return self.verified(ref_at_digest)
+    def sign_checked(self, ref_at_digest: str) -> str:
+        """Sign one artifact, then check its signature holds: "" when it does, else what is
+        wrong. Signed here with a key ``check_key`` found to be the public key's pair, it
+        verifies by construction: the registry need only serve the new signature manifest
+        (its ``.sig`` read back, changed by this signing; no cosign run). Otherwise cosign
+        verifies it."""
+        if self._paired != [True] or not self.signs_here():
+            self.sign(ref_at_digest)
+            if self.verified(ref_at_digest):
+                return ""
+            return (
+                "its signature does not verify with the public key (COSIGN_KEY and "
+                "COSIGN_PUBLIC_KEY not a pair?)"
+            )
+        repository, _, digest = ref_at_digest.partition("@")
+        sig = f"{repository}:sha256-{digest.removeprefix('sha256:')}.sig"
+        before = self.registry.digest_or_none(sig)
+        self.sign(ref_at_digest)
+        after = self.registry.digest_or_none(sig)
+        if after is None or after == before:
+            return f"the registry does not serve the signature just attached ({sig})"
+        return ""
 
     def _ec_key(self) -> keyfile.EcKey | None:
         with self._key_lock:
