@@ -52,6 +52,10 @@ class DcforgeError(Exception):
         super().__init__(message)
         self.details = details  # shown with --verbose, never needed to act on the error
 
+    def adding(self, text: str) -> DcforgeError:
+        """The same kind of error (its exit code), with ``text`` after its message."""
+        return type(self)(f"{self}{text}", details=self.details)
+
 
 class ConfigError(DcforgeError):
     """A permutation file, setting or input file is invalid."""

@@ -705,9 +705,7 @@ class Releases:
         try:
             problem = self.cosign.sign_checked(f"{self.repository}@{digest}")
         except DcforgeError as err:
-            raise type(err)(
-                f"{err}; {self._unpin(previous, digest)}", details=err.details
-            ) from None
+            raise err.adding(f"; {self._unpin(previous, digest)}") from None
         except BaseException:
             self._unpin(previous, digest)
             raise
@@ -746,7 +744,7 @@ class Releases:
         """Delete a replaced pin statement and its signature, so it is not simply re-tagged.
         Best effort (False, with a warning): some registries (GHCR) refuse manifest deletes;
         retention removes it."""
-        signature = f"{self.repository}:sha256-{digest.removeprefix('sha256:')}.sig"
+        signature = f"{self.repository}:{release.artifact_tag(digest, 'sig')}"
         try:
             sig_digest = self.registry.digest_or_none(signature)
             self.registry.delete(f"{self.repository}@{digest}")

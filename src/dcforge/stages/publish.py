@@ -162,7 +162,7 @@ def _unsigned(run: _Run, entry: mf.Entry) -> tuple[list[str], list[str]]:
     signed: list[str] = []
     for digest in digests:
         ref = f"{entry.repository}@{digest}"
-        has_sig = reg.digest_or_none(f"{entry.repository}:sha256-{digest[7:]}.sig")
+        has_sig = reg.digest_or_none(f"{entry.repository}:{release.artifact_tag(digest, 'sig')}")
         (signed if has_sig else unsigned).append(ref)
     return unsigned, signed
 
@@ -285,7 +285,8 @@ def _attested(run: _Run, ref: str, ptypes: list[str]) -> set[str]:
     """Which of the types the image already has a verified attestation of, naming the
     image as subject (a re-run of a publish); none when it has no attestation manifest."""
     repository, _, digest = ref.partition("@")
-    if run.releases.registry.digest_or_none(f"{repository}:sha256-{digest[7:]}.att") is None:
+    attestations = f"{repository}:{release.artifact_tag(digest, 'att')}"
+    if run.releases.registry.digest_or_none(attestations) is None:
         return set()
     return {ptype for ptype in ptypes if not run.releases.attestation_problem(ref, ptype)}
 
@@ -543,10 +544,8 @@ def _phase_two(
         try:
             pinned = rel.set_pin(new, record_digest)
         except DcforgeError as err:
-            raise type(err)(
-                f"{err} (the floating tags are on the new release; re-run publish to pin it)",
-                details=err.details,
-            ) from None
+            note = " (the floating tags are on the new release; re-run publish to pin it)"
+            raise err.adding(note) from None
         log.info(
             f"{release.LAST_KNOWN_GOOD} → {manifest.git_sha[:12]} "
             f"({'moved' if pinned else 'already'})"

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from dcforge import dsse, keyfile
 from dcforge.errors import ToolError
+from dcforge.release import artifact_tag
 from dcforge.retry import transient
 from dcforge.runner import Result, Runner
 from dcforge.tools.registry import Registry
@@ -327,7 +328,7 @@ class Cosign:
                 "COSIGN_PUBLIC_KEY not a pair?)"
             )
         repository, _, digest = ref_at_digest.partition("@")
-        sig = f"{repository}:sha256-{digest.removeprefix('sha256:')}.sig"
+        sig = f"{repository}:{artifact_tag(digest, 'sig')}"
         before = self.registry.digest_or_none(sig)
         self.sign(ref_at_digest)
         after = self.registry.digest_or_none(sig)
