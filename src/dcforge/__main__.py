@@ -116,6 +116,16 @@ def _lint_workflows(
     return 0
 
 
+def _host_plan(
+    args: argparse.Namespace, conf: Settings, runner: Runner, env: Mapping[str, str]
+) -> int:
+    from dcforge import hostsetup
+
+    lines = hostsetup.settings_lines if args.settings_only else hostsetup.plan_lines
+    print("\n".join(lines(conf, env)))
+    return 0
+
+
 def _publish(
     args: argparse.Namespace, conf: Settings, runner: Runner, env: Mapping[str, str]
 ) -> int:
@@ -218,6 +228,7 @@ COMMANDS: dict[str, Handler] = {
     "rescan": _rescan,
     "merge-manifests": _merge_manifests,
     "lint-workflows": _lint_workflows,
+    "host-plan": _host_plan,
     "publish": _publish,
     "verify": _verify,
     "rollback": _rollback,

@@ -50,6 +50,7 @@ def parser() -> argparse.ArgumentParser:
         _add_prune,
         _add_merge_manifests,
         _add_lint_workflows,
+        _add_host_plan,
         _add_tool_commands,
     ):
         add(sub)
@@ -321,6 +322,20 @@ def _add_merge_manifests(sub: Subparsers) -> None:
     )
     merge.add_argument(
         "parts", nargs="+", type=Path, metavar="DIR", help="directories with manifest.json"
+    )
+
+
+def _add_host_plan(sub: Subparsers) -> None:
+    host = _command(
+        sub,
+        "host-plan",
+        "what scripts/bootstrap installs and starts here (shell assignments)",
+        "Read this machine's facts (os-release, tools, binfmt handlers, the engine) and the "
+        "project's settings, and print what scripts/bootstrap and scripts/base-images act on, "
+        "as shell assignments. Changes nothing.",
+    )
+    host.add_argument(
+        "--settings-only", action="store_true", help="only the settings the scripts read"
     )
 
 

@@ -6,8 +6,10 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
+import tarfile
 import tempfile
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 from dcforge.errors import DcforgeError
@@ -53,3 +55,26 @@ def inside(root: Path, candidate: Path) -> bool:
     except ValueError:
         return False
     return True
+
+
+def extract_plain(tar: tarfile.TarFile, directory: Path) -> None:
+    """Unpack ``tar``'s directories and regular files into ``directory``; a link, a device,
+    an absolute path or a ``..`` is refused (``tarfile.TarError``). What an OCI archive
+    holds, unpacked the way tarfile's "data" filter would, on every Python 3.11 (the filter
+    only came with 3.11.4; Debian 12's Python is 3.11.2)."""
+    for member in tar:
+        name = PurePosixPath(member.name)
+        if name.is_absolute() or ".." in name.parts:
+            raise tarfile.TarError(f"{member.name!r} would land outside the folder")
+        target = directory.joinpath(*name.parts)
+        if member.isdir():
+            target.mkdir(parents=True, exist_ok=True)
+            continue
+        if not member.isfile():
+            raise tarfile.TarError(f"{member.name!r} is not a regular file or a folder")
+        source = tar.extractfile(member)
+        if source is None:
+            raise tarfile.TarError(f"{member.name!r} has no content")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        with source, target.open("wb") as out:
+            shutil.copyfileobj(source, out)

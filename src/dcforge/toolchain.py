@@ -39,6 +39,16 @@ def debian_pin(tool: str, path: Path = PYPROJECT) -> str:
     return str(suite[tool])
 
 
+def debian_pins(suite: str, path: Path = PYPROJECT) -> dict[str, str]:
+    """``[tool.dcforge-toolchain.<suite>]``: Debian package → upstream-version prefix."""
+    table = _pyproject(path).get("tool")
+    suites = table.get("dcforge-toolchain", {}) if isinstance(table, dict) else {}
+    found = suites.get(suite, {}) if isinstance(suites, dict) else {}
+    if not isinstance(found, dict):
+        raise ToolError(f"{path}: [tool.dcforge-toolchain.{suite}] must be a table")
+    return {str(name): str(version) for name, version in found.items()}
+
+
 @dataclass(frozen=True)
 class Tool:
     name: str

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from dcforge.errors import ToolError
+from dcforge.files import extract_plain
 from dcforge.runner import Runner
 from dcforge.tools import buildx
 from dcforge.tools.registry import Registry
@@ -41,7 +42,7 @@ def unpack_oci_archive(tarball: Path, directory: Path) -> Path:
     directory.mkdir(parents=True, exist_ok=True)
     try:
         with tarfile.open(tarball, "r:") as tar:
-            tar.extractall(directory, filter="data")
+            extract_plain(tar, directory)
     except (tarfile.TarError, OSError, EOFError) as err:
         reason = " ".join(str(err).split())
         raise ToolError(f"{tarball}: not a readable OCI archive ({reason}) — rebuild it") from err

@@ -1,0 +1,151 @@
+"""The facts ``scripts/bootstrap`` decides from, read off this machine, and the plan handed
+back to it as shell assignments (``python -m dcforge host-plan``).
+
+The scripts read the project's settings here, through the one reader the CLI uses
+(``[tool.dcforge]`` with ``DCFORGE_*`` overrides), instead of parsing them again in shell.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import shlex
+import shutil
+import subprocess
+from collections.abc import Mapping
+from pathlib import Path
+
+from dcforge import hostplan, toolchain
+from dcforge.settings import Settings, is_loopback
+from dcforge.tools.registry import registry_host
+
+BINFMT = Path("/proc/sys/fs/binfmt_misc")
+OS_RELEASE = (Path("/etc/os-release"), Path("/usr/lib/os-release"))
+# Tool → the command that says it is there (its version is read only where it matters).
+COMMANDS = {
+    "dockerd": "dockerd",
+    "docker": "docker",
+    "cosign": "cosign",
+    "oras": "oras",
+    "skopeo": "skopeo",
+    "curl": "curl",
+    "docker-registry": "docker-registry",
+    "debootstrap": "debootstrap",
+    "mmdebstrap": "mmdebstrap",
+    "arch-test": "arch-test",
+    "npm": "npm",
+}
+DEFAULT_REGISTRY_ADDR = "127.0.0.1:5000"
+
+
+def _output(argv: list[str], env: Mapping[str, str]) -> str | None:
+    """A version command's first line, or None when it cannot run."""
+    try:
+        done = subprocess.run(
+            argv, capture_output=True, text=True, timeout=30, check=False, env=dict(env)
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return done.stdout.strip().splitlines()[0] if done.returncode == 0 and done.stdout else None
+
+
+def _binfmt_entries() -> dict[str, str]:
+    entries: dict[str, str] = {}
+    if not BINFMT.is_dir():
+        return entries
+    for entry in BINFMT.iterdir():
+        if entry.name in ("register", "status"):
+            continue
+        try:
+            entries[entry.name] = entry.read_text()
+        except OSError:
+            continue
+    return entries
+
+
+def _os_release() -> dict[str, str]:
+    for path in OS_RELEASE:
+        if path.is_file():
+            return hostplan.parse_os_release(path.read_text(errors="replace"))
+    return {}
+
+
+def read_facts(conf: Settings, env: Mapping[str, str]) -> hostplan.HostFacts:
+    """What this machine has: os-release, tools on PATH, binfmt handlers, the engine."""
+    path = env.get("PATH", os.defpath)
+    tools = {name: "" for name, cmd in COMMANDS.items() if shutil.which(cmd, path=path)}
+    if Path("/bin/busybox").is_file():
+        tools["busybox"] = ""
+    if Path("/usr/lib/binfmt.d/qemu-aarch64.conf").is_file():
+        tools["qemu"] = ""  # a handler to register (Debian's and Ubuntu's qemu-user-static)
+    if "docker" in tools:
+        buildx = _output(["docker", "buildx", "version"], env)
+        if buildx:
+            fields = buildx.split()
+            tools["buildx"] = fields[1] if len(fields) > 1 else ""
+    node = shutil.which("node", path=path) and _output(["node", "--version"], env)
+    if node:
+        tools["node"] = node
+    engine = "docker" in tools and _output(
+        ["docker", "version", "--format", "{{.Server.Version}}"], env
+    )
+    return hostplan.HostFacts(
+        os_release=_os_release(),
+        machine=platform.machine(),
+        root=os.geteuid() == 0,
+        github_actions=env.get("GITHUB_ACTIONS") == "true",
+        apt=bool(shutil.which("apt-get", path=path)),
+        binfmt=_binfmt_entries(),
+        tools=tools,
+        engine_up=bool(engine),
+        local_registry=is_loopback(conf.registry),
+    )
+
+
+def registry_addr(conf: Settings, env: Mapping[str, str]) -> str:
+    """Where the local registry listens: DCFORGE_REGISTRY_ADDR, else the registry setting's
+    port on 127.0.0.1 (``localhost:5000/dcforge`` → ``127.0.0.1:5000``)."""
+    if env.get("DCFORGE_REGISTRY_ADDR"):
+        return env["DCFORGE_REGISTRY_ADDR"]
+    _, _, port = registry_host(conf.registry).rpartition(":")
+    return f"127.0.0.1:{port}" if port.isdigit() else DEFAULT_REGISTRY_ADDR
+
+
+def settings_lines(conf: Settings, env: Mapping[str, str]) -> list[str]:
+    """The settings the scripts use, as shell assignments."""
+    values = {
+        "DCF_STATE": str(conf.state_root),
+        "DCF_REGISTRY": conf.registry,
+        "DCF_BASE_REGISTRY": conf.base_registry,
+        "DCF_LOCAL": "1" if is_loopback(conf.registry) else "0",
+        "DCF_LOCAL_BASES": "1" if is_loopback(conf.base_registry) else "0",
+        "DCF_REGISTRY_ADDR": registry_addr(conf, env),
+        "DCF_MIRROR": env.get("DCFORGE_DEBIAN_MIRROR", "http://deb.debian.org/debian"),
+    }
+    return [f"{name}={shlex.quote(value)}" for name, value in values.items()]
+
+
+def plan_lines(conf: Settings, env: Mapping[str, str]) -> list[str]:
+    """The settings and the host plan, as shell assignments for ``eval``."""
+    facts = read_facts(conf, env)
+    trixie_pins, bookworm_pins = toolchain.debian_pins("trixie"), toolchain.debian_pins("bookworm")
+    made = hostplan.plan(facts, frozenset(trixie_pins) | {"nodejs", "npm"})
+    # Debian installs dcforge's pinned versions (an upstream-version prefix: a Debian
+    # revision bump is taken, a new release is not); Ubuntu its archive's own.
+    pins = {**bookworm_pins, **trixie_pins} if made.family == "debian" else {}
+
+    def pinned(packages: tuple[str, ...]) -> tuple[str, ...]:
+        return tuple(f"{p}={pins[p]}*" if p in pins else p for p in packages)
+
+    def array(name: str, items: tuple[str, ...]) -> str:
+        return f"{name}=({' '.join(shlex.quote(item) for item in items)})"
+
+    return [
+        *settings_lines(conf, env),
+        f"DCF_FAMILY={shlex.quote(made.family)}",
+        array("DCF_INSTALL", pinned(made.install)),
+        array("DCF_INSTALL_TRIXIE", pinned(made.install_trixie)),
+        array("DCF_MANUAL", made.manual),
+        f"DCF_ARM64={made.arm64}",
+        f"DCF_ACTIONS={'1' if facts.github_actions else '0'}",
+    ]
