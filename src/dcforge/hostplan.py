@@ -176,7 +176,8 @@ def node_ok(tools: Mapping[str, str]) -> bool:
 
 
 def needed(facts: HostFacts) -> list[str]:
-    """The tools the stack needs that the machine lacks (or has too old)."""
+    """The tools the stack needs that the machine lacks (or has too old); arm64 emulation is
+    not among them (:func:`_wants_qemu`)."""
     tools = facts.tools
     want = ["docker", "buildx", "cosign", "oras", "skopeo", "curl"]
     if not facts.engine_up:
@@ -191,10 +192,14 @@ def needed(facts: HostFacts) -> list[str]:
         missing.append("buildx")
     if not node_ok(tools):
         missing += [tool for tool in ("node", "npm") if tool not in missing]
-    emulated = facts.machine == "aarch64" or arm64_handler(facts.binfmt) is not None
-    if not emulated and "qemu" not in tools:
-        missing.append("qemu")
     return missing
+
+
+def _wants_qemu(facts: HostFacts) -> bool:
+    """No arm64 emulation and nothing to register: qemu-user-static is installed where
+    the bootstrap installs (only multi-platform builds need it, and build says so)."""
+    emulated = facts.machine == "aarch64" or arm64_handler(facts.binfmt) is not None
+    return not emulated and "qemu" not in facts.tools
 
 
 def _arm64(facts: HostFacts, installing_qemu: bool) -> str:
@@ -219,6 +224,8 @@ def plan(facts: HostFacts, trixie: frozenset[str] = frozenset()) -> HostPlan:
     unpackaged = UBUNTU_UNPACKAGED if fam == "ubuntu" else ()
     if fam == "ubuntu" and "node" in missing:
         unpackaged = (*unpackaged, "node", "npm")  # Ubuntu's Node.js is older than 20
+    if _wants_qemu(facts):
+        missing.append("qemu")
     packages = sorted({names[tool] for tool in missing if tool not in unpackaged})
     if fam == "debian" and "docker.io" in packages:
         packages.append("iptables")  # docker.io's, from bookworm (not trixie's)

@@ -35,6 +35,8 @@ from typing import Any
 
 import yaml
 
+from tests.integration.runner_images import RunnerImage
+
 # --- expressions ---------------------------------------------------------------------
 
 _TOKEN = re.compile(
@@ -271,6 +273,7 @@ class Rehearsal:
     secrets: Mapping[str, str] = field(default_factory=dict)
     variables: Mapping[str, str] = field(default_factory=dict)  # the `vars` context
     repository: str = "acme/images"
+    image: RunnerImage | None = None  # the runner image the jobs see (runner_images.py)
     jobs: dict[str, JobRun] = field(default_factory=dict)
     runs: list[JobRun] = field(default_factory=list)
     artifacts: dict[str, Path] = field(default_factory=dict)
@@ -418,6 +421,8 @@ class Rehearsal:
         workspace = self.work / f"{name}-{self._instance}"
         runner_dir = self.work / f"_runner-{self._instance}"
         (runner_dir / "temp").mkdir(parents=True)
+        if self.image is not None:
+            self.image.prepare(runner_dir)
         event_path = runner_dir / "event.json"
         event_path.write_text(json.dumps(self.event.payload))
         github = scope["github"]
@@ -454,6 +459,7 @@ class Rehearsal:
             k: to_string(v) for k, v in self.template(job.get("env") or {}, env_scope).items()
         }
         added_env: dict[str, str] = {}
+        added_path: list[str] = []  # GITHUB_PATH, newest first
         steps_ctx: dict[str, Any] = {}
         record = JobRun(name, "success", workspace=workspace)
         for index, step in enumerate(job.get("steps") or []):
@@ -492,7 +498,10 @@ class Rehearsal:
                 **{k: str(v) for k, v in files.items()},
                 **self.overrides,
             }
+            if added_path:
+                env["PATH"] = os.pathsep.join([*added_path, env.get("PATH", os.defpath)])
             ok, log = self._step(name, step, step_scope, env, workspace)
+            added_path[:0] = reversed(files["GITHUB_PATH"].read_text().split())
             outputs = _read_kv(files["GITHUB_OUTPUT"].read_text())
             added_env.update(_read_kv(files["GITHUB_ENV"].read_text()))
             summary = files["GITHUB_STEP_SUMMARY"].read_text()
@@ -518,8 +527,11 @@ class Rehearsal:
         if "run" in step:
             script = self.template(step["run"], scope, workspace)
             self.commands.append((job, str(step["run"])))
+            argv = ["bash", "--noprofile", "--norc", "-eo", "pipefail", "-c", script]
+            if self.image is not None:
+                argv = self.image.wrap(argv, Path(env["RUNNER_TEMP"]).parent)
             proc = subprocess.run(
-                ["bash", "--noprofile", "--norc", "-eo", "pipefail", "-c", script],
+                argv,
                 cwd=workspace, env=dict(env), capture_output=True, text=True, check=False,
                 timeout=3600,
             )  # fmt: skip
@@ -541,6 +553,12 @@ class Rehearsal:
             sarif = workspace / str(given["sarif_file"])
             doc = json.loads(sarif.read_text())
             return doc.get("version") == "2.1.0", f"SARIF {sarif} (not uploaded)"
+        if action in NO_OP_ACTIONS and self.image is not None:
+            runner_dir = Path(env["RUNNER_TEMP"]).parent
+            added = self.image.setup_action(action, dict(given), runner_dir)
+            with Path(env["GITHUB_PATH"]).open("a") as fh:
+                fh.writelines(f"{folder}\n" for folder in added)
+            return True, f"{uses}: as on {self.image.label} (PATH += {added})"
         if action in NO_OP_ACTIONS:
             return True, f"{uses}: this machine has it"
         return False, f"the rehearsal does not know the action {uses}"

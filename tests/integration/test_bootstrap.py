@@ -1,15 +1,24 @@
 """What scripts/bootstrap does to a machine it did not set up: an existing
-/etc/docker/daemon.json is merged (a backup kept), never replaced; a broken one stops it."""
+/etc/docker/daemon.json is merged (a backup kept), never replaced; a broken one stops it. On
+GitHub's ubuntu-24.04 runner image (tests/integration/runner_images.py) it installs nothing
+and takes the setup actions' tools and emulation; it reads the project's settings through
+dcforge's own reader, so a registry set only in pyproject.toml is the one it acts on."""
 
 from __future__ import annotations
 
 import json
+import os
 import re
+import shutil
+import socket
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+
+from tests.integration.conftest import base_env
+from tests.integration.runner_images import UBUNTU_2404
 
 ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.integration
@@ -58,3 +67,91 @@ def test_no_daemon_json_gets_just_the_image_store(tmp_path: Path) -> None:
     path = tmp_path / "daemon.json"
     assert merge(path).returncode == 0
     assert json.loads(path.read_text()) == {"features": {"containerd-snapshotter": True}}
+
+
+def _on_runner(
+    tmp_path: Path, setup: dict[str, dict[str, str]], env: dict[str, str]
+) -> tuple[subprocess.CompletedProcess[str], list[str]]:
+    """scripts/bootstrap as a build job runs it on GitHub's ubuntu-24.04 image, after the
+    setup actions named in ``setup``; returns its result and the apt-get calls it made."""
+    runner_dir = tmp_path / "runner"
+    (runner_dir / "temp").mkdir(parents=True)
+    UBUNTU_2404.prepare(runner_dir)
+    path = [p for action, given in setup.items()
+            for p in UBUNTU_2404.setup_action(action, given, runner_dir)]  # fmt: skip
+    full = {**base_env(), "GITHUB_ACTIONS": "true", "CI": "true", **env}
+    full["PATH"] = os.pathsep.join([*path, full["PATH"]])
+    argv = UBUNTU_2404.wrap([str(ROOT / "scripts/bootstrap")], runner_dir)
+    done = subprocess.run(argv, env=full, capture_output=True, text=True, timeout=600, check=False)
+    return done, UBUNTU_2404.apt_calls(runner_dir)
+
+
+# What the workflow's build job sets up before its session runs scripts/bootstrap.
+BUILD_JOB_SETUP = {
+    "docker/setup-qemu-action": {"platforms": "arm64"},
+    "oras-project/setup-oras": {"version": "1.2.0"},
+    "sigstore/cosign-installer": {"cosign-release": "v2.5.0"},
+}
+
+
+def test_on_githubs_ubuntu_2404_runner_it_installs_nothing_and_finds_emulation(
+    stack: str, tmp_path: Path
+) -> None:
+    done, apt = _on_runner(tmp_path, BUILD_JOB_SETUP, {"DCFORGE_REGISTRY": "ghcr.io/acme/images"})
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert apt == []
+    assert "arm64:     emulated" in done.stdout, done.stdout
+    assert "registry:  ghcr.io/acme/images (remote; no local registry started)" in done.stdout
+
+
+def test_on_the_runner_a_job_without_setup_qemu_gets_a_warning_not_a_failure(
+    stack: str, tmp_path: Path
+) -> None:
+    setup = {k: v for k, v in BUILD_JOB_SETUP.items() if k != "docker/setup-qemu-action"}
+    done, apt = _on_runner(tmp_path, setup, {"DCFORGE_REGISTRY": "ghcr.io/acme/images"})
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert apt == [] and "arm64 permutations will not build" in done.stdout
+
+
+def test_on_the_runner_a_missing_tool_names_its_setup_action(stack: str, tmp_path: Path) -> None:
+    setup = {k: v for k, v in BUILD_JOB_SETUP.items() if k != "sigstore/cosign-installer"}
+    done, apt = _on_runner(tmp_path, setup, {"DCFORGE_REGISTRY": "ghcr.io/acme/images"})
+    assert done.returncode == 1 and apt == []
+    assert "::error::this machine lacks what dcforge's stack needs" in done.stderr
+    assert "cosign: add sigstore/cosign-installer to the workflow" in done.stdout
+    assert "Traceback" not in done.stdout + done.stderr
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def test_a_registry_set_only_in_pyproject_is_the_one_bootstrap_acts_on(
+    stack: str, tmp_path: Path
+) -> None:
+    """[tool.dcforge].registry names GHCR and no DCFORGE_REGISTRY is set: no local registry
+    is started (the script used to read only the environment and start one)."""
+    project = tmp_path / "project"
+    for name in ("scripts", "src"):
+        shutil.copytree(ROOT / name, project / name, ignore=shutil.ignore_patterns("__pycache__"))
+    pyproject = (ROOT / "pyproject.toml").read_text()
+    mine = pyproject.replace(
+        'registry = "localhost:5000/dcforge"', 'registry = "ghcr.io/acme/images"', 1
+    )
+    assert mine != pyproject
+    (project / "pyproject.toml").write_text(mine)
+    port = _free_port()
+    env = {**base_env(), "DCFORGE_REGISTRY_ADDR": f"127.0.0.1:{port}"}
+    try:
+        done = subprocess.run(
+            [str(project / "scripts/bootstrap")], env=env, capture_output=True, text=True,
+            timeout=600, check=False,
+        )  # fmt: skip
+        assert done.returncode == 0, done.stdout + done.stderr
+        assert not (project / ".dcforge/run/registry.pid").exists(), done.stdout
+        assert "ghcr.io/acme/images (remote; no local registry started)" in done.stdout
+    finally:
+        subprocess.run([str(project / "scripts/bootstrap"), "--stop"], env=env, check=False,
+                       capture_output=True, timeout=120)  # fmt: skip
