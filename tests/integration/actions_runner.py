@@ -7,10 +7,13 @@ job; ``run:`` steps through ``bash --noprofile --norc -eo pipefail`` with ``CI``
 ``GITHUB_*`` and the ``GITHUB_OUTPUT``/``GITHUB_ENV``/``GITHUB_STEP_SUMMARY`` files set as
 the runner sets them; job outputs from step outputs; artifacts handed between jobs as
 files (``upload-artifact``'s least-common-ancestor root, ``download-artifact`` by name or
-pattern). Actions that only install what this machine has (setup-python, setup-qemu,
-setup-buildx, setup-oras, cosign-installer, the runtime-token action) are no-ops; any
-action this module does not know fails the run, so a new action in the workflow cannot
-slip past the rehearsal.
+pattern); ``GITHUB_PATH`` as the runner applies it. With ``image`` (runner_images.py) every
+``run:`` step sees this machine as that runner image, and the setup actions leave what they
+leave there (emulation registered as setup-qemu-action does, cosign and oras on
+``GITHUB_PATH``); without it, actions that only install what this machine has
+(setup-python, setup-qemu, setup-buildx, setup-oras, cosign-installer, the runtime-token
+action) are no-ops. Any action this module does not know fails the run, so a new action in
+the workflow cannot slip past the rehearsal.
 
 ``overrides`` replaces the values of named environment variables after the workflow's own
 (the endpoints a local run needs: registry, cache, signing); every one must be a variable

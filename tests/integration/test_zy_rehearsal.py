@@ -4,7 +4,9 @@ syft and cosign — as a pull request (build and gate; nothing published, main's
 never written) and as a push to main (published, signed, verified).
 
 The jobs run dcforge's repository (this work tree's files) with the shipped permutations
-swapped for two tiny ones; each matrix job in its own clean clone. Only the endpoints are
+swapped for two tiny ones; each matrix job in its own clean clone, on what this machine
+looks like as GitHub's ubuntu-24.04 image (runner_images.py: its os-release, no
+qemu-user-static, emulation and tools where the setup actions put them, no installs). Only the endpoints are
 replaced (OVERRIDDEN below: the registry, the base registry, the cache backend, key
 signing and the Trivy DB mirror): every command is the workflow's. Runs late (it prunes the
 runner's Docker state, as the workflow's build does with CI set)."""
@@ -30,6 +32,7 @@ from dcforge.runner import Runner
 from dcforge.tools import registry as registry_tool
 from tests.integration.actions_runner import Event, Rehearsal, commands_of
 from tests.integration.conftest import ROOT, KeyPair, TrivyDb, base_env, tags_point_at
+from tests.integration.runner_images import UBUNTU_2404
 from tests.projects import BUSYBOX_DOCKERFILE, TINY_FAMILY, write_debian_identity
 
 pytestmark = pytest.mark.integration
@@ -133,6 +136,14 @@ def _nothing_leaked(rehearsals: list[Rehearsal], secrets: list[str]) -> None:
             assert not any(secret in text for text in texts)
 
 
+def _ran_on_the_image(workflow_doc: dict[str, Any], work: Path) -> None:
+    """Every job runs on the image its runs-on names, and bootstrap installed nothing."""
+    labels = {str(j.get("runs-on")) for j in workflow_doc["jobs"].values()}
+    assert labels <= {UBUNTU_2404.label, "${{ matrix.runner }}"}, labels
+    apt = [call for d in work.glob("_runner-*") for call in UBUNTU_2404.apt_calls(d)]
+    assert apt == [], apt
+
+
 def _handed(rehearsal: Rehearsal) -> dict[str, int]:
     return {
         "build -> gate": sum(
@@ -174,9 +185,11 @@ def test_build_publish_workflow_rehearsed_as_pull_requests_then_a_push_to_main(
     def rehearse(label: str, event: Event, variables: dict[str, str]) -> Rehearsal:
         (tmp_path / label).mkdir()
         rehearsal = Rehearsal(
-            WORKFLOW, repo, tmp_path / label, event, env, overrides, secrets, variables
-        )
+            WORKFLOW, repo, tmp_path / label, event, env, overrides, secrets, variables,
+            image=UBUNTU_2404,
+        )  # fmt: skip
         rehearsal.run()
+        _ran_on_the_image(workflow_doc, tmp_path / label)
         return rehearsal
 
     # --- pull requests: build and gate; nothing published; main's cache untouched --------
