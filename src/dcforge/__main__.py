@@ -119,8 +119,17 @@ def _lint_workflows(
 def _host_plan(
     args: argparse.Namespace, conf: Settings, runner: Runner, env: Mapping[str, str]
 ) -> int:
-    from dcforge import hostsetup
+    import platform
 
+    from dcforge import hostsetup, toolchain
+
+    if args.fetch:
+        pins = toolchain.upstream_pins()
+        for tool in args.fetch:
+            log.info(
+                f"{tool}: {hostsetup.fetch(tool, Path('/usr/local/bin'), pins, platform.machine())}"
+            )
+        return 0
     lines = hostsetup.settings_lines if args.settings_only else hostsetup.plan_lines
     print("\n".join(lines(conf, env)))
     return 0

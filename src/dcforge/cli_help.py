@@ -337,6 +337,14 @@ def _add_host_plan(sub: Subparsers) -> None:
     host.add_argument(
         "--settings-only", action="store_true", help="only the settings the scripts read"
     )
+    host.add_argument(
+        "--fetch",
+        action="append",
+        default=[],
+        metavar="TOOL",
+        help="instead: download TOOL's pinned release binary ([tool.dcforge-toolchain.upstream],"
+        " sha256 checked) into /usr/local/bin (repeatable)",
+    )
 
 
 def _add_lint_workflows(sub: Subparsers) -> None:

@@ -51,7 +51,9 @@ UBUNTU_PACKAGES: Mapping[str, str] = {
     **DEBIAN_PACKAGES,
     "docker": "docker.io",  # Ubuntu's docker.io ships the client
 }
-# Not in Ubuntu's archive (22.04, 24.04): installed by hand, or by the workflow's actions.
+# Not in Ubuntu's archive (22.04, 24.04): the projects' release binaries, checked against
+# dcforge's pinned sha256 ([tool.dcforge-toolchain.upstream]); the workflow's actions on
+# GitHub's runners.
 UBUNTU_UNPACKAGED = ("cosign", "oras")
 
 UPSTREAM: Mapping[str, str] = {
@@ -106,9 +108,9 @@ class HostPlan:
     family: str  # "debian", "ubuntu" or "" (neither: nothing is installed)
     install: tuple[str, ...]  # packages from the distribution's own suites
     install_trixie: tuple[str, ...]  # Debian only: from trixie at the low pin
+    download: tuple[str, ...]  # tools from their projects' releases, by pinned sha256
     manual: tuple[str, ...]  # what the user must install, with where it comes from
     arm64: str  # native | ok | register | missing
-    node_ok: bool
 
 
 def parse_os_release(text: str) -> dict[str, str]:
@@ -219,9 +221,10 @@ def plan(facts: HostFacts, trixie: frozenset[str] = frozenset()) -> HostPlan:
     missing = needed(facts)
     if facts.github_actions or not (facts.root and facts.apt and fam):
         manual = tuple(_advice(tool, facts) for tool in missing)
-        return HostPlan(fam, (), (), manual, _arm64(facts, False), node_ok(facts.tools))
+        return HostPlan(fam, (), (), (), manual, _arm64(facts, False))
     names = DEBIAN_PACKAGES if fam == "debian" else UBUNTU_PACKAGES
-    unpackaged = UBUNTU_UNPACKAGED if fam == "ubuntu" else ()
+    download = tuple(t for t in missing if fam == "ubuntu" and t in UBUNTU_UNPACKAGED)
+    unpackaged: tuple[str, ...] = download
     if fam == "ubuntu" and "node" in missing:
         unpackaged = (*unpackaged, "node", "npm")  # Ubuntu's Node.js is older than 20
     if _wants_qemu(facts):
@@ -231,8 +234,10 @@ def plan(facts: HostFacts, trixie: frozenset[str] = frozenset()) -> HostPlan:
         packages.append("iptables")  # docker.io's, from bookworm (not trixie's)
     from_trixie = tuple(p for p in packages if fam == "debian" and p in trixie)
     own = tuple(p for p in packages if p not in from_trixie)
-    manual = tuple(_advice(tool, facts) for tool in missing if tool in unpackaged)
-    return HostPlan(fam, own, from_trixie, manual, _arm64(facts, "qemu" in missing), True)
+    manual = tuple(
+        _advice(tool, facts) for tool in missing if tool in unpackaged and tool not in download
+    )
+    return HostPlan(fam, own, from_trixie, download, manual, _arm64(facts, "qemu" in missing))
 
 
 def _advice(tool: str, facts: HostFacts) -> str:

@@ -7,15 +7,21 @@ The scripts read the project's settings here, through the one reader the CLI use
 
 from __future__ import annotations
 
+import hashlib
+import io
 import os
 import platform
 import shlex
 import shutil
 import subprocess
+import tarfile
 from collections.abc import Mapping
 from pathlib import Path
 
+import requests
+
 from dcforge import hostplan, toolchain
+from dcforge.errors import ToolError
 from dcforge.settings import Settings, is_loopback
 from dcforge.tools.registry import registry_host
 
@@ -145,7 +151,55 @@ def plan_lines(conf: Settings, env: Mapping[str, str]) -> list[str]:
         f"DCF_FAMILY={shlex.quote(made.family)}",
         array("DCF_INSTALL", pinned(made.install)),
         array("DCF_INSTALL_TRIXIE", pinned(made.install_trixie)),
+        array("DCF_DOWNLOAD", made.download),
         array("DCF_MANUAL", made.manual),
         f"DCF_ARM64={made.arm64}",
         f"DCF_ACTIONS={'1' if facts.github_actions else '0'}",
     ]
+
+
+ARCHES = {"x86_64": "amd64", "aarch64": "arm64"}
+MAX_RELEASE_BYTES = 512 * 1024 * 1024
+
+
+def fetch(tool: str, dest: Path, pins: Mapping[str, tuple[str, str]], machine: str) -> Path:
+    """Put ``tool``'s pinned release binary (its sha256 checked before anything is
+    written) at ``dest/tool``; a tarball gives its member named ``tool``."""
+    key = f"{tool}.{ARCHES.get(machine, machine)}"
+    if key not in pins:
+        raise ToolError(
+            f"no [tool.dcforge-toolchain.upstream] pin for {key}: install {tool} by hand"
+        )
+    url, want = pins[key]
+    try:
+        with requests.get(url, timeout=(30, 300), stream=True) as answer:
+            answer.raise_for_status()
+            data = answer.raw.read(MAX_RELEASE_BYTES + 1, decode_content=True)
+    except requests.RequestException as err:
+        raise ToolError(f"could not download {tool} from {url}: {err}") from None
+    got = hashlib.sha256(data).hexdigest()
+    if got != want:
+        raise ToolError(
+            f"{url} has sha256 {got}, dcforge pins {want} (pyproject.toml); refusing it"
+        )
+    if url.endswith((".tar.gz", ".tgz")):
+        data = _member(data, tool, url)
+    dest.mkdir(parents=True, exist_ok=True)
+    target = dest / tool
+    partial = dest / f".{tool}.dcforge-partial"
+    partial.write_bytes(data)
+    partial.chmod(0o755)
+    partial.replace(target)
+    return target
+
+
+def _member(data: bytes, name: str, url: str) -> bytes:
+    try:
+        with tarfile.open(fileobj=io.BytesIO(data), mode="r:gz") as tar:
+            member = tar.getmember(name)
+            content = tar.extractfile(member) if member.isfile() else None
+            if content is None:
+                raise KeyError(name)
+            return content.read()
+    except (tarfile.TarError, KeyError, OSError) as err:
+        raise ToolError(f"{url}: no file '{name}' in the release tarball ({err})") from None

@@ -49,6 +49,21 @@ def debian_pins(suite: str, path: Path = PYPROJECT) -> dict[str, str]:
     return {str(name): str(version) for name, version in found.items()}
 
 
+def upstream_pins(path: Path = PYPROJECT) -> dict[str, tuple[str, str]]:
+    """``[tool.dcforge-toolchain.upstream]``: ``tool.arch`` → (release URL, sha256)."""
+    table = _pyproject(path).get("tool")
+    suites = table.get("dcforge-toolchain", {}) if isinstance(table, dict) else {}
+    found = suites.get("upstream", {}) if isinstance(suites, dict) else {}
+    pins: dict[str, tuple[str, str]] = {}
+    for key, value in found.items() if isinstance(found, dict) else ():
+        if not (isinstance(value, list) and len(value) == 2 and re.fullmatch(
+            r"[0-9a-f]{64}", str(value[1])
+        )):  # fmt: skip
+            raise ToolError(f"{path}: [tool.dcforge-toolchain.upstream].{key} is not [URL, sha256]")
+        pins[str(key)] = (str(value[0]), str(value[1]))
+    return pins
+
+
 @dataclass(frozen=True)
 class Tool:
     name: str

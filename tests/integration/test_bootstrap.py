@@ -6,6 +6,10 @@ dcforge's own reader, so a registry set only in pyproject.toml is the one it act
 
 from __future__ import annotations
 
+import functools
+import hashlib
+import http.server
+import io
 import json
 import os
 import re
@@ -13,10 +17,15 @@ import shutil
 import socket
 import subprocess
 import sys
+import tarfile
+import threading
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from dcforge import hostsetup, toolchain
+from dcforge.errors import ToolError
 from tests.integration.conftest import base_env
 from tests.integration.runner_images import UBUNTU_2404
 
@@ -155,3 +164,67 @@ def test_a_registry_set_only_in_pyproject_is_the_one_bootstrap_acts_on(
     finally:
         subprocess.run([str(project / "scripts/bootstrap"), "--stop"], env=env, check=False,
                        capture_output=True, timeout=120)  # fmt: skip
+
+
+@pytest.fixture
+def release_server(tmp_path: Path) -> Iterator[str]:
+    """A local HTTP server standing in for a project's release downloads."""
+    root = tmp_path / "releases"
+    root.mkdir()
+    (root / "cosign-linux-amd64").write_bytes(b"#!/bin/sh\necho cosign\n")
+    payload = b"#!/bin/sh\necho oras\n"
+    info = tarfile.TarInfo("oras")
+    info.size = len(payload)
+    with tarfile.open(root / "oras.tar.gz", "w:gz") as tar:
+        tar.addfile(info, io.BytesIO(payload))
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(root))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        thread.join()
+        server.server_close()
+
+
+def _sha(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def test_a_release_binary_is_installed_only_with_its_pinned_sha256(
+    release_server: str, tmp_path: Path
+) -> None:
+    """What Ubuntu does not package (cosign, oras) comes from the project's release, checked
+    against the sha256 in pyproject.toml before anything is written."""
+    served = tmp_path / "releases"
+    pins = {
+        "cosign.amd64": (
+            f"{release_server}/cosign-linux-amd64",
+            _sha(served / "cosign-linux-amd64"),
+        ),
+        "oras.amd64": (f"{release_server}/oras.tar.gz", _sha(served / "oras.tar.gz")),
+    }
+    dest = tmp_path / "bin"
+    cosign = hostsetup.fetch("cosign", dest, pins, "x86_64")
+    oras = hostsetup.fetch("oras", dest, pins, "x86_64")
+    assert cosign.read_bytes() == (served / "cosign-linux-amd64").read_bytes()
+    assert oras.read_bytes() == b"#!/bin/sh\necho oras\n"
+    assert os.access(cosign, os.X_OK) and os.access(oras, os.X_OK)
+
+    tampered = {"cosign.amd64": (pins["cosign.amd64"][0], "0" * 64)}
+    with pytest.raises(ToolError, match=r"dcforge pins 0{64} .*refusing it"):
+        hostsetup.fetch("cosign", tmp_path / "other", tampered, "x86_64")
+    assert not (tmp_path / "other").exists()  # nothing written
+    wrong_member = {"syft.amd64": pins["oras.amd64"]}
+    with pytest.raises(ToolError, match=r"no file 'syft' in the release tarball"):
+        hostsetup.fetch("syft", tmp_path / "other", wrong_member, "x86_64")
+    with pytest.raises(ToolError, match=r"no .* pin for cosign\.arm64"):
+        hostsetup.fetch("cosign", dest, pins, "aarch64")
+
+
+def test_the_shipped_release_pins_cover_both_architectures() -> None:
+    pins = toolchain.upstream_pins()
+    assert set(pins) == {"cosign.amd64", "cosign.arm64", "oras.amd64", "oras.arm64"}
+    assert all(url.startswith("https://github.com/") for url, _ in pins.values())

@@ -263,6 +263,7 @@ REACHED_AS = {
     "syft": "invoke syft",
     "cosign": "invoke cosign",
     "trivy-db-mirror": "invoke trivy-db-mirror",
+    "host-plan": "python -m dcforge host-plan",
 }
 NOX_SESSION_COMMAND = {
     spelling.removeprefix("nox -s "): command
