@@ -126,9 +126,12 @@ def _host_plan(
     if args.fetch:
         pins = toolchain.upstream_pins()
         for tool in args.fetch:
-            log.info(
-                f"{tool}: {hostsetup.fetch(tool, Path('/usr/local/bin'), pins, platform.machine())}"
-            )
+            found = hostsetup.fetch(tool, Path("/usr/local/bin"), pins, platform.machine())
+            log.info(f"{tool}: {found}")
+        return 0
+    if args.node_tools:
+        cli = hostsetup.install_node_tools(conf, env)
+        log.info(f"Dev Containers CLI: {cli}")
         return 0
     lines = hostsetup.settings_lines if args.settings_only else hostsetup.plan_lines
     print("\n".join(lines(conf, env)))

@@ -345,6 +345,12 @@ def _add_host_plan(sub: Subparsers) -> None:
         help="instead: download TOOL's pinned release binary ([tool.dcforge-toolchain.upstream],"
         " sha256 checked) into /usr/local/bin (repeatable)",
     )
+    host.add_argument(
+        "--node-tools",
+        action="store_true",
+        help="instead: install the pinned Dev Containers CLI under the state folder, with "
+        "Node's own build when this machine has no Node.js 20 (npm registry, integrity checked)",
+    )
 
 
 def _add_lint_workflows(sub: Subparsers) -> None:

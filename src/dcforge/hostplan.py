@@ -44,8 +44,6 @@ DEBIAN_PACKAGES: Mapping[str, str] = {
     "arch-test": "arch-test",  # mmdebstrap --arch=<foreign> stops without it
     "busybox": "busybox-static",
     "qemu": "qemu-user-static",
-    "node": "nodejs",
-    "npm": "npm",
 }
 UBUNTU_PACKAGES: Mapping[str, str] = {
     **DEBIAN_PACKAGES,
@@ -70,8 +68,6 @@ UPSTREAM: Mapping[str, str] = {
     "arch-test": "arch-test (mmdebstrap's foreign-architecture check)",
     "busybox": "busybox-static (/bin/busybox)",
     "qemu": "qemu-user-static, or any binfmt_misc handler for aarch64 with the F flag",
-    "node": "Node.js 20 or newer (https://nodejs.org)",
-    "npm": "npm",
 }
 # What brings each tool in a GitHub Actions workflow (nothing is installed there).
 ACTIONS: Mapping[str, str] = {
@@ -81,7 +77,6 @@ ACTIONS: Mapping[str, str] = {
     "cosign": "sigstore/cosign-installer",
     "oras": "oras-project/setup-oras",
     "qemu": "docker/setup-qemu-action",
-    "node": "actions/setup-node (or the runner image's Node.js)",
 }
 MIN_NODE = 20
 MIN_BUILDX = (0, 13)
@@ -173,8 +168,9 @@ def _version(text: str) -> tuple[int, ...]:
 
 
 def node_ok(tools: Mapping[str, str]) -> bool:
+    """A Node.js the Dev Containers CLI runs on (else Node's own build is fetched for it)."""
     version = _version(tools.get("node", ""))
-    return bool(version) and version[0] >= MIN_NODE and "npm" in tools
+    return bool(version) and version[0] >= MIN_NODE
 
 
 def needed(facts: HostFacts) -> list[str]:
@@ -192,8 +188,6 @@ def needed(facts: HostFacts) -> list[str]:
     buildx = tools.get("buildx")
     if buildx is not None and buildx and _version(buildx)[:2] < MIN_BUILDX:
         missing.append("buildx")
-    if not node_ok(tools):
-        missing += [tool for tool in ("node", "npm") if tool not in missing]
     return missing
 
 
@@ -225,8 +219,6 @@ def plan(facts: HostFacts, trixie: frozenset[str] = frozenset()) -> HostPlan:
     names = DEBIAN_PACKAGES if fam == "debian" else UBUNTU_PACKAGES
     download = tuple(t for t in missing if fam == "ubuntu" and t in UBUNTU_UNPACKAGED)
     unpackaged: tuple[str, ...] = download
-    if fam == "ubuntu" and "node" in missing:
-        unpackaged = (*unpackaged, "node", "npm")  # Ubuntu's Node.js is older than 20
     if _wants_qemu(facts):
         missing.append("qemu")
     packages = sorted({names[tool] for tool in missing if tool not in unpackaged})

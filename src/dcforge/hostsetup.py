@@ -7,6 +7,8 @@ The scripts read the project's settings here, through the one reader the CLI use
 
 from __future__ import annotations
 
+import base64
+import binascii
 import hashlib
 import io
 import os
@@ -22,6 +24,7 @@ import requests
 
 from dcforge import hostplan, toolchain
 from dcforge.errors import ToolError
+from dcforge.files import extract_plain
 from dcforge.settings import Settings, is_loopback
 from dcforge.tools.registry import registry_host
 
@@ -39,7 +42,6 @@ COMMANDS = {
     "debootstrap": "debootstrap",
     "mmdebstrap": "mmdebstrap",
     "arch-test": "arch-test",
-    "npm": "npm",
 }
 DEFAULT_REGISTRY_ADDR = "127.0.0.1:5000"
 
@@ -153,13 +155,48 @@ def plan_lines(conf: Settings, env: Mapping[str, str]) -> list[str]:
         array("DCF_INSTALL_TRIXIE", pinned(made.install_trixie)),
         array("DCF_DOWNLOAD", made.download),
         array("DCF_MANUAL", made.manual),
+        f"DCF_NODE={'system' if hostplan.node_ok(facts.tools) else 'fetch'}",
         f"DCF_ARM64={made.arm64}",
         f"DCF_ACTIONS={'1' if facts.github_actions else '0'}",
     ]
 
 
 ARCHES = {"x86_64": "amd64", "aarch64": "arm64"}
-MAX_RELEASE_BYTES = 512 * 1024 * 1024
+NODE_ARCHES = {"x86_64": "x64", "aarch64": "arm64"}
+MAX_DOWNLOAD_BYTES = 512 * 1024 * 1024
+NPM_REGISTRY = "https://registry.npmjs.org"
+CLI_PACKAGE = "@devcontainers/cli"
+CLI_DIR = Path("tools/devcontainer-cli")
+NODE_DIR = Path("tools/node")
+
+
+def _download(url: str, what: str) -> bytes:
+    """``url``'s body (redirects followed, at most MAX_DOWNLOAD_BYTES); one clear error."""
+    data = bytearray()
+    try:
+        with requests.get(url, timeout=(30, 300), stream=True) as answer:
+            answer.raise_for_status()
+            for chunk in answer.iter_content(chunk_size=1 << 20):
+                data += chunk
+                if len(data) > MAX_DOWNLOAD_BYTES:
+                    raise ToolError(f"{url}: more than {MAX_DOWNLOAD_BYTES} bytes; refusing it")
+    except (requests.RequestException, OSError) as err:
+        raise ToolError(f"could not download {what} from {url}: {err}") from None
+    return bytes(data)
+
+
+def _write_executable(target: Path, data: bytes) -> Path:
+    """``data`` at ``target`` (mode 0755), whole or not at all."""
+    partial = target.with_name(f".{target.name}.dcforge-partial")
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        partial.write_bytes(data)
+        partial.chmod(0o755)
+        partial.replace(target)
+    except OSError as err:
+        partial.unlink(missing_ok=True)
+        raise ToolError(f"could not write {target}: {err.strerror or err}") from None
+    return target
 
 
 def fetch(tool: str, dest: Path, pins: Mapping[str, tuple[str, str]], machine: str) -> Path:
@@ -171,12 +208,7 @@ def fetch(tool: str, dest: Path, pins: Mapping[str, tuple[str, str]], machine: s
             f"no [tool.dcforge-toolchain.upstream] pin for {key}: install {tool} by hand"
         )
     url, want = pins[key]
-    try:
-        with requests.get(url, timeout=(30, 300), stream=True) as answer:
-            answer.raise_for_status()
-            data = answer.raw.read(MAX_RELEASE_BYTES + 1, decode_content=True)
-    except requests.RequestException as err:
-        raise ToolError(f"could not download {tool} from {url}: {err}") from None
+    data = _download(url, tool)
     got = hashlib.sha256(data).hexdigest()
     if got != want:
         raise ToolError(
@@ -184,13 +216,7 @@ def fetch(tool: str, dest: Path, pins: Mapping[str, tuple[str, str]], machine: s
         )
     if url.endswith((".tar.gz", ".tgz")):
         data = _member(data, tool, url)
-    dest.mkdir(parents=True, exist_ok=True)
-    target = dest / tool
-    partial = dest / f".{tool}.dcforge-partial"
-    partial.write_bytes(data)
-    partial.chmod(0o755)
-    partial.replace(target)
-    return target
+    return _write_executable(dest / tool, data)
 
 
 def _member(data: bytes, name: str, url: str) -> bytes:
@@ -203,3 +229,79 @@ def _member(data: bytes, name: str, url: str) -> bytes:
             return content.read()
     except (tarfile.TarError, KeyError, OSError) as err:
         raise ToolError(f"{url}: no file '{name}' in the release tarball ({err})") from None
+
+
+def npm_tarball(package: str, version: str, integrity: str) -> bytes:
+    """A package's tarball from the npm registry, checked against its pinned integrity
+    (npm's ``sha512-<base64>``) before it is used."""
+    url = f"{NPM_REGISTRY}/{package}/-/{package.rsplit('/', 1)[-1]}-{version}.tgz"
+    data = _download(url, f"{package}@{version}")
+    algo, _, want = integrity.partition("-")
+    try:
+        ok = hashlib.new(algo, data).digest() == base64.b64decode(want, validate=True)
+    except (ValueError, binascii.Error):
+        ok = False
+    if not ok:
+        raise ToolError(
+            f"{package}@{version} from the npm registry does not match its pinned integrity "
+            f"{integrity} (pyproject.toml); refusing it"
+        )
+    return data
+
+
+def _npm_pin(pins: Mapping[str, str], package: str) -> tuple[str, str]:
+    if package not in pins or f"{package}#integrity" not in pins:
+        raise ToolError(f"pyproject.toml: no pin for {package} in [tool.dcforge-toolchain.npm]")
+    return pins[package], pins[f"{package}#integrity"]
+
+
+def install_node(state_root: Path, pins: Mapping[str, str], machine: str) -> Path:
+    """Node's own Linux build (npm's ``node-linux-<arch>``) under the state folder."""
+    if machine not in NODE_ARCHES:
+        raise ToolError(f"no Node.js build for {machine}: install Node.js 20 or newer")
+    package = f"node-linux-{NODE_ARCHES[machine]}"
+    version, integrity = _npm_pin(pins, package)
+    target = state_root / NODE_DIR / "bin" / "node"
+    stamp = target.with_name(".version")
+    if target.is_file() and stamp.is_file() and stamp.read_text() == version:
+        return target
+    data = npm_tarball(package, version, integrity)
+    _write_executable(target, _member(data, "package/bin/node", package))
+    stamp.write_text(version)
+    return target
+
+
+def install_cli(state_root: Path, pins: Mapping[str, str], node: str) -> Path:
+    """The pinned Dev Containers CLI (it has no dependencies: its tarball is the whole CLI)
+    under the state folder, started by ``node``; its ``.bin/devcontainer`` is what
+    dcforge runs."""
+    version, integrity = _npm_pin(pins, CLI_PACKAGE)
+    root = state_root / CLI_DIR / "node_modules"
+    package = root / CLI_PACKAGE
+    stamp = package / ".dcforge-version"
+    if not (stamp.is_file() and stamp.read_text() == version):
+        data = npm_tarball(CLI_PACKAGE, version, integrity)
+        shutil.rmtree(package, ignore_errors=True)
+        with tarfile.open(fileobj=io.BytesIO(data), mode="r:gz") as tar:
+            unpacked = package.with_name(".cli.dcforge-partial")
+            shutil.rmtree(unpacked, ignore_errors=True)
+            extract_plain(tar, unpacked)
+        (unpacked / "package").replace(package)
+        shutil.rmtree(unpacked, ignore_errors=True)
+        stamp.write_text(version)
+    main = shlex.quote(str(package / "devcontainer.js"))
+    script = f'#!/bin/sh\nexec {shlex.quote(node)} {main} "$@"\n'
+    return _write_executable(root / ".bin" / "devcontainer", script.encode())
+
+
+def install_node_tools(conf: Settings, env: Mapping[str, str]) -> Path:
+    """The Dev Containers CLI, on this machine's Node.js when it is 20 or newer, else on
+    Node's own build fetched for it."""
+    pins, path = toolchain.npm_pins(), env.get("PATH", os.defpath)
+    system = shutil.which("node", path=path)
+    version = _output([system, "--version"], env) if system else None
+    if system and version and hostplan.node_ok({"node": version}):
+        node = os.path.realpath(system)
+    else:
+        node = str(install_node(conf.state_root, pins, platform.machine()))
+    return install_cli(conf.state_root, pins, node)

@@ -39,6 +39,12 @@ def debian_pin(tool: str, path: Path = PYPROJECT) -> str:
     return str(suite[tool])
 
 
+def npm_pins(path: Path = PYPROJECT) -> dict[str, str]:
+    """``[tool.dcforge-toolchain.npm]``: package → version, ``package#integrity`` → npm's
+    integrity string."""
+    return debian_pins("npm", path)
+
+
 def debian_pins(suite: str, path: Path = PYPROJECT) -> dict[str, str]:
     """``[tool.dcforge-toolchain.<suite>]``: Debian package → upstream-version prefix."""
     table = _pyproject(path).get("tool")

@@ -12,6 +12,7 @@ import http.server
 import io
 import json
 import os
+import platform
 import re
 import shutil
 import socket
@@ -24,7 +25,7 @@ from pathlib import Path
 
 import pytest
 
-from dcforge import hostsetup, toolchain
+from dcforge import hostsetup, settings, toolchain
 from dcforge.errors import ToolError
 from tests.integration.conftest import base_env
 from tests.integration.runner_images import UBUNTU_2404
@@ -228,3 +229,29 @@ def test_the_shipped_release_pins_cover_both_architectures() -> None:
     pins = toolchain.upstream_pins()
     assert set(pins) == {"cosign.amd64", "cosign.arm64", "oras.amd64", "oras.arm64"}
     assert all(url.startswith("https://github.com/") for url, _ in pins.values())
+
+
+def test_without_a_node_20_the_cli_runs_on_nodes_own_build(tmp_path: Path) -> None:
+    """Debian 12 and Ubuntu 24.04 package Node.js 18 (and trixie's needs trixie's libc):
+    Node's own build comes from the npm registry, integrity checked, under the state folder,
+    and the pinned CLI runs on it. A wrong integrity is refused before anything is written."""
+    state = tmp_path / "state"
+    old_node = tmp_path / "bin/node"
+    old_node.parent.mkdir()
+    old_node.write_text("#!/bin/sh\necho v18.19.1\n")  # what Debian 12's nodejs says
+    old_node.chmod(0o755)
+    conf = settings.load(ROOT, {"DCFORGE_STATE_DIR": str(state)})
+    env = {"PATH": f"{old_node.parent}:{os.defpath}"}  # the old node is found first
+    cli = hostsetup.install_node_tools(conf, env)
+    node = state / "tools/node/bin/node"
+    assert f"exec {node} " in cli.read_text()
+    ran = subprocess.run([str(cli), "--version"], capture_output=True, text=True, check=True)
+    assert ran.stdout.strip() == toolchain.npm_pins()["@devcontainers/cli"]
+    version = subprocess.run([str(node), "--version"], capture_output=True, text=True, check=True)
+    package = f"node-linux-{hostsetup.NODE_ARCHES[platform.machine()]}"
+    assert version.stdout.strip() == "v" + toolchain.npm_pins()[package]
+
+    pins = toolchain.npm_pins()
+    wrong = pins["@devcontainers/cli#integrity"][:-6] + "AAAAA="
+    with pytest.raises(ToolError, match="does not match its pinned integrity"):
+        hostsetup.npm_tarball("@devcontainers/cli", pins["@devcontainers/cli"], wrong)
