@@ -123,6 +123,11 @@ def parse_os_release(text: str) -> dict[str, str]:
     return out
 
 
+def bookworm(os_release: Mapping[str, str]) -> bool:
+    """Debian 12 itself (its suites lack buildx, cosign, oras; dcforge takes them from trixie)."""
+    return os_release.get("ID") == "debian" and os_release.get("VERSION_CODENAME") == "bookworm"
+
+
 def family(os_release: Mapping[str, str]) -> str:
     """``debian`` or ``ubuntu`` (by ID, then ID_LIKE: a derivative installs like its parent),
     else ""."""
@@ -214,29 +219,39 @@ def plan(facts: HostFacts, trixie: frozenset[str] = frozenset()) -> HostPlan:
     fam = family(facts.os_release)
     missing = needed(facts)
     if facts.github_actions or not (facts.root and facts.apt and fam):
-        manual = tuple(_advice(tool, facts) for tool in missing)
+        trixie = trixie if bookworm(facts.os_release) else frozenset()
+        manual = tuple(_advice(tool, facts, trixie) for tool in missing)
         return HostPlan(fam, (), (), (), manual, _arm64(facts, False))
     names = DEBIAN_PACKAGES if fam == "debian" else UBUNTU_PACKAGES
+    # Only Debian 12 takes packages from trixie; Debian 13 and other Debian-family systems
+    # take everything from their own suites.
+    trixie = trixie if bookworm(facts.os_release) else frozenset()
     download = tuple(t for t in missing if fam == "ubuntu" and t in UBUNTU_UNPACKAGED)
     unpackaged: tuple[str, ...] = download
     if _wants_qemu(facts):
         missing.append("qemu")
     packages = sorted({names[tool] for tool in missing if tool not in unpackaged})
-    if fam == "debian" and "docker.io" in packages:
+    if "docker.io" in trixie and "docker.io" in packages:
         packages.append("iptables")  # docker.io's, from bookworm (not trixie's)
-    from_trixie = tuple(p for p in packages if fam == "debian" and p in trixie)
+    from_trixie = tuple(p for p in packages if p in trixie)
     own = tuple(p for p in packages if p not in from_trixie)
     manual = tuple(
-        _advice(tool, facts) for tool in missing if tool in unpackaged and tool not in download
+        _advice(tool, facts, trixie)
+        for tool in missing
+        if tool in unpackaged and tool not in download
     )
     return HostPlan(fam, own, from_trixie, download, manual, _arm64(facts, "qemu" in missing))
 
 
-def _advice(tool: str, facts: HostFacts) -> str:
+def _advice(tool: str, facts: HostFacts, trixie: frozenset[str]) -> str:
     if facts.github_actions and tool in ACTIONS:
         return f"{tool}: add {ACTIONS[tool]} to the workflow"
     fam = family(facts.os_release)
     if fam and tool in DEBIAN_PACKAGES and not (fam == "ubuntu" and tool in UBUNTU_UNPACKAGED):
-        names = DEBIAN_PACKAGES if fam == "debian" else UBUNTU_PACKAGES
-        return f"{tool}: apt-get install {names[tool]} (as root)"
+        package = (DEBIAN_PACKAGES if fam == "debian" else UBUNTU_PACKAGES)[tool]
+        if package in trixie:
+            return f"{tool}: run scripts/bootstrap as root (it installs {package} from trixie)"
+        return f"{tool}: apt-get install {package} (as root)"
+    if fam == "ubuntu" and tool in UBUNTU_UNPACKAGED:
+        return f"{tool}: run scripts/bootstrap as root (it installs {tool}'s pinned release)"
     return f"{tool}: install {UPSTREAM[tool]}"

@@ -26,7 +26,6 @@ from dcforge import hostplan, toolchain
 from dcforge.errors import ToolError
 from dcforge.files import extract_plain
 from dcforge.settings import Settings, is_loopback
-from dcforge.tools.registry import registry_host
 
 BINFMT = Path("/proc/sys/fs/binfmt_misc")
 OS_RELEASE = (Path("/etc/os-release"), Path("/usr/lib/os-release"))
@@ -59,8 +58,9 @@ def _output(argv: list[str], env: Mapping[str, str]) -> str | None:
 
 def _binfmt_entries() -> dict[str, str]:
     entries: dict[str, str] = {}
-    if not BINFMT.is_dir():
-        return entries
+    status = BINFMT / "status"
+    if not BINFMT.is_dir() or (status.is_file() and status.read_text().strip() == "disabled"):
+        return entries  # binfmt_misc off as a whole: no handler runs
     for entry in BINFMT.iterdir():
         if entry.name in ("register", "status"):
             continue
@@ -106,17 +106,29 @@ def read_facts(conf: Settings, env: Mapping[str, str]) -> hostplan.HostFacts:
         binfmt=_binfmt_entries(),
         tools=tools,
         engine_up=bool(engine),
-        local_registry=is_loopback(conf.registry),
+        local_registry=_local_stack(conf),
     )
 
 
+def _local_stack(conf: Settings) -> bool:
+    """A registry on this machine is needed: to publish to, or for the base images."""
+    return is_loopback(conf.registry) or is_loopback(conf.base_registry)
+
+
 def registry_addr(conf: Settings, env: Mapping[str, str]) -> str:
-    """Where the local registry listens: DCFORGE_REGISTRY_ADDR, else the registry setting's
-    port on 127.0.0.1 (``localhost:5000/dcforge`` → ``127.0.0.1:5000``)."""
+    """Where the local registry listens: DCFORGE_REGISTRY_ADDR, else the port of the first
+    loopback one of the registry and base_registry settings on 127.0.0.1
+    (``localhost:5001/dcforge`` → ``127.0.0.1:5001``; no port: 5000)."""
     if env.get("DCFORGE_REGISTRY_ADDR"):
         return env["DCFORGE_REGISTRY_ADDR"]
-    _, _, port = registry_host(conf.registry).rpartition(":")
-    return f"127.0.0.1:{port}" if port.isdigit() else DEFAULT_REGISTRY_ADDR
+    for reference in (conf.registry, conf.base_registry):
+        if is_loopback(reference):
+            host = reference.split("/", 1)[0]
+            _, colon, port = host.rpartition(":")
+            if colon and port.isdigit() and not host.endswith("]"):
+                return f"127.0.0.1:{port}"
+            break
+    return DEFAULT_REGISTRY_ADDR
 
 
 def settings_lines(conf: Settings, env: Mapping[str, str]) -> list[str]:
@@ -125,7 +137,7 @@ def settings_lines(conf: Settings, env: Mapping[str, str]) -> list[str]:
         "DCF_STATE": str(conf.state_root),
         "DCF_REGISTRY": conf.registry,
         "DCF_BASE_REGISTRY": conf.base_registry,
-        "DCF_LOCAL": "1" if is_loopback(conf.registry) else "0",
+        "DCF_LOCAL": "1" if _local_stack(conf) else "0",
         "DCF_LOCAL_BASES": "1" if is_loopback(conf.base_registry) else "0",
         "DCF_REGISTRY_ADDR": registry_addr(conf, env),
         "DCF_MIRROR": env.get("DCFORGE_DEBIAN_MIRROR", "http://deb.debian.org/debian"),
@@ -138,9 +150,9 @@ def plan_lines(conf: Settings, env: Mapping[str, str]) -> list[str]:
     facts = read_facts(conf, env)
     trixie_pins, bookworm_pins = toolchain.debian_pins("trixie"), toolchain.debian_pins("bookworm")
     made = hostplan.plan(facts, frozenset(trixie_pins) | {"nodejs", "npm"})
-    # Debian installs dcforge's pinned versions (an upstream-version prefix: a Debian
-    # revision bump is taken, a new release is not); Ubuntu its archive's own.
-    pins = {**bookworm_pins, **trixie_pins} if made.family == "debian" else {}
+    # Debian 12 installs dcforge's pinned versions (an upstream-version prefix: a Debian
+    # revision bump is taken, a new release is not); any other system its own suites'.
+    pins = {**bookworm_pins, **trixie_pins} if hostplan.bookworm(facts.os_release) else {}
 
     def pinned(packages: tuple[str, ...]) -> tuple[str, ...]:
         return tuple(f"{p}={pins[p]}*" if p in pins else p for p in packages)

@@ -106,7 +106,10 @@ def _installed(tool: str, folder: Path) -> str:
     if found is None:
         raise FileNotFoundError(f"{tool} is not on this machine's PATH")
     folder.mkdir(parents=True, exist_ok=True)
-    os.link(os.path.realpath(found), folder / tool)
+    try:
+        os.link(os.path.realpath(found), folder / tool)
+    except OSError:  # another file system: a copy keeps its mode and still runs
+        shutil.copy2(os.path.realpath(found), folder / tool)
     return str(folder)
 
 

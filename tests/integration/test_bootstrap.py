@@ -96,6 +96,11 @@ def _on_runner(
     return done, UBUNTU_2404.apt_calls(runner_dir)
 
 
+# build-publish.yml's endpoints: GHCR, and the base images from Docker Hub.
+WORKFLOW_ENV = {
+    "DCFORGE_REGISTRY": "ghcr.io/acme/images",
+    "DCFORGE_BASE_REGISTRY": "docker.io/library",
+}
 # What the workflow's build job sets up before its session runs scripts/bootstrap.
 BUILD_JOB_SETUP = {
     "docker/setup-qemu-action": {"platforms": "arm64"},
@@ -107,7 +112,7 @@ BUILD_JOB_SETUP = {
 def test_on_githubs_ubuntu_2404_runner_it_installs_nothing_and_finds_emulation(
     stack: str, tmp_path: Path
 ) -> None:
-    done, apt = _on_runner(tmp_path, BUILD_JOB_SETUP, {"DCFORGE_REGISTRY": "ghcr.io/acme/images"})
+    done, apt = _on_runner(tmp_path, BUILD_JOB_SETUP, WORKFLOW_ENV)
     assert done.returncode == 0, done.stdout + done.stderr
     assert apt == []
     assert "arm64:     emulated" in done.stdout, done.stdout
@@ -118,14 +123,14 @@ def test_on_the_runner_a_job_without_setup_qemu_gets_a_warning_not_a_failure(
     stack: str, tmp_path: Path
 ) -> None:
     setup = {k: v for k, v in BUILD_JOB_SETUP.items() if k != "docker/setup-qemu-action"}
-    done, apt = _on_runner(tmp_path, setup, {"DCFORGE_REGISTRY": "ghcr.io/acme/images"})
+    done, apt = _on_runner(tmp_path, setup, WORKFLOW_ENV)
     assert done.returncode == 0, done.stdout + done.stderr
     assert apt == [] and "arm64 permutations will not build" in done.stdout
 
 
 def test_on_the_runner_a_missing_tool_names_its_setup_action(stack: str, tmp_path: Path) -> None:
     setup = {k: v for k, v in BUILD_JOB_SETUP.items() if k != "sigstore/cosign-installer"}
-    done, apt = _on_runner(tmp_path, setup, {"DCFORGE_REGISTRY": "ghcr.io/acme/images"})
+    done, apt = _on_runner(tmp_path, setup, WORKFLOW_ENV)
     assert done.returncode == 1 and apt == []
     assert "::error::this machine lacks what dcforge's stack needs" in done.stderr
     assert "cosign: add sigstore/cosign-installer to the workflow" in done.stdout
@@ -141,14 +146,17 @@ def _free_port() -> int:
 def test_a_registry_set_only_in_pyproject_is_the_one_bootstrap_acts_on(
     stack: str, tmp_path: Path
 ) -> None:
-    """[tool.dcforge].registry names GHCR and no DCFORGE_REGISTRY is set: no local registry
-    is started (the script used to read only the environment and start one)."""
+    """[tool.dcforge] names GHCR and Docker Hub and no DCFORGE_* says otherwise: no local
+    registry is started (the script used to read only the environment and start one), and
+    base-images has nothing to make."""
     project = tmp_path / "project"
     for name in ("scripts", "src"):
         shutil.copytree(ROOT / name, project / name, ignore=shutil.ignore_patterns("__pycache__"))
     pyproject = (ROOT / "pyproject.toml").read_text()
     mine = pyproject.replace(
-        'registry = "localhost:5000/dcforge"', 'registry = "ghcr.io/acme/images"', 1
+        'registry = "localhost:5000/dcforge"\nbase_registry = "localhost:5000/library"',
+        'registry = "ghcr.io/acme/images"\nbase_registry = "docker.io/library"',
+        1,
     )
     assert mine != pyproject
     (project / "pyproject.toml").write_text(mine)
@@ -162,6 +170,12 @@ def test_a_registry_set_only_in_pyproject_is_the_one_bootstrap_acts_on(
         assert done.returncode == 0, done.stdout + done.stderr
         assert not (project / ".dcforge/run/registry.pid").exists(), done.stdout
         assert "ghcr.io/acme/images (remote; no local registry started)" in done.stdout
+        bases = subprocess.run(
+            [str(project / "scripts/base-images")], env=env, capture_output=True, text=True,
+            timeout=600, check=False,
+        )  # fmt: skip
+        assert bases.returncode == 0, bases.stderr
+        assert "base images come from docker.io/library (not local)" in bases.stdout
     finally:
         subprocess.run([str(project / "scripts/bootstrap"), "--stop"], env=env, check=False,
                        capture_output=True, timeout=120)  # fmt: skip

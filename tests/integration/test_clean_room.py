@@ -162,6 +162,15 @@ def _run_in(container: str, lines: list[str], log: Path, timeout: float) -> int:
     return done.returncode
 
 
+def _core_packages(container: str) -> str:
+    found = _docker(
+        "exec", container, "dpkg-query", "-W", "-f", "${Package} ${Version}\n",
+        "base-files", "libc6", "dpkg",
+    )  # fmt: skip
+    assert found.returncode == 0, found.stderr
+    return found.stdout
+
+
 def _tail(log: Path) -> str:
     return log.read_text(errors="replace")[-LOG_TAIL:]
 
@@ -177,6 +186,7 @@ def _shipped() -> set[str]:
 @pytest.mark.timeout(3000)
 def test_the_readme_runs_on_a_stock_debian_12(clean_room: tuple[str, Path]) -> None:
     container, work = clean_room
+    core = _core_packages(container)
     quick_start = commands("Quick start")
     log = work / "main-job.log"
     code = _run_in(container, quick_start, log, timeout=2400)
@@ -189,6 +199,9 @@ def test_the_readme_runs_on_a_stock_debian_12(clean_room: tuple[str, Path]) -> N
     assert "Session main was successful" in text, _tail(log)
     python = _docker("exec", container, "python3", "--version").stdout.split()[-1]
     assert python.startswith("3.11."), python  # Debian 12's own, not a newer one
+    # Packages from trixie came without trixie's core: still Debian 12 (a libc6 and
+    # base-files from trixie would make the machine call itself Debian 13).
+    assert _core_packages(container) == core
 
     # The set-up half of the test command: its installs, bootstrap and base images, then
     # collection of every test (nothing run: the suite runs on this machine's CI).

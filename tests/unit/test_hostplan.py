@@ -92,13 +92,29 @@ def test_the_family_comes_from_id_then_id_like(text: str, family: str) -> None:
 
 def test_a_stock_debian_12_installs_everything_it_lacks_named_for_debian() -> None:
     """The five a fresh machine lacked: the docker CLI, curl, arch-test (and the rest)."""
-    made = hostplan.plan(facts(tools={"npm": ""}), TRIXIE)
+    made = hostplan.plan(facts(tools={}), TRIXIE)
     assert made.family == "debian" and not made.manual
-    assert {"docker.io", "docker-cli", "docker-buildx", "cosign", "oras", "docker-registry",
-            "nodejs"} <= set(made.install_trixie)  # fmt: skip
+    assert {"docker.io", "docker-cli", "docker-buildx", "cosign", "oras", "docker-registry"} <= set(
+        made.install_trixie
+    )
     assert {"curl", "arch-test", "mmdebstrap", "debootstrap", "busybox-static", "skopeo",
             "qemu-user-static", "iptables"} <= set(made.install)  # fmt: skip
     assert made.arm64 == "register"  # once qemu-user-static is in
+
+
+def test_debian_13_takes_everything_from_its_own_suites() -> None:
+    """No trixie source on trixie, and no bookworm version pins (trixie has other versions)."""
+    trixie = hostplan.parse_os_release(DEBIAN_12.replace("bookworm", "trixie"))
+    made = hostplan.plan(facts(os_release=trixie), TRIXIE)
+    assert made.family == "debian" and made.install_trixie == ()
+    assert {"docker.io", "docker-cli", "cosign", "oras", "arch-test"} <= set(made.install)
+    assert "iptables" not in made.install
+
+
+def test_not_root_on_debian_12_is_told_to_run_bootstrap_for_what_comes_from_trixie() -> None:
+    made = hostplan.plan(facts(root=False), TRIXIE)
+    assert "cosign: run scripts/bootstrap as root (it installs cosign from trixie)" in made.manual
+    assert "skopeo: apt-get install skopeo (as root)" in made.manual
 
 
 def test_a_machine_with_a_docker_client_still_gets_the_engine() -> None:
@@ -158,7 +174,7 @@ def test_ubuntu_installs_from_its_own_archive_and_names_what_it_lacks() -> None:
     )
     assert "docker-cli" not in made.install  # Ubuntu's docker.io carries the client
     assert made.download == ("cosign", "oras")  # release binaries, by pinned sha256
-    assert [line.split(":")[0] for line in made.manual] == ["node", "npm"]
+    assert made.manual == ()  # Node.js: the CLI's own, fetched with it (hostsetup)
 
 
 def test_anything_else_gets_one_list_and_no_install() -> None:
