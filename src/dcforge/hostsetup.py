@@ -182,11 +182,24 @@ CLI_DIR = Path("tools/devcontainer-cli")
 NODE_DIR = Path("tools/node")
 
 
+# What the machine trusts (curl's and apt's store, with the CAs a network adds to it), before
+# requests' own bundle: a proxy's CA installed with update-ca-certificates is honoured.
+SYSTEM_CA_BUNDLES = (
+    Path("/etc/ssl/certs/ca-certificates.crt"),  # Debian, Ubuntu
+    Path("/etc/pki/tls/certs/ca-bundle.crt"),  # Fedora, RHEL
+)
+
+
+def _verify() -> str | bool:
+    found = next((path for path in SYSTEM_CA_BUNDLES if path.is_file()), None)
+    return str(found) if found else True
+
+
 def _download(url: str, what: str) -> bytes:
     """``url``'s body (redirects followed, at most MAX_DOWNLOAD_BYTES); one clear error."""
     data = bytearray()
     try:
-        with requests.get(url, timeout=(30, 300), stream=True) as answer:
+        with requests.get(url, timeout=(30, 300), stream=True, verify=_verify()) as answer:
             answer.raise_for_status()
             for chunk in answer.iter_content(chunk_size=1 << 20):
                 data += chunk
