@@ -89,7 +89,9 @@ class RunnerImage:
                 (runner_dir / "image/binfmt_misc/qemu-aarch64").write_text(entry + AARCH64)
             return []
         if action == "sigstore/cosign-installer":
-            return [_installed("cosign", runner_dir / "home/.cosign")]
+            folder = _installed("cosign", runner_dir / "home/.cosign")
+            _reports_release(Path(folder) / "cosign", given.get("cosign-release", ""))
+            return [folder]
         if action == "oras-project/setup-oras":
             return [_installed("oras", runner_dir / "temp" / str(uuid.uuid4()))]
         return []
@@ -97,6 +99,23 @@ class RunnerImage:
 
 def q(path: object) -> str:
     return shlex.quote(str(path))
+
+
+def _reports_release(binary: Path, release: str) -> None:
+    """cosign-installer installs the upstream release, whose ``version --json`` names it;
+    Debian's build of the same source says "devel" (no release ldflags). The binary stays
+    Debian's; only its self-report is the release the action was asked for."""
+    real = binary.with_name(f".{binary.name}-build")
+    binary.rename(real)
+    binary.write_text(
+        "#!/bin/sh\n"
+        'if [ "$1" = version ]; then\n'
+        f'  {q(real)} "$@" | sed "s/\\"gitVersion\\": *\\"devel\\"/\\"gitVersion\\": \\"{release}\\"/"\n'
+        "  exit 0\n"
+        "fi\n"
+        f'exec {q(real)} "$@"\n'
+    )
+    binary.chmod(0o755)
 
 
 def _installed(tool: str, folder: Path) -> str:
@@ -145,7 +164,9 @@ UBUNTU_2404 = RunnerImage(
             "cmd/binfmt/config.go (flags CF + P from QEMU_PRESERVE_ARGV0 in docker-bake.hcl)",
         ),
         (
-            "no cosign; sigstore/cosign-installer puts it in $HOME/.cosign on GITHUB_PATH",
+            "no cosign; sigstore/cosign-installer puts the release it is asked for in "
+            "$HOME/.cosign on GITHUB_PATH (its version --json names that release; Debian's "
+            "build, which stands in for it, says devel)",
             "sigstore/cosign-installer action.yml (install-dir default)",
         ),
         (
