@@ -29,19 +29,12 @@ from dcforge.settings import Settings, is_loopback
 
 BINFMT = Path("/proc/sys/fs/binfmt_misc")
 OS_RELEASE = (Path("/etc/os-release"), Path("/usr/lib/os-release"))
-# Tool → the command that says it is there (its version is read only where it matters).
-COMMANDS = {
-    "dockerd": "dockerd",
-    "docker": "docker",
-    "cosign": "cosign",
-    "oras": "oras",
-    "skopeo": "skopeo",
-    "curl": "curl",
-    "docker-registry": "docker-registry",
-    "debootstrap": "debootstrap",
-    "mmdebstrap": "mmdebstrap",
-    "arch-test": "arch-test",
-}
+# Tools found by their command on PATH (their version is read only where it matters);
+# busybox, qemu, buildx and node are found otherwise (read_facts).
+COMMANDS: tuple[str, ...] = (
+    *("dockerd", "docker", "cosign", "oras", "skopeo", "curl"),
+    *("docker-registry", "debootstrap", "mmdebstrap", "arch-test"),
+)
 DEFAULT_REGISTRY_ADDR = "127.0.0.1:5000"
 
 
@@ -81,7 +74,7 @@ def _os_release() -> dict[str, str]:
 def read_facts(conf: Settings, env: Mapping[str, str]) -> hostplan.HostFacts:
     """What this machine has: os-release, tools on PATH, binfmt handlers, the engine."""
     path = env.get("PATH", os.defpath)
-    tools = {name: "" for name, cmd in COMMANDS.items() if shutil.which(cmd, path=path)}
+    tools = {name: "" for name in COMMANDS if shutil.which(name, path=path)}
     if Path("/bin/busybox").is_file():
         tools["busybox"] = ""
     if Path("/usr/lib/binfmt.d/qemu-aarch64.conf").is_file():
