@@ -126,7 +126,7 @@ def _host_plan(
     if args.fetch:
         pins = toolchain.upstream_pins()
         for tool in args.fetch:
-            found = hostsetup.fetch(tool, Path("/usr/local/bin"), pins, platform.machine())
+            found = hostsetup.fetch(tool, Path("/usr/local/bin"), pins, platform.machine(), env)
             log.info(f"{tool}: {found}")
         return 0
     if args.node_tools:

@@ -102,7 +102,7 @@ class HostFacts:
 class HostPlan:
     family: str  # "debian", "ubuntu" or "" (neither: nothing is installed)
     install: tuple[str, ...]  # packages from the distribution's own suites
-    install_trixie: tuple[str, ...]  # Debian only: from trixie at the low pin
+    install_trixie: tuple[str, ...]  # Debian 12/13: the trixie pins, by exact version
     download: tuple[str, ...]  # tools from their projects' releases, by pinned sha256
     manual: tuple[str, ...]  # what the user must install, with where it comes from
     arm64: str  # native | ok | register | missing
@@ -126,6 +126,16 @@ def parse_os_release(text: str) -> dict[str, str]:
 def bookworm(os_release: Mapping[str, str]) -> bool:
     """Debian 12 itself (its suites lack buildx, cosign, oras; dcforge takes them from trixie)."""
     return os_release.get("ID") == "debian" and os_release.get("VERSION_CODENAME") == "bookworm"
+
+
+def takes_trixie_pins(os_release: Mapping[str, str]) -> bool:
+    """Debian 12, and Debian 13, whose own versions the trixie pins are — also a Debian 12
+    that calls itself 13 because an older dcforge took trixie's base-files along (its suites
+    are still bookworm's: without the exact versions apt would pick bookworm's docker.io)."""
+    return os_release.get("ID") == "debian" and os_release.get("VERSION_CODENAME") in (
+        "bookworm",
+        "trixie",
+    )
 
 
 def family(os_release: Mapping[str, str]) -> str:
@@ -219,13 +229,13 @@ def plan(facts: HostFacts, trixie: frozenset[str] = frozenset()) -> HostPlan:
     fam = family(facts.os_release)
     missing = needed(facts)
     if facts.github_actions or not (facts.root and facts.apt and fam):
-        trixie = trixie if bookworm(facts.os_release) else frozenset()
+        trixie = trixie if takes_trixie_pins(facts.os_release) else frozenset()
         manual = tuple(_advice(tool, facts, trixie) for tool in missing)
         return HostPlan(fam, (), (), (), manual, _arm64(facts, False))
     names = DEBIAN_PACKAGES if fam == "debian" else UBUNTU_PACKAGES
-    # Only Debian 12 takes packages from trixie; Debian 13 and other Debian-family systems
-    # take everything from their own suites.
-    trixie = trixie if bookworm(facts.os_release) else frozenset()
+    # The pinned trixie packages go in by exact version on Debian 12 and 13; other
+    # Debian-family systems take everything from their own suites.
+    trixie = trixie if takes_trixie_pins(facts.os_release) else frozenset()
     download = tuple(t for t in missing if fam == "ubuntu" and t in UBUNTU_UNPACKAGED)
     unpackaged: tuple[str, ...] = download
     if _wants_qemu(facts):

@@ -9,15 +9,19 @@ from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
+import fcntl
 import hashlib
 import io
+import json
 import os
 import platform
 import shlex
 import shutil
 import subprocess
 import tarfile
-from collections.abc import Mapping
+import tempfile
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 import requests
@@ -142,10 +146,14 @@ def plan_lines(conf: Settings, env: Mapping[str, str]) -> list[str]:
     """The settings and the host plan, as shell assignments for ``eval``."""
     facts = read_facts(conf, env)
     trixie_pins, bookworm_pins = toolchain.debian_pins("trixie"), toolchain.debian_pins("bookworm")
-    made = hostplan.plan(facts, frozenset(trixie_pins) | {"nodejs", "npm"})
-    # Debian 12 installs dcforge's pinned versions (an upstream-version prefix: a Debian
-    # revision bump is taken, a new release is not); any other system its own suites'.
-    pins = {**bookworm_pins, **trixie_pins} if hostplan.bookworm(facts.os_release) else {}
+    made = hostplan.plan(facts, frozenset(trixie_pins))
+    # dcforge's pinned versions (an upstream-version prefix: a Debian revision bump is taken,
+    # a new release is not): the trixie ones on Debian 12 and 13, bookworm's on Debian 12.
+    release = facts.os_release
+    pins = {
+        **(bookworm_pins if hostplan.bookworm(release) else {}),
+        **(trixie_pins if hostplan.takes_trixie_pins(release) else {}),
+    }
 
     def pinned(packages: tuple[str, ...]) -> tuple[str, ...]:
         return tuple(f"{p}={pins[p]}*" if p in pins else p for p in packages)
@@ -163,6 +171,7 @@ def plan_lines(conf: Settings, env: Mapping[str, str]) -> list[str]:
         f"DCF_NODE={'system' if hostplan.node_ok(facts.tools) else 'fetch'}",
         f"DCF_ARM64={made.arm64}",
         f"DCF_ACTIONS={'1' if facts.github_actions else '0'}",
+        f"DCF_ADD_TRIXIE={'1' if hostplan.bookworm(facts.os_release) else '0'}",
     ]
 
 
@@ -183,16 +192,21 @@ SYSTEM_CA_BUNDLES = (
 )
 
 
-def _verify() -> str | bool:
+def _verify(env: Mapping[str, str]) -> str | bool:
+    """The CA bundle a download trusts: one the environment names (as requests and curl
+    read them), else the system's, else requests' own."""
+    for name in ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE"):
+        if env.get(name):
+            return env[name]
     found = next((path for path in SYSTEM_CA_BUNDLES if path.is_file()), None)
     return str(found) if found else True
 
 
-def _download(url: str, what: str) -> bytes:
+def _download(url: str, what: str, env: Mapping[str, str]) -> bytes:
     """``url``'s body (redirects followed, at most MAX_DOWNLOAD_BYTES); one clear error."""
     data = bytearray()
     try:
-        with requests.get(url, timeout=(30, 300), stream=True, verify=_verify()) as answer:
+        with requests.get(url, timeout=(30, 300), stream=True, verify=_verify(env)) as answer:
             answer.raise_for_status()
             for chunk in answer.iter_content(chunk_size=1 << 20):
                 data += chunk
@@ -205,19 +219,29 @@ def _download(url: str, what: str) -> bytes:
 
 def _write_executable(target: Path, data: bytes) -> Path:
     """``data`` at ``target`` (mode 0755), whole or not at all."""
-    partial = target.with_name(f".{target.name}.dcforge-partial")
+    partial: Path | None = None
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
-        partial.write_bytes(data)
+        fd, name = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
+        partial = Path(name)
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
         partial.chmod(0o755)
         partial.replace(target)
     except OSError as err:
-        partial.unlink(missing_ok=True)
+        if partial is not None:
+            partial.unlink(missing_ok=True)
         raise ToolError(f"could not write {target}: {err.strerror or err}") from None
     return target
 
 
-def fetch(tool: str, dest: Path, pins: Mapping[str, tuple[str, str]], machine: str) -> Path:
+def fetch(
+    tool: str,
+    dest: Path,
+    pins: Mapping[str, tuple[str, str]],
+    machine: str,
+    env: Mapping[str, str],
+) -> Path:
     """Put ``tool``'s pinned release binary (its sha256 checked before anything is
     written) at ``dest/tool``; a tarball gives its member named ``tool``."""
     key = f"{tool}.{ARCHES.get(machine, machine)}"
@@ -226,7 +250,7 @@ def fetch(tool: str, dest: Path, pins: Mapping[str, tuple[str, str]], machine: s
             f"no [tool.dcforge-toolchain.upstream] pin for {key}: install {tool} by hand"
         )
     url, want = pins[key]
-    data = _download(url, tool)
+    data = _download(url, tool, env)
     got = hashlib.sha256(data).hexdigest()
     if got != want:
         raise ToolError(
@@ -249,11 +273,11 @@ def _member(data: bytes, name: str, url: str) -> bytes:
         raise ToolError(f"{url}: no file '{name}' in the release tarball ({err})") from None
 
 
-def npm_tarball(package: str, version: str, integrity: str) -> bytes:
+def npm_tarball(package: str, version: str, integrity: str, env: Mapping[str, str]) -> bytes:
     """A package's tarball from the npm registry, checked against its pinned integrity
     (npm's ``sha512-<base64>``) before it is used."""
     url = f"{NPM_REGISTRY}/{package}/-/{package.rsplit('/', 1)[-1]}-{version}.tgz"
-    data = _download(url, f"{package}@{version}")
+    data = _download(url, f"{package}@{version}", env)
     algo, _, want = integrity.partition("-")
     try:
         ok = hashlib.new(algo, data).digest() == base64.b64decode(want, validate=True)
@@ -273,53 +297,85 @@ def _npm_pin(pins: Mapping[str, str], package: str) -> tuple[str, str]:
     return pins[package], pins[f"{package}#integrity"]
 
 
-def install_node(state_root: Path, pins: Mapping[str, str], machine: str) -> Path:
+@contextlib.contextmanager
+def _tools_lock(state_root: Path) -> Iterator[None]:
+    """One installer at a time in a state folder (two bootstraps may run at once)."""
+    (state_root / "tools").mkdir(parents=True, exist_ok=True)
+    with (state_root / "tools" / ".lock").open("a") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        yield
+
+
+def _node_runs(node: Path, version: str, env: Mapping[str, str]) -> bool:
+    return node.is_file() and _output([str(node), "--version"], env) == f"v{version}"
+
+
+def install_node(
+    state_root: Path, pins: Mapping[str, str], machine: str, env: Mapping[str, str]
+) -> Path:
     """Node's own Linux build (npm's ``node-linux-<arch>``) under the state folder."""
     if machine not in NODE_ARCHES:
         raise ToolError(f"no Node.js build for {machine}: install Node.js 20 or newer")
     package = f"node-linux-{NODE_ARCHES[machine]}"
     version, integrity = _npm_pin(pins, package)
     target = state_root / NODE_DIR / "bin" / "node"
-    stamp = target.with_name(".version")
-    if target.is_file() and stamp.is_file() and stamp.read_text() == version:
+    if _node_runs(target, version, env):
         return target
-    data = npm_tarball(package, version, integrity)
+    data = npm_tarball(package, version, integrity, env)
     _write_executable(target, _member(data, "package/bin/node", package))
-    stamp.write_text(version)
+    if not _node_runs(target, version, env):
+        raise ToolError(f"{target} ({package}@{version}) does not run here")
     return target
 
 
-def install_cli(state_root: Path, pins: Mapping[str, str], node: str) -> Path:
+def install_cli(
+    state_root: Path, pins: Mapping[str, str], node: str, env: Mapping[str, str]
+) -> Path:
     """The pinned Dev Containers CLI (it has no dependencies: its tarball is the whole CLI)
-    under the state folder, started by ``node``; its ``.bin/devcontainer`` is what
-    dcforge runs."""
+    under the state folder, unpacked anew beside the old one and swapped in whole, started
+    by ``node``; its ``.bin/devcontainer`` is what dcforge runs."""
     version, integrity = _npm_pin(pins, CLI_PACKAGE)
     root = state_root / CLI_DIR / "node_modules"
     package = root / CLI_PACKAGE
-    stamp = package / ".dcforge-version"
-    if not (stamp.is_file() and stamp.read_text() == version):
-        data = npm_tarball(CLI_PACKAGE, version, integrity)
-        shutil.rmtree(package, ignore_errors=True)
+    data = npm_tarball(CLI_PACKAGE, version, integrity, env)
+    package.parent.mkdir(parents=True, exist_ok=True)
+    unpacked = Path(tempfile.mkdtemp(prefix=".cli-", dir=package.parent))
+    try:
         with tarfile.open(fileobj=io.BytesIO(data), mode="r:gz") as tar:
-            unpacked = package.with_name(".cli.dcforge-partial")
-            shutil.rmtree(unpacked, ignore_errors=True)
             extract_plain(tar, unpacked)
-        (unpacked / "package").replace(package)
+        (top,) = unpacked.iterdir()  # npm's "package/" (one folder, whatever its name)
+        meta = json.loads((top / "package.json").read_text())
+        if (meta.get("name"), meta.get("version")) != (CLI_PACKAGE, version):
+            raise ToolError(
+                f"the {CLI_PACKAGE} tarball names {meta.get('name')}@{meta.get('version')}"
+            )
+        old = package.with_name(f"{package.name}.old")
+        shutil.rmtree(old, ignore_errors=True)
+        if package.exists():
+            package.replace(old)
+        top.replace(package)
+        shutil.rmtree(old, ignore_errors=True)
+    except (tarfile.TarError, OSError, ValueError) as err:
+        raise ToolError(f"could not unpack {CLI_PACKAGE}@{version} under {root}: {err}") from None
+    finally:
         shutil.rmtree(unpacked, ignore_errors=True)
-        stamp.write_text(version)
     main = shlex.quote(str(package / "devcontainer.js"))
     script = f'#!/bin/sh\nexec {shlex.quote(node)} {main} "$@"\n'
     return _write_executable(root / ".bin" / "devcontainer", script.encode())
 
 
 def install_node_tools(conf: Settings, env: Mapping[str, str]) -> Path:
-    """The Dev Containers CLI, on this machine's Node.js when it is 20 or newer, else on
-    Node's own build fetched for it."""
+    """The Dev Containers CLI (installed anew: the bootstrap asks when the one there does not
+    answer with the pinned version), on this machine's Node.js when it is 20 or newer, else
+    on Node's own build fetched for it."""
     pins, path = toolchain.npm_pins(), env.get("PATH", os.defpath)
     system = shutil.which("node", path=path)
     version = _output([system, "--version"], env) if system else None
-    if system and version and hostplan.node_ok({"node": version}):
-        node = os.path.realpath(system)
-    else:
-        node = str(install_node(conf.state_root, pins, platform.machine()))
-    return install_cli(conf.state_root, pins, node)
+    with _tools_lock(conf.state_root):
+        if system and version and hostplan.node_ok({"node": version}):
+            # The path that answered, not its target: snap's and Volta's launchers pick
+            # what to run by the name they are called by.
+            node = os.path.abspath(system)
+        else:
+            node = str(install_node(conf.state_root, pins, platform.machine(), env))
+        return install_cli(conf.state_root, pins, node, env)

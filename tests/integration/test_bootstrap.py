@@ -6,6 +6,7 @@ dcforge's own reader, so a registry set only in pyproject.toml is the one it act
 
 from __future__ import annotations
 
+import concurrent.futures
 import functools
 import hashlib
 import http.server
@@ -222,21 +223,21 @@ def test_a_release_binary_is_installed_only_with_its_pinned_sha256(
         "oras.amd64": (f"{release_server}/oras.tar.gz", _sha(served / "oras.tar.gz")),
     }
     dest = tmp_path / "bin"
-    cosign = hostsetup.fetch("cosign", dest, pins, "x86_64")
-    oras = hostsetup.fetch("oras", dest, pins, "x86_64")
+    cosign = hostsetup.fetch("cosign", dest, pins, "x86_64", {})
+    oras = hostsetup.fetch("oras", dest, pins, "x86_64", {})
     assert cosign.read_bytes() == (served / "cosign-linux-amd64").read_bytes()
     assert oras.read_bytes() == b"#!/bin/sh\necho oras\n"
     assert os.access(cosign, os.X_OK) and os.access(oras, os.X_OK)
 
     tampered = {"cosign.amd64": (pins["cosign.amd64"][0], "0" * 64)}
     with pytest.raises(ToolError, match=r"dcforge pins 0{64} .*refusing it"):
-        hostsetup.fetch("cosign", tmp_path / "other", tampered, "x86_64")
+        hostsetup.fetch("cosign", tmp_path / "other", tampered, "x86_64", {})
     assert not (tmp_path / "other").exists()  # nothing written
     wrong_member = {"syft.amd64": pins["oras.amd64"]}
     with pytest.raises(ToolError, match=r"no file 'syft' in the release tarball"):
-        hostsetup.fetch("syft", tmp_path / "other", wrong_member, "x86_64")
+        hostsetup.fetch("syft", tmp_path / "other", wrong_member, "x86_64", {})
     with pytest.raises(ToolError, match=r"no .* pin for cosign\.arm64"):
-        hostsetup.fetch("cosign", dest, pins, "aarch64")
+        hostsetup.fetch("cosign", dest, pins, "aarch64", {})
 
 
 def test_the_shipped_release_pins_cover_both_architectures() -> None:
@@ -268,4 +269,24 @@ def test_without_a_node_20_the_cli_runs_on_nodes_own_build(tmp_path: Path) -> No
     pins = toolchain.npm_pins()
     wrong = pins["@devcontainers/cli#integrity"][:-6] + "AAAAA="
     with pytest.raises(ToolError, match="does not match its pinned integrity"):
-        hostsetup.npm_tarball("@devcontainers/cli", pins["@devcontainers/cli"], wrong)
+        hostsetup.npm_tarball("@devcontainers/cli", pins["@devcontainers/cli"], wrong, {})
+
+
+def test_two_installs_at_once_leave_one_working_cli(tmp_path: Path) -> None:
+    """Two bootstraps on one state folder (a lock serialises them; each swaps a whole
+    unpacked CLI in), and an install over a damaged one repairs it."""
+    conf = settings.load(ROOT, {"DCFORGE_STATE_DIR": str(tmp_path / "state")})
+    env = {"PATH": os.environ["PATH"]}
+    with concurrent.futures.ThreadPoolExecutor(2) as pool:
+        clis = list(pool.map(lambda _: hostsetup.install_node_tools(conf, env), range(2)))
+    assert clis[0] == clis[1]
+    want = toolchain.npm_pins()["@devcontainers/cli"]
+    ran = subprocess.run([str(clis[0]), "--version"], capture_output=True, text=True, check=True)
+    assert ran.stdout.strip() == want
+    package = tmp_path / "state/tools/devcontainer-cli/node_modules/@devcontainers/cli"
+    (package / "devcontainer.js").unlink()
+    hostsetup.install_node_tools(conf, env)
+    ran = subprocess.run([str(clis[0]), "--version"], capture_output=True, text=True, check=True)
+    assert ran.stdout.strip() == want
+    leftovers = [p.name for p in package.parent.iterdir() if p.name != "cli"]
+    assert leftovers == [], leftovers

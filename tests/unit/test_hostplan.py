@@ -102,13 +102,22 @@ def test_a_stock_debian_12_installs_everything_it_lacks_named_for_debian() -> No
     assert made.arm64 == "register"  # once qemu-user-static is in
 
 
-def test_debian_13_takes_everything_from_its_own_suites() -> None:
-    """No trixie source on trixie, and no bookworm version pins (trixie has other versions)."""
-    trixie = hostplan.parse_os_release(DEBIAN_12.replace("bookworm", "trixie"))
+def test_debian_13_takes_the_trixie_pins_and_the_rest_from_its_suites() -> None:
+    """Also a Debian 12 that an older bootstrap turned into a "13" (trixie's base-files) with
+    bookworm's suites: only the exact versions keep apt off bookworm's docker.io 20.10."""
+    trixie = hostplan.parse_os_release(DEBIAN_12.replace("bookworm", "trixie").replace("12", "13"))
     made = hostplan.plan(facts(os_release=trixie), TRIXIE)
+    assert {"docker.io", "docker-cli", "cosign", "oras"} <= set(made.install_trixie)
+    assert {"arch-test", "skopeo", "curl"} <= set(made.install)
+    assert not hostplan.bookworm(trixie)  # no trixie source added, no bookworm pins
+
+
+@pytest.mark.parametrize("codename", ["bullseye", "forky", ""])
+def test_other_debian_releases_take_everything_from_their_own_suites(codename: str) -> None:
+    release = hostplan.parse_os_release(DEBIAN_12.replace("bookworm", codename))
+    made = hostplan.plan(facts(os_release=release), TRIXIE)
     assert made.family == "debian" and made.install_trixie == ()
-    assert {"docker.io", "docker-cli", "cosign", "oras", "arch-test"} <= set(made.install)
-    assert "iptables" not in made.install
+    assert {"docker.io", "docker-cli", "cosign", "oras"} <= set(made.install)
 
 
 def test_not_root_on_debian_12_is_told_to_run_bootstrap_for_what_comes_from_trixie() -> None:

@@ -46,7 +46,7 @@ def executable(runner: Runner, state_root: Path, pyproject: Path) -> str:
     except ToolError:
         raise ToolError(
             f"the Dev Containers CLI is not installed ({installed}) — run scripts/bootstrap "
-            f"(npm install {PACKAGE}@{pinned_version(pyproject)})"
+            f"(it installs {PACKAGE}@{pinned_version(pyproject)})"
         ) from None
     want = pinned_version(pyproject)
     got = runner.run([path, "--version"], timeout=60, mutates=False).stdout.strip()
