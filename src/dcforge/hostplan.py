@@ -182,6 +182,15 @@ def _version(text: str) -> tuple[int, ...]:
     return tuple(int(part) for part in found[0].split(".")) if found else ()
 
 
+def buildx_version(output: str) -> str | None:
+    """The version in ``docker buildx version``'s line, when it is Docker's buildx (podman's
+    docker shim answers with buildah's version, which is no buildx at all)."""
+    fields = output.split()
+    if len(fields) >= 2 and fields[0].startswith("github.com/docker/buildx"):
+        return fields[1]
+    return None
+
+
 def node_ok(tools: Mapping[str, str]) -> bool:
     """A Node.js the Dev Containers CLI runs on (else Node's own build is fetched for it)."""
     version = _version(tools.get("node", ""))

@@ -84,10 +84,9 @@ def read_facts(conf: Settings, env: Mapping[str, str]) -> hostplan.HostFacts:
     if Path("/usr/lib/binfmt.d/qemu-aarch64.conf").is_file():
         tools["qemu"] = ""  # a handler to register (Debian's and Ubuntu's qemu-user-static)
     if "docker" in tools:
-        buildx = _output(["docker", "buildx", "version"], env)
-        if buildx:
-            fields = buildx.split()
-            tools["buildx"] = fields[1] if len(fields) > 1 else ""
+        buildx = hostplan.buildx_version(_output(["docker", "buildx", "version"], env) or "")
+        if buildx is not None:
+            tools["buildx"] = buildx
     node = shutil.which("node", path=path) and _output(["node", "--version"], env)
     if node:
         tools["node"] = node

@@ -245,3 +245,16 @@ def test_any_binfmt_text_is_read_without_error(text: str) -> None:
 @given(st.text())
 def test_any_os_release_text_is_read_without_error(text: str) -> None:
     hostplan.family(hostplan.parse_os_release(text))
+
+
+@pytest.mark.parametrize(
+    ("output", "version"),
+    [
+        ("github.com/docker/buildx 0.13.1+ds1 0.13.1+ds1-3", "0.13.1+ds1"),  # Debian's
+        ("github.com/docker/buildx v0.20.1 de5cc64", "v0.20.1"),  # the runner image's
+        ("buildah 1.33.7", None),  # podman-docker's shim
+        ("", None),
+    ],
+)
+def test_only_dockers_buildx_counts_as_buildx(output: str, version: str | None) -> None:
+    assert hostplan.buildx_version(output) == version
