@@ -237,29 +237,22 @@ def plan(facts: HostFacts, trixie: frozenset[str] = frozenset()) -> HostPlan:
     Debian packages dcforge pins from trixie."""
     fam = family(facts.os_release)
     missing = needed(facts)
-    if facts.github_actions or not (facts.root and facts.apt and fam):
-        trixie = trixie if takes_trixie_pins(facts.os_release) else frozenset()
-        manual = tuple(_advice(tool, facts, trixie) for tool in missing)
-        return HostPlan(fam, (), (), (), manual, _arm64(facts, False))
-    names = DEBIAN_PACKAGES if fam == "debian" else UBUNTU_PACKAGES
     # The pinned trixie packages go in by exact version on Debian 12 and 13; other
     # Debian-family systems take everything from their own suites.
     trixie = trixie if takes_trixie_pins(facts.os_release) else frozenset()
+    if facts.github_actions or not (facts.root and facts.apt and fam):
+        manual = tuple(_advice(tool, facts, trixie) for tool in missing)
+        return HostPlan(fam, (), (), (), manual, _arm64(facts, False))
+    names = DEBIAN_PACKAGES if fam == "debian" else UBUNTU_PACKAGES
     download = tuple(t for t in missing if fam == "ubuntu" and t in UBUNTU_UNPACKAGED)
-    unpackaged: tuple[str, ...] = download
     if _wants_qemu(facts):
         missing.append("qemu")
-    packages = sorted({names[tool] for tool in missing if tool not in unpackaged})
+    packages = sorted({names[tool] for tool in missing if tool not in download})
     if "docker.io" in trixie and "docker.io" in packages:
         packages.append("iptables")  # docker.io's, from bookworm (not trixie's)
     from_trixie = tuple(p for p in packages if p in trixie)
     own = tuple(p for p in packages if p not in from_trixie)
-    manual = tuple(
-        _advice(tool, facts, trixie)
-        for tool in missing
-        if tool in unpackaged and tool not in download
-    )
-    return HostPlan(fam, own, from_trixie, download, manual, _arm64(facts, "qemu" in missing))
+    return HostPlan(fam, own, from_trixie, download, (), _arm64(facts, "qemu" in missing))
 
 
 def _advice(tool: str, facts: HostFacts, trixie: frozenset[str]) -> str:
