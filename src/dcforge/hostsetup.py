@@ -30,6 +30,7 @@ from dcforge import hostplan, toolchain
 from dcforge.errors import ToolError
 from dcforge.files import extract_plain
 from dcforge.settings import Settings, is_loopback
+from dcforge.tools.devcontainer_cli import INSTALL_DIR, PACKAGE
 
 BINFMT = Path("/proc/sys/fs/binfmt_misc")
 OS_RELEASE = (Path("/etc/os-release"), Path("/usr/lib/os-release"))
@@ -137,6 +138,8 @@ def settings_lines(conf: Settings, env: Mapping[str, str]) -> list[str]:
         "DCF_LOCAL_BASES": "1" if is_loopback(conf.base_registry) else "0",
         "DCF_REGISTRY_ADDR": registry_addr(conf, env),
         "DCF_MIRROR": env.get("DCFORGE_DEBIAN_MIRROR", "http://deb.debian.org/debian"),
+        "DCF_CLI": str(conf.state_root / INSTALL_DIR / "node_modules" / ".bin" / "devcontainer"),
+        "DCF_CLI_VERSION": toolchain.npm_pins()[PACKAGE],
     }
     return [f"{name}={shlex.quote(value)}" for name, value in values.items()]
 
@@ -178,8 +181,6 @@ ARCHES = {"x86_64": "amd64", "aarch64": "arm64"}
 NODE_ARCHES = {"x86_64": "x64", "aarch64": "arm64"}
 MAX_DOWNLOAD_BYTES = 512 * 1024 * 1024
 NPM_REGISTRY = "https://registry.npmjs.org"
-CLI_PACKAGE = "@devcontainers/cli"
-CLI_DIR = Path("tools/devcontainer-cli")
 NODE_DIR = Path("tools/node")
 
 
@@ -333,10 +334,10 @@ def install_cli(
     """The pinned Dev Containers CLI (it has no dependencies: its tarball is the whole CLI)
     under the state folder, unpacked anew beside the old one and swapped in whole, started
     by ``node``; its ``.bin/devcontainer`` is what dcforge runs."""
-    version, integrity = _npm_pin(pins, CLI_PACKAGE)
-    root = state_root / CLI_DIR / "node_modules"
-    package = root / CLI_PACKAGE
-    data = npm_tarball(CLI_PACKAGE, version, integrity, env)
+    version, integrity = _npm_pin(pins, PACKAGE)
+    root = state_root / INSTALL_DIR / "node_modules"
+    package = root / PACKAGE
+    data = npm_tarball(PACKAGE, version, integrity, env)
     package.parent.mkdir(parents=True, exist_ok=True)
     unpacked = Path(tempfile.mkdtemp(prefix=".cli-", dir=package.parent))
     try:
@@ -344,10 +345,8 @@ def install_cli(
             extract_plain(tar, unpacked)
         (top,) = unpacked.iterdir()  # npm's "package/" (one folder, whatever its name)
         meta = json.loads((top / "package.json").read_text())
-        if (meta.get("name"), meta.get("version")) != (CLI_PACKAGE, version):
-            raise ToolError(
-                f"the {CLI_PACKAGE} tarball names {meta.get('name')}@{meta.get('version')}"
-            )
+        if (meta.get("name"), meta.get("version")) != (PACKAGE, version):
+            raise ToolError(f"the {PACKAGE} tarball names {meta.get('name')}@{meta.get('version')}")
         old = package.with_name(f"{package.name}.old")
         shutil.rmtree(old, ignore_errors=True)
         if package.exists():
@@ -355,7 +354,7 @@ def install_cli(
         top.replace(package)
         shutil.rmtree(old, ignore_errors=True)
     except (tarfile.TarError, OSError, ValueError) as err:
-        raise ToolError(f"could not unpack {CLI_PACKAGE}@{version} under {root}: {err}") from None
+        raise ToolError(f"could not unpack {PACKAGE}@{version} under {root}: {err}") from None
     finally:
         shutil.rmtree(unpacked, ignore_errors=True)
     main = shlex.quote(str(package / "devcontainer.js"))
