@@ -32,7 +32,15 @@ OS_EOSL = "DCFORGE-OS-EOSL"
 OS_UNSCANNED = "DCFORGE-OS-UNSCANNED"
 PACKAGES_MISMATCH = "DCFORGE-PKG-MISMATCH"
 NOTHING_SCANNED = "DCFORGE-NOTHING-SCANNED"
-COVERAGE_IDS = (OS_UNDETECTED, OS_EOSL, OS_UNSCANNED, PACKAGES_MISMATCH, NOTHING_SCANNED)
+OS_NO_ADVISORIES = "DCFORGE-OS-NO-ADVISORIES"
+COVERAGE_IDS = (
+    OS_UNDETECTED,
+    OS_EOSL,
+    OS_UNSCANNED,
+    OS_NO_ADVISORIES,
+    PACKAGES_MISMATCH,
+    NOTHING_SCANNED,
+)
 
 # Trivy and syft read the same package database (dpkg status, rpmdb, apk installed). They
 # differ only at the edges: syft lists dpkg entries in states Trivy skips (config-files,
@@ -183,6 +191,40 @@ class Coverage:
     lang_packages: int  # language packages Trivy scanned
     sbom_os_packages: int  # OS packages (deb/rpm/apk/…) in the syft SBOM
     unscanned: tuple[str, ...] = ()  # OS packages the SBOM lists and Trivy did not scan
+    # The DB bucket Trivy looks this OS's advisories up in (``debian 12``), and whether the
+    # DB holds one; None: not checked (no DB listing given)
+    db_platform: str = ""
+    db_has_platform: bool | None = None
+
+
+def advisory_platforms(family: str, release: str) -> tuple[str, ...]:
+    """The Trivy DB buckets that may hold advisories for ``family`` ``release``, as Trivy's
+    detectors name them (pkg/detector/ospkg/<family>): Debian by major version
+    (``debian 12``), Ubuntu by release (``ubuntu 24.04``), Alpine by major.minor
+    (``alpine 3.20``); a rolling distribution by its name alone (``wolfi``); any other
+    family by name + release or name + major. Debian testing reports ``forky/sid``, which
+    has no bucket: nothing is matched against it."""
+    fam, rel = family.strip().lower(), release.strip()
+    major = rel.split(".", 1)[0]
+    minor = ".".join(rel.split(".")[:2])
+    if fam == "debian":
+        return (f"debian {major}",)
+    if fam == "ubuntu":
+        return (f"ubuntu {rel}", f"ubuntu {minor}")
+    if fam == "alpine":
+        return (f"alpine {minor}",)
+    if fam in ("wolfi", "chainguard"):
+        return (fam,)
+    return tuple(dict.fromkeys(p.strip() for p in (f"{fam} {rel}", f"{fam} {major}")))
+
+
+def db_covers(platforms: Collection[str], family: str, release: str) -> tuple[str, bool]:
+    """(the bucket looked for, whether ``platforms`` — the DB's top-level buckets — holds
+    it); compared without case, as bucket names mix it (``Oracle Linux 9``)."""
+    wanted = advisory_platforms(family, release)
+    held = {p.lower() for p in platforms}
+    found = next((w for w in wanted if w in held), "")
+    return (found or wanted[0]), bool(found)
 
 
 class ReportError(ValueError):
@@ -225,11 +267,16 @@ def _int_list_len(value: Any) -> int:
 
 
 def read_coverage(
-    report: Any, sbom_os_packages: int, os_mode: str, sbom_os_names: Collection[str] = ()
+    report: Any,
+    sbom_os_packages: int,
+    os_mode: str,
+    sbom_os_names: Collection[str] = (),
+    db_platforms: Collection[str] | None = None,
 ) -> Coverage:
     """The coverage facts of a (parsable) Trivy report; malformed parts count as absent.
 
-    With ``sbom_os_names`` the packages are compared by name, not only counted.
+    With ``sbom_os_names`` the packages are compared by name, not only counted; with
+    ``db_platforms`` (the DB's top-level buckets) the detected OS must have advisories.
     """
     meta = report.get("Metadata") if isinstance(report, Mapping) else None
     os_info = meta.get("OS") if isinstance(meta, Mapping) else None
@@ -251,6 +298,9 @@ def read_coverage(
             scanned |= _package_names(result.get("Packages"))
         elif result.get("Class") == "lang-pkgs":
             lang_packages += _int_list_len(result.get("Packages"))
+    platform, covered = "", None
+    if family and db_platforms is not None:
+        platform, covered = db_covers(db_platforms, family, name)
     return Coverage(
         os_mode=os_mode,
         os=f"{family} {name}".strip() if family else "",
@@ -260,6 +310,8 @@ def read_coverage(
         lang_packages=lang_packages,
         sbom_os_packages=sbom_os_packages,
         unscanned=tuple(sorted(set(sbom_os_names) - scanned)),
+        db_platform=platform,
+        db_has_platform=covered,
     )
 
 
@@ -304,6 +356,13 @@ def _os_problems(cov: Coverage) -> list[tuple[str, str]]:
             "to a supported release"
         )
         return [(OS_EOSL, why)]
+    if cov.db_has_platform is False:
+        why = (
+            f"the vulnerability DB holds no advisories for {cov.os} (no '{cov.db_platform}' "
+            "data): Trivy matched its packages against nothing — use a release the DB covers, "
+            f"or waive {OS_NO_ADVISORIES} for this permutation with a reason and an expiry"
+        )
+        return [(OS_NO_ADVISORIES, why)]
     if cov.os_results == 0 or cov.os_packages == 0:
         why = (
             f"Trivy detected {cov.os} but scanned no OS packages (an OS version it does not "
@@ -391,6 +450,7 @@ def decide(
     today: dt.date,
     problems: Sequence[str] = (),
     scope: str = "",
+    db_platforms: Collection[str] | None = None,
 ) -> Verdict:
     """The verdict for one permutation. ``problems`` are failures found before deciding.
     ``scope`` is the permutation waivers name (default ``name``; a platform's verdict of a
@@ -410,12 +470,11 @@ def decide(
             findings = []
         else:
             if sbom_os_packages is not None:
-                verdict.coverage = read_coverage(report, sbom_os_packages, os_mode, sbom_os_names)
+                verdict.coverage = read_coverage(
+                    report, sbom_os_packages, os_mode, sbom_os_names, db_platforms
+                )
                 findings += [
-                    Finding(
-                        id=cid, package="(image)", installed="", fixed="", severity="", title=why
-                    )
-                    for cid, why in coverage_problems(verdict.coverage)
+                    _coverage_finding(cid, why) for cid, why in coverage_problems(verdict.coverage)
                 ]
         for f in findings:
             _judge(verdict, scope or name, f, policy, waivers, today)
@@ -438,6 +497,7 @@ def drift(
     today: dt.date,
     scope: str = "",
     os_mode: str = "required",
+    db_platforms: Collection[str] | None = None,
 ) -> Verdict:
     """A live image rescanned with today's DB: blocked by every finding the policy blocks
     that has a fix (a rebuild can pick it up) and no live waiver. A report that cannot be
@@ -451,9 +511,15 @@ def drift(
     # The scan must still see the image: an OS no longer detected, gone end-of-life, or
     # with no package scanned says nothing about drift (the gate's coverage ids, minus the
     # SBOM comparison: the release's SBOM is attested, not re-made here).
-    verdict.coverage = read_coverage(report, 0, os_mode)
+    verdict.coverage = read_coverage(report, 0, os_mode, db_platforms=db_platforms)
     for cid, why in _os_problems(verdict.coverage):
-        verdict.reasons.append(f"{cid}: {why}")
+        # Waivable as at the gate, but never "affected": a rebuild does not fix coverage.
+        problem = _coverage_finding(cid, why)
+        waiver = next((w for w in waivers if w.matches(scope or name, problem)), None)
+        if waiver is not None and not waiver.expired(today):
+            verdict.waived.append((problem, waiver))
+        else:
+            verdict.reasons.append(f"{cid}: {why}")
     for f in findings:
         verdict.counts[f.severity] = verdict.counts.get(f.severity, 0) + 1
         if f.severity not in policy.blocking:
@@ -478,6 +544,11 @@ def add_counts(counts: Iterable[Mapping[str, int]]) -> dict[str, int]:
         for severity, n in one.items():
             total[severity] = total.get(severity, 0) + n
     return total
+
+
+def _coverage_finding(cid: str, why: str) -> Finding:
+    """A coverage problem as a pseudo-finding: only a waiver naming the permutation lifts it."""
+    return Finding(id=cid, package="(image)", installed="", fixed="", severity="", title=why)
 
 
 def _judge(

@@ -45,6 +45,77 @@ class Advisory:
     platform: str = "debian 12"
 
 
+# bbolt's on-disk format (go.etcd.io/bbolt: page.go, node.go, db.go): every page starts
+# with a 16-byte header (id u64, flags u16, count u16, overflow u32); pages 0 and 1 hold
+# the meta (magic, version, page size, flags, root bucket {root page u64, sequence u64},
+# freelist, pgid, txid, checksum); a branch page's elements are (pos u32, ksize u32,
+# pgid u64), a leaf page's (flags u32, pos u32, ksize u32, vsize u32), pos counted from
+# the element itself; a leaf element with flag 1 is a bucket.
+BOLT_MAGIC = 0xED0CDAED
+_BRANCH, _LEAF, _BUCKET_LEAF = 0x01, 0x02, 0x01
+
+
+class DbFormatError(ValueError):
+    """A trivy.db that is not a bbolt file this reader understands."""
+
+
+def platforms(db_file: Path) -> frozenset[str]:
+    """The names of the top-level buckets of ``trivy.db``: the platforms (``debian 12``,
+    ``ubuntu 24.04``, ``alpine 3.20``, …) and language ecosystems it holds advisories for,
+    plus its own ``data-source`` and ``vulnerability`` buckets."""
+    with db_file.open("rb") as fh:
+        first = fh.read(PAGE_SIZE)
+        size = struct.unpack_from("<I", first, META_OFFSET + 8)[0] if len(first) >= 64 else 0
+        if not 512 <= size <= 1 << 20:
+            raise DbFormatError(f"{db_file}: not a bbolt file (page size {size})")
+        fh.seek(size)
+        page_size, root = _meta([first[META_OFFSET:][:64], fh.read(PAGE_SIZE)[META_OFFSET:][:64]])
+        names: set[str] = set()
+        _collect(fh, page_size, root, names, depth=0)
+    return frozenset(names)
+
+
+def _meta(metas: list[bytes]) -> tuple[int, int]:
+    """(page size, root page of the root bucket) from the newer valid meta page."""
+    best: tuple[int, int, int] | None = None
+    for meta in metas:
+        if len(meta) < 64:
+            continue
+        magic, _version, size, _flags, root, _seq, _free, _pgid, txid, checksum = struct.unpack(
+            "<IIIIQQQQQQ", meta
+        )
+        if magic != BOLT_MAGIC or checksum != _fnv1a64(meta[:META_CHECKSUM_OFFSET]):
+            continue
+        if best is None or txid > best[0]:
+            best = (txid, size, root)
+    if best is None:
+        raise DbFormatError("no valid bbolt meta page")
+    return best[1], best[2]
+
+
+def _collect(fh: Any, page_size: int, pgid: int, names: set[str], depth: int) -> None:
+    if depth > 32:
+        raise DbFormatError("bbolt tree deeper than 32 pages")
+    fh.seek(pgid * page_size)
+    header = fh.read(16)
+    if len(header) < 16:
+        raise DbFormatError(f"bbolt page {pgid} is past the end of the file")
+    _id, flags, count, overflow = struct.unpack("<QHHI", header)
+    fh.seek(pgid * page_size)
+    page = fh.read(page_size * (overflow + 1))
+    for i in range(count):
+        at = 16 + 16 * i
+        if flags & _BRANCH:
+            pos, ksize, child = struct.unpack_from("<IIQ", page, at)
+            _collect(fh, page_size, child, names, depth + 1)
+        elif flags & _LEAF:
+            leaf_flags, pos, ksize, _vsize = struct.unpack_from("<IIII", page, at)
+            if leaf_flags & _BUCKET_LEAF:
+                names.add(page[at + pos : at + pos + ksize].decode("utf-8", "replace"))
+        else:
+            raise DbFormatError(f"bbolt page {pgid} is neither a branch nor a leaf")
+
+
 def _fnv1a64(data: bytes) -> int:
     h = 0xCBF29CE484222325
     for byte in data:

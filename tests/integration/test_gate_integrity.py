@@ -83,7 +83,32 @@ context: ../images/eol
 base: "{base_registry}/busybox:latest"
 tags: [latest]
 """,
+    # The vulnerable zlib1g as Debian testing and as a Debian 14 the DB has no data for.
+    "sid.yaml": """\
+family: sid
+name: sid
+context: ../images/newer
+base: "{base_registry}/busybox:latest"
+build_args: {DEBIAN_VERSION: forky/sid}
+tags: [latest]
+""",
+    "deb14.yaml": """\
+family: deb14
+name: deb14
+context: ../images/newer
+base: "{base_registry}/busybox:latest"
+build_args: {DEBIAN_VERSION: "14.0"}
+tags: [latest]
+""",
 }
+NEWER = """\
+ARG BASE_IMAGE
+FROM ${BASE_IMAGE}
+ARG DEBIAN_VERSION
+COPY os-release /etc/os-release
+COPY status /var/lib/dpkg/status
+RUN echo "${DEBIAN_VERSION}" > /etc/debian_version
+"""
 
 
 def blocking_ids(root: Path, name: str) -> set[str]:
@@ -129,6 +154,10 @@ def blind_project(tmp_path_factory: pytest.TempPathFactory, namespace: str) -> P
         "ARG BASE_IMAGE\nFROM ${BASE_IMAGE}\nCOPY os-release /etc/os-release\n"
         "COPY status /var/lib/dpkg/status\nRUN echo 9.13 > /etc/debian_version\n"
     )
+    newer = root / "images/newer"
+    shutil.copytree(VULN_DIR, newer)
+    (newer / "Dockerfile").write_text(NEWER)
+    (newer / "os-release").write_text('ID=debian\nPRETTY_NAME="Debian GNU/Linux forky/sid"\n')
     (root / ".gitignore").write_text(".dcforge/\ndist/\n")
     git_commit(root, "blind images")
     result = run_dcforge("build", "--no-prune", cwd=root)
@@ -146,7 +175,7 @@ def test_an_image_the_scanner_cannot_see_into_blocks(
     result = gate(blind_project, trivy_db)
     assert result.returncode == 6, result.stderr
     last = result.stderr.strip().splitlines()[-1]
-    assert "3 of 4 permutation(s) blocked" in last
+    assert "5 of 6 permutation(s) blocked" in last
     # The flattened image: the planted CRITICAL in zlib1g is invisible to Trivy, and the gate
     # says so instead of "passed".
     assert blocking_ids(blind_project, "flat") == {"DCFORGE-OS-UNDETECTED", "DCFORGE-PKG-MISMATCH"}
@@ -154,6 +183,11 @@ def test_an_image_the_scanner_cannot_see_into_blocks(
     assert "Trivy scanned 0 OS package(s), the SBOM lists 1" in last
     assert blocking_ids(blind_project, "eol") == {"DCFORGE-OS-EOSL"}
     assert "debian 9.13 is end-of-life (EOSL)" in last
+    # The same vulnerable zlib1g the DB flags for Debian 12, on releases it has no data for:
+    # Trivy matches nothing and marks nothing end-of-life; the gate blocks anyway.
+    for name, release in (("sid", "forky/sid"), ("deb14", "14.0")):
+        assert blocking_ids(blind_project, name) == {"DCFORGE-OS-NO-ADVISORIES"}, name
+        assert f"holds no advisories for debian {release}" in last
     # Declared without an OS, and nothing else scanned either.
     assert blocking_ids(blind_project, "bare") == {"DCFORGE-NOTHING-SCANNED"}
     # Declared without an OS, and its language packages were scanned: that is a scan.
@@ -169,10 +203,13 @@ def test_an_image_the_scanner_cannot_see_into_blocks(
         blind_project,
         waiver("DCFORGE-OS-UNDETECTED", "permutations: [flat]"),
         waiver("DCFORGE-PKG-MISMATCH", "permutations: [flat]"),
+        waiver("DCFORGE-OS-NO-ADVISORIES", "permutations: [sid]"),
     )
     result = gate(blind_project, trivy_db)
     assert result.returncode == 6
     assert verdicts(blind_project)["flat"]["passed"] is True
+    assert verdicts(blind_project)["sid"]["passed"] is True
+    assert verdicts(blind_project)["deb14"]["passed"] is False  # the waiver names sid only
     summary = (blind_project / "dist/reports/summary.md").read_text()
     assert "## Waivers in force" in summary
     assert "| DCFORGE-OS-UNDETECTED | permutations: flat |" in summary

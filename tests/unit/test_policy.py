@@ -289,6 +289,63 @@ def test_a_coverage_waiver_lifts_only_with_a_live_expiry() -> None:
     assert not v.passed and "waiver expired on 2026-11-01" in v.reasons[0]
 
 
+def os_report(family: str, name: str) -> dict[str, Any]:
+    rep = seen([{"Target": "img"}])
+    rep["Metadata"]["OS"] = {"Family": family, "Name": name}
+    return rep
+
+
+@pytest.mark.parametrize(
+    ("family", "name", "held"),
+    [
+        ("debian", "12.5", True),
+        ("debian", "14.0", False),  # a release newer than the DB
+        ("debian", "forky/sid", False),  # testing: no bucket at all
+        ("ubuntu", "24.04", True),
+        ("ubuntu", "25.10", False),  # an interim release the DB has no data for
+        ("alpine", "3.20.3", True),
+        ("alpine", "3.21.0", False),
+        ("wolfi", "20230201", True),
+        ("weird", "1", False),
+    ],
+)
+def test_an_os_release_the_db_has_no_advisories_for_blocks(
+    family: str, name: str, held: bool
+) -> None:
+    platforms = {"debian 12", "ubuntu 24.04", "alpine 3.20", "wolfi", "data-source"}
+    v = policy.decide(
+        "perm",
+        report=os_report(family, name),
+        sbom_packages=10,
+        sbom_os_packages=OS_PACKAGES,
+        policy=POLICY,
+        waivers=[],
+        today=TODAY,
+        db_platforms=platforms,
+    )
+    assert v.passed is held
+    if not held:
+        assert [f.id for f in v.blocking] == ["DCFORGE-OS-NO-ADVISORIES"]
+        assert f"holds no advisories for {family} {name}" in v.reasons[0]
+    # Without a DB listing (a caller that has none) nothing is claimed either way.
+    assert decide(os_report(family, name)).coverage.db_has_platform is None  # type: ignore[union-attr]
+
+
+def test_no_advisories_is_waivable_per_permutation_in_the_gate_and_the_rescan() -> None:
+    sid = os_report("debian", "forky/sid")
+    live = policy.Waiver(
+        "DCFORGE-OS-NO-ADVISORIES", "testing base, tracked", dt.date(2026, 12, 31), ("perm",)
+    )
+    kwargs: dict[str, Any] = {"policy": POLICY, "today": TODAY, "db_platforms": {"debian 12"}}
+    common = {"sbom_packages": 10, "sbom_os_packages": OS_PACKAGES, **kwargs}
+    assert not policy.decide("perm", report=sid, waivers=[], **common).passed
+    assert policy.decide("perm", report=sid, waivers=[live], **common).passed
+    drifted = policy.drift("perm", sid, waivers=[], **kwargs)
+    assert not drifted.passed and not drifted.blocking  # failed, not "affected": no rebuild
+    assert "DCFORGE-OS-NO-ADVISORIES" in drifted.reasons[0]
+    assert policy.drift("perm", sid, waivers=[live], **kwargs).passed
+
+
 def test_ignore_unfixed_is_a_reported_policy_setting() -> None:
     unfixed = ("CVE-2099-0003", "bash", "5.2", "", "HIGH")
     assert not decide(report(unfixed)).passed

@@ -7,6 +7,8 @@ from datetime import UTC, datetime
 from importlib import resources
 from pathlib import Path
 
+import pytest
+
 from dcforge import trivydb
 
 
@@ -31,3 +33,24 @@ def test_a_real_looking_db_carries_no_marker(tmp_path: Path) -> None:
     db = trivydb.write_db(tmp_path / "db", [trivydb.Advisory("CVE-2099-1", "zlib", "1")])
     assert not (db / trivydb.SAMPLE_MARKER_FILE).exists()
     assert "DcforgeSample" not in json.loads((db / "metadata.json").read_text())
+
+
+def test_platforms_are_the_top_level_buckets_of_a_bbolt_file(tmp_path: Path) -> None:
+    many = [
+        trivydb.Advisory(f"CVE-2099-{i:04d}", "zlib", "1.0", platform=f"ubuntu {i}.04")
+        for i in range(300)  # enough keys for the root bucket to span branch pages
+    ]
+    trivydb.write_db(tmp_path / "db", many)
+    found = trivydb.platforms(tmp_path / "db" / "trivy.db")
+    assert found == {f"ubuntu {i}.04" for i in range(300)} | {
+        "debian 12",
+        "data-source",
+        "vulnerability",
+    }
+
+
+def test_a_file_that_is_not_bbolt_is_refused(tmp_path: Path) -> None:
+    junk = tmp_path / "trivy.db"
+    junk.write_bytes(b"\0" * 16 + b"not a bolt file" * 1000)
+    with pytest.raises(trivydb.DbFormatError):
+        trivydb.platforms(junk)

@@ -72,6 +72,8 @@ class TrivyDb:
     updated_at: str
     sample: bool
     problem: str  # non-empty: every verdict blocks with it
+    # the DB's top-level buckets (``debian 12`` …): an OS with none has no advisories
+    platforms: frozenset[str] = frozenset()
 
 
 def check_trivy_config(settings: Settings, pol: policy.Policy) -> Path | None:
@@ -225,9 +227,25 @@ def _load_db(settings: Settings, reg: Registry, repository: str, now: dt.datetim
             f"may gate only a loopback demo registry, never {settings.registry}"
         )
     updated = str((metadata or {}).get("UpdatedAt", ""))
+    platforms, unreadable = _db_platforms(options.cache_dir / "db" / "trivy.db", repository)
+    problems.append(unreadable)
     return TrivyDb(
-        options, repository, digest, updated, sample, "; ".join(p for p in problems if p)
+        options,
+        repository,
+        digest,
+        updated,
+        sample,
+        "; ".join(p for p in problems if p),
+        platforms,
     )
+
+
+def _db_platforms(db_file: Path, repository: str) -> tuple[frozenset[str], str]:
+    """(the DB's platform buckets, "" or why they could not be read: that blocks)."""
+    try:
+        return trivydb.platforms(db_file), ""
+    except (OSError, trivydb.DbFormatError) as err:
+        return frozenset(), f"the Trivy DB at {repository} cannot be read for its platforms ({err})"
 
 
 @dataclass(frozen=True)
@@ -450,6 +468,7 @@ def _decide(
         today=ctx.today,
         problems=problems,
         scope=entry.name,
+        db_platforms=ctx.db.platforms,
     )
     log.step(name, "pass" if verdict.passed else f"BLOCKED: {'; '.join(verdict.reasons)}")
     return verdict
@@ -845,6 +864,7 @@ def _rescan_one(reg: Registry, image: LiveImage, ctx: GateContext) -> policy.Ver
         today=ctx.today,
         scope=image.permutation,
         os_mode=image.os_mode,
+        db_platforms=ctx.db.platforms,
     )
     log.step(image.name, "ok" if verdict.passed else f"NEW: {'; '.join(verdict.reasons)}")
     return verdict
