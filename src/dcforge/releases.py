@@ -346,6 +346,7 @@ class Releases:
                 f"{image.ref()}: the registry serves it with images "
                 f"{sorted(served.items()) or 'none'}, the release names {sorted(expected.items())}"
             )
+        problems += self._missing_children(image)
         if self._bound(image) if bound is None else bound:  # the signed record names them
             log.step(
                 image.name, "signatures and attestations: the manifests its signed record names"
@@ -365,6 +366,21 @@ class Releases:
             for found in pool.map(lambda check: check(), checks):
                 problems += found
         return problems
+
+    def _missing_children(self, image: release.Image) -> list[str]:
+        """Each platform's image of an index, read by digest: an index whose child a
+        registry clean-up deleted lists it still, and nothing else reads the child."""
+        children = [(p, d) for p, d in image.platforms if d != image.digest]
+        with ThreadPoolExecutor(max_workers=VERIFY_WORKERS) as pool:
+            found = list(
+                pool.map(lambda c: self.registry.digest_or_none(f"{image.repository}@{c[1]}"), children)
+            )
+        return [
+            f"{image.repository}@{digest}: the {platform} image of {image.name} is gone from the "
+            "registry (deleted as untagged?) — pick another release or re-publish"
+            for (platform, digest), got in zip(children, found, strict=True)
+            if got != digest
+        ]
 
     def _check_signature(self, ref: str) -> list[str]:
         try:

@@ -300,6 +300,18 @@ def test_rollback_and_retention_treat_an_index_and_its_children_as_one(
     verified = run_dcforge("verify", cwd=root, env=env)
     assert verified.returncode == 0, verified.stderr
 
+    # A "delete untagged versions" clean-up removes the arm64 image under the index: the
+    # record's bindings still match, but verify and rollback read each child by digest.
+    arm64 = b.platform_digests["linux/arm64"]
+    registry.delete(runner, f"{b.repository}@{arm64}", plain_http=True)
+    broken = run_dcforge("verify", cwd=root, env=env)
+    assert broken.returncode != 0
+    assert f"the linux/arm64 image of {b.name} is gone" in broken.stderr
+    refused = run_dcforge("rollback", "--sha", releases[1].git_sha, cwd=root, env=env)
+    assert refused.returncode != 0
+    assert "is gone" in refused.stderr
+    assert "Traceback" not in broken.stderr + refused.stderr
+
 
 def test_a_builder_without_arm64_is_one_clear_line_before_anything_builds(
     tmp_path: Path, private_registry: PrivateRegistry, env: dict[str, str]
