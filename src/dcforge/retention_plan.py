@@ -145,6 +145,8 @@ def _protect_releases(
 ) -> None:
     for key, why in kept_releases(releases, pinned, policy).items():
         _protect(keep, key, why)
+    if pinned is not None:  # what the signed pin names, whether or not its record verified
+        _protect(keep, pinned, "the record last-known-good names")
     # A release whose images a floating tag serves keeps its record: rollback and verify of
     # what users pull need it, however old it is.
     served = {v.key for v in by_key.values() if v.subject is None and v.floating_tags()}

@@ -260,3 +260,34 @@ def test_workflow_artifacts_older_than_30_days(tmp_path: Path) -> None:
     assert len(st.artifacts) == 115
     assert all(a["id"] % 2 == 1 for a in st.artifacts)  # the young ones (even index → odd id)
     assert "deleted 115 artifact(s)" in done.stderr
+
+
+@pytest.mark.reliability(
+    scenario="the pinned release's record does not verify during retention",
+    checks="--yes stops before the first delete; the plan keeps the pinned record",
+)
+def test_a_record_that_does_not_verify_stops_retention_before_any_delete(
+    project: Path, private_registry: PrivateRegistry, trivy_db: TrivyDb, runner: Runner
+) -> None:
+    env = env_for(private_registry, trivy_db, DCFORGE_KEEP_RELEASES="1")
+    publish_release(project, env, "release A\n")
+    b = publish_release(project, env, "release B\n")  # pinned, served by the floating tags
+    releases = f"{private_registry.host}/dc/dcforge-releases"
+    record = registry.resolve(runner, f"{releases}:{b.git_sha}", plain_http=True)
+    # The record's signature is gone (as after a cosign timeout or a key rotation, the
+    # signature check fails): the pin itself still verifies.
+    signature = f"{releases}:sha256-{record[7:]}.sig"
+    registry.delete(runner, f"{releases}@{registry.resolve(runner, signature, plain_http=True)}",
+                    plain_http=True)  # fmt: skip
+    before = state(runner, private_registry, "dc")
+
+    planned = run_dcforge("prune", "--registry", "--now", FUTURE, cwd=project, env=env)
+    assert planned.returncode == 0, planned.stderr
+    assert "with --yes this stops the run" in planned.stderr
+    assert f"keep   {releases}@{record[:19]}" in planned.stderr
+
+    done = run_dcforge("prune", "--registry", "--yes", "--now", FUTURE, cwd=project, env=env)
+    assert done.returncode != 0
+    assert f"{releases}@{record[:19]}" in done.stderr and "nothing deleted" in done.stderr
+    assert "Traceback" not in done.stderr
+    assert state(runner, private_registry, "dc") == before

@@ -156,3 +156,12 @@ def test_a_release_whose_images_floating_tags_serve_keeps_its_record_and_audits(
     assert (REPO, d(22)) in p.keep  # the rest of that release stays with it
     assert "audit record of kept release" in p.keep[(RELS, d(201))]
     assert p.deleted_keys() == {(RELS, d(202))}  # an audit of a release that is gone
+
+
+def test_the_pinned_record_stays_when_it_is_not_among_the_releases() -> None:
+    # Its signature did not verify (a cosign timeout, a rotated key): no ReleaseRef, yet
+    # the record the signed pin names is never planned for deletion.
+    versions = [r.Version(RELS, d(101), ("a" * 40,), OLD)]
+    p = r.plan(versions, [], (RELS, d(101)), POLICY)
+    assert p.delete == []
+    assert "last-known-good" in p.keep[(RELS, d(101))]

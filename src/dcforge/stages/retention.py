@@ -171,13 +171,13 @@ def inventory(rels: Releases, backend: Backend, *, strict: bool) -> Inventory:
             inv.versions.append(version)
             inv.sizes[version.key] = size
             if repo == releases_repo and any(rp.RELEASE_TAG.match(t) for t in version.tags):
-                _add_release(rels, inv, version)
+                _add_release(rels, inv, version, strict=strict)
     inv.versions = _date_indexes(inv.versions)
     if inv.pinned and not any(r.record == inv.pinned for r in inv.releases):
         # The pinned record lost its SHA tag: it and its images are still kept.
         by_key = {v.key: v for v in inv.versions}
         pinned = by_key.get(inv.pinned) or rp.Version(*inv.pinned)
-        _add_release(rels, inv, pinned, expected_sha="")
+        _add_release(rels, inv, pinned, expected_sha="", strict=strict)
     return inv
 
 
@@ -256,17 +256,36 @@ def _version(
 
 
 def _add_release(
-    rels: Releases, inv: Inventory, v: rp.Version, expected_sha: str | None = None
+    rels: Releases,
+    inv: Inventory,
+    v: rp.Version,
+    expected_sha: str | None = None,
+    *,
+    strict: bool,
 ) -> None:
     """Count ``v`` as a release only when it is a signed record of the SHA it is tagged
-    with: unsigned look-alikes never take a "newest N" place from a real release."""
+    with: unsigned look-alikes never take a "newest N" place from a real release.
+
+    ``strict`` (deleting): a record that does not verify stops the run. What it names is
+    unknown then, and one cosign timeout or a rotated key must never turn the pinned or a
+    newest release into "not a release", whose record and images the plan would delete."""
     sha = next((t for t in v.tags if rp.RELEASE_TAG.match(t)), "")
     try:
         _, rel = rels.fetch_record(
             f"{v.repository}@{v.digest}", sha if expected_sha is None else expected_sha
         )
-    except (VerifyFailed, RegistryError) as err:
-        log.warn(f"{v.repository}@{v.digest[:19]}: not counted as a release ({err})")
+    except DcforgeError as err:
+        if strict:
+            raise RetentionIncomplete(
+                f"{v.repository}@{v.digest[:19]} ({', '.join(v.tags) or 'untagged'}) does not "
+                f"verify ({err}) — nothing deleted: retention deletes only when every release "
+                "record verifies; check the signing identity, or delete a record that is not "
+                "yours by hand"
+            ) from None
+        log.warn(
+            f"{v.repository}@{v.digest[:19]}: not counted as a release ({err}); "
+            "with --yes this stops the run"
+        )
         return
     when = v.created or _parse_time(rel.manifest.created_at) or dt.datetime.now(dt.UTC)
     inv.releases.append(
