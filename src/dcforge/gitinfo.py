@@ -62,3 +62,23 @@ def _dirty(runner: Runner, root: Path, contexts: Sequence[Path]) -> bool:
 
 def _git(runner: Runner, root: Path, *args: str) -> str:
     return runner.run(["git", "-C", root, *args], timeout=60, mutates=False).stdout
+
+
+def descends(runner: Runner, root: Path, ancestor: str, commit: str) -> bool | None:
+    """Whether ``commit`` is ``ancestor`` or has it in its history; None when this
+    checkout cannot tell (it lacks either commit, or is a shallow clone cut above
+    ``ancestor``)."""
+
+    def git(*args: str, ok: tuple[int, ...] = (0,)) -> int:
+        argv = ["git", "-C", str(root), *args]
+        return runner.run(argv, timeout=60, mutates=False, ok_codes=ok, check=False).returncode
+
+    if any(git("cat-file", "-e", f"{c}^{{commit}}") != 0 for c in (ancestor, commit)):
+        return None
+    found = git("merge-base", "--is-ancestor", ancestor, commit, ok=(0, 1))
+    if found not in (0, 1):
+        raise ToolError(f"git merge-base --is-ancestor {ancestor[:12]} {commit[:12]} failed")
+    if found == 0:
+        return True
+    shallow = _git(runner, root, "rev-parse", "--is-shallow-repository").strip() == "true"
+    return None if shallow else False

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -75,27 +76,54 @@ def artifact_tag(digest: str, kind: str) -> str:
     return f"sha256-{digest.split(':', 1)[1]}.{kind}"
 
 
+def sequence_tag(git_sha: str, sequence: int) -> str:
+    """The tag of publish number ``sequence`` of ``git_sha`` (``<sha>.<n>``); ``<sha>``
+    itself names the newest."""
+    return f"{git_sha}.{sequence}"
+
+
+SEQUENCE_TAG = re.compile(r"^([0-9a-f]{40})\.([1-9][0-9]{0,8})$")
+
+
+def sequences(tags: Iterable[str], git_sha: str) -> list[int]:
+    """The publish numbers of ``git_sha`` the tags name."""
+    found = (SEQUENCE_TAG.match(t) for t in tags)
+    return sorted(int(m.group(2)) for m in found if m and m.group(1) == git_sha)
+
+
 @dataclass(frozen=True)
 class Release:
     git_sha: str
     manifest: mf.Manifest
     images: tuple[Image, ...]
     gate: dict[str, Any]
+    # Each publish of a SHA is its own record: number ``sequence`` (1, 2, … — a refresh or a
+    # re-run that changed what is published adds one), naming the record it replaces.
+    # Signed with the rest, so a reader can tell an earlier publish from the newest.
+    sequence: int = 1
+    supersedes: str = ""
 
 
 Bindings = dict[str, dict[str, dict[str, str]]]  # name → {signatures|attestations → {d: d}}
 
 
 def build(
-    manifest: mf.Manifest, gate_doc: dict[str, Any], bindings: Bindings | None = None
+    manifest: mf.Manifest,
+    gate_doc: dict[str, Any],
+    bindings: Bindings | None = None,
+    *,
+    sequence: int = 1,
+    supersedes: str = "",
 ) -> dict[str, Any]:
-    """The record for ``manifest`` (deterministic: the same manifest and bindings give the
-    same bytes); ``bindings``: per image, the signature and attestation manifests publish
-    left (see :class:`Image`)."""
+    """The record for ``manifest`` (deterministic: the same manifest, bindings and
+    sequence give the same bytes); ``bindings``: per image, the signature and attestation
+    manifests publish left (see :class:`Image`); ``sequence``/``supersedes``: which
+    publish of this SHA it is, and the record it replaces."""
     return {
         "schema_version": SCHEMA_VERSION,
         "kind": "dcforge-release",
         "git_sha": manifest.git_sha,
+        "publish": {"sequence": sequence, "supersedes": supersedes or None},
         "images": [
             {
                 "name": e.name,
@@ -140,7 +168,26 @@ def parse(data: Any, source: str) -> Release:
     images = [_image(raw, manifest, source) for raw in raw_images]
     raw_gate = data.get("gate")
     gate: dict[str, Any] = raw_gate if isinstance(raw_gate, dict) else {}
-    return Release(manifest.git_sha, manifest, tuple(images), gate)
+    sequence, supersedes = _publish(data.get("publish"), source)
+    return Release(manifest.git_sha, manifest, tuple(images), gate, sequence, supersedes)
+
+
+def _publish(raw: Any, source: str) -> tuple[int, str]:
+    """(sequence, supersedes) of a record; a record written before sequences is number 1."""
+    if raw is None:
+        return 1, ""
+    sequence = raw.get("sequence") if isinstance(raw, dict) else None
+    supersedes = raw.get("supersedes") if isinstance(raw, dict) else None
+    if not isinstance(sequence, int) or isinstance(sequence, bool) or sequence < 1:
+        raise ManifestError(f"{source}: 'publish.sequence' is not a publish number (1, 2, …)")
+    if sequence == 1 and supersedes is None:
+        return 1, ""
+    if not isinstance(supersedes, str) or not DIGEST_RE.match(supersedes) or sequence == 1:
+        raise ManifestError(
+            f"{source}: publish {sequence} must name the record it supersedes (and only "
+            "a later publish can)"
+        )
+    return sequence, supersedes
 
 
 def _image(raw: Any, manifest: mf.Manifest, source: str) -> Image:
@@ -191,15 +238,17 @@ class Pin:
     git_sha: str
     record_digest: str
     pinned_at: str
+    sequence: int = 1  # which publish of git_sha the record is
 
 
-def pin_statement(git_sha: str, record_digest: str, pinned_at: str) -> bytes:
+def pin_statement(git_sha: str, record_digest: str, pinned_at: str, sequence: int = 1) -> bytes:
     doc = {
         "kind": "dcforge-pin",
         "schema_version": SCHEMA_VERSION,
         "git_sha": git_sha,
         "record_digest": record_digest,
         "pinned_at": pinned_at,
+        "sequence": sequence,
     }
     return (json.dumps(doc, indent=2, sort_keys=True) + "\n").encode()
 
@@ -212,4 +261,7 @@ def parse_pin(data: Any, source: str) -> Pin:
         raise ManifestError(f"{source}: pin names no git SHA")
     if not isinstance(digest, str) or not DIGEST_RE.match(digest):
         raise ManifestError(f"{source}: pin names no record digest")
-    return Pin(sha, digest, str(data.get("pinned_at", "")))
+    sequence = data.get("sequence", 1)
+    if not isinstance(sequence, int) or isinstance(sequence, bool) or sequence < 1:
+        raise ManifestError(f"{source}: pin names no publish number")
+    return Pin(sha, digest, str(data.get("pinned_at", "")), sequence)

@@ -207,14 +207,20 @@ class Releases:
 
     # -- reading -------------------------------------------------------------------------
 
-    def shas(self) -> list[str]:
-        """The git SHAs that have a release record."""
+    def tags(self) -> list[str]:
+        """Every tag of the release repository (none while it does not exist)."""
         try:
-            return [t for t in self.registry.tags(self.repository) if SHA_TAG.match(t)]
+            return self.registry.tags(self.repository)
         except ToolError as err:
             if ABSENT.search(f"{err} {err.details}"):
                 return []
             raise RegistryError(f"cannot list releases in {self.repository}: {err}") from None
+
+    def shas(self, tags: Sequence[str] | None = None) -> list[str]:
+        """The git SHAs that have a release record."""
+        found = self.tags() if tags is None else tags
+        seq = (release.SEQUENCE_TAG.match(t) for t in found)
+        return sorted({t for t in found if SHA_TAG.match(t)} | {m.group(1) for m in seq if m})
 
     def resolve(self, target: str) -> tuple[str, str]:
         """``target`` (git SHA, short SHA, record digest) → (reference, the SHA it must be)."""
@@ -224,13 +230,17 @@ class Releases:
             raise RollbackRefused(
                 f"'{target}' is neither a git SHA (4 to 40 hex digits) nor a sha256: record digest"
             )
-        matches = [t for t in self.shas() if t.startswith(target)]
+        tags = self.tags()
+        matches = [t for t in self.shas(tags) if t.startswith(target)]
         if not matches:
             raise RollbackRefused(f"no published release for git SHA {target} in {self.repository}")
         if len(matches) > 1:
             shown = ", ".join(m[:12] for m in sorted(matches))
             raise RollbackRefused(f"git SHA {target} is ambiguous: {shown} — give more digits")
-        return f"{self.repository}:{matches[0]}", matches[0]
+        # The newest publish of the SHA, by its own tag: ``<sha>`` moving does not matter.
+        newest = max(release.sequences(tags, matches[0]), default=0)
+        tag = release.sequence_tag(matches[0], newest) if newest else matches[0]
+        return f"{self.repository}:{tag}", matches[0]
 
     def fetch(self, target: str) -> tuple[str, release.Release]:
         """The verified record for ``target`` (a SHA, a record digest, or last-known-good)."""
@@ -274,8 +284,11 @@ class Releases:
                     f"{reference} ({digest[:19]}) holds no readable {what} ({err})"
                 ) from None
 
-    def fetch_record(self, reference: str, expected_sha: str) -> tuple[str, release.Release]:
-        """Resolve, signature-check and parse the record; it must be release ``expected_sha``."""
+    def fetch_record(
+        self, reference: str, expected_sha: str, *, tags: Sequence[str] | None = None
+    ) -> tuple[str, release.Release]:
+        """Resolve, signature-check and parse the record; it must be release ``expected_sha``
+        and the newest publish of its SHA (``tags``: the release repository's, when known)."""
         digest, data = self._signed_json(
             reference, release.FILE_NAME, "release record", release.ARTIFACT_TYPE
         )
@@ -288,6 +301,15 @@ class Releases:
                 f"{reference} ({digest[:19]}) holds the record of release {rel.git_sha[:12]}, not "
                 f"of {expected_sha[:12]} — refused: another release's record was put under "
                 "this name; re-publish or restore the right record"
+            )
+        newest = max(release.sequences(self.tags() if tags is None else tags, rel.git_sha), default=0)
+        if rel.sequence < newest:
+            raise VerifyFailed(
+                f"{reference} ({digest[:19]}) is publish {rel.sequence} of release "
+                f"{rel.git_sha[:12]}, superseded by publish {newest} "
+                f"({self.repository}:{release.sequence_tag(rel.git_sha, newest)}) — refused: "
+                "an earlier publish's images are not the release any more; use the newest "
+                f"(rollback --sha {rel.git_sha[:12]})"
             )
         return digest, rel
 
@@ -539,36 +561,67 @@ class Releases:
         gate_doc: dict[str, Any],
         work: Path,
         bindings: release.Bindings | None = None,
-    ) -> tuple[str, str]:
-        """Push (or find) the record at ``dcforge-releases:<git sha>`` and sign that digest.
+    ) -> tuple[str, str, int]:
+        """Push (or find) this publish's record and sign that digest; (reference, digest,
+        publish number). Each publish of a SHA that changes the record is a record of its
+        own at ``<sha>.<n>``, naming the one it supersedes; ``<sha>`` follows the newest.
 
-        An existing record is reused only when its bytes are exactly what this publish would
-        write; it is then signed if its signature does not verify yet (a publish cut off
-        between push and sign). Anything else under the tag is replaced, and a record pushed
-        now is signed (a record of the same bytes signed before gets one more signature).
+        The newest record is reused only when its bytes are exactly what this publish would
+        write as that number; it is then signed if its signature does not verify yet (a
+        publish cut off between push and sign).
         """
-        body = release.encode(release.build(manifest, gate_doc, bindings))
-        reference = f"{self.repository}:{manifest.git_sha}"
-        existing = self.registry.digest_or_none(reference)
-        digest, state = "", "done"
-        if existing is not None:
-            at = f"{self.repository}@{existing}"
-            ours = self._is_artifact(at, release.ARTIFACT_TYPE, release.FILE_NAME, body)
-            if ours:
-                digest, state = existing, "already"
-        if not digest:
-            (work / release.FILE_NAME).write_bytes(body)
-            digest = self.registry.push_artifact(
-                reference,
-                work,
-                release.FILE_NAME,
-                artifact_type=release.ARTIFACT_TYPE,
-                annotations={
-                    "org.opencontainers.image.created": manifest.created_at,
-                    "org.opencontainers.image.revision": manifest.git_sha,
-                    "dev.dcforge.permutations": ",".join(e.name for e in manifest.permutations),
-                },
+        sha = manifest.git_sha
+        newest = max(release.sequences(self.tags(), sha), default=0)
+        latest = f"{self.repository}:{release.sequence_tag(sha, newest) if newest else sha}"
+        existing = self.registry.digest_or_none(latest)
+        previous = self._publish_of(existing) if existing else None
+        if existing and previous:
+            body = release.encode(
+                release.build(
+                    manifest, gate_doc, bindings, sequence=previous[0], supersedes=previous[1]
+                )
             )
+            at = f"{self.repository}@{existing}"
+            if self._is_artifact(at, release.ARTIFACT_TYPE, release.FILE_NAME, body):
+                return self._signed_record(manifest, existing, previous[0], "already")
+        # One more than the newest (a record from before publish numbers counts as 1).
+        sequence = max(newest, previous[0] if previous else 1 if existing else 0) + 1
+        body = release.encode(
+            release.build(
+                manifest, gate_doc, bindings, sequence=sequence, supersedes=existing or ""
+            )
+        )
+        (work / release.FILE_NAME).write_bytes(body)
+        digest = self.registry.push_artifact(
+            f"{self.repository}:{release.sequence_tag(sha, sequence)}",
+            work,
+            release.FILE_NAME,
+            artifact_type=release.ARTIFACT_TYPE,
+            annotations={
+                "org.opencontainers.image.created": manifest.created_at,
+                "org.opencontainers.image.revision": sha,
+                "dev.dcforge.permutations": ",".join(e.name for e in manifest.permutations),
+                "dev.dcforge.publish.sequence": str(sequence),
+            },
+        )
+        return self._signed_record(manifest, digest, sequence, "done")
+
+    def _publish_of(self, digest: str) -> tuple[int, str] | None:
+        """(publish number, what it supersedes) a stored record says (None: unreadable —
+        it is superseded all the same; what counts is verified when read)."""
+        with tempfile.TemporaryDirectory(prefix="dcforge-record-") as tmp:
+            try:
+                files = self.registry.fetch_artifact(f"{self.repository}@{digest}", Path(tmp))
+                found = release.parse(json.loads((files / release.FILE_NAME).read_text()), digest)
+            except (OSError, ValueError, DcforgeError):
+                return None
+        return found.sequence, found.supersedes
+
+    def _signed_record(
+        self, manifest: mf.Manifest, digest: str, sequence: int, state: str
+    ) -> tuple[str, str, int]:
+        """Sign the record ``digest`` (unless its signature verifies already), then point
+        ``<sha>`` at it: the tag names only a signed record."""
         at = f"{self.repository}@{digest}"
         # A record pushed just now has no signature of its own to check first.
         if state == "done" or not self.cosign.verified(at):
@@ -577,8 +630,11 @@ class Releases:
                 raise PublishRefused(
                     f"the release record {at} was signed but {problem} — no tag moved"
                 )
-        log.info(f"release record {reference} {digest[:19]} ({state})")
-        return reference, digest
+        reference = f"{self.repository}:{manifest.git_sha}"
+        if self.registry.digest_or_none(reference) != digest:
+            self.registry.tag(at, [manifest.git_sha])
+        log.info(f"release record {reference} {digest[:19]}, publish {sequence} ({state})")
+        return reference, digest, sequence
 
     def move_tags(
         self,
@@ -708,7 +764,7 @@ class Releases:
         now = dt.datetime.now(dt.UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
         with tempfile.TemporaryDirectory(prefix="dcforge-pin-") as tmp:
             (Path(tmp) / release.PIN_FILE_NAME).write_bytes(
-                release.pin_statement(rel.git_sha, record_digest, now)
+                release.pin_statement(rel.git_sha, record_digest, now, rel.sequence)
             )
             digest = self.registry.push_artifact(
                 reference,

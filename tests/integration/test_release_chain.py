@@ -47,8 +47,11 @@ def test_a_record_or_pin_moved_onto_another_release_is_refused(
 ) -> None:
     r = two_releases
     a_record = registry.resolve(runner, f"{r.releases}:{r.a.git_sha}", plain_http=True)
-    # The attack: A's record (signed, valid) copied onto the tag of release B.
-    registry.tag(runner, f"{r.releases}@{a_record}", [r.b.git_sha], plain_http=True)
+    # The attack: A's record (signed, valid) copied onto the tags of release B (``<sha>``
+    # and its publish's own ``<sha>.1``, which readers go by).
+    registry.tag(
+        runner, f"{r.releases}@{a_record}", [r.b.git_sha, f"{r.b.git_sha}.1"], plain_http=True
+    )
     for command, code in ((["rollback", "--sha"], 10), (["verify", "--sha"], 9)):
         result = run_dcforge(*command, r.b.git_sha, cwd=r.root, env=r.env)
         assert result.returncode == code, result.stderr
@@ -77,7 +80,9 @@ def _oras_that_moves_the_tag(directory: Path, real: str, evil: str) -> Path:
         f'{real} "$@" || exit $?\n'
         'if [ "$1" = push ]; then\n'
         '  for a in "$@"; do\n'
-        '    if echo "$a" | grep -Eq "dcforge-releases:[0-9a-f]{40}$"; then ref=$a; fi\n'
+        '    if echo "$a" | grep -Eq "dcforge-releases:[0-9a-f]{40}(\\.[0-9]+)?$"; then\n'
+        "      ref=$a\n"
+        "    fi\n"
         "  done\n"
         f'  [ -n "$ref" ] && {real} tag --plain-http "{evil}" "${{ref##*:}}" >/dev/null\n'
         "fi\n"
@@ -272,3 +277,71 @@ def test_last_known_good_moves_only_after_verify(
     assert tags_point_at(runner, r.b)
     # No record of C: nothing signed names C's unverified signature/attestation manifests.
     assert registry.digest_or_none(runner, f"{r.releases}:{c_sha}", plain_http=True) is None
+
+
+def _publish(root: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return run_dcforge("publish", cwd=root, env=env)
+
+
+@pytest.mark.reliability(
+    scenario="a SHA published twice (refresh, re-run); the earlier record put back on its tags",
+    checks="readers take the newest publish and refuse the earlier one; the pin names it",
+)
+def test_a_superseded_publish_of_a_sha_is_refused(
+    two_releases: TwoReleases, runner: Runner, tmp_path: Path
+) -> None:
+    r = two_releases
+    first = registry.resolve(runner, f"{r.releases}:{r.b.git_sha}", plain_http=True)
+    # The same SHA again (what a refresh or "re-run all jobs" does): a record of its own.
+    build_and_gate(r.root, r.env)
+    assert _publish(r.root, r.env).returncode == 0
+    second = registry.resolve(runner, f"{r.releases}:{r.b.git_sha}.2", plain_http=True)
+    assert second != first
+    assert registry.resolve(runner, f"{r.releases}:{r.b.git_sha}", plain_http=True) == second
+    assert pinned_record(runner, r.releases, tmp_path) == second
+    out = registry.fetch_artifact(
+        runner, f"{r.releases}:last-known-good", tmp_path / "pin", plain_http=True
+    )
+    assert json.loads((out / "pin.json").read_text())["sequence"] == 2
+
+    # The earlier record (still validly signed) named directly, or put back on <sha>:
+    by_digest = run_dcforge("rollback", "--sha", first, cwd=r.root, env=r.env)
+    assert by_digest.returncode == 10, by_digest.stderr
+    assert f"is publish 1 of release {r.b.git_sha[:12]}, superseded by publish 2" in (
+        by_digest.stderr
+    )
+    registry.tag(runner, f"{r.releases}@{first}", [r.b.git_sha], plain_http=True)
+    assert run_dcforge("verify", "--sha", r.b.git_sha, cwd=r.root, env=r.env).returncode == 0
+    # … or on the newest publish's own tag too: refused by every reader.
+    registry.tag(runner, f"{r.releases}@{first}", [f"{r.b.git_sha}.2"], plain_http=True)
+    for command in (["rollback", "--sha"], ["verify", "--sha"], ["pin", "--sha"]):
+        result = run_dcforge(*command, r.b.git_sha, cwd=r.root, env=r.env)
+        assert result.returncode != 0, command
+        assert "superseded by publish 2" in result.stderr, command
+    since = run_dcforge("build", "--no-prune", "--since", r.b.git_sha, cwd=r.root, env=r.env)
+    assert since.returncode != 0
+    assert "superseded by publish 2" in since.stderr
+    assert pinned_record(runner, r.releases, tmp_path) == second
+
+
+@pytest.mark.reliability(
+    scenario="an older commit published after a newer one (slow refresh, re-run old job)",
+    checks="publish refuses naming both SHAs; nothing moves; rollback still goes back",
+)
+def test_publish_never_moves_tags_backwards(two_releases: TwoReleases, runner: Runner) -> None:
+    r = two_releases
+    subprocess.run(["git", "-C", r.root, "checkout", "-q", r.a.git_sha], check=True)
+    build_and_gate(r.root, r.env)
+    refused = _publish(r.root, r.env)
+    assert refused.returncode == 7, refused.stderr
+    last = refused.stderr.strip().splitlines()[-1]
+    assert f"{r.a.git_sha[:12]} does not descend from the pinned release {r.b.git_sha[:12]}" in last
+    assert "nothing was pushed" in last
+    assert tags_point_at(runner, r.b)
+    # Going back is rollback's job; from there, publishing the newer commit moves forward.
+    assert run_dcforge("rollback", "--sha", r.a.git_sha, cwd=r.root, env=r.env).returncode == 0
+    assert tags_point_at(runner, r.a)
+    subprocess.run(["git", "-C", r.root, "checkout", "-q", r.b.git_sha], check=True)
+    build_and_gate(r.root, r.env)
+    assert _publish(r.root, r.env).returncode == 0
+    assert tags_point_at(runner, r.b)

@@ -206,3 +206,27 @@ def test_signer_is_a_key_pair_by_default_and_keyless_on_request(tmp_path: Path) 
 def test_an_unknown_signing_mode_is_refused(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match=r"DCFORGE_SIGNING='keyles' .* did you mean keyless"):
         settings.load(tmp_path, {"DCFORGE_SIGNING": "keyles"})
+
+
+def test_each_publish_of_a_sha_is_numbered_and_names_what_it_supersedes() -> None:
+    from dcforge import manifest as mf
+    from tests.unit.test_manifest import GOOD
+
+    m = mf.parse(json.loads(json.dumps(GOOD)), "m")
+    first = release.parse(release.build(m, {}), "r")
+    assert (first.sequence, first.supersedes) == (1, "")
+    second = release.parse(release.build(m, {}, sequence=2, supersedes=A), "r")
+    assert (second.sequence, second.supersedes) == (2, A)
+    # A record from before publish numbers is publish 1.
+    legacy = release.build(m, {})
+    del legacy["publish"]
+    assert release.parse(legacy, "r").sequence == 1
+    for bad in ({"sequence": 2, "supersedes": None}, {"sequence": 0}, {"sequence": "2"},
+                {"sequence": 1, "supersedes": A}, {"sequence": True, "supersedes": A}):  # fmt: skip
+        with pytest.raises(ManifestError, match="publish"):
+            release.parse({**release.build(m, {}), "publish": bad}, "r")
+    sha = m.git_sha
+    tags = [sha, f"{sha}.1", f"{sha}.3", f"{sha}.x", f"{'b' * 40}.9", f"{sha}.04"]
+    assert release.sequences(tags, sha) == [1, 3]
+    pin = release.parse_pin(json.loads(release.pin_statement(sha, A, "t", 3)), "lkg")
+    assert pin.sequence == 3

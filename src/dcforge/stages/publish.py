@@ -11,15 +11,26 @@ import tempfile
 import time
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from rich.table import Table
 
-from dcforge import keyfile, locks, log, provenance, release, signing, staging, toolchain, verdict
+from dcforge import (
+    gitinfo,
+    keyfile,
+    locks,
+    log,
+    provenance,
+    release,
+    signing,
+    staging,
+    toolchain,
+    verdict,
+)
 from dcforge import manifest as mf
-from dcforge.errors import DcforgeError, PublishRefused, RegistryError, ToolError
+from dcforge.errors import DcforgeError, PublishRefused, RegistryError, ToolError, VerifyFailed
 from dcforge.files import atomic_write_json
 from dcforge.releases import PROVENANCE_TYPE, SBOM_TYPE, Releases
 from dcforge.runner import Runner
@@ -319,19 +330,8 @@ def run(
     env: Mapping[str, str],
     options: PublishOptions | None = None,
 ) -> dict[str, Any]:
-    options = options or PublishOptions()
     clock = [time.perf_counter()]
-    with ThreadPoolExecutor(2) as side:
-        # The key's scrypt and cosign's version check run while the checks below do.
-        early = side.submit(_decrypt_early, settings, env)
-        pinned = side.submit(_pinned_cosign, runner)
-        manifest, gate_doc = _preflight(settings, runner, env, options)
-        pinned.result()
-        rel = Releases.open(settings, runner, env, ensure_signer(settings, runner, env))
-        try:
-            rel.cosign.check_key(early.result())
-        except ToolError as err:
-            raise PublishRefused(f"{err}; nothing was pushed") from None
+    manifest, gate_doc, rel = _open(settings, runner, env, options or PublishOptions())
     with tempfile.TemporaryDirectory(prefix="dcforge-publish-") as tmp:
         shared = _Run(
             settings,
@@ -351,9 +351,11 @@ def run(
         phases["phase 1 (push, sign, attest)"] = _lap(clock)
         with log.group("verify what was signed, then the release record"):
             bindings = _verified_bindings(rel, manifest, gate_doc)
-            reference, record_digest = rel.store_record(manifest, gate_doc, Path(tmp), bindings)
+            reference, record_digest, sequence = rel.store_record(
+                manifest, gate_doc, Path(tmp), bindings
+            )
         phases["release record"] = _lap(clock)
-    moved = _phase_two(rel, manifest, gate_doc, record_digest, bindings)
+    moved = _phase_two(rel, manifest, gate_doc, (record_digest, sequence), bindings)
     phases["phase 2 (tags, verify, pin)"] = _lap(clock)
     _profile(settings, outcomes, phases, workers, signed_in)
     _summary(manifest, outcomes, gate_doc)
@@ -363,6 +365,57 @@ def run(
         "outcomes": {o.name: o.steps for o in outcomes},
         "moved": moved,
     }
+
+
+def _open(
+    settings: Settings, runner: Runner, env: Mapping[str, str], options: PublishOptions
+) -> tuple[mf.Manifest, dict[str, Any], Releases]:
+    """The checks before anything is pushed, and the release store to publish with."""
+    with ThreadPoolExecutor(2) as side:
+        # The key's scrypt and cosign's version check run while the checks below do.
+        early = side.submit(_decrypt_early, settings, env)
+        pinned = side.submit(_pinned_cosign, runner)
+        manifest, gate_doc = _preflight(settings, runner, env, options)
+        pinned.result()
+        rel = Releases.open(settings, runner, env, ensure_signer(settings, runner, env))
+        try:
+            rel.cosign.check_key(early.result())
+        except ToolError as err:
+            raise PublishRefused(f"{err}; nothing was pushed") from None
+    _check_forward(settings, rel, manifest.git_sha, "nothing was pushed")
+    return manifest, gate_doc, rel
+
+
+def _check_forward(settings: Settings, rel: Releases, sha: str, outcome: str) -> None:
+    """Publish moves the floating tags and the pin forward only: ``sha`` is the pinned
+    release or descends from it (git history). Going back is rollback's job alone; a slow
+    refresh or a re-run of an old job must not undo a newer release."""
+    if rel.registry.digest_or_none(f"{rel.repository}:{release.LAST_KNOWN_GOOD}") is None:
+        return  # nothing published yet
+    try:
+        _, pin = rel.fetch_pin()
+    except VerifyFailed as err:
+        raise PublishRefused(
+            f"{release.LAST_KNOWN_GOOD} does not verify ({err}), so publish cannot tell "
+            f"whether {sha[:12]} comes after it — {outcome}; fix the signing identity or "
+            "re-pin (invoke pin --sha X)"
+        ) from None
+    if pin.git_sha == sha:
+        return
+    after = gitinfo.descends(rel.registry.runner, settings.root, pin.git_sha, sha)
+    if after is None:
+        raise PublishRefused(
+            f"cannot tell whether {sha[:12]} descends from the pinned release "
+            f"{pin.git_sha[:12]}: this checkout does not hold that history (a shallow clone? "
+            "actions/checkout needs fetch-depth: 0) — " + outcome
+        )
+    if not after:
+        raise PublishRefused(
+            f"{sha[:12]} does not descend from the pinned release {pin.git_sha[:12]}: "
+            f"publishing it would move the floating tags and {release.LAST_KNOWN_GOOD} "
+            f"backwards — {outcome}; going back is rollback's job (invoke rollback --sha "
+            f"{sha[:12]})"
+        )
 
 
 def _decrypt_early(
@@ -518,16 +571,23 @@ def _phase_two(
     rel: Releases,
     manifest: mf.Manifest,
     gate_doc: dict[str, Any],
-    record_digest: str,
+    record: tuple[str, int],
     bindings: release.Bindings,
 ) -> dict[str, str]:
     """Floating tags, then check the release as users will pull it (tags, and the
-    signature and attestation manifests still the verified ones), then the pin."""
-    new = release.parse(release.build(manifest, gate_doc, bindings), "new release")
+    signature and attestation manifests still the verified ones), then the pin.
+    ``record``: the stored record's digest and publish number."""
+    record_digest, sequence = record
+    new = replace(
+        release.parse(release.build(manifest, gate_doc, bindings), "new release"),
+        sequence=sequence,
+    )
     with (
         log.group("phase 2: floating tags, verify, last-known-good"),
         locks.registry_lock(rel.settings.registry),
     ):
+        # Again under the lock: another publish may have pinned a newer commit meanwhile.
+        _check_forward(rel.settings, rel, manifest.git_sha, "no tag moved")
         moved = rel.move_tags(list(new.images))
         for tag, previous in moved.items():
             log.info(f"moved {tag}: {previous[:19]} → {manifest.digest_for_tag(tag)[:19]}")

@@ -137,6 +137,7 @@ class Inventory:
     pinned: rp.Key | None = None  # the record last-known-good's signed statement names
     pin_digest: str | None = None  # the pin statement itself, as inventoried
     sizes: dict[rp.Key, int] = field(default_factory=dict)
+    release_tags: list[str] = field(default_factory=list)  # of the release repository
 
 
 def inventory(rels: Releases, backend: Backend, *, strict: bool) -> Inventory:
@@ -167,7 +168,10 @@ def inventory(rels: Releases, backend: Backend, *, strict: bool) -> Inventory:
             "repositories — the releases could not be read, so nothing is deleted"
         )
     for repo in repositories:
-        for version, size in _list_repository(reg, backend, repo):
+        listed = _list_repository(reg, backend, repo)
+        if repo == releases_repo:
+            inv.release_tags = [t for version, _ in listed for t in version.tags]
+        for version, size in listed:
             inv.versions.append(version)
             inv.sizes[version.key] = size
             if repo == releases_repo and any(rp.RELEASE_TAG.match(t) for t in version.tags):
@@ -272,7 +276,9 @@ def _add_release(
     sha = next((t for t in v.tags if rp.RELEASE_TAG.match(t)), "")
     try:
         _, rel = rels.fetch_record(
-            f"{v.repository}@{v.digest}", sha if expected_sha is None else expected_sha
+            f"{v.repository}@{v.digest}",
+            sha if expected_sha is None else expected_sha,
+            tags=inv.release_tags,
         )
     except DcforgeError as err:
         if strict:
