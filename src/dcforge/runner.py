@@ -26,6 +26,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import MappingProxyType
 from typing import IO
 
 from dcforge import log, progress
@@ -64,55 +65,57 @@ COMMON_ENV = _allow(
 # passes in ``run(env=…)`` always reach it. GITHUB_TOKEN reaches none of them (the GitHub API
 # is called in-process, dcforge.tools.github); registry passwords go to ``oras login`` on
 # stdin. Sources, each the tool's own documentation or code:
-TOOL_ENV: Mapping[str, Allowed] = {
-    # sigstore/cosign pkg/cosign/env/env.go (COSIGN_*, SIGSTORE_*, TUF_*, the GitHub Actions
-    # OIDC request for keyless, SOURCE_DATE_EPOCH); KMS keys: docs.sigstore.dev/cosign/
-    # key_management/overview (AWS_*, GOOGLE_APPLICATION_CREDENTIALS, AZURE_*, VAULT_*).
-    "cosign": _allow(
-        "ACTIONS_ID_TOKEN_REQUEST_URL",
-        "ACTIONS_ID_TOKEN_REQUEST_TOKEN",
-        "SOURCE_DATE_EPOCH",
-        "GOOGLE_APPLICATION_CREDENTIALS",
-        prefixes=("COSIGN_", "SIGSTORE_", "TUF_", "AWS_", "AZURE_", "VAULT_"),
-    ),
-    # trivy.dev docs, Configuration: every flag as TRIVY_<FLAG> (the gate refuses those that
-    # change what is scanned, dcforge.stages.gate).
-    "trivy": _allow(prefixes=("TRIVY_",)),
-    # anchore/syft wiki, Configuration: every key as SYFT_<KEY> (refused by the gate likewise).
-    "syft": _allow(prefixes=("SYFT_",)),
-    # git(1), ENVIRONMENT VARIABLES: GIT_* (repository, config, identity).
-    "git": _allow(prefixes=("GIT_",)),
-    # Docker CLI reference, "Environment variables" (DOCKER_*); docs.docker.com/build/building/
-    # variables (BUILDX_*, BUILDKIT_*, SOURCE_DATE_EPOCH); docs.docker.com/build/cache/backends/
-    # gha ("url" $ACTIONS_CACHE_URL or $ACTIONS_RESULTS_URL, "token" $ACTIONS_RUNTIME_TOKEN,
-    # "version" 2 when $ACTIONS_CACHE_SERVICE_V2 is set).
-    "docker": _allow(
-        "ACTIONS_CACHE_URL",
-        "ACTIONS_RESULTS_URL",
-        "ACTIONS_RUNTIME_TOKEN",
-        "ACTIONS_CACHE_SERVICE_V2",
-        "SOURCE_DATE_EPOCH",
-        prefixes=("DOCKER_", "BUILDX_", "BUILDKIT_"),
-    ),
-    # The Dev Containers CLI (Node.js) runs ``docker buildx``: the engine, the builder and
-    # Node's CA bundle (nodejs.org/api/cli.html, NODE_EXTRA_CA_CERTS). No more than that: a
-    # build must not be able to read a token of the runner (the attack review, b8b06c1).
-    "devcontainer": _allow(
-        "DOCKER_HOST",
-        "DOCKER_CONTEXT",
-        "DOCKER_TLS_VERIFY",
-        "DOCKER_CERT_PATH",
-        "NODE_EXTRA_CA_CERTS",
-        prefixes=("BUILDX_", "BUILDKIT_"),
-    ),
-    # oras.land/docs/how_to_guides/authentication and oras-go NewStoreFromDocker: the Docker
-    # config (COMMON_ENV); ORAS_CACHE: oras pull/manifest fetch (cmd/oras/root).
-    "oras": _allow("ORAS_CACHE"),
-    # containers-auth.json(5): $XDG_RUNTIME_DIR/containers/auth.json, then
-    # $XDG_CONFIG_HOME, $HOME/.docker/config.json (all COMMON_ENV); containers/image
-    # registries.conf: CONTAINERS_REGISTRIES_CONF.
-    "skopeo": _allow("CONTAINERS_REGISTRIES_CONF"),
-}
+TOOL_ENV: Mapping[str, Allowed] = MappingProxyType(
+    {
+        # sigstore/cosign pkg/cosign/env/env.go (COSIGN_*, SIGSTORE_*, TUF_*, the GitHub Actions
+        # OIDC request for keyless, SOURCE_DATE_EPOCH); KMS keys: docs.sigstore.dev/cosign/
+        # key_management/overview (AWS_*, GOOGLE_APPLICATION_CREDENTIALS, AZURE_*, VAULT_*).
+        "cosign": _allow(
+            "ACTIONS_ID_TOKEN_REQUEST_URL",
+            "ACTIONS_ID_TOKEN_REQUEST_TOKEN",
+            "SOURCE_DATE_EPOCH",
+            "GOOGLE_APPLICATION_CREDENTIALS",
+            prefixes=("COSIGN_", "SIGSTORE_", "TUF_", "AWS_", "AZURE_", "VAULT_"),
+        ),
+        # trivy.dev docs, Configuration: every flag as TRIVY_<FLAG> (the gate refuses those that
+        # change what is scanned, dcforge.stages.gate).
+        "trivy": _allow(prefixes=("TRIVY_",)),
+        # anchore/syft wiki, Configuration: every key as SYFT_<KEY> (refused by the gate likewise).
+        "syft": _allow(prefixes=("SYFT_",)),
+        # git(1), ENVIRONMENT VARIABLES: GIT_* (repository, config, identity).
+        "git": _allow(prefixes=("GIT_",)),
+        # Docker CLI reference, "Environment variables" (DOCKER_*); docs.docker.com/build/building/
+        # variables (BUILDX_*, BUILDKIT_*, SOURCE_DATE_EPOCH); docs.docker.com/build/cache/backends/
+        # gha ("url" $ACTIONS_CACHE_URL or $ACTIONS_RESULTS_URL, "token" $ACTIONS_RUNTIME_TOKEN,
+        # "version" 2 when $ACTIONS_CACHE_SERVICE_V2 is set).
+        "docker": _allow(
+            "ACTIONS_CACHE_URL",
+            "ACTIONS_RESULTS_URL",
+            "ACTIONS_RUNTIME_TOKEN",
+            "ACTIONS_CACHE_SERVICE_V2",
+            "SOURCE_DATE_EPOCH",
+            prefixes=("DOCKER_", "BUILDX_", "BUILDKIT_"),
+        ),
+        # The Dev Containers CLI (Node.js) runs ``docker buildx``: the engine, the builder and
+        # Node's CA bundle (nodejs.org/api/cli.html, NODE_EXTRA_CA_CERTS). No more than that: a
+        # build must not be able to read a token of the runner (the attack review, b8b06c1).
+        "devcontainer": _allow(
+            "DOCKER_HOST",
+            "DOCKER_CONTEXT",
+            "DOCKER_TLS_VERIFY",
+            "DOCKER_CERT_PATH",
+            "NODE_EXTRA_CA_CERTS",
+            prefixes=("BUILDX_", "BUILDKIT_"),
+        ),
+        # oras.land/docs/how_to_guides/authentication and oras-go NewStoreFromDocker: the Docker
+        # config (COMMON_ENV); ORAS_CACHE: oras pull/manifest fetch (cmd/oras/root).
+        "oras": _allow("ORAS_CACHE"),
+        # containers-auth.json(5): $XDG_RUNTIME_DIR/containers/auth.json, then
+        # $XDG_CONFIG_HOME, $HOME/.docker/config.json (all COMMON_ENV); containers/image
+        # registries.conf: CONTAINERS_REGISTRIES_CONF.
+        "skopeo": _allow("CONTAINERS_REGISTRIES_CONF"),
+    }
+)
 
 
 def common_variable(name: str) -> bool:
