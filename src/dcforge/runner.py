@@ -26,10 +26,109 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import MappingProxyType
 from typing import IO
 
 from dcforge import log, progress
 from dcforge.errors import ToolError
+
+
+@dataclass(frozen=True)
+class Allowed:
+    """Environment variables a tool may see: these names, and any name with these prefixes."""
+
+    names: frozenset[str] = frozenset()
+    prefixes: tuple[str, ...] = ()
+
+    def admits(self, name: str) -> bool:
+        return name in self.names or name.startswith(self.prefixes)
+
+
+def _allow(*names: str, prefixes: tuple[str, ...] = ()) -> Allowed:
+    return Allowed(frozenset(names), prefixes)
+
+
+# What every child process sees: the process basics, locale, proxies and CAs, where registry
+# clients keep their credentials (DOCKER_CONFIG: Docker CLI reference, "Environment
+# variables"; oras-go credentials.NewStoreFromDocker; REGISTRY_AUTH_FILE: skopeo-login(1),
+# containers-auth.json(5)) and whether it runs in CI. Unknown executables get this only.
+COMMON_ENV = _allow(
+    "PATH", "HOME", "USER", "LOGNAME", "LANG", "LANGUAGE", "TZ", "TMPDIR", "TERM",
+    "HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY", "ALL_PROXY",
+    "http_proxy", "https_proxy", "no_proxy", "all_proxy",
+    "SSL_CERT_FILE", "SSL_CERT_DIR", "DOCKER_CONFIG", "REGISTRY_AUTH_FILE",
+    "CI", "GITHUB_ACTIONS",
+    prefixes=("LC_", "XDG_"),
+)  # fmt: skip
+
+# What each tool sees on top of COMMON_ENV, by the base name of argv[0]; variables a call
+# passes in ``run(env=…)`` always reach it. GITHUB_TOKEN reaches none of them (the GitHub API
+# is called in-process, dcforge.tools.github); registry passwords go to ``oras login`` on
+# stdin. Sources, each the tool's own documentation or code:
+TOOL_ENV: Mapping[str, Allowed] = MappingProxyType(
+    {
+        # sigstore/cosign pkg/cosign/env/env.go (COSIGN_*, SIGSTORE_*, TUF_*, the GitHub Actions
+        # OIDC request for keyless, SOURCE_DATE_EPOCH); KMS keys: docs.sigstore.dev/cosign/
+        # key_management/overview (AWS_*, GOOGLE_APPLICATION_CREDENTIALS, AZURE_*, VAULT_*).
+        "cosign": _allow(
+            "ACTIONS_ID_TOKEN_REQUEST_URL",
+            "ACTIONS_ID_TOKEN_REQUEST_TOKEN",
+            "SOURCE_DATE_EPOCH",
+            "GOOGLE_APPLICATION_CREDENTIALS",
+            prefixes=("COSIGN_", "SIGSTORE_", "TUF_", "AWS_", "AZURE_", "VAULT_"),
+        ),
+        # trivy.dev docs, Configuration: every flag as TRIVY_<FLAG> (the gate refuses those that
+        # change what is scanned, dcforge.stages.gate).
+        "trivy": _allow(prefixes=("TRIVY_",)),
+        # anchore/syft wiki, Configuration: every key as SYFT_<KEY> (refused by the gate likewise).
+        "syft": _allow(prefixes=("SYFT_",)),
+        # git(1), ENVIRONMENT VARIABLES: GIT_* (repository, config, identity).
+        "git": _allow(prefixes=("GIT_",)),
+        # Docker CLI reference, "Environment variables" (DOCKER_*); docs.docker.com/build/building/
+        # variables (BUILDX_*, BUILDKIT_*, SOURCE_DATE_EPOCH); docs.docker.com/build/cache/backends/
+        # gha ("url" $ACTIONS_CACHE_URL or $ACTIONS_RESULTS_URL, "token" $ACTIONS_RUNTIME_TOKEN,
+        # "version" 2 when $ACTIONS_CACHE_SERVICE_V2 is set).
+        "docker": _allow(
+            "ACTIONS_CACHE_URL",
+            "ACTIONS_RESULTS_URL",
+            "ACTIONS_RUNTIME_TOKEN",
+            "ACTIONS_CACHE_SERVICE_V2",
+            "SOURCE_DATE_EPOCH",
+            prefixes=("DOCKER_", "BUILDX_", "BUILDKIT_"),
+        ),
+        # The Dev Containers CLI (Node.js) runs ``docker buildx``: the engine, the builder and
+        # Node's CA bundle (nodejs.org/api/cli.html, NODE_EXTRA_CA_CERTS). No more than that: a
+        # build must not be able to read a token of the runner (the attack review, b8b06c1).
+        "devcontainer": _allow(
+            "DOCKER_HOST",
+            "DOCKER_CONTEXT",
+            "DOCKER_TLS_VERIFY",
+            "DOCKER_CERT_PATH",
+            "NODE_EXTRA_CA_CERTS",
+            prefixes=("BUILDX_", "BUILDKIT_"),
+        ),
+        # oras.land/docs/how_to_guides/authentication and oras-go NewStoreFromDocker: the Docker
+        # config (COMMON_ENV); ORAS_CACHE: oras pull/manifest fetch (cmd/oras/root).
+        "oras": _allow("ORAS_CACHE"),
+        # containers-auth.json(5): $XDG_RUNTIME_DIR/containers/auth.json, then
+        # $XDG_CONFIG_HOME, $HOME/.docker/config.json (all COMMON_ENV); containers/image
+        # registries.conf: CONTAINERS_REGISTRIES_CONF.
+        "skopeo": _allow("CONTAINERS_REGISTRIES_CONF"),
+    }
+)
+
+
+def common_variable(name: str) -> bool:
+    """Whether every child process sees the variable ``name`` (COMMON_ENV)."""
+    return COMMON_ENV.admits(name)
+
+
+def tool_env(tool: str | Path, base: Mapping[str, str]) -> dict[str, str]:
+    """What of ``base`` the tool ``tool`` (argv[0]: a name or a path) may see: COMMON_ENV
+    and its own entry in TOOL_ENV; an unknown executable COMMON_ENV only."""
+    own = TOOL_ENV.get(Path(tool).name, Allowed())
+    return {k: v for k, v in base.items() if COMMON_ENV.admits(k) or own.admits(k)}
+
 
 # Environment variables whose values must never be printed.
 _SECRET_NAME = re.compile(r"(PASSWORD|TOKEN|SECRET|PRIVATE|CREDENTIAL|_KEY$|^COSIGN_KEY$)", re.I)
@@ -78,7 +177,8 @@ class Result:
 
 @dataclass
 class Runner:
-    """Runs tools. ``env`` is the base environment (the entry point passes ``os.environ``).
+    """Runs tools. ``env`` is the base environment (the entry point passes ``os.environ``);
+    each tool is given only what of it TOOL_ENV allows.
 
     ``sink`` receives every call's output lines (None: the console, dcforge.log);
     ``heartbeat`` is the silence, in seconds, after which a call gets a "still running" line.
@@ -110,20 +210,25 @@ class Runner:
         check: bool = True,
         mutates: bool = True,
         ok_codes: Sequence[int] = (0,),
+        redacted: Sequence[str] = (),
     ) -> Result:
-        """Run ``argv``; ``env`` adds to the base environment.
+        """Run ``argv`` with what of the base environment its tool may see (tool_env), and
+        ``env`` on top (always passed: the wrapper asked for it).
 
         ``mutates=False`` marks a read-only call (an inspect, a digest lookup) that still runs
-        under ``dry_run`` so that a dry run can show a true plan.
+        under ``dry_run`` so that a dry run can show a true plan. ``redacted``: secrets in no
+        variable (a password given on stdin), hidden from what is shown like the others.
         """
         args = [str(a) for a in argv]
-        full_env = {**self.env, **(env or {})}
-        secrets = secret_values(full_env)
+        # Every secret of the base is redacted, whether or not this tool is given it.
+        extra = frozenset(v for v in redacted if len(v) >= _MIN_SECRET_LEN)
+        secrets = secret_values({**self.env, **(env or {})}) | extra
+        child_env = {**tool_env(args[0], self.env), **(env or {})}
         shown = redact(shlex.join(args), secrets)
         if self.dry_run and mutates:
             log.info(f"+ {shown}  (dry run: not run)")
             return Result(tuple(args), 0, "", "")
-        result = self._execute(args, full_env, cwd, input_text, timeout, shown, secrets)
+        result = self._execute(args, child_env, cwd, input_text, timeout, shown, secrets)
         if check and result.returncode not in ok_codes:
             raise _failure(result, shown, secrets)
         return result

@@ -10,10 +10,8 @@ pushes and signs. buildx's default provenance attestation is switched off as for
 from __future__ import annotations
 
 import json
-import re
 import tomllib
 from collections.abc import Mapping, Sequence
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -56,21 +54,6 @@ def executable(runner: Runner, state_root: Path, pyproject: Path) -> str:
             f"{want} — run scripts/bootstrap"
         )
     return path
-
-
-# What the CLI (and the buildx it runs) needs of the environment: the engine, the
-# builder, registry credentials (Docker's config), proxies and CAs. Nothing else reaches
-# it: no secret of the runner can be substituted into a build or an image.
-_CLI_ENV = re.compile(
-    r"^(PATH|HOME|USER|LANG|LC_\w+|TZ|TMPDIR|DOCKER_(HOST|CONTEXT|CONFIG|TLS_VERIFY|CERT_PATH)"
-    r"|BUILDX_\w+|BUILDKIT_\w+|(HTTPS?|NO|ALL)_PROXY|(https?|no|all)_proxy"
-    r"|SSL_CERT_(FILE|DIR)|NODE_EXTRA_CA_CERTS)$"
-)
-
-
-def cli_env(env: Mapping[str, str]) -> dict[str, str]:
-    """The environment the CLI runs with (see _CLI_ENV)."""
-    return {k: v for k, v in env.items() if _CLI_ENV.match(k)}
 
 
 def builder_env(builder: buildx.Builder) -> dict[str, str]:
@@ -118,8 +101,10 @@ def build(
     tmp = workspace.parent / f"{workspace.name}.tmp"
     tmp.mkdir(exist_ok=True)
     env = {"BUILDX_NO_DEFAULT_ATTESTATIONS": "1", "TMPDIR": str(tmp), **builder_env(builder)}
-    cli_runner = replace(runner, env=cli_env(runner.env))
-    result = cli_runner.run(argv, timeout=timeout, env=env, cwd=workspace, check=False)
+    # The runner gives the CLI (and the buildx it runs) only the engine, the builder, registry
+    # credentials, proxies and CAs (dcforge.runner.TOOL_ENV["devcontainer"]): no secret of
+    # the runner can be substituted into a build or an image.
+    result = runner.run(argv, timeout=timeout, env=env, cwd=workspace, check=False)
     if result.returncode != 0 or (not runner.dry_run and not output_tar.is_file()):
         raise BuildError(
             f"devcontainer build of {config} exited {result.returncode}: "

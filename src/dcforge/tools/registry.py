@@ -52,11 +52,16 @@ def _run(
     mutates: bool = True,
     cwd: Path | None = None,
     input_text: str | None = None,
-    env: dict[str, str] | None = None,
+    redacted: tuple[str, ...] = (),
 ) -> Result:
     return transient(
         lambda: runner.run(
-            argv, timeout=timeout, mutates=mutates, cwd=cwd, input_text=input_text, env=env
+            argv,
+            timeout=timeout,
+            mutates=mutates,
+            cwd=cwd,
+            input_text=input_text,
+            redacted=redacted,
         )
     )
 
@@ -237,7 +242,8 @@ def fetch_artifact(runner: Runner, reference: str, directory: Path, *, plain_htt
 def login(
     runner: Runner, host: str, username: str, password: str, *, plain_http: bool = False
 ) -> None:
-    """``oras login`` (cosign, skopeo and docker read the same credentials file)."""
+    """``oras login`` (cosign, skopeo and docker read the same credentials file); the
+    password on stdin only, never in its argv or environment."""
     _run(
         runner,
         [
@@ -250,7 +256,7 @@ def login(
             host,
         ],
         input_text=password,
-        env={"DCFORGE_REGISTRY_PASSWORD": password},
+        redacted=(password,),
         timeout=60,
     )
 
