@@ -323,6 +323,19 @@ class Releases:
         except ManifestError as err:
             raise VerifyFailed(f"{err} — re-pin a release: invoke pin --sha X") from None
 
+    def pin_as_stated(self) -> release.Pin | None:
+        """What ``last-known-good`` says, signature unchecked (None: no readable statement).
+        Only for ordering (publish moves forward): after a key rotation the pin does not
+        verify with the new key, yet still says which commit is live."""
+        with tempfile.TemporaryDirectory(prefix="dcforge-pin-") as tmp:
+            try:
+                at = f"{self.repository}:{release.LAST_KNOWN_GOOD}"
+                files = self.registry.fetch_artifact(at, Path(tmp))
+                data = json.loads((files / release.PIN_FILE_NAME).read_text())
+                return release.parse_pin(data, at)
+            except (OSError, ValueError, DcforgeError):
+                return None
+
     def check_images(self, rel: release.Release) -> None:
         """Every image still exists, its signature and attestations verify (before any tag
         moves): a release whose publish stopped before verify is not one to go back to."""
