@@ -13,12 +13,9 @@ runner's Docker state, as the workflow's build does with CI set)."""
 
 from __future__ import annotations
 
-import importlib.metadata
 import json
-import os
 import shutil
 import subprocess
-import sys
 import urllib.request
 import uuid
 from pathlib import Path
@@ -77,23 +74,6 @@ def _repository(dest: Path) -> str:
     git("add", "-A")
     git("-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "rehearsal")
     return git("rev-parse", "HEAD")
-
-
-def _pipx_shim(bin_dir: Path, envdir: Path) -> None:
-    """The runner's ``pipx run "nox==V"``: the nox of this environment, which must be the
-    version the workflow pins; session virtualenvs shared between the jobs' clones."""
-    pinned = yaml.safe_load(WORKFLOW.read_text())["env"]["NOX_VERSION"]
-    assert importlib.metadata.version("nox") == pinned, "tests' nox differs from the workflow's"
-    bin_dir.mkdir()
-    shim = bin_dir / "pipx"
-    shim.write_text(
-        "#!/bin/sh\nset -eu\n"
-        '[ "$1" = run ] || { echo "pipx shim: only pipx run is rehearsed" >&2; exit 2; }\n'
-        f'[ "$2" = "nox=={pinned}" ] || {{ echo "pipx shim: $2 is not nox=={pinned}" >&2; exit 2; }}\n'
-        "shift 2\n"
-        f'exec "{sys.executable}" -m nox --envdir "{envdir}" "$@"\n'
-    )
-    shim.chmod(0o755)
 
 
 def _tags(repository: str) -> list[str]:
@@ -159,9 +139,7 @@ def test_build_publish_workflow_rehearsed_as_pull_requests_then_a_push_to_main(
     repo = tmp_path / "repo"
     repo.mkdir()
     sha = _repository(repo)
-    _pipx_shim(tmp_path / "bin", tmp_path / "nox-envs")
     env = base_env()
-    env["PATH"] = f"{tmp_path / 'bin'}{os.pathsep}{env['PATH']}"
     name = f"rh{uuid.uuid4().hex[:8]}"
     registry = f"{namespace}/{name}"
     cache = f"{namespace}/{name}-cache"
