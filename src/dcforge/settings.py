@@ -96,6 +96,9 @@ class Settings:
     # A registry namespace for the staging path (dcforge.staging): builds push their
     # archives there by digest instead of handing tarballs to the next job; empty: off.
     staging_registry: str = ""
+    # Where pull requests (and any other ref but the default branch) stage instead, with a
+    # credential of their own (SECRETS.md): publish refuses to read staged images from it.
+    pr_staging_registry: str = ""
     max_matrix_jobs: int = 256  # GitHub's cap on one job matrix: more permutations are grouped
     signing: SigningConfig = field(default_factory=SigningConfig, compare=False)
     # Parsed once from the fields above (never settings of their own).
@@ -241,7 +244,13 @@ ENV_ONLY = frozenset(
     }
 )
 NOT_SETTINGS = frozenset({"root", "signing"})  # Settings fields that are not config keys
-REGISTRY_SETTINGS = ("registry", "base_registry", "cache_registry", "staging_registry")
+REGISTRY_SETTINGS = (
+    "registry",
+    "base_registry",
+    "cache_registry",
+    "staging_registry",
+    "pr_staging_registry",
+)
 _KINDS: dict[object, type] = {
     "int": int,
     int: int,
@@ -343,12 +352,19 @@ def _checked(settings: Settings) -> Settings:
                 f"{key} {getattr(settings, key)}: {registry_host(getattr(settings, key))} is an "
                 "address to listen on, not a registry to reach — use localhost or 127.0.0.1"
             )
-    stage, release = settings.staging_registry.rstrip("/"), settings.registry.rstrip("/")
-    overlap = stage == release or stage.startswith(release + "/") or release.startswith(stage + "/")
-    if stage and overlap:
-        raise ConfigError(
-            f"staging_registry {stage} overlaps the release registry {release}: staged images "
-            "would sit among releases (and retention would take them for releases) — use a "
-            f"namespace of its own, e.g. {release}-staging"
-        )
+    release = settings.registry.rstrip("/")
+    for key in ("staging_registry", "pr_staging_registry"):
+        stage = getattr(settings, key).rstrip("/")
+        if stage and namespaces_overlap(stage, release):
+            raise ConfigError(
+                f"{key} {stage} overlaps the release registry {release}: staged images "
+                "would sit among releases (and retention would take them for releases) — use "
+                f"a namespace of its own, e.g. {release}-staging"
+            )
     return settings
+
+
+def namespaces_overlap(a: str, b: str) -> bool:
+    """Whether one registry namespace is, or holds, the other (``x/y`` and ``x/y/z``)."""
+    a, b = a.rstrip("/"), b.rstrip("/")
+    return bool(a and b) and (a == b or a.startswith(b + "/") or b.startswith(a + "/"))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ast
 import re
+import tomllib
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +43,17 @@ NOX_INSTALL = (
 HASHED_CALL = re.compile(
     re.escape(NOX) + r" -s (?P<session>[a-z][a-z-]*)(?:\s+(?:[^;&|`$\n]|\$(?!\())*)?"
 )
+# A job holding PRIVILEGED write tokens runs only on the default branch: its `if:` is this
+# test, alone or &&-joined (never ||). A literal: a scheduled run's payload has no
+# github.event.repository.default_branch, and the signing identity names this ref anyway.
+DEFAULT_REF_GUARD = "github.ref == 'refs/heads/{branch}'"
+# Secrets that must be environment secrets (restricted to the default branch, SECRETS.md):
+# a repository secret reaches every same-repository pull request, which can edit the
+# workflow to read it. A job referencing one must run in an environment.
+ENVIRONMENT_SECRETS = frozenset(
+    {"DCFORGE_STAGING_PASSWORD", "DCFORGE_REGISTRY_PASSWORD", "COSIGN_KEY", "COSIGN_PASSWORD"}
+)
+SECRET_REF = re.compile(r"\bsecrets\.([A-Za-z_][A-Za-z0-9_]*)")
 # The one concurrency group every job that changes the registry queues in (queue: max).
 REGISTRY_GROUP = "registry-${{ github.repository }}"
 # `${{ … github.run_id … }}`: a concurrency group no other run can share.
@@ -82,6 +94,13 @@ def problems(path: Path) -> list[str]:
             out.append(f"{path.name}: job {job_name} has {sorted(writes)} but does not publish")
         if writes & PRIVILEGED:
             out += _lock_problems(path, job_name, sorted(writes & PRIVILEGED), _job_calls(job))
+        guard = DEFAULT_REF_GUARD.format(branch=_default_branch(path))
+        if writes & PRIVILEGED and not _guarded(job.get("if"), guard):
+            out.append(
+                f"{path.name}: job {job_name} has {sorted(writes & PRIVILEGED)} but may run off"
+                f" the default branch: give it if: {guard} (alone or &&-joined, no ||)"
+            )
+        out += _environment_secret_problems(path, job_name, job)
         out += _nox_problems(path, job_name, job, privileged=bool(writes & PRIVILEGED))
         out += _hashed_session_problems(path, job_name, _job_calls(job))
         for i, step in enumerate(job.get("steps") or []):
@@ -110,6 +129,39 @@ def _job_calls(job: dict[str, Any]) -> list[tuple[str, str]]:
         for m in SESSION_CALL.finditer(step.get("run") or ""):
             found.append(("nox", m["session"]) if m["session"] else ("invoke", m["task"]))
     return found
+
+
+def _default_branch(path: Path) -> str:
+    """[tool.dcforge].default_branch of the checkout the workflow sits in ("main")."""
+    pyproject = path.resolve().parent.parent.parent / "pyproject.toml"
+    try:
+        tool = tomllib.loads(pyproject.read_text()).get("tool", {})
+    except (OSError, tomllib.TOMLDecodeError, UnicodeDecodeError):
+        return "main"
+    branch = (tool.get("dcforge") or {}).get("default_branch") if isinstance(tool, dict) else None
+    return branch if isinstance(branch, str) and branch else "main"
+
+
+def _guarded(condition: Any, guard: str) -> bool:
+    """Whether a job's ``if:`` is ``guard`` (the default-branch test) or &&-joins it."""
+    text = str(condition or "").strip()
+    m = re.fullmatch(r"\$\{\{(.*)\}\}", text, re.S)
+    text = " ".join((m.group(1) if m else text).split())
+    if not text or "||" in text:
+        return False
+    return any(part.strip().strip("()").strip() == guard for part in text.split("&&"))
+
+
+def _environment_secret_problems(path: Path, job_name: str, job: dict[str, Any]) -> list[str]:
+    named = sorted(set(SECRET_REF.findall(yaml.safe_dump(job))) & ENVIRONMENT_SECRETS)
+    if not named or job.get("environment"):
+        return []
+    return [
+        f"{path.name}: job {job_name} reads secrets.{name} outside an environment: keep it an"
+        " environment secret of one allowed only on the default branch (SECRETS.md) — a"
+        " repository secret reaches every same-repository pull request"
+        for name in named
+    ]
 
 
 def is_nox_install(run: str) -> bool:

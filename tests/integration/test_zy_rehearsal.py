@@ -143,7 +143,8 @@ def test_build_publish_workflow_rehearsed_as_pull_requests_then_a_push_to_main(
     name = f"rh{uuid.uuid4().hex[:8]}"
     registry = f"{namespace}/{name}"
     cache = f"{namespace}/{name}-cache"
-    stage = f"{namespace}/{name}-staging"
+    stage = f"{namespace}/{name}-staging"  # the default branch's: publish reads it
+    pr_stage = f"{namespace}/{name}-pr-staging"  # every other ref's: publish never reads it
     overrides = {
         "DCFORGE_REGISTRY": registry,
         "DCFORGE_BASE_REGISTRY": "localhost:5000/library",
@@ -156,8 +157,12 @@ def test_build_publish_workflow_rehearsed_as_pull_requests_then_a_push_to_main(
         "DCFORGE_TRIVY_DB_REPOSITORY": trivy_db.repository,
     }
     assert set(overrides) == OVERRIDDEN
-    secrets = {"GITHUB_TOKEN": TOKEN, "DCFORGE_STAGING_PASSWORD": ""}
-    staging_vars = {"DCFORGE_STAGING_REGISTRY": stage}
+    secrets = {
+        "GITHUB_TOKEN": TOKEN,
+        "DCFORGE_STAGING_PASSWORD": "",
+        "DCFORGE_PR_STAGING_PASSWORD": "",
+    }
+    staging_vars = {"DCFORGE_STAGING_REGISTRY": stage, "DCFORGE_PR_STAGING_REGISTRY": pr_stage}
     workflow_doc = yaml.safe_load(WORKFLOW.read_text())
 
     def rehearse(label: str, event: Event, variables: dict[str, str]) -> Rehearsal:
@@ -195,7 +200,7 @@ def test_build_publish_workflow_rehearsed_as_pull_requests_then_a_push_to_main(
     pr_cache = _tags(cache)
     assert pr_cache and all(t.startswith(("pr-7-", "pr-8-")) for t in pr_cache), pr_cache
     pr_staged = mf.load(staged_pr.artifacts["gated"] / "manifest.json")
-    assert all(e.staged.startswith(f"{stage}/pr-8/") for e in pr_staged.permutations)
+    assert all(e.staged.startswith(f"{pr_stage}/pr-8/") for e in pr_staged.permutations)
 
     # --- a push to main: staged, gated by digest, published, signed, verified -----------
     push = rehearse(

@@ -147,6 +147,9 @@ STEPS = (
 )
 
 
+MAIN_ONLY = "if: github.ref == 'refs/heads/main'"
+
+
 def run_step(run: str) -> str:
     return "      - run: |\n" + "".join(f"          {line}\n" for line in run.splitlines())
 
@@ -184,7 +187,9 @@ def project(tmp_path: Path, noxfile: str = LOCKED_NOXFILE) -> Path:
 
 def job(name: str, run: str, perms: str = "", group: str = "") -> str:
     return (
-        f"  {name}:\n    runs-on: ubuntu-24.04\n"
+        f"  {name}:\n"
+        + (f"    {MAIN_ONLY}\n" if perms else "")
+        + "    runs-on: ubuntu-24.04\n"
         + (f"    permissions: {{contents: read, {perms}: write}}\n" if perms else "")
         + (f"    concurrency: {{group: '{group}', cancel-in-progress: false}}\n" if group else "")
         + STEPS
@@ -353,7 +358,7 @@ def test_privileged_sessions_must_install_from_the_hash_lock(tmp_path: Path) -> 
 def concurrency_job(name: str, run: str, conc: str) -> str:
     """A job with packages: write and a concurrency block written as inline YAML."""
     return (
-        f"  {name}:\n    runs-on: ubuntu-24.04\n"
+        f"  {name}:\n    {MAIN_ONLY}\n    runs-on: ubuntu-24.04\n"
         "    permissions: {contents: read, packages: write}\n"
         f"    concurrency: {conc}\n" + STEPS + run_step(run)
     )
@@ -429,3 +434,70 @@ def test_tool_installs_in_workflows_follow_pyproject_pins(tmp_path: Path) -> Non
     assert "oras '1.1.0' differs from the pin in pyproject.toml (1.2.0)" in found
     wf.write_text(stale.replace("1.1.0", "1.2.0"))
     assert not [p for p in workflows.problems(wf) if "differs from the pin" in p]
+
+
+# --- privileged jobs on the default branch only; the staging credential --------------------
+
+
+def guarded(body: str, condition: str | None) -> str:
+    """``body`` with its jobs' ``if:`` replaced (None: removed)."""
+    return body.replace(f"    {MAIN_ONLY}\n", f"    if: {condition}\n" if condition else "")
+
+
+def branch_problems(path: Path) -> list[str]:
+    return [p for p in workflows.problems(path) if "off the default branch" in p]
+
+
+def test_privileged_jobs_run_only_on_the_default_branch(tmp_path: Path) -> None:
+    wf = project(tmp_path) / "rollback.yml"
+    body = workflow(concurrency_job("rollback", f"{NOX} -s rollback -- --sha x", GOOD))
+    wf.write_text(guarded(body, None))  # the old rollback.yml: no if at all
+    (found,) = branch_problems(wf)
+    assert found.startswith("rollback.yml: job rollback has ['packages'] but may run off")
+    assert "if: github.ref == 'refs/heads/main'" in found
+    for ok in (
+        "github.ref == 'refs/heads/main'",
+        "${{ github.ref == 'refs/heads/main' }}",
+        "${{ inputs.sha != '' && (github.ref == 'refs/heads/main') }}",
+    ):
+        wf.write_text(guarded(body, ok))
+        assert branch_problems(wf) == [], ok
+    for bad in (
+        "${{ github.ref == 'refs/heads/main' || github.event_name == 'workflow_dispatch' }}",
+        "${{ github.ref == 'refs/heads/dev' }}",
+        "${{ github.ref != 'refs/heads/main' }}",
+        "${{ always() }}",
+    ):
+        wf.write_text(guarded(body, bad))
+        assert len(branch_problems(wf)) == 1, bad
+    # The default branch is the project's ([tool.dcforge].default_branch).
+    (tmp_path / "pyproject.toml").write_text('[tool.dcforge]\ndefault_branch = "trunk"\n')
+    wf.write_text(guarded(body, "${{ github.ref == 'refs/heads/trunk' }}"))
+    assert branch_problems(wf) == []
+    # No write token, no guard needed.
+    wf.write_text(workflow(job("plan", f"{NOX} -s plan")))
+    assert branch_problems(wf) == []
+
+
+def test_the_default_branch_staging_credential_is_an_environment_secret(tmp_path: Path) -> None:
+    wf = project(tmp_path) / "wf.yml"
+    secret = "      - env: {P: '${{ secrets.DCFORGE_STAGING_PASSWORD }}'}\n"
+    body = workflow(job("build", f"{NOX} -s build")).replace(
+        '      - run: |\n          "${RUNNER_TEMP}/nox/bin/nox" -s build\n',
+        secret.replace("      - env:", "      - name: build\n        env:")
+        + '        run: |\n          "${RUNNER_TEMP}/nox/bin/nox" -s build\n',
+    )
+    wf.write_text(body)
+    (found,) = workflows.problems(wf)
+    assert "job build reads secrets.DCFORGE_STAGING_PASSWORD outside an environment" in found
+    wf.write_text(
+        body.replace(
+            "    runs-on: ubuntu-24.04\n",
+            "    environment: ${{ github.ref == 'refs/heads/main' && 'staging' || 'staging-pr' }}\n"
+            "    runs-on: ubuntu-24.04\n",
+        )
+    )
+    assert workflows.problems(wf) == []
+    # The pull requests' own credential may be a repository secret.
+    wf.write_text(body.replace("DCFORGE_STAGING_PASSWORD", "DCFORGE_PR_STAGING_PASSWORD"))
+    assert workflows.problems(wf) == []
