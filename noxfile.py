@@ -21,7 +21,8 @@ nox.options.error_on_missing_interpreters = True
 PYTHON: str | None = None
 
 # The sessions GitHub runs in jobs holding `id-token: write` or `packages: write`
-# (dcforge.workflows.LOCKED_SESSIONS) install only from this lock: every runtime dependency,
+# (dcforge.workflows.LOCKED_SESSIONS), and gate, install only from this lock
+# (dcforge.workflows.HASHED_SESSIONS): every runtime dependency,
 # the pinned scanner wheels and setuptools (the build backend) by version and sha256.
 # Regenerate with the command in its header (see requirements/README.md).
 LOCK = "requirements/runtime.lock"
@@ -147,7 +148,7 @@ def _project_venv(session: nox.Session) -> None:
 @nox.session(python=PYTHON)
 def gate(session: nox.Session) -> None:
     """Scan + SBOM every permutation in dist/manifest.json; block per policy (--self-test)."""
-    _install(session)
+    _install_locked(session)  # its verdict decides what publish ships: scanners by hash
     session.run("scripts/bootstrap", external=True)
     session.run("python", "-m", "dcforge", "gate", *session.posargs)
 

@@ -4,7 +4,10 @@ cosign's ``generate-key-pair`` writes a PKCS#8 private key sealed with NaCl secr
 under a key derived by scrypt from COSIGN_PASSWORD, as JSON in a PEM block
 (go-securesystemslib's ``encrypted`` format). Reading it takes one scrypt (~0.2 s here);
 ``cosign attest`` pays that for every attestation. Only what cosign itself accepts is read:
-its two PEM types, its two scrypt parameter sets (cosign refuses any other), secretbox.
+its two PEM types, the three scrypt parameter sets go-securesystemslib's
+``encrypted/encrypted.go`` defines and its ``CheckParams`` accepts (legacy N=2^15,
+standard N=2^16 — what cosign writes —, OWASP N=2^17; r=8, p=1; any other is refused, as
+there: tampered parameters must not make the reader spend memory), secretbox.
 The password comes from the environment only and the key never leaves memory.
 """
 
@@ -34,8 +37,9 @@ from nacl.secret import SecretBox
 from dcforge.errors import ToolError
 
 PEM_TYPES = ("ENCRYPTED SIGSTORE PRIVATE KEY", "ENCRYPTED COSIGN PRIVATE KEY")
-# (N, r, p): cosign's current and legacy scrypt parameters, the only ones it decrypts.
-SCRYPT_PARAMETERS = {(65536, 8, 1), (32768, 8, 1)}
+# (N, r, p): go-securesystemslib's legacyParams, standardParams (cosign's default) and
+# owaspParams (encrypted/encrypted.go, since v0.10.0), the only ones its CheckParams accepts.
+SCRYPT_PARAMETERS = {(32768, 8, 1), (65536, 8, 1), (131072, 8, 1)}
 MAX_KEY_FILE = 64 * 1024  # a cosign key file is under 1 KiB
 
 

@@ -96,6 +96,9 @@ class Settings:
     # A registry namespace for the staging path (dcforge.staging): builds push their
     # archives there by digest instead of handing tarballs to the next job; empty: off.
     staging_registry: str = ""
+    # Where pull requests (and any other ref but the default branch) stage instead, with a
+    # credential of their own (SECRETS.md): publish refuses to read staged images from it.
+    pr_staging_registry: str = ""
     max_matrix_jobs: int = 256  # GitHub's cap on one job matrix: more permutations are grouped
     signing: SigningConfig = field(default_factory=SigningConfig, compare=False)
     # Parsed once from the fields above (never settings of their own).
@@ -151,14 +154,40 @@ def _runner_labels(raw: str) -> dict[str, str]:
 
 
 def is_loopback(reference: str) -> bool:
-    """True when the registry of ``reference`` is on this machine (localhost, 127/8, ::1)."""
+    """True when the registry of ``reference`` is this machine by its very name, so that
+    nothing sent to it leaves the machine (plain HTTP, a sample or local Trivy DB are then
+    acceptable): ``localhost``, 127.0.0.0/8, ``::1`` and 127/8 written IPv4-mapped
+    (``[::ffff:127.0.0.1]``, which the kernel routes to 127.0.0.1).
+
+    Never ``0.0.0.0`` or ``::`` (see :func:`unspecified`): Linux happens to connect them to
+    this host, but they name no destination — they are listen-everywhere addresses, mostly
+    copied from a server's config, and other systems (and Docker's insecure-registry rule,
+    127.0.0.0/8 only) do not treat them as loopback. Nor ``localhost.`` or ``127.1``: only the
+    canonical spellings are trusted.
+    """
     host = registry_host(reference).lower()
     if host == "localhost":
         return True
+    address = _address(host)
+    return address is not None and address.is_loopback
+
+
+def unspecified(reference: str) -> bool:
+    """True when the registry host of ``reference`` is ``0.0.0.0`` or ``::`` (or ``::`` with
+    an IPv4-mapped 0.0.0.0): an address to listen on, not one to reach."""
+    address = _address(registry_host(reference).lower())
+    return address is not None and address.is_unspecified
+
+
+def _address(host: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    """The IP address ``host`` spells (IPv4-mapped IPv6 as its IPv4 address), else None."""
     try:
-        return ipaddress.ip_address(host).is_loopback
+        address = ipaddress.ip_address(host)
     except ValueError:
-        return False
+        return None
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        return address.ipv4_mapped
+    return address
 
 
 _BOOLS = {"true": True, "1": True, "yes": True, "false": False, "0": False, "no": False}
@@ -215,6 +244,13 @@ ENV_ONLY = frozenset(
     }
 )
 NOT_SETTINGS = frozenset({"root", "signing"})  # Settings fields that are not config keys
+REGISTRY_SETTINGS = (
+    "registry",
+    "base_registry",
+    "cache_registry",
+    "staging_registry",
+    "pr_staging_registry",
+)
 _KINDS: dict[object, type] = {
     "int": int,
     int: int,
@@ -254,7 +290,7 @@ def load(root: Path, env: Mapping[str, str]) -> Settings:
                 f"environment: {name} is not a dcforge setting"
                 + (_did_you_mean(name, [*env_names, *ENV_ONLY]) or " — unset it")
             )
-    for key in ("registry", "base_registry", "cache_registry", "staging_registry"):
+    for key in REGISTRY_SETTINGS:
         if key in values:  # image references are lowercase (GHCR: ${{ github.repository }})
             values[key] = str(values[key]).lower()
     return _checked(Settings(root=root, signing=SigningConfig.parse(env), **values))
@@ -310,12 +346,25 @@ def _checked(settings: Settings) -> Settings:
         raise ConfigError(
             "cache_backend 'registry' needs cache_registry (e.g. localhost:5000/dcforge-cache)"
         )
-    stage, release = settings.staging_registry.rstrip("/"), settings.registry.rstrip("/")
-    overlap = stage == release or stage.startswith(release + "/") or release.startswith(stage + "/")
-    if stage and overlap:
-        raise ConfigError(
-            f"staging_registry {stage} overlaps the release registry {release}: staged images "
-            "would sit among releases (and retention would take them for releases) — use a "
-            f"namespace of its own, e.g. {release}-staging"
-        )
+    for key in REGISTRY_SETTINGS:
+        if unspecified(getattr(settings, key)):
+            raise ConfigError(
+                f"{key} {getattr(settings, key)}: {registry_host(getattr(settings, key))} is an "
+                "address to listen on, not a registry to reach — use localhost or 127.0.0.1"
+            )
+    release = settings.registry.rstrip("/")
+    for key in ("staging_registry", "pr_staging_registry"):
+        stage = getattr(settings, key).rstrip("/")
+        if stage and namespaces_overlap(stage, release):
+            raise ConfigError(
+                f"{key} {stage} overlaps the release registry {release}: staged images "
+                "would sit among releases (and retention would take them for releases) — use "
+                f"a namespace of its own, e.g. {release}-staging"
+            )
     return settings
+
+
+def namespaces_overlap(a: str, b: str) -> bool:
+    """Whether one registry namespace is, or holds, the other (``x/y`` and ``x/y/z``)."""
+    a, b = a.rstrip("/"), b.rstrip("/")
+    return bool(a and b) and (a == b or a.startswith(b + "/") or b.startswith(a + "/"))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ast
 import re
+import tomllib
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +16,7 @@ from dcforge.runner import Runner
 
 PINNED = re.compile(r"^[^@\s]+@[0-9a-f]{40}$")
 SESSION_CALL = re.compile(
-    r"""(?:^|[\s"'])(?:nox(?:==[^\s"']+)?["']?\s+-s\s+(?P<session>[a-z][a-z-]*)"""
+    r"""(?:^|[\s"'/])(?:nox(?:==[^\s"']+)?["']?\s+-s\s+(?P<session>[a-z][a-z-]*)"""
     r"""|invoke\s+(?P<task>[a-z][a-z-]*))"""
 )
 UNTRUSTED = re.compile(r"\$\{\{\s*github\.event\.")
@@ -25,6 +26,34 @@ PRIVILEGED = frozenset({"packages", "id-token", "actions"})
 # The only nox sessions a job holding PRIVILEGED write tokens may run; the noxfile must
 # install each from the hash lock (requirements/runtime.lock), see locked_sessions().
 LOCKED_SESSIONS = frozenset({"publish", "verify", "rollback", "prune", "rescan"})
+# Sessions whose every install the noxfile must take from the hash lock wherever a workflow
+# calls them: the privileged ones, and gate, whose scanners' verdict decides what publish
+# ships (it runs in a job without write tokens, on the same artifacts).
+HASHED_SESSIONS = LOCKED_SESSIONS | {"gate"}
+# nox itself, in every job that runs it: a virtualenv of the job's own with nox and its
+# dependencies by hash (`pipx run "nox==V"` resolves nox's dependencies by range at run
+# time, with the job's tokens in reach). This step first, then `NOX -s SESSION` lines.
+NOX_LOCK = "requirements/nox.lock"
+NOX = '"${RUNNER_TEMP}/nox/bin/nox"'
+NOX_INSTALL = (
+    'python -m venv "${RUNNER_TEMP}/nox"\n'
+    f'"${{RUNNER_TEMP}}/nox/bin/pip" install -q --require-hashes -r {NOX_LOCK}\n'
+)
+# One hashed nox call per line; arguments after it, but no second command (; & | ` $( ).
+HASHED_CALL = re.compile(
+    re.escape(NOX) + r" -s (?P<session>[a-z][a-z-]*)(?:\s+(?:[^;&|`$\n]|\$(?!\())*)?"
+)
+# A job holding PRIVILEGED write tokens runs only on the default branch: its `if:` is this
+# test, alone or &&-joined (never ||). A literal: a scheduled run's payload has no
+# github.event.repository.default_branch, and the signing identity names this ref anyway.
+DEFAULT_REF_GUARD = "github.ref == 'refs/heads/{branch}'"
+# Secrets that must be environment secrets (restricted to the default branch, SECRETS.md):
+# a repository secret reaches every same-repository pull request, which can edit the
+# workflow to read it. A job referencing one must run in an environment.
+ENVIRONMENT_SECRETS = frozenset(
+    {"DCFORGE_STAGING_PASSWORD", "DCFORGE_REGISTRY_PASSWORD", "COSIGN_KEY", "COSIGN_PASSWORD"}
+)
+SECRET_REF = re.compile(r"\bsecrets\.([A-Za-z_][A-Za-z0-9_]*)")
 # The one concurrency group every job that changes the registry queues in (queue: max).
 REGISTRY_GROUP = "registry-${{ github.repository }}"
 # `${{ … github.run_id … }}`: a concurrency group no other run can share.
@@ -65,6 +94,15 @@ def problems(path: Path) -> list[str]:
             out.append(f"{path.name}: job {job_name} has {sorted(writes)} but does not publish")
         if writes & PRIVILEGED:
             out += _lock_problems(path, job_name, sorted(writes & PRIVILEGED), _job_calls(job))
+        guard = DEFAULT_REF_GUARD.format(branch=_default_branch(path))
+        if writes & PRIVILEGED and not _guarded(job.get("if"), guard):
+            out.append(
+                f"{path.name}: job {job_name} has {sorted(writes & PRIVILEGED)} but may run off"
+                f" the default branch: give it if: {guard} (alone or &&-joined, no ||)"
+            )
+        out += _environment_secret_problems(path, job_name, job)
+        out += _nox_problems(path, job_name, job, privileged=bool(writes & PRIVILEGED))
+        out += _hashed_session_problems(path, job_name, _job_calls(job))
         for i, step in enumerate(job.get("steps") or []):
             where = f"{path.name}: {job_name} step {i + 1}"
             uses = step.get("uses")
@@ -80,7 +118,7 @@ def problems(path: Path) -> list[str]:
             if run is not None:
                 if UNTRUSTED.search(run) or "${{" in run:
                     out.append(f"{where}: expression expanded inside run: (pass it through env)")
-                if not SESSION_CALL.search(run):
+                if not SESSION_CALL.search(run) and not is_nox_install(run):
                     out.append(f"{where}: run: must call a nox session or invoke task")
     return out + _concurrency_problems(path, wf)
 
@@ -93,33 +131,107 @@ def _job_calls(job: dict[str, Any]) -> list[tuple[str, str]]:
     return found
 
 
+def _default_branch(path: Path) -> str:
+    """[tool.dcforge].default_branch of the checkout the workflow sits in ("main")."""
+    pyproject = path.resolve().parent.parent.parent / "pyproject.toml"
+    try:
+        tool = tomllib.loads(pyproject.read_text()).get("tool", {})
+    except (OSError, tomllib.TOMLDecodeError, UnicodeDecodeError):
+        return "main"
+    branch = (tool.get("dcforge") or {}).get("default_branch") if isinstance(tool, dict) else None
+    return branch if isinstance(branch, str) and branch else "main"
+
+
+def _guarded(condition: Any, guard: str) -> bool:
+    """Whether a job's ``if:`` is ``guard`` (the default-branch test) or &&-joins it."""
+    text = str(condition or "").strip()
+    m = re.fullmatch(r"\$\{\{(.*)\}\}", text, re.S)
+    text = " ".join((m.group(1) if m else text).split())
+    if not text or "||" in text:
+        return False
+    return any(part.strip().strip("()").strip() == guard for part in text.split("&&"))
+
+
+def _environment_secret_problems(path: Path, job_name: str, job: dict[str, Any]) -> list[str]:
+    named = sorted(set(SECRET_REF.findall(yaml.safe_dump(job))) & ENVIRONMENT_SECRETS)
+    if not named or job.get("environment"):
+        return []
+    return [
+        f"{path.name}: job {job_name} reads secrets.{name} outside an environment: keep it an"
+        " environment secret of one allowed only on the default branch (SECRETS.md) — a"
+        " repository secret reaches every same-repository pull request"
+        for name in named
+    ]
+
+
+def is_nox_install(run: str) -> bool:
+    return " ".join(run.split()) == " ".join(NOX_INSTALL.split())
+
+
+def _nox_problems(path: Path, job_name: str, job: dict[str, Any], privileged: bool) -> list[str]:
+    """nox comes from its hash lock: the NOX_INSTALL step, then ``NOX -s …`` lines only. In a
+    job holding PRIVILEGED write tokens every line of every ``run:`` is one or the other."""
+    out, installed = [], False
+    for i, step in enumerate(job.get("steps") or []):
+        run = step.get("run")
+        if run is None:
+            continue
+        where = f"{path.name}: job {job_name} step {i + 1} ({step.get('name') or 'run'})"
+        if is_nox_install(run):
+            installed = True
+            continue
+        lines = [line.strip() for line in str(run).splitlines() if line.strip()]
+        bad = [
+            line
+            for line in lines
+            if (privileged or SESSION_CALL.search(line)) and not HASHED_CALL.fullmatch(line)
+        ]
+        if bad:
+            rule = "runs only" if privileged else "runs nox only as"
+            out.append(
+                f"{where}: {bad[0][:60]!r}: this job {rule} {NOX} -s SESSION, one call a"
+                f" line (nox installed from {NOX_LOCK} by an earlier step)"
+            )
+        elif any(HASHED_CALL.fullmatch(line) for line in lines) and not installed:
+            out.append(
+                f"{where}: calls {NOX} before a step installs it from {NOX_LOCK}: run first"
+                f" {NOX_INSTALL!r}"
+            )
+    return out
+
+
+def _noxfile(path: Path) -> Path:
+    """.github/workflows/X.yml → the checkout's noxfile.py"""
+    return path.resolve().parent.parent.parent / "noxfile.py"
+
+
+def _hashed_session_problems(path: Path, job_name: str, called: list[tuple[str, str]]) -> list[str]:
+    """The sessions in HASHED_SESSIONS a job calls install from the hash lock only."""
+    wanted = {name for kind, name in called if kind == "nox" and name in HASHED_SESSIONS}
+    if not wanted:
+        return []
+    where = f"{path.name}: job {job_name}"
+    noxfile = _noxfile(path)
+    if not noxfile.is_file():
+        return [f"{where}: noxfile.py not found at {noxfile}, cannot check its hash lock"]
+    return [
+        f"{where}: noxfile.py does not install session {name} from a hash lock"
+        " (--require-hashes -r LOCK, then --no-deps --no-build-isolation -e .)"
+        for name in sorted(wanted - locked_sessions(noxfile))
+    ]
+
+
 def _lock_problems(
     path: Path, job_name: str, writes: list[str], called: list[tuple[str, str]]
 ) -> list[str]:
     """A job holding write tokens for packages or OIDC runs only hash-locked sessions."""
-    out = []
     where = f"{path.name}: job {job_name} has {writes}"
-    wanted = set()
-    for kind, name in called:
-        if kind == "nox" and name in LOCKED_SESSIONS:
-            wanted.add(name)
-        else:
-            out.append(
-                f"{where} but calls {kind} {'session' if kind == 'nox' else 'task'} {name}:"
-                f" only {sorted(LOCKED_SESSIONS)} (installed from the hash lock) may run there"
-            )
-    if wanted:
-        # .github/workflows/X.yml → the checkout's noxfile.py
-        noxfile = path.resolve().parent.parent.parent / "noxfile.py"
-        if not noxfile.is_file():
-            out.append(f"{where}: noxfile.py not found at {noxfile}, cannot check its hash lock")
-        else:
-            for name in sorted(wanted - locked_sessions(noxfile)):
-                out.append(
-                    f"{where}: noxfile.py does not install session {name} from a hash lock"
-                    " (--require-hashes -r LOCK, then --no-deps --no-build-isolation -e .)"
-                )
-    return out
+    return [
+        f"{where} but calls {kind} {'session' if kind == 'nox' else 'task'} {name}:"
+        f" only {sorted(LOCKED_SESSIONS)} (installed from the hash lock) may run there"
+        for kind, name in called
+        if kind != "nox" or name not in LOCKED_SESSIONS
+    ]
 
 
 def locked_sessions(noxfile: Path) -> set[str]:

@@ -9,8 +9,10 @@ the runner sets them; job outputs from step outputs; artifacts handed between jo
 files (``upload-artifact``'s least-common-ancestor root, ``download-artifact`` by name or
 pattern); ``GITHUB_PATH`` as the runner applies it. With ``image`` (runner_images.py) every
 ``run:`` step sees this machine as that runner image, and the setup actions leave what they
-leave there (emulation registered as setup-qemu-action does, cosign and oras on
-``GITHUB_PATH``); without it, actions that only install what this machine has
+leave there (emulation registered as setup-qemu-action does, cosign, oras and the
+requested Python on ``GITHUB_PATH``: a job's own ``python -m venv`` and hash-locked
+``pip install`` of nox then run as written, with no stand-in for nox); without it, actions
+that only install what this machine has
 (setup-python, setup-qemu, setup-buildx, setup-oras, cosign-installer, the runtime-token
 action) are no-ops. Any action this module does not know fails the run, so a new action in
 the workflow cannot slip past the rehearsal.

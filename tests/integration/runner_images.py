@@ -11,7 +11,9 @@ still run the emulated builds: only what a job can *read* is the image's.
 What stays this machine's: the Docker engine (the image has one running, docker-ce 28), the
 local registry's, debootstrap's and busybox's files the rehearsal's local endpoints need
 (the real workflow publishes to GHCR and pulls bases from Docker Hub, so they never need
-them) and Python (actions/setup-python's is the test's own, through the pipx shim).
+them) and Python: actions/setup-python puts this machine's interpreter of the version it is
+asked for on ``GITHUB_PATH`` (a plain one, the tests' virtualenv's base), so the jobs' own
+``python -m venv`` + ``pip install --require-hashes -r requirements/nox.lock`` run as written.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from __future__ import annotations
 import os
 import shlex
 import shutil
+import sys
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -94,7 +97,27 @@ class RunnerImage:
             return [folder]
         if action == "oras-project/setup-oras":
             return [_installed("oras", runner_dir / "temp" / str(uuid.uuid4()))]
+        if action == "actions/setup-python":
+            return [_setup_python(str(given.get("python-version", "")), runner_dir)]
         return []
+
+
+def _setup_python(version: str, runner_dir: Path) -> str:
+    """actions/setup-python: a plain CPython of ``version`` (no packages of its own) first on
+    GITHUB_PATH as ``python``, ``python3`` and ``pythonX.Y``, from the tool cache's layout.
+    This machine's interpreter of that version stands in for the cached build: the one the
+    tests run on (its base, not their virtualenv), else ``pythonX.Y`` on PATH."""
+    wanted = ".".join(version.split(".")[:2])
+    here = ".".join(map(str, sys.version_info[:2]))
+    base = getattr(sys, "_base_executable", sys.executable)
+    found = base if wanted == here else shutil.which(f"python{wanted}")
+    if not wanted or found is None:
+        raise FileNotFoundError(f"setup-python {version!r}: no Python {wanted} on this machine")
+    folder = runner_dir / "hostedtoolcache/Python" / version / "x64/bin"
+    folder.mkdir(parents=True)
+    for name in ("python", "python3", f"python{wanted}"):
+        (folder / name).symlink_to(os.path.realpath(found))
+    return str(folder)
 
 
 def q(path: object) -> str:
@@ -177,6 +200,11 @@ UBUNTU_2404 = RunnerImage(
         (
             "Docker engine running, buildx, skopeo, curl, Node.js 20+, pipx",
             "Ubuntu2404-Readme.md (Docker 28.0.4, Docker-Buildx 0.20.1+, Skopeo 1.13.3)",
+        ),
+        (
+            "actions/setup-python puts a plain CPython of the version asked for first on "
+            "GITHUB_PATH (the tool cache's Python/<version>/x64/bin)",
+            "actions/setup-python README (python-version; the tool cache added to PATH)",
         ),
         (
             "bootstrap installs nothing there: apt-get is recorded and refused",

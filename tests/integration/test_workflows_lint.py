@@ -58,8 +58,8 @@ def test_an_injected_expression_fails(tmp_path: Path) -> None:
     wf = copy(tmp_path) / "build-publish.yml"
     wf.write_text(
         wf.read_text().replace(
-            'run: pipx run "nox==${NOX_VERSION}" -s gate',
-            'run: pipx run "nox==${NOX_VERSION}" -s gate -- "${{ github.event.pull_request.title }}"',
+            '"${RUNNER_TEMP}/nox/bin/nox" -s gate\n',
+            '"${RUNNER_TEMP}/nox/bin/nox" -s gate -- "${{ github.event.pull_request.title }}"\n',
         )
     )
     result = run_dcforge("lint-workflows", cwd=tmp_path)

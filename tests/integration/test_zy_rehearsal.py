@@ -13,12 +13,9 @@ runner's Docker state, as the workflow's build does with CI set)."""
 
 from __future__ import annotations
 
-import importlib.metadata
 import json
-import os
 import shutil
 import subprocess
-import sys
 import urllib.request
 import uuid
 from pathlib import Path
@@ -77,23 +74,6 @@ def _repository(dest: Path) -> str:
     git("add", "-A")
     git("-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "rehearsal")
     return git("rev-parse", "HEAD")
-
-
-def _pipx_shim(bin_dir: Path, envdir: Path) -> None:
-    """The runner's ``pipx run "nox==V"``: the nox of this environment, which must be the
-    version the workflow pins; session virtualenvs shared between the jobs' clones."""
-    pinned = yaml.safe_load(WORKFLOW.read_text())["env"]["NOX_VERSION"]
-    assert importlib.metadata.version("nox") == pinned, "tests' nox differs from the workflow's"
-    bin_dir.mkdir()
-    shim = bin_dir / "pipx"
-    shim.write_text(
-        "#!/bin/sh\nset -eu\n"
-        '[ "$1" = run ] || { echo "pipx shim: only pipx run is rehearsed" >&2; exit 2; }\n'
-        f'[ "$2" = "nox=={pinned}" ] || {{ echo "pipx shim: $2 is not nox=={pinned}" >&2; exit 2; }}\n'
-        "shift 2\n"
-        f'exec "{sys.executable}" -m nox --envdir "{envdir}" "$@"\n'
-    )
-    shim.chmod(0o755)
 
 
 def _tags(repository: str) -> list[str]:
@@ -159,13 +139,12 @@ def test_build_publish_workflow_rehearsed_as_pull_requests_then_a_push_to_main(
     repo = tmp_path / "repo"
     repo.mkdir()
     sha = _repository(repo)
-    _pipx_shim(tmp_path / "bin", tmp_path / "nox-envs")
     env = base_env()
-    env["PATH"] = f"{tmp_path / 'bin'}{os.pathsep}{env['PATH']}"
     name = f"rh{uuid.uuid4().hex[:8]}"
     registry = f"{namespace}/{name}"
     cache = f"{namespace}/{name}-cache"
-    stage = f"{namespace}/{name}-staging"
+    stage = f"{namespace}/{name}-staging"  # the default branch's: publish reads it
+    pr_stage = f"{namespace}/{name}-pr-staging"  # every other ref's: publish never reads it
     overrides = {
         "DCFORGE_REGISTRY": registry,
         "DCFORGE_BASE_REGISTRY": "localhost:5000/library",
@@ -178,8 +157,12 @@ def test_build_publish_workflow_rehearsed_as_pull_requests_then_a_push_to_main(
         "DCFORGE_TRIVY_DB_REPOSITORY": trivy_db.repository,
     }
     assert set(overrides) == OVERRIDDEN
-    secrets = {"GITHUB_TOKEN": TOKEN, "DCFORGE_STAGING_PASSWORD": ""}
-    staging_vars = {"DCFORGE_STAGING_REGISTRY": stage}
+    secrets = {
+        "GITHUB_TOKEN": TOKEN,
+        "DCFORGE_STAGING_PASSWORD": "",
+        "DCFORGE_PR_STAGING_PASSWORD": "",
+    }
+    staging_vars = {"DCFORGE_STAGING_REGISTRY": stage, "DCFORGE_PR_STAGING_REGISTRY": pr_stage}
     workflow_doc = yaml.safe_load(WORKFLOW.read_text())
 
     def rehearse(label: str, event: Event, variables: dict[str, str]) -> Rehearsal:
@@ -217,7 +200,7 @@ def test_build_publish_workflow_rehearsed_as_pull_requests_then_a_push_to_main(
     pr_cache = _tags(cache)
     assert pr_cache and all(t.startswith(("pr-7-", "pr-8-")) for t in pr_cache), pr_cache
     pr_staged = mf.load(staged_pr.artifacts["gated"] / "manifest.json")
-    assert all(e.staged.startswith(f"{stage}/pr-8/") for e in pr_staged.permutations)
+    assert all(e.staged.startswith(f"{pr_stage}/pr-8/") for e in pr_staged.permutations)
 
     # --- a push to main: staged, gated by digest, published, signed, verified -----------
     push = rehearse(

@@ -131,19 +131,20 @@ def test_a_missing_key_file_is_named(tmp_path: Path) -> None:
         keyfile.load(tmp_path / "absent.key", PASSWORD)
 
 
-def _sealed_key(tmp_path: Path, der: bytes, password: bytes) -> Path:
-    """A key sealed as cosign seals one (legacy scrypt set, to keep the test quick)."""
+def _sealed_key(tmp_path: Path, der: bytes, password: bytes, n: int = 32768) -> Path:
+    """A key sealed as cosign seals one (by default the legacy scrypt N, to keep the test
+    quick; r=8, p=1 in all three of go-securesystemslib's sets)."""
     import hashlib
 
     from nacl.secret import SecretBox
     from nacl.utils import random
 
     salt, nonce = random(32), random(24)
-    box = hashlib.scrypt(password, salt=salt, n=32768, r=8, p=1, maxmem=2**28, dklen=32)
+    box = hashlib.scrypt(password, salt=salt, n=n, r=8, p=1, maxmem=2**28, dklen=32)
     sealed = {
         "kdf": {
             "name": "scrypt",
-            "params": {"N": 32768, "r": 8, "p": 1},
+            "params": {"N": n, "r": 8, "p": 1},
             "salt": base64.b64encode(salt).decode(),
         },
         "cipher": {"name": "nacl/secretbox", "nonce": base64.b64encode(nonce).decode()},
@@ -166,6 +167,16 @@ def _der(key: ec.EllipticCurvePrivateKey) -> bytes:
         serialization.PrivateFormat.PKCS8,
         serialization.NoEncryption(),
     )
+
+
+@pytest.mark.parametrize("n", [2**15, 2**16, 2**17])  # legacy, standard, OWASP
+def test_every_scrypt_set_go_securesystemslib_writes_is_read(tmp_path: Path, n: int) -> None:
+    """encrypted.go's legacyParams, standardParams and owaspParams (N 2^15, 2^16, 2^17;
+    r=8, p=1): its CheckParams accepts exactly these, so cosign reads a key sealed with any."""
+    private = ec.generate_private_key(ec.SECP256R1())
+    key = keyfile.load(_sealed_key(tmp_path, _der(private), b"pw", n=n), "pw")
+    assert key is not None
+    private.public_key().verify(key.sign(b"payload"), b"payload", ec.ECDSA(hashes.SHA256()))
 
 
 def test_only_p256_is_signed_here(tmp_path: Path) -> None:

@@ -66,3 +66,65 @@ def test_outputs_and_matrices() -> None:
         {"os": "x", "py": 1},
         {"os": "y", "py": 1},
     ]
+
+
+STAGING_VARS = {
+    "DCFORGE_STAGING_REGISTRY": "ghcr.io/acme/stage",
+    "DCFORGE_STAGING_USERNAME": "main-bot",
+    "DCFORGE_PR_STAGING_REGISTRY": "ghcr.io/acme/pr-stage",
+    "DCFORGE_PR_STAGING_USERNAME": "pr-bot",
+}
+# What a job in the `staging` environment sees; GitHub gives the environment's secret only
+# to a job of the default branch (its deployment branch policy), whatever the file says.
+STAGING_SECRETS = {"DCFORGE_STAGING_PASSWORD": "MAIN", "DCFORGE_PR_STAGING_PASSWORD": "PR"}
+SAME_REPO_PR = {"pull_request": {"number": 8, "head": {"repo": {"fork": False}}}}
+
+
+@pytest.mark.parametrize(
+    ("event", "ref", "payload", "want"),
+    [
+        ("push", "refs/heads/main", {}, ("staging", "ghcr.io/acme/stage", "main-bot", "MAIN")),
+        ("workflow_dispatch", "refs/heads/main", {}, ("staging", "ghcr.io/acme/stage", "main-bot", "MAIN")),
+        ("pull_request", "refs/pull/8/merge", SAME_REPO_PR, ("staging-pr", "ghcr.io/acme/pr-stage", "pr-bot", "PR")),
+        ("workflow_dispatch", "refs/heads/feature", {}, ("staging-pr", "ghcr.io/acme/pr-stage", "pr-bot", "PR")),
+        ("pull_request", "refs/pull/9/merge", {"pull_request": {"head": {"repo": {"fork": True}}}}, ("staging-pr", "", "pr-bot", "")),
+    ],
+)  # fmt: skip
+def test_only_the_default_branch_stages_where_publish_reads(
+    event: str, ref: str, payload: dict[str, Any], want: tuple[str, str, str, str]
+) -> None:
+    """build and gate: the `staging` environment (the default branch's credential) and the
+    default branch's namespace for refs/heads/main only; every other ref the PR namespace
+    and its own credential — never the main one, even if it were handed to the job."""
+    r = _rehearsal(event, ref, payload)
+    scope = {
+        "github": r.github("build"),
+        "inputs": {},
+        "vars": STAGING_VARS,
+        "secrets": STAGING_SECRETS,
+    }
+    workflow_env = r.template(r.doc["env"], scope)
+    assert workflow_env["DCFORGE_PR_STAGING_REGISTRY"] == "ghcr.io/acme/pr-stage"
+    for job, step in (("build", "build"), ("gate", "gate")):
+        body = r.doc["jobs"][job]
+        (env,) = [s["env"] for s in body["steps"] if s.get("name") == step]
+        got = (
+            r.template(body["environment"], scope),
+            workflow_env["DCFORGE_STAGING_REGISTRY"],
+            r.template(env["DCFORGE_STAGING_USERNAME"], scope),
+            r.template(env["DCFORGE_STAGING_PASSWORD"], scope),
+        )
+        assert got == want, (job, event, ref)
+
+
+@pytest.mark.parametrize("workflow", ["rollback.yml", "retention.yml", "rescan.yml"])
+def test_privileged_jobs_of_other_workflows_run_only_on_main(workflow: str) -> None:
+    path = WORKFLOW.with_name(workflow)
+    for event, ref, runs in [
+        ("workflow_dispatch", "refs/heads/main", True),
+        ("schedule", "refs/heads/main", True),  # a schedule's payload has no repository
+        ("workflow_dispatch", "refs/heads/feature", False),
+    ]:
+        r = Rehearsal(path, Path("."), Path("."), Event(event, ref, "0" * 40, {}), {})
+        for name, job in r.doc["jobs"].items():
+            assert r.condition(job["if"], {"github": r.github(name)}, "success()") is runs

@@ -3,6 +3,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from dcforge import settings
 from dcforge.errors import ConfigError
@@ -50,6 +52,13 @@ def test_bad_settings(tmp_path: Path, extra: str, env: dict[str, str], expected:
         ("127.0.0.1:5000/x", True),
         ("127.8.9.10:5000/x", True),
         ("[::1]:5000/x", True),
+        ("[::ffff:127.0.0.1]:5000/x", True),  # IPv4-mapped 127/8: the kernel sends it to lo
+        ("[::FFFF:7f00:2]/x", True),
+        ("0.0.0.0:5000/x", False),  # a listen address, not a destination (refused by load)
+        ("[::]:5000/x", False),
+        ("[::ffff:10.0.0.5]:5000/x", False),
+        ("localhost.:5000/x", False),
+        ("127.1:5000/x", False),  # only canonical spellings
         ("registry.example.invalid:5000/dcforge", False),
         ("10.0.0.5:5000/x", False),
         ("localhost.example.com/x", False),
@@ -58,6 +67,34 @@ def test_bad_settings(tmp_path: Path, extra: str, env: dict[str, str], expected:
 )
 def test_loopback_is_localhost_127_8_and_ipv6_one(reference: str, loopback: bool) -> None:
     assert settings.is_loopback(reference) is loopback
+
+
+IPV4 = st.ip_addresses(v=4)
+
+
+@given(IPV4, st.integers(min_value=1, max_value=65535))
+def test_loopback_ipv4_and_its_ipv4_mapped_spelling_agree(address: object, port: int) -> None:
+    want = str(address).startswith("127.")
+    assert settings.is_loopback(f"{address}:{port}/x") is want
+    assert settings.is_loopback(f"[::ffff:{address}]:{port}/x") is want
+    assert settings.is_loopback(f"{address}/x") is want
+
+
+@given(st.ip_addresses(v=6))
+def test_loopback_ipv6_is_one_or_mapped_127(address: object) -> None:
+    text = str(address)
+    mapped = getattr(address, "ipv4_mapped", None)
+    want = text == "::1" or (mapped is not None and str(mapped).startswith("127."))
+    assert settings.is_loopback(f"[{text}]:5000/x") is want
+
+
+@pytest.mark.parametrize("key", ["REGISTRY", "BASE_REGISTRY", "CACHE_REGISTRY", "STAGING_REGISTRY"])
+@pytest.mark.parametrize("host", ["0.0.0.0:5000", "[::]:5000", "[::ffff:0.0.0.0]"])
+def test_a_listen_everywhere_address_is_refused_as_a_registry(
+    tmp_path: Path, key: str, host: str
+) -> None:
+    with pytest.raises(ConfigError, match=r"is an address to listen on, not a registry to reach"):
+        settings.load(tmp_path, {f"DCFORGE_{key}": f"{host}/x-{key.lower()}"})
 
 
 def test_boolean_settings(tmp_path: Path) -> None:

@@ -110,3 +110,53 @@ def test_publish_refuses_a_repository_or_tag_outside_the_registry(tmp_path: Path
     stray_tag["permutations"][0]["tags"].append("localhost:5000/dcforge/other:one")
     with pytest.raises(PublishRefused, match="is not in"):
         publish._check_repositories(conf, mf.parse(stray_tag, "m"))
+
+
+MAIN_PUSH = {"GITHUB_ACTIONS": "true", "GITHUB_EVENT_NAME": "push", "GITHUB_REF": "refs/heads/main"}
+
+
+def _staged_manifest(staged: str) -> mf.Manifest:
+    doc = copy.deepcopy(GOOD)
+    doc["registry"] = "ghcr.io/acme/images"
+    entry = doc["permutations"][0]
+    entry["repository"] = "ghcr.io/acme/images/tiny"
+    entry["tags"] = [f"ghcr.io/acme/images/tiny:{t.rpartition(':')[2]}" for t in entry["tags"]]
+    entry["staged"] = staged
+    return mf.parse(doc, "m")
+
+
+@pytest.mark.parametrize(
+    "pr_stage", ["ghcr.io/acme/stage", "ghcr.io/acme/stage/x", "GHCR.io/acme/stage/"]
+)
+def test_publish_never_reads_the_namespace_pull_requests_stage_in(
+    tmp_path: Path, pr_stage: str
+) -> None:
+    """Pull requests stage with a credential of their own into pr_staging_registry; a
+    default-branch staging namespace that is, holds or sits in it is refused by publish."""
+    from dcforge.errors import PublishRefused
+    from dcforge.stages import publish
+
+    env = {
+        "DCFORGE_REGISTRY": "ghcr.io/acme/images",
+        "DCFORGE_STAGING_REGISTRY": "ghcr.io/acme/stage",
+    }
+    manifest = _staged_manifest("ghcr.io/acme/stage/main/tiny")
+    apart = settings_mod.load(tmp_path, {**env, "DCFORGE_PR_STAGING_REGISTRY": "ghcr.io/acme/pr"})
+    publish._check_staged(apart, manifest, MAIN_PUSH)
+    shared = settings_mod.load(tmp_path, {**env, "DCFORGE_PR_STAGING_REGISTRY": pr_stage})
+    with pytest.raises(PublishRefused, match="which pull requests can write"):
+        publish._check_staged(shared, manifest, MAIN_PUSH)
+    # What a pull request staged (its own namespace) is never this run's: refused too.
+    with pytest.raises(PublishRefused, match="reads staged images only from"):
+        publish._check_staged(apart, _staged_manifest("ghcr.io/acme/pr/pr-8/tiny"), MAIN_PUSH)
+
+
+def test_the_pull_requests_staging_never_overlaps_the_release_namespace(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"pr_staging_registry ghcr\.io/acme/images/pr overlaps"):
+        settings_mod.load(
+            tmp_path,
+            {
+                "DCFORGE_REGISTRY": "ghcr.io/acme/images",
+                "DCFORGE_PR_STAGING_REGISTRY": "GHCR.io/acme/images/PR",
+            },
+        )

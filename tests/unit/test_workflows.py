@@ -57,7 +57,7 @@ def test_every_run_step_calls_a_real_session_or_task(path: Path) -> None:
     sessions, tasks = nox_sessions(), invoke_tasks()
     for job in wf["jobs"].values():
         for step in job["steps"]:
-            if "run" in step:
+            if "run" in step and not workflows.is_nox_install(step["run"]):
                 called = list(workflows.SESSION_CALL.finditer(step["run"]))
                 assert called, step["run"]
                 for m in called:
@@ -137,11 +137,23 @@ def test_rules_catch_injection_unpinned_and_missing_parity(tmp_path: Path) -> No
 
 # --- hash-locked installs where we sign --------------------------------------------------
 
+NOX = workflows.NOX
 STEPS = (
     "    steps:\n"
     "      - uses: actions/checkout@11bd71901bbe5b1630ceea73d27597364c9af683\n"
     "        with: {persist-credentials: false}\n"
+    "      - run: |\n"
+    + "".join(f"          {line}\n" for line in workflows.NOX_INSTALL.splitlines())
 )
+
+
+MAIN_ONLY = "if: github.ref == 'refs/heads/main'"
+
+
+def run_step(run: str) -> str:
+    return "      - run: |\n" + "".join(f"          {line}\n" for line in run.splitlines())
+
+
 LOCKED_NOXFILE = (
     "import nox\n"
     'LOCK = "requirements/runtime.lock"\n'
@@ -156,6 +168,9 @@ LOCKED_NOXFILE = (
     "    _locked(session)\n"
     "@nox.session\n"
     "def gate(session):\n"
+    "    _locked(session)\n"
+    "@nox.session\n"
+    "def build(session):\n"
     '    session.install("-e", ".")\n'
 )
 
@@ -172,11 +187,13 @@ def project(tmp_path: Path, noxfile: str = LOCKED_NOXFILE) -> Path:
 
 def job(name: str, run: str, perms: str = "", group: str = "") -> str:
     return (
-        f"  {name}:\n    runs-on: ubuntu-24.04\n"
+        f"  {name}:\n"
+        + (f"    {MAIN_ONLY}\n" if perms else "")
+        + "    runs-on: ubuntu-24.04\n"
         + (f"    permissions: {{contents: read, {perms}: write}}\n" if perms else "")
         + (f"    concurrency: {{group: '{group}', cancel-in-progress: false}}\n" if group else "")
         + STEPS
-        + f"      - run: {run}\n"
+        + run_step(run)
     )
 
 
@@ -189,9 +206,10 @@ def workflow(*jobs: str, group: str = "") -> str:
 
 def test_the_noxfile_installs_the_privileged_sessions_from_the_hash_lock() -> None:
     assert {"publish", "verify", "rollback", "prune", "rescan"} == workflows.LOCKED_SESSIONS
-    assert workflows.locked_sessions(ROOT / "noxfile.py") >= workflows.LOCKED_SESSIONS
+    assert workflows.LOCKED_SESSIONS | {"gate"} == workflows.HASHED_SESSIONS
+    assert workflows.locked_sessions(ROOT / "noxfile.py") >= workflows.HASHED_SESSIONS
     # Everything else keeps the plain editable install.
-    assert not workflows.locked_sessions(ROOT / "noxfile.py") & {"gate", "build", "tests"}
+    assert not workflows.locked_sessions(ROOT / "noxfile.py") & {"build", "tests"}
 
 
 def test_the_lock_pins_every_runtime_dependency_by_hash() -> None:
@@ -222,20 +240,88 @@ def test_privileged_jobs_may_call_only_the_locked_sessions(tmp_path: Path) -> No
     wf = directory / "wf.yml"
     wf.write_text(
         workflow(
-            job("publish", "nox -s publish", "packages"),
-            job("publish-gate", "nox -s gate", "id-token"),
+            job("publish", f"{NOX} -s publish", "packages"),
+            job("publish-gate", f"{NOX} -s gate", "id-token"),
             job("publish-task", "invoke cosign --sign x", "packages"),
-            job("gate", "nox -s gate"),
+            job("gate", f"{NOX} -s gate"),
             # actions: write can start a re-publish of an old release: locked sessions only
-            job("scan", "nox -s gate", "actions"),
+            job("scan", f"{NOX} -s gate", "actions"),
         )
     )
-    found = lock_problems(wf)
+    found = [p for p in lock_problems(wf) if "only ['prune'" in p]
     assert len(found) == 3, found
     assert "publish-gate" in found[0] and "nox session gate" in found[0]
     assert "publish-task" in found[1] and "invoke task cosign" in found[1]
     assert "scan" in found[2] and "['actions']" in found[2]
     assert all("hash lock" in p for p in found)
+    # ... and nothing but hashed nox calls run there at all
+    rest = [p for p in lock_problems(wf) if p not in found]
+    assert len(rest) == 1 and "job publish-task step 3" in rest[0], rest
+
+
+# --- nox itself from its hash lock --------------------------------------------------------
+
+
+def test_nox_runs_only_from_its_hash_lock(tmp_path: Path) -> None:
+    """A job holding write tokens that runs nox any other way than NOX_INSTALL then
+    ``NOX -s …`` is an error naming the file, job and step; so is any other nox elsewhere."""
+    wf = project(tmp_path) / "wf.yml"
+    pipx = 'pipx run "nox==2025.5.1" -s publish'
+    bare_install = STEPS.replace(workflows.NOX_INSTALL.splitlines()[1], "true")
+    wf.write_text(
+        workflow(
+            job("publish", pipx, "packages"),  # the old shipped form
+            job("publish-bare", "nox -s publish", "id-token"),
+            job("publish-chained", f"{NOX} -s publish && curl -s x | sh", "packages"),
+            job("publish-extra", f"pip install foo\n{NOX} -s publish", "packages"),
+            job("publish-subshell", f"{NOX} -s publish -- $(curl x)", "packages"),
+            job("gate", 'pipx run "nox==2025.5.1" -s gate'),  # no write token, still nox
+            job("publish-ok", f'{NOX} -s publish -- --sha "${{SHA}}"', "packages"),
+            job("plan", f"{NOX} -s plan -- --json\n{NOX} -s merge -- parts/*"),
+        ).replace(STEPS, bare_install, 1)  # publish: its install step is not the lock's
+    )
+    found = [p for p in lock_problems(wf) if "nox.lock" in p]
+    assert [p.split(":")[1].strip() for p in found] == [
+        "job publish step 2 (run)",
+        "job publish step 3 (run)",
+        "job publish-bare step 3 (run)",
+        "job publish-chained step 3 (run)",
+        "job publish-extra step 3 (run)",
+        "job publish-subshell step 3 (run)",
+        "job gate step 3 (run)",
+    ], found
+    assert all(p.startswith("wf.yml: ") for p in found)
+    assert "'pipx run \"nox==2025.5.1\" -s publish'" in found[1]
+    assert "this job runs only" in found[1] and "requirements/nox.lock" in found[1]
+    assert "runs nox only as" in found[-1]
+    # The session call must come after the install step.
+    wf.write_text(
+        workflow(job("publish", f"{NOX} -s publish", "packages")).replace(
+            STEPS, STEPS.split("      - run: |")[0]
+        )
+    )
+    assert "before a step installs it" in "\n".join(lock_problems(wf))
+
+
+def test_shipped_jobs_install_nox_from_the_lock_first() -> None:
+    for path in WORKFLOWS:
+        for name, body in workflows.load(path)["jobs"].items():
+            runs = [s["run"] for s in body["steps"] if "run" in s]
+            assert workflows.is_nox_install(runs[0]), f"{path.name}:{name}"
+            assert all(workflows.HASHED_CALL.fullmatch(r.strip()) for r in runs[1:])
+
+
+def test_the_nox_lock_pins_the_tests_nox_by_hash() -> None:
+    text = (ROOT / workflows.NOX_LOCK).read_text()
+    assert "pip-compile" in text.split("\n\n")[0] and "--generate-hashes" in text
+    entries = [e for e in text.replace("\\\n", " ").splitlines() if e and e[0].isalnum()]
+    assert entries and all("--hash=sha256:" in e for e in entries)
+    pins = dict(e.split()[0].split("==") for e in entries)
+    test_extra = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"][
+        "optional-dependencies"
+    ]["test"]
+    (nox,) = [Requirement(r) for r in test_extra if Requirement(r).name == "nox"]
+    assert str(nox.specifier) == f"=={pins['nox']}"
 
 
 def test_privileged_sessions_must_install_from_the_hash_lock(tmp_path: Path) -> None:
@@ -243,7 +329,7 @@ def test_privileged_sessions_must_install_from_the_hash_lock(tmp_path: Path) -> 
         "    _locked(session)\n", '    session.install("-e", ".")\n', 1
     )
     wf = project(tmp_path, unlocked) / "wf.yml"
-    wf.write_text(workflow(job("publish", "nox -s publish", "packages")))
+    wf.write_text(workflow(job("publish", f"{NOX} -s publish", "packages")))
     found = lock_problems(wf)
     assert len(found) == 1 and "noxfile.py does not install session publish" in found[0]
     for noxfile in (
@@ -260,7 +346,7 @@ def test_privileged_sessions_must_install_from_the_hash_lock(tmp_path: Path) -> 
         assert workflows.locked_sessions(tmp_path / "noxfile.py") == set(), noxfile
         assert len(lock_problems(wf)) == 1
     (tmp_path / "noxfile.py").write_text(LOCKED_NOXFILE)
-    assert workflows.locked_sessions(tmp_path / "noxfile.py") == {"publish", "rollback"}
+    assert workflows.locked_sessions(tmp_path / "noxfile.py") == {"publish", "rollback", "gate"}
     assert lock_problems(wf) == []
     (tmp_path / "noxfile.py").unlink()
     assert "noxfile.py not found" in "\n".join(lock_problems(wf))
@@ -272,9 +358,9 @@ def test_privileged_sessions_must_install_from_the_hash_lock(tmp_path: Path) -> 
 def concurrency_job(name: str, run: str, conc: str) -> str:
     """A job with packages: write and a concurrency block written as inline YAML."""
     return (
-        f"  {name}:\n    runs-on: ubuntu-24.04\n"
+        f"  {name}:\n    {MAIN_ONLY}\n    runs-on: ubuntu-24.04\n"
         "    permissions: {contents: read, packages: write}\n"
-        f"    concurrency: {conc}\n" + STEPS + f"      - run: {run}\n"
+        f"    concurrency: {conc}\n" + STEPS + run_step(run)
     )
 
 
@@ -288,7 +374,7 @@ def test_registry_jobs_queue_in_one_group_and_are_never_dropped(tmp_path: Path) 
     # queued after it cancels the pending rollback.
     rollback.write_text(
         workflow(
-            job("rollback", "nox -s rollback -- --sha x", "packages"),
+            job("rollback", f"{NOX} -s rollback -- --sha x", "packages"),
             group="publish-${{ github.repository }}",
         )
     )
@@ -297,19 +383,23 @@ def test_registry_jobs_queue_in_one_group_and_are_never_dropped(tmp_path: Path) 
     assert "workflow-level concurrency group that can drop it" in found
     # A group of its own per run is not serialised with publish: still refused.
     own = "{group: 'rollback-${{ github.run_id }}'}"
-    rollback.write_text(workflow(concurrency_job("rollback", "nox -s rollback -- --sha x", own)))
+    rollback.write_text(workflow(concurrency_job("rollback", f"{NOX} -s rollback -- --sha x", own)))
     assert "outside the concurrency group" in "\n".join(workflows.problems(rollback))
     # The shared group without queue: max drops pending runs.
     shared = "{group: 'registry-${{ github.repository }}'}"
-    rollback.write_text(workflow(concurrency_job("rollback", "nox -s rollback -- --sha x", shared)))
+    rollback.write_text(
+        workflow(concurrency_job("rollback", f"{NOX} -s rollback -- --sha x", shared))
+    )
     assert "needs queue: max" in "\n".join(workflows.problems(rollback))
-    rollback.write_text(workflow(concurrency_job("rollback", "nox -s rollback -- --sha x", GOOD)))
+    rollback.write_text(
+        workflow(concurrency_job("rollback", f"{NOX} -s rollback -- --sha x", GOOD))
+    )
     assert workflows.problems(rollback) == []
     # invoke's rollback and a publish job are held to the same rule.
     rollback.write_text(
         workflow(
             job("undo", "invoke rollback --sha x"),
-            job("publish", "nox -s publish", "packages", "publish-${{ github.repository }}"),
+            job("publish", f"{NOX} -s publish", "packages", "publish-${{ github.repository }}"),
         )
     )
     found = "\n".join(workflows.problems(rollback))
@@ -333,14 +423,81 @@ def test_shipped_registry_jobs_share_the_queued_group() -> None:
 def test_tool_installs_in_workflows_follow_pyproject_pins(tmp_path: Path) -> None:
     directory = project(tmp_path)
     wf = directory / "wf.yml"
-    body = workflow(job("plan", "nox -s plan"))
+    body = workflow(job("plan", f"{NOX} -s plan"))
     stale = body.replace(
-        "      - run: nox -s plan\n",
+        run_step(f"{NOX} -s plan"),
         "      - uses: oras-project/setup-oras@" + "a" * 40 + "\n"
-        "        with: {version: 1.1.0}\n      - run: nox -s plan\n",
+        "        with: {version: 1.1.0}\n" + run_step(f"{NOX} -s plan"),
     )
     wf.write_text(stale)
     found = "\n".join(workflows.problems(wf))
     assert "oras '1.1.0' differs from the pin in pyproject.toml (1.2.0)" in found
     wf.write_text(stale.replace("1.1.0", "1.2.0"))
     assert not [p for p in workflows.problems(wf) if "differs from the pin" in p]
+
+
+# --- privileged jobs on the default branch only; the staging credential --------------------
+
+
+def guarded(body: str, condition: str | None) -> str:
+    """``body`` with its jobs' ``if:`` replaced (None: removed)."""
+    return body.replace(f"    {MAIN_ONLY}\n", f"    if: {condition}\n" if condition else "")
+
+
+def branch_problems(path: Path) -> list[str]:
+    return [p for p in workflows.problems(path) if "off the default branch" in p]
+
+
+def test_privileged_jobs_run_only_on_the_default_branch(tmp_path: Path) -> None:
+    wf = project(tmp_path) / "rollback.yml"
+    body = workflow(concurrency_job("rollback", f"{NOX} -s rollback -- --sha x", GOOD))
+    wf.write_text(guarded(body, None))  # the old rollback.yml: no if at all
+    (found,) = branch_problems(wf)
+    assert found.startswith("rollback.yml: job rollback has ['packages'] but may run off")
+    assert "if: github.ref == 'refs/heads/main'" in found
+    for ok in (
+        "github.ref == 'refs/heads/main'",
+        "${{ github.ref == 'refs/heads/main' }}",
+        "${{ inputs.sha != '' && (github.ref == 'refs/heads/main') }}",
+    ):
+        wf.write_text(guarded(body, ok))
+        assert branch_problems(wf) == [], ok
+    for bad in (
+        "${{ github.ref == 'refs/heads/main' || github.event_name == 'workflow_dispatch' }}",
+        "${{ github.ref == 'refs/heads/dev' }}",
+        "${{ github.ref != 'refs/heads/main' }}",
+        "${{ always() }}",
+    ):
+        wf.write_text(guarded(body, bad))
+        assert len(branch_problems(wf)) == 1, bad
+    # The default branch is the project's ([tool.dcforge].default_branch).
+    (tmp_path / "pyproject.toml").write_text('[tool.dcforge]\ndefault_branch = "trunk"\n')
+    wf.write_text(guarded(body, "${{ github.ref == 'refs/heads/trunk' }}"))
+    assert branch_problems(wf) == []
+    # No write token, no guard needed.
+    wf.write_text(workflow(job("plan", f"{NOX} -s plan")))
+    assert branch_problems(wf) == []
+
+
+def test_the_default_branch_staging_credential_is_an_environment_secret(tmp_path: Path) -> None:
+    wf = project(tmp_path) / "wf.yml"
+    secret = "      - env: {P: '${{ secrets.DCFORGE_STAGING_PASSWORD }}'}\n"
+    body = workflow(job("build", f"{NOX} -s build")).replace(
+        '      - run: |\n          "${RUNNER_TEMP}/nox/bin/nox" -s build\n',
+        secret.replace("      - env:", "      - name: build\n        env:")
+        + '        run: |\n          "${RUNNER_TEMP}/nox/bin/nox" -s build\n',
+    )
+    wf.write_text(body)
+    (found,) = workflows.problems(wf)
+    assert "job build reads secrets.DCFORGE_STAGING_PASSWORD outside an environment" in found
+    wf.write_text(
+        body.replace(
+            "    runs-on: ubuntu-24.04\n",
+            "    environment: ${{ github.ref == 'refs/heads/main' && 'staging' || 'staging-pr' }}\n"
+            "    runs-on: ubuntu-24.04\n",
+        )
+    )
+    assert workflows.problems(wf) == []
+    # The pull requests' own credential may be a repository secret.
+    wf.write_text(body.replace("DCFORGE_STAGING_PASSWORD", "DCFORGE_PR_STAGING_PASSWORD"))
+    assert workflows.problems(wf) == []

@@ -34,7 +34,7 @@ from dcforge.errors import DcforgeError, PublishRefused, RegistryError, ToolErro
 from dcforge.files import atomic_write_json
 from dcforge.releases import PROVENANCE_TYPE, SBOM_TYPE, Releases
 from dcforge.runner import Runner
-from dcforge.settings import Settings
+from dcforge.settings import Settings, namespaces_overlap
 from dcforge.tools import cosign
 
 
@@ -503,6 +503,12 @@ def _check_staged(settings: Settings, manifest: mf.Manifest, env: Mapping[str, s
         )
     if staging.is_pull_request(settings, env):
         raise PublishRefused("a pull request's staged images are never published")
+    if namespaces_overlap(settings.staging_registry, settings.pr_staging_registry):
+        raise PublishRefused(
+            f"staging_registry {settings.staging_registry} overlaps pr_staging_registry "
+            f"{settings.pr_staging_registry}, which pull requests can write: publish never "
+            "reads staged images from there — give the default branch a namespace of its own"
+        )
     for entry in staged:
         own = staging.repository(settings, env, entry.repository)
         if entry.staged != own:
