@@ -273,7 +273,7 @@ class Releases:
         except ToolError as err:
             raise VerifyFailed(
                 f"the {what} {reference} ({digest[:19]}) is not signed by the configured "
-                f"key/identity: {err}"
+                f"key/identity ({self.cosign.signer.describe()}): {err}"
             ) from None
         with tempfile.TemporaryDirectory(prefix="dcforge-release-") as tmp:
             files = self.registry.fetch_artifact(at, Path(tmp))

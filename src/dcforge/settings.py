@@ -26,7 +26,13 @@ GITHUB_OIDC_ISSUER = "https://token.actions.githubusercontent.com"
 @dataclass(frozen=True)
 class SigningConfig:
     """How releases are signed, read once from the environment (never a secret: the key's
-    password stays in the environment, for cosign alone)."""
+    password stays in the environment, for cosign alone).
+
+    Keyless signing defaults to the public Sigstore (cosign's own defaults: Fulcio at
+    fulcio.sigstore.dev, Rekor, the public-good TUF root, the ambient GitHub Actions
+    token). A private or test Sigstore is named by the rest: its Fulcio URL, a token file,
+    its CA root and CT log key (cosign's own SIGSTORE_* variables, passed on to each
+    cosign run) and, test-only, no transparency log."""
 
     mode: str = "key"  # DCFORGE_SIGNING: key (a key pair) or keyless (OIDC, Rekor)
     key: str = ""  # COSIGN_KEY; empty: the local pair under the state folder
@@ -34,6 +40,11 @@ class SigningConfig:
     identity: str = ""  # DCFORGE_COSIGN_IDENTITY (keyless verification)
     issuer: str = GITHUB_OIDC_ISSUER  # DCFORGE_COSIGN_ISSUER
     ci: bool = False  # CI is set: no freshly made key may sign
+    fulcio_url: str = ""  # DCFORGE_COSIGN_FULCIO_URL; empty: cosign's (the public Fulcio)
+    token_file: str = ""  # DCFORGE_COSIGN_TOKEN_FILE; empty: the ambient (GitHub) token
+    tlog: bool = True  # DCFORGE_COSIGN_TLOG=false: no Rekor (test-only; keyless only)
+    root_file: str = ""  # SIGSTORE_ROOT_FILE: the Fulcio CA root (empty: public-good TUF)
+    ct_log_key_file: str = ""  # SIGSTORE_CT_LOG_PUBLIC_KEY_FILE: checks the certificate SCT
 
     @classmethod
     def parse(cls, env: Mapping[str, str]) -> SigningConfig:
@@ -43,10 +54,12 @@ class SigningConfig:
                 f"environment: DCFORGE_SIGNING={mode!r} is not one of {', '.join(SIGNING_MODES)}"
                 + _did_you_mean(mode, SIGNING_MODES)
             )
-        if mode == "keyless" and not env.get("DCFORGE_COSIGN_IDENTITY"):
+        if mode == "keyless":
+            _check_keyless(env)
+        elif keyless_only := sorted(set(KEYLESS_ONLY) & set(env)):
             raise ConfigError(
-                "environment: DCFORGE_SIGNING=keyless needs DCFORGE_COSIGN_IDENTITY (the "
-                "certificate identity verification requires, e.g. the workflow's URL)"
+                f"environment: {keyless_only[0]} is for keyless signing, and DCFORGE_SIGNING "
+                "is key — unset it, or set DCFORGE_SIGNING=keyless"
             )
         return cls(
             mode=mode,
@@ -55,7 +68,41 @@ class SigningConfig:
             identity=env.get("DCFORGE_COSIGN_IDENTITY", ""),
             issuer=env.get("DCFORGE_COSIGN_ISSUER", GITHUB_OIDC_ISSUER),
             ci=_BOOLS.get(env.get("CI", "").strip().lower(), bool(env.get("CI"))),
+            fulcio_url=env.get("DCFORGE_COSIGN_FULCIO_URL", ""),
+            token_file=env.get("DCFORGE_COSIGN_TOKEN_FILE", ""),
+            tlog=_coerce(
+                "DCFORGE_COSIGN_TLOG", env.get("DCFORGE_COSIGN_TLOG", "true"), bool, "environment"
+            ),
+            root_file=env.get("SIGSTORE_ROOT_FILE", ""),
+            ct_log_key_file=env.get("SIGSTORE_CT_LOG_PUBLIC_KEY_FILE", ""),
         )
+
+
+KEYLESS_ONLY = ("DCFORGE_COSIGN_FULCIO_URL", "DCFORGE_COSIGN_TOKEN_FILE", "DCFORGE_COSIGN_TLOG")
+
+
+def _check_keyless(env: Mapping[str, str]) -> None:
+    """What keyless signing and verification need, checked before anything runs."""
+    if not env.get("DCFORGE_COSIGN_IDENTITY"):
+        raise ConfigError(
+            "environment: DCFORGE_SIGNING=keyless needs DCFORGE_COSIGN_IDENTITY (the "
+            "certificate identity verification requires, e.g. the workflow's URL)"
+        )
+    if not env.get("DCFORGE_COSIGN_ISSUER", GITHUB_OIDC_ISSUER).strip():
+        raise ConfigError(
+            "environment: DCFORGE_COSIGN_ISSUER is empty — verification pins the issuer too "
+            f"(unset it for GitHub Actions' {GITHUB_OIDC_ISSUER})"
+        )
+    fulcio = env.get("DCFORGE_COSIGN_FULCIO_URL", "")
+    if fulcio and not fulcio.startswith(("https://", "http://")):
+        raise ConfigError(
+            f"environment: DCFORGE_COSIGN_FULCIO_URL={fulcio!r} is not an http(s) URL"
+        )
+    for name in ("DCFORGE_COSIGN_TOKEN_FILE", "SIGSTORE_ROOT_FILE",
+                 "SIGSTORE_CT_LOG_PUBLIC_KEY_FILE"):  # fmt: skip
+        path = env.get(name, "")
+        if path and not Path(path).is_file():
+            raise ConfigError(f"environment: {name}={path}: no such file")
 
 
 @dataclass(frozen=True)
@@ -236,6 +283,9 @@ ENV_ONLY = frozenset(
         "DCFORGE_SIGNING",
         "DCFORGE_COSIGN_IDENTITY",
         "DCFORGE_COSIGN_ISSUER",
+        "DCFORGE_COSIGN_FULCIO_URL",
+        "DCFORGE_COSIGN_TOKEN_FILE",
+        "DCFORGE_COSIGN_TLOG",
         "DCFORGE_GIT_SHA",
         "DCFORGE_RETENTION_BACKEND",
         "DCFORGE_RELIABILITY_REPORT",

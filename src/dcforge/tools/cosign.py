@@ -23,15 +23,27 @@ from dcforge.tools.registry import Registry
 class Signer:
     """Key mode: ``key`` is a path or KMS URI and the password stays in the environment.
 
-    Keyless mode (``key`` empty): cosign uses the ambient OIDC token (GitHub Actions) and
-    Rekor; ``identity``/``issuer`` are what ``verify`` then requires.
+    Keyless mode (``key`` empty): cosign gets a short-lived certificate from Fulcio for an
+    OIDC token (the ambient GitHub Actions token, or ``token_file``) and uploads to Rekor
+    unless ``tlog`` is off; ``identity`` and ``issuer`` are what ``verify`` then requires.
+    ``fulcio_url``, ``root_file`` and ``ct_log_key_file`` name a Sigstore other than the
+    public one (empty: cosign's defaults, the public Fulcio and its TUF-distributed root).
+    Every signature and attestation is then a cosign run: nothing is signed in-process.
     """
 
     key: str = ""
     public_key: str = ""
     identity: str = ""
     issuer: str = "https://token.actions.githubusercontent.com"
-    tlog: bool = False  # key mode is offline by default; keyless always uses Rekor
+    tlog: bool = False  # key mode is offline by default; keyless uses Rekor unless told not
+    fulcio_url: str = ""  # cosign --fulcio-url
+    token_file: str = ""  # cosign --identity-token (a path: cosign reads the token from it)
+    root_file: str = ""  # SIGSTORE_ROOT_FILE
+    ct_log_key_file: str = ""  # SIGSTORE_CT_LOG_PUBLIC_KEY_FILE
+
+    @property
+    def keyless(self) -> bool:
+        return not (self.key or self.public_key)
 
     def signs_in_process(self) -> bool:
         """A key file and no transparency log: signatures and attestations are signed
@@ -40,20 +52,39 @@ class Signer:
         remote = "://" in self.key or self.key.startswith("pkcs11:")
         return bool(self.key) and not self.tlog and not remote
 
+    def env(self) -> dict[str, str]:
+        """cosign's own variables for a Sigstore other than the public one (every run)."""
+        named = {
+            "SIGSTORE_ROOT_FILE": self.root_file,
+            "SIGSTORE_CT_LOG_PUBLIC_KEY_FILE": self.ct_log_key_file,
+        }
+        return {name: value for name, value in named.items() if value}
+
     def sign_flags(self) -> list[str]:
+        tlog = [f"--tlog-upload={'true' if self.tlog else 'false'}"]
         if self.key:
-            return ["--key", self.key, f"--tlog-upload={'true' if self.tlog else 'false'}"]
-        return []
+            return ["--key", self.key, *tlog]
+        fulcio = ["--fulcio-url", self.fulcio_url] if self.fulcio_url else []
+        token = ["--identity-token", self.token_file] if self.token_file else []
+        return [*fulcio, *token, *tlog]
 
     def verify_flags(self) -> list[str]:
         if self.key or self.public_key:
             flags = ["--key", self.public_key or self.key]
             return flags if self.tlog else [*flags, "--insecure-ignore-tlog"]
-        if not self.identity:
+        if not self.identity or not self.issuer:
             raise ToolError(
-                "keyless verification needs a certificate identity (DCFORGE_COSIGN_IDENTITY)"
+                "keyless verification needs a certificate identity and issuer "
+                "(DCFORGE_COSIGN_IDENTITY, DCFORGE_COSIGN_ISSUER)"
             )
-        return ["--certificate-identity", self.identity, "--certificate-oidc-issuer", self.issuer]
+        flags = ["--certificate-identity", self.identity, "--certificate-oidc-issuer", self.issuer]
+        return flags if self.tlog else [*flags, "--insecure-ignore-tlog"]
+
+    def describe(self) -> str:
+        """What a signature must verify with, for a message."""
+        if not self.keyless:
+            return f"the public key {self.public_key or self.key}"
+        return f"the identity {self.identity} (issuer {self.issuer})"
 
 
 # Images per cosign run when several are signed or verified in one: a run decrypts the
@@ -130,7 +161,8 @@ def sign(
 
     def run(chunk: list[str]) -> object:
         argv = ["cosign", "sign", "--yes", *signer.sign_flags(), *_http(plain_http), *chunk]
-        return _run(runner, argv, env=env, timeout=300 + 10 * len(chunk))  # type: ignore[arg-type]
+        full = {**signer.env(), **(env or {})}
+        return _run(runner, argv, env=full, timeout=300 + 10 * len(chunk))  # type: ignore[arg-type]
 
     _side_by_side(run, _spread(refs, runs, SIGN_BATCH))
 
@@ -161,7 +193,7 @@ def attest(
             predicate,
             ref_at_digest,
         ],
-        env=env,
+        env={**signer.env(), **(env or {})},
         timeout=300,
     )
 
@@ -246,10 +278,10 @@ def _verify_run(
         *_http(plain_http),
         *refs,
     ]
-    timeout = 300 + 10 * len(refs)
+    timeout, env = 300 + 10 * len(refs), signer.env()
     if len(refs) > 1:
-        return runner.run(argv, timeout=timeout, mutates=False).stdout
-    return _run(runner, argv, timeout=timeout, mutates=False).stdout
+        return runner.run(argv, env=env, timeout=timeout, mutates=False).stdout
+    return _run(runner, argv, env=env, timeout=timeout, mutates=False).stdout
 
 
 def verify_attestation(
@@ -323,6 +355,13 @@ class Cosign:
             self.sign(ref_at_digest)
             if self.verified(ref_at_digest):
                 return ""
+            if self.signer.keyless:
+                return (
+                    f"its signature does not verify as {self.signer.describe()}: cosign "
+                    "signed with another identity's token (DCFORGE_COSIGN_IDENTITY and "
+                    "DCFORGE_COSIGN_ISSUER must name the workflow that signs) or another "
+                    "Sigstore's certificate"
+                )
             return (
                 "its signature does not verify with the public key (COSIGN_KEY and "
                 "COSIGN_PUBLIC_KEY not a pair?)"
