@@ -101,6 +101,7 @@ def problems(path: Path) -> list[str]:
                 f" the default branch: give it if: {guard} (alone or &&-joined, no ||)"
             )
         out += _environment_secret_problems(path, job_name, job)
+        out += _history_problems(path, job_name, job)
         out += _nox_problems(path, job_name, job, privileged=bool(writes & PRIVILEGED))
         out += _hashed_session_problems(path, job_name, _job_calls(job))
         for i, step in enumerate(job.get("steps") or []):
@@ -161,6 +162,25 @@ def _environment_secret_problems(path: Path, job_name: str, job: dict[str, Any])
         " environment secret of one allowed only on the default branch (SECRETS.md) — a"
         " repository secret reaches every same-repository pull request"
         for name in named
+    ]
+
+
+def _history_problems(path: Path, job_name: str, job: dict[str, Any]) -> list[str]:
+    """A job that publishes checks out the whole history: publish refuses a commit it cannot
+    show descends from the pinned release, and actions/checkout fetches one commit by
+    default (fetch-depth: 1)."""
+    if ("nox", "publish") not in _job_calls(job):
+        return []
+    checkouts = [
+        step.get("with") or {}
+        for step in job.get("steps") or []
+        if str(step.get("uses") or "").startswith("actions/checkout@")
+    ]
+    if checkouts and all(str(w.get("fetch-depth")) == "0" for w in checkouts):
+        return []
+    return [
+        f"{path.name}: job {job_name} publishes but does not check out with fetch-depth: 0 —"
+        " publish must see that the commit descends from the pinned release"
     ]
 
 

@@ -545,11 +545,7 @@ class Rehearsal:
         action = uses.split("@", 1)[0]
         given = self.template(step.get("with") or {}, scope, workspace)
         if action == "actions/checkout":
-            subprocess.run(["git", "clone", "-q", str(self.repo), str(workspace)], check=True)
-            subprocess.run(
-                ["git", "-C", str(workspace), "checkout", "-q", self.event.sha], check=True
-            )
-            return True, f"checked out {self.event.sha}"
+            return self._checkout(workspace, str(given.get("fetch-depth", "1")))
         if action == "actions/upload-artifact":
             return self._upload(job, given, workspace)
         if action == "actions/download-artifact":
@@ -567,6 +563,30 @@ class Rehearsal:
         if action in NO_OP_ACTIONS:
             return True, f"{uses}: this machine has it"
         return False, f"the rehearsal does not know the action {uses}"
+
+    def _checkout(self, workspace: Path, depth: str) -> tuple[bool, str]:
+        """As actions/checkout does: the event's commit alone (fetch-depth 1, its default),
+        or the whole history (0)."""
+        if depth == "0":
+            subprocess.run(["git", "clone", "-q", str(self.repo), str(workspace)], check=True)
+            subprocess.run(
+                ["git", "-C", str(workspace), "checkout", "-q", self.event.sha], check=True
+            )
+            return True, f"checked out {self.event.sha} with its history"
+        # Fetching a commit by SHA, as the action does, needs the source to allow it.
+        subprocess.run(
+            ["git", "-C", str(self.repo), "config", "uploadpack.allowAnySHA1InWant", "true"],
+            check=True,
+        )
+        workspace.mkdir(parents=True, exist_ok=True)
+        for argv in (
+            ["init", "-q"],
+            ["remote", "add", "origin", f"file://{self.repo}"],
+            ["fetch", "-q", f"--depth={depth}", "origin", self.event.sha],
+            ["checkout", "-q", "FETCH_HEAD"],
+        ):
+            subprocess.run(["git", "-C", str(workspace), *argv], check=True)
+        return True, f"checked out {self.event.sha} (depth {depth})"
 
     def _upload(self, job: str, given: Mapping[str, Any], workspace: Path) -> tuple[bool, str]:
         name = str(given["name"])

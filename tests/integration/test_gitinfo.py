@@ -80,3 +80,31 @@ def test_an_override_sha_never_makes_a_tree_clean(
         Runner(env={"PATH": os.environ["PATH"]}), elsewhere, {"DCFORGE_GIT_SHA": sha}
     )
     assert (info.sha, info.dirty) == (sha, True)
+
+
+def test_descends_reads_history_and_says_when_a_shallow_clone_cannot_tell(
+    repo: Path, tmp_path: Path
+) -> None:
+    import os
+
+    runner = Runner(env={"PATH": os.environ["PATH"]})
+    first = git(repo, "rev-parse", "HEAD").strip()
+    (repo / "ctx/Dockerfile").write_text("FROM scratch\nLABEL b=1\n")
+    git(repo, "commit", "-q", "-am", "b")
+    second = git(repo, "rev-parse", "HEAD").strip()
+    git(repo, "checkout", "-q", "-b", "side", first)
+    (repo / "ctx/Dockerfile").write_text("FROM scratch\nLABEL c=1\n")
+    git(repo, "commit", "-q", "-am", "c")
+    side = git(repo, "rev-parse", "HEAD").strip()
+    assert gitinfo.descends(runner, repo, first, second) is True
+    assert gitinfo.descends(runner, repo, second, second) is True
+    assert gitinfo.descends(runner, repo, second, first) is False
+    assert gitinfo.descends(runner, repo, second, side) is False  # a branch off an older one
+    # actions/checkout's default: one commit. It cannot tell, and says so (None).
+    shallow = tmp_path / "shallow"
+    subprocess.run(
+        ["git", "clone", "-q", "--depth=1", "-b", "main", f"file://{repo}", str(shallow)],
+        check=True,
+    )
+    assert gitinfo.descends(runner, shallow, first, second) is None
+    assert gitinfo.descends(runner, shallow, "f" * 40, second) is None

@@ -232,7 +232,11 @@ def test_the_lock_pins_every_runtime_dependency_by_hash() -> None:
 
 def lock_problems(path: Path) -> list[str]:
     """The hash-lock rules' findings (the concurrency rule is tested on its own)."""
-    return [p for p in workflows.problems(path) if "concurrency group" not in p]
+    return [
+        p
+        for p in workflows.problems(path)
+        if "concurrency group" not in p and "fetch-depth" not in p  # each tested on its own
+    ]
 
 
 def test_privileged_jobs_may_call_only_the_locked_sessions(tmp_path: Path) -> None:
@@ -501,3 +505,19 @@ def test_the_default_branch_staging_credential_is_an_environment_secret(tmp_path
     # The pull requests' own credential may be a repository secret.
     wf.write_text(body.replace("DCFORGE_STAGING_PASSWORD", "DCFORGE_PR_STAGING_PASSWORD"))
     assert workflows.problems(wf) == []
+
+
+def test_a_job_that_publishes_checks_out_the_whole_history(tmp_path: Path) -> None:
+    wf = project(tmp_path) / "wf.yml"
+    wf.write_text(workflow(job("publish", f"{NOX} -s publish", "packages")))
+    found = [p for p in workflows.problems(wf) if "fetch-depth" in p]
+    assert found == [
+        "wf.yml: job publish publishes but does not check out with fetch-depth: 0 — publish"
+        " must see that the commit descends from the pinned release"
+    ]
+    deep = STEPS.replace("false}", "false, fetch-depth: 0}")
+    wf.write_text(workflow(job("publish", f"{NOX} -s publish", "packages")).replace(STEPS, deep))
+    assert not [p for p in workflows.problems(wf) if "fetch-depth" in p]
+    # A job that does not publish may keep the one-commit default.
+    wf.write_text(workflow(job("plan", f"{NOX} -s plan")))
+    assert not [p for p in workflows.problems(wf) if "fetch-depth" in p]
