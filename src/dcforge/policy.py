@@ -356,6 +356,11 @@ def _os_problems(cov: Coverage) -> list[tuple[str, str]]:
             "to a supported release"
         )
         return [(OS_EOSL, why)]
+    return _advisory_problems(cov)
+
+
+def _advisory_problems(cov: Coverage) -> list[tuple[str, str]]:
+    """A detected, maintained OS: its release has advisories and its packages were scanned."""
     if cov.db_has_platform is False:
         why = (
             f"the vulnerability DB holds no advisories for {cov.os} (no '{cov.db_platform}' "

@@ -302,7 +302,8 @@ class Releases:
                 f"of {expected_sha[:12]} — refused: another release's record was put under "
                 "this name; re-publish or restore the right record"
             )
-        newest = max(release.sequences(self.tags() if tags is None else tags, rel.git_sha), default=0)
+        listed = self.tags() if tags is None else tags
+        newest = max(release.sequences(listed, rel.git_sha), default=0)
         if rel.sequence < newest:
             raise VerifyFailed(
                 f"{reference} ({digest[:19]}) is publish {rel.sequence} of release "
@@ -407,9 +408,8 @@ class Releases:
         registry clean-up deleted lists it still, and nothing else reads the child."""
         children = [(p, d) for p, d in image.platforms if d != image.digest]
         with ThreadPoolExecutor(max_workers=VERIFY_WORKERS) as pool:
-            found = list(
-                pool.map(lambda c: self.registry.digest_or_none(f"{image.repository}@{c[1]}"), children)
-            )
+            refs = [f"{image.repository}@{digest}" for _, digest in children]
+            found = list(pool.map(self.registry.digest_or_none, refs))
         return [
             f"{image.repository}@{digest}: the {platform} image of {image.name} is gone from the "
             "registry (deleted as untagged?) — pick another release or re-publish"

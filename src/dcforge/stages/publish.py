@@ -330,8 +330,9 @@ def run(
     env: Mapping[str, str],
     options: PublishOptions | None = None,
 ) -> dict[str, Any]:
+    options = options or PublishOptions()
     clock = [time.perf_counter()]
-    manifest, gate_doc, rel = _open(settings, runner, env, options or PublishOptions())
+    manifest, gate_doc, rel = _open(settings, runner, env, options)
     with tempfile.TemporaryDirectory(prefix="dcforge-publish-") as tmp:
         shared = _Run(
             settings,
