@@ -197,25 +197,49 @@ class Coverage:
     db_has_platform: bool | None = None
 
 
+# Trivy's OS family → the trivy-db buckets (lower-cased) its detector reads, by release:
+# ``platformFormat`` in trivy-db's pkg/vulnsrc/<source> ("Oracle Linux %s", "amazon linux
+# %s", "Photon OS %s", "CBL-Mariner %s", "SUSE Linux Enterprise %s", "openSUSE Leap %s", …);
+# which part of the release each uses is the detector's (pkg/detector/ospkg/<family>):
+# Debian, Alma, Rocky, Oracle, Fedora, Amazon the major; Alpine, Photon, Mariner, Azure
+# Linux, SUSE major.minor; Ubuntu the whole release (or its ESM bucket); Red Hat one bucket
+# for every release; rolling distributions their name alone.
+_PLATFORM_FORMATS: dict[str, tuple[str, ...]] = {
+    "debian": ("debian {major}",),
+    "ubuntu": ("ubuntu {release}", "ubuntu {release}-esm"),
+    "alpine": ("alpine {minor}",),
+    "alma": ("alma {major}",),
+    "rocky": ("rocky {major}",),
+    "fedora": ("fedora {major}",),
+    "oracle": ("oracle linux {major}",),
+    "amazon": ("amazon linux {major}",),
+    "redhat": ("red hat",),
+    "centos": ("red hat",),
+    "photon": ("photon os {minor}",),
+    "cbl-mariner": ("cbl-mariner {minor}",),
+    "azurelinux": ("azure linux {minor}",),
+    "sles": ("suse linux enterprise {minor}",),
+    "slem": ("suse linux enterprise micro {minor}",),
+    "opensuse.leap": ("opensuse leap {minor}",),
+    "opensuse-leap": ("opensuse leap {minor}",),
+    "opensuse.tumbleweed": ("opensuse tumbleweed",),
+    "wolfi": ("wolfi",),
+    "chainguard": ("chainguard",),
+    "echo": ("echo",),
+    "minimos": ("minimos",),
+}
+
+
 def advisory_platforms(family: str, release: str) -> tuple[str, ...]:
-    """The Trivy DB buckets that may hold advisories for ``family`` ``release``, as Trivy's
-    detectors name them (pkg/detector/ospkg/<family>): Debian by major version
-    (``debian 12``), Ubuntu by release (``ubuntu 24.04``), Alpine by major.minor
-    (``alpine 3.20``); a rolling distribution by its name alone (``wolfi``); any other
-    family by name + release or name + major. Debian testing reports ``forky/sid``, which
-    has no bucket: nothing is matched against it."""
-    fam, rel = family.strip().lower(), release.strip()
-    major = rel.split(".", 1)[0]
-    minor = ".".join(rel.split(".")[:2])
-    if fam == "debian":
-        return (f"debian {major}",)
-    if fam == "ubuntu":
-        return (f"ubuntu {rel}", f"ubuntu {minor}")
-    if fam == "alpine":
-        return (f"alpine {minor}",)
-    if fam in ("wolfi", "chainguard"):
-        return (fam,)
-    return tuple(dict.fromkeys(p.strip() for p in (f"{fam} {rel}", f"{fam} {major}")))
+    """The trivy-db buckets (lower-cased) that may hold advisories for ``family``
+    ``release`` (see _PLATFORM_FORMATS); any other family by name + release or name +
+    major. Debian testing reports ``forky/sid``, which has no bucket: nothing is matched
+    against it."""
+    fam = family.strip().lower()
+    rel = release.strip().split(" ", 1)[0].lower()  # Amazon: "2 (Karoo)"
+    parts = {"release": rel, "major": rel.split(".", 1)[0], "minor": ".".join(rel.split(".")[:2])}
+    formats = _PLATFORM_FORMATS.get(fam, (f"{fam} {{release}}", f"{fam} {{major}}"))
+    return tuple(dict.fromkeys(f.format(**parts) for f in formats))
 
 
 def db_covers(platforms: Collection[str], family: str, release: str) -> tuple[str, bool]:

@@ -82,7 +82,7 @@ def sequence_tag(git_sha: str, sequence: int) -> str:
     return f"{git_sha}.{sequence}"
 
 
-SEQUENCE_TAG = re.compile(r"^([0-9a-f]{40})\.([1-9][0-9]{0,8})$")
+SEQUENCE_TAG = re.compile(r"^([0-9a-f]{40})\.([1-9][0-9]*)$")
 
 
 def sequences(tags: Iterable[str], git_sha: str) -> list[int]:

@@ -237,22 +237,61 @@ class Releases:
         if len(matches) > 1:
             shown = ", ".join(m[:12] for m in sorted(matches))
             raise RollbackRefused(f"git SHA {target} is ambiguous: {shown} — give more digits")
-        # The newest publish of the SHA, by its own tag: ``<sha>`` moving does not matter.
-        newest = max(release.sequences(tags, matches[0]), default=0)
-        tag = release.sequence_tag(matches[0], newest) if newest else matches[0]
+        # The newest valid publish of the SHA, by its own tag: ``<sha>`` moving does not
+        # matter, and a publish that never got signed (cut off, or junk) is passed over.
+        newest = self.newest_publish(matches[0], tags)
+        tag = release.sequence_tag(matches[0], newest[0]) if newest else matches[0]
         return f"{self.repository}:{tag}", matches[0]
+
+    def newest_publish(
+        self, sha: str, tags: Sequence[str], above: int = 0
+    ) -> tuple[int, str, release.Release] | None:
+        """(number, digest, record) of the newest publish of ``sha`` above ``above`` whose
+        record at ``<sha>.<n>`` verifies and states that SHA and number; None if none does.
+        Tags that fail are named in a warning and passed over: a publish cut off before
+        signing must not lock readers out of the release before it."""
+        for n in sorted((n for n in release.sequences(tags, sha) if n > above), reverse=True):
+            reference = f"{self.repository}:{release.sequence_tag(sha, n)}"
+            try:
+                digest, data = self._signed_json(
+                    reference, release.FILE_NAME, "release record", release.ARTIFACT_TYPE
+                )
+                found = release.parse(data, reference)
+            except (VerifyFailed, ManifestError) as err:
+                log.warn(f"{reference} is not a valid publish of {sha[:12]}, passed over: {err}")
+                continue
+            if (found.git_sha, found.sequence) == (sha, n):
+                return n, digest, found
+            log.warn(
+                f"{reference} holds publish {found.sequence} of {found.git_sha[:12]}, not "
+                f"publish {n} of {sha[:12]}: passed over"
+            )
+        return None
 
     def fetch(self, target: str) -> tuple[str, release.Release]:
         """The verified record for ``target`` (a SHA, a record digest, or last-known-good)."""
+        pin = self._pin_or_none()
         if target == release.LAST_KNOWN_GOOD:
-            _, pin = self.fetch_pin()
+            if pin is None:
+                pin = self.fetch_pin()[1]  # raises: says why there is no valid pin
             log.info(
                 f"{release.LAST_KNOWN_GOOD}: release {pin.git_sha[:12]}, pinned "
                 f"{pin.pinned_at or '(time not recorded)'}"
             )
-            return self.fetch_record(f"{self.repository}@{pin.record_digest}", pin.git_sha)
+            return self.fetch_record(
+                f"{self.repository}@{pin.record_digest}", pin.git_sha, pinned=True
+            )
         reference, sha = self.resolve(target)
-        return self.fetch_record(reference, sha)
+        return self.fetch_record(reference, sha, pin=pin)
+
+    def _pin_or_none(self) -> release.Pin | None:
+        """The signed pin, or None when there is none (or it does not verify)."""
+        if self.registry.digest_or_none(f"{self.repository}:{release.LAST_KNOWN_GOOD}") is None:
+            return None
+        try:
+            return self.fetch_pin()[1]
+        except VerifyFailed:
+            return None
 
     def _signed_json(
         self, reference: str, file_name: str, what: str, artifact_type: str
@@ -285,10 +324,19 @@ class Releases:
                 ) from None
 
     def fetch_record(
-        self, reference: str, expected_sha: str, *, tags: Sequence[str] | None = None
+        self,
+        reference: str,
+        expected_sha: str,
+        *,
+        tags: Sequence[str] | None = None,
+        pin: release.Pin | None = None,
+        pinned: bool = False,
     ) -> tuple[str, release.Release]:
         """Resolve, signature-check and parse the record; it must be release ``expected_sha``
-        and the newest publish of its SHA (``tags``: the release repository's, when known)."""
+        and the newest publish of its SHA — no valid later publish, and none below what the
+        signed ``pin`` states for that SHA (``tags``: the release repository's, when known).
+        ``pinned``: the record the pin names, taken as pinned (a later publish that was
+        never pinned — its publish failed after the record — is only warned about)."""
         digest, data = self._signed_json(
             reference, release.FILE_NAME, "release record", release.ARTIFACT_TYPE
         )
@@ -302,9 +350,32 @@ class Releases:
                 f"of {expected_sha[:12]} — refused: another release's record was put under "
                 "this name; re-publish or restore the right record"
             )
-        listed = self.tags() if tags is None else tags
-        newest = max(release.sequences(listed, rel.git_sha), default=0)
-        if rel.sequence < newest:
+        self._check_newest(
+            reference, digest, rel, self.tags() if tags is None else tags, pin, pinned
+        )
+        return digest, rel
+
+    def _check_newest(
+        self,
+        reference: str,
+        digest: str,
+        rel: release.Release,
+        tags: Sequence[str],
+        pin: release.Pin | None,
+        pinned: bool,
+    ) -> None:
+        """Refuse ``rel`` when a later publish of its SHA is valid, or the signed pin states a
+        later one for it (someone can hide a later publish's tags, not the pin's word)."""
+        later = self.newest_publish(rel.git_sha, tags, rel.sequence)
+        floor = pin.sequence if pin is not None and pin.git_sha == rel.git_sha else 0
+        newest = max(later[0] if later else 0, floor)
+        if pinned and later:
+            log.warn(
+                f"release {rel.git_sha[:12]} has a later publish ({later[0]}) than the pinned "
+                f"one ({rel.sequence}): re-run its publish, or pin it (invoke pin --sha "
+                f"{rel.git_sha[:12]})"
+            )
+        elif rel.sequence < newest:
             raise VerifyFailed(
                 f"{reference} ({digest[:19]}) is publish {rel.sequence} of release "
                 f"{rel.git_sha[:12]}, superseded by publish {newest} "
@@ -312,7 +383,6 @@ class Releases:
                 "an earlier publish's images are not the release any more; use the newest "
                 f"(rollback --sha {rel.git_sha[:12]})"
             )
-        return digest, rel
 
     def fetch_pin(self) -> tuple[str, release.Pin]:
         reference = f"{self.repository}:{release.LAST_KNOWN_GOOD}"
@@ -584,10 +654,7 @@ class Releases:
         publish cut off between push and sign).
         """
         sha = manifest.git_sha
-        newest = max(release.sequences(self.tags(), sha), default=0)
-        latest = f"{self.repository}:{release.sequence_tag(sha, newest) if newest else sha}"
-        existing = self.registry.digest_or_none(latest)
-        previous = self._publish_of(existing) if existing else None
+        newest, existing, previous = self._latest(sha)
         if existing and previous:
             body = release.encode(
                 release.build(
@@ -618,6 +685,16 @@ class Releases:
             },
         )
         return self._signed_record(manifest, digest, sequence, "done")
+
+    def _latest(self, sha: str) -> tuple[int, str | None, tuple[int, str] | None]:
+        """(newest valid publish number or 0, the record a new publish supersedes, its
+        (number, supersedes)): the newest valid publish, or (none yet) whatever ``<sha>``
+        holds — a record from before publish numbers, or one never signed (cut off)."""
+        valid = self.newest_publish(sha, self.tags())
+        if valid:
+            return valid[0], valid[1], (valid[0], valid[2].supersedes)
+        existing = self.registry.digest_or_none(f"{self.repository}:{sha}")
+        return 0, existing, self._publish_of(existing) if existing else None
 
     def _publish_of(self, digest: str) -> tuple[int, str] | None:
         """(publish number, what it supersedes) a stored record says (None: unreadable —
@@ -902,8 +979,11 @@ class Releases:
             pinned = ""
         rows = []
         for sha in self.shas():
-            reference = f"{self.repository}:{sha}"
-            digest = self.registry.resolve(reference)
+            # ``<sha>`` names the newest signed publish; a first publish cut off before its
+            # signature has only ``<sha>.1``: not (yet) a release.
+            digest = self.registry.digest_or_none(f"{self.repository}:{sha}")
+            if digest is None:
+                continue
             annotations = self.registry.manifest(f"{self.repository}@{digest}").get("annotations")
             notes = annotations if isinstance(annotations, dict) else {}
             rows.append(

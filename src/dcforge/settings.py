@@ -375,7 +375,18 @@ POSITIVE = (
 NON_NEGATIVE = ("keep_releases", "jobs")
 
 
+def _check_tlog(settings: Settings) -> None:
+    how = settings.signing
+    if how.mode == "keyless" and not how.tlog and not is_loopback(settings.registry):
+        raise ConfigError(
+            "environment: DCFORGE_COSIGN_TLOG=false is for tests against a loopback "
+            f"registry, not {settings.registry}: without a transparency log a keyless "
+            "signature stops verifying when its certificate expires (minutes)"
+        )
+
+
 def _checked(settings: Settings) -> Settings:
+    _check_tlog(settings)
     for name in POSITIVE:
         if not getattr(settings, name) > 0:
             raise ConfigError(f"{name} must be positive, got {getattr(settings, name)!r}")

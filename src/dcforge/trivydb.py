@@ -71,7 +71,10 @@ def platforms(db_file: Path) -> frozenset[str]:
         fh.seek(size)
         page_size, root = _meta([first[META_OFFSET:][:64], fh.read(PAGE_SIZE)[META_OFFSET:][:64]])
         names: set[str] = set()
-        _collect(fh, page_size, root, names, depth=0)
+        try:
+            _collect(fh, page_size, root, names, depth=0)
+        except struct.error as err:  # an element or key past the end of its page
+            raise DbFormatError(f"{db_file}: a bbolt page is cut short ({err})") from None
     return frozenset(names)
 
 
@@ -103,6 +106,8 @@ def _collect(fh: Any, page_size: int, pgid: int, names: set[str], depth: int) ->
     _id, flags, count, overflow = struct.unpack("<QHHI", header)
     fh.seek(pgid * page_size)
     page = fh.read(page_size * (overflow + 1))
+    if 16 + 16 * count > len(page):
+        raise DbFormatError(f"bbolt page {pgid} lists {count} elements past its end")
     for i in range(count):
         at = 16 + 16 * i
         if flags & _BRANCH:

@@ -304,6 +304,23 @@ def test_a_superseded_publish_of_a_sha_is_refused(
     )
     assert json.loads((out / "pin.json").read_text())["sequence"] == 2
 
+    # A later publish that never got signed (cut off, or junk someone pushed) locks no one
+    # out: readers pass over it, by name, and take the newest valid one.
+    (tmp_path / "release.json").write_text('{"kind": "dcforge-release"}\n')
+    registry.push_artifact(
+        runner,
+        f"{r.releases}:{r.b.git_sha}.3",
+        tmp_path,
+        "release.json",
+        artifact_type="application/vnd.dcforge.release.v1+json",
+        annotations={},
+        plain_http=True,
+    )
+    for command in (["verify"], ["verify", "--sha", r.b.git_sha]):
+        passed = run_dcforge(*command, cwd=r.root, env=r.env)
+        assert passed.returncode == 0, passed.stderr
+        assert f"{r.b.git_sha}.3 is not a valid publish" in passed.stderr
+
     # The earlier record (still validly signed) named directly, or put back on <sha>:
     by_digest = run_dcforge("rollback", "--sha", first, cwd=r.root, env=r.env)
     assert by_digest.returncode == 10, by_digest.stderr

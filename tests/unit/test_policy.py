@@ -306,6 +306,11 @@ def os_report(family: str, name: str) -> dict[str, Any]:
         ("alpine", "3.20.3", True),
         ("alpine", "3.21.0", False),
         ("wolfi", "20230201", True),
+        ("oracle", "9.4", True),  # bucket "Oracle Linux 9": names compared without case
+        ("amazon", "2 (Karoo)", True),
+        ("redhat", "9.3", True),
+        ("photon", "5.0", True),
+        ("ubuntu", "20.04", True),  # only its ESM bucket
         ("weird", "1", False),
     ],
 )
@@ -313,6 +318,8 @@ def test_an_os_release_the_db_has_no_advisories_for_blocks(
     family: str, name: str, held: bool
 ) -> None:
     platforms = {"debian 12", "ubuntu 24.04", "alpine 3.20", "wolfi", "data-source"}
+    platforms |= {"Oracle Linux 9", "amazon linux 2", "Red Hat", "Photon OS 5.0"}
+    platforms |= {"ubuntu 20.04-ESM"}
     v = policy.decide(
         "perm",
         report=os_report(family, name),

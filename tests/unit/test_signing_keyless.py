@@ -97,3 +97,14 @@ def test_keyless_verification_pins_identity_and_issuer() -> None:
         Signer(identity="").verify_flags()
     with pytest.raises(ToolError, match="identity and issuer"):
         Signer(identity=IDENTITY, issuer="").verify_flags()
+
+
+def test_no_transparency_log_is_for_a_loopback_registry_only(tmp_path: Path) -> None:
+    env = {
+        "DCFORGE_SIGNING": "keyless",
+        "DCFORGE_COSIGN_IDENTITY": "https://github.com/o/r/.github/workflows/w.yml@refs/heads/main",
+        "DCFORGE_COSIGN_TLOG": "false",
+    }
+    assert not settings.load(tmp_path, {**env, "DCFORGE_REGISTRY": "127.0.0.1:5000/x"}).signing.tlog
+    with pytest.raises(ConfigError, match="DCFORGE_COSIGN_TLOG=false is for tests"):
+        settings.load(tmp_path, {**env, "DCFORGE_REGISTRY": "ghcr.io/o/r"})

@@ -54,3 +54,20 @@ def test_a_file_that_is_not_bbolt_is_refused(tmp_path: Path) -> None:
     junk.write_bytes(b"\0" * 16 + b"not a bolt file" * 1000)
     with pytest.raises(trivydb.DbFormatError):
         trivydb.platforms(junk)
+
+
+def test_a_truncated_or_corrupt_db_is_one_clear_error(tmp_path: Path) -> None:
+    trivydb.write_db(tmp_path / "db", [])
+    db = tmp_path / "db" / "trivy.db"
+    data = bytearray(db.read_bytes())
+    cut = tmp_path / "cut.db"
+    cut.write_bytes(bytes(data[: trivydb.PAGE_SIZE * 2]))  # the meta pages, no tree
+    with pytest.raises(trivydb.DbFormatError):
+        trivydb.platforms(cut)
+    # A root page claiming more elements than it holds.
+    root = int.from_bytes(data[16 + 16 : 16 + 24], "little")  # the meta's root bucket page
+    at = root * trivydb.PAGE_SIZE + 10
+    data[at : at + 2] = (0xFFFF).to_bytes(2, "little")
+    db.write_bytes(bytes(data))
+    with pytest.raises(trivydb.DbFormatError):
+        trivydb.platforms(db)

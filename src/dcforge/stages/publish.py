@@ -411,8 +411,9 @@ def _check_forward(settings: Settings, rel: Releases, sha: str, outcome: str) ->
     if after is None:
         raise PublishRefused(
             f"cannot tell whether {sha[:12]} descends from the pinned release "
-            f"{pin.git_sha[:12]}: this checkout does not hold that history (a shallow clone? "
-            "actions/checkout needs fetch-depth: 0) — " + outcome
+            f"{pin.git_sha[:12]}: this checkout does not hold both commits (a shallow clone? "
+            "actions/checkout needs fetch-depth: 0; or DCFORGE_GIT_SHA names a commit this "
+            "checkout does not have) — " + outcome
         )
     if not after:
         raise PublishRefused(

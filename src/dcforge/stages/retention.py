@@ -138,6 +138,7 @@ class Inventory:
     pin_digest: str | None = None  # the pin statement itself, as inventoried
     sizes: dict[rp.Key, int] = field(default_factory=dict)
     release_tags: list[str] = field(default_factory=list)  # of the release repository
+    pin: release.Pin | None = None  # the signed pin statement, when it verified
 
 
 def inventory(rels: Releases, backend: Backend, *, strict: bool) -> Inventory:
@@ -152,7 +153,8 @@ def inventory(rels: Releases, backend: Backend, *, strict: bool) -> Inventory:
     inv.pin_digest = reg.digest_or_none(f"{releases_repo}:{release.LAST_KNOWN_GOOD}")
     if inv.pin_digest is not None:
         try:
-            inv.pinned = (releases_repo, rels.fetch_pin()[1].record_digest)
+            inv.pin = rels.fetch_pin()[1]
+            inv.pinned = (releases_repo, inv.pin.record_digest)
         except VerifyFailed as err:
             if strict:
                 raise RetentionIncomplete(
@@ -279,6 +281,8 @@ def _add_release(
             f"{v.repository}@{v.digest}",
             sha if expected_sha is None else expected_sha,
             tags=inv.release_tags,
+            pin=inv.pin,
+            pinned=v.key == inv.pinned,
         )
     except DcforgeError as err:
         if strict:
