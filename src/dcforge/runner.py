@@ -61,6 +61,24 @@ COMMON_ENV = _allow(
     prefixes=("LC_", "XDG_"),
 )  # fmt: skip
 
+# Registry clients run the Docker config's credential helpers (``credHelpers``/``credsStore``:
+# docs.docker.com/reference/cli/docker/login, "Credential helpers") with their own
+# environment, so they carry what the common helpers read: the cloud SDKs' credentials
+# (amazon-ecr-credential-helper: the AWS SDK's AWS_*; docker-credential-gcr / gcloud:
+# GOOGLE_APPLICATION_CREDENTIALS, CLOUDSDK_CONFIG; acr-env: AZURE_*), pass(1)'s store
+# (PASSWORD_STORE_DIR, GNUPGHOME), the Secret Service's bus, and the SSH agent Docker uses
+# for an ssh:// DOCKER_HOST (Docker CLI reference, "Environment variables").
+_HELPER_NAMES = (
+    "GOOGLE_APPLICATION_CREDENTIALS", "CLOUDSDK_CONFIG", "PASSWORD_STORE_DIR", "GNUPGHOME",
+    "DBUS_SESSION_BUS_ADDRESS", "SSH_AUTH_SOCK",
+)  # fmt: skip
+_HELPER_PREFIXES = ("AWS_", "AZURE_")
+
+
+def _registry_client(*names: str, prefixes: tuple[str, ...] = ()) -> Allowed:
+    return _allow(*names, *_HELPER_NAMES, prefixes=(*prefixes, *_HELPER_PREFIXES))
+
+
 # What each tool sees on top of COMMON_ENV, by the base name of argv[0]; variables a call
 # passes in ``run(env=…)`` always reach it. GITHUB_TOKEN reaches none of them (the GitHub API
 # is called in-process, dcforge.tools.github); registry passwords go to ``oras login`` on
@@ -79,16 +97,16 @@ TOOL_ENV: Mapping[str, Allowed] = MappingProxyType(
         ),
         # trivy.dev docs, Configuration: every flag as TRIVY_<FLAG> (the gate refuses those that
         # change what is scanned, dcforge.stages.gate).
-        "trivy": _allow(prefixes=("TRIVY_",)),
+        "trivy": _registry_client(prefixes=("TRIVY_",)),
         # anchore/syft wiki, Configuration: every key as SYFT_<KEY> (refused by the gate likewise).
-        "syft": _allow(prefixes=("SYFT_",)),
+        "syft": _registry_client(prefixes=("SYFT_",)),
         # git(1), ENVIRONMENT VARIABLES: GIT_* (repository, config, identity).
         "git": _allow(prefixes=("GIT_",)),
         # Docker CLI reference, "Environment variables" (DOCKER_*); docs.docker.com/build/building/
         # variables (BUILDX_*, BUILDKIT_*, SOURCE_DATE_EPOCH); docs.docker.com/build/cache/backends/
         # gha ("url" $ACTIONS_CACHE_URL or $ACTIONS_RESULTS_URL, "token" $ACTIONS_RUNTIME_TOKEN,
         # "version" 2 when $ACTIONS_CACHE_SERVICE_V2 is set).
-        "docker": _allow(
+        "docker": _registry_client(
             "ACTIONS_CACHE_URL",
             "ACTIONS_RESULTS_URL",
             "ACTIONS_RUNTIME_TOKEN",
@@ -109,11 +127,11 @@ TOOL_ENV: Mapping[str, Allowed] = MappingProxyType(
         ),
         # oras.land/docs/how_to_guides/authentication and oras-go NewStoreFromDocker: the Docker
         # config (COMMON_ENV); ORAS_CACHE: oras pull/manifest fetch (cmd/oras/root).
-        "oras": _allow("ORAS_CACHE"),
+        "oras": _registry_client("ORAS_CACHE"),
         # containers-auth.json(5): $XDG_RUNTIME_DIR/containers/auth.json, then
         # $XDG_CONFIG_HOME, $HOME/.docker/config.json (all COMMON_ENV); containers/image
         # registries.conf: CONTAINERS_REGISTRIES_CONF.
-        "skopeo": _allow("CONTAINERS_REGISTRIES_CONF"),
+        "skopeo": _registry_client("CONTAINERS_REGISTRIES_CONF"),
     }
 )
 

@@ -99,3 +99,11 @@ def test_the_common_base() -> None:
     assert not any(common_variable(name) for name in set(BASE) - COMMON)
     assert common_variable("NO_PROXY") and common_variable("SSL_CERT_FILE")
     assert common_variable("REGISTRY_AUTH_FILE") and common_variable("CI")
+
+
+def test_registry_clients_carry_what_credential_helpers_read() -> None:
+    helpers = {"AWS_PROFILE": "ecr", "CLOUDSDK_CONFIG": "/g", "SSH_AUTH_SOCK": "/s"}
+    for tool in ("docker", "oras", "skopeo", "trivy", "syft"):
+        assert set(helpers) <= set(tool_env(tool, {**BASE, **helpers})), tool
+    for tool in ("git", "devcontainer", "some-test-utility"):
+        assert not set(helpers) & set(tool_env(tool, {**BASE, **helpers})), tool
