@@ -221,9 +221,10 @@ def test_build_publish_workflow_rehearsed_as_pull_requests_then_a_push_to_main(
     assert any(t.startswith("main-") for t in _tags(cache))
     ran = {cmd for _, cmd in push.commands}
     # Every command but republish's own ran (its nox install is every job's, and ran).
-    assert set(commands_of(WORKFLOW)) - ran == {
-        s["run"] for s in workflow_doc["jobs"]["republish"]["steps"] if "run" in s
-    } - ran
+    assert (
+        set(commands_of(WORKFLOW)) - ran
+        == {s["run"] for s in workflow_doc["jobs"]["republish"]["steps"] if "run" in s} - ran
+    )
 
     # --- what went between the jobs, and what never went anywhere ----------------------
     _nothing_leaked([plain, staged_pr, push], [TOKEN, cosign_keys.password])
