@@ -544,8 +544,7 @@ def drift(
     for cid, why in _os_problems(verdict.coverage):
         # Waivable as at the gate, but never "affected": a rebuild does not fix coverage.
         problem = _coverage_finding(cid, why)
-        waiver = next((w for w in waivers if w.matches(scope or name, problem)), None)
-        if waiver is not None and not waiver.expired(today):
+        if waiver := _live_waiver(waivers, scope or name, problem, today):
             verdict.waived.append((problem, waiver))
         else:
             verdict.reasons.append(f"{cid}: {why}")
@@ -556,8 +555,7 @@ def drift(
         if not f.fixed:
             verdict.unfixed.append(f)
             continue
-        waiver = next((w for w in waivers if w.matches(scope or name, f)), None)
-        if waiver is not None and not waiver.expired(today):
+        if waiver := _live_waiver(waivers, scope or name, f, today):
             verdict.waived.append((f, waiver))
         else:
             verdict.blocking.append(f)
@@ -573,6 +571,14 @@ def add_counts(counts: Iterable[Mapping[str, int]]) -> dict[str, int]:
         for severity, n in one.items():
             total[severity] = total.get(severity, 0) + n
     return total
+
+
+def _live_waiver(
+    waivers: Sequence[Waiver], permutation: str, f: Finding, today: dt.date
+) -> Waiver | None:
+    """The first waiver that covers ``f`` in ``permutation``, when it has not expired."""
+    waiver = next((w for w in waivers if w.matches(permutation, f)), None)
+    return waiver if waiver is not None and not waiver.expired(today) else None
 
 
 def _coverage_finding(cid: str, why: str) -> Finding:

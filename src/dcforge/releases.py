@@ -148,6 +148,11 @@ def _subject_list(line: str, predicate_type: str) -> list[str]:
         return []
 
 
+def _pinned_number(pin: release.Pin | None, sha: str) -> int:
+    """The publish number the signed pin states for release ``sha`` (0: it pins another)."""
+    return pin.sequence if pin is not None and pin.git_sha == sha else 0
+
+
 @dataclass(frozen=True)
 class Releases:
     settings: Settings
@@ -222,26 +227,19 @@ class Releases:
         seq = (release.SEQUENCE_TAG.match(t) for t in found)
         return sorted({t for t in found if SHA_TAG.match(t)} | {m.group(1) for m in seq if m})
 
-    def resolve(self, target: str) -> tuple[str, str]:
-        """``target`` (git SHA, short SHA, record digest) → (reference, the SHA it must be)."""
-        if DIGEST.match(target):
-            return f"{self.repository}@{target}", ""
+    def _sha_for(self, target: str, tags: Sequence[str]) -> str:
+        """The one released git SHA ``target`` (4 to 40 hex digits) starts."""
         if not re.fullmatch(r"[0-9a-f]{4,40}", target):
             raise RollbackRefused(
                 f"'{target}' is neither a git SHA (4 to 40 hex digits) nor a sha256: record digest"
             )
-        tags = self.tags()
         matches = [t for t in self.shas(tags) if t.startswith(target)]
         if not matches:
             raise RollbackRefused(f"no published release for git SHA {target} in {self.repository}")
         if len(matches) > 1:
             shown = ", ".join(m[:12] for m in sorted(matches))
             raise RollbackRefused(f"git SHA {target} is ambiguous: {shown} — give more digits")
-        # The newest valid publish of the SHA, by its own tag: ``<sha>`` moving does not
-        # matter, and a publish that never got signed (cut off, or junk) is passed over.
-        newest = self.newest_publish(matches[0], tags)
-        tag = release.sequence_tag(matches[0], newest[0]) if newest else matches[0]
-        return f"{self.repository}:{tag}", matches[0]
+        return matches[0]
 
     def newest_publish(
         self, sha: str, tags: Sequence[str], above: int = 0
@@ -253,11 +251,8 @@ class Releases:
         for n in sorted((n for n in release.sequences(tags, sha) if n > above), reverse=True):
             reference = f"{self.repository}:{release.sequence_tag(sha, n)}"
             try:
-                digest, data = self._signed_json(
-                    reference, release.FILE_NAME, "release record", release.ARTIFACT_TYPE
-                )
-                found = release.parse(data, reference)
-            except (VerifyFailed, ManifestError) as err:
+                digest, found = self._record_at(reference)
+            except VerifyFailed as err:
                 log.warn(f"{reference} is not a valid publish of {sha[:12]}, passed over: {err}")
                 continue
             if (found.git_sha, found.sequence) == (sha, n):
@@ -269,7 +264,8 @@ class Releases:
         return None
 
     def fetch(self, target: str) -> tuple[str, release.Release]:
-        """The verified record for ``target`` (a SHA, a record digest, or last-known-good)."""
+        """The verified record for ``target`` (a git SHA or a short one, a record digest, or
+        last-known-good)."""
         pin = self._pin_or_none()
         if target == release.LAST_KNOWN_GOOD:
             if pin is None:
@@ -281,8 +277,19 @@ class Releases:
             return self.fetch_record(
                 f"{self.repository}@{pin.record_digest}", pin.git_sha, pinned=True
             )
-        reference, sha = self.resolve(target)
-        return self.fetch_record(reference, sha, pin=pin)
+        if DIGEST.match(target):
+            return self.fetch_record(f"{self.repository}@{target}", "", pin=pin)
+        tags = self.tags()
+        sha = self._sha_for(target, tags)
+        # The newest valid publish of the SHA, by its own tag: ``<sha>`` moving does not
+        # matter, and a publish that never got signed (cut off, or junk) is passed over.
+        newest = self.newest_publish(sha, tags)
+        if newest is None:  # a record from before publish numbers: ``<sha>`` names it
+            return self.fetch_record(f"{self.repository}:{sha}", sha, tags=tags, pin=pin)
+        number, digest, rel = newest
+        reference = f"{self.repository}:{release.sequence_tag(sha, number)}"
+        self._refuse_superseded(reference, digest, rel, _pinned_number(pin, sha))
+        return digest, rel
 
     def _pin_or_none(self) -> release.Pin | None:
         """The signed pin, or None when there is none (or it does not verify)."""
@@ -337,45 +344,44 @@ class Releases:
         signed ``pin`` states for that SHA (``tags``: the release repository's, when known).
         ``pinned``: the record the pin names, taken as pinned (a later publish that was
         never pinned — its publish failed after the record — is only warned about)."""
-        digest, data = self._signed_json(
-            reference, release.FILE_NAME, "release record", release.ARTIFACT_TYPE
-        )
-        try:
-            rel = release.parse(data, reference)
-        except ManifestError as err:
-            raise VerifyFailed(str(err)) from None
+        digest, rel = self._record_at(reference)
         if expected_sha and rel.git_sha != expected_sha:
             raise VerifyFailed(
                 f"{reference} ({digest[:19]}) holds the record of release {rel.git_sha[:12]}, not "
                 f"of {expected_sha[:12]} — refused: another release's record was put under "
                 "this name; re-publish or restore the right record"
             )
-        self._check_newest(
-            reference, digest, rel, self.tags() if tags is None else tags, pin, pinned
-        )
-        return digest, rel
-
-    def _check_newest(
-        self,
-        reference: str,
-        digest: str,
-        rel: release.Release,
-        tags: Sequence[str],
-        pin: release.Pin | None,
-        pinned: bool,
-    ) -> None:
-        """Refuse ``rel`` when a later publish of its SHA is valid, or the signed pin states a
-        later one for it (someone can hide a later publish's tags, not the pin's word)."""
-        later = self.newest_publish(rel.git_sha, tags, rel.sequence)
-        floor = pin.sequence if pin is not None and pin.git_sha == rel.git_sha else 0
-        newest = max(later[0] if later else 0, floor)
+        listed = self.tags() if tags is None else tags
+        later = self.newest_publish(rel.git_sha, listed, rel.sequence)
         if pinned and later:
             log.warn(
                 f"release {rel.git_sha[:12]} has a later publish ({later[0]}) than the pinned "
                 f"one ({rel.sequence}): re-run its publish, or pin it (invoke pin --sha "
                 f"{rel.git_sha[:12]})"
             )
-        elif rel.sequence < newest:
+        elif not pinned:
+            newest = max(later[0] if later else 0, _pinned_number(pin, rel.git_sha))
+            self._refuse_superseded(reference, digest, rel, newest)
+        return digest, rel
+
+    def _record_at(self, reference: str) -> tuple[str, release.Release]:
+        """The signed release record at ``reference``: (digest, record); VerifyFailed for
+        anything else."""
+        digest, data = self._signed_json(
+            reference, release.FILE_NAME, "release record", release.ARTIFACT_TYPE
+        )
+        try:
+            return digest, release.parse(data, reference)
+        except ManifestError as err:
+            raise VerifyFailed(str(err)) from None
+
+    def _refuse_superseded(
+        self, reference: str, digest: str, rel: release.Release, newest: int
+    ) -> None:
+        """Refuse ``rel`` when ``newest`` — a later valid publish of its SHA, or the number the
+        signed pin states for it (someone can hide a later publish's tags, not the pin's
+        word) — is above its own number."""
+        if rel.sequence < newest:
             raise VerifyFailed(
                 f"{reference} ({digest[:19]}) is publish {rel.sequence} of release "
                 f"{rel.git_sha[:12]}, superseded by publish {newest} "
@@ -663,7 +669,9 @@ class Releases:
             )
             at = f"{self.repository}@{existing}"
             if self._is_artifact(at, release.ARTIFACT_TYPE, release.FILE_NAME, body):
-                return self._signed_record(manifest, existing, previous[0], "already")
+                # The newest valid publish was verified finding it; another may need signing.
+                verified = newest > 0
+                return self._signed_record(manifest, existing, previous[0], "already", verified)
         # One more than the newest (a record from before publish numbers counts as 1).
         sequence = max(newest, previous[0] if previous else 1 if existing else 0) + 1
         body = release.encode(
@@ -684,7 +692,7 @@ class Releases:
                 "dev.dcforge.publish.sequence": str(sequence),
             },
         )
-        return self._signed_record(manifest, digest, sequence, "done")
+        return self._signed_record(manifest, digest, sequence, "done", verified=False)
 
     def _latest(self, sha: str) -> tuple[int, str | None, tuple[int, str] | None]:
         """(newest valid publish number or 0, the record a new publish supersedes, its
@@ -708,13 +716,14 @@ class Releases:
         return found.sequence, found.supersedes
 
     def _signed_record(
-        self, manifest: mf.Manifest, digest: str, sequence: int, state: str
+        self, manifest: mf.Manifest, digest: str, sequence: int, state: str, verified: bool
     ) -> tuple[str, str, int]:
-        """Sign the record ``digest`` (unless its signature verifies already), then point
-        ``<sha>`` at it: the tag names only a signed record."""
+        """Sign the record ``digest`` (unless its signature verifies: ``verified`` when that
+        was checked already), then point ``<sha>`` at it: the tag names only a signed
+        record."""
         at = f"{self.repository}@{digest}"
         # A record pushed just now has no signature of its own to check first.
-        if state == "done" or not self.cosign.verified(at):
+        if state == "done" or not (verified or self.cosign.verified(at)):
             problem = self.cosign.sign_checked(at)
             if problem:
                 raise PublishRefused(

@@ -15,10 +15,11 @@ import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
+from dcforge import release
+
 COSIGN_TAG = re.compile(r"^sha256-([0-9a-f]{64})\.(sig|att|sbom)$")
 IMMUTABLE_TAG = re.compile(r"-[0-9a-f]{40}$")
 RELEASE_TAG = re.compile(r"^[0-9a-f]{40}$")
-PUBLISH_TAG = re.compile(r"^[0-9a-f]{40}\.[0-9]+$")  # one publish of a SHA (release.py)
 AUDIT_TAG = re.compile(r"^rollback-")
 AUDIT_SHA = re.compile(r"^rollback-[0-9T]+-([0-9a-f]{7,40})$")
 
@@ -55,7 +56,7 @@ class Version:
                 COSIGN_TAG.match(t)
                 or IMMUTABLE_TAG.search(t)
                 or RELEASE_TAG.match(t)
-                or PUBLISH_TAG.match(t)
+                or release.SEQUENCE_TAG.match(t)  # one publish of a SHA
                 or AUDIT_TAG.match(t)
             )
         ]

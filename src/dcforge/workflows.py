@@ -134,7 +134,7 @@ def _job_calls(job: dict[str, Any]) -> list[tuple[str, str]]:
 
 def _default_branch(path: Path) -> str:
     """[tool.dcforge].default_branch of the checkout the workflow sits in ("main")."""
-    pyproject = path.resolve().parent.parent.parent / "pyproject.toml"
+    pyproject = _checkout(path) / "pyproject.toml"
     try:
         tool = tomllib.loads(pyproject.read_text()).get("tool", {})
     except (OSError, tomllib.TOMLDecodeError, UnicodeDecodeError):
@@ -220,9 +220,14 @@ def _nox_problems(path: Path, job_name: str, job: dict[str, Any], privileged: bo
     return out
 
 
+def _checkout(path: Path) -> Path:
+    """.github/workflows/X.yml → the checkout it sits in"""
+    return path.resolve().parent.parent.parent
+
+
 def _noxfile(path: Path) -> Path:
     """.github/workflows/X.yml → the checkout's noxfile.py"""
-    return path.resolve().parent.parent.parent / "noxfile.py"
+    return _checkout(path) / "noxfile.py"
 
 
 def _hashed_session_problems(path: Path, job_name: str, called: list[tuple[str, str]]) -> list[str]:
