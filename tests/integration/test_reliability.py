@@ -323,7 +323,7 @@ def test_concurrent_publishes(
         )
         for root, _ in built
     ]
-    (parent, _), (descendant, _) = [p.communicate(timeout=600) for p in procs]
+    (_, parent), (_, descendant) = [p.communicate(timeout=600) for p in procs]  # stderr
     assert procs[1].returncode == 0, descendant
     assert procs[0].returncode == 0 or (
         procs[0].returncode == 7 and "descends from the pinned release" in parent
