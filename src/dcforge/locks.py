@@ -33,15 +33,28 @@ def _path(registry: str) -> Path:
 
 
 @contextlib.contextmanager
-def registry_lock(registry: str) -> Iterator[None]:
-    path = _path(registry)
-    with path.open("a+") as fh:
+def _exclusive(key: str, waiting: str) -> Iterator[None]:
+    """Hold the lock file of ``key``: one holder across processes and threads (each call
+    opens the file anew, and flock locks belong to the open file)."""
+    with _path(key).open("a+") as fh:
         try:
             fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            log.info(f"waiting for another publish/rollback on {registry} to finish")
+            if waiting:
+                log.info(waiting)
             fcntl.flock(fh, fcntl.LOCK_EX)
         try:
             yield
         finally:
             fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def registry_lock(registry: str) -> contextlib.AbstractContextManager[None]:
+    return _exclusive(registry, f"waiting for another publish/rollback on {registry} to finish")
+
+
+def image_store_lock(engine: str) -> contextlib.AbstractContextManager[None]:
+    """Loads into and removals from one engine's image store, one at a time: containerd
+    unpacks a loaded image onto its base's snapshots, and removing another image that
+    shares that base collects them mid-unpack ("parent snapshot ... does not exist")."""
+    return _exclusive(f"engine-images {engine}", "")

@@ -26,9 +26,10 @@ from typing import Any
 
 import docker as sdk
 import requests
+import tenacity
 from docker.errors import DockerException
 
-from dcforge import devcontainer, log, oci_index
+from dcforge import devcontainer, locks, log, oci_index
 from dcforge.errors import BuildError, ManifestError, ToolError
 from dcforge.runner import Runner, redact, secret_values
 from dcforge.tools import buildx
@@ -126,8 +127,7 @@ class Engine:
                 yield name
                 return
             store = self.image_store()
-            with single.open("rb") as data:
-                images = self._call(f"load {tarball}", self.client.images.load, data)
+            images = self._load(single, tarball)
         ids = {str(image.id) for image in images}
         want = digest if store == CONTAINERD else config_digest
         try:
@@ -139,9 +139,26 @@ class Engine:
             yield want
         finally:
             try:  # never let the clean-up hide what went wrong
-                self.client.images.remove(name, force=True)
+                with locks.image_store_lock(self._where()):
+                    self.client.images.remove(name, force=True)
             except (DockerException, requests.RequestException) as err:
                 log.warn(f"could not remove the smoke image {name}: {_short(err)}")
+
+    def _where(self) -> str:
+        return self.runner.env.get("DOCKER_HOST") or "unix:///var/run/docker.sock"
+
+    def _load(self, single: Path, tarball: Path) -> Any:
+        """Load one image archive while no other load or removal runs on this engine; a
+        load that still finds a base snapshot collected under it is tried again."""
+        for attempt in tenacity.Retrying(
+            retry=tenacity.retry_if_exception(_snapshot_gone),
+            stop=tenacity.stop_after_attempt(3),
+            wait=tenacity.wait_fixed(1),
+            reraise=True,
+        ):
+            with attempt, locks.image_store_lock(self._where()), single.open("rb") as data:
+                return self._call(f"load {tarball}", self.client.images.load, data)
+        raise AssertionError("unreachable: tenacity reraises the last failure")
 
     def run(
         self,
@@ -236,6 +253,12 @@ class Engine:
 def _short(err: BaseException) -> str:
     text = str(err).strip().splitlines()
     return text[-1][:300] if text else type(err).__name__
+
+
+def _snapshot_gone(err: BaseException) -> bool:
+    """containerd's unpack lost a parent snapshot to a concurrent clean-up (its layers are
+    still in the content store, so a second load unpacks them again)."""
+    return isinstance(err, ToolError) and "parent snapshot" in str(err) and "not found" in str(err)
 
 
 def _size(n: float) -> str:
