@@ -21,8 +21,8 @@ nox.options.error_on_missing_interpreters = True
 PYTHON: str | None = None
 
 # The sessions GitHub runs in jobs holding `id-token: write` or `packages: write`
-# (dcforge.workflows.LOCKED_SESSIONS), and gate, install only from this lock
-# (dcforge.workflows.HASHED_SESSIONS): every runtime dependency,
+# (dcforge.infra.workflows.LOCKED_SESSIONS), and gate, install only from this lock
+# (dcforge.infra.workflows.HASHED_SESSIONS): every runtime dependency,
 # the pinned scanner wheels and setuptools (the build backend) by version and sha256.
 # Regenerate with the command in its header (see requirements/README.md).
 LOCK = "requirements/runtime.lock"

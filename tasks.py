@@ -1,5 +1,5 @@
 """Invoke's entry point (``invoke <task>`` from the repository root): the tasks live in the
-package, ``dcforge.tasks``, so they are importable wherever dcforge is installed.
+package, ``dcforge.cli.tasks``, so they are importable wherever dcforge is installed.
 
 Bare ``nox`` (the main job) makes ``.venv/`` with invoke and dcforge: ``.venv/bin/invoke``,
 or ``. .venv/bin/activate`` and then ``invoke``."""
@@ -7,7 +7,7 @@ or ``. .venv/bin/activate`` and then ``invoke``."""
 import sys
 
 try:
-    from dcforge.tasks import namespace
+    from dcforge.cli.tasks import namespace
 except ModuleNotFoundError as err:
     if err.name != "dcforge":
         raise

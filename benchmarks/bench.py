@@ -25,13 +25,13 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from dcforge import settings as st
-from dcforge import trivydb
-from dcforge.runner import Runner
+from dcforge.core import settings as st
+from dcforge.core import trivydb
+from dcforge.infra.runner import Runner
+from dcforge.infra.tools import buildx
+from dcforge.infra.tools.local_registry import LocalRegistry
+from dcforge.infra.tools.registry import Registry as RegistryClient
 from dcforge.stages import build, gate
-from dcforge.tools import buildx
-from dcforge.tools.local_registry import LocalRegistry
-from dcforge.tools.registry import Registry as RegistryClient
 
 ROOT = Path(__file__).resolve().parents[1]
 LAYER_MB = 50

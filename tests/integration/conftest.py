@@ -16,13 +16,13 @@ from pathlib import Path
 
 import pytest
 
-from dcforge import manifest as mf
-from dcforge import trivydb
-from dcforge.runner import Runner
+from dcforge.core import manifest as mf
+from dcforge.core import trivydb
+from dcforge.infra.runner import Runner
+from dcforge.infra.tools import registry
+from dcforge.infra.tools.local_registry import LocalRegistry
+from dcforge.infra.tools.registry import Registry
 from dcforge.stages import gate as gate_stage
-from dcforge.tools import registry
-from dcforge.tools.local_registry import LocalRegistry
-from dcforge.tools.registry import Registry
 from tests.projects import write_project
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -26,8 +26,9 @@ from pathlib import Path
 
 import pytest
 
-from dcforge import hostsetup, settings, toolchain
-from dcforge.errors import ToolError
+from dcforge.core import settings, toolpins
+from dcforge.core.errors import ToolError
+from dcforge.infra import hostsetup
 from tests.integration.conftest import base_env
 from tests.integration.runner_images import UBUNTU_2404
 
@@ -241,7 +242,7 @@ def test_a_release_binary_is_installed_only_with_its_pinned_sha256(
 
 
 def test_the_shipped_release_pins_cover_both_architectures() -> None:
-    pins = toolchain.upstream_pins()
+    pins = toolpins.upstream_pins()
     assert set(pins) == {"cosign.amd64", "cosign.arm64", "oras.amd64", "oras.arm64"}
     assert all(url.startswith("https://github.com/") for url, _ in pins.values())
 
@@ -261,12 +262,12 @@ def test_without_a_node_20_the_cli_runs_on_nodes_own_build(tmp_path: Path) -> No
     node = state / "tools/node/bin/node"
     assert f"exec {node} " in cli.read_text()
     ran = subprocess.run([str(cli), "--version"], capture_output=True, text=True, check=True)
-    assert ran.stdout.strip() == toolchain.npm_pins()["@devcontainers/cli"]
+    assert ran.stdout.strip() == toolpins.npm_pins()["@devcontainers/cli"]
     version = subprocess.run([str(node), "--version"], capture_output=True, text=True, check=True)
     package = f"node-linux-{hostsetup.NODE_ARCHES[platform.machine()]}"
-    assert version.stdout.strip() == "v" + toolchain.npm_pins()[package]
+    assert version.stdout.strip() == "v" + toolpins.npm_pins()[package]
 
-    pins = toolchain.npm_pins()
+    pins = toolpins.npm_pins()
     wrong = pins["@devcontainers/cli#integrity"][:-6] + "AAAAA="
     with pytest.raises(ToolError, match="does not match its pinned integrity"):
         hostsetup.npm_tarball("@devcontainers/cli", pins["@devcontainers/cli"], wrong, {})
@@ -280,7 +281,7 @@ def test_two_installs_at_once_leave_one_working_cli(tmp_path: Path) -> None:
     with concurrent.futures.ThreadPoolExecutor(2) as pool:
         clis = list(pool.map(lambda _: hostsetup.install_node_tools(conf, env), range(2)))
     assert clis[0] == clis[1]
-    want = toolchain.npm_pins()["@devcontainers/cli"]
+    want = toolpins.npm_pins()["@devcontainers/cli"]
     ran = subprocess.run([str(clis[0]), "--version"], capture_output=True, text=True, check=True)
     assert ran.stdout.strip() == want
     package = tmp_path / "state/tools/devcontainer-cli/node_modules/@devcontainers/cli"

@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from dcforge import manifest as mf
-from dcforge.hashing import file_sha256
-from dcforge.runner import Runner
-from dcforge.tools import registry
+from dcforge.core import manifest as mf
+from dcforge.core.hashing import file_sha256
+from dcforge.infra.runner import Runner
+from dcforge.infra.tools import registry
 from tests.integration.conftest import git_commit, run_dcforge
 
 pytestmark = pytest.mark.integration

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from dcforge import manifest as mf
-from dcforge.tools import buildx
+from dcforge.core import manifest as mf
+from dcforge.core import oci_archive
 from tests.integration.conftest import TrivyDb, run_dcforge
 from tests.integration.engines import docker_context
 
@@ -35,7 +35,7 @@ def test_every_build_runs_on_the_builder_the_setting_names(
     assert f"docker --context {context} buildx bake" in built.stderr
     assert "+ docker buildx bake" not in built.stderr
     for entry in mf.load(project / "dist/manifest.json").permutations:
-        assert buildx.oci_archive(project / "dist" / entry.tarball)[0] == entry.image_digest
+        assert oci_archive.oci_archive(project / "dist" / entry.tarball)[0] == entry.image_digest
     gated = run_dcforge("gate", cwd=project, env=env)
     assert gated.returncode == 0, gated.stderr
     # The canary's planted advisories are in the sample DB (loopback registry, no DB set).

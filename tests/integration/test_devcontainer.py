@@ -12,10 +12,10 @@ from typing import Any
 
 import pytest
 
-from dcforge import manifest as mf
-from dcforge import trivydb
-from dcforge.runner import Runner
-from dcforge.tools import devcontainer_cli, registry
+from dcforge.core import manifest as mf
+from dcforge.core import trivydb
+from dcforge.infra.runner import Runner
+from dcforge.infra.tools import devcontainer_cli, registry
 from tests.integration.conftest import (
     ROOT,
     PrivateRegistry,

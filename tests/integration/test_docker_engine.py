@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from dcforge.runner import Runner
-from dcforge.tools import buildx
-from dcforge.tools.docker import Engine
+from dcforge.core import oci_archive
+from dcforge.infra.runner import Runner
+from dcforge.infra.tools.docker import Engine
 
 pytestmark = pytest.mark.integration
 
@@ -19,7 +19,7 @@ ROUNDS = 6
 
 
 def _cycle(runner: Runner, tarball: Path, rounds: int) -> int:
-    digest = buildx.oci_archive(tarball)[0]
+    digest = oci_archive.oci_archive(tarball)[0]
     for n in range(rounds):
         tag = f"dcforge-race/{tarball.stem}:{n}-{uuid.uuid4().hex[:8]}"
         with Engine(runner) as engine, engine.loaded(tarball, digest, tag, "linux/amd64") as image:

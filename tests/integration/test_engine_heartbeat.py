@@ -9,8 +9,8 @@ from concurrent.futures import ThreadPoolExecutor
 import docker as sdk
 import pytest
 
-from dcforge.runner import Runner
-from dcforge.tools.docker import Engine
+from dcforge.infra.runner import Runner
+from dcforge.infra.tools.docker import Engine
 from tests.integration.conftest import REGISTRY, base_env
 from tests.integration.test_runner_streaming import Recording
 

@@ -12,10 +12,10 @@ from pathlib import Path
 import docker as docker_sdk
 import pytest
 
-from dcforge import manifest as mf
-from dcforge.runner import Runner
-from dcforge.tools import buildx
-from dcforge.tools import docker as engine_tools
+from dcforge.core import manifest as mf
+from dcforge.core import oci_archive
+from dcforge.infra.runner import Runner
+from dcforge.infra.tools import docker as engine_tools
 from tests.integration.conftest import base_env, git_commit, run_dcforge
 from tests.integration.engines import SecondEngine, docker_context, second_engine
 from tests.projects import TINY_FAMILY, write_project
@@ -73,7 +73,7 @@ def test_the_classic_image_store_engine_smoke_tests_every_platform(
     assert {e.name for e in m.permutations} == {"tiny-one", "tiny-two", "both-one"}
     for entry in m.permutations:
         assert f"{entry.name} smoke ok" in built.stderr
-        assert buildx.oci_archive(root / "dist" / entry.tarball)[0] == entry.image_digest
+        assert oci_archive.oci_archive(root / "dist" / entry.tarball)[0] == entry.image_digest
     assert built.stderr.count("classic image store") == 3
     assert "on linux/amd64, linux/arm64, classic image store" in built.stderr
     # The smoke images are gone again from the engine that ran them.
@@ -132,4 +132,4 @@ def test_a_builder_on_another_engine_builds_every_permutation(
     with closing(docker_sdk.DockerClient(base_url=build_engine.host)) as other:
         assert other.df()["BuildCache"], "the other engine built nothing"
     for entry in mf.load(root / "dist/manifest.json").permutations:
-        assert buildx.oci_archive(root / "dist" / entry.tarball)[0] == entry.image_digest
+        assert oci_archive.oci_archive(root / "dist" / entry.tarball)[0] == entry.image_digest

@@ -14,9 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from dcforge import trivydb
-from dcforge.runner import Runner
-from dcforge.tools import registry
+from dcforge.core import trivydb
+from dcforge.infra.runner import Runner
+from dcforge.infra.tools import registry
 from tests.integration.conftest import (
     VULN_DIR,
     TrivyDb,

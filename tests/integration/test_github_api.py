@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import pytest
 
-from dcforge.errors import RegistryError
-from dcforge.tools import github
+from dcforge.core.errors import RegistryError
+from dcforge.infra.tools import github
 from tests.integration.fake_github import FakeGitHub, State
 
 TOKEN = "ghp_" + "y" * 36

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from dcforge import gitinfo
-from dcforge.runner import Runner
+from dcforge.infra import gitinfo
+from dcforge.infra.runner import Runner
 
 pytestmark = pytest.mark.integration
 

@@ -14,11 +14,11 @@ from pathlib import Path
 
 import pytest
 
-from dcforge import manifest as mf
-from dcforge.errors import BuildError
-from dcforge.files import extract_plain
-from dcforge.runner import Runner
-from dcforge.tools import docker, registry
+from dcforge.core import manifest as mf
+from dcforge.core.errors import BuildError
+from dcforge.core.files import extract_plain
+from dcforge.infra.runner import Runner
+from dcforge.infra.tools import docker, registry
 from tests.integration.conftest import (
     PrivateRegistry,
     TrivyDb,

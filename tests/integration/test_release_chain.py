@@ -14,9 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from dcforge import locks
-from dcforge.runner import Runner
-from dcforge.tools import registry
+from dcforge.infra import locks
+from dcforge.infra.runner import Runner
+from dcforge.infra.tools import registry
 from tests.integration.conftest import (
     KeyPair,
     PrivateRegistry,
@@ -110,7 +110,7 @@ def test_the_record_is_signed_by_the_digest_its_push_wrote(
         f"{releases}:evil",
         tmp_path,
         "evil.json",
-        artifact_type="application/vnd.dcforge.release.v1+json",
+        artifact_type="application/vnd.dcforge.core.release.v1+json",
         annotations={},
         plain_http=True,
     )
@@ -312,7 +312,7 @@ def test_a_superseded_publish_of_a_sha_is_refused(
         f"{r.releases}:{r.b.git_sha}.3",
         tmp_path,
         "release.json",
-        artifact_type="application/vnd.dcforge.release.v1+json",
+        artifact_type="application/vnd.dcforge.core.release.v1+json",
         annotations={},
         plain_http=True,
     )

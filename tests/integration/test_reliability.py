@@ -12,10 +12,10 @@ from pathlib import Path
 
 import pytest
 
-from dcforge import manifest as mf
-from dcforge import toolchain
-from dcforge.runner import Runner
-from dcforge.tools import registry
+from dcforge.core import manifest as mf
+from dcforge.core import toolpins
+from dcforge.infra.runner import Runner
+from dcforge.infra.tools import registry
 from tests.integration import faults
 from tests.integration.conftest import (
     ROOT,
@@ -241,7 +241,7 @@ def test_pin_signature_fails(
         "attach signature",
         images + 2,
         f'touch "{fired}"; echo "injected: the registry refused the signature" >&2; exit 1',
-        version_json=json.dumps({"gitVersion": toolchain.pins()["cosign"]}),
+        version_json=json.dumps({"gitVersion": toolpins.pins()["cosign"]}),
     )
     broken = run_dcforge("publish", cwd=project, env=with_path(env, inject))
     assert fired.exists(), broken.stderr

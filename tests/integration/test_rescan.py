@@ -14,8 +14,8 @@ from typing import Any
 
 import pytest
 
-from dcforge import manifest as mf
-from dcforge.runner import Runner
+from dcforge.core import manifest as mf
+from dcforge.infra.runner import Runner
 from tests.integration.conftest import (
     PrivateRegistry,
     TrivyDb,

@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from dcforge import manifest as mf
-from dcforge.runner import Runner
-from dcforge.tools import registry
+from dcforge.core import manifest as mf
+from dcforge.infra.runner import Runner
+from dcforge.infra.tools import registry
 from tests.integration.conftest import (
     PrivateRegistry,
     TrivyDb,

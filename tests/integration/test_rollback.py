@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from dcforge.runner import Runner
-from dcforge.tools import registry
+from dcforge.infra.runner import Runner
+from dcforge.infra.tools import registry
 from tests.integration.conftest import (
     ROOT,
     KeyPair,
@@ -117,7 +117,7 @@ def test_refusals_move_nothing(
         f"{r.releases}:{forged_sha}",
         tmp_path,
         "release.json",
-        artifact_type="application/vnd.dcforge.release.v1+json",
+        artifact_type="application/vnd.dcforge.core.release.v1+json",
         annotations={},
         plain_http=True,
     )

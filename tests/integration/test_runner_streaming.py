@@ -16,9 +16,9 @@ from pathlib import Path
 
 import pytest
 
-from dcforge import log, progress
-from dcforge.errors import ToolError
-from dcforge.runner import Result, Runner
+from dcforge.core.errors import ToolError
+from dcforge.infra import log, progress
+from dcforge.infra.runner import Result, Runner
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
 
@@ -140,7 +140,7 @@ def test_a_silent_process_gets_heartbeats(tmp_path: Path) -> None:
 
 
 class Tap:
-    """The console's own sink (dcforge.log), with an event once it printed a heartbeat."""
+    """The console's own sink (dcforge.infra.log), with an event once it printed a heartbeat."""
 
     def __init__(self) -> None:
         self.inner = log.sink()

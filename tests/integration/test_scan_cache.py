@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from dcforge import trivydb
-from dcforge.runner import Runner
+from dcforge.core import trivydb
+from dcforge.infra.runner import Runner
 from tests.integration.conftest import (
     TrivyDb,
     gate,

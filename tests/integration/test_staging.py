@@ -12,10 +12,10 @@ from pathlib import Path
 
 import pytest
 
-from dcforge import manifest as mf
-from dcforge.errors import ToolError
-from dcforge.runner import Runner
-from dcforge.tools import registry
+from dcforge.core import manifest as mf
+from dcforge.core.errors import ToolError
+from dcforge.infra.runner import Runner
+from dcforge.infra.tools import registry
 from tests.integration.conftest import (
     KeyPair,
     TrivyDb,

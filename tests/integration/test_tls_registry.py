@@ -23,8 +23,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from dcforge.runner import Runner
-from dcforge.tools.local_registry import LocalRegistry
+from dcforge.infra.runner import Runner
+from dcforge.infra.tools.local_registry import LocalRegistry
 from tests.integration.conftest import TrivyDb, git_commit, run_dcforge
 from tests.projects import write_project
 

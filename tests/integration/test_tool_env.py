@@ -1,4 +1,4 @@
-"""Secrets reach only the tool that needs them: every tool wrapper (src/dcforge/tools/*, and
+"""Secrets reach only the tool that needs them: every tool wrapper (src/dcforge/infra/tools/*, and
 gitinfo) runs through the real runner, with COSIGN_PASSWORD, GITHUB_TOKEN and a registry
 password in the base environment, and each child process's environment is recorded.
 
@@ -17,10 +17,11 @@ from typing import Any
 
 import pytest
 
-from dcforge import gitinfo, signing
-from dcforge.runner import Runner, common_variable
-from dcforge.toolchain import PYPROJECT
-from dcforge.tools import buildx, cosign, devcontainer_cli, registry, syft, trivy
+from dcforge.core import oci_archive, refs
+from dcforge.core.toolpins import PYPROJECT
+from dcforge.infra import gitinfo, signing
+from dcforge.infra.runner import Runner, common_variable
+from dcforge.infra.tools import buildx, cosign, devcontainer_cli, registry, syft, trivy
 from tests.integration.conftest import ROOT, TrivyDb, base_env, fake_tool, git_commit
 
 pytestmark = pytest.mark.integration
@@ -103,7 +104,7 @@ def every_wrapper(run: Runner, work: Path, base: str, repo: str, db: TrivyDb) ->
     buildx.builder_platforms(run)
     buildx.build_oci(run, work / "ctx", work / "img.tar")
     registry.push_oci_archive(run, work / "img.tar", f"{repo}:1", plain_http=True)
-    ref = registry.at_digest(f"{repo}:1", buildx.oci_archive(work / "img.tar")[0])
+    ref = refs.at_digest(f"{repo}:1", oci_archive.oci_archive(work / "img.tar")[0])
     syft.sbom(run, work / "img.tar", work / "sbom.spdx.json")
     layout = trivy.unpack_oci_archive(work / "img.tar", work / "layout")
     options = trivy.ScanOptions(cache_dir=db.cache_dir, db_repository=db.repository, insecure=True)

@@ -9,10 +9,16 @@ from pathlib import Path
 
 import pytest
 
-from dcforge.errors import ToolError
-from dcforge.releases import PREDICATE_TYPES, PROVENANCE_TYPE, SBOM_TYPE, _statement, one_each
-from dcforge.runner import Runner
-from dcforge.tools import cosign, registry, syft, trivy
+from dcforge.core.errors import ToolError
+from dcforge.infra.release_store import (
+    PREDICATE_TYPES,
+    PROVENANCE_TYPE,
+    SBOM_TYPE,
+    _statement,
+    one_each,
+)
+from dcforge.infra.runner import Runner
+from dcforge.infra.tools import cosign, registry, syft, trivy
 from tests.integration.conftest import ROOT, KeyPair, TrivyDb, base_env, run_dcforge
 
 pytestmark = pytest.mark.integration

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from dcforge.runner import Runner
-from dcforge.tools import registry
+from dcforge.infra.runner import Runner
+from dcforge.infra.tools import registry
 from tests.integration.conftest import run_dcforge
 
 pytestmark = pytest.mark.integration

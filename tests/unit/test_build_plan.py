@@ -7,11 +7,11 @@ from pathlib import Path
 
 import pytest
 
-from dcforge import settings
-from dcforge.errors import ConfigError
+from dcforge.core import settings
+from dcforge.core.errors import ConfigError
+from dcforge.core.refs import at_digest
+from dcforge.infra.tools import buildx
 from dcforge.stages import build
-from dcforge.tools import buildx
-from dcforge.tools.registry import at_digest
 from tests.projects import write_project
 
 D = "sha256:" + "d" * 64

@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from dcforge import cache
+from dcforge.core import cache
 
 LOCAL = Path("/cache")
 H = "0123456789abcdef" * 4

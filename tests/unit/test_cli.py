@@ -14,11 +14,12 @@ from typing import Any
 
 import pytest
 
-from dcforge import __main__ as cli
-from dcforge import cli_help, errors
-from dcforge.errors import ConfigError, DcforgeError
-from dcforge.runner import Runner
-from dcforge.settings import Settings
+from dcforge.cli import main as cli
+from dcforge.cli import parser as cli_parser
+from dcforge.core import errors
+from dcforge.core.errors import ConfigError, DcforgeError
+from dcforge.core.settings import Settings
+from dcforge.infra.runner import Runner
 from tests.unit.test_workflows import invoke_tasks, nox_sessions
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -33,7 +34,7 @@ def _subcommands(parser: argparse.ArgumentParser) -> argparse._SubParsersAction:
     return found[0]
 
 
-SUBPARSERS = _subcommands(cli_help.parser())
+SUBPARSERS = _subcommands(cli_parser.parser())
 COMMANDS: dict[str, argparse.ArgumentParser] = dict(SUBPARSERS.choices)
 
 
@@ -67,7 +68,7 @@ def _options(parser: argparse.ArgumentParser) -> list[argparse.Action]:
     "name", ["(top)", *COMMANDS], ids=lambda n: n if n != "(top)" else "dcforge"
 )
 def test_every_option_has_help(name: str) -> None:
-    parser = cli_help.parser() if name == "(top)" else COMMANDS[name]
+    parser = cli_parser.parser() if name == "(top)" else COMMANDS[name]
     missing = [
         a.option_strings or [a.dest]
         for a in _options(parser)
@@ -85,7 +86,7 @@ def test_every_command_has_a_summary_and_a_description() -> None:
 
 
 def test_help_opens_with_what_dcforge_does() -> None:
-    text = cli_help.parser().format_help()
+    text = cli_parser.parser().format_help()
     after_usage = text.split("\n\n", 1)[1]
     assert " ".join(after_usage.split()).startswith("dcforge builds devcontainer images")
     assert "``" not in text, "an internal docstring leaked into --help"
@@ -93,7 +94,7 @@ def test_help_opens_with_what_dcforge_does() -> None:
 
 def test_version_prints_the_installed_version(capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as stopped:
-        cli_help.parser().parse_args(["--version"])
+        cli_parser.parser().parse_args(["--version"])
     assert stopped.value.code == 0
     assert capsys.readouterr().out == f"dcforge {metadata.version('dcforge')}\n"
 
@@ -311,7 +312,9 @@ def test_readme_nox_options_exist() -> None:
 # --- small functions --------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("name", ["__main__.py", "tools_cli.py", "cli_help.py"])
+@pytest.mark.parametrize(
+    "name", ["__main__.py", "cli/main.py", "cli/tool_commands.py", "cli/parser.py"]
+)
 def test_cli_functions_are_small(name: str) -> None:
     path = SRC / name
     long = [
@@ -325,5 +328,5 @@ def test_cli_functions_are_small(name: str) -> None:
 
 def test_the_two_ways_to_confirm_a_prune_exclude_each_other() -> None:
     with pytest.raises(SystemExit) as err:
-        cli_help.parser().parse_args(["prune", "--registry", "--yes", "--yes-on-default-branch"])
+        cli_parser.parser().parse_args(["prune", "--registry", "--yes", "--yes-on-default-branch"])
     assert err.value.code == 2

@@ -5,15 +5,15 @@ from pathlib import Path
 
 import pytest
 
-from dcforge import config
-from dcforge.errors import ConfigError
+from dcforge.core import permfile
+from dcforge.core.errors import ConfigError
 from tests.projects import TINY_FAMILY, write_project
 
 BUILTINS = {"base_registry": "localhost:5000/library", "registry": "localhost:5000/test"}
 
 
-def load(root: Path) -> list[config.Permutation]:
-    return config.load_all(
+def load(root: Path) -> list[permfile.Permutation]:
+    return permfile.load_all(
         root / "permutations", root=root, registry="r.example/x", builtins=BUILTINS
     )
 
@@ -132,14 +132,14 @@ def test_huge_file_is_refused(tmp_path: Path) -> None:
 
 def test_select_unknown_permutation(tmp_path: Path) -> None:
     perms = load(write_project(tmp_path))
-    assert [p.name for p in config.select(perms, ["tiny-two"])] == ["tiny-two"]
+    assert [p.name for p in permfile.select(perms, ["tiny-two"])] == ["tiny-two"]
     with pytest.raises(ConfigError, match="unknown permutation 'nope'"):
-        config.select(perms, ["nope"])
+        permfile.select(perms, ["nope"])
 
 
 def test_shipped_permutations_load() -> None:
     root = Path(__file__).resolve().parents[2]
-    perms = config.load_all(
+    perms = permfile.load_all(
         root / "permutations", root=root, registry="localhost:5000/dcforge", builtins=BUILTINS
     )
     names = {p.name for p in perms}

@@ -10,11 +10,11 @@ from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from hypothesis import given
 from hypothesis import strategies as st
 
-from dcforge import keyfile
-from dcforge.errors import ToolError
-from dcforge.runner import Runner
-from dcforge.tools.cosign import Cosign, Signer, _spread
-from dcforge.tools.registry import Registry
+from dcforge.core.errors import ToolError
+from dcforge.infra import keyfile
+from dcforge.infra.runner import Runner
+from dcforge.infra.tools.cosign import Cosign, Signer, _spread
+from dcforge.infra.tools.registry import Registry
 
 
 @pytest.mark.parametrize(

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from dcforge import config, devcontainer
-from dcforge.errors import ConfigError
-from dcforge.hashing import input_hash
+from dcforge.core import devcontainer, permfile
+from dcforge.core.errors import ConfigError
+from dcforge.core.hashing import input_hash
 
 BUILTINS = {"registry": "r", "base_registry": "b"}
 BASE = "b/debian@sha256:" + "1" * 64
@@ -47,8 +47,8 @@ features:
 """
 
 
-def load(root: Path) -> list[config.Permutation]:
-    return config.load_all(root / "permutations", root=root, registry="r", builtins=BUILTINS)
+def load(root: Path) -> list[permfile.Permutation]:
+    return permfile.load_all(root / "permutations", root=root, registry="r", builtins=BUILTINS)
 
 
 def test_a_devcontainer_permutation_loads_with_templated_feature_options(tmp_path: Path) -> None:

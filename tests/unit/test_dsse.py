@@ -1,4 +1,4 @@
-"""dcforge.dsse makes the envelopes cosign attest makes, and dcforge's own reader of
+"""dcforge.core.dsse makes the envelopes cosign attest makes, and dcforge's own reader of
 cosign's output takes them as one statement for their image."""
 
 from __future__ import annotations
@@ -12,8 +12,9 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.serialization import load_pem_public_key
 
-from dcforge import dsse, keyfile, releases
-from dcforge.errors import ToolError
+from dcforge.core import dsse
+from dcforge.core.errors import ToolError
+from dcforge.infra import keyfile, release_store
 
 KEYS = Path(__file__).parent / "keys"
 DIGEST = "sha256:" + "ab" * 32
@@ -34,7 +35,7 @@ def test_the_statement_is_cosigns() -> None:
         "subject": [{"name": "reg.example/team/img", "digest": {"sha256": "ab" * 32}}],
         "predicate": {"spdxVersion": "2.3"},
     }
-    provenance = dsse.statement("r/i", DIGEST, releases.PROVENANCE_TYPE, {})
+    provenance = dsse.statement("r/i", DIGEST, release_store.PROVENANCE_TYPE, {})
     assert json.loads(provenance)["predicateType"] == "https://slsa.dev/provenance/v1"
 
 
@@ -61,8 +62,8 @@ def test_the_envelope_verifies_and_reads_as_one_statement_for_its_image() -> Non
     signature = base64.b64decode(envelope["signatures"][0]["sig"])
     public.verify(signature, dsse.pae(dsse.PAYLOAD_TYPE, payload), ec.ECDSA(hashes.SHA256()))
     line = json.dumps(envelope)
-    assert releases.one_each(line, [DIGEST], "https://spdx.dev/Document")
-    assert not releases.one_each(line, [DIGEST], "https://slsa.dev/provenance/v1")
+    assert release_store.one_each(line, [DIGEST], "https://spdx.dev/Document")
+    assert not release_store.one_each(line, [DIGEST], "https://slsa.dev/provenance/v1")
 
 
 def test_a_predicate_that_is_not_json_is_named(tmp_path: Path) -> None:

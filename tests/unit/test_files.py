@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from dcforge.files import extract_plain
+from dcforge.core.files import extract_plain
 
 
 def _tar(path: Path, *members: tuple[str, bytes | None, bytes]) -> Path:

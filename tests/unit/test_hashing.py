@@ -5,9 +5,9 @@ from pathlib import Path
 
 import pytest
 
-from dcforge import config
-from dcforge.errors import ConfigError
-from dcforge.hashing import input_hash
+from dcforge.core import permfile
+from dcforge.core.errors import ConfigError
+from dcforge.core.hashing import input_hash
 from tests.projects import write_project
 
 BUILTINS = {"base_registry": "localhost:5000/library", "registry": "r"}
@@ -15,8 +15,8 @@ D1 = "sha256:" + "1" * 64
 D2 = "sha256:" + "2" * 64
 
 
-def perms(root: Path) -> dict[str, config.Permutation]:
-    loaded = config.load_all(root / "permutations", root=root, registry="r", builtins=BUILTINS)
+def perms(root: Path) -> dict[str, permfile.Permutation]:
+    loaded = permfile.load_all(root / "permutations", root=root, registry="r", builtins=BUILTINS)
     return {p.name: p for p in loaded}
 
 

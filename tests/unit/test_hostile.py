@@ -11,8 +11,8 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from dcforge import config, release
-from dcforge.errors import ConfigError, ManifestError
+from dcforge.core import permfile, release
+from dcforge.core.errors import ConfigError, ManifestError
 from tests.unit.test_manifest import GOOD
 
 pytestmark = pytest.mark.reliability(
@@ -65,12 +65,12 @@ def test_any_family_mapping_loads_or_fails_clearly(tmp_path: Path, data: dict[st
     (root / "ctx/Dockerfile").write_text("FROM scratch\n")
     (root / "permutations/f.yaml").write_text(yaml.safe_dump(data))
     try:
-        perms = config.load_all(root / "permutations", root=root, registry="r", builtins=BUILTINS)
+        perms = permfile.load_all(root / "permutations", root=root, registry="r", builtins=BUILTINS)
     except ConfigError as err:
         assert_clear_lines(err, "f.yaml")
         return
     for p in perms:
-        assert config.NAME_RE.match(p.name)
+        assert permfile.NAME_RE.match(p.name)
         assert p.context.resolve().is_relative_to(root.resolve())
 
 
@@ -82,7 +82,7 @@ def test_any_text_as_yaml_fails_clearly(tmp_path: Path, text: str) -> None:
     (tmp_path / "permutations").mkdir(exist_ok=True)
     (tmp_path / "permutations/f.yaml").write_text(text)
     try:
-        config.load_all(tmp_path / "permutations", root=tmp_path, registry="r", builtins=BUILTINS)
+        permfile.load_all(tmp_path / "permutations", root=tmp_path, registry="r", builtins=BUILTINS)
     except ConfigError as err:
         assert_clear_lines(err, "f.yaml")
 

@@ -15,8 +15,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from dcforge import hostplan
-from dcforge.hostplan import HostFacts
+from dcforge.core import hostplan
+from dcforge.core.hostplan import HostFacts
 
 DEBIAN_12 = """PRETTY_NAME="Debian GNU/Linux 12 (bookworm)"
 NAME="Debian GNU/Linux"

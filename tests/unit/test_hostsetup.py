@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from dcforge import settings
-from dcforge.hostsetup import registry_addr, settings_lines
+from dcforge.core import settings
+from dcforge.infra.hostsetup import registry_addr, settings_lines
 
 ROOT = Path(__file__).resolve().parents[2]
 

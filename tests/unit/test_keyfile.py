@@ -1,4 +1,4 @@
-"""dcforge.keyfile reads keys the real cosign made, and only what cosign itself reads."""
+"""dcforge.infra.keyfile reads keys the real cosign made, and only what cosign itself reads."""
 
 from __future__ import annotations
 
@@ -16,8 +16,8 @@ from cryptography.hazmat.primitives.serialization import (
     load_pem_public_key,
 )
 
-from dcforge import keyfile
-from dcforge.errors import ToolError
+from dcforge.core.errors import ToolError
+from dcforge.infra import keyfile
 
 KEYS = Path(__file__).parent / "keys"
 PASSWORD = "unit-test-only"

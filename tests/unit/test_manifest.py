@@ -10,8 +10,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from dcforge import manifest as mf
-from dcforge.errors import ManifestError
+from dcforge.core import manifest as mf
+from dcforge.core.errors import ManifestError
 
 SHA = "a" * 40
 GOOD: dict[str, Any] = {

@@ -7,9 +7,9 @@ from typing import Any
 
 import pytest
 
-from dcforge import manifest as mf
-from dcforge import merge
-from dcforge.errors import ManifestError
+from dcforge.core import manifest as mf
+from dcforge.core import merge
+from dcforge.core.errors import ManifestError
 from tests.unit.test_manifest import GOOD
 
 

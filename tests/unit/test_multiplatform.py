@@ -15,12 +15,12 @@ from hypothesis import given
 from hypothesis import settings as settings_
 from hypothesis import strategies as st
 
-from dcforge import config, merge, release, settings
-from dcforge import manifest as mf
-from dcforge import retention_plan as rp
-from dcforge.errors import BuildError, ConfigError, ManifestError
+from dcforge.core import manifest as mf
+from dcforge.core import merge, oci_archive, permfile, release, settings
+from dcforge.core import retention_plan as rp
+from dcforge.core.errors import BuildError, ConfigError, ManifestError
+from dcforge.infra.tools import buildx
 from dcforge.stages import build, retention
-from dcforge.tools import buildx
 from tests.projects import write_project
 from tests.unit.test_manifest import GOOD
 
@@ -90,16 +90,16 @@ def test_index_children_by_platform_leave_out_attestation_manifests() -> None:
             ),
         ]
     }
-    assert buildx.index_children(index, "x") == {"linux/amd64": AMD, "linux/arm64/v8": ARM}
-    assert buildx.index_children({"schemaVersion": 2}, "x") == {}
+    assert oci_archive.index_children(index, "x") == {"linux/amd64": AMD, "linux/arm64/v8": ARM}
+    assert oci_archive.index_children({"schemaVersion": 2}, "x") == {}
     with pytest.raises(BuildError, match="two images, or none, for linux/amd64"):
-        buildx.index_children({"manifests": [child("amd64", AMD), child("amd64", ARM)]}, "x")
+        oci_archive.index_children({"manifests": [child("amd64", AMD), child("amd64", ARM)]}, "x")
 
 
-def perm(root: Path, platforms: str) -> config.Permutation:
+def perm(root: Path, platforms: str) -> permfile.Permutation:
     family = "family: tiny\nname: tiny\ncontext: ../images/tiny\nbase: b/busybox:1\n"
     write_project(root, families={"tiny.yaml": family + f"platforms: {platforms}\n"})
-    (p,) = config.load_all(root / "permutations", root=root, registry="r/dc", builtins={})
+    (p,) = permfile.load_all(root / "permutations", root=root, registry="r/dc", builtins={})
     return p
 
 
@@ -301,15 +301,15 @@ def test_an_archive_index_holds_platform_images_and_nothing_else(extra: dict[str
     image = "application/vnd.oci.image.manifest.v1+json"
     index = {"manifests": [child("amd64", AMD, mediaType=image), extra]}
     with pytest.raises(BuildError, match="not one platform's image"):
-        buildx.index_children(index, "x.tar", strict=True)
+        oci_archive.index_children(index, "x.tar", strict=True)
 
 
 def test_a_grouped_job_names_its_permutations_comma_separated(tmp_path: Path) -> None:
     p = perm(tmp_path, "[linux/amd64]")
     other = replace(p, name="other")
-    assert config.select([p, other], ["other,tiny"]) == [other, p]
-    assert config.select([p, other], ["tiny", "tiny, other"]) == [p, other]
+    assert permfile.select([p, other], ["other,tiny"]) == [other, p]
+    assert permfile.select([p, other], ["tiny", "tiny, other"]) == [p, other]
     with pytest.raises(ConfigError, match="unknown permutation 'nope'"):
-        config.select([p, other], ["tiny,nope"])
+        permfile.select([p, other], ["tiny,nope"])
     with pytest.raises(ConfigError, match="max_matrix_jobs = 1 is fewer than the 2"):
         build.ci_matrix([p, replace(other, platforms=("linux/arm64",))], {"linux/arm64": "a"}, 1)

@@ -9,9 +9,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from dcforge import policy
-from dcforge.config import read_yaml
-from dcforge.errors import ConfigError
+from dcforge.core import policy
+from dcforge.core.errors import ConfigError
+from dcforge.core.permfile import read_yaml
 
 TODAY = dt.date(2026, 11, 28)
 POLICY = policy.Policy()

@@ -1,4 +1,4 @@
-"""dcforge.progress and the runner's line pump: pure logic, no processes, no sleeps."""
+"""dcforge.infra.progress and the runner's line pump: pure logic, no processes, no sleeps."""
 
 from __future__ import annotations
 
@@ -12,9 +12,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 from rich.console import Console, RenderableType
 
-from dcforge import log, progress
-from dcforge.progress import GithubGroups, Heartbeat, Hub, Out
-from dcforge.runner import _Pump, line_secrets, redact, secret_values
+from dcforge.infra import log, progress
+from dcforge.infra.progress import GithubGroups, Heartbeat, Hub, Out
+from dcforge.infra.runner import _Pump, line_secrets, redact, secret_values
 
 # -- helpers --------------------------------------------------------------------------
 

@@ -22,8 +22,8 @@ from hypothesis import strategies as st
 from in_toto_attestation.predicates.provenance.v1 import provenance_pb2
 from in_toto_attestation.v1.resource_descriptor import ResourceDescriptor
 
-from dcforge import manifest as mf
-from dcforge import provenance
+from dcforge.core import manifest as mf
+from dcforge.core import provenance
 from tests.unit.test_manifest import GOOD, SHA
 
 CI_ENV = {

@@ -12,12 +12,13 @@ from typing import Any, cast
 
 import pytest
 
-from dcforge import release, settings, signing
-from dcforge.errors import ConfigError, DcforgeError, ManifestError, RegistryError
-from dcforge.releases import Releases, one_each, subjects
-from dcforge.runner import Runner
-from dcforge.tools.cosign import Cosign, Signer
-from dcforge.tools.registry import Registry
+from dcforge.core import release, settings
+from dcforge.core.errors import ConfigError, DcforgeError, ManifestError, RegistryError
+from dcforge.infra import signing
+from dcforge.infra.release_store import Releases, one_each, subjects
+from dcforge.infra.runner import Runner
+from dcforge.infra.tools.cosign import Cosign, Signer
+from dcforge.infra.tools.registry import Registry
 
 A, B, C = ("sha256:" + c * 64 for c in "abc")
 
@@ -209,7 +210,7 @@ def test_an_unknown_signing_mode_is_refused(tmp_path: Path) -> None:
 
 
 def test_each_publish_of_a_sha_is_numbered_and_names_what_it_supersedes() -> None:
-    from dcforge import manifest as mf
+    from dcforge.core import manifest as mf
     from tests.unit.test_manifest import GOOD
 
     m = mf.parse(json.loads(json.dumps(GOOD)), "m")

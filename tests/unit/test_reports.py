@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import datetime as dt
 
-from dcforge import policy, reports
+from dcforge.core import policy, reports
 
 F = policy.Finding("CVE-2099-0001", "zlib1g", "1:1.2.13", "1:1.3.0-1", "CRITICAL", "bad")
 W = policy.Waiver(

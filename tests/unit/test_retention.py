@@ -5,7 +5,7 @@ import datetime as dt
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from dcforge import retention_plan as r
+from dcforge.core import retention_plan as r
 
 NOW = dt.datetime(2026, 11, 28, tzinfo=dt.UTC)
 OLD = NOW - dt.timedelta(days=200)

@@ -2,8 +2,8 @@ from __future__ import annotations
 
 import pytest
 
-from dcforge.errors import ToolError
-from dcforge.runner import TOOL_ENV, Runner, common_variable, redact, secret_values, tool_env
+from dcforge.core.errors import ToolError
+from dcforge.infra.runner import TOOL_ENV, Runner, common_variable, redact, secret_values, tool_env
 
 
 def test_secret_values_are_redacted() -> None:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from dcforge.scan_cache import SUFFIXES, ScanCache, salt
+from dcforge.core.scan_cache import SUFFIXES, ScanCache, salt
 
 DIGEST = "sha256:" + "a" * 64
 

@@ -6,10 +6,10 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from dcforge import settings
-from dcforge.errors import ConfigError
-from dcforge.runner import Runner
-from dcforge.tools.registry import Registry
+from dcforge.core import settings
+from dcforge.core.errors import ConfigError
+from dcforge.infra.runner import Runner
+from dcforge.infra.tools.registry import Registry
 from tests.projects import write_project
 
 

@@ -7,9 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from dcforge import settings, signing
-from dcforge.errors import ConfigError, ToolError
-from dcforge.tools.cosign import Signer
+from dcforge.core import settings
+from dcforge.core.errors import ConfigError, ToolError
+from dcforge.infra import signing
+from dcforge.infra.tools.cosign import Signer
 
 IDENTITY = "https://github.com/o/r/.github/workflows/build-publish.yml@refs/heads/main"
 KEYLESS = {"DCFORGE_SIGNING": "keyless", "DCFORGE_COSIGN_IDENTITY": IDENTITY}

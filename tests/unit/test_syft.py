@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dcforge.tools import syft
+from dcforge.infra.tools import syft
 
 
 def pkg(name: str, purl: str = "", source: str = "") -> dict[str, object]:

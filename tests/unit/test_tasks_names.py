@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 from invoke import Program  # type: ignore[attr-defined]
 
-from dcforge import cli_help
-from dcforge import tasks as dcforge_tasks
-from dcforge.tasks import namespace
+from dcforge.cli import parser
+from dcforge.cli import tasks as dcforge_tasks
+from dcforge.cli.tasks import namespace
 
 ROOT = Path(__file__).resolve().parents[2]
 # What a session may run besides its one dcforge command: bringing the local stack up.
@@ -124,7 +124,7 @@ def test_the_task_runs_the_sessions_command_with_the_same_options(
     dcforge_argv: list[list[str]], task: str, argv: list[str]
 ) -> None:
     made = run_invoke(dcforge_argv, task, *argv)
-    parsed = cli_help.parser().parse_args(made)  # dcforge takes it, as from nox -s TASK -- …
+    parsed = parser.parser().parse_args(made)  # dcforge takes it, as from nox -s TASK -- …
     assert parsed.command == SESSIONS[task], made
     passed = {a.split("=", 1)[0] for a in made}
     for option in (a for a in argv if a.startswith("--")):

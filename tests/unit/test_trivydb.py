@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from dcforge import trivydb
+from dcforge.core import trivydb
 
 
 def test_the_packaged_sample_db_is_the_sample_advisories(tmp_path: Path) -> None:

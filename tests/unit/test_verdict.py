@@ -10,11 +10,11 @@ from pathlib import Path
 
 import pytest
 
-from dcforge import manifest as mf
-from dcforge import settings, toolchain
-from dcforge import verdict as gate
-from dcforge.errors import PublishRefused
-from dcforge.hashing import file_sha256
+from dcforge.core import manifest as mf
+from dcforge.core import settings, toolpins
+from dcforge.core import verdict as gate
+from dcforge.core.errors import PublishRefused
+from dcforge.core.hashing import file_sha256
 from tests.unit.test_manifest import GOOD
 
 
@@ -25,7 +25,7 @@ def setup(tmp_path: Path) -> tuple[settings.Settings, mf.Manifest, Path]:
     m = mf.parse(copy.deepcopy(GOOD), "m")
     mf.write(dist / "manifest.json", m)
     e = m.permutations[0]
-    pins = toolchain.pins()
+    pins = toolpins.pins()
     doc = {
         "schema_version": gate.GATE_SCHEMA_VERSION,
         "passed": True,

@@ -10,7 +10,8 @@ import pytest
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
-from dcforge import config, workflows
+from dcforge.core import permfile
+from dcforge.infra import workflows
 
 ROOT = Path(__file__).resolve().parents[2]
 WORKFLOWS = sorted((ROOT / ".github/workflows").glob("*.yml"))
@@ -27,9 +28,9 @@ def nox_sessions() -> set[str]:
 
 
 def invoke_tasks() -> set[str]:
-    """The invoke tasks users can call (they live in dcforge.tasks; tasks.py re-exports)."""
+    """The invoke tasks users can call (they live in dcforge.cli.tasks; tasks.py re-exports)."""
     names = set()
-    for fn in ast.parse((ROOT / "src/dcforge/tasks.py").read_text()).body:
+    for fn in ast.parse((ROOT / "src/dcforge/cli/tasks.py").read_text()).body:
         if not isinstance(fn, ast.FunctionDef):
             continue
         for deco in fn.decorator_list:
@@ -89,7 +90,7 @@ def test_publish_is_unreachable_from_pull_requests() -> None:
 
 
 def test_the_plan_matrix_is_the_shipped_permutations() -> None:
-    perms = config.load_all(
+    perms = permfile.load_all(
         ROOT / "permutations",
         root=ROOT,
         registry="r",

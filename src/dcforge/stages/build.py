@@ -11,16 +11,24 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from dcforge import cache, config, devcontainer, gitinfo, log, release, staging, toolchain
-from dcforge import manifest as mf
-from dcforge.errors import BuildError, ConfigError, RegistryError, RollbackRefused, VerifyFailed
-from dcforge.files import atomic_write_json
-from dcforge.hashing import file_sha256, input_hash
-from dcforge.releases import Releases
-from dcforge.runner import Runner
-from dcforge.settings import Settings
-from dcforge.tools import buildx, devcontainer_cli, docker
-from dcforge.tools.registry import Registry, at_digest
+from dcforge.core import cache, devcontainer, oci_archive, permfile, release, staging, toolpins
+from dcforge.core import manifest as mf
+from dcforge.core.errors import (
+    BuildError,
+    ConfigError,
+    RegistryError,
+    RollbackRefused,
+    VerifyFailed,
+)
+from dcforge.core.files import atomic_write_json
+from dcforge.core.hashing import file_sha256, input_hash
+from dcforge.core.refs import at_digest
+from dcforge.core.settings import Settings
+from dcforge.infra import gitinfo, log
+from dcforge.infra.release_store import Releases
+from dcforge.infra.runner import Runner
+from dcforge.infra.tools import buildx, devcontainer_cli, docker
+from dcforge.infra.tools.registry import Registry
 
 
 @dataclass(frozen=True)
@@ -38,7 +46,7 @@ class BuildOptions:
 class PlannedPermutation:
     """A permutation with its base resolved and its input hash computed."""
 
-    perm: config.Permutation
+    perm: permfile.Permutation
     base_digest: str
     input_hash: str
     base_platforms: Mapping[str, str] = field(default_factory=dict)  # platform → digest
@@ -54,7 +62,7 @@ DEFAULT_CI_RUNNER = "ubuntu-24.04"
 
 
 def ci_matrix(
-    perms: Sequence[config.Permutation], labels: Mapping[str, str], max_jobs: int = 256
+    perms: Sequence[permfile.Permutation], labels: Mapping[str, str], max_jobs: int = 256
 ) -> dict[str, list[dict[str, str]]]:
     """The CI build matrix: one job per permutation, or, when every platform of a
     multi-platform permutation has a native runner, one job per platform (a part that
@@ -120,20 +128,20 @@ def builtins(settings: Settings) -> dict[str, str]:
     return {"registry": settings.registry, "base_registry": settings.base_registry}
 
 
-def load_permutations(settings: Settings, names: Sequence[str] = ()) -> list[config.Permutation]:
-    perms = config.load_all(
+def load_permutations(settings: Settings, names: Sequence[str] = ()) -> list[permfile.Permutation]:
+    perms = permfile.load_all(
         settings.permutations_dir,
         root=settings.root,
         registry=settings.registry,
         builtins=builtins(settings),
     )
-    return config.select(perms, names)
+    return permfile.select(perms, names)
 
 
 def resolve_plan(
     settings: Settings,
     runner: Runner,
-    perms: Sequence[config.Permutation],
+    perms: Sequence[permfile.Permutation],
     *,
     base_configs: bool = False,
 ) -> list[PlannedPermutation]:
@@ -146,7 +154,7 @@ def resolve_plan(
         digest = reg.resolve(ref)
         if runner.dry_run:
             return digest, {}
-        return digest, buildx.index_children(reg.manifest(at_digest(ref, digest)), ref)
+        return digest, oci_archive.index_children(reg.manifest(at_digest(ref, digest)), ref)
 
     wanted = {p.name: _feature_refs(p) for p in perms}
     features = sorted({ref for refs in wanted.values() for ref in refs.values()})
@@ -156,7 +164,7 @@ def resolve_plan(
         pinned = dict(zip(features, digests, strict=True))
     contexts: dict[Path, list[tuple[str, str, int]]] = {}
     configs: dict[str, Mapping[str, Any]] = {}  # base image digest → its config
-    cli = devcontainer_cli.pinned_version(toolchain.PYPROJECT)
+    cli = devcontainer_cli.pinned_version(toolpins.PYPROJECT)
     planned = []
     for p in perms:
         digest, children = bases[p.base_ref]
@@ -179,7 +187,7 @@ def resolve_plan(
 
 def _base_configs(
     reg: Registry,
-    perm: config.Permutation,
+    perm: permfile.Permutation,
     platforms: Mapping[str, str],
     seen: dict[str, Mapping[str, Any]],
 ) -> dict[str, Mapping[str, Any]]:
@@ -195,7 +203,7 @@ def _base_configs(
     return out
 
 
-def _feature_refs(perm: config.Permutation) -> dict[str, str]:
+def _feature_refs(perm: permfile.Permutation) -> dict[str, str]:
     """A devcontainer.json permutation's registry Features → what to resolve: the digest
     reference its committed devcontainer-lock.json names, else the reference as written."""
     if not perm.devcontainer:
@@ -223,7 +231,7 @@ def _pin_feature(reg: Registry, ref: str) -> str:
 
 
 def _base_platforms(
-    perm: config.Permutation, digest: str, children: Mapping[str, str], dry_run: bool
+    perm: permfile.Permutation, digest: str, children: Mapping[str, str], dry_run: bool
 ) -> dict[str, str]:
     """The base image's digest for each platform the permutation builds (checked now: a
     missing platform would otherwise surface minutes into an emulated build)."""
@@ -457,7 +465,7 @@ def run(
 
 
 def _refresh_names(
-    settings: Settings, perms: Sequence[config.Permutation], refresh: Sequence[str]
+    settings: Settings, perms: Sequence[permfile.Permutation], refresh: Sequence[str]
 ) -> list[str]:
     """The selected permutations to refresh. Every name must exist (a typo is an error),
     but a CI job builds only its own share of them (every job gets the whole list)."""
@@ -466,7 +474,7 @@ def _refresh_names(
         return []
     selected = {p.name for p in perms}
     return [
-        p.name for p in config.select(load_permutations(settings), wanted) if p.name in selected
+        p.name for p in permfile.select(load_permutations(settings), wanted) if p.name in selected
     ]
 
 
@@ -508,7 +516,7 @@ def _platform_parts(
 
 
 def _resolve(
-    settings: Settings, runner: Runner, perms: Sequence[config.Permutation]
+    settings: Settings, runner: Runner, perms: Sequence[permfile.Permutation]
 ) -> list[PlannedPermutation]:
     with log.group(f"resolve {len(perms)} permutation(s)"):
         planned = resolve_plan(settings, runner, perms, base_configs=True)
@@ -556,7 +564,7 @@ def _stage(
     incoming: Path,
 ) -> list[mf.Entry]:
     """Push each archive byte for byte, by digest and untagged, to this run's staging
-    repository (dcforge.staging); the registry must then serve exactly that digest."""
+    repository (dcforge.core.staging); the registry must then serve exactly that digest."""
     out = []
     for entry in built:
         if entry.is_part:  # the merge joins the parts' archives
@@ -662,7 +670,7 @@ def _devcontainer_builds(
 ) -> None:
     """Build the devcontainer.json permutations with the Dev Containers CLI, each from a
     rendered copy of its folder (base and Features pinned by digest) into its archive."""
-    cli = devcontainer_cli.executable(runner, settings.state_root, toolchain.PYPROJECT)
+    cli = devcontainer_cli.executable(runner, settings.state_root, toolpins.PYPROJECT)
 
     def one(item: PlannedPermutation, target: buildx.Target) -> None:
         with log.permutation(item.perm.name):
@@ -774,7 +782,7 @@ def _finish(
     its manifest entry."""
     p = item.perm
     digest = str(buildx.target_metadata(metadata, target.name).get("containerimage.digest", ""))
-    archived, children = buildx.oci_archive(target.output_tar)
+    archived, children = oci_archive.oci_archive(target.output_tar)
     if digest and digest != archived:
         raise BuildError(f"{p.name}: buildx reported {digest} but the tarball holds {archived}")
     platforms = _archive_platforms(p, children, archived)
@@ -803,10 +811,10 @@ def _check_metadata_label(
     """A Dockerfile permutation's devcontainer.metadata label, when its build set one (its
     own LABEL, not the base's), is what the spec says — checked like 'metadata'."""
     for platform, digest in platforms.items():
-        label = buildx.config_labels(buildx.image_config(tarball, digest)).get(
+        label = oci_archive.config_labels(oci_archive.image_config(tarball, digest)).get(
             "devcontainer.metadata", ""
         )
-        base = buildx.config_labels(item.base_configs.get(platform, {}))
+        base = oci_archive.config_labels(item.base_configs.get(platform, {}))
         if not label or label == base.get("devcontainer.metadata"):
             continue
         try:
@@ -833,17 +841,17 @@ def _check_devcontainer_image(
     name Features: those entries come first in the merged label and are the base's.)"""
     perm, pins = item.perm, item.features
     for platform, digest in platforms.items():
-        config = buildx.image_config(tarball, digest)
+        config = oci_archive.image_config(tarball, digest)
         base = item.base_configs.get(platform, {})
-        base_layers = buildx.config_layers(base)
-        if buildx.config_layers(config)[: len(base_layers)] != base_layers:
+        base_layers = oci_archive.config_layers(base)
+        if oci_archive.config_layers(config)[: len(base_layers)] != base_layers:
             raise BuildError(
                 f"{perm.source}: '{perm.name}' ({platform}) is not built on its base "
                 f"{perm.base_ref}@{item.base_platforms.get(platform, '')[:19]} (its layers do "
                 "not start with the base's) — the Dockerfile must build FROM ${BASE_IMAGE}"
             )
-        label = buildx.config_labels(config).get("devcontainer.metadata", "")
-        base_label = buildx.config_labels(base).get("devcontainer.metadata", "")
+        label = oci_archive.config_labels(config).get("devcontainer.metadata", "")
+        base_label = oci_archive.config_labels(base).get("devcontainer.metadata", "")
         unpinned = devcontainer.unpinned_features(label, pins, base_label)
         if unpinned:
             raise BuildError(
@@ -856,7 +864,7 @@ def _check_devcontainer_image(
 
 def _image_test(
     runner: Runner,
-    perm: config.Permutation,
+    perm: permfile.Permutation,
     tarball: Path,
     platforms: Mapping[str, str],
     reports: Path,
@@ -895,7 +903,7 @@ def _image_test(
 
 
 def _archive_platforms(
-    perm: config.Permutation, children: Mapping[str, str], digest: str
+    perm: permfile.Permutation, children: Mapping[str, str], digest: str
 ) -> dict[str, str]:
     """platform → image digest in the archive, which must hold exactly the declared ones."""
     if len(perm.platforms) == 1 and not children:
@@ -909,7 +917,7 @@ def _archive_platforms(
 
 
 def _smoke(
-    runner: Runner, perm: config.Permutation, tarball: Path, platforms: Mapping[str, str]
+    runner: Runner, perm: permfile.Permutation, tarball: Path, platforms: Mapping[str, str]
 ) -> None:
     """Load each platform's image of the archive and run every smoke command in it (foreign
     platforms under emulation), first checking that the container really runs that

@@ -18,10 +18,18 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from dcforge import log, policy, release, reports, scan_cache, staging, toolchain, trivydb
-from dcforge import manifest as mf
-from dcforge.config import read_yaml
-from dcforge.errors import (
+from dcforge.core import manifest as mf
+from dcforge.core import (
+    oci_archive,
+    policy,
+    release,
+    reports,
+    scan_cache,
+    staging,
+    toolpins,
+    trivydb,
+)
+from dcforge.core.errors import (
     ConfigError,
     DcforgeError,
     GateBlocked,
@@ -30,21 +38,24 @@ from dcforge.errors import (
     ToolError,
     VerifyFailed,
 )
-from dcforge.files import append_line, atomic_write_bytes, atomic_write_json
-from dcforge.hashing import file_sha256
-from dcforge.releases import Releases
-from dcforge.runner import Runner
-from dcforge.scan_cache import ScanCache
-from dcforge.settings import Settings, is_loopback
-from dcforge.tools import buildx, github, syft, trivy
-from dcforge.tools.registry import Registry, at_digest
-from dcforge.verdict import (
+from dcforge.core.files import append_line, atomic_write_bytes, atomic_write_json
+from dcforge.core.hashing import file_sha256
+from dcforge.core.permfile import read_yaml
+from dcforge.core.refs import at_digest
+from dcforge.core.scan_cache import ScanCache
+from dcforge.core.settings import Settings, is_loopback
+from dcforge.core.verdict import (
     GATE_SCHEMA_VERSION,
     SCANNED_TOOLS,
     policy_json,
     trivy_config_path,
     waivers_path,
 )
+from dcforge.infra import log, toolchain
+from dcforge.infra.release_store import Releases
+from dcforge.infra.runner import Runner
+from dcforge.infra.tools import buildx, github, syft, trivy
+from dcforge.infra.tools.registry import Registry
 
 SAMPLE_REPOSITORY = "dcforge-sample/trivy-db:2"
 GITHUB_API = "https://api.github.com"
@@ -321,7 +332,7 @@ def _scan_tarball(settings: Settings, runner: Runner, entry: mf.Entry, ctx: Gate
         return _combine(entry, [_decide(entry, "", None, None, problems, ctx)])
     with tempfile.TemporaryDirectory(prefix=f"dcforge-gate-{entry.name}-") as tmp:
         try:
-            archived, children = buildx.oci_archive(tar)
+            archived, children = oci_archive.oci_archive(tar)
             if archived != entry.image_digest:
                 problems.append(
                     f"the tarball holds {archived}, the manifest says {entry.image_digest}"
@@ -361,7 +372,7 @@ def _scan_platform(
         found = trivy.image_platform(layout, digest)
     except DcforgeError as err:
         return _decide(entry, platform, None, None, [*problems, str(err)], ctx)
-    if not buildx.same_platform(found, platform):
+    if not oci_archive.same_platform(found, platform):
         problems.append(f"the {platform} image {digest[:19]} is a {found} image")
     try:
         report = trivy.scan(runner, image, ctx.reports_dir / f"{stem}.trivy.json", ctx.db.options)
@@ -391,7 +402,7 @@ def _cached(entry: mf.Entry, problems: list[str], ctx: GateContext) -> list[poli
     verdicts = []
     for platform, (digest, hit) in hits.items():
         found = []
-        if not buildx.same_platform(hit.platform, platform):
+        if not oci_archive.same_platform(hit.platform, platform):
             found.append(f"the {platform} image {digest[:19]} is a {hit.platform} image")
         verdicts.append(_decide_reused(entry, platform, digest, hit, found, ctx))
     return verdicts
@@ -516,7 +527,7 @@ def _scan_remote(
 def check_tools(runner: Runner, names: Sequence[str]) -> dict[str, toolchain.Tool]:
     """The pinned tools, or GateBlocked naming what was found and what is pinned."""
     try:
-        pinned = toolchain.pins()
+        pinned = toolpins.pins()
         return {name: toolchain.check(runner, name, pinned) for name in names}
     except ToolError as err:
         raise GateBlocked(f"the gate cannot vouch for its tools: {err}") from None

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from dcforge.runner import Runner
-from dcforge.tools import docker
+from dcforge.infra.runner import Runner
+from dcforge.infra.tools import docker
 
 
 def runner_hygiene(runner: Runner) -> list[str]:

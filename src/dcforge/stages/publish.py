@@ -17,25 +17,15 @@ from typing import Any
 
 from rich.table import Table
 
-from dcforge import (
-    gitinfo,
-    keyfile,
-    locks,
-    log,
-    provenance,
-    release,
-    signing,
-    staging,
-    toolchain,
-    verdict,
-)
-from dcforge import manifest as mf
-from dcforge.errors import DcforgeError, PublishRefused, RegistryError, ToolError, VerifyFailed
-from dcforge.files import atomic_write_json
-from dcforge.releases import PROVENANCE_TYPE, SBOM_TYPE, Releases
-from dcforge.runner import Runner
-from dcforge.settings import Settings, namespaces_overlap
-from dcforge.tools import cosign
+from dcforge.core import manifest as mf
+from dcforge.core import provenance, release, staging, verdict
+from dcforge.core.errors import DcforgeError, PublishRefused, RegistryError, ToolError, VerifyFailed
+from dcforge.core.files import atomic_write_json
+from dcforge.core.settings import Settings, namespaces_overlap
+from dcforge.infra import gitinfo, keyfile, locks, log, signing, toolchain
+from dcforge.infra.release_store import PROVENANCE_TYPE, SBOM_TYPE, Releases
+from dcforge.infra.runner import Runner
+from dcforge.infra.tools import cosign
 
 
 @dataclass(frozen=True)

@@ -15,14 +15,15 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
-from dcforge import locks, log, release
-from dcforge import retention_plan as rp
-from dcforge.errors import ConfigError, DcforgeError, RegistryError, ToolError, VerifyFailed
-from dcforge.releases import Releases
-from dcforge.runner import Runner
-from dcforge.settings import Settings
-from dcforge.tools import github
-from dcforge.tools.registry import Registry
+from dcforge.core import release
+from dcforge.core import retention_plan as rp
+from dcforge.core.errors import ConfigError, DcforgeError, RegistryError, ToolError, VerifyFailed
+from dcforge.core.settings import Settings
+from dcforge.infra import locks, log
+from dcforge.infra.release_store import Releases
+from dcforge.infra.runner import Runner
+from dcforge.infra.tools import github
+from dcforge.infra.tools.registry import Registry
 
 INDEX_TYPES = (
     "application/vnd.oci.image.index.v1+json",

@@ -3,7 +3,7 @@
 Only tags move. The target release's record must verify and be the release asked for, and
 every image it names must still exist and verify, before any tag is touched. Every rollback
 leaves an audit record next to the release records. Fetching, checking and moving releases
-is :mod:`dcforge.releases`.
+is :mod:`dcforge.infra.release_store`.
 """
 
 from __future__ import annotations
@@ -13,11 +13,12 @@ from typing import Any
 
 from rich.table import Table
 
-from dcforge import locks, log, release
-from dcforge.errors import RollbackRefused, VerifyFailed
-from dcforge.releases import Move, Releases
-from dcforge.runner import Runner
-from dcforge.settings import Settings
+from dcforge.core import release
+from dcforge.core.errors import RollbackRefused, VerifyFailed
+from dcforge.core.settings import Settings
+from dcforge.infra import locks, log
+from dcforge.infra.release_store import Move, Releases
+from dcforge.infra.runner import Runner
 
 __all__ = ["RollbackRefused", "pin", "releases", "rollback", "show_releases"]
 

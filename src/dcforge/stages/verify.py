@@ -4,7 +4,7 @@ For the release (default: ``last-known-good``): the pin and the record are signe
 the release asked for; every floating tag resolves to the digest the record names; each
 image's signature verifies with the configured key/identity; its SBOM and SLSA provenance
 attestations verify and name that digest as their subject. The checks themselves live in
-:mod:`dcforge.releases`, which publish also runs before it moves ``last-known-good``.
+:mod:`dcforge.infra.release_store`, which publish also runs before it moves ``last-known-good``.
 """
 
 from __future__ import annotations
@@ -13,11 +13,12 @@ from collections.abc import Mapping
 
 from rich.table import Table
 
-from dcforge import log, release
-from dcforge.errors import RollbackRefused, VerifyFailed
-from dcforge.releases import Releases
-from dcforge.runner import Runner
-from dcforge.settings import Settings
+from dcforge.core import release
+from dcforge.core.errors import RollbackRefused, VerifyFailed
+from dcforge.core.settings import Settings
+from dcforge.infra import log
+from dcforge.infra.release_store import Releases
+from dcforge.infra.runner import Runner
 
 __all__ = ["VerifyFailed", "run"]
 

@@ -1,0 +1,1 @@
+"""The command line: the parser, the dispatch, the single-tool commands and the invoke tasks."""

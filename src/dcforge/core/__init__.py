@@ -1,0 +1,1 @@
+"""Pure logic: no processes, no network; imports only dcforge.core."""

@@ -1,0 +1,762 @@
+"""Gate policy (pure): scanner and SBOM results + policy + waivers in, a verdict out.
+
+Fail closed: a missing report, a scanner error, an SBOM failure or an empty SBOM, a DB
+problem or a checksum mismatch each block; nothing here ever turns an error into "no
+findings". Neither does an image the scanner could not see into: every verdict also
+checks *coverage* (:func:`coverage`) — Trivy must have detected a supported, maintained
+OS and scanned as many OS packages as the SBOM lists.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import re
+from collections.abc import Collection, Iterable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+
+from dcforge.core.errors import ConfigError
+from dcforge.core.permfile import read_yaml
+
+SEVERITIES = ("CRITICAL", "HIGH", "MEDIUM", "LOW", "UNKNOWN")
+OS_MODES = ("required", "none")
+
+# Coverage problems: pseudo-advisories, so that only a waiver (with an expiry) lifts one.
+OS_UNDETECTED = "DCFORGE-OS-UNDETECTED"
+OS_EOSL = "DCFORGE-OS-EOSL"
+OS_UNSCANNED = "DCFORGE-OS-UNSCANNED"
+PACKAGES_MISMATCH = "DCFORGE-PKG-MISMATCH"
+NOTHING_SCANNED = "DCFORGE-NOTHING-SCANNED"
+OS_NO_ADVISORIES = "DCFORGE-OS-NO-ADVISORIES"
+COVERAGE_IDS = (
+    OS_UNDETECTED,
+    OS_EOSL,
+    OS_UNSCANNED,
+    OS_NO_ADVISORIES,
+    PACKAGES_MISMATCH,
+    NOTHING_SCANNED,
+)
+
+# Trivy and syft read the same package database (dpkg status, rpmdb, apk installed). They
+# differ only at the edges: syft lists dpkg entries in states Trivy skips (config-files,
+# half-installed) and the two merge duplicate entries differently. A DB hidden or removed
+# from the scanner's view shows as a gap of tens of packages or all of them. So the counts
+# must agree within max(MIN_SLACK, SLACK_FRACTION of the larger count).
+PACKAGE_COUNT_MIN_SLACK = 2
+PACKAGE_COUNT_SLACK_FRACTION = 0.02
+
+
+@dataclass(frozen=True)
+class Policy:
+    """What blocks. Every field is recorded in the verdict; publish refuses another one."""
+
+    blocking: tuple[str, ...] = ("CRITICAL", "HIGH")
+    max_db_age_hours: int = 168
+    max_waiver_days: int = 90
+    ignore_unfixed: bool = False  # findings with no fix do not block (still reported)
+    skip_dirs: tuple[str, ...] = ()  # image paths Trivy does not scan (reported)
+    db_digest: str = ""  # when set, the only Trivy DB a verdict may be made with
+
+    @classmethod
+    def parse(
+        cls,
+        severities: str,
+        max_db_age_hours: int,
+        *,
+        max_waiver_days: int = 90,
+        ignore_unfixed: bool = False,
+        skip_dirs: str = "",
+        db_digest: str = "",
+    ) -> Policy:
+        wanted = tuple(s.strip().upper() for s in severities.split(",") if s.strip())
+        unknown = [s for s in wanted if s not in SEVERITIES]
+        if unknown or not wanted:
+            raise ConfigError(
+                f"blocking_severities {severities!r}: use a comma list of {', '.join(SEVERITIES)}"
+            )
+        if max_db_age_hours <= 0:
+            raise ConfigError("max_db_age_hours must be positive")
+        if max_waiver_days <= 0:
+            raise ConfigError("max_waiver_days must be positive")
+        if db_digest and not re.fullmatch(r"sha256:[0-9a-f]{64}", db_digest):
+            raise ConfigError(f"trivy_db_digest {db_digest!r} is not a sha256:… digest")
+        dirs = tuple(d.strip().rstrip("/") for d in skip_dirs.split(",") if d.strip())
+        if any(not re.fullmatch(r"(/[A-Za-z0-9._+-]+){2,}", d) or ".." in d for d in dirs):
+            raise ConfigError(
+                f"scan_skip_dirs {skip_dirs!r}: use absolute image paths at least two levels "
+                "deep and without wildcards, e.g. /opt/examples (a whole /usr or / is never "
+                "skipped)"
+            )
+        if not 0 < max_db_age_hours <= 24 * 365 or not 0 < max_waiver_days <= 3650:
+            raise ConfigError("max_db_age_hours must be 1…8760 and max_waiver_days 1…3650")
+        return cls(wanted, max_db_age_hours, max_waiver_days, ignore_unfixed, dirs, db_digest)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "blocking_severities": list(self.blocking),
+            "max_db_age_hours": self.max_db_age_hours,
+            "max_waiver_days": self.max_waiver_days,
+            "ignore_unfixed": self.ignore_unfixed,
+            "skip_dirs": list(self.skip_dirs),
+            "db_digest": self.db_digest,
+        }
+
+
+@dataclass(frozen=True)
+class Waiver:
+    id: str
+    reason: str
+    expires: dt.date
+    permutations: tuple[str, ...] = ()
+    packages: tuple[str, ...] = ()
+    created: dt.date | None = None
+    scope_all: bool = False
+
+    def matches(self, permutation: str, finding: Finding) -> bool:
+        return (
+            self.id == finding.id
+            and (not self.permutations or permutation in self.permutations)
+            and (not self.packages or finding.package in self.packages)
+        )
+
+    def expired(self, today: dt.date) -> bool:
+        return self.expires < today
+
+    def days_left(self, today: dt.date) -> int:
+        return (self.expires - today).days
+
+    def scope(self) -> str:
+        parts = [f"permutations: {', '.join(self.permutations)}"] * bool(self.permutations)
+        parts += [f"packages: {', '.join(self.packages)}"] * bool(self.packages)
+        return "; ".join(parts) or "all"
+
+
+@dataclass(frozen=True)
+class Finding:
+    id: str
+    package: str
+    installed: str
+    fixed: str
+    severity: str
+    title: str = ""
+
+    def describe(self) -> str:
+        fixed = self.fixed or "no fix yet"
+        return f"{self.id} {self.severity} in {self.package} {self.installed} (fixed: {fixed})"
+
+
+@dataclass
+class Verdict:
+    name: str
+    passed: bool = False
+    reasons: list[str] = field(default_factory=list)
+    counts: dict[str, int] = field(default_factory=dict)
+    blocking: list[Finding] = field(default_factory=list)
+    waived: list[tuple[Finding, Waiver]] = field(default_factory=list)
+    sbom_packages: int = 0
+    unfixed: list[Finding] = field(default_factory=list)  # not blocking: ignore_unfixed
+    coverage: Coverage | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "passed": self.passed,
+            "reasons": self.reasons,
+            "counts": self.counts,
+            "blocking": [asdict(f) for f in self.blocking],
+            "waived": [
+                {**asdict(f), "waiver": {"reason": w.reason, "expires": w.expires.isoformat()}}
+                for f, w in self.waived
+            ],
+            "unfixed_not_blocking": [asdict(f) for f in self.unfixed],
+            "sbom_packages": self.sbom_packages,
+            "coverage": asdict(self.coverage) if self.coverage else None,
+        }
+
+
+@dataclass(frozen=True)
+class Coverage:
+    """What the scanner saw of one image, next to what the SBOM lists."""
+
+    os_mode: str  # "required" (default) or "none" (declared in the permutation YAML)
+    os: str  # "debian 12.5", or "" when Trivy detected none
+    eosl: bool
+    os_results: int  # Trivy results of class os-pkgs
+    os_packages: int  # OS packages Trivy scanned
+    lang_packages: int  # language packages Trivy scanned
+    sbom_os_packages: int  # OS packages (deb/rpm/apk/…) in the syft SBOM
+    unscanned: tuple[str, ...] = ()  # OS packages the SBOM lists and Trivy did not scan
+    # The DB bucket Trivy looks this OS's advisories up in (``debian 12``), and whether the
+    # DB holds one; None: not checked (no DB listing given)
+    db_platform: str = ""
+    db_has_platform: bool | None = None
+
+
+# Trivy's OS family → the trivy-db buckets (lower-cased) its detector reads, by release:
+# ``platformFormat`` in trivy-db's pkg/vulnsrc/<source> ("Oracle Linux %s", "amazon linux
+# %s", "Photon OS %s", "CBL-Mariner %s", "SUSE Linux Enterprise %s", "openSUSE Leap %s", …);
+# which part of the release each uses is the detector's (pkg/detector/ospkg/<family>):
+# Debian, Alma, Rocky, Oracle, Fedora, Amazon the major; Alpine, Photon, Mariner, Azure
+# Linux, SUSE major.minor; Ubuntu the whole release (or its ESM bucket); Red Hat one bucket
+# for every release; rolling distributions their name alone.
+_PLATFORM_FORMATS: dict[str, tuple[str, ...]] = {
+    "debian": ("debian {major}",),
+    "ubuntu": ("ubuntu {release}", "ubuntu {release}-esm"),
+    "alpine": ("alpine {minor}",),
+    "alma": ("alma {major}",),
+    "rocky": ("rocky {major}",),
+    "fedora": ("fedora {major}",),
+    "oracle": ("oracle linux {major}",),
+    "amazon": ("amazon linux {major}",),
+    "redhat": ("red hat",),
+    "centos": ("red hat",),
+    "photon": ("photon os {minor}",),
+    "cbl-mariner": ("cbl-mariner {minor}",),
+    "azurelinux": ("azure linux {minor}",),
+    "sles": ("suse linux enterprise {minor}",),
+    "slem": ("suse linux enterprise micro {minor}",),
+    "opensuse.leap": ("opensuse leap {minor}",),
+    "opensuse-leap": ("opensuse leap {minor}",),
+    "opensuse.tumbleweed": ("opensuse tumbleweed",),
+    "wolfi": ("wolfi",),
+    "chainguard": ("chainguard",),
+    "echo": ("echo",),
+    "minimos": ("minimos",),
+}
+
+
+def advisory_platforms(family: str, release: str) -> tuple[str, ...]:
+    """The trivy-db buckets (lower-cased) that may hold advisories for ``family``
+    ``release`` (see _PLATFORM_FORMATS); any other family by name + release or name +
+    major. Debian testing reports ``forky/sid``, which has no bucket: nothing is matched
+    against it."""
+    fam = family.strip().lower()
+    rel = release.strip().split(" ", 1)[0].lower()  # Amazon: "2 (Karoo)"
+    parts = {"release": rel, "major": rel.split(".", 1)[0], "minor": ".".join(rel.split(".")[:2])}
+    formats = _PLATFORM_FORMATS.get(fam, (f"{fam} {{release}}", f"{fam} {{major}}"))
+    return tuple(dict.fromkeys(f.format(**parts) for f in formats))
+
+
+def db_covers(platforms: Collection[str], family: str, release: str) -> tuple[str, bool]:
+    """(the bucket looked for, whether ``platforms`` — the DB's top-level buckets — holds
+    it); compared without case, as bucket names mix it (``Oracle Linux 9``)."""
+    wanted = advisory_platforms(family, release)
+    held = {p.lower() for p in platforms}
+    found = next((w for w in wanted if w in held), "")
+    return (found or wanted[0]), bool(found)
+
+
+class ReportError(ValueError):
+    """A scanner report that is not what Trivy writes."""
+
+
+def parse_findings(report: Any) -> list[Finding]:
+    """Findings from a Trivy JSON report; anything malformed is a ReportError."""
+    if not isinstance(report, Mapping) or not isinstance(report.get("SchemaVersion"), int):
+        raise ReportError("not a Trivy JSON report (no SchemaVersion)")
+    results = report.get("Results") or []
+    if not isinstance(results, list):
+        raise ReportError("Results is not a list")
+    out = []
+    for result in results:
+        if not isinstance(result, Mapping):
+            raise ReportError("a Results entry is not an object")
+        vulns = result.get("Vulnerabilities") or []
+        if not isinstance(vulns, list):
+            raise ReportError("Vulnerabilities is not a list")
+        for v in vulns:
+            if not isinstance(v, Mapping) or not isinstance(v.get("VulnerabilityID"), str):
+                raise ReportError("a vulnerability has no VulnerabilityID")
+            severity = str(v.get("Severity", "UNKNOWN")).upper()
+            out.append(
+                Finding(
+                    id=v["VulnerabilityID"],
+                    package=str(v.get("PkgName", "?")),
+                    installed=str(v.get("InstalledVersion", "?")),
+                    fixed=str(v.get("FixedVersion", "") or ""),
+                    severity=severity if severity in SEVERITIES else "UNKNOWN",
+                    title=str(v.get("Title", "") or "")[:200],
+                )
+            )
+    return out
+
+
+def _int_list_len(value: Any) -> int:
+    return len(value) if isinstance(value, list) else 0
+
+
+def read_coverage(
+    report: Any,
+    sbom_os_packages: int,
+    os_mode: str,
+    sbom_os_names: Collection[str] = (),
+    db_platforms: Collection[str] | None = None,
+) -> Coverage:
+    """The coverage facts of a (parsable) Trivy report; malformed parts count as absent.
+
+    With ``sbom_os_names`` the packages are compared by name, not only counted; with
+    ``db_platforms`` (the DB's top-level buckets) the detected OS must have advisories.
+    """
+    meta = report.get("Metadata") if isinstance(report, Mapping) else None
+    os_info = meta.get("OS") if isinstance(meta, Mapping) else None
+    family = name = ""
+    eosl = False
+    if isinstance(os_info, Mapping):
+        family = str(os_info.get("Family") or "")
+        family = "" if family.lower() in ("none", "unknown") else family  # Trivy's "not found"
+        name = str(os_info.get("Name") or "")
+        eosl = os_info.get("EOSL") is True
+    os_results = os_packages = lang_packages = 0
+    scanned: set[str] = set()
+    for result in report.get("Results") or []:
+        if not isinstance(result, Mapping):
+            continue
+        if result.get("Class") == "os-pkgs":
+            os_results += 1
+            os_packages += _int_list_len(result.get("Packages"))
+            scanned |= _package_names(result.get("Packages"))
+        elif result.get("Class") == "lang-pkgs":
+            lang_packages += _int_list_len(result.get("Packages"))
+    platform, covered = "", None
+    if family and db_platforms is not None:
+        platform, covered = db_covers(db_platforms, family, name)
+    return Coverage(
+        os_mode=os_mode,
+        os=f"{family} {name}".strip() if family else "",
+        eosl=eosl,
+        os_results=os_results,
+        os_packages=os_packages,
+        lang_packages=lang_packages,
+        sbom_os_packages=sbom_os_packages,
+        unscanned=tuple(sorted(set(sbom_os_names) - scanned)),
+        db_platform=platform,
+        db_has_platform=covered,
+    )
+
+
+def _package_names(packages: Any) -> set[str]:
+    if not isinstance(packages, list):
+        return set()
+    return {str(p.get("Name")) for p in packages if isinstance(p, Mapping) and p.get("Name")}
+
+
+def counts_agree(scanned: int, listed: int) -> bool:
+    slack = max(PACKAGE_COUNT_MIN_SLACK, int(PACKAGE_COUNT_SLACK_FRACTION * max(scanned, listed)))
+    return abs(scanned - listed) <= slack and (listed == 0 or scanned > 0)
+
+
+def coverage_problems(cov: Coverage) -> list[tuple[str, str]]:
+    """(id, reason) for each way the scan did not see the whole image."""
+    out = _os_problems(cov)
+    if mismatch := _package_problem(cov):
+        out.append((PACKAGES_MISMATCH, mismatch))
+    return out
+
+
+def _os_problems(cov: Coverage) -> list[tuple[str, str]]:
+    if cov.os_mode == "none" and not cov.os:
+        if cov.lang_packages:
+            return []
+        why = (
+            "declared 'os: none' but Trivy scanned no language packages either — nothing in "
+            "this image was matched against advisories"
+        )
+        return [(NOTHING_SCANNED, why)]
+    if not cov.os:
+        why = (
+            "Trivy detected no operating system (no os-release it knows): OS packages were "
+            "not matched against any advisory — use a supported base, or declare 'os: none' "
+            "in the permutation if the image truly has no OS"
+        )
+        return [(OS_UNDETECTED, why)]
+    if cov.eosl:
+        why = (
+            f"{cov.os} is end-of-life (EOSL): its advisories are no longer maintained — move "
+            "to a supported release"
+        )
+        return [(OS_EOSL, why)]
+    return _advisory_problems(cov)
+
+
+def _advisory_problems(cov: Coverage) -> list[tuple[str, str]]:
+    """A detected, maintained OS: its release has advisories and its packages were scanned."""
+    if cov.db_has_platform is False:
+        why = (
+            f"the vulnerability DB holds no advisories for {cov.os} (no '{cov.db_platform}' "
+            "data): Trivy matched its packages against nothing — use a release the DB covers, "
+            f"or waive {OS_NO_ADVISORIES} for this permutation with a reason and an expiry"
+        )
+        return [(OS_NO_ADVISORIES, why)]
+    if cov.os_results == 0 or cov.os_packages == 0:
+        why = (
+            f"Trivy detected {cov.os} but scanned no OS packages (an OS version it does not "
+            "support?) — use a supported base"
+        )
+        return [(OS_UNSCANNED, why)]
+    return []
+
+
+def _package_problem(cov: Coverage) -> str:
+    """Empty when the OS packages Trivy scanned are the ones the SBOM lists."""
+    slack = max(PACKAGE_COUNT_MIN_SLACK, int(PACKAGE_COUNT_SLACK_FRACTION * cov.sbom_os_packages))
+    tail = " — the scanner did not see the whole package database"
+    if len(cov.unscanned) > slack:
+        shown = ", ".join(cov.unscanned[:8]) + (" …" if len(cov.unscanned) > 8 else "")
+        return (
+            f"the SBOM lists {len(cov.unscanned)} OS package(s) Trivy did not scan ({shown})" + tail
+        )
+    if not counts_agree(cov.os_packages, cov.sbom_os_packages):
+        return (
+            f"Trivy scanned {cov.os_packages} OS package(s), the SBOM lists "
+            f"{cov.sbom_os_packages}" + tail
+        )
+    return ""
+
+
+_TIMESTAMP = re.compile(r"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(?:\.\d+)?(Z|[+-]\d\d:\d\d)?")
+
+
+def parse_timestamp(raw: str) -> dt.datetime | None:
+    """RFC 3339 as Trivy writes it (nanoseconds, ``Z`` or an offset); no zone means UTC."""
+    m = _TIMESTAMP.fullmatch(raw.strip())
+    if not m:
+        return None
+    try:
+        value = dt.datetime.fromisoformat(m.group(1) + (m.group(2) or "Z").replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return value.astimezone(dt.UTC)
+
+
+def _future_problem(updated: dt.datetime, now: dt.datetime, raw: str) -> str:
+    if updated - now > dt.timedelta(minutes=FUTURE_DB_SLACK_MINUTES):
+        return (
+            f"the Trivy DB says it was updated at {raw[:19]}Z, which lies in the future — "
+            "a DB with a forged or broken date is never trusted; check the DB source and "
+            "this machine's clock"
+        )
+    return ""
+
+
+FUTURE_DB_SLACK_MINUTES = 10  # clock skew between the DB builder and this machine
+
+
+def db_age_problem(metadata: Mapping[str, Any] | None, now: dt.datetime, policy: Policy) -> str:
+    """Empty when the DB is present and fresh enough; otherwise the reason it blocks."""
+    if not metadata:
+        return "the Trivy DB is missing (no metadata.json after download)"
+    raw = str(metadata.get("UpdatedAt", ""))
+    updated = parse_timestamp(raw)
+    if updated is None:
+        return f"the Trivy DB metadata has no readable UpdatedAt ({raw!r})"
+    if future := _future_problem(updated, now, raw):
+        return future
+    age = now - updated
+    if age > dt.timedelta(hours=policy.max_db_age_hours):
+        hours = int(age.total_seconds() // 3600)
+        return (
+            f"the Trivy DB is {hours} h old (updated {raw[:19]}Z), older than the allowed "
+            f"{policy.max_db_age_hours} h — update the DB or its mirror"
+        )
+    return ""
+
+
+def decide(
+    name: str,
+    *,
+    report: Any | None,
+    sbom_packages: int | None,
+    sbom_os_packages: int | None,
+    sbom_os_names: Collection[str] = (),
+    os_mode: str = "required",
+    policy: Policy,
+    waivers: Sequence[Waiver],
+    today: dt.date,
+    problems: Sequence[str] = (),
+    scope: str = "",
+    db_platforms: Collection[str] | None = None,
+) -> Verdict:
+    """The verdict for one permutation. ``problems`` are failures found before deciding.
+    ``scope`` is the permutation waivers name (default ``name``; a platform's verdict of a
+    multi-platform image is named after the platform, its waivers after the permutation).
+
+    ``sbom_os_packages`` is the number of OS packages in the SBOM; None when there is no
+    SBOM (which blocks by itself).
+    """
+    verdict = Verdict(name=name, reasons=list(problems))
+    if report is None:
+        verdict.reasons.append("no vulnerability report (the scan did not complete)")
+    else:
+        try:
+            findings = parse_findings(report)
+        except ReportError as err:
+            verdict.reasons.append(f"unusable vulnerability report: {err}")
+            findings = []
+        else:
+            if sbom_os_packages is not None:
+                verdict.coverage = read_coverage(
+                    report, sbom_os_packages, os_mode, sbom_os_names, db_platforms
+                )
+                findings += [
+                    _coverage_finding(cid, why) for cid, why in coverage_problems(verdict.coverage)
+                ]
+        for f in findings:
+            _judge(verdict, scope or name, f, policy, waivers, today)
+    if sbom_packages is None:
+        verdict.reasons.append("no SBOM (syft did not complete)")
+    elif sbom_packages == 0:
+        verdict.reasons.append("the SBOM lists no packages (syft found nothing to catalogue)")
+    else:
+        verdict.sbom_packages = sbom_packages
+    verdict.passed = not verdict.reasons
+    return verdict
+
+
+def drift(
+    name: str,
+    report: Any,
+    *,
+    policy: Policy,
+    waivers: Sequence[Waiver],
+    today: dt.date,
+    scope: str = "",
+    os_mode: str = "required",
+    db_platforms: Collection[str] | None = None,
+) -> Verdict:
+    """A live image rescanned with today's DB: blocked by every finding the policy blocks
+    that has a fix (a rebuild can pick it up) and no live waiver. A report that cannot be
+    read blocks too: a rescan never says "nothing new" without having looked."""
+    verdict = Verdict(name=name)
+    try:
+        findings = parse_findings(report)
+    except ReportError as err:
+        verdict.reasons.append(f"unusable vulnerability report: {err}")
+        return verdict
+    # The scan must still see the image: an OS no longer detected, gone end-of-life, or
+    # with no package scanned says nothing about drift (the gate's coverage ids, minus the
+    # SBOM comparison: the release's SBOM is attested, not re-made here).
+    verdict.coverage = read_coverage(report, 0, os_mode, db_platforms=db_platforms)
+    for cid, why in _os_problems(verdict.coverage):
+        # Waivable as at the gate, but never "affected": a rebuild does not fix coverage.
+        problem = _coverage_finding(cid, why)
+        if waiver := _live_waiver(waivers, scope or name, problem, today):
+            verdict.waived.append((problem, waiver))
+        else:
+            verdict.reasons.append(f"{cid}: {why}")
+    for f in findings:
+        verdict.counts[f.severity] = verdict.counts.get(f.severity, 0) + 1
+        if f.severity not in policy.blocking:
+            continue
+        if not f.fixed:
+            verdict.unfixed.append(f)
+            continue
+        if waiver := _live_waiver(waivers, scope or name, f, today):
+            verdict.waived.append((f, waiver))
+        else:
+            verdict.blocking.append(f)
+            verdict.reasons.append(f.describe())
+    verdict.passed = not verdict.reasons
+    return verdict
+
+
+def add_counts(counts: Iterable[Mapping[str, int]]) -> dict[str, int]:
+    """Severity counts summed (a multi-platform permutation's, over its platforms)."""
+    total: dict[str, int] = {}
+    for one in counts:
+        for severity, n in one.items():
+            total[severity] = total.get(severity, 0) + n
+    return total
+
+
+def _live_waiver(
+    waivers: Sequence[Waiver], permutation: str, f: Finding, today: dt.date
+) -> Waiver | None:
+    """The first waiver that covers ``f`` in ``permutation``, when it has not expired."""
+    waiver = next((w for w in waivers if w.matches(permutation, f)), None)
+    return waiver if waiver is not None and not waiver.expired(today) else None
+
+
+def _coverage_finding(cid: str, why: str) -> Finding:
+    """A coverage problem as a pseudo-finding: only a waiver naming the permutation lifts it."""
+    return Finding(id=cid, package="(image)", installed="", fixed="", severity="", title=why)
+
+
+def _judge(
+    verdict: Verdict,
+    permutation: str,
+    f: Finding,
+    policy: Policy,
+    waivers: Sequence[Waiver],
+    today: dt.date,
+) -> None:
+    """Count one finding and decide whether it blocks, is waived, or is not blocking."""
+    coverage = f.id in COVERAGE_IDS
+    if not coverage:
+        verdict.counts[f.severity] = verdict.counts.get(f.severity, 0) + 1
+        if f.severity not in policy.blocking:
+            return
+        if policy.ignore_unfixed and not f.fixed:
+            verdict.unfixed.append(f)
+            return
+    describe = f"{f.id}: {f.title}" if coverage else f.describe()
+    waiver = next((w for w in waivers if w.matches(permutation, f)), None)
+    if waiver is None:
+        verdict.blocking.append(f)
+        verdict.reasons.append(describe)
+    elif waiver.expired(today):
+        verdict.blocking.append(f)
+        verdict.reasons.append(f"{describe} — its waiver expired on {waiver.expires.isoformat()}")
+    else:
+        verdict.waived.append((f, waiver))
+
+
+def _schema() -> dict[str, Any]:
+    text = resources.files("dcforge.resources").joinpath("waivers.schema.json").read_text()
+    result: dict[str, Any] = json.loads(text)
+    return result
+
+
+def load_waivers(path: Path, *, max_days: int, today: dt.date) -> list[Waiver]:
+    """Waivers from YAML; a missing file means no waivers.
+
+    Each waiver needs a reason, a ``created`` date, an expiry at most ``max_days`` after it,
+    and a scope: ``permutations`` and/or ``packages``, or an explicit ``scope: all``.
+    """
+    if not path.exists():
+        return []
+    data = read_yaml(path)
+    if isinstance(data, dict) and isinstance(data.get("waivers"), list):
+        for raw in data["waivers"]:  # YAML reads 2027-01-31 as a date; the schema wants text
+            for key in ("expires", "created"):
+                if isinstance(raw, dict) and isinstance(raw.get(key), dt.date):
+                    raw[key] = raw[key].isoformat()
+    errors = list(
+        jsonschema.Draft202012Validator(
+            _schema(), format_checker=jsonschema.Draft202012Validator.FORMAT_CHECKER
+        ).iter_errors(data)
+    )
+    if errors:
+        err = errors[0]
+        where = ".".join(str(p) for p in err.absolute_path) or "(top level)"
+        raise ConfigError(f"{path}: field '{where}': {err.message}")
+    return [_waiver(path, i, raw, max_days, today) for i, raw in enumerate(data["waivers"] or [])]
+
+
+def _waiver(path: Path, i: int, raw: Mapping[str, Any], max_days: int, today: dt.date) -> Waiver:
+    where = f"{path}: waivers.{i} ({raw['id']})"
+    waiver = Waiver(
+        id=raw["id"],
+        reason=raw["reason"],
+        expires=dt.date.fromisoformat(raw["expires"]),
+        permutations=tuple(raw.get("permutations", [])),
+        packages=tuple(raw.get("packages", [])),
+        created=dt.date.fromisoformat(raw["created"]),
+        scope_all=raw.get("scope") == "all",
+    )
+    if waiver.id in COVERAGE_IDS and not waiver.permutations:
+        raise ConfigError(
+            f"{where}: a {waiver.id} waiver must name its permutations — a scan that could not "
+            "see into an image is accepted one image at a time"
+        )
+    narrowed = bool(waiver.permutations or waiver.packages)
+    if narrowed and waiver.scope_all:
+        raise ConfigError(f"{where}: 'scope: all' contradicts its permutations/packages")
+    if not narrowed and not waiver.scope_all:
+        raise ConfigError(
+            f"{where}: no scope — name 'permutations' and/or 'packages', or write 'scope: all' "
+            "if it really is meant for every image"
+        )
+    created = dt.date.fromisoformat(raw["created"])
+    if created > today:
+        raise ConfigError(f"{where}: 'created' {created} lies in the future")
+    lifetime = (waiver.expires - created).days
+    if lifetime > max_days:
+        raise ConfigError(
+            f"{where}: lives {lifetime} days ({created} → {waiver.expires}), more than "
+            f"max_waiver_days = {max_days} — give it an earlier expiry and review it then"
+        )
+    if lifetime < 0:
+        raise ConfigError(f"{where}: expires before it was created")
+    return waiver
+
+
+# trivy.yaml: the options dcforge lets through. Anything else could hide findings or change
+# what is scanned (skip-dirs, ignore-unfixed, vex, ignore policies, other scanners, …);
+# where a user needs one, it is a policy setting, recorded in the verdict and reported.
+TRIVY_CONFIG_ALLOWED = {
+    "timeout": None,
+    "severity": None,
+    "scan": {"scanners", "parallel"},
+    "pkg": {"types"},
+    "vulnerability": {"ignore-unfixed"},
+    "ignorefile": None,
+}
+POLICY_SETTING_FOR = {
+    "skip-dirs": "scan_skip_dirs",
+    "skip-files": "scan_skip_dirs",
+    "ignore-unfixed": "ignore_unfixed",
+    "ignorefile": "waivers.yaml (each waiver with a reason and an expiry)",
+    "ignore-policy": "waivers.yaml (each waiver with a reason and an expiry)",
+    "vex": "waivers.yaml (each waiver with a reason and an expiry)",
+}
+
+
+def trivy_config_problems(data: Any, blocking: Sequence[str]) -> list[str]:
+    """Why a parsed trivy.yaml may not be used; empty when it hides nothing."""
+    if data is None:
+        return []
+    if not isinstance(data, Mapping):
+        return ["the file is not a YAML mapping"]
+    out = []
+    for key, value in data.items():
+        allowed = TRIVY_CONFIG_ALLOWED.get(str(key), False)
+        if allowed is False:
+            out.append(_trivy_refusal(str(key)))
+        elif isinstance(allowed, set):
+            if not isinstance(value, Mapping):
+                out.append(f"'{key}' must be a mapping")
+                continue
+            out += [_trivy_refusal(f"{key}.{sub}") for sub in value if sub not in allowed]
+    out += _trivy_value_problems(data, blocking)
+    return out
+
+
+def _trivy_refusal(key: str) -> str:
+    leaf = key.rsplit(".", 1)[-1]
+    instead = POLICY_SETTING_FOR.get(leaf)
+    hint = f" — use {instead} instead" if instead else ""
+    return f"'{key}' is not allowed: dcforge refuses Trivy options that can hide findings{hint}"
+
+
+def _section(data: Mapping[str, Any], key: str) -> Mapping[str, Any]:
+    value = data.get(key)
+    return value if isinstance(value, Mapping) else {}
+
+
+def _trivy_value_problems(data: Mapping[str, Any], blocking: Sequence[str]) -> list[str]:
+    out = []
+    severity = data.get("severity")
+    if severity is not None:
+        listed = {str(s).upper() for s in (severity if isinstance(severity, list) else [severity])}
+        if missing := [s for s in blocking if s not in listed]:
+            out.append(
+                f"'severity' leaves out {', '.join(missing)}, which blocking_severities blocks "
+                "— report every severity; the policy decides what blocks"
+            )
+    scanners = _section(data, "scan").get("scanners")
+    if scanners is not None and "vuln" not in (scanners if isinstance(scanners, list) else []):
+        out.append("'scan.scanners' must include vuln")
+    types = _section(data, "pkg").get("types")
+    listed = {t for t in types if isinstance(t, str)} if isinstance(types, list) else set()
+    if types is not None and not {"os", "library"} <= listed:
+        out.append("'pkg.types' must include os and library")
+    if _section(data, "vulnerability").get("ignore-unfixed"):
+        out.append(_trivy_refusal("vulnerability.ignore-unfixed"))
+    if data.get("ignorefile"):
+        out.append(_trivy_refusal("ignorefile"))
+    return out

@@ -1,0 +1,267 @@
+"""Release records (pure): the manifest plus what was pushed, stored in the registry.
+
+A release record is a small JSON document pushed as an OCI artifact to
+``<registry>/dcforge-releases:<git sha>`` and signed. Rollback and verify read it back;
+``parse`` refuses anything malformed, whatever its source.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from dcforge.core import manifest as mf
+from dcforge.core.errors import ManifestError
+
+ARTIFACT_TYPE = "application/vnd.dcforge.core.release.v1+json"
+FILE_NAME = "release.json"
+REPOSITORY = "dcforge-releases"
+LAST_KNOWN_GOOD = "last-known-good"
+PIN_ARTIFACT_TYPE = "application/vnd.dcforge.pin.v1+json"
+PIN_FILE_NAME = "pin.json"
+SCHEMA_VERSION = 1
+GATE_FIELDS = ("trivy_version", "syft_version", "db_repository", "db_updated_at", "sample_db")
+DIGEST_RE = re.compile(r"^sha256:[0-9a-f]{64}$")
+
+
+def repository(registry: str) -> str:
+    return f"{registry}/{REPOSITORY}"
+
+
+@dataclass(frozen=True)
+class Image:
+    name: str
+    repository: str
+    digest: str
+    immutable_tag: str
+    floating_tags: tuple[str, ...]
+    # platform → image digest: what is attested (one entry, ``digest`` itself, unless the
+    # image is an index of several platforms)
+    platforms: tuple[tuple[str, str], ...] = ()
+    # What publish left in the registry, bound by the signed record: image digest → the
+    # digest of its cosign signature manifest (``sha256-….sig``) and of its attestation
+    # manifest (``sha256-….att``). A check that finds exactly these manifests has what
+    # publish signed and verified, byte for byte, without running cosign again.
+    signatures: tuple[tuple[str, str], ...] = ()
+    attestations: tuple[tuple[str, str], ...] = ()
+
+    def ref(self) -> str:
+        return f"{self.repository}@{self.digest}"
+
+    def signed_refs(self) -> list[str]:
+        """Every manifest that carries a signature: the image (or index) and each child."""
+        refs = [self.ref()]
+        refs += [f"{self.repository}@{d}" for _, d in self.platforms if d != self.digest]
+        return refs
+
+    def attested(self) -> list[tuple[str, str]]:
+        """(platform, digest) of every image with its own SBOM and provenance."""
+        return list(self.platforms) or [("", self.digest)]
+
+    def bound(self) -> bool:
+        """The record binds every signature and attestation manifest of this image."""
+        signed = {ref.rsplit("@", 1)[1] for ref in self.signed_refs()}
+        attested = {digest for _, digest in self.attested()}
+        return bool(self.signatures) and (
+            {d for d, _ in self.signatures} == signed
+            and {d for d, _ in self.attestations} == attested
+        )
+
+
+def artifact_tag(digest: str, kind: str) -> str:
+    """cosign's tag for the ``sig`` or ``att`` manifest of image ``digest``."""
+    return f"sha256-{digest.split(':', 1)[1]}.{kind}"
+
+
+def sequence_tag(git_sha: str, sequence: int) -> str:
+    """The tag of publish number ``sequence`` of ``git_sha`` (``<sha>.<n>``); ``<sha>``
+    itself names the newest."""
+    return f"{git_sha}.{sequence}"
+
+
+SEQUENCE_TAG = re.compile(r"^([0-9a-f]{40})\.([1-9][0-9]*)$")
+
+
+def sequences(tags: Iterable[str], git_sha: str) -> list[int]:
+    """The publish numbers of ``git_sha`` the tags name."""
+    found = (SEQUENCE_TAG.match(t) for t in tags)
+    return sorted(int(m.group(2)) for m in found if m and m.group(1) == git_sha)
+
+
+@dataclass(frozen=True)
+class Release:
+    git_sha: str
+    manifest: mf.Manifest
+    images: tuple[Image, ...]
+    gate: dict[str, Any]
+    # Each publish of a SHA is its own record: number ``sequence`` (1, 2, … — a refresh or a
+    # re-run that changed what is published adds one), naming the record it replaces.
+    # Signed with the rest, so a reader can tell an earlier publish from the newest.
+    sequence: int = 1
+    supersedes: str = ""
+
+
+Bindings = dict[str, dict[str, dict[str, str]]]  # name → {signatures|attestations → {d: d}}
+
+
+def build(
+    manifest: mf.Manifest,
+    gate_doc: dict[str, Any],
+    bindings: Bindings | None = None,
+    *,
+    sequence: int = 1,
+    supersedes: str = "",
+) -> dict[str, Any]:
+    """The record for ``manifest`` (deterministic: the same manifest, bindings and
+    sequence give the same bytes); ``bindings``: per image, the signature and attestation
+    manifests publish left (see :class:`Image`); ``sequence``/``supersedes``: which
+    publish of this SHA it is, and the record it replaces."""
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "kind": "dcforge-release",
+        "git_sha": manifest.git_sha,
+        "publish": {"sequence": sequence, "supersedes": supersedes or None},
+        "images": [
+            {
+                "name": e.name,
+                "repository": e.repository,
+                "digest": e.image_digest,
+                "immutable_tag": e.immutable_tag,
+                "floating_tags": list(e.floating_tags),
+                **(bindings or {}).get(e.name, {}),
+            }
+            for e in manifest.permutations
+        ],
+        "gate": {
+            **{k: gate_doc.get(k) for k in GATE_FIELDS},
+            "vulnerabilities": {
+                v.get("name"): v.get("counts", {})
+                for v in gate_doc.get("permutations", [])
+                if isinstance(v, dict)
+            },
+        },
+        "manifest": manifest.to_json(),
+    }
+
+
+def encode(record: dict[str, Any]) -> bytes:
+    return (json.dumps(record, indent=2, sort_keys=True) + "\n").encode()
+
+
+def parse(data: Any, source: str) -> Release:
+    """Validate a decoded record; a ManifestError names what is wrong."""
+    if not isinstance(data, dict) or data.get("kind") != "dcforge-release":
+        raise ManifestError(f"{source}: not a dcforge release record")
+    if data.get("schema_version") != SCHEMA_VERSION:
+        raise ManifestError(
+            f"{source}: release schema_version {data.get('schema_version')!r} unsupported"
+        )
+    manifest = mf.parse(data.get("manifest"), f"{source} (manifest)")
+    if data.get("git_sha") != manifest.git_sha:
+        raise ManifestError(f"{source}: git_sha differs from its manifest's")
+    raw_images = data.get("images")
+    if not isinstance(raw_images, list) or not raw_images:
+        raise ManifestError(f"{source}: no images")
+    images = [_image(raw, manifest, source) for raw in raw_images]
+    raw_gate = data.get("gate")
+    gate: dict[str, Any] = raw_gate if isinstance(raw_gate, dict) else {}
+    sequence, supersedes = _publish(data.get("publish"), source)
+    return Release(manifest.git_sha, manifest, tuple(images), gate, sequence, supersedes)
+
+
+def _publish(raw: Any, source: str) -> tuple[int, str]:
+    """(sequence, supersedes) of a record; a record written before sequences is number 1."""
+    if raw is None:
+        return 1, ""
+    sequence = raw.get("sequence") if isinstance(raw, dict) else None
+    supersedes = raw.get("supersedes") if isinstance(raw, dict) else None
+    if not isinstance(sequence, int) or isinstance(sequence, bool) or sequence < 1:
+        raise ManifestError(f"{source}: 'publish.sequence' is not a publish number (1, 2, …)")
+    if sequence == 1 and supersedes is None:
+        return 1, ""
+    if not isinstance(supersedes, str) or not DIGEST_RE.match(supersedes) or sequence == 1:
+        raise ManifestError(
+            f"{source}: publish {sequence} must name the record it supersedes (and only "
+            "a later publish can)"
+        )
+    return sequence, supersedes
+
+
+def _image(raw: Any, manifest: mf.Manifest, source: str) -> Image:
+    """One image entry of a record: in its manifest, with the manifest's digest."""
+    if not isinstance(raw, dict):
+        raise ManifestError(f"{source}: an image entry is not an object")
+    try:
+        entry = manifest.entry(str(raw.get("name")))
+    except ManifestError:
+        raise ManifestError(f"{source}: image {raw.get('name')!r} is not in its manifest") from None
+    digest = raw.get("digest")
+    if not isinstance(digest, str) or not DIGEST_RE.match(digest) or digest != entry.image_digest:
+        raise ManifestError(
+            f"{source}: image {entry.name} digest {digest!r} does not match its manifest"
+        )
+    image = Image(
+        entry.name,
+        entry.repository,
+        digest,
+        entry.immutable_tag,
+        tuple(entry.floating_tags),
+        tuple(entry.platform_images().items()),
+        _binding(raw, "signatures", source),
+        _binding(raw, "attestations", source),
+    )
+    if (image.signatures or image.attestations) and not image.bound():
+        raise ManifestError(
+            f"{source}: image {entry.name}: its signature/attestation bindings do not "
+            "name exactly its images"
+        )
+    return image
+
+
+def _binding(raw: dict[str, Any], key: str, source: str) -> tuple[tuple[str, str], ...]:
+    value = raw.get(key, {})
+    if not isinstance(value, dict) or not all(
+        isinstance(k, str) and isinstance(v, str) and DIGEST_RE.match(k) and DIGEST_RE.match(v)
+        for k, v in value.items()
+    ):
+        raise ManifestError(f"{source}: image {raw.get('name')!r}: '{key}' is not digest → digest")
+    return tuple(sorted(value.items()))
+
+
+@dataclass(frozen=True)
+class Pin:
+    """The signed statement behind ``last-known-good``: which release, by record digest."""
+
+    git_sha: str
+    record_digest: str
+    pinned_at: str
+    sequence: int = 1  # which publish of git_sha the record is
+
+
+def pin_statement(git_sha: str, record_digest: str, pinned_at: str, sequence: int = 1) -> bytes:
+    doc = {
+        "kind": "dcforge-pin",
+        "schema_version": SCHEMA_VERSION,
+        "git_sha": git_sha,
+        "record_digest": record_digest,
+        "pinned_at": pinned_at,
+        "sequence": sequence,
+    }
+    return (json.dumps(doc, indent=2, sort_keys=True) + "\n").encode()
+
+
+def parse_pin(data: Any, source: str) -> Pin:
+    if not isinstance(data, dict) or data.get("kind") != "dcforge-pin":
+        raise ManifestError(f"{source}: not a dcforge pin statement")
+    sha, digest = data.get("git_sha"), data.get("record_digest")
+    if not isinstance(sha, str) or not re.fullmatch(r"[0-9a-f]{40}", sha):
+        raise ManifestError(f"{source}: pin names no git SHA")
+    if not isinstance(digest, str) or not DIGEST_RE.match(digest):
+        raise ManifestError(f"{source}: pin names no record digest")
+    sequence = data.get("sequence", 1)
+    if not isinstance(sequence, int) or isinstance(sequence, bool) or sequence < 1:
+        raise ManifestError(f"{source}: pin names no publish number")
+    return Pin(sha, digest, str(data.get("pinned_at", "")), sequence)

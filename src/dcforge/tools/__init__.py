@@ -1,1 +1,0 @@
-"""Thin wrappers, one per external tool. Each takes a :class:`~dcforge.runner.Runner`."""
