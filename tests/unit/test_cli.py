@@ -127,10 +127,10 @@ def test_build_dry_run_reaches_the_runner(
     monkeypatch.setattr(build, "run", _record(calls))
     assert cli.run(["--root", str(tmp_path), *argv], {}) == 0
     (call,) = calls
-    conf, runner, _env, _options = call["args"]
-    assert isinstance(conf, Settings)
-    assert isinstance(runner, Runner)
-    assert runner.dry_run is dry_run
+    ctx, _options = call["args"]
+    assert isinstance(ctx.settings, Settings)
+    assert isinstance(ctx.runner, Runner)
+    assert ctx.runner.dry_run is dry_run
 
 
 @pytest.mark.parametrize(

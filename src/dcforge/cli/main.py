@@ -22,18 +22,21 @@ from dcforge.core.errors import INTERRUPTED_EXIT_CODE, DcforgeError
 from dcforge.core.files import append_line
 from dcforge.core.settings import Settings
 from dcforge.infra import locks, log
+from dcforge.infra.context import Context
 from dcforge.infra.runner import Runner
 
-Handler = Callable[[argparse.Namespace, Settings, Runner, Mapping[str, str]], int]
+Handler = Callable[[argparse.Namespace, Context], int]
 
 
-def _plan(args: argparse.Namespace, conf: Settings, runner: Runner, env: Mapping[str, str]) -> int:
+def _plan(args: argparse.Namespace, ctx: Context) -> int:
     from dcforge.stages import build
 
-    perms = build.load_permutations(conf, args.permutation)
-    matrix = json.dumps(build.ci_matrix(perms, conf.runner_labels, conf.max_matrix_jobs))
+    perms = build.load_permutations(ctx.settings, args.permutation)
+    matrix = json.dumps(
+        build.ci_matrix(perms, ctx.settings.runner_labels, ctx.settings.max_matrix_jobs)
+    )
     if args.github_output:
-        _append_github_output(env, f"matrix={matrix}")
+        _append_github_output(ctx.env, f"matrix={matrix}")
     if args.json:
         print(matrix)
         return 0
@@ -49,7 +52,7 @@ def _append_github_output(env: Mapping[str, str], line: str) -> None:
     append_line(out, f"{line}\n", "GITHUB_OUTPUT")
 
 
-def _build(args: argparse.Namespace, conf: Settings, runner: Runner, env: Mapping[str, str]) -> int:
+def _build(args: argparse.Namespace, ctx: Context) -> int:
     from dcforge.stages import build
 
     options = build.BuildOptions(
@@ -61,55 +64,47 @@ def _build(args: argparse.Namespace, conf: Settings, runner: Runner, env: Mappin
         platform=args.platform,
         refresh=tuple(args.refresh),
     )
-    build.run(conf, runner, env, options)
+    build.run(ctx, options)
     return 0
 
 
-def _gate(args: argparse.Namespace, conf: Settings, runner: Runner, env: Mapping[str, str]) -> int:
+def _gate(args: argparse.Namespace, ctx: Context) -> int:
     from dcforge.stages import gate
 
     gate.run(
-        conf,
-        runner,
-        env,
+        ctx,
         gate.GateOptions(self_test=args.self_test, scan_cache=not args.no_scan_cache),
     )
     return 0
 
 
-def _rescan(
-    args: argparse.Namespace, conf: Settings, runner: Runner, env: Mapping[str, str]
-) -> int:
+def _rescan(args: argparse.Namespace, ctx: Context) -> int:
     from dcforge.stages import gate
 
     options = gate.RescanOptions(
         github_output=args.github_output, dispatch_refresh=args.dispatch_refresh
     )
-    gate.rescan(conf, runner, env, options)
+    gate.rescan(ctx, options)
     return 0
 
 
-def _merge_manifests(
-    args: argparse.Namespace, conf: Settings, runner: Runner, env: Mapping[str, str]
-) -> int:
+def _merge_manifests(args: argparse.Namespace, ctx: Context) -> int:
     from dcforge.core import merge as merging
 
-    merged = merging.merge(list(args.parts), conf.dist_dir)
+    merged = merging.merge(list(args.parts), ctx.settings.dist_dir)
     log.info(
         f"merged {len(args.parts)} part(s): {len(merged.permutations)} permutation(s)"
-        f" → {conf.dist_dir / 'manifest.json'}"
+        f" → {ctx.settings.dist_dir / 'manifest.json'}"
     )
     return 0
 
 
-def _lint_workflows(
-    args: argparse.Namespace, conf: Settings, runner: Runner, env: Mapping[str, str]
-) -> int:
+def _lint_workflows(args: argparse.Namespace, ctx: Context) -> int:
     from dcforge.infra import workflows
 
-    directory = args.directory or conf.root / ".github/workflows"
-    config = conf.root / ".github/zizmor.yml"
-    found = workflows.lint(runner, directory, config if config.is_file() else None)
+    directory = args.directory or ctx.settings.root / ".github/workflows"
+    config = ctx.settings.root / ".github/zizmor.yml"
+    found = workflows.lint(ctx.runner, directory, config if config.is_file() else None)
     for problem in found:
         log.error(problem)
     if found:
@@ -118,9 +113,7 @@ def _lint_workflows(
     return 0
 
 
-def _host_plan(
-    args: argparse.Namespace, conf: Settings, runner: Runner, env: Mapping[str, str]
-) -> int:
+def _host_plan(args: argparse.Namespace, ctx: Context) -> int:
     import platform
 
     from dcforge.infra import hostsetup
@@ -128,59 +121,51 @@ def _host_plan(
     if args.fetch:
         pins = toolpins.upstream_pins()
         for tool in args.fetch:
-            found = hostsetup.fetch(tool, Path("/usr/local/bin"), pins, platform.machine(), env)
+            found = hostsetup.fetch(tool, Path("/usr/local/bin"), pins, platform.machine(), ctx.env)
             log.info(f"{tool}: {found}")
         return 0
     if args.node_tools:
-        cli = hostsetup.install_node_tools(conf, env)
+        cli = hostsetup.install_node_tools(ctx.settings, ctx.env)
         log.info(f"Dev Containers CLI: {cli}")
         return 0
     lines = hostsetup.settings_lines if args.settings_only else hostsetup.plan_lines
-    print("\n".join(lines(conf, env)))
+    print("\n".join(lines(ctx.settings, ctx.env)))
     return 0
 
 
-def _publish(
-    args: argparse.Namespace, conf: Settings, runner: Runner, env: Mapping[str, str]
-) -> int:
+def _publish(args: argparse.Namespace, ctx: Context) -> int:
     from dcforge.stages import publish
 
-    publish.run(conf, runner, env, publish.PublishOptions(allow_dirty=args.allow_dirty))
+    publish.run(ctx, publish.PublishOptions(allow_dirty=args.allow_dirty))
     return 0
 
 
-def _verify(
-    args: argparse.Namespace, conf: Settings, runner: Runner, env: Mapping[str, str]
-) -> int:
+def _verify(args: argparse.Namespace, ctx: Context) -> int:
     from dcforge.stages import verify
 
-    verify.run(conf, runner, env, sha=args.sha)
+    verify.run(ctx, sha=args.sha)
     return 0
 
 
-def _rollback(
-    args: argparse.Namespace, conf: Settings, runner: Runner, env: Mapping[str, str]
-) -> int:
+def _rollback(args: argparse.Namespace, ctx: Context) -> int:
     from dcforge.stages import rollback
 
     target = "last-known-good" if args.last_known_good else args.sha
-    rollback.rollback(conf, runner, env, target)
+    rollback.rollback(ctx, target)
     return 0
 
 
-def _pin(args: argparse.Namespace, conf: Settings, runner: Runner, env: Mapping[str, str]) -> int:
+def _pin(args: argparse.Namespace, ctx: Context) -> int:
     from dcforge.stages import rollback
 
-    rollback.pin(conf, runner, env, args.sha)
+    rollback.pin(ctx, args.sha)
     return 0
 
 
-def _releases(
-    args: argparse.Namespace, conf: Settings, runner: Runner, env: Mapping[str, str]
-) -> int:
+def _releases(args: argparse.Namespace, ctx: Context) -> int:
     from dcforge.stages import rollback
 
-    rows = rollback.releases(conf, runner, env)
+    rows = rollback.releases(ctx)
     rollback.show_releases(rows)
     if args.json:
         print(json.dumps(rows, indent=2))
@@ -210,29 +195,29 @@ def _deletes_confirmed(args: argparse.Namespace, conf: Settings, env: Mapping[st
     return yes
 
 
-def _prune(args: argparse.Namespace, conf: Settings, runner: Runner, env: Mapping[str, str]) -> int:
+def _prune(args: argparse.Namespace, ctx: Context) -> int:
     from dcforge.stages import prune
 
     if not (args.runner or args.registry or args.artifacts):
         raise DcforgeError("prune: say what to prune: --runner, --registry and/or --artifacts")
     now = parse_now(args.now)  # a bad --now stops before anything is pruned
-    yes = _deletes_confirmed(args, conf, env)
+    yes = _deletes_confirmed(args, ctx.settings, ctx.env)
     if args.runner:
-        prune.runner_hygiene(runner)
+        prune.runner_hygiene(ctx.runner)
     if args.registry or args.artifacts:
         from dcforge.stages import retention
 
         if args.registry:
-            retention.run(conf, runner, env, yes=yes, now=now)
+            retention.run(ctx, yes=yes, now=now)
         if args.artifacts:
-            retention.artifacts(conf, env, yes=yes, now=now)
+            retention.artifacts(ctx.settings, ctx.env, yes=yes, now=now)
     return 0
 
 
-def _tool(args: argparse.Namespace, conf: Settings, runner: Runner, env: Mapping[str, str]) -> int:
+def _tool(args: argparse.Namespace, ctx: Context) -> int:
     from dcforge.cli import tool_commands
 
-    return tool_commands.run(args, conf, runner, env)
+    return tool_commands.run(args, ctx)
 
 
 COMMANDS: dict[str, Handler] = {
@@ -263,8 +248,11 @@ def run(argv: Sequence[str], env: Mapping[str, str]) -> int:
     conf = settings.load(settings.find_root(root), env)
     # --dry-run before the command, or after it for the commands that accept it there.
     dry_run = args.dry_run or getattr(args, "sub_dry_run", False)
-    runner = Runner(env=dict(env), dry_run=dry_run, verbose=args.verbose)
-    return COMMANDS[args.command](args, conf, runner, env)
+    ctx = Context(conf, Runner(env=dict(env), dry_run=dry_run, verbose=args.verbose), env)
+    try:
+        return COMMANDS[args.command](args, ctx)
+    finally:
+        ctx.close()
 
 
 def _tool_env(env: Mapping[str, str]) -> dict[str, str]:

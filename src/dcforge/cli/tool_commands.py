@@ -4,20 +4,18 @@ from __future__ import annotations
 
 import argparse
 import tempfile
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from dcforge.core.errors import ConfigError, DcforgeError, ToolError
-from dcforge.core.settings import Settings
-from dcforge.infra import log, signing
-from dcforge.infra.runner import Runner
-from dcforge.infra.tools import cosign, syft, trivy
-from dcforge.infra.tools.registry import Registry
+from dcforge.infra import log
+from dcforge.infra.context import Context
+from dcforge.infra.tools import syft, trivy
 from dcforge.stages import gate
 
-Handler = Callable[[argparse.Namespace, Settings, Runner, Mapping[str, str]], int]
+Handler = Callable[[argparse.Namespace, Context], int]
 
 
 def _existing(path: Path) -> Path:
@@ -36,16 +34,16 @@ def _severity_counts(report: dict[str, Any]) -> dict[str, int]:
     return counts
 
 
-def _trivy(args: argparse.Namespace, conf: Settings, runner: Runner, env: Mapping[str, str]) -> int:
+def _trivy(args: argparse.Namespace, ctx: Context) -> int:
     tarball = _existing(args.tarball)
     report = args.report or tarball.with_suffix(".trivy.json")
     with tempfile.TemporaryDirectory(prefix="dcforge-scan-") as tmp:
         layout = trivy.unpack_oci_archive(tarball, Path(tmp) / "layout")
         # The same DB the gate uses (and its loud local-sample fallback).
-        db = gate.prepare_db(conf, runner, Path(tmp), datetime.now(UTC))
+        db = gate.prepare_db(ctx.settings, ctx.runner, Path(tmp), datetime.now(UTC))
         if db.problem:
             raise ToolError(db.problem)
-        data = trivy.scan(runner, layout, report, db.options)
+        data = trivy.scan(ctx.runner, layout, report, db.options)
     counts = _severity_counts(data)
     summary = ", ".join(f"{k} {v}" for k, v in sorted(counts.items())) or "0 findings"
     if db.sample:
@@ -54,19 +52,16 @@ def _trivy(args: argparse.Namespace, conf: Settings, runner: Runner, env: Mappin
     return 0
 
 
-def _syft(args: argparse.Namespace, conf: Settings, runner: Runner, env: Mapping[str, str]) -> int:
+def _syft(args: argparse.Namespace, ctx: Context) -> int:
     tarball = _existing(args.tarball)
     out = args.output or tarball.with_suffix(".spdx.json")
-    doc = syft.sbom(runner, tarball, out)
+    doc = syft.sbom(ctx.runner, tarball, out)
     log.info(f"{tarball.name}: {len(syft.package_names(doc))} packages (SBOM: {out})")
     return 0
 
 
-def _cosign(
-    args: argparse.Namespace, conf: Settings, runner: Runner, env: Mapping[str, str]
-) -> int:
-    reg = Registry(runner, conf.insecure_hosts)
-    signer = cosign.Cosign(runner, signing.signer(conf), reg, signing.cosign_env(env))
+def _cosign(args: argparse.Namespace, ctx: Context) -> int:
+    signer = ctx.cosign
     if args.action == "sign":
         signer.sign(args.reference)
         log.info(f"signed {args.reference}")
@@ -76,10 +71,8 @@ def _cosign(
     return 0
 
 
-def _trivy_db_mirror(
-    args: argparse.Namespace, conf: Settings, runner: Runner, env: Mapping[str, str]
-) -> int:
-    reg = Registry(runner, conf.insecure_hosts)
+def _trivy_db_mirror(args: argparse.Namespace, ctx: Context) -> int:
+    reg = ctx.registry
     target = args.to if ":" in args.to.rsplit("/", 1)[-1] else f"{args.to}:2"
     reg.copy(args.source, target)
     digest = reg.resolve(target)
@@ -97,8 +90,8 @@ COMMANDS: dict[str, Handler] = {
 }
 
 
-def run(args: argparse.Namespace, conf: Settings, runner: Runner, env: Mapping[str, str]) -> int:
+def run(args: argparse.Namespace, ctx: Context) -> int:
     handler = COMMANDS.get(args.command)
     if handler is None:
         raise DcforgeError(f"unknown command {args.command}")
-    return handler(args, conf, runner, env)
+    return handler(args, ctx)

@@ -25,6 +25,7 @@ from dcforge.core.hashing import file_sha256, input_hash
 from dcforge.core.refs import at_digest
 from dcforge.core.settings import Settings
 from dcforge.infra import gitinfo, log
+from dcforge.infra.context import Context
 from dcforge.infra.release_store import Releases
 from dcforge.infra.runner import Runner
 from dcforge.infra.tools import buildx, devcontainer_cli, docker
@@ -270,13 +271,13 @@ def _targets(
     incoming: Path,
     git_sha: str,
 ) -> list[buildx.Target]:
-    ctx = staging.ci_context(settings, env)
+    ci = staging.ci_context(settings, env)
     local_dir = settings.state_root / "cache"
     targets = []
     for item in planned:
         p = item.perm
         args = cache.cache_args(
-            ctx,
+            ci,
             settings.cache_backend,
             p.name,
             file_sha256(p.dockerfile),
@@ -421,10 +422,9 @@ def _groups(targets: Sequence[buildx.Target], sessions: int) -> list[list[buildx
     return [list(targets[i::n]) for i in range(n)]
 
 
-def run(
-    settings: Settings, runner: Runner, env: Mapping[str, str], options: BuildOptions
-) -> mf.Manifest:
+def run(ctx: Context, options: BuildOptions) -> mf.Manifest:
     """Build the selected permutations and write ``dist/manifest.json``."""
+    settings, runner, env = ctx.settings, ctx.runner, ctx.env
     perms = load_permutations(settings, options.names)
     refresh = _refresh_names(settings, perms, options.refresh)
     inputs = [settings.permutations_dir, *(p.context for p in perms)]
@@ -436,7 +436,7 @@ def run(
         )
     if options.prune if options.prune is not None else bool(env.get("CI")):
         docker.runner_hygiene(runner)
-    releases = Releases.open(settings, runner, env)  # logged in: bases, cache, --since
+    releases = ctx.releases  # logged in: bases, cache, --since
     planned = _platform_parts(_resolve(settings, runner, perms), options)
     reused = _reusable(releases, options.since, planned, git.sha, refresh) if options.since else {}
     to_build = [item for item in planned if item.perm.name not in reused]

@@ -52,6 +52,7 @@ from dcforge.core.verdict import (
     waivers_path,
 )
 from dcforge.infra import log, toolchain
+from dcforge.infra.context import Context
 from dcforge.infra.release_store import Releases
 from dcforge.infra.runner import Runner
 from dcforge.infra.tools import buildx, github, syft, trivy
@@ -294,25 +295,25 @@ class Scanned:
 
 
 def _scan_for(
-    settings: Settings, runner: Runner, env: Mapping[str, str], entry: mf.Entry, ctx: GateContext
+    settings: Settings, runner: Runner, env: Mapping[str, str], entry: mf.Entry, gctx: GateContext
 ) -> Scanned:
     """One permutation's scan on a pool thread: its tool output is its own (log groups)."""
     with log.permutation(entry.name):
-        return _scan_one(settings, runner, env, entry, ctx)
+        return _scan_one(settings, runner, env, entry, gctx)
 
 
 def _scan_one(
-    settings: Settings, runner: Runner, env: Mapping[str, str], entry: mf.Entry, ctx: GateContext
+    settings: Settings, runner: Runner, env: Mapping[str, str], entry: mf.Entry, gctx: GateContext
 ) -> Scanned:
     if entry.reused:
-        return _scan_remote(settings, runner, entry, ctx, entry.repository)
+        return _scan_remote(settings, runner, entry, gctx, entry.repository)
     if entry.staged:
-        return _scan_staged(settings, runner, env, entry, ctx)
-    return _scan_tarball(settings, runner, entry, ctx)
+        return _scan_staged(settings, runner, env, entry, gctx)
+    return _scan_tarball(settings, runner, entry, gctx)
 
 
 def _scan_staged(
-    settings: Settings, runner: Runner, env: Mapping[str, str], entry: mf.Entry, ctx: GateContext
+    settings: Settings, runner: Runner, env: Mapping[str, str], entry: mf.Entry, gctx: GateContext
 ) -> Scanned:
     """A staged image, by digest, from this run's own staging repository only."""
     own = settings.staging_registry and staging.repository(settings, env, entry.repository)
@@ -321,15 +322,17 @@ def _scan_staged(
             f"staged in {entry.staged}, but this run's staging repository is "
             f"{own or '(none: staging_registry is not set)'} — gate the run that built it"
         )
-        return _combine(entry, [_decide(entry, "", None, None, [problem], ctx)])
-    return _scan_remote(settings, runner, entry, ctx, entry.staged)
+        return _combine(entry, [_decide(entry, "", None, None, [problem], gctx)])
+    return _scan_remote(settings, runner, entry, gctx, entry.staged)
 
 
-def _scan_tarball(settings: Settings, runner: Runner, entry: mf.Entry, ctx: GateContext) -> Scanned:
+def _scan_tarball(
+    settings: Settings, runner: Runner, entry: mf.Entry, gctx: GateContext
+) -> Scanned:
     tar = settings.dist_dir / entry.tarball
-    problems = _tarball_problems(tar, entry) + [ctx.db.problem] * bool(ctx.db.problem)
+    problems = _tarball_problems(tar, entry) + [gctx.db.problem] * bool(gctx.db.problem)
     if problems:
-        return _combine(entry, [_decide(entry, "", None, None, problems, ctx)])
+        return _combine(entry, [_decide(entry, "", None, None, problems, gctx)])
     with tempfile.TemporaryDirectory(prefix=f"dcforge-gate-{entry.name}-") as tmp:
         try:
             archived, children = oci_archive.oci_archive(tar)
@@ -339,17 +342,17 @@ def _scan_tarball(settings: Settings, runner: Runner, entry: mf.Entry, ctx: Gate
                 )
             if children != (entry.platform_images() if entry.multi_platform else {}):
                 problems.append("the tarball's images per platform are not the manifest's")
-            cached = _cached(entry, problems, ctx)
+            cached = _cached(entry, problems, gctx)
             if cached is not None:
                 return _combine(entry, cached)
             layout = trivy.unpack_oci_archive(tar, Path(tmp) / "layout")
         except DcforgeError as err:
             failed = [f"the vulnerability scan failed: {err}", f"SBOM generation failed: {err}"]
-            return _combine(entry, [_decide(entry, "", None, None, [*problems, *failed], ctx)])
+            return _combine(entry, [_decide(entry, "", None, None, [*problems, *failed], gctx)])
         return _combine(
             entry,
             [
-                _scan_platform(runner, entry, platform, digest, layout, list(problems), ctx)
+                _scan_platform(runner, entry, platform, digest, layout, list(problems), gctx)
                 for platform, digest in entry.platform_images().items()
             ],
         )
@@ -362,7 +365,7 @@ def _scan_platform(
     digest: str,
     layout: Path,
     problems: list[str],
-    ctx: GateContext,
+    gctx: GateContext,
 ) -> policy.Verdict:
     """Trivy and syft on one platform's image (its own layout over the shared blobs)."""
     report = None
@@ -371,31 +374,31 @@ def _scan_platform(
         image = trivy.platform_layout(layout, digest) if entry.multi_platform else layout
         found = trivy.image_platform(layout, digest)
     except DcforgeError as err:
-        return _decide(entry, platform, None, None, [*problems, str(err)], ctx)
+        return _decide(entry, platform, None, None, [*problems, str(err)], gctx)
     if not oci_archive.same_platform(found, platform):
         problems.append(f"the {platform} image {digest[:19]} is a {found} image")
     try:
-        report = trivy.scan(runner, image, ctx.reports_dir / f"{stem}.trivy.json", ctx.db.options)
+        report = trivy.scan(runner, image, gctx.reports_dir / f"{stem}.trivy.json", gctx.db.options)
         log.step(entry.name, "scanned" + f" {platform}" * entry.multi_platform)
     except DcforgeError as err:
         problems.append(f"the vulnerability scan failed: {err}")
     doc = _sbom(
-        entry, stem, problems, lambda spdx, cdx: syft.sbom_layout(runner, image, spdx, cdx), ctx
+        entry, stem, problems, lambda spdx, cdx: syft.sbom_layout(runner, image, spdx, cdx), gctx
     )
-    if ctx.cache is not None and report is not None and doc is not None and not problems:
-        ctx.cache.put(digest, stem, ctx.reports_dir, found)
-    return _decide(entry, platform, report, doc, problems, ctx)
+    if gctx.cache is not None and report is not None and doc is not None and not problems:
+        gctx.cache.put(digest, stem, gctx.reports_dir, found)
+    return _decide(entry, platform, report, doc, problems, gctx)
 
 
-def _cached(entry: mf.Entry, problems: list[str], ctx: GateContext) -> list[policy.Verdict] | None:
+def _cached(entry: mf.Entry, problems: list[str], gctx: GateContext) -> list[policy.Verdict] | None:
     """Verdicts from reused scanner outputs when every platform's image was scanned
     before with this DB, policy, Trivy config and scanners (scan_cache); else None. The
     verdict itself is decided again (today's waivers and date)."""
-    if ctx.cache is None or problems:
+    if gctx.cache is None or problems:
         return None
     hits = {}
     for platform, digest in entry.platform_images().items():
-        hit = ctx.cache.get(digest, entry.report_stem(platform), ctx.reports_dir)
+        hit = gctx.cache.get(digest, entry.report_stem(platform), gctx.reports_dir)
         if hit is None or not hit.platform:  # a registry scan never read the config
             return None
         hits[platform] = (digest, hit)
@@ -404,7 +407,7 @@ def _cached(entry: mf.Entry, problems: list[str], ctx: GateContext) -> list[poli
         found = []
         if not oci_archive.same_platform(hit.platform, platform):
             found.append(f"the {platform} image {digest[:19]} is a {hit.platform} image")
-        verdicts.append(_decide_reused(entry, platform, digest, hit, found, ctx))
+        verdicts.append(_decide_reused(entry, platform, digest, hit, found, gctx))
     return verdicts
 
 
@@ -414,12 +417,12 @@ def _decide_reused(
     digest: str,
     hit: scan_cache.Hit,
     problems: list[str],
-    ctx: GateContext,
+    gctx: GateContext,
 ) -> policy.Verdict:
     """The verdict on one platform's image from reused scanner outputs."""
     on = f" {platform}" * entry.multi_platform
     log.step(entry.name, f"scan reused{on} ({digest[:19]}: same image, DB, policy, scanners)")
-    return _decide(entry, platform, hit.report, hit.sbom, problems, ctx)
+    return _decide(entry, platform, hit.report, hit.sbom, problems, gctx)
 
 
 def _combine(entry: mf.Entry, verdicts: Sequence[policy.Verdict]) -> Scanned:
@@ -446,10 +449,10 @@ def _sbom(
     stem: str,
     problems: list[str],
     make: Callable[[Path, Path], dict[str, Any]],
-    ctx: GateContext,
+    gctx: GateContext,
 ) -> dict[str, Any] | None:
     try:
-        doc = make(ctx.reports_dir / f"{stem}.spdx.json", ctx.reports_dir / f"{stem}.cdx.json")
+        doc = make(gctx.reports_dir / f"{stem}.spdx.json", gctx.reports_dir / f"{stem}.cdx.json")
     except DcforgeError as err:
         problems.append(f"SBOM generation failed: {err}")
         return None
@@ -463,7 +466,7 @@ def _decide(
     report: Any | None,
     sbom: dict[str, Any] | None,
     problems: list[str],
-    ctx: GateContext,
+    gctx: GateContext,
 ) -> policy.Verdict:
     os_names = None if sbom is None else syft.os_package_names(sbom)
     name = f"{entry.name} ({platform})" if entry.multi_platform and platform else entry.name
@@ -474,53 +477,53 @@ def _decide(
         sbom_os_packages=None if os_names is None else len(os_names),
         sbom_os_names=os_names or (),
         os_mode=entry.os,
-        policy=ctx.rules,
-        waivers=ctx.waivers,
-        today=ctx.today,
+        policy=gctx.rules,
+        waivers=gctx.waivers,
+        today=gctx.today,
         problems=problems,
         scope=entry.name,
-        db_platforms=ctx.db.platforms,
+        db_platforms=gctx.db.platforms,
     )
     log.step(name, "pass" if verdict.passed else f"BLOCKED: {'; '.join(verdict.reasons)}")
     return verdict
 
 
 def _scan_remote(
-    settings: Settings, runner: Runner, entry: mf.Entry, ctx: GateContext, repository: str
+    settings: Settings, runner: Runner, entry: mf.Entry, gctx: GateContext, repository: str
 ) -> Scanned:
     """A reused image (in its release repository) or a staged one (in its staging
     repository) is scanned from the registry by digest with today's DB."""
     reg = Registry(runner, settings.insecure_hosts)
-    if ctx.db.problem:
-        return _combine(entry, [_decide(entry, "", None, None, [ctx.db.problem], ctx)])
+    if gctx.db.problem:
+        return _combine(entry, [_decide(entry, "", None, None, [gctx.db.problem], gctx)])
     ref = f"{repository}@{entry.image_digest}"
     try:
         served = reg.served_platforms(ref)
     except RegistryError as err:
-        return _combine(entry, [_decide(entry, "", None, None, [str(err)], ctx)])
+        return _combine(entry, [_decide(entry, "", None, None, [str(err)], gctx)])
     if served != (entry.platform_images() if entry.multi_platform else {}):
         problem = f"the registry serves {ref} with other images than the manifest names"
-        return _combine(entry, [_decide(entry, "", None, None, [problem], ctx)])
+        return _combine(entry, [_decide(entry, "", None, None, [problem], gctx)])
     verdicts = []
     for platform, digest in entry.platform_images().items():
         ref, stem, problems = f"{repository}@{digest}", entry.report_stem(platform), []
-        hit = ctx.cache.get(digest, stem, ctx.reports_dir) if ctx.cache is not None else None
+        hit = gctx.cache.get(digest, stem, gctx.reports_dir) if gctx.cache is not None else None
         if hit is not None:
-            verdicts.append(_decide_reused(entry, platform, digest, hit, [], ctx))
+            verdicts.append(_decide_reused(entry, platform, digest, hit, [], gctx))
             continue
         report: dict[str, Any] | None = None
         try:
-            out = ctx.reports_dir / f"{stem}.trivy.json"
-            report = trivy.scan_remote(reg, ref, out, ctx.db.options)
+            out = gctx.reports_dir / f"{stem}.trivy.json"
+            report = trivy.scan_remote(reg, ref, out, gctx.db.options)
             how = "scanned staged" if entry.staged else "re-scanned"
             on = f" {platform}" * entry.multi_platform
             log.step(entry.name, f"{how}{on} from the registry ({ref[-19:]})")
         except DcforgeError as err:
             problems.append(f"the vulnerability scan failed: {err}")
-        doc = _sbom(entry, stem, problems, partial(syft.sbom_remote, reg, ref), ctx)
-        if ctx.cache is not None and report is not None and doc is not None and not problems:
-            ctx.cache.put(digest, stem, ctx.reports_dir, "")  # platform not read from its config
-        verdicts.append(_decide(entry, platform, report, doc, problems, ctx))
+        doc = _sbom(entry, stem, problems, partial(syft.sbom_remote, reg, ref), gctx)
+        if gctx.cache is not None and report is not None and doc is not None and not problems:
+            gctx.cache.put(digest, stem, gctx.reports_dir, "")  # platform not read from its config
+        verdicts.append(_decide(entry, platform, report, doc, problems, gctx))
     return _combine(entry, verdicts)
 
 
@@ -571,10 +574,9 @@ def _context(
     return GateContext(db, pol, tuple(waivers), reports_dir, now.date(), cache)
 
 
-def run(
-    settings: Settings, runner: Runner, env: Mapping[str, str], options: GateOptions
-) -> dict[str, Any]:
+def run(ctx: Context, options: GateOptions) -> dict[str, Any]:
     """Gate ``dist/manifest.json``; raises GateBlocked unless every permutation passes."""
+    settings, runner, env = ctx.settings, ctx.runner, ctx.env
     now = options.now or dt.datetime.now(dt.UTC)
     check_scanner_env(env)
     if options.self_test:
@@ -587,21 +589,21 @@ def run(
     tools = check_tools(runner, SCANNED_TOOLS)
     # Logged in (when credentials are set) before the DB download and any re-scan of a
     # reused image: either may live on the authenticated registry.
-    Releases.open(settings, runner, env)
+    ctx.releases  # noqa: B018 — logs in
     with tempfile.TemporaryDirectory(prefix="dcforge-db-") as tmp:
-        ctx = _context(settings, runner, Path(tmp), now, tools if options.scan_cache else None)
+        gctx = _context(settings, runner, Path(tmp), now, tools if options.scan_cache else None)
     with (
         log.group(f"gate {len(manifest.permutations)} permutation(s)"),
         ThreadPoolExecutor(settings.effective_jobs) as pool,
     ):
         scanned = list(
-            pool.map(lambda e: _scan_for(settings, runner, env, e, ctx), manifest.permutations)
+            pool.map(lambda e: _scan_for(settings, runner, env, e, gctx), manifest.permutations)
         )
     verdicts = [s.verdict for s in scanned]
-    doc = _verdict_doc(settings, manifest, manifest_path, scanned, ctx, tools, now)
-    _write_reports(settings, manifest, scanned, doc, ctx, env)
+    doc = _verdict_doc(settings, manifest, manifest_path, scanned, gctx, tools, now)
+    _write_reports(settings, manifest, scanned, doc, gctx, env)
     atomic_write_json(gate_path, doc)
-    if ctx.db.sample:
+    if gctx.db.sample:
         log.warn("SAMPLE vulnerability data: this gate is a demonstration, not a real scan")
     if not doc["passed"]:
         blocked = [v for v in verdicts if not v.passed]
@@ -614,7 +616,7 @@ def run(
 def _meta(
     settings: Settings,
     manifest: mf.Manifest,
-    ctx: GateContext,
+    gctx: GateContext,
     tools: Mapping[str, toolchain.Tool],
 ) -> dict[str, Any]:
     return {
@@ -623,14 +625,14 @@ def _meta(
         "trivy_version": tools["trivy"].version,
         "syft_version": tools["syft"].version,
         "tools": {name: tool.to_json() for name, tool in tools.items()},
-        "db_repository": ctx.db.repository,
-        "db_digest": ctx.db.digest,
-        "db_updated_at": ctx.db.updated_at,
-        "sample_db": ctx.db.sample,
-        "blocking_severities": list(ctx.rules.blocking),
-        "ignore_unfixed": ctx.rules.ignore_unfixed,
-        "skip_dirs": list(ctx.rules.skip_dirs),
-        "waivers": [_waiver_json(w, ctx.today) for w in ctx.waivers],
+        "db_repository": gctx.db.repository,
+        "db_digest": gctx.db.digest,
+        "db_updated_at": gctx.db.updated_at,
+        "sample_db": gctx.db.sample,
+        "blocking_severities": list(gctx.rules.blocking),
+        "ignore_unfixed": gctx.rules.ignore_unfixed,
+        "skip_dirs": list(gctx.rules.skip_dirs),
+        "waivers": [_waiver_json(w, gctx.today) for w in gctx.waivers],
     }
 
 
@@ -650,7 +652,7 @@ def _verdict_doc(
     manifest: mf.Manifest,
     manifest_path: Path,
     scanned: Sequence[Scanned],
-    ctx: GateContext,
+    gctx: GateContext,
     tools: Mapping[str, toolchain.Tool],
     now: dt.datetime,
 ) -> dict[str, Any]:
@@ -659,7 +661,7 @@ def _verdict_doc(
         "created_at": now.isoformat(timespec="seconds").replace("+00:00", "Z"),
         "manifest_sha256": file_sha256(manifest_path),
         "passed": all(s.verdict.passed for s in scanned),
-        **_meta(settings, manifest, ctx, tools),
+        **_meta(settings, manifest, gctx, tools),
         "policy": policy_json(settings),
         "permutations": [
             {
@@ -684,18 +686,18 @@ def _write_reports(
     manifest: mf.Manifest,
     scanned: Sequence[Scanned],
     doc: Mapping[str, Any],
-    ctx: GateContext,
+    gctx: GateContext,
     env: Mapping[str, str],
 ) -> None:
     verdicts = [v for s in scanned for v in s.report_verdicts()]
-    summary = reports.markdown(verdicts, doc, ctx.waivers, ctx.today)
-    atomic_write_bytes(ctx.reports_dir / "summary.md", summary.encode())
+    summary = reports.markdown(verdicts, doc, gctx.waivers, gctx.today)
+    atomic_write_bytes(gctx.reports_dir / "summary.md", summary.encode())
     sources = {
         v.name: f"permutations/{e.family}.yaml"
         for s, e in zip(scanned, manifest.permutations, strict=True)
         for v in s.report_verdicts()
     }
-    atomic_write_json(ctx.reports_dir / "gate.sarif", reports.sarif(verdicts, sources, doc))
+    atomic_write_json(gctx.reports_dir / "gate.sarif", reports.sarif(verdicts, sources, doc))
     if env.get("GITHUB_STEP_SUMMARY"):
         append_line(env["GITHUB_STEP_SUMMARY"], summary, "GITHUB_STEP_SUMMARY")
 
@@ -787,15 +789,14 @@ def live_images(rels: Releases, pinned: release.Release) -> list[LiveImage]:
     return out
 
 
-def rescan(
-    settings: Settings, runner: Runner, env: Mapping[str, str], options: RescanOptions
-) -> dict[str, Any]:
+def rescan(ctx: Context, options: RescanOptions) -> dict[str, Any]:
     """Scan every live image by digest with today's DB; GateBlocked when one now has a
     finding the policy blocks that a rebuild could fix (``affected`` names the permutations)."""
+    settings, runner, env = ctx.settings, ctx.runner, ctx.env
     now = options.now or dt.datetime.now(dt.UTC)
     check_scanner_env(env)
     tools = check_tools(runner, ("trivy",))
-    rels = Releases.open(settings, runner, env)
+    rels = ctx.releases
     try:
         _, pinned = rels.fetch(release.LAST_KNOWN_GOOD)
     except (VerifyFailed, RollbackRefused) as err:
@@ -806,14 +807,14 @@ def rescan(
     out_dir = settings.dist_dir / "rescan"
     shutil.rmtree(out_dir, ignore_errors=True)
     with tempfile.TemporaryDirectory(prefix="dcforge-db-") as tmp:
-        ctx = replace(_context(settings, runner, Path(tmp), now), reports_dir=out_dir)
+        gctx = replace(_context(settings, runner, Path(tmp), now), reports_dir=out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    if ctx.db.problem:
-        raise GateBlocked(f"rescan: {ctx.db.problem}")
+    if gctx.db.problem:
+        raise GateBlocked(f"rescan: {gctx.db.problem}")
     with log.group(f"rescan {len(live)} live image(s)"), ThreadPoolExecutor(4) as pool:
-        verdicts = list(pool.map(lambda i: _rescan_one(rels.registry, i, ctx), live))
-    doc = _rescan_doc(settings, pinned, live, verdicts, ctx, tools, now)
-    _write_rescan(pinned, verdicts, doc, ctx, env, options)
+        verdicts = list(pool.map(lambda i: _rescan_one(rels.registry, i, gctx), live))
+    doc = _rescan_doc(settings, pinned, live, verdicts, gctx, tools, now)
+    _write_rescan(pinned, verdicts, doc, gctx, env, options)
     if doc["affected"] and options.dispatch_refresh:
         _dispatch_refresh(settings, env, options.dispatch_refresh, doc["affected"])
     if doc["failed"]:
@@ -856,12 +857,12 @@ def _dispatch_refresh(
     log.info(f"started {workflow} on {settings.default_branch} with refresh={','.join(affected)}")
 
 
-def _rescan_one(reg: Registry, image: LiveImage, ctx: GateContext) -> policy.Verdict:
+def _rescan_one(reg: Registry, image: LiveImage, gctx: GateContext) -> policy.Verdict:
     stem = image.name.replace(" (", "@").replace("/", "-").rstrip(")")
     ref = f"{image.repository}@{image.digest}"
     try:
         report: Any = trivy.scan_remote(
-            reg, ref, ctx.reports_dir / f"{stem}.trivy.json", ctx.db.options
+            reg, ref, gctx.reports_dir / f"{stem}.trivy.json", gctx.db.options
         )
     except DcforgeError as err:
         failed = policy.Verdict(image.name, reasons=[f"the vulnerability scan failed: {err}"])
@@ -870,12 +871,12 @@ def _rescan_one(reg: Registry, image: LiveImage, ctx: GateContext) -> policy.Ver
     verdict = policy.drift(
         image.name,
         report,
-        policy=ctx.rules,
-        waivers=ctx.waivers,
-        today=ctx.today,
+        policy=gctx.rules,
+        waivers=gctx.waivers,
+        today=gctx.today,
         scope=image.permutation,
         os_mode=image.os_mode,
-        db_platforms=ctx.db.platforms,
+        db_platforms=gctx.db.platforms,
     )
     log.step(image.name, "ok" if verdict.passed else f"NEW: {'; '.join(verdict.reasons)}")
     return verdict
@@ -886,7 +887,7 @@ def _rescan_doc(
     pinned: release.Release,
     live: Sequence[LiveImage],
     verdicts: Sequence[policy.Verdict],
-    ctx: GateContext,
+    gctx: GateContext,
     tools: Mapping[str, toolchain.Tool],
     now: dt.datetime,
 ) -> dict[str, Any]:
@@ -898,12 +899,12 @@ def _rescan_doc(
         "registry": settings.registry,
         "git_sha": pinned.git_sha,
         "release_gate_db_updated_at": pinned.gate.get("db_updated_at"),
-        "db_repository": ctx.db.repository,
-        "db_digest": ctx.db.digest,
-        "db_updated_at": ctx.db.updated_at,
-        "sample_db": ctx.db.sample,
+        "db_repository": gctx.db.repository,
+        "db_digest": gctx.db.digest,
+        "db_updated_at": gctx.db.updated_at,
+        "sample_db": gctx.db.sample,
         "tools": {name: tool.to_json() for name, tool in tools.items()},
-        "blocking_severities": list(ctx.rules.blocking),
+        "blocking_severities": list(gctx.rules.blocking),
         "affected": affected,  # new blocking findings with a fix: rebuild these
         "failed": failed,  # could not be rescanned: nothing is known about them
         "images": [
@@ -917,18 +918,18 @@ def _write_rescan(
     pinned: release.Release,
     verdicts: Sequence[policy.Verdict],
     doc: Mapping[str, Any],
-    ctx: GateContext,
+    gctx: GateContext,
     env: Mapping[str, str],
     options: RescanOptions,
 ) -> None:
-    summary = reports.markdown(verdicts, doc, ctx.waivers, ctx.today).replace(
+    summary = reports.markdown(verdicts, doc, gctx.waivers, gctx.today).replace(
         "# dcforge gate", "# dcforge rescan of what is live", 1
     )
-    atomic_write_bytes(ctx.reports_dir / "summary.md", summary.encode())
+    atomic_write_bytes(gctx.reports_dir / "summary.md", summary.encode())
     families = {e.name: f"permutations/{e.family}.yaml" for e in pinned.manifest.permutations}
     sources = {v.name: families.get(v.name.split(" (")[0], "permutations") for v in verdicts}
-    atomic_write_json(ctx.reports_dir / "rescan.sarif", reports.sarif(verdicts, sources, doc))
-    atomic_write_json(ctx.reports_dir / "rescan.json", dict(doc))
+    atomic_write_json(gctx.reports_dir / "rescan.sarif", reports.sarif(verdicts, sources, doc))
+    atomic_write_json(gctx.reports_dir / "rescan.json", dict(doc))
     if env.get("GITHUB_STEP_SUMMARY"):
         append_line(env["GITHUB_STEP_SUMMARY"], summary, "GITHUB_STEP_SUMMARY")
     if options.github_output:

@@ -23,6 +23,7 @@ from dcforge.core.errors import DcforgeError, PublishRefused, RegistryError, Too
 from dcforge.core.files import atomic_write_json
 from dcforge.core.settings import Settings, namespaces_overlap
 from dcforge.infra import gitinfo, keyfile, locks, log, signing, toolchain
+from dcforge.infra.context import Context
 from dcforge.infra.release_store import PROVENANCE_TYPE, SBOM_TYPE, Releases
 from dcforge.infra.runner import Runner
 from dcforge.infra.tools import cosign
@@ -314,15 +315,11 @@ def _check_source(manifest: mf.Manifest, options: PublishOptions) -> None:
         log.warn("publishing a build from a dirty tree (--allow-dirty): the provenance says so")
 
 
-def run(
-    settings: Settings,
-    runner: Runner,
-    env: Mapping[str, str],
-    options: PublishOptions | None = None,
-) -> dict[str, Any]:
+def run(ctx: Context, options: PublishOptions | None = None) -> dict[str, Any]:
+    settings, runner, env = ctx.settings, ctx.runner, ctx.env
     options = options or PublishOptions()
     clock = [time.perf_counter()]
-    manifest, gate_doc, rel = _open(settings, runner, env, options)
+    manifest, gate_doc, rel = _open(ctx, options)
     with tempfile.TemporaryDirectory(prefix="dcforge-publish-") as tmp:
         shared = _Run(
             settings,
@@ -358,17 +355,17 @@ def run(
     }
 
 
-def _open(
-    settings: Settings, runner: Runner, env: Mapping[str, str], options: PublishOptions
-) -> tuple[mf.Manifest, dict[str, Any], Releases]:
+def _open(ctx: Context, options: PublishOptions) -> tuple[mf.Manifest, dict[str, Any], Releases]:
     """The checks before anything is pushed, and the release store to publish with."""
+    settings, runner, env = ctx.settings, ctx.runner, ctx.env
     with ThreadPoolExecutor(2) as side:
         # The key's scrypt and cosign's version check run while the checks below do.
         early = side.submit(_decrypt_early, settings, env)
         pinned = side.submit(_pinned_cosign, runner)
         manifest, gate_doc = _preflight(settings, runner, env, options)
         pinned.result()
-        rel = Releases.open(settings, runner, env, ensure_signer(settings, runner, env))
+        ensure_signer(settings, runner, env)  # a local key pair is made before first use
+        rel = ctx.releases
         try:
             rel.cosign.check_key(early.result())
         except ToolError as err:

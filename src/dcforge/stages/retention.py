@@ -20,8 +20,8 @@ from dcforge.core import retention_plan as rp
 from dcforge.core.errors import ConfigError, DcforgeError, RegistryError, ToolError, VerifyFailed
 from dcforge.core.settings import Settings
 from dcforge.infra import locks, log
+from dcforge.infra.context import Context
 from dcforge.infra.release_store import Releases
-from dcforge.infra.runner import Runner
 from dcforge.infra.tools import github
 from dcforge.infra.tools.registry import Registry
 
@@ -304,14 +304,7 @@ def _add_release(
     )
 
 
-def run(
-    settings: Settings,
-    runner: Runner,
-    env: Mapping[str, str],
-    *,
-    yes: bool,
-    now: dt.datetime | None = None,
-) -> dict[str, Any]:
+def run(ctx: Context, *, yes: bool, now: dt.datetime | None = None) -> dict[str, Any]:
     """Plan (and with ``yes``, carry out) registry retention.
 
     With ``yes`` the whole run holds the registry lock publish and rollback take, so no tag
@@ -319,7 +312,8 @@ def run(
     re-reads the tags of that repository and the pin, and stops if anything planned has
     become referenced since (a publish or rollback on another machine).
     """
-    rels = Releases.open(settings, runner, env)
+    settings, env = ctx.settings, ctx.env
+    rels = ctx.releases
     lock = locks.registry_lock(settings.registry) if yes else contextlib.nullcontext()
     with lock:
         return _run(settings, rels, env, yes=yes, now=now)

@@ -8,17 +8,15 @@ is :mod:`dcforge.infra.release_store`.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from typing import Any
 
 from rich.table import Table
 
 from dcforge.core import release
 from dcforge.core.errors import RollbackRefused, VerifyFailed
-from dcforge.core.settings import Settings
 from dcforge.infra import locks, log
+from dcforge.infra.context import Context
 from dcforge.infra.release_store import Move, Releases
-from dcforge.infra.runner import Runner
 
 __all__ = ["RollbackRefused", "pin", "releases", "rollback", "show_releases"]
 
@@ -42,9 +40,10 @@ def _show(moves: list[Move]) -> None:
     log.table(table)
 
 
-def rollback(settings: Settings, runner: Runner, env: Mapping[str, str], target: str) -> list[Move]:
+def rollback(ctx: Context, target: str) -> list[Move]:
     """Move every floating tag back to the release ``target`` names."""
-    rel = Releases.open(settings, runner, env)
+    settings, runner = ctx.settings, ctx.runner
+    rel = ctx.releases
     with log.group(f"check {target}"):
         record_digest, found = _checked(rel, target)
         log.info(
@@ -70,9 +69,10 @@ def rollback(settings: Settings, runner: Runner, env: Mapping[str, str], target:
     return changing
 
 
-def pin(settings: Settings, runner: Runner, env: Mapping[str, str], target: str) -> str:
+def pin(ctx: Context, target: str) -> str:
     """Point ``last-known-good`` at a verified release (a signed pin statement)."""
-    rel = Releases.open(settings, runner, env)
+    settings, runner = ctx.settings, ctx.runner
+    rel = ctx.releases
     record_digest, found = _checked(rel, target)
     if runner.dry_run:
         log.info(f"dry run: would pin {release.LAST_KNOWN_GOOD} → {found.git_sha[:12]}")
@@ -85,9 +85,9 @@ def pin(settings: Settings, runner: Runner, env: Mapping[str, str], target: str)
     return found.git_sha
 
 
-def releases(settings: Settings, runner: Runner, env: Mapping[str, str]) -> list[dict[str, Any]]:
+def releases(ctx: Context) -> list[dict[str, Any]]:
     """Every release, newest first, with whether it is pinned and current."""
-    return Releases.open(settings, runner, env).listing()
+    return ctx.releases.listing()
 
 
 def show_releases(rows: list[dict[str, Any]]) -> None:

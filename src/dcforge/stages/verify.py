@@ -9,28 +9,18 @@ attestations verify and name that digest as their subject. The checks themselves
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-
 from rich.table import Table
 
 from dcforge.core import release
 from dcforge.core.errors import RollbackRefused, VerifyFailed
-from dcforge.core.settings import Settings
 from dcforge.infra import log
-from dcforge.infra.release_store import Releases
-from dcforge.infra.runner import Runner
+from dcforge.infra.context import Context
 
 __all__ = ["VerifyFailed", "run"]
 
 
-def run(
-    settings: Settings,
-    runner: Runner,
-    env: Mapping[str, str],
-    sha: str = "",
-    check_tags: bool = True,
-) -> release.Release:
-    rel = Releases.open(settings, runner, env)
+def run(ctx: Context, sha: str = "", check_tags: bool = True) -> release.Release:
+    rel = ctx.releases
     target = sha or release.LAST_KNOWN_GOOD
     with log.group(f"verify {rel.repository} {target}"):
         try:
