@@ -40,9 +40,8 @@ from dcforge.core.errors import (
     VerifyFailed,
 )
 from dcforge.core.settings import Settings
-from dcforge.infra import log, signing
-from dcforge.infra.runner import Runner
-from dcforge.infra.tools.cosign import ATTESTATION_BATCH, Cosign, Signer
+from dcforge.infra import log
+from dcforge.infra.tools.cosign import ATTESTATION_BATCH, Cosign
 from dcforge.infra.tools.registry import ABSENT, Registry
 
 # cosign processes per image, and images, verified at once (reads only; they wait on the
@@ -160,22 +159,6 @@ class Releases:
     registry: Registry
     cosign: Cosign
     env: Mapping[str, str] = field(repr=False)  # credentials: never in a repr
-
-    @classmethod
-    def open(
-        cls,
-        settings: Settings,
-        runner: Runner,
-        env: Mapping[str, str],
-        signer: Signer | None = None,
-    ) -> Releases:
-        reg = Registry(runner, settings.insecure_hosts)
-        who = signer or signing.signer(settings)
-        releases = cls(settings, reg, Cosign(runner, who, reg, signing.cosign_env(env)), env)
-        # Every tool (oras, skopeo, cosign, Trivy, syft) reads the one credential store this
-        # writes: any stage that reads the registry is logged in before its first call.
-        releases.login()
-        return releases
 
     @property
     def repository(self) -> str:
