@@ -9,14 +9,14 @@ from pathlib import Path
 
 import pytest
 
-from dcforge.core.errors import ToolError
-from dcforge.infra.release_store import (
+from dcforge.core.attestations import (
     PREDICATE_TYPES,
     PROVENANCE_TYPE,
     SBOM_TYPE,
     _statement,
     one_each,
 )
+from dcforge.core.errors import ToolError
 from dcforge.infra.runner import Runner
 from dcforge.infra.tools import cosign, registry, syft, trivy
 from tests.integration.conftest import ROOT, KeyPair, TrivyDb, base_env, run_dcforge

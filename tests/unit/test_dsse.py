@@ -12,9 +12,9 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.serialization import load_pem_public_key
 
-from dcforge.core import dsse
+from dcforge.core import attestations, dsse
 from dcforge.core.errors import ToolError
-from dcforge.infra import keyfile, release_store
+from dcforge.infra import keyfile
 
 KEYS = Path(__file__).parent / "keys"
 DIGEST = "sha256:" + "ab" * 32
@@ -35,7 +35,7 @@ def test_the_statement_is_cosigns() -> None:
         "subject": [{"name": "reg.example/team/img", "digest": {"sha256": "ab" * 32}}],
         "predicate": {"spdxVersion": "2.3"},
     }
-    provenance = dsse.statement("r/i", DIGEST, release_store.PROVENANCE_TYPE, {})
+    provenance = dsse.statement("r/i", DIGEST, attestations.PROVENANCE_TYPE, {})
     assert json.loads(provenance)["predicateType"] == "https://slsa.dev/provenance/v1"
 
 
@@ -62,8 +62,8 @@ def test_the_envelope_verifies_and_reads_as_one_statement_for_its_image() -> Non
     signature = base64.b64decode(envelope["signatures"][0]["sig"])
     public.verify(signature, dsse.pae(dsse.PAYLOAD_TYPE, payload), ec.ECDSA(hashes.SHA256()))
     line = json.dumps(envelope)
-    assert release_store.one_each(line, [DIGEST], "https://spdx.dev/Document")
-    assert not release_store.one_each(line, [DIGEST], "https://slsa.dev/provenance/v1")
+    assert attestations.one_each(line, [DIGEST], "https://spdx.dev/Document")
+    assert not attestations.one_each(line, [DIGEST], "https://slsa.dev/provenance/v1")
 
 
 def test_a_predicate_that_is_not_json_is_named(tmp_path: Path) -> None:

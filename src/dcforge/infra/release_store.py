@@ -14,7 +14,6 @@ moved. Publish, verify, rollback, ``build --since`` and retention all go through
 
 from __future__ import annotations
 
-import base64
 import datetime as dt
 import getpass
 import hashlib
@@ -28,8 +27,9 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from dcforge.core import dsse, release
 from dcforge.core import manifest as mf
+from dcforge.core import release
+from dcforge.core.attestations import PREDICATE_TYPES, one_each, subjects
 from dcforge.core.errors import (
     DcforgeError,
     ManifestError,
@@ -48,11 +48,6 @@ from dcforge.infra.tools.registry import ABSENT, Registry
 # registry more than on the CPU).
 VERIFY_WORKERS = 4
 
-SBOM_TYPE = "spdxjson"
-# The predicate-type URI itself: cosign then stores the predicate exactly as written
-# (``slsaprovenance1`` re-encodes it and writes ``invocationID``, which SLSA v1 does not know).
-PROVENANCE_TYPE = "https://slsa.dev/provenance/v1"
-PREDICATE_TYPES = {ptype: dsse.predicate_type_uri(ptype) for ptype in (SBOM_TYPE, PROVENANCE_TYPE)}
 AUDIT_ARTIFACT_TYPE = "application/vnd.dcforge.rollback.v1+json"
 SHA_TAG = re.compile(r"^[0-9a-f]{40}$")
 DIGEST = re.compile(r"^sha256:[0-9a-f]{64}$")
@@ -63,89 +58,6 @@ class Move:
     tag: str
     current: str | None
     target: str
-
-
-def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    """A JSON object without a repeated key."""
-    keys = [k for k, _ in pairs]
-    if len(set(keys)) != len(keys):
-        raise ValueError(f"a key repeated in {sorted(keys)}")
-    return dict(pairs)
-
-
-def _no_case_twins(obj: object) -> None:
-    """cosign (Go) reads a struct's keys ignoring case, the last one winning: an envelope
-    with ``payload`` and ``Payload`` could show dcforge one statement while cosign checked
-    the signature of another. Where Go reads a struct (the envelope, the statement and its
-    subjects), keys must differ even ignoring case."""
-    if isinstance(obj, dict):
-        folded = [k.casefold() for k in obj]
-        if len(set(folded)) != len(folded):
-            raise ValueError(f"keys differing only in case: {sorted(obj)}")
-
-
-def _statement(line: str) -> dict[str, Any]:
-    """The in-toto statement of one of cosign's JSON lines (a DSSE envelope), read
-    strictly: ValueError for anything else."""
-    try:
-        envelope = json.loads(line, object_pairs_hook=_unique_keys)
-        _no_case_twins(envelope)
-        for signature in envelope.get("signatures") or []:
-            _no_case_twins(signature)
-        statement = json.loads(
-            base64.b64decode(envelope["payload"], validate=True), object_pairs_hook=_unique_keys
-        )
-        _no_case_twins(statement)
-        for subject in statement.get("subject") or []:
-            _no_case_twins(subject)
-    except (KeyError, TypeError, AttributeError, RecursionError) as err:
-        raise ValueError(str(err)) from None
-    if not isinstance(statement, dict):
-        raise ValueError("not a statement")
-    return statement
-
-
-def subjects(verify_output: str, predicate_type: str) -> set[str]:
-    """sha256 subjects of in-toto statements of ``predicate_type`` in cosign's JSON lines."""
-    found = set()
-    for line in verify_output.splitlines():
-        try:
-            statement = _statement(line)
-        except ValueError:
-            continue
-        if statement.get("predicateType") != predicate_type:
-            continue
-        for subject in statement.get("subject") or []:
-            sha = (subject.get("digest") or {}).get("sha256")
-            if isinstance(sha, str):
-                found.add(f"sha256:{sha}")
-    return found
-
-
-def one_each(verify_output: str, digests: Sequence[str], predicate_type: str) -> bool:
-    """cosign's JSON lines of one ``verify-attestation`` run over images of ``digests``
-    (in that order) are exactly one statement of ``predicate_type`` per image, in the same
-    order, each naming just its own image as subject. cosign checks every image has at
-    least one verified attestation of the type; one line per image, in order, ties each
-    to its image. Anything else (an image attested twice, say): False, check one by one."""
-    lines = [line for line in verify_output.splitlines() if line.strip()]
-    if len(lines) != len(digests):
-        return False
-    return all(
-        _subject_list(line, predicate_type) == [digest]
-        for line, digest in zip(lines, digests, strict=True)
-    )
-
-
-def _subject_list(line: str, predicate_type: str) -> list[str]:
-    """The subjects (sha256 digests, as written) of the one in-toto statement of
-    ``predicate_type`` in one of cosign's JSON lines; [] for anything else."""
-    try:
-        statement = _statement(line)
-        listed = statement["subject"] if statement["predicateType"] == predicate_type else []
-        return [f"sha256:{s['digest']['sha256']}" for s in listed]
-    except (ValueError, KeyError, TypeError):
-        return []
 
 
 def _pinned_number(pin: release.Pin | None, sha: str) -> int:

@@ -19,12 +19,13 @@ from rich.table import Table
 
 from dcforge.core import manifest as mf
 from dcforge.core import provenance, release, staging, verdict
+from dcforge.core.attestations import PROVENANCE_TYPE, SBOM_TYPE
 from dcforge.core.errors import DcforgeError, PublishRefused, RegistryError, ToolError, VerifyFailed
 from dcforge.core.files import atomic_write_json
 from dcforge.core.settings import Settings, namespaces_overlap
 from dcforge.infra import gitinfo, keyfile, locks, log, signing, toolchain
 from dcforge.infra.context import Context
-from dcforge.infra.release_store import PROVENANCE_TYPE, SBOM_TYPE, Releases
+from dcforge.infra.release_store import Releases
 from dcforge.infra.runner import Runner
 from dcforge.infra.tools import cosign
 
