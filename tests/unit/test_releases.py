@@ -4,7 +4,6 @@ signer selection. The registry here is an in-memory stand-in for the distributio
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import cast
@@ -12,7 +11,7 @@ from typing import cast
 import pytest
 
 from dcforge.core import release, settings
-from dcforge.core.errors import ConfigError, DcforgeError, ManifestError, RegistryError
+from dcforge.core.errors import ConfigError, DcforgeError, RegistryError
 from dcforge.infra import signing
 from dcforge.infra.release_store import Releases
 from dcforge.infra.runner import Runner
@@ -120,14 +119,6 @@ def test_restore_puts_moved_tags_back(tmp_path: Path) -> None:
     assert reg.tags == {"r/a:1": A}
 
 
-def test_pin_statements_round_trip_and_refuse_other_documents() -> None:
-    body = release.pin_statement("a" * 40, A, "2026-11-28T00:00:00Z")
-    pin = release.parse_pin(json.loads(body), "lkg")
-    assert (pin.git_sha, pin.record_digest) == ("a" * 40, A)
-    with pytest.raises(ManifestError, match="not a dcforge pin statement"):
-        release.parse_pin({"kind": "dcforge-release"}, "lkg")
-
-
 def test_signer_is_a_key_pair_by_default_and_keyless_on_request(tmp_path: Path) -> None:
     local = signing.signer(settings.load(tmp_path, {}))
     assert local.key == f"{tmp_path}/.dcforge/cosign/cosign.key"
@@ -140,27 +131,3 @@ def test_signer_is_a_key_pair_by_default_and_keyless_on_request(tmp_path: Path) 
 def test_an_unknown_signing_mode_is_refused(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match=r"DCFORGE_SIGNING='keyles' .* did you mean keyless"):
         settings.load(tmp_path, {"DCFORGE_SIGNING": "keyles"})
-
-
-def test_each_publish_of_a_sha_is_numbered_and_names_what_it_supersedes() -> None:
-    from dcforge.core import manifest as mf
-    from tests.unit.test_manifest import GOOD
-
-    m = mf.parse(json.loads(json.dumps(GOOD)), "m")
-    first = release.parse(release.build(m, {}), "r")
-    assert (first.sequence, first.supersedes) == (1, "")
-    second = release.parse(release.build(m, {}, sequence=2, supersedes=A), "r")
-    assert (second.sequence, second.supersedes) == (2, A)
-    # A record from before publish numbers is publish 1.
-    legacy = release.build(m, {})
-    del legacy["publish"]
-    assert release.parse(legacy, "r").sequence == 1
-    for bad in ({"sequence": 2, "supersedes": None}, {"sequence": 0}, {"sequence": "2"},
-                {"sequence": 1, "supersedes": A}, {"sequence": True, "supersedes": A}):  # fmt: skip
-        with pytest.raises(ManifestError, match="publish"):
-            release.parse({**release.build(m, {}), "publish": bad}, "r")
-    sha = m.git_sha
-    tags = [sha, f"{sha}.1", f"{sha}.3", f"{sha}.x", f"{'b' * 40}.9", f"{sha}.04"]
-    assert release.sequences(tags, sha) == [1, 3]
-    pin = release.parse_pin(json.loads(release.pin_statement(sha, A, "t", 3)), "lkg")
-    assert pin.sequence == 3

@@ -1,20 +1,25 @@
 """Release records (pure): the manifest plus what was pushed, stored in the registry.
 
 A release record is a small JSON document pushed as an OCI artifact to
-``<registry>/dcforge-releases:<git sha>`` and signed. Rollback and verify read it back;
-``parse`` refuses anything malformed, whatever its source.
+``<registry>/dcforge-releases:<git sha>.<n>`` (publish ``n`` of that SHA; ``<git sha>``
+follows the newest) and signed. Rollback and verify read it back; ``parse`` refuses anything
+malformed, whatever its source. The pin ``last-known-good`` is a signed statement of its
+own. Which record a name means — the one SHA a short one starts, the newest publish, never
+one below the pin's — is decided here; reading the registry is
+:mod:`dcforge.infra.release_store`'s.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from dcforge.core import manifest as mf
-from dcforge.core.errors import ManifestError
+from dcforge.core.errors import ManifestError, RollbackRefused, VerifyFailed
 
 ARTIFACT_TYPE = "application/vnd.dcforge.core.release.v1+json"
 FILE_NAME = "release.json"
@@ -83,6 +88,7 @@ def sequence_tag(git_sha: str, sequence: int) -> str:
 
 
 SEQUENCE_TAG = re.compile(r"^([0-9a-f]{40})\.([1-9][0-9]*)$")
+SHA_TAG = re.compile(r"^[0-9a-f]{40}$")
 
 
 def sequences(tags: Iterable[str], git_sha: str) -> list[int]:
@@ -265,3 +271,100 @@ def parse_pin(data: Any, source: str) -> Pin:
     if not isinstance(sequence, int) or isinstance(sequence, bool) or sequence < 1:
         raise ManifestError(f"{source}: pin names no publish number")
     return Pin(sha, digest, str(data.get("pinned_at", "")), sequence)
+
+
+# -- the chain: which record a name means ------------------------------------------------
+
+
+def released_shas(tags: Sequence[str]) -> list[str]:
+    """The git SHAs the release repository's ``tags`` hold a record of (``<sha>`` or
+    ``<sha>.<n>``)."""
+    seq = (SEQUENCE_TAG.match(t) for t in tags)
+    return sorted({t for t in tags if SHA_TAG.match(t)} | {m.group(1) for m in seq if m})
+
+
+def released_sha(target: str, tags: Sequence[str], repository: str) -> str:
+    """The one released git SHA ``target`` (4 to 40 hex digits) starts, among those
+    ``tags`` hold; RollbackRefused when it names none, or more than one."""
+    if not re.fullmatch(r"[0-9a-f]{4,40}", target):
+        raise RollbackRefused(
+            f"'{target}' is neither a git SHA (4 to 40 hex digits) nor a sha256: record digest"
+        )
+    matches = [t for t in released_shas(tags) if t.startswith(target)]
+    if not matches:
+        raise RollbackRefused(f"no published release for git SHA {target} in {repository}")
+    if len(matches) > 1:
+        shown = ", ".join(m[:12] for m in sorted(matches))
+        raise RollbackRefused(f"git SHA {target} is ambiguous: {shown} — give more digits")
+    return matches[0]
+
+
+def pinned_number(pin: Pin | None, sha: str) -> int:
+    """The publish number the signed pin states for release ``sha`` (0: it pins another)."""
+    return pin.sequence if pin is not None and pin.git_sha == sha else 0
+
+
+def refuse_superseded(
+    repository: str, reference: str, digest: str, rel: Release, newest: int
+) -> None:
+    """Refuse ``rel`` (read at ``reference``) when ``newest`` — a later valid publish of its
+    SHA, or the number the signed pin states for it (someone can hide a later publish's
+    tags, not the pin's word) — is above its own number."""
+    if rel.sequence < newest:
+        raise VerifyFailed(
+            f"{reference} ({digest[:19]}) is publish {rel.sequence} of release "
+            f"{rel.git_sha[:12]}, superseded by publish {newest} "
+            f"({repository}:{sequence_tag(rel.git_sha, newest)}) — refused: "
+            "an earlier publish's images are not the release any more; use the newest "
+            f"(rollback --sha {rel.git_sha[:12]})"
+        )
+
+
+def next_sequence(newest: int, existing: str | None, previous: tuple[int, str] | None) -> int:
+    """The number of a new publish of a SHA: one more than ``newest`` (the newest valid
+    publish, or 0) and than ``previous`` (the publish number the record ``existing`` it
+    supersedes states); a record from before publish numbers, or unreadable, counts as 1."""
+    return max(newest, previous[0] if previous else 1 if existing else 0) + 1
+
+
+# -- what a record looks like in the registry --------------------------------------------
+
+
+def is_artifact(
+    doc: dict[str, Any], artifact_type: str, file_name: str, body: bytes | None = None
+) -> bool:
+    """The manifest ``doc`` is exactly one file ``file_name`` of ``artifact_type`` (and, with
+    ``body``, that file's digest is the digest of ``body``) — nothing else rides along."""
+    layers = doc.get("layers")
+    if doc.get("artifactType") != artifact_type or not isinstance(layers, list):
+        return False
+    if len(layers) != 1 or not isinstance(layers[0], dict):
+        return False
+    notes = layers[0].get("annotations")
+    title = notes.get("org.opencontainers.image.title") if isinstance(notes, dict) else None
+    if title != file_name:
+        return False
+    return body is None or layers[0].get("digest") == "sha256:" + hashlib.sha256(body).hexdigest()
+
+
+def record_annotations(manifest: mf.Manifest, sequence: int) -> dict[str, str]:
+    """The annotations of publish ``sequence``'s record manifest (what the listing shows)."""
+    return {
+        "org.opencontainers.image.created": manifest.created_at,
+        "org.opencontainers.image.revision": manifest.git_sha,
+        "dev.dcforge.permutations": ",".join(e.name for e in manifest.permutations),
+        "dev.dcforge.publish.sequence": str(sequence),
+    }
+
+
+def listing_row(sha: str, digest: str, notes: Any, pinned: str) -> dict[str, Any]:
+    """One row of the release list: release ``sha``, its record ``digest`` and the
+    annotations ``notes`` of its manifest; ``pinned``: the record digest the pin names."""
+    found = notes if isinstance(notes, dict) else {}
+    return {
+        "git_sha": sha,
+        "digest": digest,
+        "created": found.get("org.opencontainers.image.created", ""),
+        "permutations": found.get("dev.dcforge.permutations", ""),
+        "pinned": digest == pinned,
+    }

@@ -16,9 +16,7 @@ from __future__ import annotations
 
 import datetime as dt
 import getpass
-import hashlib
 import json
-import re
 import tempfile
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -29,6 +27,7 @@ from typing import Any
 
 from dcforge.core import manifest as mf
 from dcforge.core import release
+from dcforge.core import tag_moves as tm
 from dcforge.core.attestations import PREDICATE_TYPES, one_each, subjects
 from dcforge.core.errors import (
     DcforgeError,
@@ -47,22 +46,6 @@ from dcforge.infra.tools.registry import ABSENT, Registry
 # cosign processes per image, and images, verified at once (reads only; they wait on the
 # registry more than on the CPU).
 VERIFY_WORKERS = 4
-
-AUDIT_ARTIFACT_TYPE = "application/vnd.dcforge.rollback.v1+json"
-SHA_TAG = re.compile(r"^[0-9a-f]{40}$")
-DIGEST = re.compile(r"^sha256:[0-9a-f]{64}$")
-
-
-@dataclass(frozen=True)
-class Move:
-    tag: str
-    current: str | None
-    target: str
-
-
-def _pinned_number(pin: release.Pin | None, sha: str) -> int:
-    """The publish number the signed pin states for release ``sha`` (0: it pins another)."""
-    return pin.sequence if pin is not None and pin.git_sha == sha else 0
 
 
 @dataclass(frozen=True)
@@ -117,26 +100,6 @@ class Releases:
                 return []
             raise RegistryError(f"cannot list releases in {self.repository}: {err}") from None
 
-    def shas(self, tags: Sequence[str] | None = None) -> list[str]:
-        """The git SHAs that have a release record."""
-        found = self.tags() if tags is None else tags
-        seq = (release.SEQUENCE_TAG.match(t) for t in found)
-        return sorted({t for t in found if SHA_TAG.match(t)} | {m.group(1) for m in seq if m})
-
-    def _sha_for(self, target: str, tags: Sequence[str]) -> str:
-        """The one released git SHA ``target`` (4 to 40 hex digits) starts."""
-        if not re.fullmatch(r"[0-9a-f]{4,40}", target):
-            raise RollbackRefused(
-                f"'{target}' is neither a git SHA (4 to 40 hex digits) nor a sha256: record digest"
-            )
-        matches = [t for t in self.shas(tags) if t.startswith(target)]
-        if not matches:
-            raise RollbackRefused(f"no published release for git SHA {target} in {self.repository}")
-        if len(matches) > 1:
-            shown = ", ".join(m[:12] for m in sorted(matches))
-            raise RollbackRefused(f"git SHA {target} is ambiguous: {shown} — give more digits")
-        return matches[0]
-
     def newest_publish(
         self, sha: str, tags: Sequence[str], above: int = 0
     ) -> tuple[int, str, release.Release] | None:
@@ -173,10 +136,10 @@ class Releases:
             return self.fetch_record(
                 f"{self.repository}@{pin.record_digest}", pin.git_sha, pinned=True
             )
-        if DIGEST.match(target):
+        if release.DIGEST_RE.match(target):
             return self.fetch_record(f"{self.repository}@{target}", "", pin=pin)
         tags = self.tags()
-        sha = self._sha_for(target, tags)
+        sha = release.released_sha(target, tags, self.repository)
         # The newest valid publish of the SHA, by its own tag: ``<sha>`` moving does not
         # matter, and a publish that never got signed (cut off, or junk) is passed over.
         newest = self.newest_publish(sha, tags)
@@ -184,7 +147,9 @@ class Releases:
             return self.fetch_record(f"{self.repository}:{sha}", sha, tags=tags, pin=pin)
         number, digest, rel = newest
         reference = f"{self.repository}:{release.sequence_tag(sha, number)}"
-        self._refuse_superseded(reference, digest, rel, _pinned_number(pin, sha))
+        release.refuse_superseded(
+            self.repository, reference, digest, rel, release.pinned_number(pin, sha)
+        )
         return digest, rel
 
     def _pin_or_none(self) -> release.Pin | None:
@@ -256,8 +221,8 @@ class Releases:
                 f"{rel.git_sha[:12]})"
             )
         elif not pinned:
-            newest = max(later[0] if later else 0, _pinned_number(pin, rel.git_sha))
-            self._refuse_superseded(reference, digest, rel, newest)
+            newest = max(later[0] if later else 0, release.pinned_number(pin, rel.git_sha))
+            release.refuse_superseded(self.repository, reference, digest, rel, newest)
         return digest, rel
 
     def _record_at(self, reference: str) -> tuple[str, release.Release]:
@@ -270,21 +235,6 @@ class Releases:
             return digest, release.parse(data, reference)
         except ManifestError as err:
             raise VerifyFailed(str(err)) from None
-
-    def _refuse_superseded(
-        self, reference: str, digest: str, rel: release.Release, newest: int
-    ) -> None:
-        """Refuse ``rel`` when ``newest`` — a later valid publish of its SHA, or the number the
-        signed pin states for it (someone can hide a later publish's tags, not the pin's
-        word) — is above its own number."""
-        if rel.sequence < newest:
-            raise VerifyFailed(
-                f"{reference} ({digest[:19]}) is publish {rel.sequence} of release "
-                f"{rel.git_sha[:12]}, superseded by publish {newest} "
-                f"({self.repository}:{release.sequence_tag(rel.git_sha, newest)}) — refused: "
-                "an earlier publish's images are not the release any more; use the newest "
-                f"(rollback --sha {rel.git_sha[:12]})"
-            )
 
     def fetch_pin(self) -> tuple[str, release.Pin]:
         reference = f"{self.repository}:{release.LAST_KNOWN_GOOD}"
@@ -568,8 +518,7 @@ class Releases:
                 # The newest valid publish was verified finding it; another may need signing.
                 verified = newest > 0
                 return self._signed_record(manifest, existing, previous[0], "already", verified)
-        # One more than the newest (a record from before publish numbers counts as 1).
-        sequence = max(newest, previous[0] if previous else 1 if existing else 0) + 1
+        sequence = release.next_sequence(newest, existing, previous)
         body = release.encode(
             release.build(
                 manifest, gate_doc, bindings, sequence=sequence, supersedes=existing or ""
@@ -581,12 +530,7 @@ class Releases:
             work,
             release.FILE_NAME,
             artifact_type=release.ARTIFACT_TYPE,
-            annotations={
-                "org.opencontainers.image.created": manifest.created_at,
-                "org.opencontainers.image.revision": sha,
-                "dev.dcforge.permutations": ",".join(e.name for e in manifest.permutations),
-                "dev.dcforge.publish.sequence": str(sequence),
-            },
+            annotations=release.record_annotations(manifest, sequence),
         )
         return self._signed_record(manifest, digest, sequence, "done", verified=False)
 
@@ -646,17 +590,7 @@ class Releases:
         """
         if current is None:
             current = {ref: cur for ref, cur, _ in self._floating(images)}
-        plan: list[tuple[release.Image, list[str]]] = []
-        moved: dict[str, str] = {}
-        for image in images:
-            todo = []
-            for tag in image.floating_tags:
-                served = current[f"{image.repository}:{tag}"]
-                if served != image.digest:
-                    todo.append(tag)
-                    moved[f"{image.repository}:{tag}"] = served or "(none)"
-            if todo:
-                plan.append((image, todo))
+        plan, moved = tm.plan(images, current)
 
         # Each image's tags are one write of their own: made side by side (a release of
         # hundreds of images), then all read back. Any failure puts back every planned tag
@@ -706,38 +640,25 @@ class Releases:
 
     def restore(self, moved: Mapping[str, str]) -> str:
         """Put tags moved by :meth:`move_tags` back where they were."""
-        done: list[tuple[release.Image, list[str]]] = []
-        for ref in moved:
-            repository, tag = ref.rsplit(":", 1)
-            done.append((release.Image("", repository, "", "", ()), [tag]))
-        return self._put_back(done, dict(moved))
+        return self._put_back(tm.undo_plan(moved), dict(moved))
 
-    def _put_back(
-        self, done: list[tuple[release.Image, list[str]]], previous: dict[str, str]
-    ) -> str:
+    def _put_back(self, done: tm.Plan, previous: dict[str, str]) -> str:
         """Every tag of ``done`` back at its ``previous`` digest: a tag already there (a
         write that never happened) is left alone; a tag that did not exist before can only
         be reported (the registry API has no tag delete)."""
         tags = [f"{image.repository}:{tag}" for image, todo in done for tag in todo]
         with ThreadPoolExecutor(max_workers=8) as pool:
             outcomes = list(pool.map(lambda ref: self._put_back_one(ref, previous[ref]), tags))
-        failed = [ref for ref, outcome in zip(tags, outcomes, strict=True) if outcome == "failed"]
-        new = [ref for ref, outcome in zip(tags, outcomes, strict=True) if outcome == "new"]
-        if failed or new:
-            return "could not put back " + ", ".join(
-                [*failed, *(f"{ref} (new tag; no earlier digest)" for ref in new)]
-            )
-        restored = outcomes.count("restored")
-        return f"the previous release is in place ({restored} tag(s) put back)"
+        return tm.put_back_report(tags, outcomes)
 
     def _put_back_one(self, ref: str, old: str) -> str:
         """'kept' (already at ``old``), 'restored', 'new' (moved, none before) or 'failed'."""
         repository, tag = ref.rsplit(":", 1)
         try:
             now = self.registry.digest_or_none(ref)
-            if now == (None if old == "(none)" else old):
+            if now == (None if old == tm.NO_TAG else old):
                 return "kept"
-            if old == "(none)":
+            if old == tm.NO_TAG:
                 return "new"
             self.registry.tag(f"{repository}@{old}", [tag])
         except DcforgeError:
@@ -825,47 +746,28 @@ class Releases:
     def _is_artifact(
         self, ref_at_digest: str, artifact_type: str, file_name: str, body: bytes | None = None
     ) -> bool:
-        """The manifest is exactly one file ``file_name`` of ``artifact_type`` (and, with
-        ``body``, that file's digest is the digest of ``body``) — nothing else rides along."""
+        """The manifest at ``ref_at_digest`` is exactly one file ``file_name`` of
+        ``artifact_type`` (see :func:`dcforge.core.release.is_artifact`)."""
         doc = self.registry.manifest(ref_at_digest)
-        layers = doc.get("layers")
-        if doc.get("artifactType") != artifact_type or not isinstance(layers, list):
-            return False
-        if len(layers) != 1 or not isinstance(layers[0], dict):
-            return False
-        notes = layers[0].get("annotations")
-        title = notes.get("org.opencontainers.image.title") if isinstance(notes, dict) else None
-        if title != file_name:
-            return False
-        return (
-            body is None or layers[0].get("digest") == "sha256:" + hashlib.sha256(body).hexdigest()
-        )
+        return release.is_artifact(doc, artifact_type, file_name, body)
 
     def _is_pin(self, digest: str) -> bool:
         at = f"{self.repository}@{digest}"
         return self._is_artifact(at, release.PIN_ARTIFACT_TYPE, release.PIN_FILE_NAME)
 
-    def audit(self, rel: release.Release, record_digest: str, moves: Sequence[Move]) -> str:
+    def audit(self, rel: release.Release, record_digest: str, moves: Sequence[tm.Move]) -> str:
         """An audit record of a rollback, next to the release records."""
         now = dt.datetime.now(dt.UTC)
         who = self.env.get("GITHUB_ACTOR") or self.env.get("USER") or getpass.getuser()
-        doc: dict[str, Any] = {
-            "kind": "dcforge-rollback",
-            "schema_version": 1,
-            "who": who,
-            "when": now.isoformat(timespec="seconds").replace("+00:00", "Z"),
-            "to": {"git_sha": rel.git_sha, "record_digest": record_digest},
-            "moves": [{"tag": m.tag, "from": m.current, "to": m.target} for m in moves],
-            "run": self.env.get("GITHUB_RUN_ID", ""),
-        }
-        tag = f"rollback-{now:%Y%m%dT%H%M%S}-{rel.git_sha[:12]}"
+        run = self.env.get("GITHUB_RUN_ID", "")
+        tag, doc = tm.audit_record(rel, record_digest, moves, who, now, run)
         with tempfile.TemporaryDirectory(prefix="dcforge-audit-") as tmp:
-            (Path(tmp) / "rollback.json").write_text(json.dumps(doc, indent=2))
+            (Path(tmp) / tm.AUDIT_FILE_NAME).write_text(json.dumps(doc, indent=2))
             self.registry.push_artifact(
                 f"{self.repository}:{tag}",
                 Path(tmp),
-                "rollback.json",
-                artifact_type=AUDIT_ARTIFACT_TYPE,
+                tm.AUDIT_FILE_NAME,
+                artifact_type=tm.AUDIT_ARTIFACT_TYPE,
                 annotations={
                     "org.opencontainers.image.created": doc["when"],
                     "dev.dcforge.rollback.to": rel.git_sha,
@@ -883,23 +785,14 @@ class Releases:
         except VerifyFailed:
             pinned = ""
         rows = []
-        for sha in self.shas():
+        for sha in release.released_shas(self.tags()):
             # ``<sha>`` names the newest signed publish; a first publish cut off before its
             # signature has only ``<sha>.1``: not (yet) a release.
             digest = self.registry.digest_or_none(f"{self.repository}:{sha}")
             if digest is None:
                 continue
-            annotations = self.registry.manifest(f"{self.repository}@{digest}").get("annotations")
-            notes = annotations if isinstance(annotations, dict) else {}
-            rows.append(
-                {
-                    "git_sha": sha,
-                    "digest": digest,
-                    "created": notes.get("org.opencontainers.image.created", ""),
-                    "permutations": notes.get("dev.dcforge.permutations", ""),
-                    "pinned": digest == pinned,
-                }
-            )
+            notes = self.registry.manifest(f"{self.repository}@{digest}").get("annotations")
+            rows.append(release.listing_row(sha, digest, notes, pinned))
         rows.sort(key=lambda r: str(r["created"]), reverse=True)
         for row in rows:
             row["current"] = self._is_current(f"{self.repository}@{row['digest']}")

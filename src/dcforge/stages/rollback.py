@@ -14,9 +14,10 @@ from rich.table import Table
 
 from dcforge.core import release
 from dcforge.core.errors import RollbackRefused, VerifyFailed
+from dcforge.core.tag_moves import Move
 from dcforge.infra import locks, log
 from dcforge.infra.context import Context
-from dcforge.infra.release_store import Move, Releases
+from dcforge.infra.release_store import Releases
 
 __all__ = ["RollbackRefused", "pin", "releases", "rollback", "show_releases"]
 

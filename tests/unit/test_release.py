@@ -1,0 +1,112 @@
+"""Release records, pins and publish numbers (pure): which record a name means, and the
+refusals that hold the release chain — a superseded publish, a publish below the pin's
+number."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from dcforge.core import manifest as mf
+from dcforge.core import release
+from dcforge.core.errors import ManifestError, RollbackRefused, VerifyFailed
+from tests.unit.test_manifest import GOOD
+
+A, B = ("sha256:" + c * 64 for c in "ab")
+SHA = "a" * 40
+
+
+def test_pin_statements_round_trip_and_refuse_other_documents() -> None:
+    body = release.pin_statement("a" * 40, A, "2026-11-28T00:00:00Z")
+    pin = release.parse_pin(json.loads(body), "lkg")
+    assert (pin.git_sha, pin.record_digest) == ("a" * 40, A)
+    with pytest.raises(ManifestError, match="not a dcforge pin statement"):
+        release.parse_pin({"kind": "dcforge-release"}, "lkg")
+
+
+def test_each_publish_of_a_sha_is_numbered_and_names_what_it_supersedes() -> None:
+    m = mf.parse(json.loads(json.dumps(GOOD)), "m")
+    first = release.parse(release.build(m, {}), "r")
+    assert (first.sequence, first.supersedes) == (1, "")
+    second = release.parse(release.build(m, {}, sequence=2, supersedes=A), "r")
+    assert (second.sequence, second.supersedes) == (2, A)
+    # A record from before publish numbers is publish 1.
+    legacy = release.build(m, {})
+    del legacy["publish"]
+    assert release.parse(legacy, "r").sequence == 1
+    for bad in ({"sequence": 2, "supersedes": None}, {"sequence": 0}, {"sequence": "2"},
+                {"sequence": 1, "supersedes": A}, {"sequence": True, "supersedes": A}):  # fmt: skip
+        with pytest.raises(ManifestError, match="publish"):
+            release.parse({**release.build(m, {}), "publish": bad}, "r")
+    sha = m.git_sha
+    tags = [sha, f"{sha}.1", f"{sha}.3", f"{sha}.x", f"{'b' * 40}.9", f"{sha}.04"]
+    assert release.sequences(tags, sha) == [1, 3]
+    pin = release.parse_pin(json.loads(release.pin_statement(sha, A, "t", 3)), "lkg")
+    assert pin.sequence == 3
+
+
+def _record(sequence: int = 1, supersedes: str = "") -> release.Release:
+    m = mf.parse(json.loads(json.dumps(GOOD)), "m")
+    return release.parse(release.build(m, {}, sequence=sequence, supersedes=supersedes), "r")
+
+
+def test_a_short_sha_names_one_released_sha_or_is_refused() -> None:
+    other = "ab" + "0" * 38
+    tags = [SHA, f"{other}.2", "latest", f"{'c' * 40}.x", release.LAST_KNOWN_GOOD]
+    assert release.released_shas(tags) == [SHA, other]
+    assert release.released_sha("aaaa", tags, "r/dcforge-releases") == SHA
+    with pytest.raises(RollbackRefused, match="is ambiguous: aaaaaaaaaaaa, aaaabbbbbbbb"):
+        release.released_sha("a" * 4, [SHA, "a" * 4 + "b" * 36], "r")
+    with pytest.raises(RollbackRefused, match="no published release for git SHA cccc in r"):
+        release.released_sha("cccc", tags, "r")
+    with pytest.raises(RollbackRefused, match="neither a git SHA"):
+        release.released_sha(";rm", tags, "r")
+
+
+def test_an_earlier_publish_is_refused_below_a_later_one_or_the_pins_number() -> None:
+    second = _record(2, A)
+    release.refuse_superseded("r", "r:x", B, second, 2)  # the newest: taken
+    with pytest.raises(VerifyFailed, match=r"publish 2 of release .* superseded by publish 3"):
+        release.refuse_superseded("r", "r:x", B, second, 3)
+    pin = release.Pin(second.git_sha, B, "t", 3)
+    assert release.pinned_number(pin, second.git_sha) == 3
+    assert release.pinned_number(pin, "f" * 40) == 0  # it pins another release
+    assert release.pinned_number(None, second.git_sha) == 0
+
+
+def test_a_new_publish_is_numbered_one_above_the_newest() -> None:
+    assert release.next_sequence(0, None, None) == 1  # the first
+    assert release.next_sequence(2, A, (2, B)) == 3
+    assert release.next_sequence(0, A, None) == 2  # a record from before numbers: 1
+    assert release.next_sequence(0, A, (4, B)) == 5  # never signed, still superseded
+
+
+def test_an_artifact_is_exactly_one_file_of_its_type() -> None:
+    body = b"{}\n"
+    layer = {
+        "digest": "sha256:ca3d163bab055381827226140568f3bef7eaac187cebd76878e0b63e9e442356",
+        "annotations": {"org.opencontainers.image.title": release.FILE_NAME},
+    }
+    doc = {"artifactType": release.ARTIFACT_TYPE, "layers": [layer]}
+    assert release.is_artifact(doc, release.ARTIFACT_TYPE, release.FILE_NAME)
+    assert release.is_artifact(doc, release.ARTIFACT_TYPE, release.FILE_NAME, body)
+    assert not release.is_artifact(doc, release.ARTIFACT_TYPE, release.FILE_NAME, b"[]\n")
+    assert not release.is_artifact(doc, release.PIN_ARTIFACT_TYPE, release.FILE_NAME)
+    assert not release.is_artifact(doc, release.ARTIFACT_TYPE, release.PIN_FILE_NAME)
+    two = {**doc, "layers": [layer, layer]}
+    assert not release.is_artifact(two, release.ARTIFACT_TYPE, release.FILE_NAME)
+
+
+def test_a_listing_row_reads_what_the_record_was_annotated_with() -> None:
+    m = mf.parse(json.loads(json.dumps(GOOD)), "m")
+    notes = release.record_annotations(m, 2)
+    row = release.listing_row(m.git_sha, A, notes, A)
+    assert row == {
+        "git_sha": m.git_sha,
+        "digest": A,
+        "created": m.created_at,
+        "permutations": ",".join(e.name for e in m.permutations),
+        "pinned": True,
+    }
+    assert release.listing_row(m.git_sha, A, None, B)["created"] == ""
