@@ -4,7 +4,8 @@ For the release (default: ``last-known-good``): the pin and the record are signe
 the release asked for; every floating tag resolves to the digest the record names; each
 image's signature verifies with the configured key/identity; its SBOM and SLSA provenance
 attestations verify and name that digest as their subject. The checks themselves live in
-:mod:`dcforge.infra.release_store`, which publish also runs before it moves ``last-known-good``.
+:mod:`dcforge.infra.release_checks`, which publish also runs before it moves
+``last-known-good``.
 """
 
 from __future__ import annotations

@@ -1,21 +1,18 @@
-"""The releases layer's pure parts: tag moves with put-back, attestation subjects, the pin,
-signer selection. The registry here is an in-memory stand-in for the distribution API
-(tags → digests); the real one is exercised by tests/integration/test_release_chain.py."""
+"""Floating tag moves against an in-memory stand-in for the distribution API (tags →
+digests): all or nothing, put back on any failure, never a mix of releases. The real
+registry is exercised by tests/integration/test_release_chain.py."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import cast
 
 import pytest
 
-from dcforge.core import release, settings
-from dcforge.core.errors import ConfigError, DcforgeError, RegistryError
-from dcforge.infra import signing
-from dcforge.infra.release_store import Releases
+from dcforge.core import release
+from dcforge.core.errors import DcforgeError, RegistryError
+from dcforge.infra.floating_tags import FloatingTags
 from dcforge.infra.runner import Runner
-from dcforge.infra.tools.cosign import Cosign, Signer
 from dcforge.infra.tools.registry import Registry
 
 A, B, C = ("sha256:" + c * 64 for c in "abc")
@@ -43,51 +40,47 @@ class MemoryRegistry:
             self.tags[f"{repo}:{t}"] = digest
 
 
-def layer(tmp_path: Path, reg: MemoryRegistry) -> Releases:
-    conf = settings.load(tmp_path, {})
-    fake = cast(Registry, reg)
-    return Releases(conf, fake, Cosign(Runner(), Signer(key="k"), fake, {}), {})
+def floating(reg: MemoryRegistry) -> FloatingTags:
+    return FloatingTags(cast(Registry, reg))
 
 
 def image(repo: str, digest: str, *tags: str) -> release.Image:
     return release.Image(repo.rsplit("/", 1)[-1], repo, digest, "immutable", tags)
 
 
-def test_tags_move_and_report_where_they_were(tmp_path: Path) -> None:
+def test_tags_move_and_report_where_they_were() -> None:
     reg = MemoryRegistry({"r/py:3": A, "r/py:latest": A})
-    moved = layer(tmp_path, reg).move_tags(
-        [image("r/py", B, "3", "latest"), image("r/node", C, "18")]
-    )
+    moved = floating(reg).move([image("r/py", B, "3", "latest"), image("r/node", C, "18")])
     assert moved == {"r/py:3": A, "r/py:latest": A, "r/node:18": "(none)"}
     assert reg.tags == {"r/py:3": B, "r/py:latest": B, "r/node:18": C}
-    assert layer(tmp_path, reg).move_tags([image("r/py", B, "3")]) == {}  # nothing to do
+    assert floating(reg).move([image("r/py", B, "3")]) == {}  # nothing to do
 
 
-def test_a_failed_move_puts_back_what_already_moved(tmp_path: Path) -> None:
+def test_a_failed_move_puts_back_what_already_moved() -> None:
     reg = MemoryRegistry({"r/a:1": A, "r/b:1": A}, fail_on={"r/b:1"})
     with pytest.raises(DcforgeError, match=r"previous release is in place \(1 tag"):
-        layer(tmp_path, reg).move_tags([image("r/a", B, "1"), image("r/b", B, "1")])
+        floating(reg).move([image("r/a", B, "1"), image("r/b", B, "1")])
     assert reg.tags == {"r/a:1": A, "r/b:1": A}  # never a mix of releases
 
 
-def test_tags_written_side_by_side_are_all_put_back_when_one_fails(tmp_path: Path) -> None:
+def test_tags_written_side_by_side_are_all_put_back_when_one_fails() -> None:
     """The writes run at once: whatever moved, before or after the failed one, goes back."""
     images = [image(f"r/p{i}", B, "1") for i in range(20)]
     reg = MemoryRegistry({f"r/p{i}:1": A for i in range(20)}, fail_on={"r/p3:1"})
     with pytest.raises(DcforgeError, match=r"previous release is in place \(19 tag"):
-        layer(tmp_path, reg).move_tags(images)
+        floating(reg).move(images)
     assert reg.tags == {f"r/p{i}:1": A for i in range(20)}
 
 
-def test_a_write_of_several_tags_that_fails_half_way_is_put_back(tmp_path: Path) -> None:
+def test_a_write_of_several_tags_that_fails_half_way_is_put_back() -> None:
     """One image's tags are one write: when it moves "1" and fails on "2", "1" goes back."""
     reg = MemoryRegistry({"r/a:1": A, "r/a:2": A}, fail_on={"r/a:2"})
     with pytest.raises(DcforgeError, match=r"previous release is in place \(1 tag"):
-        layer(tmp_path, reg).move_tags([image("r/a", B, "1", "2")])
+        floating(reg).move([image("r/a", B, "1", "2")])
     assert reg.tags == {"r/a:1": A, "r/a:2": A}
 
 
-def test_an_error_that_is_not_dcforge_s_still_puts_back(tmp_path: Path) -> None:
+def test_an_error_that_is_not_dcforge_s_still_puts_back() -> None:
     class Crashing(MemoryRegistry):
         def tag(self, ref_at_digest: str, new_tags: list[str]) -> None:
             super().tag(ref_at_digest, new_tags)
@@ -96,11 +89,11 @@ def test_an_error_that_is_not_dcforge_s_still_puts_back(tmp_path: Path) -> None:
 
     reg = Crashing({"r/a:1": A, "r/b:1": A})
     with pytest.raises(RuntimeError, match="new thread"):
-        layer(tmp_path, reg).move_tags([image("r/a", B, "1"), image("r/b", B, "1")])
+        floating(reg).move([image("r/a", B, "1"), image("r/b", B, "1")])
     assert reg.tags == {"r/a:1": A, "r/b:1": A}
 
 
-def test_a_tag_that_reads_back_wrong_or_not_at_all_puts_back(tmp_path: Path) -> None:
+def test_a_tag_that_reads_back_wrong_or_not_at_all_puts_back() -> None:
     class Lagging(MemoryRegistry):
         def resolve(self, reference: str) -> str:
             if reference == "r/b:1":
@@ -109,25 +102,11 @@ def test_a_tag_that_reads_back_wrong_or_not_at_all_puts_back(tmp_path: Path) -> 
 
     reg = Lagging({"r/a:1": A, "r/b:1": A})
     with pytest.raises(DcforgeError, match=r"r/b:1 serves nothing readable.*in place \(2 tag"):
-        layer(tmp_path, reg).move_tags([image("r/a", B, "1"), image("r/b", B, "1")])
+        floating(reg).move([image("r/a", B, "1"), image("r/b", B, "1")])
     assert reg.tags == {"r/a:1": A, "r/b:1": A}
 
 
-def test_restore_puts_moved_tags_back(tmp_path: Path) -> None:
+def test_restore_puts_moved_tags_back() -> None:
     reg = MemoryRegistry({"r/a:1": B})
-    assert "1 tag(s) put back" in layer(tmp_path, reg).restore({"r/a:1": A})
+    assert "1 tag(s) put back" in floating(reg).restore({"r/a:1": A})
     assert reg.tags == {"r/a:1": A}
-
-
-def test_signer_is_a_key_pair_by_default_and_keyless_on_request(tmp_path: Path) -> None:
-    local = signing.signer(settings.load(tmp_path, {}))
-    assert local.key == f"{tmp_path}/.dcforge/cosign/cosign.key"
-    assert local.public_key.endswith("cosign.pub")
-    env = {"DCFORGE_SIGNING": "keyless", "DCFORGE_COSIGN_IDENTITY": "id"}
-    keyless = signing.signer(settings.load(tmp_path, env))
-    assert (keyless.key, keyless.identity, keyless.tlog) == ("", "id", True)
-
-
-def test_an_unknown_signing_mode_is_refused(tmp_path: Path) -> None:
-    with pytest.raises(ConfigError, match=r"DCFORGE_SIGNING='keyles' .* did you mean keyless"):
-        settings.load(tmp_path, {"DCFORGE_SIGNING": "keyles"})

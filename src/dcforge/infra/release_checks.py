@@ -1,0 +1,299 @@
+"""Checks against the registry: a signed document of the release repository (a record, the
+pin) is exactly one file of its type, signed by the configured key/identity; every image a
+release names is served as recorded, its floating tags point at it, and its signatures and
+SBOM + provenance attestations verify.
+
+Verify runs the release checks on the release asked for, rollback before any tag moves,
+publish before its record binds what it signed and again before it moves
+``last-known-good``. A record that binds an image's signature and attestation manifests
+(see :class:`dcforge.core.release.Image`) is taken at its word while the registry serves
+exactly those manifests; anything else is verified by cosign — a release's images in a few
+runs side by side, one image at a time only to name what failed.
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+from dcforge.core import manifest as mf
+from dcforge.core import release
+from dcforge.core.attestations import PREDICATE_TYPES, one_each, subjects
+from dcforge.core.errors import RegistryError, RollbackRefused, ToolError, VerifyFailed
+from dcforge.infra import log
+from dcforge.infra.tools.cosign import ATTESTATION_BATCH, Cosign
+from dcforge.infra.tools.registry import Registry
+
+# cosign processes per image, and images, verified at once (reads only; they wait on the
+# registry more than on the CPU).
+VERIFY_WORKERS = 4
+
+
+@dataclass(frozen=True)
+class ReleaseChecks:
+    registry: Registry
+    cosign: Cosign
+
+    def signed_document(
+        self, repository: str, reference: str, file_name: str, what: str, artifact_type: str
+    ) -> tuple[str, Any]:
+        """Resolve ``reference``, check the artifact is exactly one ``file_name`` of
+        ``artifact_type``, verify the signature on that digest (in ``repository``), read the
+        file: (digest, its JSON); VerifyFailed for anything else."""
+        digest = self.registry.digest_or_none(reference)
+        if digest is None:
+            raise VerifyFailed(f"no {what} at {reference}")
+        at = f"{repository}@{digest}"
+        if not self.is_artifact(at, artifact_type, file_name):
+            raise VerifyFailed(
+                f"{reference} ({digest[:19]}) is not a dcforge {what} (another artifact type, "
+                "or other files in it) — refused"
+            )
+        try:
+            self.cosign.verify(at)
+        except ToolError as err:
+            raise VerifyFailed(
+                f"the {what} {reference} ({digest[:19]}) is not signed by the configured "
+                f"key/identity ({self.cosign.signer.describe()}): {err}"
+            ) from None
+        with tempfile.TemporaryDirectory(prefix="dcforge-release-") as tmp:
+            files = self.registry.fetch_artifact(at, Path(tmp))
+            try:
+                return digest, json.loads((files / file_name).read_text())
+            except (OSError, ValueError) as err:
+                raise VerifyFailed(
+                    f"{reference} ({digest[:19]}) holds no readable {what} ({err})"
+                ) from None
+
+    def is_artifact(
+        self, ref_at_digest: str, artifact_type: str, file_name: str, body: bytes | None = None
+    ) -> bool:
+        """The manifest at ``ref_at_digest`` is exactly one file ``file_name`` of
+        ``artifact_type`` (see :func:`dcforge.core.release.is_artifact`)."""
+        doc = self.registry.manifest(ref_at_digest)
+        return release.is_artifact(doc, artifact_type, file_name, body)
+
+    def check_images(self, rel: release.Release) -> None:
+        """Every image still exists, its signature and attestations verify (before any tag
+        moves): a release whose publish stopped before verify is not one to go back to."""
+
+        def check(image: release.Image) -> None:
+            problems = self.verify_image(image, check_tags=False)
+            if problems and self.registry.digest_or_none(image.ref()) is None:
+                raise RollbackRefused(
+                    f"release {rel.git_sha[:12]}: image {image.name} ({image.digest[:19]}) no "
+                    "longer exists in the registry — pick another release"
+                )
+            if problems:
+                raise RollbackRefused(
+                    f"release {rel.git_sha[:12]}: image {image.name} does not verify "
+                    f"({problems[0]})"
+                )
+
+        with ThreadPoolExecutor(max_workers=8) as pool:
+            list(pool.map(check, rel.images))
+
+    def verify_image(
+        self,
+        image: release.Image,
+        check_tags: bool,
+        *,
+        bound: bool | None = None,
+        signatures_verified: bool = False,
+        attestations_verified: bool = False,
+    ) -> list[str]:
+        """Problems with one image of a release (empty: tags, the signatures of the image
+        and of each platform's image, and each platform's attestations all verify).
+        ``bound``: whether :meth:`_bound` holds, when the caller knows already;
+        ``signatures_verified``/``attestations_verified``: cosign verified those already
+        (a run over the whole release)."""
+        problems = self._tag_problems(image) if check_tags else []
+        try:
+            served = self.registry.served_platforms(image.ref())
+        except RegistryError as err:
+            served = {"(unreadable)": str(err)}
+        expected = dict(image.platforms) if len(image.platforms) > 1 else {}
+        if served != expected:
+            problems.append(
+                f"{image.ref()}: the registry serves it with images "
+                f"{sorted(served.items()) or 'none'}, the release names {sorted(expected.items())}"
+            )
+        problems += self._missing_children(image)
+        if self._bound(image) if bound is None else bound:  # the signed record names them
+            log.step(
+                image.name, "signatures and attestations: the manifests its signed record names"
+            )
+            return problems
+        # Every signature and attestation check is a read of its own: run them at once.
+        checks = [
+            partial(self._check_signature, ref)
+            for ref in ([] if signatures_verified else image.signed_refs())
+        ]
+        checks += [
+            partial(self._check_attestation, image, platform, digest, ptype)
+            for platform, digest in ([] if attestations_verified else image.attested())
+            for ptype in PREDICATE_TYPES
+        ]
+        with ThreadPoolExecutor(max_workers=VERIFY_WORKERS) as pool:
+            for found in pool.map(lambda check: check(), checks):
+                problems += found
+        return problems
+
+    def _missing_children(self, image: release.Image) -> list[str]:
+        """Each platform's image of an index, read by digest: an index whose child a
+        registry clean-up deleted lists it still, and nothing else reads the child."""
+        children = [(p, d) for p, d in image.platforms if d != image.digest]
+        with ThreadPoolExecutor(max_workers=VERIFY_WORKERS) as pool:
+            refs = [f"{image.repository}@{digest}" for _, digest in children]
+            found = list(pool.map(self.registry.digest_or_none, refs))
+        return [
+            f"{image.repository}@{digest}: the {platform} image of {image.name} is gone from the "
+            "registry (deleted as untagged?) — pick another release or re-publish"
+            for (platform, digest), got in zip(children, found, strict=True)
+            if got != digest
+        ]
+
+    def _check_signature(self, ref: str) -> list[str]:
+        try:
+            self.cosign.verify(ref)
+        except ToolError as err:
+            return [f"{ref}: signature does not verify ({err})"]
+        return []
+
+    def _check_attestation(
+        self, image: release.Image, platform: str, digest: str, ptype: str
+    ) -> list[str]:
+        problem = self.attestation_problem(f"{image.repository}@{digest}", ptype)
+        return [f"{image.name} {platform}".strip() + f": {problem}"] if problem else []
+
+    def attestation_problem(self, ref_at_digest: str, ptype: str) -> str:
+        """Why the image has no verified ``ptype`` attestation naming it as its subject
+        ("" when it has one: a verified statement about another image does not count)."""
+        digest = ref_at_digest.rsplit("@", 1)[1]
+        try:
+            out = self.cosign.verify_attestation(ref_at_digest, ptype)
+        except ToolError as err:
+            return f"{ptype} attestation does not verify ({err})"
+        if digest not in subjects(out, PREDICATE_TYPES[ptype]):
+            return f"no {ptype} attestation names {digest} as subject"
+        return ""
+
+    def _tag_problems(self, image: release.Image) -> list[str]:
+        problems = []
+        for tag in image.floating_tags:
+            try:
+                served = self.registry.digest_or_none(f"{image.repository}:{tag}")
+            except RegistryError as err:
+                problems.append(str(err))
+                continue
+            if served != image.digest:
+                problems.append(
+                    f"{image.repository}:{tag} resolves to {served}, the release names "
+                    f"{image.digest}"
+                )
+        return problems
+
+    def verify_release(self, rel: release.Release, check_tags: bool) -> list[str]:
+        """Problems with a release. The signatures and attestations of every image its
+        record does not bind are verified in a few cosign runs side by side first; only
+        what fails there is checked image by image (to name the one that fails)."""
+        problems: list[str] = []
+        with ThreadPoolExecutor(max_workers=VERIFY_WORKERS) as pool:
+            bound = list(pool.map(self._bound, rel.images))
+            unbound = [i for i, b in zip(rel.images, bound, strict=True) if not b]
+            signed, attested = self._batches_verify(unbound, pool) if unbound else (False, False)
+            results = list(
+                pool.map(
+                    lambda i, b: self.verify_image(
+                        i,
+                        check_tags,
+                        bound=b,
+                        signatures_verified=signed,
+                        attestations_verified=attested,
+                    ),
+                    rel.images,
+                    bound,
+                )
+            )
+        for image, found in zip(rel.images, results, strict=True):
+            problems += found
+            each = (
+                f" (index + {len(image.platforms)} platforms)" if len(image.platforms) > 1 else ""
+            )
+            log.step(
+                image.name,
+                f"ok: tags, signatures, SBOM + provenance{each}"
+                if not found
+                else f"FAILED: {'; '.join(found)}",
+            )
+        return problems
+
+    def _batches_verify(
+        self, images: Sequence[release.Image], pool: ThreadPoolExecutor
+    ) -> tuple[bool, bool]:
+        """(every signature verifies, every attestation verifies) of ``images``, their
+        cosign runs side by side: one for the signatures, one per predicate type and
+        ATTESTATION_BATCH images for the attestations (each accepted only when one_each
+        holds). False says only that something did not: the caller checks one by one."""
+        signed_refs = [r for i in images for r in i.signed_refs()]
+        signed = pool.submit(self.cosign.verify_all, signed_refs, VERIFY_WORKERS)
+        refs = [(f"{i.repository}@{d}", d) for i in images for _, d in i.attested()]
+        if len({bool(self.registry.plain(ref)) for ref, _ in refs}) != 1:
+            return signed.result(), False
+        size = ATTESTATION_BATCH
+        runs = [
+            pool.submit(self._attestation_batch, ptype, refs[i : i + size])
+            for ptype in PREDICATE_TYPES
+            for i in range(0, len(refs), size)
+        ]
+        attested = [run.result() for run in runs]
+        return signed.result(), all(attested)
+
+    def _attestation_batch(self, ptype: str, chunk: Sequence[tuple[str, str]]) -> bool:
+        try:
+            out = self.cosign.verify_attestations([ref for ref, _ in chunk], ptype)
+        except ToolError:
+            return False
+        return one_each(out, [d for _, d in chunk], PREDICATE_TYPES[ptype])
+
+    def bindings(self, manifest: mf.Manifest) -> release.Bindings:
+        """What publish left for each image: the digest of the signature manifest of the
+        image and each child, and of each platform's attestation manifest (for the record:
+        see release.Image)."""
+        images = release.parse(release.build(manifest, {}), "new release").images
+        wanted = [
+            (image.name, kind, digest, f"{image.repository}:{release.artifact_tag(digest, tag)}")
+            for image in images
+            for kind, tag, digests in (
+                ("signatures", "sig", [r.rsplit("@", 1)[1] for r in image.signed_refs()]),
+                ("attestations", "att", [d for _, d in image.attested()]),
+            )
+            for digest in digests
+        ]
+        with ThreadPoolExecutor(max_workers=8) as pool:
+            found = list(pool.map(lambda w: self.registry.digest_or_none(w[3]), wanted))
+        out: release.Bindings = {}
+        for (name, kind, digest, ref), artifact in zip(wanted, found, strict=True):
+            if artifact is None:
+                raise VerifyFailed(f"{name}: {ref} is missing right after it was written")
+            out.setdefault(name, {}).setdefault(kind, {})[digest] = artifact
+        return out
+
+    def _bound(self, image: release.Image) -> bool:
+        """Every signature and attestation manifest of ``image`` is, byte for byte, the one
+        its signed record names (what publish signed and verified)."""
+        if not image.bound():
+            return False
+        wanted = [(d, a, "sig") for d, a in image.signatures]
+        wanted += [(d, a, "att") for d, a in image.attestations]
+        for digest, artifact, kind in wanted:
+            ref = f"{image.repository}:{release.artifact_tag(digest, kind)}"
+            if self.registry.digest_or_none(ref) != artifact:
+                return False  # changed since (re-attested, say): cosign decides
+        return True
