@@ -1,6 +1,6 @@
 """Release records, pins and publish numbers (pure): which record a name means, and the
 refusals that hold the release chain — a superseded publish, a publish below the pin's
-number."""
+number, a publish that would move the pin backwards."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import pytest
 
 from dcforge.core import manifest as mf
 from dcforge.core import release
-from dcforge.core.errors import ManifestError, RollbackRefused, VerifyFailed
+from dcforge.core.errors import ManifestError, PublishRefused, RollbackRefused, VerifyFailed
 from tests.unit.test_manifest import GOOD
 
 A, B = ("sha256:" + c * 64 for c in "ab")
@@ -80,6 +80,14 @@ def test_a_new_publish_is_numbered_one_above_the_newest() -> None:
     assert release.next_sequence(2, A, (2, B)) == 3
     assert release.next_sequence(0, A, None) == 2  # a record from before numbers: 1
     assert release.next_sequence(0, A, (4, B)) == 5  # never signed, still superseded
+
+
+def test_publish_refuses_to_move_the_pin_backwards_or_blind() -> None:
+    release.refuse_backwards(SHA, "b" * 40, True, "nothing was pushed")
+    with pytest.raises(PublishRefused, match=r"does not descend .* nothing was pushed; going"):
+        release.refuse_backwards(SHA, "b" * 40, False, "nothing was pushed")
+    with pytest.raises(PublishRefused, match=r"cannot tell whether .* — no tag moved$"):
+        release.refuse_backwards(SHA, "b" * 40, None, "no tag moved")
 
 
 def test_an_artifact_is_exactly_one_file_of_its_type() -> None:

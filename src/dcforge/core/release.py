@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from dcforge.core import manifest as mf
-from dcforge.core.errors import ManifestError, RollbackRefused, VerifyFailed
+from dcforge.core.errors import ManifestError, PublishRefused, RollbackRefused, VerifyFailed
 
 ARTIFACT_TYPE = "application/vnd.dcforge.core.release.v1+json"
 FILE_NAME = "release.json"
@@ -273,7 +273,7 @@ def parse_pin(data: Any, source: str) -> Pin:
     return Pin(sha, digest, str(data.get("pinned_at", "")), sequence)
 
 
-# -- the chain: which record a name means ------------------------------------------------
+# -- the chain: which record a name means, and which way publish moves --------------------
 
 
 def released_shas(tags: Sequence[str]) -> list[str]:
@@ -317,6 +317,26 @@ def refuse_superseded(
             f"({repository}:{sequence_tag(rel.git_sha, newest)}) — refused: "
             "an earlier publish's images are not the release any more; use the newest "
             f"(rollback --sha {rel.git_sha[:12]})"
+        )
+
+
+def refuse_backwards(pinned: str, sha: str, descends: bool | None, outcome: str) -> None:
+    """Publish moves the floating tags and the pin forward only: refuse ``sha`` unless it
+    ``descends`` from ``pinned``, the pinned release's SHA (None: the checkout cannot tell).
+    ``outcome``: what the refusal leaves done, for the message."""
+    if descends is None:
+        raise PublishRefused(
+            f"cannot tell whether {sha[:12]} descends from the pinned release "
+            f"{pinned[:12]}: this checkout does not hold both commits (a shallow clone? "
+            "actions/checkout needs fetch-depth: 0; or DCFORGE_GIT_SHA names a commit this "
+            "checkout does not have) — " + outcome
+        )
+    if not descends:
+        raise PublishRefused(
+            f"{sha[:12]} does not descend from the pinned release {pinned[:12]}: "
+            f"publishing it would move the floating tags and {LAST_KNOWN_GOOD} "
+            f"backwards — {outcome}; going back is rollback's job (invoke rollback --sha "
+            f"{sha[:12]})"
         )
 
 

@@ -57,7 +57,7 @@ class PinStore:
         except VerifyFailed:
             return None
 
-    def as_stated(self) -> release.Pin | None:
+    def _as_stated(self) -> release.Pin | None:
         """What ``last-known-good`` says, signature unchecked (None: no readable statement).
         Only for ordering (publish moves forward): after a key rotation the pin does not
         verify with the new key, yet still says which commit is live."""
@@ -69,6 +69,26 @@ class PinStore:
                 return release.parse_pin(data, at)
             except (OSError, ValueError, DcforgeError):
                 return None
+
+    def for_ordering(self) -> release.Pin | None:
+        """The pin publish must not go back from: the signed statement, or — when it does
+        not verify (a rotated key, say) — what it states, which still says which commit is
+        live. None when nothing is published yet or no statement is readable. (The order is
+        a guard against runs finishing out of order, not against registry writers.)"""
+        if self.registry.digest_or_none(f"{self.repository}:{release.LAST_KNOWN_GOOD}") is None:
+            return None  # nothing published yet
+        try:
+            return self.fetch()[1]
+        except VerifyFailed as err:
+            stated = self._as_stated()
+            if stated is None:
+                log.warn(f"{release.LAST_KNOWN_GOOD} is not a readable pin statement ({err})")
+                return None
+            log.warn(
+                f"{release.LAST_KNOWN_GOOD} does not verify ({err}); its commit is still "
+                "the one publish must not go back from"
+            )
+            return stated
 
     def point_at(self, rel: release.Release, record_digest: str) -> bool:
         """Point ``last-known-good`` at a signed statement naming this release; False when

@@ -25,7 +25,13 @@ from typing import Any
 from dcforge.core import manifest as mf
 from dcforge.core import release
 from dcforge.core.attestations import PREDICATE_TYPES, one_each, subjects
-from dcforge.core.errors import RegistryError, RollbackRefused, ToolError, VerifyFailed
+from dcforge.core.errors import (
+    PublishRefused,
+    RegistryError,
+    RollbackRefused,
+    ToolError,
+    VerifyFailed,
+)
 from dcforge.infra import log
 from dcforge.infra.tools.cosign import ATTESTATION_BATCH, Cosign
 from dcforge.infra.tools.registry import Registry
@@ -184,6 +190,15 @@ class ReleaseChecks:
             return f"no {ptype} attestation names {digest} as subject"
         return ""
 
+    def attested(self, ref_at_digest: str, ptypes: list[str]) -> set[str]:
+        """Which of the types the image already has a verified attestation of, naming the
+        image as subject (a re-run of a publish); none when it has no attestation manifest."""
+        repository, _, digest = ref_at_digest.partition("@")
+        attestations = f"{repository}:{release.artifact_tag(digest, 'att')}"
+        if self.registry.digest_or_none(attestations) is None:
+            return set()
+        return {ptype for ptype in ptypes if not self.attestation_problem(ref_at_digest, ptype)}
+
     def _tag_problems(self, image: release.Image) -> list[str]:
         problems = []
         for tag in image.floating_tags:
@@ -261,6 +276,29 @@ class ReleaseChecks:
         except ToolError:
             return False
         return one_each(out, [d for _, d in chunk], PREDICATE_TYPES[ptype])
+
+    def verified_bindings(
+        self, manifest: mf.Manifest, gate_doc: dict[str, Any]
+    ) -> release.Bindings:
+        """The signature and attestation manifests publish left, verified by cosign before
+        the record binds them (a record names only what was verified): read their digests,
+        verify every signature and attestation, read the digests again."""
+        before = self.bindings(manifest)
+        problems = self.verify_release(
+            release.parse(release.build(manifest, gate_doc), "new release"), check_tags=False
+        )
+        if problems:
+            raise PublishRefused(
+                f"the new release does not verify ({len(problems)} problem(s): {problems[0]}) — "
+                f"nothing was recorded and no tag moved; {release.LAST_KNOWN_GOOD} was NOT "
+                "moved; fix and re-run publish"
+            )
+        if self.bindings(manifest) != before:
+            raise PublishRefused(
+                "a signature or attestation manifest changed while it was being verified — "
+                f"nothing was recorded; {release.LAST_KNOWN_GOOD} was NOT moved; re-run publish"
+            )
+        return before
 
     def bindings(self, manifest: mf.Manifest) -> release.Bindings:
         """What publish left for each image: the digest of the signature manifest of the

@@ -217,8 +217,8 @@ class Releases:
     def fetch_pin(self) -> tuple[str, release.Pin]:
         return self.pins.fetch()
 
-    def pin_as_stated(self) -> release.Pin | None:
-        return self.pins.as_stated()
+    def ordering_pin(self) -> release.Pin | None:
+        return self.pins.for_ordering()
 
     def set_pin(self, rel: release.Release, record_digest: str) -> bool:
         return self.pins.point_at(rel, record_digest)
@@ -231,11 +231,13 @@ class Releases:
     def check_images(self, rel: release.Release) -> None:
         self.checks.check_images(rel)
 
-    def attestation_problem(self, ref_at_digest: str, ptype: str) -> str:
-        return self.checks.attestation_problem(ref_at_digest, ptype)
+    def attested(self, ref_at_digest: str, ptypes: list[str]) -> set[str]:
+        return self.checks.attested(ref_at_digest, ptypes)
 
-    def bindings(self, manifest: mf.Manifest) -> release.Bindings:
-        return self.checks.bindings(manifest)
+    def verified_bindings(
+        self, manifest: mf.Manifest, gate_doc: dict[str, Any]
+    ) -> release.Bindings:
+        return self.checks.verified_bindings(manifest, gate_doc)
 
     # -- floating tags (see FloatingTags) ------------------------------------------------
 

@@ -20,7 +20,7 @@ from rich.table import Table
 from dcforge.core import manifest as mf
 from dcforge.core import provenance, release, staging, verdict
 from dcforge.core.attestations import PROVENANCE_TYPE, SBOM_TYPE
-from dcforge.core.errors import DcforgeError, PublishRefused, RegistryError, ToolError, VerifyFailed
+from dcforge.core.errors import DcforgeError, PublishRefused, RegistryError, ToolError
 from dcforge.core.files import atomic_write_json
 from dcforge.core.settings import Settings, namespaces_overlap
 from dcforge.infra import gitinfo, keyfile, locks, log, signing, toolchain
@@ -244,7 +244,7 @@ def _attest_all(
         lap("provenance")
         ref = f"{entry.repository}@{digest}"
         todo = {SBOM_TYPE: _sbom(run.settings, entry, platform), PROVENANCE_TYPE: pred}
-        found = _attested(run, ref, list(todo))
+        found = run.releases.attested(ref, list(todo))
         done = [ptype for ptype in todo if ptype not in found]
         run.releases.cosign.attest_all(ref, [(todo[ptype], ptype) for ptype in done])
         lap("attest")
@@ -282,16 +282,6 @@ def _check_served(run: _Run, entry: mf.Entry) -> None:
 def _merged(steps: list[str]) -> str:
     """One word for a step done on several images: done if any was done now."""
     return "done" if "done" in steps else steps[0]
-
-
-def _attested(run: _Run, ref: str, ptypes: list[str]) -> set[str]:
-    """Which of the types the image already has a verified attestation of, naming the
-    image as subject (a re-run of a publish); none when it has no attestation manifest."""
-    repository, _, digest = ref.partition("@")
-    attestations = f"{repository}:{release.artifact_tag(digest, 'att')}"
-    if run.releases.registry.digest_or_none(attestations) is None:
-        return set()
-    return {ptype for ptype in ptypes if not run.releases.attestation_problem(ref, ptype)}
 
 
 def _repo_url(settings: Settings, runner: Runner, env: Mapping[str, str]) -> str:
@@ -339,7 +329,7 @@ def run(ctx: Context, options: PublishOptions | None = None) -> dict[str, Any]:
             outcomes, signed_in = _phase_one(shared, workers)
         phases["phase 1 (push, sign, attest)"] = _lap(clock)
         with log.group("verify what was signed, then the release record"):
-            bindings = _verified_bindings(rel, manifest, gate_doc)
+            bindings = rel.verified_bindings(manifest, gate_doc)
             reference, record_digest, sequence = rel.store_record(
                 manifest, gate_doc, Path(tmp), bindings
             )
@@ -379,37 +369,11 @@ def _check_forward(settings: Settings, rel: Releases, sha: str, outcome: str) ->
     """Publish moves the floating tags and the pin forward only: ``sha`` is the pinned
     release or descends from it (git history). Going back is rollback's job alone; a slow
     refresh or a re-run of an old job must not undo a newer release."""
-    if rel.registry.digest_or_none(f"{rel.repository}:{release.LAST_KNOWN_GOOD}") is None:
-        return  # nothing published yet
-    try:
-        _, pin = rel.fetch_pin()
-    except VerifyFailed as err:
-        # A rotated key, say: the statement still says which commit is live. (The order is
-        # a guard against runs finishing out of order, not against registry writers.)
-        stated = rel.pin_as_stated()
-        if stated is None:
-            log.warn(f"{release.LAST_KNOWN_GOOD} is not a readable pin statement ({err})")
-            return
-        log.warn(f"{release.LAST_KNOWN_GOOD} does not verify ({err}); its commit is still "
-                 "the one publish must not go back from")  # fmt: skip
-        pin = stated
-    if pin.git_sha == sha:
+    pin = rel.ordering_pin()
+    if pin is None or pin.git_sha == sha:
         return
     after = gitinfo.descends(rel.registry.runner, settings.root, pin.git_sha, sha)
-    if after is None:
-        raise PublishRefused(
-            f"cannot tell whether {sha[:12]} descends from the pinned release "
-            f"{pin.git_sha[:12]}: this checkout does not hold both commits (a shallow clone? "
-            "actions/checkout needs fetch-depth: 0; or DCFORGE_GIT_SHA names a commit this "
-            "checkout does not have) — " + outcome
-        )
-    if not after:
-        raise PublishRefused(
-            f"{sha[:12]} does not descend from the pinned release {pin.git_sha[:12]}: "
-            f"publishing it would move the floating tags and {release.LAST_KNOWN_GOOD} "
-            f"backwards — {outcome}; going back is rollback's job (invoke rollback --sha "
-            f"{sha[:12]})"
-        )
+    release.refuse_backwards(pin.git_sha, sha, after, outcome)
 
 
 def _decrypt_early(
@@ -541,30 +505,6 @@ def _pinned_cosign(runner: Runner) -> None:
         toolchain.check(runner, "cosign", hashed=False)
     except ToolError as err:
         raise PublishRefused(f"publish signs only with the pinned cosign: {err}") from None
-
-
-def _verified_bindings(
-    rel: Releases, manifest: mf.Manifest, gate_doc: dict[str, Any]
-) -> release.Bindings:
-    """The signature and attestation manifests publish left, verified by cosign before the
-    record binds them (a record names only what was verified): read their digests, verify
-    every signature and attestation, read the digests again."""
-    before = rel.bindings(manifest)
-    problems = rel.verify_release(
-        release.parse(release.build(manifest, gate_doc), "new release"), check_tags=False
-    )
-    if problems:
-        raise PublishRefused(
-            f"the new release does not verify ({len(problems)} problem(s): {problems[0]}) — "
-            f"nothing was recorded and no tag moved; {release.LAST_KNOWN_GOOD} was NOT moved; "
-            "fix and re-run publish"
-        )
-    if rel.bindings(manifest) != before:
-        raise PublishRefused(
-            "a signature or attestation manifest changed while it was being verified — "
-            f"nothing was recorded; {release.LAST_KNOWN_GOOD} was NOT moved; re-run publish"
-        )
-    return before
 
 
 def _phase_two(
