@@ -23,11 +23,10 @@ from dcforge.core.attestations import PROVENANCE_TYPE, SBOM_TYPE
 from dcforge.core.errors import DcforgeError, PublishRefused, RegistryError, ToolError
 from dcforge.core.files import atomic_write_json
 from dcforge.core.settings import Settings, namespaces_overlap
-from dcforge.infra import gitinfo, keyfile, locks, log, signing, toolchain
+from dcforge.infra import gitinfo, locks, log, signing
 from dcforge.infra.context import Context
 from dcforge.infra.release_store import Releases
 from dcforge.infra.runner import Runner
-from dcforge.infra.tools import cosign
 
 
 @dataclass(frozen=True)
@@ -46,29 +45,6 @@ class Outcome:
     unsigned: list[str] = field(default_factory=list)  # its images to sign (ref@digest)
     to_verify: list[str] = field(default_factory=list)  # its images with a signature already
     signed: int = 0  # its images this publish signed
-
-
-def ensure_signer(settings: Settings, runner: Runner, env: Mapping[str, str]) -> cosign.Signer:
-    """The configured signer; in local key mode, make a key pair on first use."""
-    signer = signing.signer(settings)
-    if signer.key and not settings.signing.key:
-        key = Path(signer.key)
-        if settings.signing.ci:
-            raise PublishRefused(
-                "CI is set and signing uses a key pair, but COSIGN_KEY is not set — in CI a "
-                "freshly made key would sign this release with a key nobody can verify "
-                "against; set COSIGN_KEY (and COSIGN_PASSWORD) from a secret, or sign keyless "
-                "(DCFORGE_SIGNING=keyless)"
-            )
-        if not key.is_file():
-            log.warn(
-                f"no cosign key yet: making a LOCAL key pair in {key.parent} (git-ignored) — "
-                "fine for this machine; CI must bring its own (COSIGN_KEY) or sign keyless"
-            )
-            cosign.generate_key_pair(runner, key.parent, signing.cosign_env(env))
-    elif signer.key and "://" not in signer.key and not Path(signer.key).is_file():
-        raise PublishRefused(f"COSIGN_KEY={signer.key}: no such key file")
-    return signer
 
 
 @dataclass(frozen=True)
@@ -351,11 +327,11 @@ def _open(ctx: Context, options: PublishOptions) -> tuple[mf.Manifest, dict[str,
     settings, runner, env = ctx.settings, ctx.runner, ctx.env
     with ThreadPoolExecutor(2) as side:
         # The key's scrypt and cosign's version check run while the checks below do.
-        early = side.submit(_decrypt_early, settings, env)
-        pinned = side.submit(_pinned_cosign, runner)
+        early = side.submit(signing.decrypt_early, settings, env)
+        pinned = side.submit(signing.require_pinned_cosign, runner)
         manifest, gate_doc = _preflight(settings, runner, env, options)
         pinned.result()
-        ensure_signer(settings, runner, env)  # a local key pair is made before first use
+        signing.ensure_signer(settings, runner, env)  # a local key pair is made before first use
         rel = ctx.releases
         try:
             rel.cosign.check_key(early.result())
@@ -374,22 +350,6 @@ def _check_forward(settings: Settings, rel: Releases, sha: str, outcome: str) ->
         return
     after = gitinfo.descends(rel.registry.runner, settings.root, pin.git_sha, sha)
     release.refuse_backwards(pin.git_sha, sha, after, outcome)
-
-
-def _decrypt_early(
-    settings: Settings, env: Mapping[str, str]
-) -> tuple[str, keyfile.EcKey | None] | None:
-    """(key file, its key) decrypted while publish's checks run (a scrypt, ~0.2 s), when
-    there is one to sign with in-process; None otherwise or when it does not decrypt
-    (``check_key`` then says why)."""
-    signer = signing.signer(settings)
-    if not (signer.signs_in_process() and Path(signer.key).is_file()):
-        return None
-    try:
-        password = signing.cosign_env(env)["COSIGN_PASSWORD"]
-        return signer.key, keyfile.load(Path(signer.key), password)
-    except ToolError:
-        return None
 
 
 def _lap(clock: list[float]) -> float:
@@ -476,7 +436,8 @@ def _preflight(
     settings: Settings, runner: Runner, env: Mapping[str, str], options: PublishOptions
 ) -> tuple[mf.Manifest, dict[str, Any]]:
     """Everything that must hold before anything is pushed: the verdict, the tarballs, a
-    clean source, the target registry (the pinned cosign: ``_pinned_cosign``)."""
+    clean source, the target registry (the pinned cosign:
+    :func:`dcforge.infra.signing.require_pinned_cosign`)."""
     manifest_path = settings.dist_dir / "manifest.json"
     manifest = mf.load(manifest_path)
     manifest.check_complete(str(manifest_path))
@@ -498,13 +459,6 @@ def _preflight(
         f"to {settings.registry}"
     )
     return manifest, gate_doc
-
-
-def _pinned_cosign(runner: Runner) -> None:
-    try:
-        toolchain.check(runner, "cosign", hashed=False)
-    except ToolError as err:
-        raise PublishRefused(f"publish signs only with the pinned cosign: {err}") from None
 
 
 def _phase_two(
