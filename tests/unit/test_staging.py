@@ -96,20 +96,20 @@ def test_staging_on_a_ci_that_is_not_github_is_refused(tmp_path: Path) -> None:
 
 def test_publish_refuses_a_repository_or_tag_outside_the_registry(tmp_path: Path) -> None:
     from dcforge.core.errors import PublishRefused
-    from dcforge.stages import publish
 
-    conf = settings_mod.load(tmp_path, {"DCFORGE_REGISTRY": "localhost:5000/dcforge"})
+    registry = "localhost:5000/dcforge"
     good = copy.deepcopy(GOOD)
+    good["registry"] = registry
     good["permutations"][0]["repository"] = "localhost:5000/dcforge/tiny"
-    publish._check_repositories(conf, mf.parse(good, "m"))
+    mf.check_target(mf.parse(good, "m"), registry)
     elsewhere = copy.deepcopy(good)
     elsewhere["permutations"][0]["repository"] = "localhost:5000/other/tiny"
     with pytest.raises(PublishRefused, match="not under"):
-        publish._check_repositories(conf, mf.parse(elsewhere, "m"))
+        mf.check_target(mf.parse(elsewhere, "m"), registry)
     stray_tag = copy.deepcopy(good)
     stray_tag["permutations"][0]["tags"].append("localhost:5000/dcforge/other:one")
     with pytest.raises(PublishRefused, match="is not in"):
-        publish._check_repositories(conf, mf.parse(stray_tag, "m"))
+        mf.check_target(mf.parse(stray_tag, "m"), registry)
 
 
 MAIN_PUSH = {"GITHUB_ACTIONS": "true", "GITHUB_EVENT_NAME": "push", "GITHUB_REF": "refs/heads/main"}
@@ -134,7 +134,6 @@ def test_publish_never_reads_the_namespace_pull_requests_stage_in(
     """Pull requests stage with a credential of their own into pr_staging_registry; a
     default-branch staging namespace that is, holds or sits in it is refused by publish."""
     from dcforge.core.errors import PublishRefused
-    from dcforge.stages import publish
 
     env = {
         "DCFORGE_REGISTRY": "ghcr.io/acme/images",
@@ -142,13 +141,13 @@ def test_publish_never_reads_the_namespace_pull_requests_stage_in(
     }
     manifest = _staged_manifest("ghcr.io/acme/stage/main/tiny")
     apart = settings_mod.load(tmp_path, {**env, "DCFORGE_PR_STAGING_REGISTRY": "ghcr.io/acme/pr"})
-    publish._check_staged(apart, manifest, MAIN_PUSH)
+    staging.check_sources(apart, manifest, MAIN_PUSH)
     shared = settings_mod.load(tmp_path, {**env, "DCFORGE_PR_STAGING_REGISTRY": pr_stage})
     with pytest.raises(PublishRefused, match="which pull requests can write"):
-        publish._check_staged(shared, manifest, MAIN_PUSH)
+        staging.check_sources(shared, manifest, MAIN_PUSH)
     # What a pull request staged (its own namespace) is never this run's: refused too.
     with pytest.raises(PublishRefused, match="reads staged images only from"):
-        publish._check_staged(apart, _staged_manifest("ghcr.io/acme/pr/pr-8/tiny"), MAIN_PUSH)
+        staging.check_sources(apart, _staged_manifest("ghcr.io/acme/pr/pr-8/tiny"), MAIN_PUSH)
 
 
 def test_the_pull_requests_staging_never_overlaps_the_release_namespace(tmp_path: Path) -> None:

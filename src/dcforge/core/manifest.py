@@ -16,7 +16,7 @@ from typing import Any
 
 import jsonschema
 
-from dcforge.core.errors import ManifestError
+from dcforge.core.errors import ManifestError, PublishRefused
 from dcforge.core.files import atomic_write_json
 from dcforge.core.hashing import file_sha256
 
@@ -248,3 +248,24 @@ def verify_tarballs(manifest: Manifest, dist: Path) -> None:
                 f"{entry.name}: tarball {dist / entry.tarball} has sha256 {actual}, manifest says "
                 f"{entry.tarball_sha256} — the file changed after the build; rebuild"
             )
+
+
+def check_target(manifest: Manifest, registry: str) -> None:
+    """The manifest was built for ``registry``, every image goes to a repository under it,
+    every tag to its own image's repository: a manifest (and verdict) edited between jobs
+    cannot send a push, a signature or a tag anywhere else the registry credential reaches.
+    PublishRefused otherwise."""
+    if manifest.registry != registry:
+        raise PublishRefused(
+            f"the manifest was built for {manifest.registry}, the target is {registry} — "
+            "rebuild for this registry (tags are part of what was gated)"
+        )
+    prefix = registry.rstrip("/") + "/"
+    for entry in manifest.permutations:
+        if not entry.repository.startswith(prefix) or "@" in entry.repository:
+            raise PublishRefused(
+                f"{entry.name}: repository {entry.repository!r} is not under {registry}"
+            )
+        for tag in entry.tags:
+            if tag.rpartition(":")[0] != entry.repository:
+                raise PublishRefused(f"{entry.name}: tag {tag} is not in {entry.repository}")

@@ -17,8 +17,9 @@ from pathlib import Path
 from typing import Any
 
 from dcforge.core import cache
-from dcforge.core.errors import ConfigError
-from dcforge.core.settings import Settings
+from dcforge.core import manifest as mf
+from dcforge.core.errors import ConfigError, PublishRefused
+from dcforge.core.settings import Settings, namespaces_overlap
 
 
 def event_payload(env: Mapping[str, str]) -> dict[str, Any] | None:
@@ -56,3 +57,30 @@ def repository(settings: Settings, env: Mapping[str, str], release_repository: s
 
 def is_pull_request(settings: Settings, env: Mapping[str, str]) -> bool:
     return scope(settings, env).startswith("pr-")
+
+
+def check_sources(settings: Settings, manifest: mf.Manifest, env: Mapping[str, str]) -> None:
+    """Publish reads staged images only from the staging repository of this run's own
+    scope, and never from a pull request's: what a PR staged is never published."""
+    staged = [e for e in manifest.permutations if e.staged]
+    if not staged:
+        return
+    if not settings.staging_registry:
+        raise PublishRefused(
+            f"{staged[0].name} is staged ({staged[0].staged}) but staging_registry is not set"
+        )
+    if is_pull_request(settings, env):
+        raise PublishRefused("a pull request's staged images are never published")
+    if namespaces_overlap(settings.staging_registry, settings.pr_staging_registry):
+        raise PublishRefused(
+            f"staging_registry {settings.staging_registry} overlaps pr_staging_registry "
+            f"{settings.pr_staging_registry}, which pull requests can write: publish never "
+            "reads staged images from there — give the default branch a namespace of its own"
+        )
+    for entry in staged:
+        own = repository(settings, env, entry.repository)
+        if entry.staged != own:
+            raise PublishRefused(
+                f"{entry.name}: staged in {entry.staged}; publish reads staged images only "
+                f"from this run's staging repository {own}"
+            )

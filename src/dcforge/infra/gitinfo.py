@@ -82,3 +82,14 @@ def descends(runner: Runner, root: Path, ancestor: str, commit: str) -> bool | N
         return True
     shallow = _git(runner, root, "rev-parse", "--is-shallow-repository").strip() == "true"
     return None if shallow else False
+
+
+def origin_url(runner: Runner, root: Path) -> str:
+    """The URL of the ``origin`` remote of ``root`` ('' when there is none)."""
+    result = runner.run(
+        ["git", "-C", root, "remote", "get-url", "origin"],
+        timeout=30,
+        mutates=False,
+        check=False,
+    )
+    return result.stdout.strip()

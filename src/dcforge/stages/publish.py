@@ -22,7 +22,7 @@ from dcforge.core import provenance, release, staging, verdict
 from dcforge.core.attestations import PROVENANCE_TYPE, SBOM_TYPE
 from dcforge.core.errors import DcforgeError, PublishRefused, RegistryError, ToolError
 from dcforge.core.files import atomic_write_json
-from dcforge.core.settings import Settings, namespaces_overlap
+from dcforge.core.settings import Settings
 from dcforge.infra import gitinfo, locks, log, signing
 from dcforge.infra.context import Context
 from dcforge.infra.release_store import Releases
@@ -260,16 +260,6 @@ def _merged(steps: list[str]) -> str:
     return "done" if "done" in steps else steps[0]
 
 
-def _repo_url(settings: Settings, runner: Runner, env: Mapping[str, str]) -> str:
-    result = runner.run(
-        ["git", "-C", settings.root, "remote", "get-url", "origin"],
-        timeout=30,
-        mutates=False,
-        check=False,
-    )
-    return provenance.source_uri(env, result.stdout.strip())
-
-
 def _check_source(manifest: mf.Manifest, options: PublishOptions) -> None:
     if manifest.git_dirty and not options.allow_dirty:
         raise PublishRefused(
@@ -293,7 +283,7 @@ def run(ctx: Context, options: PublishOptions | None = None) -> dict[str, Any]:
             rel,
             manifest,
             env,
-            _repo_url(settings, runner, env),
+            provenance.source_uri(env, gitinfo.origin_url(runner, settings.root)),
             provenance.invocation_id(env),
             options.allow_dirty,
             Path(tmp),
@@ -390,48 +380,6 @@ def _profile(
     )
 
 
-def _check_repositories(settings: Settings, manifest: mf.Manifest) -> None:
-    """Every image goes to a repository under the target registry, every tag to its own
-    image's repository: a manifest (and verdict) edited between jobs cannot send a push, a
-    signature or a tag anywhere else the registry credential reaches."""
-    prefix = settings.registry.rstrip("/") + "/"
-    for entry in manifest.permutations:
-        if not entry.repository.startswith(prefix) or "@" in entry.repository:
-            raise PublishRefused(
-                f"{entry.name}: repository {entry.repository!r} is not under {settings.registry}"
-            )
-        for tag in entry.tags:
-            if tag.rpartition(":")[0] != entry.repository:
-                raise PublishRefused(f"{entry.name}: tag {tag} is not in {entry.repository}")
-
-
-def _check_staged(settings: Settings, manifest: mf.Manifest, env: Mapping[str, str]) -> None:
-    """Staged images are read only from the staging repository of this run's own scope,
-    and never from a pull request's: what a PR staged is never published."""
-    staged = [e for e in manifest.permutations if e.staged]
-    if not staged:
-        return
-    if not settings.staging_registry:
-        raise PublishRefused(
-            f"{staged[0].name} is staged ({staged[0].staged}) but staging_registry is not set"
-        )
-    if staging.is_pull_request(settings, env):
-        raise PublishRefused("a pull request's staged images are never published")
-    if namespaces_overlap(settings.staging_registry, settings.pr_staging_registry):
-        raise PublishRefused(
-            f"staging_registry {settings.staging_registry} overlaps pr_staging_registry "
-            f"{settings.pr_staging_registry}, which pull requests can write: publish never "
-            "reads staged images from there — give the default branch a namespace of its own"
-        )
-    for entry in staged:
-        own = staging.repository(settings, env, entry.repository)
-        if entry.staged != own:
-            raise PublishRefused(
-                f"{entry.name}: staged in {entry.staged}; publish reads staged images only "
-                f"from this run's staging repository {own}"
-            )
-
-
 def _preflight(
     settings: Settings, runner: Runner, env: Mapping[str, str], options: PublishOptions
 ) -> tuple[mf.Manifest, dict[str, Any]]:
@@ -446,14 +394,9 @@ def _preflight(
     for entry in manifest.permutations:
         for platform in entry.platform_images():
             _sbom(settings, entry, platform)
-    _check_staged(settings, manifest, env)
+    staging.check_sources(settings, manifest, env)
     _check_source(manifest, options)
-    if manifest.registry != settings.registry:
-        raise PublishRefused(
-            f"the manifest was built for {manifest.registry}, the target is {settings.registry} — "
-            "rebuild for this registry (tags are part of what was gated)"
-        )
-    _check_repositories(settings, manifest)
+    mf.check_target(manifest, settings.registry)
     log.info(
         f"publishing {len(manifest.permutations)} permutation(s) of {manifest.git_sha[:12]} "
         f"to {settings.registry}"
