@@ -6,7 +6,8 @@ its publish number is the floor of its release (an earlier publish of the pinned
 refused even when a later one's tags are hidden). Publish orders by it: it moves the pin
 only forward, and a statement that no longer verifies (a rotated key) still says which
 commit is live. Writing it is all or nothing: a statement whose signing fails is taken off
-the tag and deleted, and a replaced statement is deleted, so neither can be tagged again.
+the tag, and it and a replaced statement are deleted so neither can be tagged again (best
+effort: some registries, GHCR among them, refuse manifest deletes; retention removes them).
 """
 
 from __future__ import annotations
