@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from dcforge.core import policy
+from dcforge.core import coverage, policy
 from dcforge.core.errors import ConfigError
 from dcforge.core.permfile import read_yaml
 
@@ -250,7 +250,7 @@ def test_eosl_and_unscanned_os_block() -> None:
     ],
 )
 def test_package_count_tolerance(scanned: int, listed: int, agree: bool) -> None:
-    assert policy.counts_agree(scanned, listed) is agree
+    assert coverage.counts_agree(scanned, listed) is agree
 
 
 def test_declared_no_os_needs_language_packages() -> None:
