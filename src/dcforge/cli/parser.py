@@ -6,6 +6,7 @@ One small function per command group; :mod:`dcforge.cli.main` does what the comm
 from __future__ import annotations
 
 import argparse
+import re
 from importlib import metadata
 from pathlib import Path
 from typing import TypeAlias
@@ -24,6 +25,24 @@ EPILOG = (
     "failure one line names what is wrong, and 1-11 say which kind of failure it is; 130 "
     "when interrupted (README.md, 'Exit codes')."
 )
+
+
+RELEASE_TARGET = re.compile(r"[0-9a-f]{4,40}|sha256:[0-9a-f]{64}")
+
+
+def release_target(value: str) -> str:
+    """``--sha``: a git SHA (4 to 40 hex digits, any case) or the ``sha256:`` digest of a
+    release record — anything else is a usage error before any registry is asked."""
+    if not RELEASE_TARGET.fullmatch(value.lower()):
+        raise argparse.ArgumentTypeError(
+            f"{value!r} is neither a git SHA (4 to 40 hex digits) nor a sha256: record digest"
+        )
+    return value.lower()
+
+
+def release_target_or_pinned(value: str) -> str:
+    """``verify --sha``: as :func:`release_target`, or empty for last-known-good."""
+    return release_target(value) if value else ""
 
 
 def version() -> str:
@@ -109,7 +128,7 @@ def _add_plan(sub: Subparsers) -> None:
         "or the matrix as JSON for a CI job matrix. Builds nothing.",
     )
     plan.add_argument(
-        "--json", action="store_true", help='print {"permutation": [...]} (a CI matrix)'
+        "--json", action="store_true", help='print {"include": [...]} (a CI job matrix)'
     )
     plan.add_argument(
         "--github-output", action="store_true", help="also write matrix=<json> to $GITHUB_OUTPUT"
@@ -249,7 +268,10 @@ def _add_verify(sub: Subparsers) -> None:
         "Check a published release: its record, tags, signatures and attestations.",
     )
     verify.add_argument(
-        "--sha", default="", help="git SHA of the release (default: last-known-good)"
+        "--sha",
+        default="",
+        type=release_target_or_pinned,
+        help="git SHA of the release (default: last-known-good)",
     )
 
 
@@ -263,7 +285,11 @@ def _add_releases_commands(sub: Subparsers) -> None:
         "only tags move, and an audit record is written.",
     )
     which = rollback.add_mutually_exclusive_group(required=True)
-    which.add_argument("--sha", help="git SHA (short or full) or sha256: digest of its record")
+    which.add_argument(
+        "--sha",
+        type=release_target,
+        help="git SHA (short or full) or sha256: digest of its record",
+    )
     which.add_argument("--last-known-good", action="store_true", help="the pinned release")
     rollback.add_argument(
         "--dry-run", dest="sub_dry_run", action="store_true", help="print the plan, change nothing"
@@ -274,7 +300,9 @@ def _add_releases_commands(sub: Subparsers) -> None:
         "point last-known-good at a verified release",
         "Point last-known-good at a release after verifying its record and images.",
     )
-    pin.add_argument("--sha", required=True, help="git SHA (short or full) of the release")
+    pin.add_argument(
+        "--sha", required=True, type=release_target, help="git SHA (short or full) of the release"
+    )
     releases = _command(
         sub,
         "releases",
