@@ -139,7 +139,7 @@ def _schema_error(path: Path, err: Any) -> str:
         known = ", ".join(sorted(err.schema.get("properties", {}))) or "none"
         allowed = err.schema.get("properties", {})
         extra = sorted(set(err.instance) - set(allowed))
-        hint = did_you_mean(extra[0], allowed) if len(extra) == 1 else ""
+        hint = did_you_mean(str(extra[0]), allowed) if len(extra) == 1 else ""
         return (
             f"{path}: unknown key {', '.join(map(repr, extra))} in {where}{hint} — allowed: {known}"
         )
