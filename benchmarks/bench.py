@@ -27,8 +27,8 @@ from typing import Any
 
 from dcforge.core import settings as st
 from dcforge.core import trivydb
+from dcforge.core.bake import bake_definition
 from dcforge.infra.runner import Runner
-from dcforge.infra.tools import buildx
 from dcforge.infra.tools.local_registry import LocalRegistry
 from dcforge.infra.tools.registry import Registry as RegistryClient
 from dcforge.stages import build, gate
@@ -143,7 +143,7 @@ def bake_file(root: Path, out: Path) -> Path:
     out.mkdir(parents=True, exist_ok=True)
     path = root / "bake" / "docker-bake.json"
     path.parent.mkdir(exist_ok=True)
-    path.write_text(json.dumps(buildx.bake_definition(targets), indent=2))
+    path.write_text(json.dumps(bake_definition(targets), indent=2))
     return path
 
 

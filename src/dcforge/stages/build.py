@@ -1,4 +1,11 @@
-"""Build stage: permutations → buildx bake → OCI tarballs + smoke tests → manifest.json."""
+"""Build stage: permutations → buildx bake → OCI tarballs + smoke tests → manifest.json.
+
+A build selects the permutations, resolves their bases and Features against the registry,
+reuses what an earlier release holds unchanged (``--since``), bakes the rest — a
+devcontainer.json through the Dev Containers CLI — checks and smoke-tests each archive,
+stages it when a staging registry is set, and writes dist/manifest.json. What to build
+is decided in :mod:`dcforge.core.build_plan` and :mod:`dcforge.core.bake`.
+"""
 
 from __future__ import annotations
 
@@ -6,13 +13,24 @@ import json
 import shutil
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from dcforge.core import cache, devcontainer, oci_archive, permfile, release, staging, toolpins
+from dcforge.core import (
+    bake,
+    build_plan,
+    devcontainer,
+    oci_archive,
+    permfile,
+    release,
+    staging,
+    toolpins,
+)
 from dcforge.core import manifest as mf
+from dcforge.core.bake import Target
+from dcforge.core.build_plan import PlannedPermutation
 from dcforge.core.errors import (
     BuildError,
     ConfigError,
@@ -43,100 +61,305 @@ class BuildOptions:
     refresh: tuple[str, ...] = ()  # rebuild these with no cache, never reused (CVE drift)
 
 
-@dataclass(frozen=True)
-class PlannedPermutation:
-    """A permutation with its base resolved and its input hash computed."""
+def run(ctx: Context, options: BuildOptions) -> mf.Manifest:
+    """Build the selected permutations and write ``dist/manifest.json``."""
+    settings, runner, env = ctx.settings, ctx.runner, ctx.env
+    perms = build_plan.load_permutations(settings, options.names)
+    refresh = build_plan.refresh_names(settings, perms, options.refresh)
+    git = _work_tree(ctx, perms)
+    if options.prune if options.prune is not None else bool(env.get("CI")):
+        docker.runner_hygiene(runner)
+    releases = ctx.releases  # logged in: bases, cache, --since
+    planned = _resolve(ctx, perms)
+    for p in build_plan.left_out(perms, options.platform, bool(options.names)):
+        log.step(p.name, f"left out: it does not build {options.platform}")
+    planned = build_plan.platform_parts(planned, options.platform)
+    reused = _reusable(releases, options.since, planned, git.sha, refresh) if options.since else {}
+    to_build = [item for item in planned if item.perm.name not in reused]
+    if options.since:
+        log.info(f"--since {options.since}: {len(reused)} reused, {len(to_build)} to build")
+    incoming = settings.dist_dir / f".incoming-{datetime.now(UTC):%Y%m%dT%H%M%S%f}"
+    incoming.mkdir(parents=True)
+    try:
+        built = _build_all(ctx, to_build, incoming, git.sha, options, refresh) if to_build else []
+        if settings.staging_registry and not runner.dry_run:
+            built = _stage(settings, env, releases.registry, built, incoming)
+        by_name = {e.name: e for e in [*built, *reused.values()]}
+        entries = [by_name[item.perm.name] for item in planned if item.perm.name in by_name]
+        if runner.dry_run:
+            log.info("dry run: no manifest written")
+            return mf.Manifest(mf.SCHEMA_VERSION, git.sha, "", settings.registry, [], git.dirty)
+        manifest = _write_manifest(settings, git, entries, built, incoming)
+    finally:
+        shutil.rmtree(incoming, ignore_errors=True)
+    log.info(f"wrote {settings.dist_dir / 'manifest.json'} ({len(entries)} permutation(s))")
+    return manifest
 
-    perm: permfile.Permutation
-    base_digest: str
-    input_hash: str
-    base_platforms: Mapping[str, str] = field(default_factory=dict)  # platform → digest
-    part_of: tuple[str, ...] = ()  # a platform part: every platform of the permutation
-    # Registry Features, pinned: reference as written → repository@sha256:… (the lock)
-    features: Mapping[str, str] = field(default_factory=dict)
-    # A devcontainer.json permutation's base, per platform: its config (the layers the
-    # image must start with, the Features its own metadata label already names).
-    base_configs: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+
+def bake_targets(
+    settings: Settings, runner: Runner, env: Mapping[str, str], out_dir: Path, git_sha: str
+) -> list[Target]:
+    """The bake targets dcforge builds for every permutation, writing archives to
+    ``out_dir`` (``bake.bake_definition`` turns them into a bake file; the benchmark
+    hands that file to plain ``docker buildx bake``)."""
+    planned = resolve_plan(settings, runner, build_plan.load_permutations(settings))
+    return bake.targets(settings, env, planned, out_dir, git_sha)
 
 
-DEFAULT_CI_RUNNER = "ubuntu-24.04"
-
-
-def ci_matrix(
-    perms: Sequence[permfile.Permutation], labels: Mapping[str, str], max_jobs: int = 256
-) -> dict[str, list[dict[str, str]]]:
-    """The CI build matrix: one job per permutation, or, when every platform of a
-    multi-platform permutation has a native runner, one job per platform (a part that
-    ``merge-manifests`` joins by digest). Past ``max_jobs`` jobs (GitHub caps a matrix at
-    256), the jobs of each runner and platform are grouped: a job then builds a
-    comma-separated group of permutations in one bake session."""
-    default = labels.get("linux/amd64", DEFAULT_CI_RUNNER)
-    units: list[tuple[str, str, str]] = []  # (permutation, platform or "", runner)
-    for p in perms:
-        if len(p.platforms) > 1 and all(pl in labels for pl in p.platforms):
-            units += [(p.name, pl, labels[pl]) for pl in p.platforms]
-        else:
-            one = labels.get(p.platforms[0], default) if len(p.platforms) == 1 else default
-            units.append((p.name, "", one))
-    buckets: dict[tuple[str, str], list[str]] = {}
-    for name, platform, runner in units:
-        buckets.setdefault((platform, runner), []).append(name)
-    if len(buckets) > max_jobs:
-        raise ConfigError(
-            f"max_matrix_jobs = {max_jobs} is fewer than the {len(buckets)} runner/platform "
-            "combinations the permutations need — raise it"
+def _work_tree(ctx: Context, perms: Sequence[permfile.Permutation]) -> gitinfo.GitInfo:
+    """The commit being built; a dirty tree is recorded in the manifest, and said now."""
+    inputs = [ctx.settings.permutations_dir, *(p.context for p in perms)]
+    git = gitinfo.current(ctx.runner, ctx.settings.root, ctx.env, inputs)
+    if git.dirty:
+        log.warn(
+            "the work tree has uncommitted changes (or untracked files in a build context); "
+            "the manifest records git_dirty=true and publish will refuse it without --allow-dirty"
         )
-    shares = _shares([len(names) for names in buckets.values()], max_jobs)
-    include: list[dict[str, str]] = []
-    for ((platform, runner), names), share in zip(buckets.items(), shares, strict=True):
-        part = platform.replace("/", "-") if platform else "all"
-        for group in _split(names, share):
-            include.append(
-                {"permutation": ",".join(group), "platform": platform, "part": part,
-                 "runner": runner, "job": f"{len(include) + 1:04d}"}
-            )  # fmt: skip
-    return {"include": include}
+    return git
 
 
-def _shares(sizes: Sequence[int], max_jobs: int) -> list[int]:
-    """Jobs per bucket: one per unit when everything fits; else at least one each and the
-    rest by largest remainder, never more than ``max_jobs`` in all."""
-    if sum(sizes) <= max_jobs:
-        return list(sizes)
-    spare = max_jobs - len(sizes)
-    total = sum(s - 1 for s in sizes) or 1
-    exact = [(s - 1) * spare / total for s in sizes]
-    shares = [1 + int(e) for e in exact]
-    by_remainder = sorted(range(len(sizes)), key=lambda i: int(exact[i]) - exact[i])
-    for i in by_remainder[: max_jobs - sum(shares)]:
-        shares[i] += 1
-    return [min(share, size) for share, size in zip(shares, sizes, strict=True)]
+def _resolve(ctx: Context, perms: Sequence[permfile.Permutation]) -> list[PlannedPermutation]:
+    with log.group(f"resolve {len(perms)} permutation(s)"):
+        planned = resolve_plan(ctx.settings, ctx.runner, perms, base_configs=True)
+        for item in planned:
+            log.step(
+                item.perm.name,
+                f"base {item.perm.base_ref} → {item.base_digest[:19]}  "
+                f"input {item.input_hash[:19]}",
+            )
+    return planned
 
 
-def _split(names: Sequence[str], parts: int) -> list[list[str]]:
-    """``names`` in at most ``parts`` groups of (almost) equal size, order kept."""
-    parts = max(1, min(parts, len(names)))
-    size, extra = divmod(len(names), parts)
-    out, start = [], 0
-    for i in range(parts):
-        end = start + size + (i < extra)
-        out.append(list(names[start:end]))
-        start = end
+def _reusable(
+    releases: Releases,
+    since: str,
+    planned: Sequence[PlannedPermutation],
+    git_sha: str,
+    refresh: Sequence[str] = (),
+) -> dict[str, mf.Entry]:
+    """Entries whose input_hash equals the reference release's: not rebuilt, reused by digest."""
+    try:
+        record_digest, rel = releases.fetch(since)
+    except (RollbackRefused, VerifyFailed) as err:
+        if since == release.LAST_KNOWN_GOOD:
+            log.warn(f"--since {since}: no usable release yet ({err}); building everything")
+            return {}
+        raise ConfigError(f"--since {since}: {err}") from None
+    previous = {e.name: e for e in rel.manifest.permutations}
+    reused_from = {"git_sha": rel.git_sha, "record_digest": record_digest}
+    out: dict[str, mf.Entry] = {}
+    for item in planned:
+        p = item.perm
+        old = build_plan.unchanged(item, previous)
+        if old is None:
+            continue
+        if p.name in refresh:
+            log.step(p.name, "unchanged, but --refresh: rebuilt from scratch")
+            continue
+        ref = f"{p.repository}@{old.image_digest}"
+        if releases.registry.digest_or_none(ref) != old.image_digest:
+            log.step(p.name, f"not reusable: {ref} is gone from the registry")
+            continue
+        out[p.name] = build_plan.reused_entry(item, old, git_sha, reused_from)
+        log.step(p.name, f"unchanged since {rel.git_sha[:12]}: reusing {old.image_digest[:19]}")
     return out
 
 
-def builtins(settings: Settings) -> dict[str, str]:
-    return {"registry": settings.registry, "base_registry": settings.base_registry}
+def _build_all(
+    ctx: Context,
+    planned: Sequence[PlannedPermutation],
+    incoming: Path,
+    git_sha: str,
+    options: BuildOptions,
+    refresh: Sequence[str] = (),
+) -> list[mf.Entry]:
+    """Bake the Dockerfile permutations, build the devcontainer.json ones with the Dev
+    Containers CLI, then check, smoke-test and enter each archive (in parallel)."""
+    settings, runner = ctx.settings, ctx.runner
+    builder = buildx.Builder.resolve(runner, settings.builder)
+    _check_builder(runner, planned, builder)
+    targets = [
+        replace(t, no_cache=t.name in refresh)
+        for t in bake.targets(settings, ctx.env, planned, incoming, git_sha)
+    ]
+    started_at = _now()
+    by_name = {item.perm.name: item for item in planned}
+    baked = [t for t in targets if not t.devcontainer]
+    metadata = _bake(settings, runner, baked, incoming, options, builder) if baked else {}
+    cli_built = [(by_name[t.name], t) for t in targets if t.devcontainer]
+    if cli_built:
+        _devcontainer_builds(settings, runner, cli_built, builder)
+    if runner.dry_run:
+        return []
+    built = (started_at, _now())
+    reports = settings.dist_dir / "reports"
+
+    def finish(target: Target) -> mf.Entry:
+        with log.permutation(target.name):
+            return _finish(
+                runner, by_name[target.name], target, metadata, git_sha, built, options, reports
+            )
+
+    with log.group("verify and smoke-test"):
+        jobs = options.jobs or settings.effective_jobs
+        with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
+            return list(pool.map(finish, targets))
 
 
-def load_permutations(settings: Settings, names: Sequence[str] = ()) -> list[permfile.Permutation]:
-    perms = permfile.load_all(
-        settings.permutations_dir,
-        root=settings.root,
-        registry=settings.registry,
-        builtins=builtins(settings),
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+def _check_builder(
+    runner: Runner, planned: Sequence[PlannedPermutation], builder: buildx.Builder
+) -> None:
+    """Every platform to build is one the builder offers (natively or emulated): a missing
+    arm64 emulator is one clear line now, not a bake error minutes in."""
+    wanted = {pl for item in planned for pl in item.perm.platforms}
+    if runner.dry_run:
+        return
+    offered = buildx.builder_platforms(runner, builder)
+    missing = sorted(wanted - offered)
+    if missing:
+        raise BuildError(
+            f"the buildx builder cannot build {', '.join(missing)} (it offers "
+            f"{', '.join(sorted(offered)) or 'nothing it reports'}) — register emulation "
+            "(scripts/bootstrap as root; docker/setup-qemu-action in GitHub Actions) or add "
+            "a native node to the builder (README: Platforms)"
+        )
+
+
+def _bake(
+    settings: Settings,
+    runner: Runner,
+    targets: list[Target],
+    incoming: Path,
+    options: BuildOptions,
+    builder: buildx.Builder,
+) -> dict[str, Any]:
+    """Run the bake sessions; returns buildx's metadata of every target."""
+    # One BuildKit session for everything by default: BuildKit parallelises the targets
+    # itself and shares work between them; --jobs N splits them over N bake sessions.
+    groups = bake.groups(targets, options.jobs or settings.jobs or 1)
+    metadata: dict[str, Any] = {}
+
+    def bake_group(index: int, group: list[Target]) -> dict[str, Any]:
+        meta: dict[str, Any] = {}
+        for start in range(0, len(group), bake.BAKE_MAX_TARGETS):
+            chunk = group[start : start + bake.BAKE_MAX_TARGETS]
+            for t in chunk:
+                log.step(t.name, f"building (bake session {index + 1}/{len(groups)})")
+            found, build_log = buildx.bake(
+                runner,
+                bake.bake_definition(chunk),
+                incoming / f"bake-{index}-{start // bake.BAKE_MAX_TARGETS}",
+                timeout=settings.build_timeout,
+                builder=builder,
+            )
+            meta.update(found)
+            for t in chunk:
+                if runner.dry_run:
+                    log.step(t.name, "would be built (dry run)")
+                else:
+                    cached = build_log.count("CACHED")
+                    log.step(t.name, f"built ({cached} cached step(s) in its session)")
+        return meta
+
+    with (
+        log.group(f"build {len(targets)} permutation(s), {len(groups)} bake session(s)"),
+        ThreadPoolExecutor(max_workers=len(groups)) as pool,
+    ):
+        for meta in pool.map(bake_group, range(len(groups)), groups):
+            metadata.update(meta)
+    return metadata
+
+
+def _finish(
+    runner: Runner,
+    item: PlannedPermutation,
+    target: Target,
+    metadata: dict[str, Any],
+    git_sha: str,
+    built: tuple[str, str],
+    options: BuildOptions,
+    reports: Path,
+) -> mf.Entry:
+    """Check the archive holds what buildx built, smoke-test it, run its image test, make
+    its manifest entry."""
+    p = item.perm
+    digest = str(buildx.target_metadata(metadata, target.name).get("containerimage.digest", ""))
+    archived, children = oci_archive.oci_archive(target.output_tar)
+    if digest and digest != archived:
+        raise BuildError(f"{p.name}: buildx reported {digest} but the tarball holds {archived}")
+    platforms = _archive_platforms(p, children, archived)
+    if p.devcontainer:
+        _check_devcontainer_image(item, target.output_tar, platforms)
+    else:
+        _check_metadata_label(item, target.output_tar, platforms)
+    if options.smoke and p.smoke:
+        _smoke(runner, p, target.output_tar, platforms)
+    if options.smoke and p.test:
+        _image_test(runner, p, target.output_tar, platforms, reports)
+    return build_plan.entry(
+        item,
+        git_sha,
+        digest=archived,
+        tarball=f"{p.name}.tar",
+        tarball_sha256=file_sha256(target.output_tar),
+        built=built,
+        platform_digests=platforms,
     )
-    return permfile.select(perms, names)
+
+
+def _stage(
+    settings: Settings,
+    env: Mapping[str, str],
+    reg: Registry,
+    built: Sequence[mf.Entry],
+    incoming: Path,
+) -> list[mf.Entry]:
+    """Push each archive byte for byte, by digest and untagged, to this run's staging
+    repository (dcforge.core.staging); the registry must then serve exactly that digest."""
+    out = []
+    for entry in built:
+        if entry.is_part:  # the merge joins the parts' archives
+            out.append(entry)
+            continue
+        repo = staging.repository(settings, env, entry.repository)
+        ref = f"{repo}@{entry.image_digest}"
+        reg.push_oci_archive(incoming / entry.tarball, ref)
+        if reg.digest_or_none(ref) != entry.image_digest:
+            raise BuildError(f"{entry.name}: staged {ref}, but the registry does not serve it")
+        log.step(entry.name, f"staged {ref}")
+        out.append(replace(entry, staged=repo))
+    return out
+
+
+def _write_manifest(
+    settings: Settings,
+    git: gitinfo.GitInfo,
+    entries: list[mf.Entry],
+    built: list[mf.Entry],
+    incoming: Path,
+) -> mf.Manifest:
+    """Move the new tarballs into dist/ and write the manifest naming them (atomically).
+    A staged image's tarball is not kept: the staging repository holds it by digest."""
+    for entry in built:
+        if entry.staged:
+            (settings.dist_dir / entry.tarball).unlink(missing_ok=True)
+        else:
+            (incoming / entry.tarball).replace(settings.dist_dir / entry.tarball)
+    manifest = mf.Manifest(
+        schema_version=mf.SCHEMA_VERSION,
+        git_sha=git.sha,
+        created_at=_now(),
+        registry=settings.registry,
+        permutations=entries,
+        git_dirty=git.dirty,
+        builder="docker buildx bake (dcforge)",
+    )
+    mf.write(settings.dist_dir / "manifest.json", manifest)
+    return manifest
 
 
 def resolve_plan(
@@ -157,7 +380,7 @@ def resolve_plan(
             return digest, {}
         return digest, oci_archive.index_children(reg.manifest(at_digest(ref, digest)), ref)
 
-    wanted = {p.name: _feature_refs(p) for p in perms}
+    wanted = {p.name: build_plan.feature_refs(p) for p in perms}
     features = sorted({ref for refs in wanted.values() for ref in refs.values()})
     with ThreadPoolExecutor(max_workers=max(1, min(8, len(refs) + len(features)))) as pool:
         bases = dict(zip(refs, pool.map(resolve, refs), strict=True))
@@ -170,7 +393,7 @@ def resolve_plan(
     for p in perms:
         digest, children = bases[p.base_ref]
         pins = {ref: pinned[to_pin] for ref, to_pin in wanted[p.name].items()}
-        platforms = _base_platforms(p, digest, children, runner.dry_run)
+        platforms = build_plan.base_platforms(p, digest, children, runner.dry_run)
         planned.append(
             PlannedPermutation(
                 p,
@@ -204,19 +427,6 @@ def _base_configs(
     return out
 
 
-def _feature_refs(perm: permfile.Permutation) -> dict[str, str]:
-    """A devcontainer.json permutation's registry Features → what to resolve: the digest
-    reference its committed devcontainer-lock.json names, else the reference as written."""
-    if not perm.devcontainer:
-        return {}
-    lock = devcontainer.read_lock(perm.dockerfile)
-    return {
-        ref: lock.get(ref, ref)
-        for ref in perm.feature_refs()
-        if not devcontainer.is_local_feature(ref)
-    }
-
-
 def _pin_feature(reg: Registry, ref: str) -> str:
     """``repository@sha256:…`` of a Feature reference, as the registry serves it now (a
     digest reference must exist with that digest)."""
@@ -231,397 +441,49 @@ def _pin_feature(reg: Registry, ref: str) -> str:
     return f"{devcontainer.feature_repository(ref)}@{digest}"
 
 
-def _base_platforms(
-    perm: permfile.Permutation, digest: str, children: Mapping[str, str], dry_run: bool
-) -> dict[str, str]:
-    """The base image's digest for each platform the permutation builds (checked now: a
-    missing platform would otherwise surface minutes into an emulated build)."""
-    if dry_run:
-        return {}
-    if not children:
-        if len(perm.platforms) > 1:
-            raise ConfigError(
-                f"{perm.source}: '{perm.name}' builds {', '.join(perm.platforms)} but its base "
-                f"{perm.base_ref} is a single-platform image — use a multi-platform base"
-            )
-        return {perm.platforms[0]: digest}
-    missing = [pl for pl in perm.platforms if pl not in children]
-    if missing:
-        raise ConfigError(
-            f"{perm.source}: '{perm.name}' builds {', '.join(missing)}, which its base "
-            f"{perm.base_ref} ({digest[:19]}) does not have (it has {', '.join(sorted(children))})"
-        )
-    return {pl: children[pl] for pl in perm.platforms}
-
-
-def bake_targets(
-    settings: Settings, runner: Runner, env: Mapping[str, str], out_dir: Path, git_sha: str
-) -> list[buildx.Target]:
-    """The bake targets dcforge builds for every permutation, writing archives to
-    ``out_dir`` (``buildx.bake_definition`` turns them into a bake file; the benchmark
-    hands that file to plain ``docker buildx bake``)."""
-    planned = resolve_plan(settings, runner, load_permutations(settings))
-    return _targets(settings, env, planned, out_dir, git_sha)
-
-
-def _targets(
-    settings: Settings,
-    env: Mapping[str, str],
-    planned: Sequence[PlannedPermutation],
-    incoming: Path,
-    git_sha: str,
-) -> list[buildx.Target]:
-    ci = staging.ci_context(settings, env)
-    local_dir = settings.state_root / "cache"
-    targets = []
-    for item in planned:
-        p = item.perm
-        args = cache.cache_args(
-            ci,
-            settings.cache_backend,
-            p.name,
-            file_sha256(p.dockerfile),
-            local_dir=local_dir,
-            cache_registry=settings.cache_registry,
-        )
-        cache_from = [
-            c
-            for c in args.cache_from
-            if not c.startswith("type=local,") or Path(c.split("src=", 1)[1]).is_dir()
-        ]
-        targets.append(
-            buildx.Target(
-                name=p.name,
-                context=p.context,
-                dockerfile=p.dockerfile,
-                args={
-                    **dict(p.build_args),
-                    "BASE_IMAGE": at_digest(p.base_ref, item.base_digest),
-                },
-                platforms=p.platforms,
-                tags=[f"{p.repository}:{p.immutable_tag(git_sha)}"],
-                labels={
-                    "dev.dcforge.permutation": p.name,
-                    "dev.dcforge.input-hash": item.input_hash,
-                    "dev.dcforge.base.digest": item.base_digest,
-                    **({"devcontainer.metadata": p.metadata} if p.metadata else {}),
-                },
-                devcontainer=p.devcontainer,
-                output_tar=incoming / f"{p.name}.tar",
-                cache_from=cache_from,
-                cache_to=args.cache_to,
-            )
-        )
-    return targets
-
-
-def _reusable(
-    releases: Releases,
-    since: str,
-    planned: Sequence[PlannedPermutation],
-    git_sha: str,
-    refresh: Sequence[str] = (),
-) -> dict[str, mf.Entry]:
-    """Entries whose input_hash equals the reference release's: not rebuilt, reused by digest."""
-    try:
-        record_digest, rel = releases.fetch(since)
-    except (RollbackRefused, VerifyFailed) as err:
-        if since == release.LAST_KNOWN_GOOD:
-            log.warn(f"--since {since}: no usable release yet ({err}); building everything")
-            return {}
-        raise ConfigError(f"--since {since}: {err}") from None
-    previous = {e.name: e for e in rel.manifest.permutations}
-    out: dict[str, mf.Entry] = {}
-    for item in planned:
-        p = item.perm
-        old = previous.get(p.name)
-        if old is None or old.input_hash != item.input_hash or old.repository != p.repository:
-            continue
-        if p.name in refresh:
-            log.step(p.name, "unchanged, but --refresh: rebuilt from scratch")
-            continue
-        ref = f"{p.repository}@{old.image_digest}"
-        if releases.registry.digest_or_none(ref) != old.image_digest:
-            log.step(p.name, f"not reusable: {ref} is gone from the registry")
-            continue
-        out[p.name] = _entry(
-            _whole(item, old),
-            git_sha,
-            digest=old.image_digest,
-            tarball="",
-            tarball_sha256="",
-            built=(old.build_started_at, old.built_at),
-            platform_digests=old.platform_images(),
-            reused_from={"git_sha": rel.git_sha, "record_digest": record_digest},
-        )
-        log.step(p.name, f"unchanged since {rel.git_sha[:12]}: reusing {old.image_digest[:19]}")
-    return out
-
-
-def _whole(item: PlannedPermutation, old: mf.Entry) -> PlannedPermutation:
-    """A platform part of an unchanged permutation reuses the whole (the released index)."""
-    if not item.part_of:
-        return item
-    return replace(
-        item,
-        perm=replace(item.perm, platforms=item.part_of),
-        part_of=(),
-        base_platforms=old.base_image.platform_digests,
-    )
-
-
-def _entry(
-    item: PlannedPermutation,
-    git_sha: str,
-    *,
-    digest: str,
-    tarball: str,
-    tarball_sha256: str,
-    built: tuple[str, str],
-    platform_digests: Mapping[str, str],
-    reused_from: dict[str, str] | None = None,
-) -> mf.Entry:
-    """The manifest entry of a planned permutation, built now or reused."""
-    p = item.perm
-    immutable = p.immutable_tag(git_sha)
-    return mf.Entry(
-        name=p.name,
-        tarball=tarball,
-        tarball_sha256=tarball_sha256,
-        image_digest=digest,
-        tags=[f"{p.repository}:{immutable}", *p.floating_refs()],
-        base_image=mf.BaseImage(
-            ref=p.base_ref, digest=item.base_digest, platform_digests=dict(item.base_platforms)
-        ),
-        input_hash=item.input_hash,
-        platforms=list(p.platforms),
-        repository=p.repository,
-        immutable_tag=immutable,
-        floating_tags=list(p.floating_tags),
-        family=p.family,
-        build_args=dict(p.build_args),
-        smoke=list(p.smoke),
-        build_started_at=built[0],
-        built_at=built[1],
-        reused_from=reused_from,
-        os=p.os_mode,
-        platform_digests=dict(platform_digests),
-        part_of=list(item.part_of),
-        features=dict(item.features),
-    )
-
-
-# BuildKit loses track of a bake's jobs with hundreds of targets in one invocation ("failed
-# to receive status: … no such job", seen here at 256): a session bakes at most this many
-# at a time.
-BAKE_MAX_TARGETS = 32
-
-
-def _groups(targets: Sequence[buildx.Target], sessions: int) -> list[list[buildx.Target]]:
-    n = max(1, min(sessions, len(targets)))
-    return [list(targets[i::n]) for i in range(n)]
-
-
-def run(ctx: Context, options: BuildOptions) -> mf.Manifest:
-    """Build the selected permutations and write ``dist/manifest.json``."""
-    settings, runner, env = ctx.settings, ctx.runner, ctx.env
-    perms = load_permutations(settings, options.names)
-    refresh = _refresh_names(settings, perms, options.refresh)
-    inputs = [settings.permutations_dir, *(p.context for p in perms)]
-    git = gitinfo.current(runner, settings.root, env, inputs)
-    if git.dirty:
-        log.warn(
-            "the work tree has uncommitted changes (or untracked files in a build context); "
-            "the manifest records git_dirty=true and publish will refuse it without --allow-dirty"
-        )
-    if options.prune if options.prune is not None else bool(env.get("CI")):
-        docker.runner_hygiene(runner)
-    releases = ctx.releases  # logged in: bases, cache, --since
-    planned = _platform_parts(_resolve(settings, runner, perms), options)
-    reused = _reusable(releases, options.since, planned, git.sha, refresh) if options.since else {}
-    to_build = [item for item in planned if item.perm.name not in reused]
-    if options.since:
-        log.info(f"--since {options.since}: {len(reused)} reused, {len(to_build)} to build")
-    incoming = settings.dist_dir / f".incoming-{datetime.now(UTC):%Y%m%dT%H%M%S%f}"
-    incoming.mkdir(parents=True)
-    try:
-        built = (
-            _build_all(settings, runner, env, to_build, incoming, git.sha, options, refresh)
-            if to_build
-            else []
-        )
-        if settings.staging_registry and not runner.dry_run:
-            built = _stage(settings, env, releases.registry, built, incoming)
-        by_name = {e.name: e for e in [*built, *reused.values()]}
-        entries = [by_name[item.perm.name] for item in planned if item.perm.name in by_name]
-        if runner.dry_run:
-            log.info("dry run: no manifest written")
-            return mf.Manifest(mf.SCHEMA_VERSION, git.sha, "", settings.registry, [], git.dirty)
-        manifest = _write_manifest(settings, git, entries, built, incoming)
-    finally:
-        shutil.rmtree(incoming, ignore_errors=True)
-    log.info(f"wrote {settings.dist_dir / 'manifest.json'} ({len(entries)} permutation(s))")
-    return manifest
-
-
-def _refresh_names(
-    settings: Settings, perms: Sequence[permfile.Permutation], refresh: Sequence[str]
-) -> list[str]:
-    """The selected permutations to refresh. Every name must exist (a typo is an error),
-    but a CI job builds only its own share of them (every job gets the whole list)."""
-    wanted = [n.strip() for r in refresh for n in r.split(",") if n.strip()]
-    if not wanted:
-        return []
-    selected = {p.name for p in perms}
-    return [
-        p.name for p in permfile.select(load_permutations(settings), wanted) if p.name in selected
-    ]
-
-
-def _platform_parts(
-    planned: list[PlannedPermutation], options: BuildOptions
-) -> list[PlannedPermutation]:
-    """With ``--platform``: each permutation declaring it, narrowed to that platform (its
-    input hash and base stay the whole permutation's, so that the parts merge into the
-    same index a one-machine build makes); the others are left out."""
-    if not options.platform:
-        return planned
-    out = []
-    for item in planned:
-        p = item.perm
-        if options.platform not in p.platforms:
-            if options.names:
-                raise ConfigError(
-                    f"{p.source}: '{p.name}' does not build {options.platform} "
-                    f"(its platforms: {', '.join(p.platforms)})"
-                )
-            log.step(p.name, f"left out: it does not build {options.platform}")
-            continue
-        if len(p.platforms) == 1:
-            out.append(item)
-            continue
-        out.append(
-            replace(
-                item,
-                perm=replace(p, platforms=(options.platform,)),
-                base_platforms={
-                    pl: d for pl, d in item.base_platforms.items() if pl == options.platform
-                },
-                part_of=p.platforms,
-            )
-        )
-    if not out:
-        raise ConfigError(f"no selected permutation builds {options.platform}")
-    return out
-
-
-def _resolve(
-    settings: Settings, runner: Runner, perms: Sequence[permfile.Permutation]
-) -> list[PlannedPermutation]:
-    with log.group(f"resolve {len(perms)} permutation(s)"):
-        planned = resolve_plan(settings, runner, perms, base_configs=True)
-        for item in planned:
-            log.step(
-                item.perm.name,
-                f"base {item.perm.base_ref} → {item.base_digest[:19]}  "
-                f"input {item.input_hash[:19]}",
-            )
-    return planned
-
-
-def _write_manifest(
-    settings: Settings,
-    git: gitinfo.GitInfo,
-    entries: list[mf.Entry],
-    built: list[mf.Entry],
-    incoming: Path,
-) -> mf.Manifest:
-    """Move the new tarballs into dist/ and write the manifest naming them (atomically).
-    A staged image's tarball is not kept: the staging repository holds it by digest."""
-    for entry in built:
-        if entry.staged:
-            (settings.dist_dir / entry.tarball).unlink(missing_ok=True)
-        else:
-            (incoming / entry.tarball).replace(settings.dist_dir / entry.tarball)
-    manifest = mf.Manifest(
-        schema_version=mf.SCHEMA_VERSION,
-        git_sha=git.sha,
-        created_at=datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z"),
-        registry=settings.registry,
-        permutations=entries,
-        git_dirty=git.dirty,
-        builder="docker buildx bake (dcforge)",
-    )
-    mf.write(settings.dist_dir / "manifest.json", manifest)
-    return manifest
-
-
-def _stage(
-    settings: Settings,
-    env: Mapping[str, str],
-    reg: Registry,
-    built: Sequence[mf.Entry],
-    incoming: Path,
-) -> list[mf.Entry]:
-    """Push each archive byte for byte, by digest and untagged, to this run's staging
-    repository (dcforge.core.staging); the registry must then serve exactly that digest."""
-    out = []
-    for entry in built:
-        if entry.is_part:  # the merge joins the parts' archives
-            out.append(entry)
-            continue
-        repo = staging.repository(settings, env, entry.repository)
-        ref = f"{repo}@{entry.image_digest}"
-        reg.push_oci_archive(incoming / entry.tarball, ref)
-        if reg.digest_or_none(ref) != entry.image_digest:
-            raise BuildError(f"{entry.name}: staged {ref}, but the registry does not serve it")
-        log.step(entry.name, f"staged {ref}")
-        out.append(replace(entry, staged=repo))
-    return out
-
-
-def _build_all(
+def _devcontainer_builds(
     settings: Settings,
     runner: Runner,
-    env: Mapping[str, str],
-    planned: Sequence[PlannedPermutation],
-    incoming: Path,
-    git_sha: str,
-    options: BuildOptions,
-    refresh: Sequence[str] = (),
-) -> list[mf.Entry]:
-    builder = buildx.Builder.resolve(runner, settings.builder)
-    _check_builder(runner, planned, builder)
-    targets = [
-        replace(t, no_cache=t.name in refresh)
-        for t in _targets(settings, env, planned, incoming, git_sha)
-    ]
-    started_at = datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
-    by_name = {item.perm.name: item for item in planned}
-    baked = [t for t in targets if not t.devcontainer]
-    metadata = _bake(settings, runner, baked, incoming, options, builder) if baked else {}
-    cli_built = [t for t in targets if t.devcontainer]
-    if cli_built:
-        _devcontainer_builds(settings, runner, [(by_name[t.name], t) for t in cli_built], builder)
-    if runner.dry_run:
-        return []
-    built = (started_at, datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z"))
+    work: Sequence[tuple[PlannedPermutation, Target]],
+    builder: buildx.Builder,
+) -> None:
+    """Build the devcontainer.json permutations with the Dev Containers CLI, each from a
+    rendered copy of its folder (base and Features pinned by digest) into its archive."""
+    cli = devcontainer_cli.executable(runner, settings.state_root, toolpins.PYPROJECT)
 
-    reports = settings.dist_dir / "reports"
+    def one(item: PlannedPermutation, target: Target) -> None:
+        with log.permutation(item.perm.name):
+            build_one(item, target)
 
-    def finish(target: buildx.Target) -> mf.Entry:
-        with log.permutation(target.name):
-            return _finish(
-                runner, by_name[target.name], target, metadata, git_sha, built, options, reports
-            )
+    def build_one(item: PlannedPermutation, target: Target) -> None:
+        p = item.perm
+        workspace, config_file, features = _render_workspace(item, target)
+        log.step(p.name, f"building (Dev Containers CLI, {features} Feature(s))")
+        devcontainer_cli.build(
+            runner,
+            cli,
+            workspace=workspace,
+            config=config_file,
+            output_tar=target.output_tar,
+            image_name=target.tags[0],
+            platforms=target.platforms,
+            labels=target.labels,
+            cache_from=[] if target.no_cache else target.cache_from,
+            cache_to=target.cache_to,
+            no_cache=target.no_cache,
+            builder=builder,
+            timeout=settings.build_timeout,
+        )
+        log.step(p.name, "built")
 
-    with log.group("verify and smoke-test"):
-        jobs = options.jobs or settings.effective_jobs
-        with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
-            return list(pool.map(finish, targets))
+    with (
+        log.group(f"build {len(work)} devcontainer.json permutation(s) (Dev Containers CLI)"),
+        ThreadPoolExecutor(max_workers=max(1, min(len(work), settings.jobs or 2))) as pool,
+    ):
+        list(pool.map(lambda w: one(*w), work))
 
 
-def _render_workspace(item: PlannedPermutation, target: buildx.Target) -> tuple[Path, Path, int]:
+def _render_workspace(item: PlannedPermutation, target: Target) -> tuple[Path, Path, int]:
     """A copy of the permutation's devcontainer.json folder next to its archive, with the
     devcontainer.json rendered: base and Features pinned by digest, the permutation's
     Feature options and build args merged in. (workspace, config file, Feature count)"""
@@ -660,149 +522,6 @@ def _replace(folder: Path, path: Path, text: str) -> None:
         )
     path.unlink(missing_ok=True)
     path.write_text(text)
-
-
-def _devcontainer_builds(
-    settings: Settings,
-    runner: Runner,
-    work: Sequence[tuple[PlannedPermutation, buildx.Target]],
-    builder: buildx.Builder,
-) -> None:
-    """Build the devcontainer.json permutations with the Dev Containers CLI, each from a
-    rendered copy of its folder (base and Features pinned by digest) into its archive."""
-    cli = devcontainer_cli.executable(runner, settings.state_root, toolpins.PYPROJECT)
-
-    def one(item: PlannedPermutation, target: buildx.Target) -> None:
-        with log.permutation(item.perm.name):
-            build_one(item, target)
-
-    def build_one(item: PlannedPermutation, target: buildx.Target) -> None:
-        p = item.perm
-        workspace, config_file, features = _render_workspace(item, target)
-        log.step(p.name, f"building (Dev Containers CLI, {features} Feature(s))")
-        devcontainer_cli.build(
-            runner,
-            cli,
-            workspace=workspace,
-            config=config_file,
-            output_tar=target.output_tar,
-            image_name=target.tags[0],
-            platforms=target.platforms,
-            labels=target.labels,
-            cache_from=[] if target.no_cache else target.cache_from,
-            cache_to=target.cache_to,
-            no_cache=target.no_cache,
-            builder=builder,
-            timeout=settings.build_timeout,
-        )
-        log.step(p.name, "built")
-
-    with (
-        log.group(f"build {len(work)} devcontainer.json permutation(s) (Dev Containers CLI)"),
-        ThreadPoolExecutor(max_workers=max(1, min(len(work), settings.jobs or 2))) as pool,
-    ):
-        list(pool.map(lambda w: one(*w), work))
-
-
-def _check_builder(
-    runner: Runner, planned: Sequence[PlannedPermutation], builder: buildx.Builder
-) -> None:
-    """Every platform to build is one the builder offers (natively or emulated): a missing
-    arm64 emulator is one clear line now, not a bake error minutes in."""
-    wanted = {pl for item in planned for pl in item.perm.platforms}
-    if runner.dry_run:
-        return
-    offered = buildx.builder_platforms(runner, builder)
-    missing = sorted(wanted - offered)
-    if missing:
-        raise BuildError(
-            f"the buildx builder cannot build {', '.join(missing)} (it offers "
-            f"{', '.join(sorted(offered)) or 'nothing it reports'}) — register emulation "
-            "(scripts/bootstrap as root; docker/setup-qemu-action in GitHub Actions) or add "
-            "a native node to the builder (README: Platforms)"
-        )
-
-
-def _bake(
-    settings: Settings,
-    runner: Runner,
-    targets: list[buildx.Target],
-    incoming: Path,
-    options: BuildOptions,
-    builder: buildx.Builder,
-) -> dict[str, Any]:
-    """Run the bake sessions; returns buildx's metadata of every target."""
-    # One BuildKit session for everything by default: BuildKit parallelises the targets
-    # itself and shares work between them; --jobs N splits them over N bake sessions.
-    groups = _groups(targets, options.jobs or settings.jobs or 1)
-    metadata: dict[str, Any] = {}
-
-    def bake_group(index: int, group: list[buildx.Target]) -> dict[str, Any]:
-        meta: dict[str, Any] = {}
-        for start in range(0, len(group), BAKE_MAX_TARGETS):
-            chunk = group[start : start + BAKE_MAX_TARGETS]
-            for t in chunk:
-                log.step(t.name, f"building (bake session {index + 1}/{len(groups)})")
-            found, build_log = buildx.bake(
-                runner,
-                buildx.bake_definition(chunk),
-                incoming / f"bake-{index}-{start // BAKE_MAX_TARGETS}",
-                timeout=settings.build_timeout,
-                builder=builder,
-            )
-            meta.update(found)
-            for t in chunk:
-                if runner.dry_run:
-                    log.step(t.name, "would be built (dry run)")
-                else:
-                    cached = build_log.count("CACHED")
-                    log.step(t.name, f"built ({cached} cached step(s) in its session)")
-        return meta
-
-    with (
-        log.group(f"build {len(targets)} permutation(s), {len(groups)} bake session(s)"),
-        ThreadPoolExecutor(max_workers=len(groups)) as pool,
-    ):
-        for meta in pool.map(bake_group, range(len(groups)), groups):
-            metadata.update(meta)
-    return metadata
-
-
-def _finish(
-    runner: Runner,
-    item: PlannedPermutation,
-    target: buildx.Target,
-    metadata: dict[str, Any],
-    git_sha: str,
-    built: tuple[str, str],
-    options: BuildOptions,
-    reports: Path,
-) -> mf.Entry:
-    """Check the archive holds what buildx built, smoke-test it, run its image test, make
-    its manifest entry."""
-    p = item.perm
-    digest = str(buildx.target_metadata(metadata, target.name).get("containerimage.digest", ""))
-    archived, children = oci_archive.oci_archive(target.output_tar)
-    if digest and digest != archived:
-        raise BuildError(f"{p.name}: buildx reported {digest} but the tarball holds {archived}")
-    platforms = _archive_platforms(p, children, archived)
-    if p.devcontainer:
-        _check_devcontainer_image(item, target.output_tar, platforms)
-    else:
-        _check_metadata_label(item, target.output_tar, platforms)
-    if options.smoke and p.smoke:
-        _smoke(runner, p, target.output_tar, platforms)
-    if options.smoke and p.test:
-        _image_test(runner, p, target.output_tar, platforms, reports)
-    return _entry(
-        item,
-        git_sha,
-        digest=archived,
-        tarball=f"{p.name}.tar",
-        tarball_sha256=file_sha256(target.output_tar),
-        built=built,
-        platform_digests=platforms,
-    )
 
 
 def _check_metadata_label(
