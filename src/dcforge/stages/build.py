@@ -1,6 +1,7 @@
 """Build stage: permutations → buildx bake → OCI tarballs + smoke tests → manifest.json.
 
-A build selects the permutations, resolves their bases and Features against the registry
+A build selects the permutations (``--platform`` and ``--refresh`` checked against them
+before any process runs), resolves their bases and Features against the registry
 (:mod:`dcforge.infra.build_inputs`), reuses what an earlier release holds unchanged
 (``--since``), bakes the rest — a devcontainer.json through the Dev Containers CLI
 (:mod:`dcforge.infra.devcontainer_build`) — checks and smoke-tests each archive
@@ -49,13 +50,15 @@ def run(ctx: Context, options: BuildOptions) -> mf.Manifest:
     """Build the selected permutations and write ``dist/manifest.json``."""
     settings, runner, env = ctx.settings, ctx.runner, ctx.env
     perms = build_plan.load_permutations(settings, options.names)
+    # Checked on the permutation files alone: a wrong option costs no git, prune or login.
+    left_out = build_plan.left_out(perms, options.platform, bool(options.names))
     refresh = build_plan.refresh_names(settings, perms, options.refresh)
     git = _work_tree(ctx, perms)
     if options.prune if options.prune is not None else bool(env.get("CI")):
         docker.runner_hygiene(runner)
     releases = ctx.releases  # logged in: bases, cache, --since
     planned = _resolve(ctx, perms)
-    for p in build_plan.left_out(perms, options.platform, bool(options.names)):
+    for p in left_out:
         log.step(p.name, f"left out: it does not build {options.platform}")
     planned = build_plan.platform_parts(planned, options.platform)
     reused = _reusable(releases, options.since, planned, git.sha, refresh) if options.since else {}
