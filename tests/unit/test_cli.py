@@ -6,7 +6,10 @@ from __future__ import annotations
 import argparse
 import ast
 import datetime
+import json
+import os
 import re
+import sys
 from collections.abc import Mapping
 from importlib import metadata
 from pathlib import Path
@@ -20,7 +23,7 @@ from dcforge.core import errors
 from dcforge.core.errors import ConfigError, DcforgeError
 from dcforge.core.settings import Settings
 from dcforge.infra.runner import Runner
-from tests.projects import write_project
+from tests.projects import TINY_FAMILY, write_project
 from tests.unit.test_workflows import invoke_tasks, nox_sessions
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -408,3 +411,112 @@ def test_the_two_ways_to_confirm_a_prune_exclude_each_other() -> None:
     with pytest.raises(SystemExit) as err:
         cli_parser.parser().parse_args(["prune", "--registry", "--yes", "--yes-on-default-branch"])
     assert err.value.code == 2
+
+
+# --- rough edges: each a clear line and the right exit code ------------------------------
+
+
+def _lines(capsys: pytest.CaptureFixture[str]) -> list[str]:
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    return [line for line in err.splitlines() if line.strip()]
+
+
+def test_a_folder_named_like_a_permutation_file_is_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    root = write_project(tmp_path / "p")
+    (root / "permutations/odd.yaml").mkdir()
+    assert cli.main(["--root", str(root), "plan"]) == ConfigError.exit_code
+    (line,) = _lines(capsys)
+    assert line == f"error: config error: {root}/permutations/odd.yaml: not a file — a " + (
+        "permutation file is one YAML file"
+    )
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["rollback", "--sha", "zzzz"],
+        ["pin", "--sha", ";rm"],
+        ["verify", "--sha", "abc"],
+        ["rollback", "--sha", "sha256:1234"],
+    ],
+)
+def test_a_malformed_sha_is_a_usage_error_before_any_registry(
+    argv: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Refused by the parser (exit 2, the usage line), not as "rollback refused" (10)
+    after a registry round trip."""
+    with pytest.raises(SystemExit) as stop:
+        cli_parser.parser().parse_args(argv)
+    assert stop.value.code == 2
+    assert "names no release: give last-known-good, a git SHA (4 to 40 hex digits) or a " + (
+        "sha256: record digest"
+    ) in " ".join(capsys.readouterr().err.split())
+
+
+@pytest.mark.parametrize("sha", ["ABCDEF12", "abcd", "a" * 40, "sha256:" + "0" * 64])
+def test_a_well_formed_sha_passes_the_parser(sha: str) -> None:
+    args = cli_parser.parser().parse_args(["rollback", "--sha", sha])
+    assert args.sha == sha.lower()
+
+
+def test_prune_without_what_to_prune_says_error_once(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    root = write_project(tmp_path / "p")
+    assert cli.main(["--root", str(root), "prune"]) == 1
+    (line,) = _lines(capsys)
+    assert line.startswith("error: prune: say what to prune: --runner, --registry")
+
+
+def test_plan_json_prints_what_its_help_says(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    root = write_project(tmp_path / "p")
+    assert cli.main(["--root", str(root), "plan", "--json"]) == 0
+    printed = json.loads(capsys.readouterr().out)
+    help_text = COMMANDS["plan"].format_help()
+    (key,) = printed
+    assert f'{{"{key}": [...]}}' in " ".join(help_text.split())
+
+
+def test_every_schema_problem_is_a_line_of_its_own(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    family = TINY_FAMILY.replace("context: ../images/tiny", "context: 7") + "platfroms: [x]\n"
+    root = write_project(tmp_path / "p", families={"tiny.yaml": family})
+    assert cli.main(["--root", str(root), "plan"]) == ConfigError.exit_code
+    lines = _lines(capsys)
+    assert len(lines) == 2, lines
+    assert all(
+        line.startswith(f"error: config error: {root}/permutations/tiny.yaml: ") for line in lines
+    )
+    assert "unknown key 'platfroms' in (top level) — did you mean platforms?" in lines[0]
+    assert lines[1].endswith("field 'context': 7 is not of type 'string'")
+
+
+def test_merge_of_a_missing_folder_names_what_merge_wants(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    root = write_project(tmp_path / "p")
+    missing = tmp_path / "parts" / "amd64"
+    assert cli.main(["--root", str(root), "merge-manifests", str(missing)]) == 5
+    (line,) = _lines(capsys)
+    assert f"{missing}: is not a directory — pass the dist/ folders the build jobs" in line
+    assert "nox -s build" not in line
+
+
+def test_a_reader_that_stops_early_gets_no_traceback(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``dcforge plan | head -c1``: the closed pipe ends the command quietly, exit 1."""
+    root = write_project(tmp_path / "p")
+    read_end, write_end = os.pipe()
+    os.close(read_end)  # the reader is gone before dcforge prints a line
+    with open(write_end, "w", encoding="utf-8") as closed:
+        monkeypatch.setattr(sys, "stdout", closed)
+        assert cli.main(["--root", str(root), "plan"]) == 1
+        monkeypatch.undo()
+    assert _lines(capsys) == []

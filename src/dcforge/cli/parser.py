@@ -26,6 +26,26 @@ EPILOG = (
 )
 
 
+def release_target(value: str) -> str:
+    """``--sha``/``--since``: a git SHA (4 to 40 hex digits, any case), the ``sha256:`` digest
+    of a release record, or last-known-good — anything else is a usage error before any
+    registry is asked."""
+    from dcforge.core import release
+
+    lowered = value.lower() if value.lower() != release.LAST_KNOWN_GOOD else value  # hex: any case
+    if not release.names_a_release(lowered):
+        raise argparse.ArgumentTypeError(
+            f"'{value}' names no release: give {release.LAST_KNOWN_GOOD}, a git SHA (4 to 40 "
+            "hex digits) or a sha256: record digest"
+        )
+    return lowered
+
+
+def release_target_or_pinned(value: str) -> str:
+    """``verify --sha``: as :func:`release_target`, or empty for last-known-good."""
+    return release_target(value) if value else ""
+
+
 def version() -> str:
     """The installed distribution's version (``unknown`` when run from an uninstalled tree)."""
     try:
@@ -109,7 +129,7 @@ def _add_plan(sub: Subparsers) -> None:
         "or the matrix as JSON for a CI job matrix. Builds nothing.",
     )
     plan.add_argument(
-        "--json", action="store_true", help='print {"permutation": [...]} (a CI matrix)'
+        "--json", action="store_true", help='print {"include": [...]} (a CI job matrix)'
     )
     plan.add_argument(
         "--github-output", action="store_true", help="also write matrix=<json> to $GITHUB_OUTPUT"
@@ -215,17 +235,8 @@ def _platform(value: str) -> str:
 
 
 def _release_name(value: str) -> str:
-    """``--since``: empty (no reuse), last-known-good, a git SHA or a record digest."""
-    if not value:
-        return value
-    from dcforge.core import release
-
-    if not release.names_a_release(value):
-        raise argparse.ArgumentTypeError(
-            f"'{value}' names no release: give {release.LAST_KNOWN_GOOD}, a git SHA (4 to 40 "
-            "hex digits) or a sha256: record digest"
-        )
-    return value
+    """``--since``: empty (no reuse), or a release as :func:`release_target` reads it."""
+    return release_target(value) if value else ""
 
 
 def _add_gate(sub: Subparsers) -> None:
@@ -296,7 +307,10 @@ def _add_verify(sub: Subparsers) -> None:
         "Check a published release: its record, tags, signatures and attestations.",
     )
     verify.add_argument(
-        "--sha", default="", help="git SHA of the release (default: last-known-good)"
+        "--sha",
+        default="",
+        type=release_target_or_pinned,
+        help="git SHA of the release (default: last-known-good)",
     )
 
 
@@ -310,7 +324,11 @@ def _add_releases_commands(sub: Subparsers) -> None:
         "only tags move, and an audit record is written.",
     )
     which = rollback.add_mutually_exclusive_group(required=True)
-    which.add_argument("--sha", help="git SHA (short or full) or sha256: digest of its record")
+    which.add_argument(
+        "--sha",
+        type=release_target,
+        help="git SHA (short or full) or sha256: digest of its record",
+    )
     which.add_argument("--last-known-good", action="store_true", help="the pinned release")
     rollback.add_argument(
         "--dry-run", dest="sub_dry_run", action="store_true", help="print the plan, change nothing"
@@ -321,7 +339,9 @@ def _add_releases_commands(sub: Subparsers) -> None:
         "point last-known-good at a verified release",
         "Point last-known-good at a release after verifying its record and images.",
     )
-    pin.add_argument("--sha", required=True, help="git SHA (short or full) of the release")
+    pin.add_argument(
+        "--sha", required=True, type=release_target, help="git SHA (short or full) of the release"
+    )
     releases = _command(
         sub,
         "releases",
