@@ -137,6 +137,83 @@ def test_build_dry_run_reaches_the_runner(
     assert ctx.runner.dry_run is dry_run
 
 
+# --- build options: checked before any process or registry lookup ------------------------------
+
+# Where a registry lookup would go if one were made: an address nothing answers on (TEST-NET-1,
+# RFC 5737), so a check that came after it would cost the retries. Any lookup would also
+# trip the tripwire on subprocess.Popen (tests/unit/conftest.py) first.
+UNREACHABLE = {"DCFORGE_REGISTRY": "192.0.2.1:443/dc", "DCFORGE_BASE_REGISTRY": "192.0.2.1:443/b"}
+
+
+def _usage_error(root: Path, argv: list[str], capsys: pytest.CaptureFixture[str]) -> str:
+    """``dcforge build ARGV`` in a project, refused by argparse: exit status 2 before any
+    process runs; returns its error line."""
+    project = write_project(root)
+    with pytest.raises(SystemExit) as stopped:
+        cli.run(["--root", str(project), "build", *argv], UNREACHABLE)
+    assert stopped.value.code == 2
+    return capsys.readouterr().err.strip().splitlines()[-1]
+
+
+@pytest.mark.parametrize("jobs", ["-1", "two", "1.5"])
+def test_build_jobs_must_be_a_whole_number_of_zero_or_more(
+    jobs: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    line = _usage_error(tmp_path, ["--jobs", jobs], capsys)
+    assert line == (
+        f"dcforge build: error: argument --jobs: '{jobs}' is not a number of bake sessions "
+        "(0 or more; 0: the 'jobs' setting)"
+    )
+    for ok in (0, 3):
+        assert cli_parser.parser().parse_args(["build", "--jobs", str(ok)]).jobs == ok
+
+
+@pytest.mark.parametrize("since", ["zzzz", "abc", "HEAD", "LAST-KNOWN-GOOD", "sha256:abc"])
+def test_build_since_must_name_a_release(
+    since: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    line = _usage_error(tmp_path, ["--since", since], capsys)
+    assert line == (
+        f"dcforge build: error: argument --since: '{since}' names no release: give "
+        "last-known-good, a git SHA (4 to 40 hex digits) or a sha256: record digest"
+    )
+
+
+@pytest.mark.parametrize("since", ["", "last-known-good", "abcd", "0" * 40, "sha256:" + "a" * 64])
+def test_build_since_takes_every_way_of_naming_a_release(since: str) -> None:
+    assert cli_parser.parser().parse_args(["build", "--since", since]).since == since
+
+
+def test_build_platform_must_be_one_a_permutation_can_declare(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    line = _usage_error(tmp_path, ["--platform", "linux/amd65"], capsys)
+    assert line.startswith(
+        "dcforge build: error: argument --platform: 'linux/amd65' is not a platform a "
+        "permutation can build (linux/amd64, linux/arm64, "
+    )
+    for ok in ("", "linux/arm/v7"):  # CI passes --platform "" to a job that builds it all
+        assert cli_parser.parser().parse_args(["build", "--platform", ok]).platform == ok
+
+
+@pytest.mark.parametrize(
+    ("selection", "expected"),
+    [
+        ([], r"^no selected permutation builds linux/s390x$"),
+        (["--permutation", "tiny-one"], r": 'tiny-one' does not build linux/s390x \(its platf"),
+    ],
+)
+def test_build_platform_no_permutation_builds_is_refused_before_any_process(
+    selection: list[str], expected: str, tmp_path: Path
+) -> None:
+    """The permutation files alone say it: no git, no prune, no registry login first."""
+    root = write_project(tmp_path / "p")
+    argv = ["--root", str(root), "build", "--prune", "--platform", "linux/s390x", *selection]
+    with pytest.raises(ConfigError, match=expected) as err:
+        cli.run(argv, {**UNREACHABLE, "CI": "true"})
+    assert err.value.exit_code == 2
+
+
 @pytest.mark.parametrize(
     ("env", "flags", "yes"),
     [
@@ -374,9 +451,9 @@ def test_a_malformed_sha_is_a_usage_error_before_any_registry(
     with pytest.raises(SystemExit) as stop:
         cli_parser.parser().parse_args(argv)
     assert stop.value.code == 2
-    assert "neither a git SHA (4 to 40 hex digits) nor a sha256: record digest" in (
-        capsys.readouterr().err
-    )
+    assert "names no release: give last-known-good, a git SHA (4 to 40 hex digits) or a " + (
+        "sha256: record digest"
+    ) in " ".join(capsys.readouterr().err.split())
 
 
 @pytest.mark.parametrize("sha", ["ABCDEF12", "abcd", "a" * 40, "sha256:" + "0" * 64])

@@ -29,11 +29,11 @@ Handler = Callable[[argparse.Namespace, Context], int]
 
 
 def _plan(args: argparse.Namespace, ctx: Context) -> int:
-    from dcforge.stages import build
+    from dcforge.core import build_plan
 
-    perms = build.load_permutations(ctx.settings, args.permutation)
+    perms = build_plan.load_permutations(ctx.settings, args.permutation)
     matrix = json.dumps(
-        build.ci_matrix(perms, ctx.settings.runner_labels, ctx.settings.max_matrix_jobs)
+        build_plan.ci_matrix(perms, ctx.settings.runner_labels, ctx.settings.max_matrix_jobs)
     )
     if args.github_output:
         _append_github_output(ctx.env, f"matrix={matrix}")

@@ -6,7 +6,6 @@ One small function per command group; :mod:`dcforge.cli.main` does what the comm
 from __future__ import annotations
 
 import argparse
-import re
 from importlib import metadata
 from pathlib import Path
 from typing import TypeAlias
@@ -27,17 +26,19 @@ EPILOG = (
 )
 
 
-RELEASE_TARGET = re.compile(r"[0-9a-f]{4,40}|sha256:[0-9a-f]{64}")
-
-
 def release_target(value: str) -> str:
-    """``--sha``: a git SHA (4 to 40 hex digits, any case) or the ``sha256:`` digest of a
-    release record — anything else is a usage error before any registry is asked."""
-    if not RELEASE_TARGET.fullmatch(value.lower()):
+    """``--sha``/``--since``: a git SHA (4 to 40 hex digits, any case), the ``sha256:`` digest
+    of a release record, or last-known-good — anything else is a usage error before any
+    registry is asked."""
+    from dcforge.core import release
+
+    lowered = value.lower() if value.lower() != release.LAST_KNOWN_GOOD else value  # hex: any case
+    if not release.names_a_release(lowered):
         raise argparse.ArgumentTypeError(
-            f"{value!r} is neither a git SHA (4 to 40 hex digits) nor a sha256: record digest"
+            f"'{value}' names no release: give {release.LAST_KNOWN_GOOD}, a git SHA (4 to 40 "
+            "hex digits) or a sha256: record digest"
         )
-    return value.lower()
+    return lowered
 
 
 def release_target_or_pinned(value: str) -> str:
@@ -147,7 +148,7 @@ def _add_build(sub: Subparsers) -> None:
     _permutation_option(build)
     build.add_argument(
         "--jobs",
-        type=int,
+        type=_bake_sessions,
         default=0,
         metavar="N",
         help="split the build over N bake sessions and verify/smoke-test N images at once "
@@ -179,6 +180,7 @@ def _add_build_selection(build: argparse.ArgumentParser) -> None:
     """What of each permutation a build builds: a platform part, a refresh, a reuse."""
     build.add_argument(
         "--platform",
+        type=_platform,
         default="",
         metavar="OS/ARCH",
         help="build only this platform of the permutations that declare it (a platform "
@@ -194,10 +196,47 @@ def _add_build_selection(build: argparse.ArgumentParser) -> None:
     )
     build.add_argument(
         "--since",
+        type=_release_name,
         default="",
         metavar="REF",
         help="reuse unchanged permutations of a release (last-known-good or git SHA)",
     )
+
+
+# The build's values checked as the command line is parsed: a wrong one is a usage error
+# (status 2) before anything runs — not a registry login, or retries, first.
+
+
+def _bake_sessions(value: str) -> int:
+    """``--jobs``: a whole number, 0 or more (0: the ``jobs`` setting decides)."""
+    try:
+        jobs = int(value)
+    except ValueError:
+        jobs = -1
+    if jobs < 0:
+        raise argparse.ArgumentTypeError(
+            f"'{value}' is not a number of bake sessions (0 or more; 0: the 'jobs' setting)"
+        )
+    return jobs
+
+
+def _platform(value: str) -> str:
+    """``--platform``: empty (every platform) or one a permutation file may declare."""
+    if not value:
+        return value
+    from dcforge.core import permfile
+
+    known = permfile.platforms()
+    if value not in known:
+        raise argparse.ArgumentTypeError(
+            f"'{value}' is not a platform a permutation can build ({', '.join(known)})"
+        )
+    return value
+
+
+def _release_name(value: str) -> str:
+    """``--since``: empty (no reuse), or a release as :func:`release_target` reads it."""
+    return release_target(value) if value else ""
 
 
 def _add_gate(sub: Subparsers) -> None:

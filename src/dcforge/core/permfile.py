@@ -86,6 +86,11 @@ def _schema() -> dict[str, Any]:
     return _SCHEMA
 
 
+def platforms() -> tuple[str, ...]:
+    """Every platform a permutation may declare (the schema's list), e.g. ``linux/arm64``."""
+    return tuple(_schema()["properties"]["platforms"]["items"]["enum"])
+
+
 class _NoAliasLoader(yaml.SafeLoader):
     """SafeLoader that refuses anchors/aliases (no alias bombs, no surprises)."""
 
