@@ -168,11 +168,10 @@ def _unusable(
     return TrivyDb(options, where, "", "", sample, problem)
 
 
-def prepare_db(settings: Settings, runner: Runner, work: Path, now: dt.datetime) -> TrivyDb:
+def prepare_db(settings: Settings, reg: Registry, work: Path, now: dt.datetime) -> TrivyDb:
     """Resolve the DB to a digest and download exactly that; the sample DB only for a
     loopback registry with no DB repository configured."""
-    runner.which("trivy")  # a missing scanner is an error, never a reason to use sample data
-    reg = Registry(runner, settings.insecure_hosts)
+    reg.runner.which("trivy")  # a missing scanner is an error, never a reason to use sample data
     configured = settings.trivy_db_repository
     failures = []
     for repository in [configured] if configured else TRIVY_DEFAULT_DB_REPOSITORIES:
@@ -294,36 +293,27 @@ class Scanned:
         return [v for _, _, v in self.platforms] or [self.verdict]
 
 
-def _scan_for(
-    settings: Settings, runner: Runner, env: Mapping[str, str], entry: mf.Entry, gctx: GateContext
-) -> Scanned:
+def _scan_for(ctx: Context, entry: mf.Entry, gctx: GateContext) -> Scanned:
     """One permutation's scan on a pool thread: its tool output is its own (log groups)."""
     with log.permutation(entry.name):
-        return _scan_one(settings, runner, env, entry, gctx)
+        if entry.reused:
+            return _scan_remote(ctx.registry, entry, gctx, entry.repository)
+        if entry.staged:
+            return _scan_staged(ctx, entry, gctx)
+        return _scan_tarball(ctx.settings, ctx.runner, entry, gctx)
 
 
-def _scan_one(
-    settings: Settings, runner: Runner, env: Mapping[str, str], entry: mf.Entry, gctx: GateContext
-) -> Scanned:
-    if entry.reused:
-        return _scan_remote(settings, runner, entry, gctx, entry.repository)
-    if entry.staged:
-        return _scan_staged(settings, runner, env, entry, gctx)
-    return _scan_tarball(settings, runner, entry, gctx)
-
-
-def _scan_staged(
-    settings: Settings, runner: Runner, env: Mapping[str, str], entry: mf.Entry, gctx: GateContext
-) -> Scanned:
+def _scan_staged(ctx: Context, entry: mf.Entry, gctx: GateContext) -> Scanned:
     """A staged image, by digest, from this run's own staging repository only."""
-    own = settings.staging_registry and staging.repository(settings, env, entry.repository)
+    settings = ctx.settings
+    own = settings.staging_registry and staging.repository(settings, ctx.env, entry.repository)
     if entry.staged != own:
         problem = (
             f"staged in {entry.staged}, but this run's staging repository is "
             f"{own or '(none: staging_registry is not set)'} — gate the run that built it"
         )
         return _combine(entry, [_decide(entry, "", None, None, [problem], gctx)])
-    return _scan_remote(settings, runner, entry, gctx, entry.staged)
+    return _scan_remote(ctx.registry, entry, gctx, entry.staged)
 
 
 def _scan_tarball(
@@ -488,12 +478,9 @@ def _decide(
     return verdict
 
 
-def _scan_remote(
-    settings: Settings, runner: Runner, entry: mf.Entry, gctx: GateContext, repository: str
-) -> Scanned:
+def _scan_remote(reg: Registry, entry: mf.Entry, gctx: GateContext, repository: str) -> Scanned:
     """A reused image (in its release repository) or a staged one (in its staging
     repository) is scanned from the registry by digest with today's DB."""
-    reg = Registry(runner, settings.insecure_hosts)
     if gctx.db.problem:
         return _combine(entry, [_decide(entry, "", None, None, [gctx.db.problem], gctx)])
     ref = f"{repository}@{entry.image_digest}"
@@ -538,7 +525,7 @@ def check_tools(runner: Runner, names: Sequence[str]) -> dict[str, toolchain.Too
 
 def _context(
     settings: Settings,
-    runner: Runner,
+    reg: Registry,
     tmp: Path,
     now: dt.datetime,
     tools: Mapping[str, toolchain.Tool] | None = None,
@@ -551,7 +538,7 @@ def _context(
     reports_dir = settings.dist_dir / "reports"
     reports_dir.mkdir(parents=True, exist_ok=True)
     with log.group("vulnerability DB"):
-        db = prepare_db(settings, runner, tmp, now)
+        db = prepare_db(settings, reg, tmp, now)
     if db.problem:
         log.error(db.problem)
     else:
@@ -580,7 +567,7 @@ def run(ctx: Context, options: GateOptions) -> dict[str, Any]:
     now = options.now or dt.datetime.now(dt.UTC)
     check_scanner_env(env)
     if options.self_test:
-        return self_test(settings, runner, now)
+        return self_test(ctx, now)
     manifest_path = settings.dist_dir / "manifest.json"
     manifest = mf.load(manifest_path)
     manifest.check_complete(str(manifest_path))
@@ -591,14 +578,13 @@ def run(ctx: Context, options: GateOptions) -> dict[str, Any]:
     # reused image: either may live on the authenticated registry.
     ctx.releases  # noqa: B018 — logs in
     with tempfile.TemporaryDirectory(prefix="dcforge-db-") as tmp:
-        gctx = _context(settings, runner, Path(tmp), now, tools if options.scan_cache else None)
+        cached = tools if options.scan_cache else None
+        gctx = _context(settings, ctx.registry, Path(tmp), now, cached)
     with (
         log.group(f"gate {len(manifest.permutations)} permutation(s)"),
         ThreadPoolExecutor(settings.effective_jobs) as pool,
     ):
-        scanned = list(
-            pool.map(lambda e: _scan_for(settings, runner, env, e, gctx), manifest.permutations)
-        )
+        scanned = list(pool.map(lambda e: _scan_for(ctx, e, gctx), manifest.permutations))
     verdicts = [s.verdict for s in scanned]
     doc = _verdict_doc(settings, manifest, manifest_path, scanned, gctx, tools, now)
     _write_reports(settings, manifest, scanned, doc, gctx, env)
@@ -702,8 +688,9 @@ def _write_reports(
         append_line(env["GITHUB_STEP_SUMMARY"], summary, "GITHUB_STEP_SUMMARY")
 
 
-def self_test(settings: Settings, runner: Runner, now: dt.datetime) -> dict[str, Any]:
+def self_test(ctx: Context, now: dt.datetime) -> dict[str, Any]:
     """Prove DB → Trivy → policy blocks a planted vulnerable package (the canary)."""
+    settings, runner = ctx.settings, ctx.runner
     pol = settings.gate_policy
     with tempfile.TemporaryDirectory(prefix="dcforge-canary-") as tmp:
         work = Path(tmp)
@@ -711,7 +698,7 @@ def self_test(settings: Settings, runner: Runner, now: dt.datetime) -> dict[str,
         shutil.copytree(Path(str(resources.files("dcforge.resources") / "canary")), context)
         tar = work / "canary.tar"
         buildx.build_oci(runner, context, tar, buildx.Builder.resolve(runner, settings.builder))
-        db = prepare_db(settings, runner, work, now)
+        db = prepare_db(settings, ctx.registry, work, now)
         if db.problem:
             raise GateBlocked(f"gate self-test could not run: {db.problem}")
         layout = trivy.unpack_oci_archive(tar, work / "layout")
@@ -807,12 +794,12 @@ def rescan(ctx: Context, options: RescanOptions) -> dict[str, Any]:
     out_dir = settings.dist_dir / "rescan"
     shutil.rmtree(out_dir, ignore_errors=True)
     with tempfile.TemporaryDirectory(prefix="dcforge-db-") as tmp:
-        gctx = replace(_context(settings, runner, Path(tmp), now), reports_dir=out_dir)
+        gctx = replace(_context(settings, ctx.registry, Path(tmp), now), reports_dir=out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     if gctx.db.problem:
         raise GateBlocked(f"rescan: {gctx.db.problem}")
     with log.group(f"rescan {len(live)} live image(s)"), ThreadPoolExecutor(4) as pool:
-        verdicts = list(pool.map(lambda i: _rescan_one(rels.registry, i, gctx), live))
+        verdicts = list(pool.map(lambda i: _rescan_one(ctx.registry, i, gctx), live))
     doc = _rescan_doc(settings, pinned, live, verdicts, gctx, tools, now)
     _write_rescan(pinned, verdicts, doc, gctx, env, options)
     if doc["affected"] and options.dispatch_refresh:
