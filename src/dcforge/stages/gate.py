@@ -27,7 +27,6 @@ from dcforge.core import (
     scan_cache,
     staging,
     toolpins,
-    trivydb,
 )
 from dcforge.core.errors import (
     ConfigError,
@@ -41,9 +40,8 @@ from dcforge.core.errors import (
 from dcforge.core.files import append_line, atomic_write_bytes, atomic_write_json
 from dcforge.core.hashing import file_sha256
 from dcforge.core.permfile import read_yaml
-from dcforge.core.refs import at_digest
 from dcforge.core.scan_cache import ScanCache
-from dcforge.core.settings import Settings, is_loopback
+from dcforge.core.settings import Settings
 from dcforge.core.verdict import (
     GATE_SCHEMA_VERSION,
     SCANNED_TOOLS,
@@ -57,14 +55,9 @@ from dcforge.infra.release_store import Releases
 from dcforge.infra.runner import Runner
 from dcforge.infra.tools import buildx, github, syft, trivy
 from dcforge.infra.tools.registry import Registry
+from dcforge.infra.vulndb import TrivyDb, prepare_db
 
-SAMPLE_REPOSITORY = "dcforge-sample/trivy-db:2"
 GITHUB_API = "https://api.github.com"
-# Where Trivy itself looks when no DB repository is configured, in its order.
-TRIVY_DEFAULT_DB_REPOSITORIES = (
-    "mirror.gcr.io/aquasec/trivy-db:2",
-    "ghcr.io/aquasecurity/trivy-db:2",
-)
 
 
 @dataclass(frozen=True)
@@ -72,20 +65,6 @@ class GateOptions:
     self_test: bool = False
     scan_cache: bool = True  # reuse scanner outputs by image digest + DB + policy + tools
     now: dt.datetime | None = None  # injectable clock (DB age, waiver expiry)
-
-
-@dataclass(frozen=True)
-class TrivyDb:
-    """The vulnerability DB a gate scans with, identified by the digest Trivy downloaded."""
-
-    options: trivy.ScanOptions
-    repository: str
-    digest: str
-    updated_at: str
-    sample: bool
-    problem: str  # non-empty: every verdict blocks with it
-    # the DB's top-level buckets (``debian 12`` …): an OS with none has no advisories
-    platforms: frozenset[str] = frozenset()
 
 
 def check_trivy_config(settings: Settings, pol: policy.Policy) -> Path | None:
@@ -109,154 +88,6 @@ def check_scanner_env(env: Mapping[str, str]) -> None:
             "it; scanner options that matter are dcforge policy settings ([tool.dcforge]), "
             "recorded in the verdict"
         )
-
-
-def _scan_options(settings: Settings, reg: Registry, db_ref: str, digest: str) -> trivy.ScanOptions:
-    config = trivy_config_path(settings)
-    return trivy.ScanOptions(
-        # One cache per DB digest: a DB never stands in for another, a new one is downloaded.
-        cache_dir=settings.state_root / "trivy-cache" / digest.removeprefix("sha256:")[:24],
-        db_repository=db_ref,
-        insecure=reg.plain(db_ref),
-        skip_db_update=True,
-        config=config if config.is_file() else None,
-        timeout=settings.scan_timeout,
-        skip_dirs=settings.gate_policy.skip_dirs,
-    )
-
-
-def push_sample_db(settings: Settings, reg: Registry, work: Path) -> str:
-    """Serve the bundled sample DB from the local registry; returns its ref."""
-    host = settings.registry.split("/", 1)[0]
-    return push_db_dir(reg, work, f"{host}/{SAMPLE_REPOSITORY}", trivydb.sample_db(work / "db"))
-
-
-def publish_db(
-    reg: Registry,
-    work: Path,
-    repository: str,
-    advisories: Sequence[trivydb.Advisory],
-    *,
-    updated_at: dt.datetime | None = None,
-    sample: bool = False,
-) -> str:
-    """Write a Trivy DB from ``advisories`` and serve it at ``repository`` as Trivy expects
-    (tests and mirrors of made-up data; needs the ``boltdb`` test dependency)."""
-    db_dir = trivydb.write_db(work / "db", advisories, updated_at=updated_at, sample=sample)
-    return push_db_dir(reg, work, repository, db_dir)
-
-
-def push_db_dir(reg: Registry, work: Path, repository: str, db_dir: Path) -> str:
-    """Serve the DB in ``db_dir`` (trivy.db + metadata.json) at ``repository``."""
-    sample = (db_dir / trivydb.SAMPLE_MARKER_FILE).exists()
-    trivydb.pack(db_dir, work / "db.tar.gz")
-    reg.push_artifact(
-        repository,
-        work,
-        "db.tar.gz",
-        artifact_type=trivydb.DB_ARTIFACT_TYPE,
-        media_type=trivydb.DB_MEDIA_TYPE,
-        annotations={trivydb.SAMPLE_ANNOTATION: "true"} if sample else {},
-    )
-    return repository
-
-
-def _unusable(
-    settings: Settings, reg: Registry, where: str, problem: str, sample: bool = False
-) -> TrivyDb:
-    options = _scan_options(settings, reg, where, "sha256:none")
-    return TrivyDb(options, where, "", "", sample, problem)
-
-
-def prepare_db(settings: Settings, reg: Registry, work: Path, now: dt.datetime) -> TrivyDb:
-    """Resolve the DB to a digest and download exactly that; the sample DB only for a
-    loopback registry with no DB repository configured."""
-    reg.runner.which("trivy")  # a missing scanner is an error, never a reason to use sample data
-    configured = settings.trivy_db_repository
-    failures = []
-    for repository in [configured] if configured else TRIVY_DEFAULT_DB_REPOSITORIES:
-        try:
-            return _load_db(settings, reg, repository, now)
-        except DcforgeError as err:
-            failures.append(f"{repository}: {err}")
-    where = configured or "Trivy's default repositories"
-    if configured or not is_loopback(settings.registry):
-        return _unusable(
-            settings,
-            reg,
-            where,
-            f"the Trivy DB could not be downloaded from {where} ({'; '.join(failures)}) — check "
-            "the network or mirror it: invoke trivy-db-mirror --to REGISTRY/REPO",
-        )
-    log.warn(
-        "the public Trivy DB is unreachable and the target is a loopback registry: using the "
-        "bundled SAMPLE DB — this is NOT a real vulnerability scan"
-    )
-    repository = push_sample_db(settings, reg, work)
-    try:
-        return _load_db(settings, reg, repository, now)
-    except DcforgeError as err:
-        problem = f"the sample Trivy DB failed to load ({err})"
-        return _unusable(settings, reg, repository, problem, sample=True)
-
-
-def _load_db(settings: Settings, reg: Registry, repository: str, now: dt.datetime) -> TrivyDb:
-    """Download the DB ``repository`` serves, by digest; judge its identity and age."""
-    pol = settings.gate_policy
-    digest = reg.resolve(repository)
-    db_ref = at_digest(repository, digest)
-    options = _scan_options(settings, reg, db_ref, digest)
-    stamp = options.cache_dir / "dcforge-digest"
-    if not stamp.is_file() or stamp.read_text() != digest:
-        shutil.rmtree(options.cache_dir, ignore_errors=True)
-        trivy.download_db(reg.runner, replace(options, skip_db_update=False))
-        if (options.cache_dir / "db" / "metadata.json").is_file():
-            stamp.write_text(digest)
-    metadata = trivy.db_metadata(options.cache_dir)
-    annotations = reg.manifest(db_ref).get("annotations")
-    sample = (
-        (options.cache_dir / "db" / trivydb.SAMPLE_MARKER_FILE).exists()
-        or bool((metadata or {}).get("DcforgeSample"))
-        or (isinstance(annotations, dict) and trivydb.SAMPLE_ANNOTATION in annotations)
-    )
-    problems = [policy.db_age_problem(metadata, now, pol)]
-    if pol.db_digest and digest != pol.db_digest:
-        problems.append(
-            f"the Trivy DB at {repository} is {digest}, but trivy_db_digest pins "
-            f"{pol.db_digest} — update the pin or the mirror"
-        )
-    local_db = not sample and is_loopback(repository) and not pol.db_digest
-    if local_db and not is_loopback(settings.registry):
-        problems.append(
-            f"the Trivy DB is served from this machine ({repository}) but the target is "
-            f"{settings.registry}: a DB made or copied locally gates a remote registry only "
-            "when pinned by digest (trivy_db_digest) — or serve your mirror from a real host"
-        )
-    if sample and not is_loopback(settings.registry):
-        problems.append(
-            f"the Trivy DB at {repository} is dcforge's SAMPLE data (made-up advisories): it "
-            f"may gate only a loopback demo registry, never {settings.registry}"
-        )
-    updated = str((metadata or {}).get("UpdatedAt", ""))
-    platforms, unreadable = _db_platforms(options.cache_dir / "db" / "trivy.db", repository)
-    problems.append(unreadable)
-    return TrivyDb(
-        options,
-        repository,
-        digest,
-        updated,
-        sample,
-        "; ".join(p for p in problems if p),
-        platforms,
-    )
-
-
-def _db_platforms(db_file: Path, repository: str) -> tuple[frozenset[str], str]:
-    """(the DB's platform buckets, "" or why they could not be read: that blocks)."""
-    try:
-        return trivydb.platforms(db_file), ""
-    except (OSError, trivydb.DbFormatError) as err:
-        return frozenset(), f"the Trivy DB at {repository} cannot be read for its platforms ({err})"
 
 
 @dataclass(frozen=True)
