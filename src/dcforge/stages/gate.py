@@ -26,7 +26,6 @@ from dcforge.core import (
     reports,
     scan_cache,
     staging,
-    toolpins,
 )
 from dcforge.core.errors import (
     ConfigError,
@@ -34,28 +33,24 @@ from dcforge.core.errors import (
     GateBlocked,
     RegistryError,
     RollbackRefused,
-    ToolError,
     VerifyFailed,
 )
 from dcforge.core.files import append_line, atomic_write_bytes, atomic_write_json
 from dcforge.core.hashing import file_sha256
-from dcforge.core.permfile import read_yaml
-from dcforge.core.scan_cache import ScanCache
 from dcforge.core.settings import Settings
 from dcforge.core.verdict import (
     GATE_SCHEMA_VERSION,
     SCANNED_TOOLS,
     policy_json,
-    trivy_config_path,
-    waivers_path,
 )
 from dcforge.infra import log, toolchain
 from dcforge.infra.context import Context
 from dcforge.infra.release_store import Releases
 from dcforge.infra.runner import Runner
+from dcforge.infra.scan_setup import GateContext, check_scanner_env, check_tools, gate_context
 from dcforge.infra.tools import buildx, github, syft, trivy
 from dcforge.infra.tools.registry import Registry
-from dcforge.infra.vulndb import TrivyDb, prepare_db
+from dcforge.infra.vulndb import prepare_db
 
 GITHUB_API = "https://api.github.com"
 
@@ -65,41 +60,6 @@ class GateOptions:
     self_test: bool = False
     scan_cache: bool = True  # reuse scanner outputs by image digest + DB + policy + tools
     now: dt.datetime | None = None  # injectable clock (DB age, waiver expiry)
-
-
-def check_trivy_config(settings: Settings, pol: policy.Policy) -> Path | None:
-    """trivy.yaml, refused when it holds an option that could hide findings."""
-    path = trivy_config_path(settings)
-    if not path.is_file():
-        return None
-    problems = policy.trivy_config_problems(read_yaml(path), pol.blocking)
-    if problems:
-        raise ConfigError(f"{path}: {'; '.join(problems)}")
-    return path
-
-
-def check_scanner_env(env: Mapping[str, str]) -> None:
-    """TRIVY_*/SYFT_* variables can change what is scanned; only credentials may be set."""
-    allowed = trivy.ALLOWED_ENV | syft.ALLOWED_ENV
-    bad = sorted(k for k in env if k.startswith(("TRIVY_", "SYFT_")) and k not in allowed)
-    if bad:
-        raise ConfigError(
-            f"environment: {', '.join(bad)} would change what Trivy/syft scan or report — unset "
-            "it; scanner options that matter are dcforge policy settings ([tool.dcforge]), "
-            "recorded in the verdict"
-        )
-
-
-@dataclass(frozen=True)
-class GateContext:
-    """What every permutation's verdict is made with."""
-
-    db: TrivyDb
-    rules: policy.Policy
-    waivers: tuple[policy.Waiver, ...]
-    reports_dir: Path
-    today: dt.date
-    cache: ScanCache | None = None  # scanner outputs reused by image digest (scan_cache)
 
 
 def _tarball_problems(tar: Path, entry: mf.Entry) -> list[str]:
@@ -345,53 +305,6 @@ def _scan_remote(reg: Registry, entry: mf.Entry, gctx: GateContext, repository: 
     return _combine(entry, verdicts)
 
 
-def check_tools(runner: Runner, names: Sequence[str]) -> dict[str, toolchain.Tool]:
-    """The pinned tools, or GateBlocked naming what was found and what is pinned."""
-    try:
-        pinned = toolpins.pins()
-        return {name: toolchain.check(runner, name, pinned) for name in names}
-    except ToolError as err:
-        raise GateBlocked(f"the gate cannot vouch for its tools: {err}") from None
-
-
-def _context(
-    settings: Settings,
-    reg: Registry,
-    tmp: Path,
-    now: dt.datetime,
-    tools: Mapping[str, toolchain.Tool] | None = None,
-) -> GateContext:
-    pol = settings.gate_policy
-    waivers = policy.load_waivers(
-        waivers_path(settings), max_days=pol.max_waiver_days, today=now.date()
-    )
-    check_trivy_config(settings, pol)
-    reports_dir = settings.dist_dir / "reports"
-    reports_dir.mkdir(parents=True, exist_ok=True)
-    with log.group("vulnerability DB"):
-        db = prepare_db(settings, reg, tmp, now)
-    if db.problem:
-        log.error(db.problem)
-    else:
-        sample = " (SAMPLE DATA)" * db.sample
-        log.info(f"Trivy DB {db.repository} {db.digest[:19]}, updated {db.updated_at}{sample}")
-    cache = None
-    if tools is not None and not db.problem:
-        config = trivy_config_path(settings)
-        cache = ScanCache(
-            settings.state_root / "scan-cache",
-            scan_cache.salt(
-                {
-                    "db": db.digest,
-                    "policy": pol.to_json(),
-                    "trivy_config": file_sha256(config) if config.is_file() else "",
-                    "tools": {n: [t.version, t.sha256] for n, t in sorted(tools.items())},
-                }
-            ),
-        )
-    return GateContext(db, pol, tuple(waivers), reports_dir, now.date(), cache)
-
-
 def run(ctx: Context, options: GateOptions) -> dict[str, Any]:
     """Gate ``dist/manifest.json``; raises GateBlocked unless every permutation passes."""
     settings, runner, env = ctx.settings, ctx.runner, ctx.env
@@ -410,7 +323,7 @@ def run(ctx: Context, options: GateOptions) -> dict[str, Any]:
     ctx.releases  # noqa: B018 — logs in
     with tempfile.TemporaryDirectory(prefix="dcforge-db-") as tmp:
         cached = tools if options.scan_cache else None
-        gctx = _context(settings, ctx.registry, Path(tmp), now, cached)
+        gctx = gate_context(settings, ctx.registry, Path(tmp), now, cached)
     with (
         log.group(f"gate {len(manifest.permutations)} permutation(s)"),
         ThreadPoolExecutor(settings.effective_jobs) as pool,
@@ -625,7 +538,7 @@ def rescan(ctx: Context, options: RescanOptions) -> dict[str, Any]:
     out_dir = settings.dist_dir / "rescan"
     shutil.rmtree(out_dir, ignore_errors=True)
     with tempfile.TemporaryDirectory(prefix="dcforge-db-") as tmp:
-        gctx = replace(_context(settings, ctx.registry, Path(tmp), now), reports_dir=out_dir)
+        gctx = replace(gate_context(settings, ctx.registry, Path(tmp), now), reports_dir=out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     if gctx.db.problem:
         raise GateBlocked(f"rescan: {gctx.db.problem}")
