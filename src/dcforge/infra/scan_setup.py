@@ -78,8 +78,9 @@ def gate_context(
     now: dt.datetime,
     tools: Mapping[str, toolchain.Tool] | None = None,
 ) -> GateContext:
-    """The policy, today's waivers and the DB; with ``tools``, the scan cache for this DB,
-    policy, trivy.yaml and scanners."""
+    """The policy, today's waivers and the DB (its ``problem`` for the caller to report:
+    once, before anything is scanned); with ``tools``, the scan cache for this DB, policy,
+    trivy.yaml and scanners."""
     pol = settings.gate_policy
     waivers = policy.load_waivers(
         waivers_path(settings), max_days=pol.max_waiver_days, today=now.date()
@@ -89,9 +90,7 @@ def gate_context(
     reports_dir.mkdir(parents=True, exist_ok=True)
     with log.group("vulnerability DB"):
         db = prepare_db(settings, reg, tmp, now)
-    if db.problem:
-        log.error(db.problem)
-    else:
+    if not db.problem:
         sample = " (SAMPLE DATA)" * db.sample
         log.info(f"Trivy DB {db.repository} {db.digest[:19]}, updated {db.updated_at}{sample}")
     cache = None

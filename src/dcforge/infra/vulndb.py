@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from dcforge.core import policy, trivydb
+from dcforge.core import policy, registry_advice, trivydb
 from dcforge.core.errors import DcforgeError
 from dcforge.core.refs import at_digest
 from dcforge.core.settings import Settings, is_loopback
@@ -30,6 +30,7 @@ TRIVY_DEFAULT_DB_REPOSITORIES = (
     "mirror.gcr.io/aquasec/trivy-db:2",
     "ghcr.io/aquasecurity/trivy-db:2",
 )
+MIRROR_HINT = "or mirror the DB: invoke trivy-db-mirror --to REGISTRY/REPO"
 
 
 @dataclass(frozen=True)
@@ -109,21 +110,15 @@ def prepare_db(settings: Settings, reg: Registry, work: Path, now: dt.datetime) 
     loopback registry with no DB repository configured."""
     reg.runner.which("trivy")  # a missing scanner is an error, never a reason to use sample data
     configured = settings.trivy_db_repository
-    failures = []
+    failures: list[tuple[str, DcforgeError]] = []
     for repository in [configured] if configured else TRIVY_DEFAULT_DB_REPOSITORIES:
         try:
             return _load_db(settings, reg, repository, now)
         except DcforgeError as err:
-            failures.append(f"{repository}: {err}")
-    where = configured or "Trivy's default repositories"
+            failures.append((repository, err))
     if configured or not is_loopback(settings.registry):
-        return _unusable(
-            settings,
-            reg,
-            where,
-            f"the Trivy DB could not be downloaded from {where} ({'; '.join(failures)}) — check "
-            "the network or mirror it: invoke trivy-db-mirror --to REGISTRY/REPO",
-        )
+        where = configured or "Trivy's default repositories"
+        return _unusable(settings, reg, where, fetch_problem(configured, failures))
     log.warn(
         "the public Trivy DB is unreachable and the target is a loopback registry: using the "
         "bundled SAMPLE DB — this is NOT a real vulnerability scan"
@@ -134,6 +129,29 @@ def prepare_db(settings: Settings, reg: Registry, work: Path, now: dt.datetime) 
     except DcforgeError as err:
         problem = f"the sample Trivy DB failed to load ({err})"
         return _unusable(settings, reg, repository, problem, sample=True)
+
+
+def fetch_problem(configured: str, failures: Sequence[tuple[str, DcforgeError]]) -> str:
+    """One line for a DB none of the repositories in ``failures`` served: what each one's
+    tool said, then the advice those words call for, once per cause — not the registry
+    client's "is the registry up?", which a host name that does not resolve or a wrong
+    tag contradicts. Trivy's own repositories are out of our hands: mirror them."""
+    said = [(repository, *_tool_words(err)) for repository, err in failures]
+    tried = "; ".join(words if configured else f"{r}: {words}" for r, words, _ in said)
+    hints: dict[str, str] = {}  # cause → the advice for the first repository it stopped
+    for repository, words, details in said:
+        cause = registry_advice.cause(f"{words} {details}")
+        hints.setdefault(cause, registry_advice.advice(f"{words} {details}", repository))
+    where = configured or "Trivy's default repositories"
+    advice = "; ".join([*hints.values(), *([] if configured else [MIRROR_HINT])])
+    return f"the Trivy DB could not be downloaded from {where} ({tried}) — {advice}"
+
+
+def _tool_words(err: DcforgeError) -> tuple[str, str]:
+    """(the failing tool's one line, its output's tail): the tool's own words, without the
+    advice a caller added for another cause."""
+    root = err.__cause__ if isinstance(err.__cause__, DcforgeError) else err
+    return str(root), root.details
 
 
 def _load_db(settings: Settings, reg: Registry, repository: str, now: dt.datetime) -> TrivyDb:

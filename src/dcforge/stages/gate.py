@@ -63,6 +63,23 @@ class Scanned:
         return [v for _, _, v in self.platforms] or [self.verdict]
 
 
+def _scan_all(ctx: Context, manifest: mf.Manifest, gctx: GateContext) -> list[Scanned]:
+    """Every permutation scanned on the pool, with a usable DB."""
+    with (
+        log.group(f"gate {len(manifest.permutations)} permutation(s)"),
+        ThreadPoolExecutor(ctx.settings.effective_jobs) as pool,
+    ):
+        return list(pool.map(lambda e: _scan_for(ctx, e, gctx), manifest.permutations))
+
+
+def _blocked_by_the_db(manifest: mf.Manifest, gctx: GateContext) -> list[Scanned]:
+    """Every permutation blocked by the DB's problem, none scanned: the verdicts record
+    it, the error says it once (not once per permutation)."""
+    return [
+        Scanned(_verdict(e, "", None, None, [gctx.db.problem], gctx)) for e in manifest.permutations
+    ]
+
+
 def _scan_for(ctx: Context, entry: mf.Entry, gctx: GateContext) -> Scanned:
     """One permutation's scan on a pool thread: its tool output is its own (log groups)."""
     with log.permutation(entry.name):
@@ -90,7 +107,7 @@ def _scan_tarball(
     settings: Settings, runner: Runner, entry: mf.Entry, gctx: GateContext
 ) -> Scanned:
     tar = settings.dist_dir / entry.tarball
-    problems = _tarball_problems(tar, entry) + [gctx.db.problem] * bool(gctx.db.problem)
+    problems = _tarball_problems(tar, entry)
     if problems:
         return _combine(entry, [_decide(entry, "", None, None, problems, gctx)])
     with tempfile.TemporaryDirectory(prefix=f"dcforge-gate-{entry.name}-") as tmp:
@@ -228,9 +245,23 @@ def _decide(
     problems: list[str],
     gctx: GateContext,
 ) -> policy.Verdict:
+    """The verdict on one platform's image (or the permutation's), said in its log line."""
+    verdict = _verdict(entry, platform, report, sbom, problems, gctx)
+    log.step(verdict.name, "pass" if verdict.passed else f"BLOCKED: {'; '.join(verdict.reasons)}")
+    return verdict
+
+
+def _verdict(
+    entry: mf.Entry,
+    platform: str,
+    report: Any | None,
+    sbom: dict[str, Any] | None,
+    problems: list[str],
+    gctx: GateContext,
+) -> policy.Verdict:
     os_names = None if sbom is None else syft.os_package_names(sbom)
     name = f"{entry.name} ({platform})" if entry.multi_platform and platform else entry.name
-    verdict = policy.decide(
+    return policy.decide(
         name,
         report=report,
         sbom_packages=None if sbom is None else len(syft.package_names(sbom)),
@@ -244,15 +275,11 @@ def _decide(
         scope=entry.name,
         db_platforms=gctx.db.platforms,
     )
-    log.step(name, "pass" if verdict.passed else f"BLOCKED: {'; '.join(verdict.reasons)}")
-    return verdict
 
 
 def _scan_remote(reg: Registry, entry: mf.Entry, gctx: GateContext, repository: str) -> Scanned:
     """A reused image (in its release repository) or a staged one (in its staging
     repository) is scanned from the registry by digest with today's DB."""
-    if gctx.db.problem:
-        return _combine(entry, [_decide(entry, "", None, None, [gctx.db.problem], gctx)])
     ref = f"{repository}@{entry.image_digest}"
     try:
         served = reg.served_platforms(ref)
@@ -286,34 +313,53 @@ def _scan_remote(reg: Registry, entry: mf.Entry, gctx: GateContext, repository: 
 
 def run(ctx: Context, options: GateOptions) -> dict[str, Any]:
     """Gate ``dist/manifest.json``; raises GateBlocked unless every permutation passes."""
-    settings, runner, env = ctx.settings, ctx.runner, ctx.env
+    settings = ctx.settings
     now = options.now or dt.datetime.now(dt.UTC)
-    check_scanner_env(env)
+    check_scanner_env(ctx.env)
     if options.self_test:
         return self_test(ctx, now)
     manifest_path = settings.dist_dir / "manifest.json"
     manifest = mf.load(manifest_path)
     manifest.check_complete(str(manifest_path))
-    gate_path = settings.dist_dir / "gate.json"
-    gate_path.unlink(missing_ok=True)  # never leave an old verdict behind a failed gate
-    tools = check_tools(runner, SCANNED_TOOLS)
+    (settings.dist_dir / "gate.json").unlink(missing_ok=True)  # no old verdict behind a failure
+    tools = check_tools(ctx.runner, SCANNED_TOOLS)
     # Logged in (when credentials are set) before the DB download and any re-scan of a
     # reused image: either may live on the authenticated registry.
     ctx.releases  # noqa: B018 — logs in
     with tempfile.TemporaryDirectory(prefix="dcforge-db-") as tmp:
         cached = tools if options.scan_cache else None
         gctx = gate_context(settings, ctx.registry, Path(tmp), now, cached)
-    with (
-        log.group(f"gate {len(manifest.permutations)} permutation(s)"),
-        ThreadPoolExecutor(settings.effective_jobs) as pool,
-    ):
-        scanned = list(pool.map(lambda e: _scan_for(ctx, e, gctx), manifest.permutations))
-    verdicts = [s.verdict for s in scanned]
+    return _judge(ctx, manifest, manifest_path, gctx, tools, now)
+
+
+def _judge(
+    ctx: Context,
+    manifest: mf.Manifest,
+    manifest_path: Path,
+    gctx: GateContext,
+    tools: Mapping[str, toolchain.Tool],
+    now: dt.datetime,
+) -> dict[str, Any]:
+    """Scan every permutation — or none, when the DB is unusable — then write the verdict
+    (``dist/gate.json``, the reports) and raise GateBlocked unless every permutation passed.
+    A DB problem is the error, said once: it blocked every permutation alike."""
+    settings = ctx.settings
+    if gctx.db.problem:
+        scanned = _blocked_by_the_db(manifest, gctx)
+    else:
+        scanned = _scan_all(ctx, manifest, gctx)
     doc = _verdict_doc(settings, manifest, manifest_path, scanned, gctx, tools, now)
-    _write_reports(settings, manifest, scanned, doc, gctx, env)
+    _write_reports(settings, manifest, scanned, doc, gctx, ctx.env)
+    gate_path = settings.dist_dir / "gate.json"
     atomic_write_json(gate_path, doc)
     if gctx.db.sample:
         log.warn("SAMPLE vulnerability data: this gate is a demonstration, not a real scan")
+    verdicts = [s.verdict for s in scanned]
+    if gctx.db.problem:
+        raise GateBlocked(
+            f"{gctx.db.problem}; no permutation was scanned (all {len(verdicts)} blocked, "
+            f"verdict in {gate_path})"
+        )
     if not doc["passed"]:
         blocked = [v for v in verdicts if not v.passed]
         detail = "; ".join(f"{v.name}: {', '.join(v.reasons)}" for v in blocked)
