@@ -18,11 +18,11 @@ import pytest
 
 from dcforge.core import manifest as mf
 from dcforge.core import trivydb
+from dcforge.infra import vulndb
 from dcforge.infra.runner import Runner
 from dcforge.infra.tools import registry
 from dcforge.infra.tools.local_registry import LocalRegistry
 from dcforge.infra.tools.registry import Registry
-from dcforge.stages import gate as gate_stage
 from tests.projects import write_project
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -122,7 +122,7 @@ def push_db(
 ) -> str:
     """A test DB served from the local registry (dcforge's own DB writer and push)."""
     reg = Registry(runner, frozenset({"localhost", "127.0.0.1"}))
-    return gate_stage.publish_db(reg, work, repository, advisories, updated_at=updated_at)
+    return vulndb.publish_db(reg, work, repository, advisories, updated_at=updated_at)
 
 
 @dataclass(frozen=True)

@@ -79,12 +79,12 @@ def _gate(args: argparse.Namespace, ctx: Context) -> int:
 
 
 def _rescan(args: argparse.Namespace, ctx: Context) -> int:
-    from dcforge.stages import gate
+    from dcforge.stages import rescan
 
-    options = gate.RescanOptions(
+    options = rescan.RescanOptions(
         github_output=args.github_output, dispatch_refresh=args.dispatch_refresh
     )
-    gate.rescan(ctx, options)
+    rescan.run(ctx, options)
     return 0
 
 
