@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import shutil
 import subprocess
 import sys
 from collections.abc import Callable, Sequence
@@ -230,7 +231,6 @@ NEWER_PYTHONS = ("3.14", "3.13", "3.12")
 def _newest_python() -> str | None:
     """The newest interpreter on this machine newer than the session's (PATH, then pyenv)."""
     import glob
-    import shutil
     import subprocess
 
     for version in NEWER_PYTHONS:
@@ -299,3 +299,31 @@ def lint(session: nox.Session) -> None:
         "src/dcforge/resources/test-utils.sh", *map(str, Path("images").glob("**/*.sh")),
     )  # fmt: skip
     session.run("python", "-m", "dcforge", "lint-workflows", *session.posargs)
+    _commit_subjects(session)
+
+
+# Commits from here on say what in one short line (issue 29); older ones stay as they are.
+SUBJECTS_FROM = "0a205511e212380b480c43366dc688151c6dc534"
+MAX_SUBJECT = 72
+
+
+def _commit_subjects(session: nox.Session) -> None:
+    """Every commit subject after SUBJECTS_FROM is one line of at most 72 characters
+    (skipped, with a note, in a clone without that commit: a shallow checkout)."""
+    git = shutil.which("git") or "git"
+    known = subprocess.run(
+        [git, "cat-file", "-e", f"{SUBJECTS_FROM}^{{commit}}"], capture_output=True, check=False
+    )
+    if known.returncode != 0:
+        session.log(f"commit subjects: {SUBJECTS_FROM[:12]} is not in this clone; not checked")
+        return
+    out = subprocess.run(
+        [git, "log", "--format=%h %s", f"{SUBJECTS_FROM}..HEAD"],
+        capture_output=True, text=True, check=True,
+    ).stdout  # fmt: skip
+    long = [line for line in out.splitlines() if len(line.split(" ", 1)[1]) > MAX_SUBJECT]
+    if long:
+        session.error(f"commit subjects over {MAX_SUBJECT} characters: {long}")
+    session.log(
+        f"commit subjects: {len(out.splitlines())} checked, all <= {MAX_SUBJECT} characters"
+    )

@@ -27,11 +27,13 @@ from typing import Any
 
 from dcforge.core import settings as st
 from dcforge.core import trivydb
+from dcforge.core.bake import bake_definition
+from dcforge.infra import vulndb
+from dcforge.infra.context import Context
 from dcforge.infra.runner import Runner
-from dcforge.infra.tools import buildx
 from dcforge.infra.tools.local_registry import LocalRegistry
 from dcforge.infra.tools.registry import Registry as RegistryClient
-from dcforge.stages import build, gate
+from dcforge.stages import build
 
 ROOT = Path(__file__).resolve().parents[1]
 LAYER_MB = 50
@@ -138,12 +140,12 @@ def dcforge(root: Path, *args: str, env: dict[str, str] | None = None) -> str:
 
 def bake_file(root: Path, out: Path) -> Path:
     """The bake file dcforge itself would build from (same targets, plain buildx bake)."""
-    conf = st.load(root, {})
-    targets = build.bake_targets(conf, Runner(env=ENV_BASE), {}, out, "0" * 40)
+    ctx = Context(st.load(root, {}), Runner(env=ENV_BASE), {})
+    targets = build.bake_targets(ctx, out, "0" * 40)
     out.mkdir(parents=True, exist_ok=True)
     path = root / "bake" / "docker-bake.json"
     path.parent.mkdir(exist_ok=True)
-    path.write_text(json.dumps(buildx.bake_definition(targets), indent=2))
+    path.write_text(json.dumps(bake_definition(targets), indent=2))
     return path
 
 
@@ -577,10 +579,10 @@ def main() -> int:
 
 def prepare_db(work: Path) -> str:
     """The bundled sample DB served by the stack's registry (the public one is out of reach
-    here), through the gate's own push: the benchmark is a user of the package."""
+    here), through dcforge's own DB push: the benchmark is a user of the package."""
     reg = RegistryClient(Runner(env=ENV_BASE), frozenset({"localhost", "127.0.0.1"}))
     repo = "localhost:5000/bench/trivy-db:2"
-    return gate.push_db_dir(reg, work, repo, trivydb.sample_db(work / "db"))
+    return vulndb.push_db_dir(reg, work, repo, trivydb.sample_db(work / "db"))
 
 
 if __name__ == "__main__":

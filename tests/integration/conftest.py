@@ -18,11 +18,11 @@ import pytest
 
 from dcforge.core import manifest as mf
 from dcforge.core import trivydb
+from dcforge.infra import vulndb
 from dcforge.infra.runner import Runner
 from dcforge.infra.tools import registry
 from dcforge.infra.tools.local_registry import LocalRegistry
 from dcforge.infra.tools.registry import Registry
-from dcforge.stages import gate as gate_stage
 from tests.projects import write_project
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -30,6 +30,17 @@ REGISTRY = "localhost:5000"
 VULN_DIR = Path(__file__).parent / "data" / "vulnerable"
 
 pytestmark = pytest.mark.integration
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Tests marked ``prunes_docker(rank)`` empty the engine's images or build cache, which
+    every other test shares: they run after all others, lowest rank first."""
+
+    def rank(item: pytest.Item) -> int:
+        marker = item.get_closest_marker("prunes_docker")
+        return int(marker.args[0]) if marker is not None else 0
+
+    items.sort(key=rank)  # stable: file order within a rank
 
 
 def base_env() -> dict[str, str]:
@@ -111,7 +122,7 @@ def push_db(
 ) -> str:
     """A test DB served from the local registry (dcforge's own DB writer and push)."""
     reg = Registry(runner, frozenset({"localhost", "127.0.0.1"}))
-    return gate_stage.publish_db(reg, work, repository, advisories, updated_at=updated_at)
+    return vulndb.publish_db(reg, work, repository, advisories, updated_at=updated_at)
 
 
 @dataclass(frozen=True)
@@ -285,6 +296,22 @@ def build_and_gate(root: Path, env: dict[str, str]) -> mf.Manifest:
     return mf.load(root / "dist/manifest.json")
 
 
+def next_commit(root: Path, text: str) -> str:
+    """The tiny image's greeting changed to ``text`` and committed: a new release's source."""
+    (root / "images/tiny/greeting.txt").write_text(text)
+    return git_commit(root, text.strip() or "next")
+
+
+def publish_release(root: Path, env: dict[str, str], text: str = "") -> mf.Manifest:
+    """Build, gate and publish the project (after ``next_commit(root, text)`` when given)."""
+    if text:
+        next_commit(root, text)
+    m = build_and_gate(root, env)
+    result = run_dcforge("publish", cwd=root, env=env)
+    assert result.returncode == 0, result.stderr
+    return m
+
+
 @dataclass
 class TwoReleases:
     root: Path
@@ -295,17 +322,25 @@ class TwoReleases:
 
 
 @pytest.fixture
-def two_releases(
+def release_and_next(
     project: Path, private_registry: PrivateRegistry, trivy_db: TrivyDb
 ) -> TwoReleases:
+    """Release A published (pinned, served by the floating tags); the next commit, B, built
+    and gated but not published — the starting point of every publish-fault test."""
     env = env_for(private_registry, trivy_db)
-    a = build_and_gate(project, env)
-    assert run_dcforge("publish", cwd=project, env=env).returncode == 0
-    (project / "images/tiny/greeting.txt").write_text("release B\n")
-    git_commit(project, "B")
+    a = publish_release(project, env)
+    next_commit(project, f"release B {uuid.uuid4()}\n")
     b = build_and_gate(project, env)
-    assert run_dcforge("publish", cwd=project, env=env).returncode == 0
     return TwoReleases(project, env, a, b, f"{private_registry.host}/dc/dcforge-releases")
+
+
+@pytest.fixture
+def two_releases(release_and_next: TwoReleases) -> TwoReleases:
+    """Releases A and B both published; B is pinned and served."""
+    r = release_and_next
+    result = run_dcforge("publish", cwd=r.root, env=r.env)
+    assert result.returncode == 0, result.stderr
+    return r
 
 
 def tags_point_at(runner: Runner, m: mf.Manifest) -> bool:

@@ -160,7 +160,7 @@ def test_unreachable_base_is_a_registry_error(project: Path) -> None:
 def test_more_permutations_than_one_bake_takes_are_baked_in_turns(project: Path) -> None:
     """BuildKit lost track of a 256-target bake ("no such job"): a session bakes at most
     BAKE_MAX_TARGETS at a time, and every archive still comes back with its digest."""
-    from dcforge.stages.build import BAKE_MAX_TARGETS
+    from dcforge.core.bake import BAKE_MAX_TARGETS
 
     n = BAKE_MAX_TARGETS + 1
     (project / "permutations/tiny.yaml").write_text(

@@ -112,13 +112,16 @@ def test_unreadable_tarball_blocks_scan_and_sbom(gated_project: Path, trivy_db: 
 
 
 @pytest.mark.reliability(
-    scenario="Trivy DB unreachable", checks="every permutation blocked with the reason"
+    scenario="Trivy DB unreachable",
+    checks="every permutation blocked with the reason, said once with advice for the cause",
 )
 def test_db_that_cannot_be_downloaded_blocks(gated_project: Path, namespace: str) -> None:
     result = gate(gated_project, f"{namespace}/no-such-db:2")
     assert result.returncode == 6
-    assert "could not be downloaded" in result.stderr
+    assert result.stderr.count("could not be downloaded") == 1, result.stderr
     assert "no-such-db" in result.stderr
+    assert "check the repository and tag name" in result.stderr
+    assert "is the registry up" not in result.stderr
     assert all(v["passed"] is False for v in verdicts(gated_project).values())
     _nothing_passed(gated_project)
 

@@ -17,9 +17,9 @@ from tests.integration.conftest import (
     KeyPair,
     PrivateRegistry,
     TrivyDb,
+    TwoReleases,
     build_and_gate,
     env_for,
-    git_commit,
     pinned_record,
     run_dcforge,
 )
@@ -186,21 +186,14 @@ def _fault_cosign(directory: Path, pid_file: Path) -> Path:
     checks="tags + last-known-good still the previous release; re-run completes",
 )
 def test_registry_killed_mid_publish_leaves_previous_release_then_rerun_completes(
-    project: Path,
+    release_and_next: TwoReleases,
     private_registry: PrivateRegistry,
-    trivy_db: TrivyDb,
     runner: Runner,
     tmp_path: Path,
 ) -> None:
-    env = env_for(private_registry, trivy_db)
-    a = build_and_gate(project, env)
-    assert run_dcforge("publish", cwd=project, env=env).returncode == 0
-    releases = f"{private_registry.host}/dc/dcforge-releases"
+    r = release_and_next
+    project, env, a, b, releases = r.root, r.env, r.a, r.b, r.releases
     a_record = registry.resolve(runner, f"{releases}:last-known-good", plain_http=True)
-
-    (project / "images/tiny/greeting.txt").write_text("release B\n")
-    git_commit(project, "B")
-    b = build_and_gate(project, env)
     faults = _fault_cosign(tmp_path / "faults", private_registry.pid_file)
     broken = run_dcforge(
         "publish", cwd=project, env={**env, "PATH": f"{faults}{os.pathsep}{os.environ['PATH']}"}

@@ -7,7 +7,6 @@ import json
 import os
 import subprocess
 import sys
-import uuid
 from pathlib import Path
 
 import pytest
@@ -21,6 +20,7 @@ from tests.integration.conftest import (
     ROOT,
     PrivateRegistry,
     TrivyDb,
+    TwoReleases,
     base_env,
     build_and_gate,
     env_for,
@@ -61,25 +61,19 @@ def lkg(runner: Runner, reg: PrivateRegistry) -> str | None:
     )
 
 
-def two_releases_ready(project: Path, env: dict[str, str]) -> tuple[mf.Manifest, mf.Manifest]:
-    """Release A published; release B built and gated, not yet published."""
-    a = build_and_gate(project, env)
-    assert run_dcforge("publish", cwd=project, env=env).returncode == 0
-    (project / "images/tiny/greeting.txt").write_text(f"B {uuid.uuid4()}\n")
-    git_commit(project, "B")
-    return a, build_and_gate(project, env)
-
-
 @rel("registry killed during push", "clear error; tags + last-known-good still A; re-run completes")
 def test_registry_killed_during_push(
-    project: Path,
+    release_and_next: TwoReleases,
     private_registry: PrivateRegistry,
-    trivy_db: TrivyDb,
     runner: Runner,
     tmp_path: Path,
 ) -> None:
-    env = env_for(private_registry, trivy_db)
-    a, b = two_releases_ready(project, env)
+    project, env, a, b = (
+        release_and_next.root,
+        release_and_next.env,
+        release_and_next.a,
+        release_and_next.b,
+    )
     pointer = lkg(runner, private_registry)
     inject = faults.wrapper(
         tmp_path / "f", "skopeo", "copy", 1, faults.kill_registry(private_registry.pid_file)
@@ -102,14 +96,17 @@ def test_registry_killed_during_push(
     "clear error saying what could not be put back; last-known-good still A; re-run: all B",
 )
 def test_registry_killed_during_tag_moves(
-    project: Path,
+    release_and_next: TwoReleases,
     private_registry: PrivateRegistry,
-    trivy_db: TrivyDb,
     runner: Runner,
     tmp_path: Path,
 ) -> None:
-    env = env_for(private_registry, trivy_db)
-    a, b = two_releases_ready(project, env)
+    project, env, a, b = (
+        release_and_next.root,
+        release_and_next.env,
+        release_and_next.a,
+        release_and_next.b,
+    )
     pointer = lkg(runner, private_registry)
     # Killed at the second image's tag write (the writes run side by side: the first may
     # or may not have landed); the put-back cannot reach the registry either.
@@ -142,14 +139,17 @@ def test_registry_killed_during_tag_moves(
     "retried with backoff; all B; put-back when a move fails",
 )
 def test_transient_registry_restart_is_retried(
-    project: Path,
+    release_and_next: TwoReleases,
     private_registry: PrivateRegistry,
-    trivy_db: TrivyDb,
     runner: Runner,
     tmp_path: Path,
 ) -> None:
-    env = env_for(private_registry, trivy_db)
-    _, b = two_releases_ready(project, env)
+    project, env, _, b = (
+        release_and_next.root,
+        release_and_next.env,
+        release_and_next.a,
+        release_and_next.b,
+    )
     inject = faults.wrapper(
         tmp_path / "f",
         "oras",
@@ -223,14 +223,17 @@ def test_cosign_wrong_password(
     "last-known-good put back on A's signed statement; re-run completes and verifies",
 )
 def test_pin_signature_fails(
-    project: Path,
+    release_and_next: TwoReleases,
     private_registry: PrivateRegistry,
-    trivy_db: TrivyDb,
     runner: Runner,
     tmp_path: Path,
 ) -> None:
-    env = env_for(private_registry, trivy_db)
-    a, b = two_releases_ready(project, env)
+    project, env, a, b = (
+        release_and_next.root,
+        release_and_next.env,
+        release_and_next.a,
+        release_and_next.b,
+    )
     pointer = lkg(runner, private_registry)
     # B's images are signed first, then its record, then the pin statement: fail that one.
     images = sum(len(e.platform_images()) + e.multi_platform for e in b.permutations)

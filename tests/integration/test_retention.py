@@ -18,10 +18,9 @@ from tests.integration.conftest import (
     PrivateRegistry,
     TrivyDb,
     base_env,
-    build_and_gate,
     env_for,
     fake_tool,
-    git_commit,
+    publish_release,
     run_dcforge,
 )
 from tests.integration.fake_github import FakeGitHub, State
@@ -29,15 +28,6 @@ from tests.integration.fake_github import FakeGitHub, State
 pytestmark = pytest.mark.integration
 
 FUTURE = (dt.datetime.now(dt.UTC) + dt.timedelta(days=100)).isoformat()
-
-
-def publish_release(root: Path, env: dict[str, str], text: str) -> mf.Manifest:
-    (root / "images/tiny/greeting.txt").write_text(text)
-    git_commit(root, text)
-    m = build_and_gate(root, env)
-    result = run_dcforge("publish", cwd=root, env=env)
-    assert result.returncode == 0, result.stderr
-    return m
 
 
 def state(runner: Runner, reg: PrivateRegistry, namespace: str) -> dict[str, str]:

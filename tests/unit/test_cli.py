@@ -6,7 +6,10 @@ from __future__ import annotations
 import argparse
 import ast
 import datetime
+import json
+import os
 import re
+import sys
 from collections.abc import Mapping
 from importlib import metadata
 from pathlib import Path
@@ -20,6 +23,7 @@ from dcforge.core import errors
 from dcforge.core.errors import ConfigError, DcforgeError
 from dcforge.core.settings import Settings
 from dcforge.infra.runner import Runner
+from tests.projects import TINY_FAMILY, write_project
 from tests.unit.test_workflows import invoke_tasks, nox_sessions
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -131,6 +135,83 @@ def test_build_dry_run_reaches_the_runner(
     assert isinstance(ctx.settings, Settings)
     assert isinstance(ctx.runner, Runner)
     assert ctx.runner.dry_run is dry_run
+
+
+# --- build options: checked before any process or registry lookup ------------------------------
+
+# Where a registry lookup would go if one were made: an address nothing answers on (TEST-NET-1,
+# RFC 5737), so a check that came after it would cost the retries. Any lookup would also
+# trip the tripwire on subprocess.Popen (tests/unit/conftest.py) first.
+UNREACHABLE = {"DCFORGE_REGISTRY": "192.0.2.1:443/dc", "DCFORGE_BASE_REGISTRY": "192.0.2.1:443/b"}
+
+
+def _usage_error(root: Path, argv: list[str], capsys: pytest.CaptureFixture[str]) -> str:
+    """``dcforge build ARGV`` in a project, refused by argparse: exit status 2 before any
+    process runs; returns its error line."""
+    project = write_project(root)
+    with pytest.raises(SystemExit) as stopped:
+        cli.run(["--root", str(project), "build", *argv], UNREACHABLE)
+    assert stopped.value.code == 2
+    return capsys.readouterr().err.strip().splitlines()[-1]
+
+
+@pytest.mark.parametrize("jobs", ["-1", "two", "1.5"])
+def test_build_jobs_must_be_a_whole_number_of_zero_or_more(
+    jobs: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    line = _usage_error(tmp_path, ["--jobs", jobs], capsys)
+    assert line == (
+        f"dcforge build: error: argument --jobs: '{jobs}' is not a number of bake sessions "
+        "(0 or more; 0: the 'jobs' setting)"
+    )
+    for ok in (0, 3):
+        assert cli_parser.parser().parse_args(["build", "--jobs", str(ok)]).jobs == ok
+
+
+@pytest.mark.parametrize("since", ["zzzz", "abc", "HEAD", "LAST-KNOWN-GOOD", "sha256:abc"])
+def test_build_since_must_name_a_release(
+    since: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    line = _usage_error(tmp_path, ["--since", since], capsys)
+    assert line == (
+        f"dcforge build: error: argument --since: '{since}' names no release: give "
+        "last-known-good, a git SHA (4 to 40 hex digits) or a sha256: record digest"
+    )
+
+
+@pytest.mark.parametrize("since", ["", "last-known-good", "abcd", "0" * 40, "sha256:" + "a" * 64])
+def test_build_since_takes_every_way_of_naming_a_release(since: str) -> None:
+    assert cli_parser.parser().parse_args(["build", "--since", since]).since == since
+
+
+def test_build_platform_must_be_one_a_permutation_can_declare(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    line = _usage_error(tmp_path, ["--platform", "linux/amd65"], capsys)
+    assert line.startswith(
+        "dcforge build: error: argument --platform: 'linux/amd65' is not a platform a "
+        "permutation can build (linux/amd64, linux/arm64, "
+    )
+    for ok in ("", "linux/arm/v7"):  # CI passes --platform "" to a job that builds it all
+        assert cli_parser.parser().parse_args(["build", "--platform", ok]).platform == ok
+
+
+@pytest.mark.parametrize(
+    ("selection", "expected"),
+    [
+        ([], r"^no selected permutation builds linux/s390x$"),
+        (["--permutation", "tiny-one"], r": 'tiny-one' does not build linux/s390x \(its platf"),
+    ],
+)
+def test_build_platform_no_permutation_builds_is_refused_before_any_process(
+    selection: list[str], expected: str, tmp_path: Path
+) -> None:
+    """The permutation files alone say it: no git, no prune, no registry login first."""
+    root = write_project(tmp_path / "p")
+    argv = ["--root", str(root), "build", "--prune", "--platform", "linux/s390x", *selection]
+    with pytest.raises(ConfigError, match=expected) as err:
+        cli.run(argv, {**UNREACHABLE, "CI": "true"})
+    assert err.value.exit_code == 2
 
 
 @pytest.mark.parametrize(
@@ -330,3 +411,112 @@ def test_the_two_ways_to_confirm_a_prune_exclude_each_other() -> None:
     with pytest.raises(SystemExit) as err:
         cli_parser.parser().parse_args(["prune", "--registry", "--yes", "--yes-on-default-branch"])
     assert err.value.code == 2
+
+
+# --- rough edges: each a clear line and the right exit code ------------------------------
+
+
+def _lines(capsys: pytest.CaptureFixture[str]) -> list[str]:
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    return [line for line in err.splitlines() if line.strip()]
+
+
+def test_a_folder_named_like_a_permutation_file_is_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    root = write_project(tmp_path / "p")
+    (root / "permutations/odd.yaml").mkdir()
+    assert cli.main(["--root", str(root), "plan"]) == ConfigError.exit_code
+    (line,) = _lines(capsys)
+    assert line == f"error: config error: {root}/permutations/odd.yaml: not a file — a " + (
+        "permutation file is one YAML file"
+    )
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["rollback", "--sha", "zzzz"],
+        ["pin", "--sha", ";rm"],
+        ["verify", "--sha", "abc"],
+        ["rollback", "--sha", "sha256:1234"],
+    ],
+)
+def test_a_malformed_sha_is_a_usage_error_before_any_registry(
+    argv: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Refused by the parser (exit 2, the usage line), not as "rollback refused" (10)
+    after a registry round trip."""
+    with pytest.raises(SystemExit) as stop:
+        cli_parser.parser().parse_args(argv)
+    assert stop.value.code == 2
+    assert "names no release: give last-known-good, a git SHA (4 to 40 hex digits) or a " + (
+        "sha256: record digest"
+    ) in " ".join(capsys.readouterr().err.split())
+
+
+@pytest.mark.parametrize("sha", ["ABCDEF12", "abcd", "a" * 40, "sha256:" + "0" * 64])
+def test_a_well_formed_sha_passes_the_parser(sha: str) -> None:
+    args = cli_parser.parser().parse_args(["rollback", "--sha", sha])
+    assert args.sha == sha.lower()
+
+
+def test_prune_without_what_to_prune_says_error_once(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    root = write_project(tmp_path / "p")
+    assert cli.main(["--root", str(root), "prune"]) == 1
+    (line,) = _lines(capsys)
+    assert line.startswith("error: prune: say what to prune: --runner, --registry")
+
+
+def test_plan_json_prints_what_its_help_says(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    root = write_project(tmp_path / "p")
+    assert cli.main(["--root", str(root), "plan", "--json"]) == 0
+    printed = json.loads(capsys.readouterr().out)
+    help_text = COMMANDS["plan"].format_help()
+    (key,) = printed
+    assert f'{{"{key}": [...]}}' in " ".join(help_text.split())
+
+
+def test_every_schema_problem_is_a_line_of_its_own(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    family = TINY_FAMILY.replace("context: ../images/tiny", "context: 7") + "platfroms: [x]\n"
+    root = write_project(tmp_path / "p", families={"tiny.yaml": family})
+    assert cli.main(["--root", str(root), "plan"]) == ConfigError.exit_code
+    lines = _lines(capsys)
+    assert len(lines) == 2, lines
+    assert all(
+        line.startswith(f"error: config error: {root}/permutations/tiny.yaml: ") for line in lines
+    )
+    assert "unknown key 'platfroms' in (top level) — did you mean platforms?" in lines[0]
+    assert lines[1].endswith("field 'context': 7 is not of type 'string'")
+
+
+def test_merge_of_a_missing_folder_names_what_merge_wants(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    root = write_project(tmp_path / "p")
+    missing = tmp_path / "parts" / "amd64"
+    assert cli.main(["--root", str(root), "merge-manifests", str(missing)]) == 5
+    (line,) = _lines(capsys)
+    assert f"{missing}: is not a directory — pass the dist/ folders the build jobs" in line
+    assert "nox -s build" not in line
+
+
+def test_a_reader_that_stops_early_gets_no_traceback(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``dcforge plan | head -c1``: the closed pipe ends the command quietly, exit 1."""
+    root = write_project(tmp_path / "p")
+    read_end, write_end = os.pipe()
+    os.close(read_end)  # the reader is gone before dcforge prints a line
+    with open(write_end, "w", encoding="utf-8") as closed:
+        monkeypatch.setattr(sys, "stdout", closed)
+        assert cli.main(["--root", str(root), "plan"]) == 1
+        monkeypatch.undo()
+    assert _lines(capsys) == []

@@ -1,26 +1,23 @@
 """Multi-platform images (pure parts): the manifest's per-platform digests, reading an
-index's children, the base image's platforms, dating an index for retention."""
+index's children, dating an index for retention, joining platform parts. (The base
+image's platforms and the CI matrix: test_build_plan.)"""
 
 from __future__ import annotations
 
 import copy
 import datetime as dt
-from dataclasses import dataclass as dataclass_
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import pytest
-from hypothesis import given
-from hypothesis import settings as settings_
-from hypothesis import strategies as st
 
 from dcforge.core import manifest as mf
 from dcforge.core import merge, oci_archive, permfile, release, settings
 from dcforge.core import retention_plan as rp
 from dcforge.core.errors import BuildError, ConfigError, ManifestError
 from dcforge.infra.tools import buildx
-from dcforge.stages import build, retention
+from dcforge.stages import retention
 from tests.projects import write_project
 from tests.unit.test_manifest import GOOD
 
@@ -101,18 +98,6 @@ def perm(root: Path, platforms: str) -> permfile.Permutation:
     write_project(root, families={"tiny.yaml": family + f"platforms: {platforms}\n"})
     (p,) = permfile.load_all(root / "permutations", root=root, registry="r/dc", builtins={})
     return p
-
-
-def test_the_base_must_have_every_platform_before_anything_builds(tmp_path: Path) -> None:
-    p = perm(tmp_path / "a", "[linux/amd64, linux/arm64]")
-    base = {"linux/amd64": AMD, "linux/arm64": ARM}
-    assert build._base_platforms(p, INDEX, base, dry_run=False) == base
-    with pytest.raises(ConfigError, match="builds linux/arm64, which its base"):
-        build._base_platforms(p, INDEX, {"linux/amd64": AMD}, dry_run=False)
-    with pytest.raises(ConfigError, match="single-platform image"):
-        build._base_platforms(p, AMD, {}, dry_run=False)
-    one = perm(tmp_path / "b", "[linux/amd64]")
-    assert build._base_platforms(one, AMD, {}, dry_run=False) == {"linux/amd64": AMD}
 
 
 def test_an_unknown_platform_is_refused_in_the_yaml(tmp_path: Path) -> None:
@@ -215,68 +200,6 @@ def test_a_part_names_one_of_the_platforms_it_is_part_of() -> None:
         m.check_complete("m")
 
 
-def jobs(matrix: dict[str, list[dict[str, str]]]) -> list[tuple[str, str, str, str]]:
-    return [(j["permutation"], j["platform"], j["part"], j["runner"]) for j in matrix["include"]]
-
-
-def test_the_ci_matrix_splits_a_permutation_into_parts_only_with_a_native_runner_each(
-    tmp_path: Path,
-) -> None:
-    multi_perm = perm(tmp_path / "a", "[linux/amd64, linux/arm64]")
-    one = perm(tmp_path / "b", "[linux/arm64]")
-    emulated = build.ci_matrix([multi_perm, one], {})
-    assert jobs(emulated) == [("tiny", "", "all", "ubuntu-24.04")] * 2
-    assert [j["job"] for j in emulated["include"]] == ["0001", "0002"]
-    labels = {"linux/amd64": "x64", "linux/arm64": "arm"}
-    assert jobs(build.ci_matrix([multi_perm, one], labels)) == [
-        ("tiny", "linux/amd64", "linux-amd64", "x64"),
-        ("tiny", "linux/arm64", "linux-arm64", "arm"),
-        ("tiny", "", "all", "arm"),  # a single-platform arm64 permutation runs natively, whole
-    ]
-    half = build.ci_matrix([multi_perm], {"linux/arm64": "arm"})
-    assert jobs(half) == [("tiny", "", "all", "ubuntu-24.04")]
-
-
-@settings_(max_examples=200, deadline=None)
-@given(
-    st.lists(st.sampled_from(["x64:", "arm:", "x64:linux/amd64", "arm:linux/arm64"]), max_size=60),
-    st.integers(4, 300),
-)
-def test_a_grouped_matrix_never_exceeds_its_cap_and_builds_everything_once(
-    units: list[str], max_jobs: int
-) -> None:
-    """Whatever the permutations, at most max_matrix_jobs jobs, each on one runner and
-    platform, every permutation (or platform part) built exactly once."""
-    perms = []
-    for i, unit in enumerate(units):
-        runner, platform = unit.split(":")
-        platforms = ("linux/amd64", "linux/arm64") if platform else (
-            ("linux/amd64",) if runner == "x64" else ("linux/arm64",)
-        )  # fmt: skip
-        perms.append(_Perm(f"p{i}", platforms))
-    labels = {"linux/amd64": "x64", "linux/arm64": "arm"}
-    matrix = build.ci_matrix(perms, labels, max_jobs)  # type: ignore[arg-type]
-    built = [
-        (name, j["platform"]) for j in matrix["include"] for name in j["permutation"].split(",")
-    ]
-    expected = [
-        (p.name, pl if len(p.platforms) > 1 else "")
-        for p in perms
-        for pl in (p.platforms if len(p.platforms) > 1 else ("",))
-    ]
-    assert sorted(built) == sorted(expected)
-    assert len(matrix["include"]) <= max_jobs
-    if len(expected) <= max_jobs:
-        assert len(matrix["include"]) == len(expected)
-    assert len({j["job"] for j in matrix["include"]}) == len(matrix["include"])
-
-
-@dataclass_(frozen=True)
-class _Perm:
-    name: str
-    platforms: tuple[str, ...]
-
-
 @pytest.mark.parametrize(
     "raw", ["arm64", "linux/arm64=", "linux/arm64=a,linux/arm64=b", "linux=x", "=x"]
 )
@@ -311,5 +234,3 @@ def test_a_grouped_job_names_its_permutations_comma_separated(tmp_path: Path) ->
     assert permfile.select([p, other], ["tiny", "tiny, other"]) == [p, other]
     with pytest.raises(ConfigError, match="unknown permutation 'nope'"):
         permfile.select([p, other], ["tiny,nope"])
-    with pytest.raises(ConfigError, match="max_matrix_jobs = 1 is fewer than the 2"):
-        build.ci_matrix([p, replace(other, platforms=("linux/arm64",))], {"linux/arm64": "a"}, 1)

@@ -12,8 +12,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 from rich.console import Console, RenderableType
 
+from dcforge.core.action_groups import GithubGroups, Out
 from dcforge.infra import log, progress
-from dcforge.infra.progress import GithubGroups, Heartbeat, Hub, Out
+from dcforge.infra.progress import Heartbeat, Hub
 from dcforge.infra.runner import _Pump, line_secrets, redact, secret_values
 
 # -- helpers --------------------------------------------------------------------------

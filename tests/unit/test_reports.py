@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import datetime as dt
 
-from dcforge.core import policy, reports
+from dcforge.core import coverage, policy, reports
 
 F = policy.Finding("CVE-2099-0001", "zlib1g", "1:1.2.13", "1:1.3.0-1", "CRITICAL", "bad")
 W = policy.Waiver(
@@ -52,7 +52,7 @@ def test_sarif_has_rules_results_locations_and_suppressions() -> None:
 
 
 def test_markdown_lists_live_waivers_with_days_left_and_coverage() -> None:
-    cov = policy.Coverage("required", "debian 12.5", False, 1, 126, 0, 126)
+    cov = coverage.Coverage("required", "debian 12.5", False, 1, 126, 0, 126)
     vs = verdicts()
     vs[1].coverage = cov
     expired = policy.Waiver("CVE-2099-0010", "old", dt.date(2026, 11, 1), scope_all=True)
@@ -65,7 +65,7 @@ def test_markdown_lists_live_waivers_with_days_left_and_coverage() -> None:
 
 
 def test_coverage_problems_are_errors_in_sarif() -> None:
-    f = policy.Finding(policy.OS_UNDETECTED, "(image)", "", "", "", "no OS")
+    f = policy.Finding(coverage.OS_UNDETECTED, "(image)", "", "", "", "no OS")
     v = policy.Verdict("flat", False, [f"{f.id}: no OS"], {}, [f])
     md = reports.markdown([v], {})
     assert "- DCFORGE-OS-UNDETECTED: no OS" in md

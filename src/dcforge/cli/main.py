@@ -29,11 +29,11 @@ Handler = Callable[[argparse.Namespace, Context], int]
 
 
 def _plan(args: argparse.Namespace, ctx: Context) -> int:
-    from dcforge.stages import build
+    from dcforge.core import build_plan
 
-    perms = build.load_permutations(ctx.settings, args.permutation)
+    perms = build_plan.load_permutations(ctx.settings, args.permutation)
     matrix = json.dumps(
-        build.ci_matrix(perms, ctx.settings.runner_labels, ctx.settings.max_matrix_jobs)
+        build_plan.ci_matrix(perms, ctx.settings.runner_labels, ctx.settings.max_matrix_jobs)
     )
     if args.github_output:
         _append_github_output(ctx.env, f"matrix={matrix}")
@@ -79,12 +79,12 @@ def _gate(args: argparse.Namespace, ctx: Context) -> int:
 
 
 def _rescan(args: argparse.Namespace, ctx: Context) -> int:
-    from dcforge.stages import gate
+    from dcforge.stages import rescan
 
-    options = gate.RescanOptions(
+    options = rescan.RescanOptions(
         github_output=args.github_output, dispatch_refresh=args.dispatch_refresh
     )
-    gate.rescan(ctx, options)
+    rescan.run(ctx, options)
     return 0
 
 
@@ -265,22 +265,36 @@ def _tool_env(env: Mapping[str, str]) -> dict[str, str]:
     return {**env, "PATH": path}
 
 
+def _report(err: DcforgeError) -> None:
+    """One line per problem the error names (a schema check can find several), each
+    ``error: <kind>: …`` (``error: …`` for the plain kind)."""
+    prefix = "" if err.kind == DcforgeError.kind else f"{err.kind}: "
+    lines = [" ".join(line.split()) for line in str(err).splitlines()]
+    for line in [line for line in lines if line] or [""]:
+        log.error(f"{prefix}{line}")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     env = _tool_env(os.environ)  # the one place dcforge reads the environment
     log.configure(github_actions=bool(env.get("GITHUB_ACTIONS")))
     locks.configure(locks.directory_for(env))
     try:
-        return run(argv, env)
+        code = run(argv, env)
+        sys.stdout.flush()  # a reader that went away shows here, not at exit
+        return code
     except DcforgeError as err:
         if "--debug" in argv:
             raise
-        log.error(f"{err.kind}: {' '.join(str(err).split())}")
+        _report(err)
         if err.details and ("--verbose" in argv or "-v" in argv):
             log.info(err.details)
         return err.exit_code
     except KeyboardInterrupt:
         log.error("interrupted")
         return INTERRUPTED_EXIT_CODE
+    except BrokenPipeError:  # `dcforge plan --json | head`: the reader has what it wanted
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
     finally:
         log.finish()  # the terminal's live display, if one was started

@@ -26,6 +26,26 @@ EPILOG = (
 )
 
 
+def release_target(value: str) -> str:
+    """``--sha``/``--since``: a git SHA (4 to 40 hex digits, any case), the ``sha256:`` digest
+    of a release record, or last-known-good — anything else is a usage error before any
+    registry is asked."""
+    from dcforge.core import release
+
+    lowered = value.lower() if value.lower() != release.LAST_KNOWN_GOOD else value  # hex: any case
+    if not release.names_a_release(lowered):
+        raise argparse.ArgumentTypeError(
+            f"'{value}' names no release: give {release.LAST_KNOWN_GOOD}, a git SHA (4 to 40 "
+            "hex digits) or a sha256: record digest"
+        )
+    return lowered
+
+
+def release_target_or_pinned(value: str) -> str:
+    """``verify --sha``: as :func:`release_target`, or empty for last-known-good."""
+    return release_target(value) if value else ""
+
+
 def version() -> str:
     """The installed distribution's version (``unknown`` when run from an uninstalled tree)."""
     try:
@@ -109,7 +129,7 @@ def _add_plan(sub: Subparsers) -> None:
         "or the matrix as JSON for a CI job matrix. Builds nothing.",
     )
     plan.add_argument(
-        "--json", action="store_true", help='print {"permutation": [...]} (a CI matrix)'
+        "--json", action="store_true", help='print {"include": [...]} (a CI job matrix)'
     )
     plan.add_argument(
         "--github-output", action="store_true", help="also write matrix=<json> to $GITHUB_OUTPUT"
@@ -128,7 +148,7 @@ def _add_build(sub: Subparsers) -> None:
     _permutation_option(build)
     build.add_argument(
         "--jobs",
-        type=int,
+        type=_bake_sessions,
         default=0,
         metavar="N",
         help="split the build over N bake sessions and verify/smoke-test N images at once "
@@ -160,6 +180,7 @@ def _add_build_selection(build: argparse.ArgumentParser) -> None:
     """What of each permutation a build builds: a platform part, a refresh, a reuse."""
     build.add_argument(
         "--platform",
+        type=_platform,
         default="",
         metavar="OS/ARCH",
         help="build only this platform of the permutations that declare it (a platform "
@@ -175,10 +196,47 @@ def _add_build_selection(build: argparse.ArgumentParser) -> None:
     )
     build.add_argument(
         "--since",
+        type=_release_name,
         default="",
         metavar="REF",
         help="reuse unchanged permutations of a release (last-known-good or git SHA)",
     )
+
+
+# The build's values checked as the command line is parsed: a wrong one is a usage error
+# (status 2) before anything runs — not a registry login, or retries, first.
+
+
+def _bake_sessions(value: str) -> int:
+    """``--jobs``: a whole number, 0 or more (0: the ``jobs`` setting decides)."""
+    try:
+        jobs = int(value)
+    except ValueError:
+        jobs = -1
+    if jobs < 0:
+        raise argparse.ArgumentTypeError(
+            f"'{value}' is not a number of bake sessions (0 or more; 0: the 'jobs' setting)"
+        )
+    return jobs
+
+
+def _platform(value: str) -> str:
+    """``--platform``: empty (every platform) or one a permutation file may declare."""
+    if not value:
+        return value
+    from dcforge.core import permfile
+
+    known = permfile.platforms()
+    if value not in known:
+        raise argparse.ArgumentTypeError(
+            f"'{value}' is not a platform a permutation can build ({', '.join(known)})"
+        )
+    return value
+
+
+def _release_name(value: str) -> str:
+    """``--since``: empty (no reuse), or a release as :func:`release_target` reads it."""
+    return release_target(value) if value else ""
 
 
 def _add_gate(sub: Subparsers) -> None:
@@ -249,7 +307,10 @@ def _add_verify(sub: Subparsers) -> None:
         "Check a published release: its record, tags, signatures and attestations.",
     )
     verify.add_argument(
-        "--sha", default="", help="git SHA of the release (default: last-known-good)"
+        "--sha",
+        default="",
+        type=release_target_or_pinned,
+        help="git SHA of the release (default: last-known-good)",
     )
 
 
@@ -263,7 +324,11 @@ def _add_releases_commands(sub: Subparsers) -> None:
         "only tags move, and an audit record is written.",
     )
     which = rollback.add_mutually_exclusive_group(required=True)
-    which.add_argument("--sha", help="git SHA (short or full) or sha256: digest of its record")
+    which.add_argument(
+        "--sha",
+        type=release_target,
+        help="git SHA (short or full) or sha256: digest of its record",
+    )
     which.add_argument("--last-known-good", action="store_true", help="the pinned release")
     rollback.add_argument(
         "--dry-run", dest="sub_dry_run", action="store_true", help="print the plan, change nothing"
@@ -274,7 +339,9 @@ def _add_releases_commands(sub: Subparsers) -> None:
         "point last-known-good at a verified release",
         "Point last-known-good at a release after verifying its record and images.",
     )
-    pin.add_argument("--sha", required=True, help="git SHA (short or full) of the release")
+    pin.add_argument(
+        "--sha", required=True, type=release_target, help="git SHA (short or full) of the release"
+    )
     releases = _command(
         sub,
         "releases",

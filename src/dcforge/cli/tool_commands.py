@@ -10,10 +10,9 @@ from pathlib import Path
 from typing import Any
 
 from dcforge.core.errors import ConfigError, DcforgeError, ToolError
-from dcforge.infra import log
+from dcforge.infra import log, vulndb
 from dcforge.infra.context import Context
 from dcforge.infra.tools import syft, trivy
-from dcforge.stages import gate
 
 Handler = Callable[[argparse.Namespace, Context], int]
 
@@ -40,7 +39,7 @@ def _trivy(args: argparse.Namespace, ctx: Context) -> int:
     with tempfile.TemporaryDirectory(prefix="dcforge-scan-") as tmp:
         layout = trivy.unpack_oci_archive(tarball, Path(tmp) / "layout")
         # The same DB the gate uses (and its loud local-sample fallback).
-        db = gate.prepare_db(ctx.settings, ctx.runner, Path(tmp), datetime.now(UTC))
+        db = vulndb.prepare_db(ctx.settings, ctx.registry, Path(tmp), datetime.now(UTC))
         if db.problem:
             raise ToolError(db.problem)
         data = trivy.scan(ctx.runner, layout, report, db.options)

@@ -38,8 +38,17 @@ code  meaning               raised when
 
 from __future__ import annotations
 
+import difflib
+from collections.abc import Iterable
+
 # Ctrl-C: 128 + SIGINT, as shells report a process the signal stopped.
 INTERRUPTED_EXIT_CODE = 130
+
+
+def did_you_mean(word: str, choices: Iterable[str]) -> str:
+    """`` — did you mean X?`` for the one close match among ``choices``, else ""."""
+    close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.8)
+    return f" — did you mean {close[0]}?" if close else ""
 
 
 class DcforgeError(Exception):

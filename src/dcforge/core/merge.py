@@ -37,6 +37,12 @@ def merge(parts: list[Path], dist: Path) -> mf.Manifest:
         raise ManifestError("no partial manifests to merge")
     loaded = []
     for part in parts:
+        if not (part / "manifest.json").is_file():
+            what = "holds no manifest.json" if part.is_dir() else "is not a directory"
+            raise ManifestError(
+                f"{part}: {what} — pass the dist/ folders the build jobs uploaded "
+                "(one per `build --permutation … --platform …` job), downloaded as artifacts"
+            )
         m = mf.load(part / "manifest.json")
         mf.verify_tarballs(m, part)
         loaded.append((part, m))

@@ -20,7 +20,7 @@ import jsonschema
 import yaml
 
 from dcforge.core import devcontainer
-from dcforge.core.errors import ConfigError
+from dcforge.core.errors import ConfigError, did_you_mean
 from dcforge.core.files import inside
 
 NAME_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{0,95}$")
@@ -86,6 +86,11 @@ def _schema() -> dict[str, Any]:
     return _SCHEMA
 
 
+def platforms() -> tuple[str, ...]:
+    """Every platform a permutation may declare (the schema's list), e.g. ``linux/arm64``."""
+    return tuple(_schema()["properties"]["platforms"]["items"]["enum"])
+
+
 class _NoAliasLoader(yaml.SafeLoader):
     """SafeLoader that refuses anchors/aliases (no alias bombs, no surprises)."""
 
@@ -106,12 +111,16 @@ def read_yaml(path: Path) -> Any:
         size = path.stat().st_size
     except OSError as err:
         raise ConfigError(f"{path}: cannot read: {err.strerror}") from None
+    if not path.is_file():
+        raise ConfigError(f"{path}: not a file — a permutation file is one YAML file")
     if size > MAX_FILE_BYTES:
         raise ConfigError(f"{path}: {size} bytes is too large for a permutation file (max 1 MB)")
     try:
         return yaml.load(path.read_text(encoding="utf-8"), Loader=_NoAliasLoader)  # noqa: S506
     except UnicodeDecodeError:
         raise ConfigError(f"{path}: not UTF-8 text") from None
+    except OSError as err:
+        raise ConfigError(f"{path}: cannot read: {err.strerror}") from None
     except yaml.YAMLError as err:
         mark = getattr(err, "problem_mark", None)
         where = f":{mark.line + 1}" if mark is not None else ""
@@ -133,8 +142,12 @@ def _schema_error(path: Path, err: Any) -> str:
     where = _field_path(err.absolute_path)
     if err.validator == "additionalProperties":
         known = ", ".join(sorted(err.schema.get("properties", {}))) or "none"
-        extra = sorted(set(err.instance) - set(err.schema.get("properties", {})))
-        return f"{path}: unknown key {', '.join(map(repr, extra))} in {where} — allowed: {known}"
+        allowed = err.schema.get("properties", {})
+        extra = sorted(set(err.instance) - set(allowed))
+        hint = did_you_mean(str(extra[0]), allowed) if len(extra) == 1 else ""
+        return (
+            f"{path}: unknown key {', '.join(map(repr, extra))} in {where}{hint} — allowed: {known}"
+        )
     if err.validator == "required":
         return f"{path}: {err.message} in {where} — add it"
     return f"{path}: field '{where}': {err.message}"

@@ -36,6 +36,15 @@ def repository(registry: str) -> str:
     return f"{registry}/{REPOSITORY}"
 
 
+def names_a_release(target: str) -> bool:
+    """Whether ``target`` has the form of a release's name: last-known-good, a git SHA (4 to
+    40 hex digits: a short one is enough) or the sha256: digest of its record. Whether that
+    release exists only the registry can say."""
+    return target == LAST_KNOWN_GOOD or bool(
+        re.fullmatch(r"[0-9a-f]{4,40}", target) or DIGEST_RE.match(target)
+    )
+
+
 @dataclass(frozen=True)
 class Image:
     name: str

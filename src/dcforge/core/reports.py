@@ -6,7 +6,8 @@ import datetime as dt
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from dcforge.core.policy import COVERAGE_IDS, SEVERITIES, Finding, Verdict, Waiver
+from dcforge.core.coverage import COVERAGE_IDS
+from dcforge.core.policy import SEVERITIES, Finding, Verdict, Waiver
 
 SAMPLE_BANNER = (
     "> **SAMPLE VULNERABILITY DATA — NOT A REAL SCAN.** The public Trivy DB was unreachable "

@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-import difflib
 import ipaddress
 import os
 import tomllib
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from dcforge.core.errors import ConfigError
+from dcforge.core.errors import ConfigError, did_you_mean
 from dcforge.core.policy import Policy
 from dcforge.core.refs import registry_host
 
@@ -52,7 +51,7 @@ class SigningConfig:
         if mode not in SIGNING_MODES:
             raise ConfigError(
                 f"environment: DCFORGE_SIGNING={mode!r} is not one of {', '.join(SIGNING_MODES)}"
-                + _did_you_mean(mode, SIGNING_MODES)
+                + did_you_mean(mode, SIGNING_MODES)
             )
         if mode == "keyless":
             _check_keyless(env)
@@ -320,11 +319,6 @@ def _types() -> dict[str, type]:
     }
 
 
-def _did_you_mean(word: str, choices: Iterable[str]) -> str:
-    close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.8)
-    return f" — did you mean {close[0]}?" if close else ""
-
-
 def load(root: Path, env: Mapping[str, str]) -> Settings:
     """Read pyproject's ``[tool.dcforge]`` then apply ``DCFORGE_<NAME>`` overrides, parsed once
     into typed values; an unknown key or ``DCFORGE_*`` variable is refused with a hint."""
@@ -338,7 +332,7 @@ def load(root: Path, env: Mapping[str, str]) -> Settings:
         elif name not in ENV_ONLY:
             raise ConfigError(
                 f"environment: {name} is not a dcforge setting"
-                + (_did_you_mean(name, [*env_names, *ENV_ONLY]) or " — unset it")
+                + (did_you_mean(name, [*env_names, *ENV_ONLY]) or " — unset it")
             )
     for key in REGISTRY_SETTINGS:
         if key in values:  # image references are lowercase (GHCR: ${{ github.repository }})
@@ -359,7 +353,7 @@ def _from_pyproject(pyproject: Path, types: Mapping[str, type]) -> dict[str, Any
     values = {}
     for key, raw in table.items():
         if key not in types:
-            hint = _did_you_mean(key, types) or f" — known keys: {', '.join(sorted(types))}"
+            hint = did_you_mean(key, types) or f" — known keys: {', '.join(sorted(types))}"
             raise ConfigError(f"{pyproject}: unknown key [tool.dcforge].{key}{hint}")
         values[key] = _coerce(key, raw, types[key], f"{pyproject} [tool.dcforge]")
     return values

@@ -17,12 +17,13 @@ from rich.live import Live
 from rich.markup import escape
 from rich.table import Table
 
+from dcforge.core import action_groups
 from dcforge.infra import progress
 
 console = Console(stderr=True, highlight=False, soft_wrap=True)
 
 
-def _emit(lines: Sequence[progress.Out]) -> None:
+def _emit(lines: Sequence[action_groups.Out]) -> None:
     """Print ``lines`` (called with the lock held)."""
     for kind, text in lines:
         if kind == "raw":

@@ -96,7 +96,7 @@ TOOL_ENV: Mapping[str, Allowed] = MappingProxyType(
             prefixes=("COSIGN_", "SIGSTORE_", "TUF_", "AWS_", "AZURE_", "VAULT_"),
         ),
         # trivy.dev docs, Configuration: every flag as TRIVY_<FLAG> (the gate refuses those that
-        # change what is scanned, dcforge.stages.gate).
+        # change what is scanned, dcforge.infra.scan_setup).
         "trivy": _registry_client(prefixes=("TRIVY_",)),
         # anchore/syft wiki, Configuration: every key as SYFT_<KEY> (refused by the gate likewise).
         "syft": _registry_client(prefixes=("SYFT_",)),

@@ -12,59 +12,26 @@ import shutil
 import tempfile
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from functools import partial
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
 from dcforge.core import manifest as mf
-from dcforge.core import (
-    oci_archive,
-    policy,
-    release,
-    reports,
-    scan_cache,
-    staging,
-    toolpins,
-    trivydb,
-)
-from dcforge.core.errors import (
-    ConfigError,
-    DcforgeError,
-    GateBlocked,
-    RegistryError,
-    RollbackRefused,
-    ToolError,
-    VerifyFailed,
-)
+from dcforge.core import oci_archive, policy, reports, scan_cache, staging
+from dcforge.core.errors import DcforgeError, GateBlocked, RegistryError
 from dcforge.core.files import append_line, atomic_write_bytes, atomic_write_json
 from dcforge.core.hashing import file_sha256
-from dcforge.core.permfile import read_yaml
-from dcforge.core.refs import at_digest
-from dcforge.core.scan_cache import ScanCache
-from dcforge.core.settings import Settings, is_loopback
-from dcforge.core.verdict import (
-    GATE_SCHEMA_VERSION,
-    SCANNED_TOOLS,
-    policy_json,
-    trivy_config_path,
-    waivers_path,
-)
+from dcforge.core.settings import Settings
+from dcforge.core.verdict import GATE_SCHEMA_VERSION, SCANNED_TOOLS, policy_json
 from dcforge.infra import log, toolchain
 from dcforge.infra.context import Context
-from dcforge.infra.release_store import Releases
 from dcforge.infra.runner import Runner
-from dcforge.infra.tools import buildx, github, syft, trivy
+from dcforge.infra.scan_setup import GateContext, check_scanner_env, check_tools, gate_context
+from dcforge.infra.tools import buildx, syft, trivy
 from dcforge.infra.tools.registry import Registry
-
-SAMPLE_REPOSITORY = "dcforge-sample/trivy-db:2"
-GITHUB_API = "https://api.github.com"
-# Where Trivy itself looks when no DB repository is configured, in its order.
-TRIVY_DEFAULT_DB_REPOSITORIES = (
-    "mirror.gcr.io/aquasec/trivy-db:2",
-    "ghcr.io/aquasecurity/trivy-db:2",
-)
+from dcforge.infra.vulndb import prepare_db
 
 
 @dataclass(frozen=True)
@@ -72,204 +39,6 @@ class GateOptions:
     self_test: bool = False
     scan_cache: bool = True  # reuse scanner outputs by image digest + DB + policy + tools
     now: dt.datetime | None = None  # injectable clock (DB age, waiver expiry)
-
-
-@dataclass(frozen=True)
-class TrivyDb:
-    """The vulnerability DB a gate scans with, identified by the digest Trivy downloaded."""
-
-    options: trivy.ScanOptions
-    repository: str
-    digest: str
-    updated_at: str
-    sample: bool
-    problem: str  # non-empty: every verdict blocks with it
-    # the DB's top-level buckets (``debian 12`` …): an OS with none has no advisories
-    platforms: frozenset[str] = frozenset()
-
-
-def check_trivy_config(settings: Settings, pol: policy.Policy) -> Path | None:
-    """trivy.yaml, refused when it holds an option that could hide findings."""
-    path = trivy_config_path(settings)
-    if not path.is_file():
-        return None
-    problems = policy.trivy_config_problems(read_yaml(path), pol.blocking)
-    if problems:
-        raise ConfigError(f"{path}: {'; '.join(problems)}")
-    return path
-
-
-def check_scanner_env(env: Mapping[str, str]) -> None:
-    """TRIVY_*/SYFT_* variables can change what is scanned; only credentials may be set."""
-    allowed = trivy.ALLOWED_ENV | syft.ALLOWED_ENV
-    bad = sorted(k for k in env if k.startswith(("TRIVY_", "SYFT_")) and k not in allowed)
-    if bad:
-        raise ConfigError(
-            f"environment: {', '.join(bad)} would change what Trivy/syft scan or report — unset "
-            "it; scanner options that matter are dcforge policy settings ([tool.dcforge]), "
-            "recorded in the verdict"
-        )
-
-
-def _scan_options(settings: Settings, reg: Registry, db_ref: str, digest: str) -> trivy.ScanOptions:
-    config = trivy_config_path(settings)
-    return trivy.ScanOptions(
-        # One cache per DB digest: a DB never stands in for another, a new one is downloaded.
-        cache_dir=settings.state_root / "trivy-cache" / digest.removeprefix("sha256:")[:24],
-        db_repository=db_ref,
-        insecure=reg.plain(db_ref),
-        skip_db_update=True,
-        config=config if config.is_file() else None,
-        timeout=settings.scan_timeout,
-        skip_dirs=settings.gate_policy.skip_dirs,
-    )
-
-
-def push_sample_db(settings: Settings, reg: Registry, work: Path) -> str:
-    """Serve the bundled sample DB from the local registry; returns its ref."""
-    host = settings.registry.split("/", 1)[0]
-    return push_db_dir(reg, work, f"{host}/{SAMPLE_REPOSITORY}", trivydb.sample_db(work / "db"))
-
-
-def publish_db(
-    reg: Registry,
-    work: Path,
-    repository: str,
-    advisories: Sequence[trivydb.Advisory],
-    *,
-    updated_at: dt.datetime | None = None,
-    sample: bool = False,
-) -> str:
-    """Write a Trivy DB from ``advisories`` and serve it at ``repository`` as Trivy expects
-    (tests and mirrors of made-up data; needs the ``boltdb`` test dependency)."""
-    db_dir = trivydb.write_db(work / "db", advisories, updated_at=updated_at, sample=sample)
-    return push_db_dir(reg, work, repository, db_dir)
-
-
-def push_db_dir(reg: Registry, work: Path, repository: str, db_dir: Path) -> str:
-    """Serve the DB in ``db_dir`` (trivy.db + metadata.json) at ``repository``."""
-    sample = (db_dir / trivydb.SAMPLE_MARKER_FILE).exists()
-    trivydb.pack(db_dir, work / "db.tar.gz")
-    reg.push_artifact(
-        repository,
-        work,
-        "db.tar.gz",
-        artifact_type=trivydb.DB_ARTIFACT_TYPE,
-        media_type=trivydb.DB_MEDIA_TYPE,
-        annotations={trivydb.SAMPLE_ANNOTATION: "true"} if sample else {},
-    )
-    return repository
-
-
-def _unusable(
-    settings: Settings, reg: Registry, where: str, problem: str, sample: bool = False
-) -> TrivyDb:
-    options = _scan_options(settings, reg, where, "sha256:none")
-    return TrivyDb(options, where, "", "", sample, problem)
-
-
-def prepare_db(settings: Settings, runner: Runner, work: Path, now: dt.datetime) -> TrivyDb:
-    """Resolve the DB to a digest and download exactly that; the sample DB only for a
-    loopback registry with no DB repository configured."""
-    runner.which("trivy")  # a missing scanner is an error, never a reason to use sample data
-    reg = Registry(runner, settings.insecure_hosts)
-    configured = settings.trivy_db_repository
-    failures = []
-    for repository in [configured] if configured else TRIVY_DEFAULT_DB_REPOSITORIES:
-        try:
-            return _load_db(settings, reg, repository, now)
-        except DcforgeError as err:
-            failures.append(f"{repository}: {err}")
-    where = configured or "Trivy's default repositories"
-    if configured or not is_loopback(settings.registry):
-        return _unusable(
-            settings,
-            reg,
-            where,
-            f"the Trivy DB could not be downloaded from {where} ({'; '.join(failures)}) — check "
-            "the network or mirror it: invoke trivy-db-mirror --to REGISTRY/REPO",
-        )
-    log.warn(
-        "the public Trivy DB is unreachable and the target is a loopback registry: using the "
-        "bundled SAMPLE DB — this is NOT a real vulnerability scan"
-    )
-    repository = push_sample_db(settings, reg, work)
-    try:
-        return _load_db(settings, reg, repository, now)
-    except DcforgeError as err:
-        problem = f"the sample Trivy DB failed to load ({err})"
-        return _unusable(settings, reg, repository, problem, sample=True)
-
-
-def _load_db(settings: Settings, reg: Registry, repository: str, now: dt.datetime) -> TrivyDb:
-    """Download the DB ``repository`` serves, by digest; judge its identity and age."""
-    pol = settings.gate_policy
-    digest = reg.resolve(repository)
-    db_ref = at_digest(repository, digest)
-    options = _scan_options(settings, reg, db_ref, digest)
-    stamp = options.cache_dir / "dcforge-digest"
-    if not stamp.is_file() or stamp.read_text() != digest:
-        shutil.rmtree(options.cache_dir, ignore_errors=True)
-        trivy.download_db(reg.runner, replace(options, skip_db_update=False))
-        if (options.cache_dir / "db" / "metadata.json").is_file():
-            stamp.write_text(digest)
-    metadata = trivy.db_metadata(options.cache_dir)
-    annotations = reg.manifest(db_ref).get("annotations")
-    sample = (
-        (options.cache_dir / "db" / trivydb.SAMPLE_MARKER_FILE).exists()
-        or bool((metadata or {}).get("DcforgeSample"))
-        or (isinstance(annotations, dict) and trivydb.SAMPLE_ANNOTATION in annotations)
-    )
-    problems = [policy.db_age_problem(metadata, now, pol)]
-    if pol.db_digest and digest != pol.db_digest:
-        problems.append(
-            f"the Trivy DB at {repository} is {digest}, but trivy_db_digest pins "
-            f"{pol.db_digest} — update the pin or the mirror"
-        )
-    local_db = not sample and is_loopback(repository) and not pol.db_digest
-    if local_db and not is_loopback(settings.registry):
-        problems.append(
-            f"the Trivy DB is served from this machine ({repository}) but the target is "
-            f"{settings.registry}: a DB made or copied locally gates a remote registry only "
-            "when pinned by digest (trivy_db_digest) — or serve your mirror from a real host"
-        )
-    if sample and not is_loopback(settings.registry):
-        problems.append(
-            f"the Trivy DB at {repository} is dcforge's SAMPLE data (made-up advisories): it "
-            f"may gate only a loopback demo registry, never {settings.registry}"
-        )
-    updated = str((metadata or {}).get("UpdatedAt", ""))
-    platforms, unreadable = _db_platforms(options.cache_dir / "db" / "trivy.db", repository)
-    problems.append(unreadable)
-    return TrivyDb(
-        options,
-        repository,
-        digest,
-        updated,
-        sample,
-        "; ".join(p for p in problems if p),
-        platforms,
-    )
-
-
-def _db_platforms(db_file: Path, repository: str) -> tuple[frozenset[str], str]:
-    """(the DB's platform buckets, "" or why they could not be read: that blocks)."""
-    try:
-        return trivydb.platforms(db_file), ""
-    except (OSError, trivydb.DbFormatError) as err:
-        return frozenset(), f"the Trivy DB at {repository} cannot be read for its platforms ({err})"
-
-
-@dataclass(frozen=True)
-class GateContext:
-    """What every permutation's verdict is made with."""
-
-    db: TrivyDb
-    rules: policy.Policy
-    waivers: tuple[policy.Waiver, ...]
-    reports_dir: Path
-    today: dt.date
-    cache: ScanCache | None = None  # scanner outputs reused by image digest (scan_cache)
 
 
 def _tarball_problems(tar: Path, entry: mf.Entry) -> list[str]:
@@ -294,43 +63,51 @@ class Scanned:
         return [v for _, _, v in self.platforms] or [self.verdict]
 
 
-def _scan_for(
-    settings: Settings, runner: Runner, env: Mapping[str, str], entry: mf.Entry, gctx: GateContext
-) -> Scanned:
+def _scan_all(ctx: Context, manifest: mf.Manifest, gctx: GateContext) -> list[Scanned]:
+    """Every permutation scanned on the pool, with a usable DB."""
+    with (
+        log.group(f"gate {len(manifest.permutations)} permutation(s)"),
+        ThreadPoolExecutor(ctx.settings.effective_jobs) as pool,
+    ):
+        return list(pool.map(lambda e: _scan_for(ctx, e, gctx), manifest.permutations))
+
+
+def _blocked_by_the_db(manifest: mf.Manifest, gctx: GateContext) -> list[Scanned]:
+    """Every permutation blocked by the DB's problem, none scanned: the verdicts record
+    it, the error says it once (not once per permutation)."""
+    return [
+        Scanned(_verdict(e, "", None, None, [gctx.db.problem], gctx)) for e in manifest.permutations
+    ]
+
+
+def _scan_for(ctx: Context, entry: mf.Entry, gctx: GateContext) -> Scanned:
     """One permutation's scan on a pool thread: its tool output is its own (log groups)."""
     with log.permutation(entry.name):
-        return _scan_one(settings, runner, env, entry, gctx)
+        if entry.reused:
+            return _scan_remote(ctx.registry, entry, gctx, entry.repository)
+        if entry.staged:
+            return _scan_staged(ctx, entry, gctx)
+        return _scan_tarball(ctx.settings, ctx.runner, entry, gctx)
 
 
-def _scan_one(
-    settings: Settings, runner: Runner, env: Mapping[str, str], entry: mf.Entry, gctx: GateContext
-) -> Scanned:
-    if entry.reused:
-        return _scan_remote(settings, runner, entry, gctx, entry.repository)
-    if entry.staged:
-        return _scan_staged(settings, runner, env, entry, gctx)
-    return _scan_tarball(settings, runner, entry, gctx)
-
-
-def _scan_staged(
-    settings: Settings, runner: Runner, env: Mapping[str, str], entry: mf.Entry, gctx: GateContext
-) -> Scanned:
+def _scan_staged(ctx: Context, entry: mf.Entry, gctx: GateContext) -> Scanned:
     """A staged image, by digest, from this run's own staging repository only."""
-    own = settings.staging_registry and staging.repository(settings, env, entry.repository)
+    settings = ctx.settings
+    own = settings.staging_registry and staging.repository(settings, ctx.env, entry.repository)
     if entry.staged != own:
         problem = (
             f"staged in {entry.staged}, but this run's staging repository is "
             f"{own or '(none: staging_registry is not set)'} — gate the run that built it"
         )
         return _combine(entry, [_decide(entry, "", None, None, [problem], gctx)])
-    return _scan_remote(settings, runner, entry, gctx, entry.staged)
+    return _scan_remote(ctx.registry, entry, gctx, entry.staged)
 
 
 def _scan_tarball(
     settings: Settings, runner: Runner, entry: mf.Entry, gctx: GateContext
 ) -> Scanned:
     tar = settings.dist_dir / entry.tarball
-    problems = _tarball_problems(tar, entry) + [gctx.db.problem] * bool(gctx.db.problem)
+    problems = _tarball_problems(tar, entry)
     if problems:
         return _combine(entry, [_decide(entry, "", None, None, problems, gctx)])
     with tempfile.TemporaryDirectory(prefix=f"dcforge-gate-{entry.name}-") as tmp:
@@ -468,9 +245,23 @@ def _decide(
     problems: list[str],
     gctx: GateContext,
 ) -> policy.Verdict:
+    """The verdict on one platform's image (or the permutation's), said in its log line."""
+    verdict = _verdict(entry, platform, report, sbom, problems, gctx)
+    log.step(verdict.name, "pass" if verdict.passed else f"BLOCKED: {'; '.join(verdict.reasons)}")
+    return verdict
+
+
+def _verdict(
+    entry: mf.Entry,
+    platform: str,
+    report: Any | None,
+    sbom: dict[str, Any] | None,
+    problems: list[str],
+    gctx: GateContext,
+) -> policy.Verdict:
     os_names = None if sbom is None else syft.os_package_names(sbom)
     name = f"{entry.name} ({platform})" if entry.multi_platform and platform else entry.name
-    verdict = policy.decide(
+    return policy.decide(
         name,
         report=report,
         sbom_packages=None if sbom is None else len(syft.package_names(sbom)),
@@ -484,18 +275,11 @@ def _decide(
         scope=entry.name,
         db_platforms=gctx.db.platforms,
     )
-    log.step(name, "pass" if verdict.passed else f"BLOCKED: {'; '.join(verdict.reasons)}")
-    return verdict
 
 
-def _scan_remote(
-    settings: Settings, runner: Runner, entry: mf.Entry, gctx: GateContext, repository: str
-) -> Scanned:
+def _scan_remote(reg: Registry, entry: mf.Entry, gctx: GateContext, repository: str) -> Scanned:
     """A reused image (in its release repository) or a staged one (in its staging
     repository) is scanned from the registry by digest with today's DB."""
-    reg = Registry(runner, settings.insecure_hosts)
-    if gctx.db.problem:
-        return _combine(entry, [_decide(entry, "", None, None, [gctx.db.problem], gctx)])
     ref = f"{repository}@{entry.image_digest}"
     try:
         served = reg.served_platforms(ref)
@@ -527,84 +311,55 @@ def _scan_remote(
     return _combine(entry, verdicts)
 
 
-def check_tools(runner: Runner, names: Sequence[str]) -> dict[str, toolchain.Tool]:
-    """The pinned tools, or GateBlocked naming what was found and what is pinned."""
-    try:
-        pinned = toolpins.pins()
-        return {name: toolchain.check(runner, name, pinned) for name in names}
-    except ToolError as err:
-        raise GateBlocked(f"the gate cannot vouch for its tools: {err}") from None
-
-
-def _context(
-    settings: Settings,
-    runner: Runner,
-    tmp: Path,
-    now: dt.datetime,
-    tools: Mapping[str, toolchain.Tool] | None = None,
-) -> GateContext:
-    pol = settings.gate_policy
-    waivers = policy.load_waivers(
-        waivers_path(settings), max_days=pol.max_waiver_days, today=now.date()
-    )
-    check_trivy_config(settings, pol)
-    reports_dir = settings.dist_dir / "reports"
-    reports_dir.mkdir(parents=True, exist_ok=True)
-    with log.group("vulnerability DB"):
-        db = prepare_db(settings, runner, tmp, now)
-    if db.problem:
-        log.error(db.problem)
-    else:
-        sample = " (SAMPLE DATA)" * db.sample
-        log.info(f"Trivy DB {db.repository} {db.digest[:19]}, updated {db.updated_at}{sample}")
-    cache = None
-    if tools is not None and not db.problem:
-        config = trivy_config_path(settings)
-        cache = ScanCache(
-            settings.state_root / "scan-cache",
-            scan_cache.salt(
-                {
-                    "db": db.digest,
-                    "policy": pol.to_json(),
-                    "trivy_config": file_sha256(config) if config.is_file() else "",
-                    "tools": {n: [t.version, t.sha256] for n, t in sorted(tools.items())},
-                }
-            ),
-        )
-    return GateContext(db, pol, tuple(waivers), reports_dir, now.date(), cache)
-
-
 def run(ctx: Context, options: GateOptions) -> dict[str, Any]:
     """Gate ``dist/manifest.json``; raises GateBlocked unless every permutation passes."""
-    settings, runner, env = ctx.settings, ctx.runner, ctx.env
+    settings = ctx.settings
     now = options.now or dt.datetime.now(dt.UTC)
-    check_scanner_env(env)
+    check_scanner_env(ctx.env)
     if options.self_test:
-        return self_test(settings, runner, now)
+        return self_test(ctx, now)
     manifest_path = settings.dist_dir / "manifest.json"
     manifest = mf.load(manifest_path)
     manifest.check_complete(str(manifest_path))
-    gate_path = settings.dist_dir / "gate.json"
-    gate_path.unlink(missing_ok=True)  # never leave an old verdict behind a failed gate
-    tools = check_tools(runner, SCANNED_TOOLS)
+    (settings.dist_dir / "gate.json").unlink(missing_ok=True)  # no old verdict behind a failure
+    tools = check_tools(ctx.runner, SCANNED_TOOLS)
     # Logged in (when credentials are set) before the DB download and any re-scan of a
     # reused image: either may live on the authenticated registry.
     ctx.releases  # noqa: B018 — logs in
     with tempfile.TemporaryDirectory(prefix="dcforge-db-") as tmp:
-        gctx = _context(settings, runner, Path(tmp), now, tools if options.scan_cache else None)
-    with (
-        log.group(f"gate {len(manifest.permutations)} permutation(s)"),
-        ThreadPoolExecutor(settings.effective_jobs) as pool,
-    ):
-        scanned = list(
-            pool.map(lambda e: _scan_for(settings, runner, env, e, gctx), manifest.permutations)
-        )
-    verdicts = [s.verdict for s in scanned]
+        cached = tools if options.scan_cache else None
+        gctx = gate_context(settings, ctx.registry, Path(tmp), now, cached)
+    return _judge(ctx, manifest, manifest_path, gctx, tools, now)
+
+
+def _judge(
+    ctx: Context,
+    manifest: mf.Manifest,
+    manifest_path: Path,
+    gctx: GateContext,
+    tools: Mapping[str, toolchain.Tool],
+    now: dt.datetime,
+) -> dict[str, Any]:
+    """Scan every permutation — or none, when the DB is unusable — then write the verdict
+    (``dist/gate.json``, the reports) and raise GateBlocked unless every permutation passed.
+    A DB problem is the error, said once: it blocked every permutation alike."""
+    settings = ctx.settings
+    if gctx.db.problem:
+        scanned = _blocked_by_the_db(manifest, gctx)
+    else:
+        scanned = _scan_all(ctx, manifest, gctx)
     doc = _verdict_doc(settings, manifest, manifest_path, scanned, gctx, tools, now)
-    _write_reports(settings, manifest, scanned, doc, gctx, env)
+    _write_reports(settings, manifest, scanned, doc, gctx, ctx.env)
+    gate_path = settings.dist_dir / "gate.json"
     atomic_write_json(gate_path, doc)
     if gctx.db.sample:
         log.warn("SAMPLE vulnerability data: this gate is a demonstration, not a real scan")
+    verdicts = [s.verdict for s in scanned]
+    if gctx.db.problem:
+        raise GateBlocked(
+            f"{gctx.db.problem}; no permutation was scanned (all {len(verdicts)} blocked, "
+            f"verdict in {gate_path})"
+        )
     if not doc["passed"]:
         blocked = [v for v in verdicts if not v.passed]
         detail = "; ".join(f"{v.name}: {', '.join(v.reasons)}" for v in blocked)
@@ -702,8 +457,9 @@ def _write_reports(
         append_line(env["GITHUB_STEP_SUMMARY"], summary, "GITHUB_STEP_SUMMARY")
 
 
-def self_test(settings: Settings, runner: Runner, now: dt.datetime) -> dict[str, Any]:
+def self_test(ctx: Context, now: dt.datetime) -> dict[str, Any]:
     """Prove DB → Trivy → policy blocks a planted vulnerable package (the canary)."""
+    settings, runner = ctx.settings, ctx.runner
     pol = settings.gate_policy
     with tempfile.TemporaryDirectory(prefix="dcforge-canary-") as tmp:
         work = Path(tmp)
@@ -711,7 +467,7 @@ def self_test(settings: Settings, runner: Runner, now: dt.datetime) -> dict[str,
         shutil.copytree(Path(str(resources.files("dcforge.resources") / "canary")), context)
         tar = work / "canary.tar"
         buildx.build_oci(runner, context, tar, buildx.Builder.resolve(runner, settings.builder))
-        db = prepare_db(settings, runner, work, now)
+        db = prepare_db(settings, ctx.registry, work, now)
         if db.problem:
             raise GateBlocked(f"gate self-test could not run: {db.problem}")
         layout = trivy.unpack_oci_archive(tar, work / "layout")
@@ -737,204 +493,3 @@ def self_test(settings: Settings, runner: Runner, now: dt.datetime) -> dict[str,
         "blocking": [f.id for f in verdict.blocking],
         "sample_db": db.sample,
     }
-
-
-# -- rescan: CVE drift of what is live ------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class LiveImage:
-    """An image users pull now: one platform's image of a live release, or of a tag."""
-
-    name: str  # permutation (and platform) as reports name it
-    permutation: str
-    repository: str
-    digest: str
-    why: str  # "last-known-good <sha>" or "floating tag <ref>"
-    os_mode: str = "required"
-
-
-@dataclass(frozen=True)
-class RescanOptions:
-    now: dt.datetime | None = None
-    github_output: bool = False
-    dispatch_refresh: str = ""  # a workflow to start with refresh=<affected> (default branch)
-
-
-def live_images(rels: Releases, pinned: release.Release) -> list[LiveImage]:
-    """Every image of the pinned release, per platform, and whatever a floating tag of it
-    serves instead (a tag moved by hand, or a rollback elsewhere)."""
-    out: list[LiveImage] = []
-    seen: set[tuple[str, str]] = set()
-
-    modes = {e.name: e.os for e in pinned.manifest.permutations}
-
-    def add(name: str, repository: str, images: Mapping[str, str], why: str) -> None:
-        for platform, digest in images.items():
-            if (repository, digest) not in seen:
-                seen.add((repository, digest))
-                label = f"{name} ({platform})" if len(images) > 1 else name
-                mode = modes.get(name, "required")
-                out.append(LiveImage(label, name, repository, digest, why, mode))
-
-    sha = pinned.git_sha[:12]
-    for image in pinned.images:
-        add(image.name, image.repository, dict(image.attested()), f"last-known-good {sha}")
-    by_ref = {f"{i.repository}:{t}": i for i in pinned.images for t in i.floating_tags}
-    for ref, current, target in rels.floating(pinned):
-        if current and current != target:
-            image = by_ref[ref]
-            served = rels.registry.served_platforms(f"{image.repository}@{current}")
-            add(image.name, image.repository, served or {"": current}, f"floating tag {ref}")
-    return out
-
-
-def rescan(ctx: Context, options: RescanOptions) -> dict[str, Any]:
-    """Scan every live image by digest with today's DB; GateBlocked when one now has a
-    finding the policy blocks that a rebuild could fix (``affected`` names the permutations)."""
-    settings, runner, env = ctx.settings, ctx.runner, ctx.env
-    now = options.now or dt.datetime.now(dt.UTC)
-    check_scanner_env(env)
-    tools = check_tools(runner, ("trivy",))
-    rels = ctx.releases
-    try:
-        _, pinned = rels.fetch(release.LAST_KNOWN_GOOD)
-    except (VerifyFailed, RollbackRefused) as err:
-        raise GateBlocked(
-            f"rescan: no verified {release.LAST_KNOWN_GOOD} to rescan ({err})"
-        ) from None
-    live = live_images(rels, pinned)
-    out_dir = settings.dist_dir / "rescan"
-    shutil.rmtree(out_dir, ignore_errors=True)
-    with tempfile.TemporaryDirectory(prefix="dcforge-db-") as tmp:
-        gctx = replace(_context(settings, runner, Path(tmp), now), reports_dir=out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    if gctx.db.problem:
-        raise GateBlocked(f"rescan: {gctx.db.problem}")
-    with log.group(f"rescan {len(live)} live image(s)"), ThreadPoolExecutor(4) as pool:
-        verdicts = list(pool.map(lambda i: _rescan_one(rels.registry, i, gctx), live))
-    doc = _rescan_doc(settings, pinned, live, verdicts, gctx, tools, now)
-    _write_rescan(pinned, verdicts, doc, gctx, env, options)
-    if doc["affected"] and options.dispatch_refresh:
-        _dispatch_refresh(settings, env, options.dispatch_refresh, doc["affected"])
-    if doc["failed"]:
-        raise GateBlocked(
-            f"rescan: {', '.join(doc['failed'])} could not be rescanned, or the scan no longer "
-            f"sees the image (see {out_dir / 'summary.md'}) — nothing is known about them"
-        )
-    if doc["affected"]:
-        raise GateBlocked(
-            f"{len(doc['affected'])} live permutation(s) have blocking findings a rebuild can "
-            f"fix: {', '.join(doc['affected'])} — rebuild them with "
-            f"'build --refresh {','.join(doc['affected'])}' (the fix is in the package mirror)"
-        )
-    unfixed = sum(len(v.unfixed) for v in verdicts)
-    log.info(
-        f"rescan: {len(live)} live image(s), nothing a rebuild can fix blocks"
-        + (f"; {unfixed} blocking-severity finding(s) have no fix yet" if unfixed else "")
-    )
-    return doc
-
-
-def _dispatch_refresh(
-    settings: Settings, env: Mapping[str, str], workflow: str, affected: Sequence[str]
-) -> None:
-    """On the default branch only: start ``workflow`` with refresh=<affected>, which
-    rebuilds just those permutations from scratch (a PR or a branch never publishes)."""
-    ref = env.get("GITHUB_REF", "")
-    if ref != f"refs/heads/{settings.default_branch}":
-        log.info(f"not on {settings.default_branch} ({ref or 'no GITHUB_REF'}): no refresh build")
-        return
-    if not env.get("GITHUB_REPOSITORY"):
-        raise ConfigError("--dispatch-refresh: GITHUB_REPOSITORY is not set (owner/repo)")
-    client = github.GitHub(env.get("GITHUB_TOKEN", ""), env.get("GITHUB_API_URL", GITHUB_API))
-    client.dispatch_workflow(
-        env.get("GITHUB_REPOSITORY", ""),
-        workflow,
-        settings.default_branch,
-        {"refresh": ",".join(affected)},
-    )
-    log.info(f"started {workflow} on {settings.default_branch} with refresh={','.join(affected)}")
-
-
-def _rescan_one(reg: Registry, image: LiveImage, gctx: GateContext) -> policy.Verdict:
-    stem = image.name.replace(" (", "@").replace("/", "-").rstrip(")")
-    ref = f"{image.repository}@{image.digest}"
-    try:
-        report: Any = trivy.scan_remote(
-            reg, ref, gctx.reports_dir / f"{stem}.trivy.json", gctx.db.options
-        )
-    except DcforgeError as err:
-        failed = policy.Verdict(image.name, reasons=[f"the vulnerability scan failed: {err}"])
-        log.step(image.name, f"BLOCKED: {failed.reasons[0]}")
-        return failed
-    verdict = policy.drift(
-        image.name,
-        report,
-        policy=gctx.rules,
-        waivers=gctx.waivers,
-        today=gctx.today,
-        scope=image.permutation,
-        os_mode=image.os_mode,
-        db_platforms=gctx.db.platforms,
-    )
-    log.step(image.name, "ok" if verdict.passed else f"NEW: {'; '.join(verdict.reasons)}")
-    return verdict
-
-
-def _rescan_doc(
-    settings: Settings,
-    pinned: release.Release,
-    live: Sequence[LiveImage],
-    verdicts: Sequence[policy.Verdict],
-    gctx: GateContext,
-    tools: Mapping[str, toolchain.Tool],
-    now: dt.datetime,
-) -> dict[str, Any]:
-    pairs = list(zip(live, verdicts, strict=True))
-    affected = sorted({i.permutation for i, v in pairs if v.blocking})
-    failed = sorted({i.permutation for i, v in pairs if not v.passed and not v.blocking})
-    return {
-        "created_at": now.isoformat(timespec="seconds").replace("+00:00", "Z"),
-        "registry": settings.registry,
-        "git_sha": pinned.git_sha,
-        "release_gate_db_updated_at": pinned.gate.get("db_updated_at"),
-        "db_repository": gctx.db.repository,
-        "db_digest": gctx.db.digest,
-        "db_updated_at": gctx.db.updated_at,
-        "sample_db": gctx.db.sample,
-        "tools": {name: tool.to_json() for name, tool in tools.items()},
-        "blocking_severities": list(gctx.rules.blocking),
-        "affected": affected,  # new blocking findings with a fix: rebuild these
-        "failed": failed,  # could not be rescanned: nothing is known about them
-        "images": [
-            {**v.to_json(), "permutation": i.permutation, "digest": i.digest, "live_as": i.why}
-            for i, v in zip(live, verdicts, strict=True)
-        ],
-    }
-
-
-def _write_rescan(
-    pinned: release.Release,
-    verdicts: Sequence[policy.Verdict],
-    doc: Mapping[str, Any],
-    gctx: GateContext,
-    env: Mapping[str, str],
-    options: RescanOptions,
-) -> None:
-    summary = reports.markdown(verdicts, doc, gctx.waivers, gctx.today).replace(
-        "# dcforge gate", "# dcforge rescan of what is live", 1
-    )
-    atomic_write_bytes(gctx.reports_dir / "summary.md", summary.encode())
-    families = {e.name: f"permutations/{e.family}.yaml" for e in pinned.manifest.permutations}
-    sources = {v.name: families.get(v.name.split(" (")[0], "permutations") for v in verdicts}
-    atomic_write_json(gctx.reports_dir / "rescan.sarif", reports.sarif(verdicts, sources, doc))
-    atomic_write_json(gctx.reports_dir / "rescan.json", dict(doc))
-    if env.get("GITHUB_STEP_SUMMARY"):
-        append_line(env["GITHUB_STEP_SUMMARY"], summary, "GITHUB_STEP_SUMMARY")
-    if options.github_output:
-        if not env.get("GITHUB_OUTPUT"):
-            raise ConfigError("--github-output: GITHUB_OUTPUT is not set")
-        append_line(
-            env["GITHUB_OUTPUT"], f"affected={','.join(doc['affected'])}\n", "GITHUB_OUTPUT"
-        )

@@ -1,65 +1,16 @@
-"""docker buildx: bake definitions in, OCI tarballs and digests out."""
+"""docker buildx: bake definitions (:mod:`dcforge.core.bake`) in, OCI tarballs and digests
+out."""
 
 from __future__ import annotations
 
 import json
-import re
-from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from dcforge.core.bake import bake_name
 from dcforge.core.errors import BuildError
 from dcforge.infra.runner import Runner
-
-
-@dataclass(frozen=True)
-class Target:
-    """One bake target: everything buildx needs to build one permutation."""
-
-    name: str
-    context: Path
-    dockerfile: Path
-    args: Mapping[str, str]
-    platforms: Sequence[str]
-    tags: Sequence[str]
-    labels: Mapping[str, str]
-    output_tar: Path
-    cache_from: Sequence[str] = ()
-    cache_to: Sequence[str] = ()
-    no_cache: bool = False  # every step rebuilt (a refresh: the fix is in the package mirror)
-    devcontainer: Path | None = None  # a devcontainer.json: the Dev Containers CLI builds it
-
-
-def bake_name(name: str) -> str:
-    """Bake target names allow only ``[a-zA-Z0-9_-]``; permutation names may hold dots."""
-    return re.sub(r"[^A-Za-z0-9_-]", "_", name)
-
-
-def bake_definition(targets: Sequence[Target]) -> dict[str, Any]:
-    """A docker-bake.json document building ``targets`` as one group."""
-    if any(t.devcontainer for t in targets):
-        raise BuildError("a devcontainer.json permutation is built by the Dev Containers CLI")
-    return {
-        "group": {"default": {"targets": [bake_name(t.name) for t in targets]}},
-        "target": {
-            bake_name(t.name): {
-                "context": str(t.context),
-                "dockerfile": str(t.dockerfile),
-                "args": dict(t.args),
-                "platforms": list(t.platforms),
-                "tags": list(t.tags),
-                "labels": dict(t.labels),
-                "output": [f"type=oci,dest={t.output_tar}"],
-                "cache-from": [] if t.no_cache else list(t.cache_from),
-                "cache-to": list(t.cache_to),
-                **({"no-cache": True, "pull": True} if t.no_cache else {}),
-                # Provenance/SBOM are attested by dcforge at publish time, by digest.
-                "attest": [],
-            }
-            for t in targets
-        },
-    }
 
 
 @dataclass(frozen=True)

@@ -8,8 +8,9 @@ swapped for two tiny ones; each matrix job in its own clean clone, on what this 
 looks like as GitHub's ubuntu-24.04 image (runner_images.py: its os-release, no
 qemu-user-static, emulation and tools where the setup actions put them, no installs). Only the endpoints are
 replaced (OVERRIDDEN below: the registry, the base registry, the cache backend, key
-signing and the Trivy DB mirror): every command is the workflow's. Runs late (it prunes the
-runner's Docker state, as the workflow's build does with CI set)."""
+signing and the Trivy DB mirror): every command is the workflow's. Runs after the other
+tests, before test_prune (it prunes the runner's Docker state, as the workflow's build does
+with CI set)."""
 
 from __future__ import annotations
 
@@ -32,7 +33,7 @@ from tests.integration.conftest import ROOT, KeyPair, TrivyDb, base_env, tags_po
 from tests.integration.runner_images import UBUNTU_2404
 from tests.projects import BUSYBOX_DOCKERFILE, TINY_FAMILY, write_debian_identity
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.prunes_docker(1)]
 
 WORKFLOW = ROOT / ".github/workflows/build-publish.yml"
 # What a local run must point elsewhere, and nothing else: the workflow's registry is

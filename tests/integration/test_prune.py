@@ -1,4 +1,4 @@
-"""Runner hygiene last: it empties Docker's images and build cache."""
+"""Runner hygiene: it empties Docker's images and build cache, so it runs last."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from dcforge.infra.runner import Runner
 from dcforge.infra.tools import registry
 from tests.integration.conftest import run_dcforge
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.prunes_docker(2)]
 
 
 def test_prune_runner_reports_and_spares_the_registry(

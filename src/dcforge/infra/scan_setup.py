@@ -1,0 +1,110 @@
+"""What the gate and the rescan both scan with, set up once per command.
+
+The scanners are checked first — the pinned versions, no ``TRIVY_*``/``SYFT_*`` variable
+that changes what they see, no trivy.yaml option that hides findings — then a
+:class:`GateContext` holds the DB, the policy, the waivers and the scan cache every
+verdict is made with.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from dcforge.core import policy, scan_cache, toolpins
+from dcforge.core.errors import ConfigError, GateBlocked, ToolError
+from dcforge.core.hashing import file_sha256
+from dcforge.core.permfile import read_yaml
+from dcforge.core.scan_cache import ScanCache
+from dcforge.core.settings import Settings
+from dcforge.core.verdict import trivy_config_path, waivers_path
+from dcforge.infra import log, toolchain
+from dcforge.infra.runner import Runner
+from dcforge.infra.tools import syft, trivy
+from dcforge.infra.tools.registry import Registry
+from dcforge.infra.vulndb import TrivyDb, prepare_db
+
+
+@dataclass(frozen=True)
+class GateContext:
+    """What every permutation's verdict is made with."""
+
+    db: TrivyDb
+    rules: policy.Policy
+    waivers: tuple[policy.Waiver, ...]
+    reports_dir: Path
+    today: dt.date
+    cache: ScanCache | None = None  # scanner outputs reused by image digest (scan_cache)
+
+
+def check_trivy_config(settings: Settings, pol: policy.Policy) -> Path | None:
+    """trivy.yaml, refused when it holds an option that could hide findings."""
+    path = trivy_config_path(settings)
+    if not path.is_file():
+        return None
+    problems = policy.trivy_config_problems(read_yaml(path), pol.blocking)
+    if problems:
+        raise ConfigError(f"{path}: {'; '.join(problems)}")
+    return path
+
+
+def check_scanner_env(env: Mapping[str, str]) -> None:
+    """TRIVY_*/SYFT_* variables can change what is scanned; only credentials may be set."""
+    allowed = trivy.ALLOWED_ENV | syft.ALLOWED_ENV
+    bad = sorted(k for k in env if k.startswith(("TRIVY_", "SYFT_")) and k not in allowed)
+    if bad:
+        raise ConfigError(
+            f"environment: {', '.join(bad)} would change what Trivy/syft scan or report — unset "
+            "it; scanner options that matter are dcforge policy settings ([tool.dcforge]), "
+            "recorded in the verdict"
+        )
+
+
+def check_tools(runner: Runner, names: Sequence[str]) -> dict[str, toolchain.Tool]:
+    """The pinned tools, or GateBlocked naming what was found and what is pinned."""
+    try:
+        pinned = toolpins.pins()
+        return {name: toolchain.check(runner, name, pinned) for name in names}
+    except ToolError as err:
+        raise GateBlocked(f"the gate cannot vouch for its tools: {err}") from None
+
+
+def gate_context(
+    settings: Settings,
+    reg: Registry,
+    tmp: Path,
+    now: dt.datetime,
+    tools: Mapping[str, toolchain.Tool] | None = None,
+) -> GateContext:
+    """The policy, today's waivers and the DB (its ``problem`` for the caller to report:
+    once, before anything is scanned); with ``tools``, the scan cache for this DB, policy,
+    trivy.yaml and scanners."""
+    pol = settings.gate_policy
+    waivers = policy.load_waivers(
+        waivers_path(settings), max_days=pol.max_waiver_days, today=now.date()
+    )
+    check_trivy_config(settings, pol)
+    reports_dir = settings.dist_dir / "reports"
+    reports_dir.mkdir(parents=True, exist_ok=True)
+    with log.group("vulnerability DB"):
+        db = prepare_db(settings, reg, tmp, now)
+    if not db.problem:
+        sample = " (SAMPLE DATA)" * db.sample
+        log.info(f"Trivy DB {db.repository} {db.digest[:19]}, updated {db.updated_at}{sample}")
+    cache = None
+    if tools is not None and not db.problem:
+        config = trivy_config_path(settings)
+        cache = ScanCache(
+            settings.state_root / "scan-cache",
+            scan_cache.salt(
+                {
+                    "db": db.digest,
+                    "policy": pol.to_json(),
+                    "trivy_config": file_sha256(config) if config.is_file() else "",
+                    "tools": {n: [t.version, t.sha256] for n, t in sorted(tools.items())},
+                }
+            ),
+        )
+    return GateContext(db, pol, tuple(waivers), reports_dir, now.date(), cache)
