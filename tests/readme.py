@@ -97,16 +97,22 @@ def table_rows(section: str) -> list[list[str]]:
 
 
 def code_spans(paths: list[Path] | None = None) -> list[tuple[str, str]]:
-    """Every inline code span and every line of a code block (indented or fenced, without
-    its trailing ``# comment``) in README.md and docs/*.md, with the page it is on."""
+    """Every inline code span (which may run over a line break) and every line of a code
+    block (indented or fenced, without its trailing ``# comment``) in README.md and
+    docs/*.md, with the page it is on."""
     found = []
     for path in pages() if paths is None else paths:
-        name = path.relative_to(path.parents[1] if path.parent.name == "docs" else path.parent)
-        for line, code in _prose(path.read_text(encoding="utf-8")):
-            if code or line.startswith("    "):
+        name = str(path.relative_to(path.parents[1] if path.parent.name == "docs" else path.parent))
+        paragraph: list[str] = []
+        for line, code in [*_prose(path.read_text(encoding="utf-8")), ("", False)]:
+            indented = line.startswith("    ") and not paragraph
+            if code or indented or not line.strip():
+                text = " ".join(paragraph).replace("\\|", "|")
+                found += [(name, span) for span in re.findall(r"(?<!`)`([^`]+)`(?!`)", text)]
+                paragraph = []
+            if code or indented:
                 if not line.lstrip().startswith(("```", "~~~")):
-                    found.append((str(name), re.sub(r"\s+# .*$", "", line.strip())))
-                continue
-            for span in re.findall(r"(?<!`)`([^`]+)`(?!`)", line):
-                found.append((str(name), span.replace("\\|", "|")))
+                    found.append((name, re.sub(r"\s+# .*$", "", line.strip())))
+            elif line.strip():
+                paragraph.append(line.strip())
     return found
