@@ -179,6 +179,16 @@ def test_the_documented_defaults_are_the_code_defaults() -> None:
             assert not fields[key], f"{key}: say its default, {fields[key]!r}"
 
 
+def test_the_variables_that_are_not_settings_are_documented() -> None:
+    listed = {
+        name
+        for section in sections("Variables that are not settings")
+        for row in table_rows(section)
+        for name in re.findall(r"`(DCFORGE_[A-Z0-9_]+)`", row[0])
+    }
+    assert listed == settings.ENV_ONLY
+
+
 def test_every_documented_variable_is_one_dcforge_reads() -> None:
     """A ``DCFORGE_*`` name in README.md, docs/ or SECRETS.md is a setting's variable, one of
     the variables that are not settings, or a secret or variable the workflows hand on."""
