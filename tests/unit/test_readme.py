@@ -1,11 +1,12 @@
 """README.md and docs/ against the code and each other. The README's commands are the ones
 CI runs: .ci/run is the README's "## Tests" block (with ``nox -s lint`` before the tests),
 and the quick start is what the clean-room test runs. The README stays short (the depth is
-in docs/); every relative link leads to a file (and heading) that exists; the docs index
-lists every page."""
+in docs/); every relative link leads to a file (and heading) that exists; every repository
+path and dcforge module a page names exists; the docs index lists every page."""
 
 from __future__ import annotations
 
+import ast
 import re
 from pathlib import Path
 
@@ -149,3 +150,75 @@ def test_sections_tables_and_code_spans_are_read_as_markdown(tmp_path: Path) -> 
     assert [s for _, s in code_spans([page])] == [
         "ok", "# not a heading", "nox -s gate -- --self-test", "invoke gate", "x | y"
     ]  # fmt: skip
+
+
+# A repository path (src/…, tests/…, …) or a dotted module (dcforge.infra.runner.TOOL_ENV)
+# in a code span or code line of README.md or docs/.
+REPO_PATH = re.compile(
+    r"(?<![\w./<-])(?:src|tests|scripts|requirements|benchmarks|images|permutations|\.github|\.ci)"
+    r"/[\w./-]*[\w/](?![\w./:-])"  # not a file named in an error message ("x.yaml: …")
+)
+MODULE = re.compile(r"(?<![\w.-])dcforge(?:\.\w+)+")
+
+
+def _defines(module: Path, name: str) -> bool:
+    tree = ast.parse(module.read_text(encoding="utf-8"))
+    for node in tree.body:
+        if isinstance(node, ast.ClassDef | ast.FunctionDef | ast.AsyncFunctionDef):
+            names = [node.name]
+        elif isinstance(node, ast.Assign | ast.AnnAssign):
+            targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+            names = [t.id for t in targets if isinstance(t, ast.Name)]
+        else:
+            continue
+        if name in names:
+            return True
+    return False
+
+
+def missing_names(text: str, root: Path = ROOT) -> list[str]:
+    """The repository paths and dcforge modules (or their names) ``text`` mentions that do
+    not exist; a bare ``test_x.py`` may be any test module."""
+    missing = [p for p in REPO_PATH.findall(text) if not (root / p).exists()]
+    tests = {p.name for p in (root / "tests").rglob("test_*.py")}
+    missing += [t for t in re.findall(r"(?<![\w/])test_\w+\.py", text) if t not in tests]
+    for dotted in MODULE.findall(text):
+        path, parts = root / "src" / "dcforge", dotted.split(".")[1:]
+        while parts and (path / parts[0]).is_dir():
+            path = path / parts.pop(0)
+        if parts and (path / f"{parts[0]}.py").is_file():
+            module = path / f"{parts.pop(0)}.py"
+        else:
+            module = path / "__init__.py"
+        if not module.is_file() or len(parts) > 1 or (parts and not _defines(module, parts[0])):
+            missing.append(dotted)
+    return missing
+
+
+def test_every_path_and_module_the_docs_name_exists() -> None:
+    wrong = [f"{page}: {name}" for page, text in code_spans() for name in missing_names(text)]
+    assert not wrong, "named in the documentation but not in the repository: " + ", ".join(wrong)
+
+
+def test_a_stale_path_or_module_is_found() -> None:
+    assert missing_names("src/dcforge/core/settings.py tests/unit/ test_readme.py") == []
+    assert missing_names("dcforge.infra.runner.TOOL_ENV dcforge.core.errors dcforge.cli") == []
+    assert missing_names("src/dcforge/settings.py test_nothing.py dcforge.releases") == [
+        "src/dcforge/settings.py", "test_nothing.py", "dcforge.releases"
+    ]  # fmt: skip
+    assert missing_names("dcforge.infra.runner.NO_SUCH dcforge.core.errors.ConfigError.x") == [
+        "dcforge.infra.runner.NO_SUCH", "dcforge.core.errors.ConfigError.x"
+    ]  # fmt: skip
+
+
+def test_the_layer_table_names_real_modules() -> None:
+    """docs/architecture.md's table of layers: each module it names lives in that layer."""
+    src, missing, layer = ROOT / "src" / "dcforge", [], ""
+    rows = [row for section in sections("Where each layer lives") for row in table_rows(section)]
+    assert rows, "docs/architecture.md should hold the table of layers"
+    for row in rows:
+        layer = next(iter(re.findall(r"`src/dcforge/(\w+)/`", row[0])), layer)
+        for name in re.findall(r"`(\w+)`", re.sub(r"\([^)]*\)", "", row[1])):
+            if not any((src / layer / sub / f"{name}.py").is_file() for sub in ("", "tools")):
+                missing.append(f"{layer}/{name}")
+    assert not missing, f"docs/architecture.md names modules that are not there: {missing}"
