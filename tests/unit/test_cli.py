@@ -1,5 +1,6 @@
-"""The command line says what it does: help everywhere, --version, exit codes and the README's
-Commands and Exit codes sections agree with the code, and the CLI modules stay small."""
+"""The command line says what it does: help everywhere, --version, exit codes; the Commands and
+Exit codes tables (README.md or docs/) and every command the documentation names agree with
+the code, and the CLI modules stay small."""
 
 from __future__ import annotations
 
@@ -24,11 +25,11 @@ from dcforge.core.errors import ConfigError, DcforgeError
 from dcforge.core.settings import Settings
 from dcforge.infra.runner import Runner
 from tests.projects import TINY_FAMILY, write_project
+from tests.readme import code_spans, sections, table_rows
 from tests.unit.test_workflows import invoke_tasks, nox_sessions
 
 ROOT = Path(__file__).resolve().parents[2]
 SRC = ROOT / "src" / "dcforge"
-README = (ROOT / "README.md").read_text()
 MAX_FUNCTION_LINES = 50
 
 
@@ -40,21 +41,6 @@ def _subcommands(parser: argparse.ArgumentParser) -> argparse._SubParsersAction:
 
 SUBPARSERS = _subcommands(cli_parser.parser())
 COMMANDS: dict[str, argparse.ArgumentParser] = dict(SUBPARSERS.choices)
-
-
-def _section(title: str) -> str:
-    start = README.index(f"\n## {title}\n")
-    end = README.find("\n## ", start + 1)
-    return README[start : end if end != -1 else len(README)]
-
-
-def _table_rows(section: str) -> list[list[str]]:
-    """The cells of a markdown table's body rows (``\\|`` inside a cell is not a separator)."""
-    rows = []
-    for line in section.splitlines():
-        if line.startswith("|") and not line.startswith("|---"):
-            rows.append([c.strip() for c in re.split(r"(?<!\\)\|", line.strip("|"))])
-    return rows[1:]  # the header
 
 
 # --- help -------------------------------------------------------------------------------------
@@ -279,7 +265,7 @@ def test_main_turns_errors_into_exit_codes(monkeypatch: pytest.MonkeyPatch) -> N
     assert cli.main(["plan"]) == errors.INTERRUPTED_EXIT_CODE == 130
 
 
-# --- exit codes: errors.py, the stages and the README agree -----------------------------------
+# --- exit codes: errors.py, the stages and the documentation agree ----------------------------
 
 
 def _defined_exit_codes() -> dict[int, tuple[str, str]]:
@@ -308,12 +294,20 @@ def _all_exit_codes() -> set[int]:
     return {0, errors.INTERRUPTED_EXIT_CODE, *_defined_exit_codes()}
 
 
-def test_readme_exit_codes_table_matches_the_code() -> None:
-    rows = {int(r[0]): r for r in _table_rows(_section("Exit codes"))}
-    assert set(rows) == _all_exit_codes()
-    for code, (name, kind) in _defined_exit_codes().items():
-        assert f"`{kind}`" == rows[code][1], f"{code}: meaning should be the printed `{kind}`"
-        assert f"`{name}`" in rows[code][2], f"{code}: 'raised when' should name {name}"
+def _exit_code_tables() -> list[list[list[str]]]:
+    """The table of every "Exit codes" section in README.md and docs/."""
+    return [rows for rows in map(table_rows, sections("Exit codes")) if rows]
+
+
+def test_documented_exit_codes_match_the_code() -> None:
+    tables = _exit_code_tables()
+    assert tables, "README.md or docs/ should hold an 'Exit codes' table"
+    for table in tables:
+        rows = {int(r[0]): r for r in table}
+        assert set(rows) == _all_exit_codes()
+        for code, (name, kind) in _defined_exit_codes().items():
+            assert f"`{kind}`" == rows[code][1], f"{code}: meaning should be the printed `{kind}`"
+            assert f"`{name}`" in rows[code][2], f"{code}: 'raised when' should name {name}"
 
 
 def test_errors_docstring_table_matches_the_code() -> None:
@@ -325,7 +319,7 @@ def test_errors_docstring_table_matches_the_code() -> None:
         assert name in rows[code], f"{code}: 'raised when' should name {name}"
 
 
-# --- README Commands --------------------------------------------------------------------------
+# --- documented commands: the Commands table and every command a page names ------------------
 
 # How people reach each command: a nox session, an invoke task, or python -m dcforge itself.
 REACHED_AS = {
@@ -355,39 +349,67 @@ NOX_SESSION_COMMAND = {
 
 
 def _first_cells() -> list[str]:
-    return [row[0] for row in _table_rows(_section("Commands"))]
+    """The first cell of each row of every "Commands" table in README.md and docs/."""
+    return [row[0] for section in sections("Commands") for row in table_rows(section)]
 
 
-def test_readme_commands_cover_every_command() -> None:
+def test_documented_commands_cover_every_command() -> None:
     assert set(REACHED_AS) == set(COMMANDS), "say how people reach a new command"
     cells = " ".join(_first_cells())
     missing = [name for name, spelling in REACHED_AS.items() if spelling not in cells]
-    assert not missing, f"README Commands does not mention: {missing}"
+    assert not missing, f"no Commands table (README.md or docs/) mentions: {missing}"
 
 
-def test_readme_commands_exist() -> None:
+def _spellings() -> list[tuple[str, str]]:
+    """Where a command is spelt out: (where, text) for each Commands table cell and for each
+    code span or code line of README.md and docs/ (its parts split at " / ")."""
+    found = [("Commands", cell) for cell in _first_cells()]
+    found += [(f"{page}: `{span}`", span) for page, span in code_spans()]
+    return [(where, part) for where, text in found for part in text.split(" / ")]
+
+
+# ``python -m dcforge X`` anywhere, or ``dcforge X`` at the start (elsewhere it is prose).
+DCFORGE_COMMAND = re.compile(r"(?:python -m |^)dcforge((?: --[a-z-]+)*) ([a-z][\w-]*)")
+
+
+def test_documented_commands_exist() -> None:
     sessions, tasks = nox_sessions(), invoke_tasks()
-    for cell in _first_cells():
-        for session in re.findall(r"nox -s ([\w-]+)", cell):
-            assert session in sessions, f"{cell}: no nox session {session!r}"
-        for task in re.findall(r"invoke ([\w-]+)", cell):
-            assert task in tasks, f"{cell}: no invoke task {task!r}"
-        for command in re.findall(r"python -m dcforge ([\w-]+)", cell):
-            assert command in COMMANDS, f"{cell}: no command {command!r}"
+    for where, text in _spellings():
+        for session in re.findall(r"nox -s ([\w-]+)", text):
+            assert session in sessions, f"{where}: no nox session {session!r}"
+        if where == "Commands":  # code spans may name an earlier task name (test_tasks_names)
+            for task in re.findall(r"invoke ([a-z][\w-]*)", text):
+                assert task in tasks, f"{where}: no invoke task {task!r}"
+        for _, command in DCFORGE_COMMAND.findall(text):
+            assert command in COMMANDS, f"{where}: no command {command!r}"
 
 
-def test_readme_nox_options_exist() -> None:
+def _unknown_flags(command: str, flags: str) -> list[str]:
+    known = {s for a in COMMANDS[command]._actions for s in a.option_strings}
+    return [f for f in re.findall(r"(?<![\w-])--[a-z][a-z-]*", flags) if f not in known]
+
+
+def test_documented_nox_options_exist() -> None:
     """``nox -s X -- --flag`` passes --flag to ``python -m dcforge X``: it must take it."""
-    for cell in _first_cells():
-        for part in re.split(r" / ", cell):
-            found = re.search(r"nox -s ([\w-]+)", part)
-            if not found or found[1] not in NOX_SESSION_COMMAND:
-                continue
-            command = COMMANDS[NOX_SESSION_COMMAND[found[1]]]
-            known = {s for a in command._actions for s in a.option_strings}
-            flags = re.findall(r"(?<![\w-])--[a-z][a-z-]*", part)
-            unknown = [f for f in flags if f not in known]
-            assert not unknown, f"{part}: {found[1]} takes no {unknown}"
+    for where, text in _spellings():
+        found = re.search(r"nox -s ([\w-]+)", text)
+        if found and found[1] in NOX_SESSION_COMMAND:
+            unknown = _unknown_flags(NOX_SESSION_COMMAND[found[1]], text[found.end() :])
+            assert not unknown, f"{where}: {found[1]} takes no {unknown}"
+
+
+def test_documented_dcforge_options_exist() -> None:
+    """``python -m dcforge [--debug …] X --flag`` (or ``dcforge X --flag``): X takes --flag,
+    and the options before X are the global ones."""
+    top = {s for a in cli_parser.parser()._actions for s in a.option_strings}
+    for where, text in _spellings():
+        for found in DCFORGE_COMMAND.finditer(text):
+            if found[2] not in COMMANDS:
+                continue  # test_documented_commands_exist says so
+            wrong = [f for f in found[1].split() if f not in top]
+            assert not wrong, f"{where}: dcforge takes no global {wrong}"
+            unknown = _unknown_flags(found[2], text[found.end() :])
+            assert not unknown, f"{where}: dcforge {found[2]} takes no {unknown}"
 
 
 # --- small functions --------------------------------------------------------------------------

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import dataclasses
+import re
 from pathlib import Path
 
 import pytest
@@ -11,6 +13,7 @@ from dcforge.core.errors import ConfigError
 from dcforge.infra.runner import Runner
 from dcforge.infra.tools.registry import Registry
 from tests.projects import write_project
+from tests.readme import ROOT, pages, sections, table_rows
 
 
 def test_pyproject_then_env_overrides(tmp_path: Path) -> None:
@@ -129,16 +132,69 @@ def test_settings_are_parsed_once_into_typed_values(tmp_path: Path) -> None:
         settings.load(tmp_path, {"DCFORGE_BLOCKING_SEVERITIES": "SEVERE"})
 
 
-def test_the_readme_settings_table_lists_every_setting() -> None:
-    import dataclasses
-    import re
+def _settings_rows() -> dict[str, str]:
+    """Setting → its default cell, from every "Settings" table in README.md and docs/ (a row
+    whose first cell names lowercase keys; ``a``, ``b`` | ``1``, ``2`` gives each its own)."""
+    found: dict[str, str] = {}
+    for section in sections("Settings"):
+        for row in table_rows(section):
+            keys = re.findall(r"`([a-z_]+)`", row[0])
+            if not keys:
+                continue
+            values = re.findall(r"`([^`]*)`", row[1])
+            assert len(values) in (0, len(keys)), f"{row[0]}: say each one's default"
+            for key, value in zip(keys, values or [""] * len(keys), strict=True):
+                assert key not in found, f"{key}: documented twice"
+                found[key] = value
+    return found
 
-    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
-    table = readme.split("## Settings", 1)[1].split("\n## ", 1)[0]
-    listed = set()
-    for row in table.splitlines():
-        if row.startswith("| `"):
-            listed |= set(re.findall(r"`([a-z_]+)`", row.split("|")[1]))
-    fields = {f.name for f in dataclasses.fields(settings.Settings) if f.init}
-    fields -= settings.NOT_SETTINGS
-    assert listed == fields
+
+def _fields() -> dict[str, object]:
+    return {
+        f.name: f.default
+        for f in dataclasses.fields(settings.Settings)
+        if f.init and f.name not in settings.NOT_SETTINGS
+    }
+
+
+def test_the_documented_settings_tables_list_every_setting() -> None:
+    assert set(_settings_rows()) == set(_fields())
+
+
+def _spelt(value: object) -> str:
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value)
+
+
+def test_the_documented_defaults_are_the_code_defaults() -> None:
+    """A default in `backticks` is the code's; a default in words is for an empty one."""
+    fields = _fields()
+    for key, value in _settings_rows().items():
+        if value:
+            assert value == _spelt(fields[key]), f"{key}: the default is {fields[key]!r}"
+        else:
+            assert not fields[key], f"{key}: say its default, {fields[key]!r}"
+
+
+def test_the_variables_that_are_not_settings_are_documented() -> None:
+    listed = {
+        name
+        for section in sections("Variables that are not settings")
+        for row in table_rows(section)
+        for name in re.findall(r"`(DCFORGE_[A-Z0-9_]+)`", row[0])
+    }
+    assert listed == settings.ENV_ONLY
+
+
+def test_every_documented_variable_is_one_dcforge_reads() -> None:
+    """A ``DCFORGE_*`` name in README.md, docs/ or SECRETS.md is a setting's variable, one of
+    the variables that are not settings, or a secret or variable the workflows hand on."""
+    workflows = " ".join(p.read_text() for p in (ROOT / ".github/workflows").glob("*.yml"))
+    known = {f"DCFORGE_{name.upper()}" for name in _fields()} | settings.ENV_ONLY
+    known |= set(re.findall(r"\b(?:vars|secrets)\.(DCFORGE_[A-Z0-9_]+)", workflows))
+    for page in [*pages(), ROOT / "SECRETS.md"]:
+        named = set(re.findall(r"\bDCFORGE_[A-Z0-9_]*[A-Z0-9]", page.read_text()))
+        assert not named - known, f"{page.name}: dcforge reads no {sorted(named - known)}"

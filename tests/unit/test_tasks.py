@@ -14,6 +14,7 @@ from invoke import Program  # type: ignore[attr-defined]
 from dcforge.cli import parser
 from dcforge.cli import tasks as dcforge_tasks
 from dcforge.cli.tasks import namespace
+from tests.readme import code_spans, sections, table_rows
 
 ROOT = Path(__file__).resolve().parents[2]
 # What a session may run besides its one dcforge command: bringing the local stack up.
@@ -178,24 +179,26 @@ def test_contradicting_options_exit_2(dcforge_argv: list[list[str]]) -> None:
     assert dcforge_argv == []
 
 
-def _commands_first_cells() -> list[str]:
-    readme = (ROOT / "README.md").read_text()
-    start = readme.index("\n## Commands\n")
-    end = readme.find("\n## ", start + 1)
-    section = readme[start : end if end != -1 else len(readme)]
-    rows = [line for line in section.splitlines() if line.startswith("|")]
-    return [re.split(r"(?<!\\)\|", row.strip("|"))[0] for row in rows[2:]]
+def _invoke_spellings() -> list[str]:
+    """Each "Commands" table cell (README.md or docs/) and each code span or code line of
+    README.md and docs/, split at " / "."""
+    cells = [row[0] for section in sections("Commands") for row in table_rows(section)]
+    texts = cells + [span for _, span in code_spans()]
+    return [part for text in texts for part in text.split(" / ")]
 
 
-def test_readme_invoke_options_exist() -> None:
-    """Each `invoke X --flag` in README Commands is an option of the task X."""
-    for cell in _commands_first_cells():
-        for part in cell.split(" / "):
-            found = re.search(r"invoke ([\w-]+)", part)
-            if not found:
-                continue
-            task = namespace[found[1]]
-            known = {f"--{arg.names[0]}" for arg in task.get_arguments()}
-            flags = re.findall(r"(?<![\w-])--[a-z][a-z-]*", part[found.end() :])
-            unknown = [f for f in flags if f not in known]
-            assert not unknown, f"{part}: invoke {found[1]} takes no {unknown}"
+def test_documented_invoke_tasks_and_options_exist() -> None:
+    """Each `invoke X --flag` the documentation names is a task X (or an earlier name of
+    one) that takes --flag."""
+    for part in _invoke_spellings():
+        found = re.search(r"invoke ([a-z][\w-]*)", part)
+        if not found:
+            continue
+        assert found[1] in namespace.task_names or any(
+            found[1] in aliases for aliases in namespace.task_names.values()
+        ), f"{part}: no invoke task {found[1]!r}"
+        task = namespace[found[1]]
+        known = {f"--{arg.names[0]}" for arg in task.get_arguments()}
+        flags = re.findall(r"(?<![\w-])--[a-z][a-z-]*", part[found.end() :])
+        unknown = [f for f in flags if f not in known]
+        assert not unknown, f"{part}: invoke {found[1]} takes no {unknown}"

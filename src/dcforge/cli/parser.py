@@ -22,7 +22,7 @@ DESCRIPTION = (
 EPILOG = (
     "Run 'dcforge COMMAND --help' for a command's options. Exit status: 0 on success; on a "
     "failure one line names what is wrong, and 1-11 say which kind of failure it is; 130 "
-    "when interrupted (README.md, 'Exit codes')."
+    "when interrupted (docs/exit-codes.md)."
 )
 
 

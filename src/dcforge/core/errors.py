@@ -1,7 +1,7 @@
 """Typed errors. Only ``dcforge.cli.main.main`` prints them and turns them into exit codes.
 
 Every error is one line on stderr, ``error: <meaning>: <what is wrong and what to do>``, and
-one exit code. README.md "Exit codes" holds the same table (tests/unit/test_cli.py checks it).
+one exit code. docs/exit-codes.md holds the same table (tests/unit/test_cli.py checks it).
 
 ====  ====================  ==============================================================
 code  meaning               raised when

@@ -213,7 +213,7 @@ def _check_builder(
             f"the buildx builder cannot build {', '.join(missing)} (it offers "
             f"{', '.join(sorted(offered)) or 'nothing it reports'}) — register emulation "
             "(scripts/bootstrap as root; docker/setup-qemu-action in GitHub Actions) or add "
-            "a native node to the builder (README: Platforms)"
+            "a native node to the builder (docs/permutations.md, Platforms)"
         )
 
 
