@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 from dcforge.core import policy
 from dcforge.core.errors import ConfigError
 from dcforge.core.permfile import read_yaml
+from dcforge.core.waivers import Waiver
 
 TODAY = dt.date(2026, 11, 28)
 POLICY = policy.Policy()
@@ -59,7 +60,7 @@ LOW = ("CVE-2099-0002", "curl", "7.88", "", "LOW")
 def decide(
     rep: Any,
     sbom: int | None = 10,
-    waivers: list[policy.Waiver] | None = None,
+    waivers: list[Waiver] | None = None,
     problems: tuple[str, ...] = (),
     *,
     sbom_os: int | None = OS_PACKAGES,
@@ -94,23 +95,19 @@ def test_blocking_finding_names_cve_package_versions() -> None:
 
 
 def test_waiver_passes_and_is_listed_expired_waiver_blocks() -> None:
-    w = policy.Waiver("CVE-2099-0001", "not reachable here", dt.date(2026, 12, 31), scope_all=True)
+    w = Waiver("CVE-2099-0001", "not reachable here", dt.date(2026, 12, 31), scope_all=True)
     v = decide(report(CRIT), waivers=[w])
     assert v.passed
     assert [f.id for f, _ in v.waived] == ["CVE-2099-0001"]
-    old = policy.Waiver(
-        "CVE-2099-0001", "not reachable here", dt.date(2026, 11, 27), scope_all=True
-    )
+    old = Waiver("CVE-2099-0001", "not reachable here", dt.date(2026, 11, 27), scope_all=True)
     v = decide(report(CRIT), waivers=[old])
     assert not v.passed
     assert "waiver expired on 2026-11-27" in v.reasons[0]
 
 
 def test_waiver_scoped_to_other_permutation_or_package_does_not_apply() -> None:
-    other = policy.Waiver(
-        "CVE-2099-0001", "elsewhere only", dt.date(2027, 1, 1), permutations=("x",)
-    )
-    pkg = policy.Waiver("CVE-2099-0001", "other package", dt.date(2027, 1, 1), packages=("libz",))
+    other = Waiver("CVE-2099-0001", "elsewhere only", dt.date(2027, 1, 1), permutations=("x",))
+    pkg = Waiver("CVE-2099-0001", "other package", dt.date(2027, 1, 1), packages=("libz",))
     assert not decide(report(CRIT), waivers=[other, pkg]).passed
 
 
@@ -148,66 +145,6 @@ def test_policy_parse() -> None:
     assert policy.Policy.parse("critical, high", 24).blocking == ("CRITICAL", "HIGH")
     with pytest.raises(ConfigError, match="blocking_severities"):
         policy.Policy.parse("SEVERE", 24)
-
-
-def load(path: Path, text: str, max_days: int = 90) -> list[policy.Waiver]:
-    path.write_text(text)
-    return policy.load_waivers(path, max_days=max_days, today=TODAY)
-
-
-W1 = "waivers:\n  - id: CVE-2099-0001\n    reason: accepted for now\n"
-
-
-def test_load_waivers(tmp_path: Path) -> None:
-    path = tmp_path / "waivers.yaml"
-    assert policy.load_waivers(path, max_days=90, today=TODAY) == []
-    (w,) = load(path, W1 + "    created: 2026-11-02\n    expires: 2027-01-31\n    scope: all\n")
-    assert (w.expires, w.created, w.scope_all, w.scope()) == (
-        dt.date(2027, 1, 31),
-        dt.date(2026, 11, 2),
-        True,
-        "all",
-    )
-    assert w.days_left(TODAY) == 64
-    with pytest.raises(ConfigError, match="'reason' is a required property"):
-        load(
-            path,
-            "waivers:\n  - id: CVE-2099-0001\n    created: 2026-11-01\n    expires: 2027-01-31\n",
-        )
-    with pytest.raises(ConfigError, match=r"waivers\.0\.expires"):
-        load(path, W1 + "    created: 2026-11-01\n    expires: someday\n    scope: all\n")
-
-
-@pytest.mark.parametrize(
-    ("extra", "expected"),
-    [
-        ("    expires: 2027-01-31\n    scope: all\n", "'created' is a required property"),
-        ("    created: 2026-11-01\n    expires: 2027-01-31\n", "no scope"),
-        (
-            "    created: 2026-11-01\n    expires: 2027-01-31\n    scope: all\n"
-            "    permutations: [x]\n",
-            "contradicts",
-        ),
-        ("    created: 2026-11-01\n    expires: 2027-01-31\n    scope: some\n", "scope"),
-        (
-            "    created: 2026-11-01\n    expires: 2027-06-01\n    permutations: [x]\n",
-            "lives 212 days .* more than max_waiver_days = 90",
-        ),
-        ("    created: 2026-12-01\n    expires: 2027-01-31\n    scope: all\n", "in the future"),
-        ("    created: 2026-11-01\n    expires: 2026-10-01\n    scope: all\n", "before it was"),
-    ],
-)
-def test_waivers_must_be_scoped_dated_and_short_lived(
-    tmp_path: Path, extra: str, expected: str
-) -> None:
-    with pytest.raises(ConfigError, match=expected) as err:
-        load(tmp_path / "waivers.yaml", W1 + extra)
-    assert "waivers.yaml" in str(err.value)
-
-
-def test_max_waiver_days_is_a_setting(tmp_path: Path) -> None:
-    text = W1 + "    created: 2026-11-01\n    expires: 2027-06-01\n    packages: [zlib1g]\n"
-    assert load(tmp_path / "w.yaml", text, max_days=365)[0].scope() == "packages: zlib1g"
 
 
 # -- coverage: an image the scanner cannot see into blocks ---------------------------------
@@ -253,7 +190,7 @@ def test_declared_no_os_needs_language_packages() -> None:
 
 def test_a_coverage_waiver_lifts_only_with_a_live_expiry() -> None:
     flattened = {"SchemaVersion": 2, "Metadata": {}, "Results": []}
-    live = policy.Waiver(
+    live = Waiver(
         "DCFORGE-OS-UNDETECTED",
         "vendor image, scanned upstream",
         dt.date(2026, 12, 31),
@@ -262,7 +199,7 @@ def test_a_coverage_waiver_lifts_only_with_a_live_expiry() -> None:
     v = decide(flattened, sbom_os=0, waivers=[live])
     assert v.passed
     assert [f.id for f, _ in v.waived] == ["DCFORGE-OS-UNDETECTED"]
-    dead = policy.Waiver(
+    dead = Waiver(
         "DCFORGE-OS-UNDETECTED",
         "vendor image, scanned upstream",
         dt.date(2026, 11, 1),
@@ -323,7 +260,7 @@ def test_an_os_release_the_db_has_no_advisories_for_blocks(
 
 def test_no_advisories_is_waivable_per_permutation_in_the_gate_and_the_rescan() -> None:
     sid = os_report("debian", "forky/sid")
-    live = policy.Waiver(
+    live = Waiver(
         "DCFORGE-OS-NO-ADVISORIES", "testing base, tracked", dt.date(2026, 12, 31), ("perm",)
     )
     kwargs: dict[str, Any] = {"policy": POLICY, "today": TODAY, "db_platforms": {"debian 12"}}
@@ -461,15 +398,6 @@ def test_skip_dirs_that_would_hide_everything_are_refused(dirs: str) -> None:
     )
 
 
-def test_coverage_waivers_name_their_permutations(tmp_path: Path) -> None:
-    text = (
-        "waivers:\n  - id: DCFORGE-OS-UNDETECTED\n    reason: vendor image, scanned upstream\n"
-        "    created: 2026-11-20\n    expires: 2026-12-20\n    scope: all\n"
-    )
-    with pytest.raises(ConfigError, match="must name its permutations"):
-        load(tmp_path / "w.yaml", text)
-
-
 @pytest.mark.parametrize(
     ("raw", "expected"),
     [
@@ -489,7 +417,7 @@ def test_hostile_values_in_trivy_yaml_are_problems_not_crashes() -> None:
 
 
 def drift(
-    rep: Any, waivers: list[policy.Waiver] | None = None, os_mode: str = "required"
+    rep: Any, waivers: list[Waiver] | None = None, os_mode: str = "required"
 ) -> policy.Verdict:
     return policy.drift(
         "tiny", rep, policy=POLICY, waivers=waivers or [], today=TODAY, os_mode=os_mode
@@ -502,9 +430,9 @@ def test_drift_is_a_fixable_blocking_finding_without_a_live_waiver() -> None:
     unfixed = ("CVE-2099-0003", "zlib1g", "1:1.2.13", "", "CRITICAL")
     quiet = drift(report(unfixed, LOW))
     assert quiet.passed and [f.id for f in quiet.unfixed] == ["CVE-2099-0003"]
-    w = policy.Waiver("CVE-2099-0001", "not reachable", dt.date(2026, 12, 31), scope_all=True)
+    w = Waiver("CVE-2099-0001", "not reachable", dt.date(2026, 12, 31), scope_all=True)
     assert drift(report(CRIT), [w]).passed
-    expired = policy.Waiver("CVE-2099-0001", "old", dt.date(2026, 11, 1), scope_all=True)
+    expired = Waiver("CVE-2099-0001", "old", dt.date(2026, 11, 1), scope_all=True)
     assert not drift(report(CRIT), [expired]).passed
 
 

@@ -3,9 +3,10 @@ from __future__ import annotations
 import datetime as dt
 
 from dcforge.core import coverage, policy, reports
+from dcforge.core.waivers import Waiver
 
 F = policy.Finding("CVE-2099-0001", "zlib1g", "1:1.2.13", "1:1.3.0-1", "CRITICAL", "bad")
-W = policy.Waiver(
+W = Waiver(
     "CVE-2099-0009",
     "accepted: unreachable",
     dt.date(2027, 1, 1),
@@ -55,7 +56,7 @@ def test_markdown_lists_live_waivers_with_days_left_and_coverage() -> None:
     cov = coverage.Coverage("required", "debian 12.5", False, 1, 126, 0, 126)
     vs = verdicts()
     vs[1].coverage = cov
-    expired = policy.Waiver("CVE-2099-0010", "old", dt.date(2026, 11, 1), scope_all=True)
+    expired = Waiver("CVE-2099-0010", "old", dt.date(2026, 11, 1), scope_all=True)
     md = reports.markdown(vs, {"db_digest": "sha256:abc"}, [W, expired], dt.date(2026, 11, 28))
     assert "## Waivers in force" in md
     assert "| CVE-2099-0009 | packages: curl | 2026-11-01 | 2027-01-01 | 34 |" in md

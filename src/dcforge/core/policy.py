@@ -10,15 +10,10 @@ OS and scanned as many OS packages as the SBOM lists.
 from __future__ import annotations
 
 import datetime as dt
-import json
 import re
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
-from importlib import resources
-from pathlib import Path
 from typing import Any
-
-import jsonschema
 
 from dcforge.core.coverage import (
     COVERAGE_IDS,
@@ -28,7 +23,7 @@ from dcforge.core.coverage import (
     read_coverage,
 )
 from dcforge.core.errors import ConfigError
-from dcforge.core.permfile import read_yaml
+from dcforge.core.waivers import Waiver
 
 SEVERITIES = ("CRITICAL", "HIGH", "MEDIUM", "LOW", "UNKNOWN")
 OS_MODES = ("required", "none")
@@ -88,35 +83,6 @@ class Policy:
             "skip_dirs": list(self.skip_dirs),
             "db_digest": self.db_digest,
         }
-
-
-@dataclass(frozen=True)
-class Waiver:
-    id: str
-    reason: str
-    expires: dt.date
-    permutations: tuple[str, ...] = ()
-    packages: tuple[str, ...] = ()
-    created: dt.date | None = None
-    scope_all: bool = False
-
-    def matches(self, permutation: str, finding: Finding) -> bool:
-        return (
-            self.id == finding.id
-            and (not self.permutations or permutation in self.permutations)
-            and (not self.packages or finding.package in self.packages)
-        )
-
-    def expired(self, today: dt.date) -> bool:
-        return self.expires < today
-
-    def days_left(self, today: dt.date) -> int:
-        return (self.expires - today).days
-
-    def scope(self) -> str:
-        parts = [f"permutations: {', '.join(self.permutations)}"] * bool(self.permutations)
-        parts += [f"packages: {', '.join(self.packages)}"] * bool(self.packages)
-        return "; ".join(parts) or "all"
 
 
 @dataclass(frozen=True)
@@ -392,76 +358,6 @@ def _judge(
         verdict.reasons.append(f"{describe} — its waiver expired on {waiver.expires.isoformat()}")
     else:
         verdict.waived.append((f, waiver))
-
-
-def _schema() -> dict[str, Any]:
-    text = resources.files("dcforge.resources").joinpath("waivers.schema.json").read_text()
-    result: dict[str, Any] = json.loads(text)
-    return result
-
-
-def load_waivers(path: Path, *, max_days: int, today: dt.date) -> list[Waiver]:
-    """Waivers from YAML; a missing file means no waivers.
-
-    Each waiver needs a reason, a ``created`` date, an expiry at most ``max_days`` after it,
-    and a scope: ``permutations`` and/or ``packages``, or an explicit ``scope: all``.
-    """
-    if not path.exists():
-        return []
-    data = read_yaml(path)
-    if isinstance(data, dict) and isinstance(data.get("waivers"), list):
-        for raw in data["waivers"]:  # YAML reads 2027-01-31 as a date; the schema wants text
-            for key in ("expires", "created"):
-                if isinstance(raw, dict) and isinstance(raw.get(key), dt.date):
-                    raw[key] = raw[key].isoformat()
-    errors = list(
-        jsonschema.Draft202012Validator(
-            _schema(), format_checker=jsonschema.Draft202012Validator.FORMAT_CHECKER
-        ).iter_errors(data)
-    )
-    if errors:
-        err = errors[0]
-        where = ".".join(str(p) for p in err.absolute_path) or "(top level)"
-        raise ConfigError(f"{path}: field '{where}': {err.message}")
-    return [_waiver(path, i, raw, max_days, today) for i, raw in enumerate(data["waivers"] or [])]
-
-
-def _waiver(path: Path, i: int, raw: Mapping[str, Any], max_days: int, today: dt.date) -> Waiver:
-    where = f"{path}: waivers.{i} ({raw['id']})"
-    waiver = Waiver(
-        id=raw["id"],
-        reason=raw["reason"],
-        expires=dt.date.fromisoformat(raw["expires"]),
-        permutations=tuple(raw.get("permutations", [])),
-        packages=tuple(raw.get("packages", [])),
-        created=dt.date.fromisoformat(raw["created"]),
-        scope_all=raw.get("scope") == "all",
-    )
-    if waiver.id in COVERAGE_IDS and not waiver.permutations:
-        raise ConfigError(
-            f"{where}: a {waiver.id} waiver must name its permutations — a scan that could not "
-            "see into an image is accepted one image at a time"
-        )
-    narrowed = bool(waiver.permutations or waiver.packages)
-    if narrowed and waiver.scope_all:
-        raise ConfigError(f"{where}: 'scope: all' contradicts its permutations/packages")
-    if not narrowed and not waiver.scope_all:
-        raise ConfigError(
-            f"{where}: no scope — name 'permutations' and/or 'packages', or write 'scope: all' "
-            "if it really is meant for every image"
-        )
-    created = dt.date.fromisoformat(raw["created"])
-    if created > today:
-        raise ConfigError(f"{where}: 'created' {created} lies in the future")
-    lifetime = (waiver.expires - created).days
-    if lifetime > max_days:
-        raise ConfigError(
-            f"{where}: lives {lifetime} days ({created} → {waiver.expires}), more than "
-            f"max_waiver_days = {max_days} — give it an earlier expiry and review it then"
-        )
-    if lifetime < 0:
-        raise ConfigError(f"{where}: expires before it was created")
-    return waiver
 
 
 # trivy.yaml: the options dcforge lets through. Anything else could hide findings or change

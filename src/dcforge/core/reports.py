@@ -7,7 +7,8 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from dcforge.core.coverage import COVERAGE_IDS
-from dcforge.core.policy import SEVERITIES, Finding, Verdict, Waiver
+from dcforge.core.policy import SEVERITIES, Finding, Verdict
+from dcforge.core.waivers import Waiver
 
 SAMPLE_BANNER = (
     "> **SAMPLE VULNERABILITY DATA — NOT A REAL SCAN.** The public Trivy DB was unreachable "

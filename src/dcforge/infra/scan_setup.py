@@ -20,6 +20,7 @@ from dcforge.core.permfile import read_yaml
 from dcforge.core.scan_cache import ScanCache
 from dcforge.core.settings import Settings
 from dcforge.core.verdict import trivy_config_path, waivers_path
+from dcforge.core.waivers import Waiver, load_waivers
 from dcforge.infra import log, toolchain
 from dcforge.infra.runner import Runner
 from dcforge.infra.tools import syft, trivy
@@ -33,7 +34,7 @@ class GateContext:
 
     db: TrivyDb
     rules: policy.Policy
-    waivers: tuple[policy.Waiver, ...]
+    waivers: tuple[Waiver, ...]
     reports_dir: Path
     today: dt.date
     cache: ScanCache | None = None  # scanner outputs reused by image digest (scan_cache)
@@ -82,9 +83,7 @@ def gate_context(
     once, before anything is scanned); with ``tools``, the scan cache for this DB, policy,
     trivy.yaml and scanners."""
     pol = settings.gate_policy
-    waivers = policy.load_waivers(
-        waivers_path(settings), max_days=pol.max_waiver_days, today=now.date()
-    )
+    waivers = load_waivers(waivers_path(settings), max_days=pol.max_waiver_days, today=now.date())
     check_trivy_config(settings, pol)
     reports_dir = settings.dist_dir / "reports"
     reports_dir.mkdir(parents=True, exist_ok=True)

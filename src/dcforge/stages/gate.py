@@ -25,6 +25,7 @@ from dcforge.core.files import append_line, atomic_write_bytes, atomic_write_jso
 from dcforge.core.hashing import file_sha256
 from dcforge.core.settings import Settings
 from dcforge.core.verdict import GATE_SCHEMA_VERSION, SCANNED_TOOLS, policy_json
+from dcforge.core.waivers import Waiver
 from dcforge.infra import log, toolchain
 from dcforge.infra.context import Context
 from dcforge.infra.runner import Runner
@@ -391,7 +392,7 @@ def _meta(
     }
 
 
-def _waiver_json(w: policy.Waiver, today: dt.date) -> dict[str, Any]:
+def _waiver_json(w: Waiver, today: dt.date) -> dict[str, Any]:
     return {
         "id": w.id,
         "scope": w.scope(),
