@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -459,3 +460,84 @@ def test_a_rescan_that_no_longer_sees_the_image_is_never_nothing_new(
     found = drift(rep)
     assert not found.passed and not found.blocking
     assert any(expected in r for r in found.reasons), found.reasons
+
+
+# -- findings Trivy hid (a VEX): the verdict is the same, and only not_affected may hide -----
+
+ZLIB_PURL = "pkg:deb/debian/zlib1g@1.2.13?arch=amd64&distro=debian-12.5&epoch=1"
+
+
+def hiding(*vulns: tuple[str, str, str, str, str]) -> dict[str, Any]:
+    """report(CRIT) as Trivy writes it when a VEX hid ``vulns`` (``--show-suppressed``)."""
+    rep = report()
+    rep["Results"][0]["ExperimentalModifiedFindings"] = [
+        {
+            "Type": "vulnerability",
+            "Status": "not_affected",
+            "Statement": "vulnerable_code_not_present",
+            "Source": "x.trivy-vex.json",
+            "Finding": {
+                "VulnerabilityID": i,
+                "PkgName": p,
+                "InstalledVersion": v,
+                "FixedVersion": f,
+                "Severity": s,
+                "PkgIdentifier": {"PURL": ZLIB_PURL},
+            },
+        }
+        for i, p, v, f, s in vulns
+    ]
+    return rep
+
+
+NOT_AFFECTED = Waiver(
+    "CVE-2099-0001",
+    "the image never loads zlib",
+    dt.date(2026, 12, 31),
+    scope_all=True,
+    status="not_affected",
+    justification="vulnerable_code_not_present",
+)
+
+
+def test_findings_carry_the_purl_trivy_reports() -> None:
+    rep = report(CRIT)
+    rep["Results"][0]["Vulnerabilities"][0]["PkgIdentifier"] = {"PURL": ZLIB_PURL}
+    assert [f.purl for f in policy.parse_findings(rep)] == [ZLIB_PURL]
+    assert [f.purl for f in policy.parse_findings(report(CRIT))] == [""]
+
+
+def test_a_finding_trivy_hid_under_a_not_affected_waiver_decides_as_if_shown() -> None:
+    hidden, shown = decide(hiding(CRIT), waivers=[NOT_AFFECTED]), decide(report(CRIT))
+    assert hidden.passed, hidden.reasons
+    assert [(f.id, f.purl, w) for f, w in hidden.waived] == [
+        ("CVE-2099-0001", ZLIB_PURL, NOT_AFFECTED)
+    ]
+    assert hidden.counts == shown.counts == {"CRITICAL": 1}
+    assert hidden.to_json()["waived"][0]["waiver"]["status"] == "not_affected"
+
+
+def test_trivy_hiding_what_no_live_not_affected_waiver_covers_blocks() -> None:
+    affected = replace(NOT_AFFECTED, status="affected", justification="")
+    expired = replace(NOT_AFFECTED, expires=dt.date(2026, 11, 27))
+    for waivers in ([], [affected], [expired]):
+        v = decide(hiding(LOW), waivers=waivers)  # even a LOW one: nothing may hide quietly
+        assert not v.passed
+        assert v.reasons == [
+            "Trivy's report hides CVE-2099-0002 LOW in curl 7.88 (fixed: no fix yet), which no "
+            "live not_affected waiver covers — a scan may hide only what waivers.yaml says is "
+            "not_affected"
+        ]
+    assert not decide(hiding(CRIT), waivers=[affected]).passed
+
+
+@pytest.mark.parametrize(
+    "modified",
+    [{"Type": "vulnerability"}, {"Type": "vulnerability", "Finding": {"x": 1}}, "not an object"],
+)
+def test_a_malformed_suppressed_finding_is_an_unusable_report(modified: Any) -> None:
+    rep = report()
+    rep["Results"][0]["ExperimentalModifiedFindings"] = [modified]
+    v = decide(rep, waivers=[NOT_AFFECTED])
+    assert not v.passed
+    assert any("unusable vulnerability report" in r for r in v.reasons)

@@ -23,7 +23,7 @@ from dcforge.core.coverage import (
     read_coverage,
 )
 from dcforge.core.errors import ConfigError
-from dcforge.core.waivers import Waiver
+from dcforge.core.waivers import NOT_AFFECTED, Waiver
 
 SEVERITIES = ("CRITICAL", "HIGH", "MEDIUM", "LOW", "UNKNOWN")
 OS_MODES = ("required", "none")
@@ -93,6 +93,7 @@ class Finding:
     fixed: str
     severity: str
     title: str = ""
+    purl: str = ""  # the package's purl as Trivy reports it (PkgIdentifier.PURL)
 
     def describe(self) -> str:
         fixed = self.fixed or "no fix yet"
@@ -110,6 +111,7 @@ class Verdict:
     sbom_packages: int = 0
     unfixed: list[Finding] = field(default_factory=list)  # not blocking: ignore_unfixed
     coverage: Coverage | None = None
+    vex: dict[str, str] | None = None  # the image's OpenVEX document: {file, sha256}
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -118,49 +120,73 @@ class Verdict:
             "reasons": self.reasons,
             "counts": self.counts,
             "blocking": [asdict(f) for f in self.blocking],
-            "waived": [
-                {**asdict(f), "waiver": {"reason": w.reason, "expires": w.expires.isoformat()}}
-                for f, w in self.waived
-            ],
+            "waived": [{**asdict(f), "waiver": _waiver_summary(w)} for f, w in self.waived],
             "unfixed_not_blocking": [asdict(f) for f in self.unfixed],
             "sbom_packages": self.sbom_packages,
             "coverage": asdict(self.coverage) if self.coverage else None,
+            "vex": self.vex,
         }
+
+
+def _waiver_summary(w: Waiver) -> dict[str, str]:
+    return {"reason": w.reason, "expires": w.expires.isoformat(), "status": w.status}
 
 
 class ReportError(ValueError):
     """A scanner report that is not what Trivy writes."""
 
 
-def parse_findings(report: Any) -> list[Finding]:
-    """Findings from a Trivy JSON report; anything malformed is a ReportError."""
+def _results(report: Any) -> list[Mapping[str, Any]]:
     if not isinstance(report, Mapping) or not isinstance(report.get("SchemaVersion"), int):
         raise ReportError("not a Trivy JSON report (no SchemaVersion)")
     results = report.get("Results") or []
     if not isinstance(results, list):
         raise ReportError("Results is not a list")
-    out = []
-    for result in results:
-        if not isinstance(result, Mapping):
-            raise ReportError("a Results entry is not an object")
-        vulns = result.get("Vulnerabilities") or []
-        if not isinstance(vulns, list):
-            raise ReportError("Vulnerabilities is not a list")
-        for v in vulns:
-            if not isinstance(v, Mapping) or not isinstance(v.get("VulnerabilityID"), str):
-                raise ReportError("a vulnerability has no VulnerabilityID")
-            severity = str(v.get("Severity", "UNKNOWN")).upper()
-            out.append(
-                Finding(
-                    id=v["VulnerabilityID"],
-                    package=str(v.get("PkgName", "?")),
-                    installed=str(v.get("InstalledVersion", "?")),
-                    fixed=str(v.get("FixedVersion", "") or ""),
-                    severity=severity if severity in SEVERITIES else "UNKNOWN",
-                    title=str(v.get("Title", "") or "")[:200],
-                )
-            )
-    return out
+    if not all(isinstance(result, Mapping) for result in results):
+        raise ReportError("a Results entry is not an object")
+    return results
+
+
+def _finding(v: Any) -> Finding:
+    if not isinstance(v, Mapping) or not isinstance(v.get("VulnerabilityID"), str):
+        raise ReportError("a vulnerability has no VulnerabilityID")
+    severity = str(v.get("Severity", "UNKNOWN")).upper()
+    identifier = v.get("PkgIdentifier")
+    purl = identifier.get("PURL") if isinstance(identifier, Mapping) else None
+    return Finding(
+        id=v["VulnerabilityID"],
+        package=str(v.get("PkgName", "?")),
+        installed=str(v.get("InstalledVersion", "?")),
+        fixed=str(v.get("FixedVersion", "") or ""),
+        severity=severity if severity in SEVERITIES else "UNKNOWN",
+        title=str(v.get("Title", "") or "")[:200],
+        purl=purl if isinstance(purl, str) else "",
+    )
+
+
+def _listed(result: Mapping[str, Any], key: str) -> list[Any]:
+    items = result.get(key) or []
+    if not isinstance(items, list):
+        raise ReportError(f"{key} is not a list")
+    return items
+
+
+def parse_findings(report: Any) -> list[Finding]:
+    """Findings from a Trivy JSON report; anything malformed is a ReportError."""
+    return [_finding(v) for r in _results(report) for v in _listed(r, "Vulnerabilities")]
+
+
+def parse_hidden(report: Any) -> list[Finding]:
+    """Findings Trivy hid from its report and listed as suppressed (``--show-suppressed``:
+    ``ExperimentalModifiedFindings``), e.g. by the VEX document the gate gave it."""
+    hidden = []
+    for result in _results(report):
+        for modified in _listed(result, "ExperimentalModifiedFindings"):
+            if not isinstance(modified, Mapping):
+                raise ReportError("a suppressed finding is not an object")
+            if modified.get("Type") == "vulnerability":
+                hidden.append(_finding(modified.get("Finding")))
+    return hidden
 
 
 _TIMESTAMP = re.compile(r"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(?:\.\d+)?(Z|[+-]\d\d:\d\d)?")
@@ -237,21 +263,12 @@ def decide(
     if report is None:
         verdict.reasons.append("no vulnerability report (the scan did not complete)")
     else:
-        try:
-            findings = parse_findings(report)
-        except ReportError as err:
-            verdict.reasons.append(f"unusable vulnerability report: {err}")
-            findings = []
-        else:
-            if sbom_os_packages is not None:
-                verdict.coverage = read_coverage(
-                    report, sbom_os_packages, os_mode, sbom_os_names, db_platforms
-                )
-                findings += [
-                    _coverage_finding(cid, why) for cid, why in coverage_problems(verdict.coverage)
-                ]
+        findings, hidden = _read_report(
+            verdict, report, sbom_os_packages, os_mode, sbom_os_names, db_platforms
+        )
         for f in findings:
             _judge(verdict, scope or name, f, policy, waivers, today)
+        _check_hidden(verdict, scope or name, hidden, waivers, today)
     if sbom_packages is None:
         verdict.reasons.append("no SBOM (syft did not complete)")
     elif sbom_packages == 0:
@@ -260,6 +277,50 @@ def decide(
         verdict.sbom_packages = sbom_packages
     verdict.passed = not verdict.reasons
     return verdict
+
+
+def _read_report(
+    verdict: Verdict,
+    report: Any,
+    sbom_os_packages: int | None,
+    os_mode: str,
+    sbom_os_names: Collection[str],
+    db_platforms: Collection[str] | None,
+) -> tuple[list[Finding], list[Finding]]:
+    """Every finding of the report — those Trivy hid too, so a VEX never changes the verdict
+    — with its coverage problems as pseudo-findings; and the findings Trivy hid."""
+    try:
+        hidden = parse_hidden(report)
+        findings = parse_findings(report) + hidden
+    except ReportError as err:
+        verdict.reasons.append(f"unusable vulnerability report: {err}")
+        return [], []
+    if sbom_os_packages is not None:
+        verdict.coverage = read_coverage(
+            report, sbom_os_packages, os_mode, sbom_os_names, db_platforms
+        )
+        findings += [
+            _coverage_finding(cid, why) for cid, why in coverage_problems(verdict.coverage)
+        ]
+    return findings, hidden
+
+
+def _check_hidden(
+    verdict: Verdict,
+    permutation: str,
+    hidden: Sequence[Finding],
+    waivers: Sequence[Waiver],
+    today: dt.date,
+) -> None:
+    """Trivy may hide only what a live not_affected waiver covers (the gate's VEX says so
+    and nothing else): any other finding it hid blocks, whatever its severity."""
+    for f in hidden:
+        waiver = live_waiver(waivers, permutation, f, today)
+        if waiver is None or waiver.status != NOT_AFFECTED:
+            verdict.reasons.append(
+                f"Trivy's report hides {f.describe()}, which no live not_affected waiver "
+                "covers — a scan may hide only what waivers.yaml says is not_affected"
+            )
 
 
 def drift(
@@ -289,7 +350,7 @@ def drift(
     for cid, why in os_problems(verdict.coverage):
         # Waivable as at the gate, but never "affected": a rebuild does not fix coverage.
         problem = _coverage_finding(cid, why)
-        if waiver := _live_waiver(waivers, scope or name, problem, today):
+        if waiver := live_waiver(waivers, scope or name, problem, today):
             verdict.waived.append((problem, waiver))
         else:
             verdict.reasons.append(f"{cid}: {why}")
@@ -300,7 +361,7 @@ def drift(
         if not f.fixed:
             verdict.unfixed.append(f)
             continue
-        if waiver := _live_waiver(waivers, scope or name, f, today):
+        if waiver := live_waiver(waivers, scope or name, f, today):
             verdict.waived.append((f, waiver))
         else:
             verdict.blocking.append(f)
@@ -318,7 +379,7 @@ def add_counts(counts: Iterable[Mapping[str, int]]) -> dict[str, int]:
     return total
 
 
-def _live_waiver(
+def live_waiver(
     waivers: Sequence[Waiver], permutation: str, f: Finding, today: dt.date
 ) -> Waiver | None:
     """The first waiver that covers ``f`` in ``permutation``, when it has not expired."""
