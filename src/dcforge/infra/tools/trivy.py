@@ -35,6 +35,7 @@ class ScanOptions:
     config: Path | None = None  # trivy.yaml (scanners, severities, timeout, ignorefile)
     timeout: float = 1200  # the process limit; trivy.yaml sets Trivy's own
     skip_dirs: tuple[str, ...] = ()  # the policy's scan_skip_dirs (recorded and reported)
+    vex: Path | None = None  # an OpenVEX document from waivers.yaml (dcforge.core.vex)
 
 
 def unpack_oci_archive(tarball: Path, directory: Path) -> Path:
@@ -130,6 +131,11 @@ def _scan(
     ignore = report.with_name(report.name + ".trivyignore")
     ignore.write_text("")
     argv += ["--ignorefile", ignore]
+    # Whatever Trivy hides (the VEX made from waivers.yaml, nothing else) stays in the
+    # report, under ExperimentalModifiedFindings: the gate checks every hidden finding.
+    argv += ["--show-suppressed"]
+    if options.vex is not None:
+        argv += ["--vex", options.vex]
     for directory in options.skip_dirs:
         argv += ["--skip-dirs", directory]
     if options.db_repository:
