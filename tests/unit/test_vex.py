@@ -176,7 +176,7 @@ def test_the_same_inputs_give_the_same_bytes_and_id() -> None:
 def test_every_document_is_valid_openvex_and_an_invalid_one_raises() -> None:
     doc = make()
     vex.validate(doc)
-    vex.validate(vex.for_archive_scan(doc or {}))
+    vex.validate(vex.by_package(doc or {}))
     broken = copy.deepcopy(doc)
     assert broken is not None
     for statement in broken["statements"]:  # not_affected needs a justification or impact
@@ -193,7 +193,7 @@ def test_the_archive_scan_document_keys_the_same_statements_by_package() -> None
     """Trivy knows no image purl for an archive: the gate's own scan matches packages."""
     doc = make(image=vex.Image(REPO, DIGEST, "linux/amd64", index_digest=INDEX))
     assert doc is not None
-    scan = vex.for_archive_scan(doc)
+    scan = vex.by_package(doc)
     by_vuln = statements(scan)
     assert by_vuln["CVE-2099-0001"]["products"] == [{"@id": ZLIB_DEV}, {"@id": ZLIB}]
     assert by_vuln["GHSA-abcd-efgh-ijkl"]["products"] == [{"@id": CURL}]

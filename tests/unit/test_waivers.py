@@ -132,3 +132,18 @@ def test_a_coverage_waiver_is_never_not_affected(tmp_path: Path) -> None:
     )
     with pytest.raises(ConfigError, match="cannot be 'not_affected'"):
         load(tmp_path / "w.yaml", text)
+
+
+def test_gate_json_lists_each_waiver_with_its_status(tmp_path: Path) -> None:
+    text = W1 + DATED + "    status: not_affected\n    justification: component_not_present\n"
+    (w,) = load(tmp_path / "waivers.yaml", text)
+    assert w.to_json(TODAY) == {
+        "id": "CVE-2099-0001",
+        "scope": "packages: zlib1g",
+        "created": "2026-11-02",
+        "expires": "2027-01-31",
+        "days_left": 64,
+        "reason": "accepted for now",
+        "status": "not_affected",
+        "justification": "component_not_present",
+    }

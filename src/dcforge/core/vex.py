@@ -29,9 +29,10 @@ and statements about the image match nothing there, only (a) does.
 So the image's document (:func:`document`, what publish attests and consumers pass to
 ``trivy image --vex``) names as products the platform image and, for a multi-platform
 image, its index qualified with the platform's ``arch``, each with the affected packages'
-purls as subcomponents: it applies to that image and nothing else. The gate's own scan of
-the archive gets the same statements keyed by the package purls (:func:`for_archive_scan`),
-used for that one image's scan only.
+purls as subcomponents: it applies to that image and nothing else. The gate's own scan
+gets the same statements keyed by the package purls (:func:`by_package`), used for that
+one image's scan only: an archive has no image purl, and a staged image is read from a
+staging repository the document does not name.
 """
 
 from __future__ import annotations
@@ -137,10 +138,10 @@ def document(
     return _finish(statements, author, timestamp)
 
 
-def for_archive_scan(doc: Mapping[str, Any]) -> dict[str, Any]:
-    """``doc``'s statements with the packages as products: what Trivy matches when it scans
-    the image's archive, where the image itself has no purl. Only for that image's scan —
-    it would apply to the same package in any image."""
+def by_package(doc: Mapping[str, Any]) -> dict[str, Any]:
+    """``doc``'s statements with the packages as products: what Trivy matches whatever it
+    scans (an archive has no image purl). Only for the scan of ``doc``'s image — it would
+    apply to the same package in any image."""
     statements = [
         {**s, "products": [{"@id": sub["@id"]} for sub in s["products"][0]["subcomponents"]]}
         for s in doc["statements"]

@@ -68,6 +68,19 @@ class Waiver:
         parts += [f"packages: {', '.join(self.packages)}"] * bool(self.packages)
         return "; ".join(parts) or "all"
 
+    def to_json(self, today: dt.date) -> dict[str, Any]:
+        """As gate.json lists the waivers in force."""
+        return {
+            "id": self.id,
+            "scope": self.scope(),
+            "created": self.created.isoformat() if self.created else "",
+            "expires": self.expires.isoformat(),
+            "days_left": self.days_left(today),
+            "reason": self.reason,
+            "status": self.status,
+            "justification": self.justification,
+        }
+
 
 def _schema() -> dict[str, Any]:
     text = resources.files("dcforge.resources").joinpath("waivers.schema.json").read_text()

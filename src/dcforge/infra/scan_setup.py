@@ -38,6 +38,8 @@ class GateContext:
     reports_dir: Path
     today: dt.date
     cache: ScanCache | None = None  # scanner outputs reused by image digest (scan_cache)
+    now: dt.datetime | None = None  # when the verdict is made: the VEX documents' timestamp
+    publisher: str = ""  # the registry the images go to: the VEX documents' author
 
 
 def check_trivy_config(settings: Settings, pol: policy.Policy) -> Path | None:
@@ -106,4 +108,6 @@ def gate_context(
                 }
             ),
         )
-    return GateContext(db, pol, tuple(waivers), reports_dir, now.date(), cache)
+    return GateContext(
+        db, pol, tuple(waivers), reports_dir, now.date(), cache, now, settings.registry
+    )

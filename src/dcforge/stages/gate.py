@@ -25,8 +25,7 @@ from dcforge.core.files import append_line, atomic_write_bytes, atomic_write_jso
 from dcforge.core.hashing import file_sha256
 from dcforge.core.settings import Settings
 from dcforge.core.verdict import GATE_SCHEMA_VERSION, SCANNED_TOOLS, policy_json
-from dcforge.core.waivers import Waiver
-from dcforge.infra import log, toolchain
+from dcforge.infra import image_vex, log, toolchain
 from dcforge.infra.context import Context
 from dcforge.infra.runner import Runner
 from dcforge.infra.scan_setup import GateContext, check_scanner_env, check_tools, gate_context
@@ -155,8 +154,9 @@ def _scan_platform(
         return _decide(entry, platform, None, None, [*problems, str(err)], gctx)
     if not oci_archive.same_platform(found, platform):
         problems.append(f"the {platform} image {digest[:19]} is a {found} image")
+    rescan = partial(trivy.scan, runner, image, gctx.reports_dir / f"{stem}.trivy.json")
     try:
-        report = trivy.scan(runner, image, gctx.reports_dir / f"{stem}.trivy.json", gctx.db.options)
+        report = rescan(gctx.db.options)
         log.step(entry.name, "scanned" + f" {platform}" * entry.multi_platform)
     except DcforgeError as err:
         problems.append(f"the vulnerability scan failed: {err}")
@@ -164,20 +164,24 @@ def _scan_platform(
         entry, stem, problems, lambda spdx, cdx: syft.sbom_layout(runner, image, spdx, cdx), gctx
     )
     if gctx.cache is not None and report is not None and doc is not None and not problems:
-        gctx.cache.put(digest, stem, gctx.reports_dir, found)
-    return _decide(entry, platform, report, doc, problems, gctx)
+        gctx.cache.put(digest, stem, gctx.reports_dir, found)  # without the VEX: its findings
+    vexed = image_vex.apply(entry, platform, digest, report, rescan, gctx, problems)
+    return _decide(entry, platform, vexed.report, doc, problems, gctx, vexed.document)
 
 
 def _cached(entry: mf.Entry, problems: list[str], gctx: GateContext) -> list[policy.Verdict] | None:
     """Verdicts from reused scanner outputs when every platform's image was scanned
-    before with this DB, policy, Trivy config and scanners (scan_cache); else None. The
-    verdict itself is decided again (today's waivers and date)."""
+    before with this DB, policy, Trivy config and scanners (scan_cache), and no waiver
+    needs Trivy to hide a finding (that takes the image); else None. The verdict itself is
+    decided again (today's waivers and date)."""
     if gctx.cache is None or problems:
         return None
     hits = {}
     for platform, digest in entry.platform_images().items():
         hit = gctx.cache.get(digest, entry.report_stem(platform), gctx.reports_dir)
         if hit is None or not hit.platform:  # a registry scan never read the config
+            return None
+        if image_vex.hides(hit.report, entry, gctx):
             return None
         hits[platform] = (digest, hit)
     verdicts = []
@@ -196,11 +200,14 @@ def _decide_reused(
     hit: scan_cache.Hit,
     problems: list[str],
     gctx: GateContext,
+    rescan: image_vex.Rescan | None = None,
 ) -> policy.Verdict:
-    """The verdict on one platform's image from reused scanner outputs."""
+    """The verdict on one platform's image from reused scanner outputs (and, when a waiver
+    hides a finding, Trivy's scan with the VEX: ``rescan``)."""
     on = f" {platform}" * entry.multi_platform
     log.step(entry.name, f"scan reused{on} ({digest[:19]}: same image, DB, policy, scanners)")
-    return _decide(entry, platform, hit.report, hit.sbom, problems, gctx)
+    vexed = image_vex.apply(entry, platform, digest, hit.report, rescan, gctx, problems)
+    return _decide(entry, platform, vexed.report, hit.sbom, problems, gctx, vexed.document)
 
 
 def _combine(entry: mf.Entry, verdicts: Sequence[policy.Verdict]) -> Scanned:
@@ -245,9 +252,11 @@ def _decide(
     sbom: dict[str, Any] | None,
     problems: list[str],
     gctx: GateContext,
+    vex: dict[str, str] | None = None,
 ) -> policy.Verdict:
     """The verdict on one platform's image (or the permutation's), said in its log line."""
     verdict = _verdict(entry, platform, report, sbom, problems, gctx)
+    verdict.vex = vex
     log.step(verdict.name, "pass" if verdict.passed else f"BLOCKED: {'; '.join(verdict.reasons)}")
     return verdict
 
@@ -292,14 +301,14 @@ def _scan_remote(reg: Registry, entry: mf.Entry, gctx: GateContext, repository: 
     verdicts = []
     for platform, digest in entry.platform_images().items():
         ref, stem, problems = f"{repository}@{digest}", entry.report_stem(platform), []
+        rescan = partial(trivy.scan_remote, reg, ref, gctx.reports_dir / f"{stem}.trivy.json")
         hit = gctx.cache.get(digest, stem, gctx.reports_dir) if gctx.cache is not None else None
         if hit is not None:
-            verdicts.append(_decide_reused(entry, platform, digest, hit, [], gctx))
+            verdicts.append(_decide_reused(entry, platform, digest, hit, [], gctx, rescan))
             continue
         report: dict[str, Any] | None = None
         try:
-            out = gctx.reports_dir / f"{stem}.trivy.json"
-            report = trivy.scan_remote(reg, ref, out, gctx.db.options)
+            report = rescan(gctx.db.options)
             how = "scanned staged" if entry.staged else "re-scanned"
             on = f" {platform}" * entry.multi_platform
             log.step(entry.name, f"{how}{on} from the registry ({ref[-19:]})")
@@ -308,7 +317,8 @@ def _scan_remote(reg: Registry, entry: mf.Entry, gctx: GateContext, repository: 
         doc = _sbom(entry, stem, problems, partial(syft.sbom_remote, reg, ref), gctx)
         if gctx.cache is not None and report is not None and doc is not None and not problems:
             gctx.cache.put(digest, stem, gctx.reports_dir, "")  # platform not read from its config
-        verdicts.append(_decide(entry, platform, report, doc, problems, gctx))
+        vexed = image_vex.apply(entry, platform, digest, report, rescan, gctx, problems)
+        verdicts.append(_decide(entry, platform, vexed.report, doc, problems, gctx, vexed.document))
     return _combine(entry, verdicts)
 
 
@@ -388,18 +398,7 @@ def _meta(
         "blocking_severities": list(gctx.rules.blocking),
         "ignore_unfixed": gctx.rules.ignore_unfixed,
         "skip_dirs": list(gctx.rules.skip_dirs),
-        "waivers": [_waiver_json(w, gctx.today) for w in gctx.waivers],
-    }
-
-
-def _waiver_json(w: Waiver, today: dt.date) -> dict[str, Any]:
-    return {
-        "id": w.id,
-        "scope": w.scope(),
-        "created": w.created.isoformat() if w.created else "",
-        "expires": w.expires.isoformat(),
-        "days_left": w.days_left(today),
-        "reason": w.reason,
+        "waivers": [w.to_json(gctx.today) for w in gctx.waivers],
     }
 
 
