@@ -21,7 +21,7 @@ from typing import Any
 from dcforge.core import manifest as mf
 from dcforge.core.errors import ManifestError, PublishRefused, RollbackRefused, VerifyFailed
 
-ARTIFACT_TYPE = "application/vnd.dcforge.core.release.v1+json"
+ARTIFACT_TYPE = "application/vnd.dcforge.release.v1+json"
 FILE_NAME = "release.json"
 REPOSITORY = "dcforge-releases"
 LAST_KNOWN_GOOD = "last-known-good"
