@@ -110,7 +110,7 @@ def test_the_record_is_signed_by_the_digest_its_push_wrote(
         f"{releases}:evil",
         tmp_path,
         "evil.json",
-        artifact_type="application/vnd.dcforge.core.release.v1+json",
+        artifact_type="application/vnd.dcforge.release.v1+json",
         annotations={},
         plain_http=True,
     )
@@ -312,7 +312,7 @@ def test_a_superseded_publish_of_a_sha_is_refused(
         f"{r.releases}:{r.b.git_sha}.3",
         tmp_path,
         "release.json",
-        artifact_type="application/vnd.dcforge.core.release.v1+json",
+        artifact_type="application/vnd.dcforge.release.v1+json",
         annotations={},
         plain_http=True,
     )
@@ -329,16 +329,57 @@ def test_a_superseded_publish_of_a_sha_is_refused(
     )
     registry.tag(runner, f"{r.releases}@{first}", [r.b.git_sha], plain_http=True)
     assert run_dcforge("verify", "--sha", r.b.git_sha, cwd=r.root, env=r.env).returncode == 0
-    # … or on the newest publish's own tag too: refused by every reader.
+    # … or on the newest publish's own tag too: refused by every reader — and still when the
+    # pin is broken as well (pointed at junk that does not verify): no floor is needed to
+    # see a signed record under another publish's tag.
     registry.tag(runner, f"{r.releases}@{first}", [f"{r.b.git_sha}.2"], plain_http=True)
+    repointed = f"{r.b.git_sha}.2 holds the signed record of publish 1 of {r.b.git_sha[:12]}"
     for command in (["rollback", "--sha"], ["verify", "--sha"], ["pin", "--sha"]):
         result = run_dcforge(*command, r.b.git_sha, cwd=r.root, env=r.env)
         assert result.returncode != 0, command
-        assert "superseded by publish 2" in result.stderr, command
+        assert repointed in result.stderr, command
     since = run_dcforge("build", "--no-prune", "--since", r.b.git_sha, cwd=r.root, env=r.env)
     assert since.returncode != 0
-    assert "superseded by publish 2" in since.stderr
+    assert repointed in since.stderr
     assert pinned_record(runner, r.releases, tmp_path) == second
+    junk = registry.resolve(runner, f"{r.releases}:{r.b.git_sha}.3", plain_http=True)
+    registry.tag(runner, f"{r.releases}@{junk}", ["last-known-good"], plain_http=True)
+    broken = run_dcforge("verify", "--sha", r.b.git_sha, cwd=r.root, env=r.env)
+    assert broken.returncode != 0
+    assert repointed in broken.stderr
+    assert "last-known-good does not verify" in broken.stderr
+
+
+@pytest.mark.reliability(
+    scenario="the pin made unverifiable; an earlier publish of the pinned SHA named by digest",
+    checks="the number the broken pin states still refuses the earlier publish, with a warning",
+)
+def test_a_broken_pin_still_floors_the_pinned_release(
+    two_releases: TwoReleases, runner: Runner, tmp_path: Path
+) -> None:
+    r = two_releases
+    first = registry.resolve(runner, f"{r.releases}:{r.b.git_sha}", plain_http=True)
+    build_and_gate(r.root, r.env)
+    assert _publish(r.root, r.env).returncode == 0  # publish 2 of B, pinned
+    # The pin re-signed by nobody: its statement pushed again as a plain artifact.
+    pin = registry.fetch_artifact(
+        runner, f"{r.releases}:last-known-good", tmp_path / "pin", plain_http=True
+    )
+    registry.push_artifact(
+        runner,
+        f"{r.releases}:last-known-good",
+        pin,
+        "pin.json",
+        artifact_type="application/vnd.dcforge.pin.v1+json",
+        annotations={},
+        plain_http=True,
+    )
+    refused = run_dcforge("rollback", "--sha", first, cwd=r.root, env=r.env)
+    assert refused.returncode == 10, refused.stderr
+    assert "superseded by publish 2" in refused.stderr
+    assert "last-known-good does not verify: it states publish 2" in refused.stderr
+    newest = run_dcforge("verify", "--sha", r.b.git_sha, cwd=r.root, env=r.env)
+    assert newest.returncode == 0, newest.stderr
 
 
 @pytest.mark.reliability(

@@ -120,8 +120,10 @@ class Releases:
     ) -> tuple[int, str, release.Release] | None:
         """(number, digest, record) of the newest publish of ``sha`` above ``above`` whose
         record at ``<sha>.<n>`` verifies and states that SHA and number; None if none does.
-        Tags that fail are named in a warning and passed over: a publish cut off before
-        signing must not lock readers out of the release before it."""
+        A tag whose record does not verify is named in a warning and passed over: a publish
+        cut off before signing must not lock readers out of the release before it. A signed
+        record under another publish's tag is refused: only someone re-pointing tags puts
+        it there, and passing over it would hand readers the earlier publish."""
         for n in sorted((n for n in release.sequences(tags, sha) if n > above), reverse=True):
             reference = f"{self.repository}:{release.sequence_tag(sha, n)}"
             try:
@@ -129,18 +131,21 @@ class Releases:
             except VerifyFailed as err:
                 log.warn(f"{reference} is not a valid publish of {sha[:12]}, passed over: {err}")
                 continue
-            if (found.git_sha, found.sequence) == (sha, n):
-                return n, digest, found
-            log.warn(
-                f"{reference} holds publish {found.sequence} of {found.git_sha[:12]}, not "
-                f"publish {n} of {sha[:12]}: passed over"
-            )
+            if (found.git_sha, found.sequence) != (sha, n):
+                raise VerifyFailed(
+                    f"{reference} holds the signed record of publish {found.sequence} of "
+                    f"{found.git_sha[:12]} ({digest[:19]}), not publish {n} of {sha[:12]}: "
+                    "the tag was re-pointed — refused; put the tag back on publish "
+                    f"{n}'s record, or publish {sha[:12]} again"
+                )
+            return n, digest, found
         return None
 
     def fetch(self, target: str) -> tuple[str, release.Release]:
         """The verified record for ``target`` (a git SHA or a short one, a record digest, or
         last-known-good)."""
         pin = self.pins.fetch_or_none()
+        floor = pin if pin is not None else self.pins.stated_if_unverified()
         if target == release.LAST_KNOWN_GOOD:
             if pin is None:
                 pin = self.pins.fetch()[1]  # raises: says why there is no valid pin
@@ -152,18 +157,18 @@ class Releases:
                 f"{self.repository}@{pin.record_digest}", pin.git_sha, pinned=True
             )
         if release.DIGEST_RE.match(target):
-            return self.fetch_record(f"{self.repository}@{target}", "", pin=pin)
+            return self.fetch_record(f"{self.repository}@{target}", "", pin=floor)
         tags = self.tags()
         sha = release.released_sha(target, tags, self.repository)
         # The newest valid publish of the SHA, by its own tag: ``<sha>`` moving does not
         # matter, and a publish that never got signed (cut off, or junk) is passed over.
         newest = self.newest_publish(sha, tags)
         if newest is None:  # a record from before publish numbers: ``<sha>`` names it
-            return self.fetch_record(f"{self.repository}:{sha}", sha, tags=tags, pin=pin)
+            return self.fetch_record(f"{self.repository}:{sha}", sha, tags=tags, pin=floor)
         number, digest, rel = newest
         reference = f"{self.repository}:{release.sequence_tag(sha, number)}"
         release.refuse_superseded(
-            self.repository, reference, digest, rel, release.pinned_number(pin, sha)
+            self.repository, reference, digest, rel, release.pinned_number(floor, sha)
         )
         return digest, rel
 
