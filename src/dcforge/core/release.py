@@ -313,6 +313,17 @@ def pinned_number(pin: Pin | None, sha: str) -> int:
     return pin.sequence if pin is not None and pin.git_sha == sha else 0
 
 
+def check_publish_tag(reference: str, digest: str, found: Release, sha: str, number: int) -> None:
+    """The record at ``<sha>.<number>`` must be publish ``number`` of ``sha``: a signed record
+    of another publish there was put there by someone moving tags."""
+    if (found.git_sha, found.sequence) != (sha, number):
+        raise VerifyFailed(
+            f"{reference} holds the signed record of publish {found.sequence} of "
+            f"{found.git_sha[:12]} ({digest[:19]}), not publish {number} of {sha[:12]}: "
+            "the tag was re-pointed"
+        )
+
+
 def refuse_superseded(
     repository: str, reference: str, digest: str, rel: Release, newest: int
 ) -> None:

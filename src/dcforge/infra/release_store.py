@@ -116,28 +116,32 @@ class Releases:
             raise RegistryError(f"cannot list releases in {self.repository}: {err}") from None
 
     def newest_publish(
-        self, sha: str, tags: Sequence[str], above: int = 0
+        self, sha: str, tags: Sequence[str], above: int = 0, *, strict: bool = True
     ) -> tuple[int, str, release.Release] | None:
-        """(number, digest, record) of the newest publish of ``sha`` above ``above`` whose
-        record at ``<sha>.<n>`` verifies and states that SHA and number; None if none does.
-        A tag whose record does not verify is named in a warning and passed over: a publish
-        cut off before signing must not lock readers out of the release before it. A signed
-        record under another publish's tag is refused: only someone re-pointing tags puts
-        it there, and passing over it would hand readers the earlier publish."""
+        """(number, digest, record) of the newest publish of ``sha`` above ``above``: the
+        record at the highest ``<sha>.<n>``, which must verify and state that SHA and number;
+        None when there is no such tag.
+
+        ``strict`` (a reader asking for the release): a highest tag that does not verify, or
+        holds another publish's signed record, is refused — it is a publish cut off before
+        signing (re-running the publish signs or supersedes it) or a tag someone re-pointed,
+        and passing over it would hand out an earlier publish. Not strict (publish finding
+        the number to write, the pin's own record): such tags are warned about and passed
+        over."""
         for n in sorted((n for n in release.sequences(tags, sha) if n > above), reverse=True):
             reference = f"{self.repository}:{release.sequence_tag(sha, n)}"
             try:
                 digest, found = self._record_at(reference)
+                release.check_publish_tag(reference, digest, found, sha, n)
             except VerifyFailed as err:
+                if strict:
+                    raise VerifyFailed(
+                        f"{err} — the newest publish of {sha[:12]} is not valid: refused, an "
+                        f"earlier one is not this release any more; re-run the publish of "
+                        f"{sha[:12]} (it signs or supersedes publish {n})"
+                    ) from None
                 log.warn(f"{reference} is not a valid publish of {sha[:12]}, passed over: {err}")
                 continue
-            if (found.git_sha, found.sequence) != (sha, n):
-                raise VerifyFailed(
-                    f"{reference} holds the signed record of publish {found.sequence} of "
-                    f"{found.git_sha[:12]} ({digest[:19]}), not publish {n} of {sha[:12]}: "
-                    "the tag was re-pointed — refused; put the tag back on publish "
-                    f"{n}'s record, or publish {sha[:12]} again"
-                )
             return n, digest, found
         return None
 
@@ -194,7 +198,7 @@ class Releases:
                 "this name; re-publish or restore the right record"
             )
         listed = self.tags() if tags is None else tags
-        later = self.newest_publish(rel.git_sha, listed, rel.sequence)
+        later = self.newest_publish(rel.git_sha, listed, rel.sequence, strict=not pinned)
         if pinned and later:
             log.warn(
                 f"release {rel.git_sha[:12]} has a later publish ({later[0]}) than the pinned "
@@ -310,7 +314,7 @@ class Releases:
         """(newest valid publish number or 0, the record a new publish supersedes, its
         (number, supersedes)): the newest valid publish, or (none yet) whatever ``<sha>``
         holds — a record from before publish numbers, or one never signed (cut off)."""
-        valid = self.newest_publish(sha, self.tags())
+        valid = self.newest_publish(sha, self.tags(), strict=False)
         if valid:
             return valid[0], valid[1], (valid[0], valid[2].supersedes)
         existing = self.registry.digest_or_none(f"{self.repository}:{sha}")
