@@ -56,7 +56,7 @@ def run(ctx: Context, options: BuildOptions) -> mf.Manifest:
     git = _work_tree(ctx, perms)
     source = _source(ctx, git)
     if options.prune if options.prune is not None else bool(env.get("CI")):
-        docker.runner_hygiene(runner)
+        docker.runner_hygiene(ctx.engine)
     releases = ctx.releases  # logged in: bases, cache, --since
     planned = _resolve(ctx, perms)
     for p in left_out:
@@ -196,11 +196,12 @@ def _build_all(
         return []
     built = (started_at, _now())
     reports = settings.dist_dir / "reports"
+    engine = ctx.engine  # one client, made here: the threads below share it
 
     def finish(target: Target) -> mf.Entry:
         with log.permutation(target.name):
             item = by_name[target.name]
-            return _finish(runner, item, target, metadata, source.revision, built, options, reports)
+            return _finish(engine, item, target, metadata, source.revision, built, options, reports)
 
     with log.group("verify and smoke-test"):
         jobs = options.jobs or settings.effective_jobs
@@ -277,7 +278,7 @@ def _bake(
 
 
 def _finish(
-    runner: Runner,
+    engine: docker.Engine,
     item: PlannedPermutation,
     target: Target,
     metadata: dict[str, Any],
@@ -296,9 +297,9 @@ def _finish(
     platforms = image_checks.archive_platforms(p, children, archived)
     image_checks.check_archive(item, target.output_tar, platforms)
     if options.smoke and p.smoke:
-        image_checks.smoke(runner, p, target.output_tar, platforms)
+        image_checks.smoke(engine, p, target.output_tar, platforms)
     if options.smoke and p.test:
-        image_checks.image_test(runner, p, target.output_tar, platforms, reports)
+        image_checks.image_test(engine, p, target.output_tar, platforms, reports)
     return build_plan.entry(
         item,
         git_sha,
