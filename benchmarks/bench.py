@@ -25,8 +25,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from dcforge.core import image_labels, trivydb
 from dcforge.core import settings as st
-from dcforge.core import trivydb
 from dcforge.core.bake import bake_definition
 from dcforge.infra import vulndb
 from dcforge.infra.context import Context
@@ -141,7 +141,9 @@ def dcforge(root: Path, *args: str, env: dict[str, str] | None = None) -> str:
 def bake_file(root: Path, out: Path) -> Path:
     """The bake file dcforge itself would build from (same targets, plain buildx bake)."""
     ctx = Context(st.load(root, {}), Runner(env=ENV_BASE), {})
-    targets = build.bake_targets(ctx, out, "0" * 40)
+    # Dated like dcforge's own build of HEAD: both rewrite every layer's file times.
+    head = git(root, "show", "-s", "--format=%H %ct", "HEAD").split()
+    targets = build.bake_targets(ctx, out, image_labels.Source(head[0], int(head[1])))
     out.mkdir(parents=True, exist_ok=True)
     path = root / "bake" / "docker-bake.json"
     path.parent.mkdir(exist_ok=True)

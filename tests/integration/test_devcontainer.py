@@ -4,6 +4,7 @@ digest rebuilds under --since; a failing image test fails the build by its check
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import subprocess
 import uuid
@@ -25,6 +26,14 @@ from tests.integration.conftest import (
     git_commit,
     push_db,
     run_dcforge,
+)
+from tests.integration.test_labels import (
+    commit_time,
+    config_created,
+    expected,
+    labelled_project,
+    newest_layer_times,
+    oci_only,
 )
 
 pytestmark = pytest.mark.integration
@@ -406,3 +415,48 @@ def refused(project: Path, env: dict[str, str], name: str) -> str:
     assert result.returncode != 0
     assert "Traceback" not in result.stderr
     return result.stderr
+
+
+def test_the_cli_built_images_carry_the_oci_labels_and_annotations_dated_by_the_commit(
+    project: Path, private_registry: PrivateRegistry, clean_db: TrivyDb, runner: Runner
+) -> None:
+    """The Dev Containers CLI path: the image form gets the labels through --label and the
+    annotations as --output's exporter attributes (CSV: a comma or quote in a value is
+    quoted), the build form its labels as a LABEL line (``$`` and quotes taken literally);
+    both are dated by the commit through SOURCE_DATE_EPOCH in the CLI's environment."""
+    write_feature(project / "images/labelled/.devcontainer/identity")
+    write_devcontainer(project, "labelled", {"./identity": {}}, mark="none")
+    folder = project / "images/built/.devcontainer"
+    write_feature(folder / "identity")
+    (folder / "Dockerfile").write_text(
+        "ARG BASE_IMAGE\nFROM ${BASE_IMAGE}\nRUN echo built > /built\n"
+    )
+    (folder / "devcontainer.json").write_text(json.dumps({
+        "build": {"dockerfile": "Dockerfile"}, "features": {"./identity": {}},
+    }))  # fmt: skip
+    (project / "permutations/built.yaml").write_text(
+        "family: built\nname: built\ndevcontainer: ../images/built/.devcontainer/devcontainer.json\n"
+        'base: "{base_registry}/debian:bookworm"\ntags: [latest]\n'
+    )
+    labelled_project(project, description='The {family} image: costs $HOME, "quoted", a, b.')
+    epoch = commit_time(project)
+    env = env_for(private_registry, clean_db)
+    names = ("--permutation", "labelled", "--permutation", "built")
+    ok(run_dcforge("build", "--no-prune", *names, cwd=project, env=env))
+    ok(run_dcforge("gate", cwd=project, env=env))
+    ok(run_dcforge("publish", cwd=project, env=env))
+    m = mf.load(project / "dist/manifest.json")
+    assert m.source_date_epoch == epoch
+    for e in m.permutations:
+        want = expected(
+            m, e, description=f'The {e.family} image: costs $HOME, "quoted", a, b.', epoch=epoch
+        )
+        served = registry.manifest(runner, f"{e.repository}:latest", plain_http=True)
+        assert oci_only(served.get("annotations")) == want, e.name
+        config = registry.blob_json(
+            runner, f"{e.repository}@{served['config']['digest']}", plain_http=True
+        )
+        assert oci_only(config["config"]["Labels"]) == want, e.name
+        assert config_created(config) == dt.datetime.fromtimestamp(epoch, dt.UTC), e.name
+        times = newest_layer_times(project / "dist" / e.tarball, e.image_digest)
+        assert max(times.values(), default=0) <= epoch, e.name

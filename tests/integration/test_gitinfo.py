@@ -108,3 +108,28 @@ def test_descends_reads_history_and_says_when_a_shallow_clone_cannot_tell(
     )
     assert gitinfo.descends(runner, shallow, first, second) is None
     assert gitinfo.descends(runner, shallow, "f" * 40, second) is None
+
+
+def test_a_build_is_dated_by_its_commits_committer_time(repo: Path) -> None:
+    """SOURCE_DATE_EPOCH is the committer time (not the author's, which a rebase keeps), of
+    HEAD for a dirty tree too; the environment's only where git cannot tell."""
+    import os
+
+    runner = Runner(env={"PATH": os.environ["PATH"]})
+    (repo / "ctx/Dockerfile").write_text("FROM scratch\nLABEL c=1\n")
+    dates = {
+        "GIT_AUTHOR_DATE": "2020-01-01T00:00:00Z",
+        "GIT_COMMITTER_DATE": "2024-05-01T12:00:00Z",
+    }
+    subprocess.run(
+        ["git", "-C", str(repo), "-c", "user.name=t", "-c", "user.email=t@x",
+         "commit", "-q", "-am", "dated"],
+        env={**os.environ, **dates}, check=True,
+    )  # fmt: skip
+    info = gitinfo.current(runner, repo, {"SOURCE_DATE_EPOCH": "1"}, [repo / "ctx"])
+    assert info.commit_time == 1714564800
+    (repo / "ctx/Dockerfile").write_text("FROM scratch\nLABEL c=2\n")
+    assert gitinfo.current(runner, repo, {}, [repo / "ctx"]).commit_time == 1714564800
+    missing = {"DCFORGE_GIT_SHA": "f" * 40}
+    assert gitinfo.current(runner, repo, missing, []).commit_time is None
+    assert gitinfo.current(runner, repo, {**missing, "SOURCE_DATE_EPOCH": "7"}).commit_time == 7

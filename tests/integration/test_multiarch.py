@@ -423,9 +423,10 @@ def test_smoke_catches_an_index_that_labels_an_image_with_another_platform(
     with tarfile.open(forged, "w") as tar:
         for path in sorted(layout.rglob("*")):
             tar.add(path, arcname=str(path.relative_to(layout)), recursive=False)
-    assert docker.smoke_archive(runner, forged, {"linux/amd64": amd64["digest"]}, [], "liar")
+    engine = docker.Engine(runner)
+    assert docker.smoke_archive(engine, forged, {"linux/amd64": amd64["digest"]}, [], "liar")
     with pytest.raises(BuildError, match="linux/arm64"):
-        docker.smoke_archive(runner, forged, {"linux/arm64": amd64["digest"]}, [], "liar")
+        docker.smoke_archive(engine, forged, {"linux/arm64": amd64["digest"]}, [], "liar")
 
 
 def test_an_archive_with_a_duplicate_member_never_passes_the_gate(

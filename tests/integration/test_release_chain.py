@@ -110,7 +110,7 @@ def test_the_record_is_signed_by_the_digest_its_push_wrote(
         f"{releases}:evil",
         tmp_path,
         "evil.json",
-        artifact_type="application/vnd.dcforge.core.release.v1+json",
+        artifact_type="application/vnd.dcforge.release.v1+json",
         annotations={},
         plain_http=True,
     )
@@ -291,54 +291,95 @@ def test_a_superseded_publish_of_a_sha_is_refused(
     two_releases: TwoReleases, runner: Runner, tmp_path: Path
 ) -> None:
     r = two_releases
-    first = registry.resolve(runner, f"{r.releases}:{r.b.git_sha}", plain_http=True)
+    sha = r.b.git_sha
+    first = registry.resolve(runner, f"{r.releases}:{sha}", plain_http=True)
     # The same SHA again (what a refresh or "re-run all jobs" does): a record of its own.
     build_and_gate(r.root, r.env)
     assert _publish(r.root, r.env).returncode == 0
-    second = registry.resolve(runner, f"{r.releases}:{r.b.git_sha}.2", plain_http=True)
+    second = registry.resolve(runner, f"{r.releases}:{sha}.2", plain_http=True)
     assert second != first
-    assert registry.resolve(runner, f"{r.releases}:{r.b.git_sha}", plain_http=True) == second
+    assert registry.resolve(runner, f"{r.releases}:{sha}", plain_http=True) == second
     assert pinned_record(runner, r.releases, tmp_path) == second
     out = registry.fetch_artifact(
         runner, f"{r.releases}:last-known-good", tmp_path / "pin", plain_http=True
     )
     assert json.loads((out / "pin.json").read_text())["sequence"] == 2
 
-    # A later publish that never got signed (cut off, or junk someone pushed) locks no one
-    # out: readers pass over it, by name, and take the newest valid one.
-    (tmp_path / "release.json").write_text('{"kind": "dcforge-release"}\n')
-    registry.push_artifact(
-        runner,
-        f"{r.releases}:{r.b.git_sha}.3",
-        tmp_path,
-        "release.json",
-        artifact_type="application/vnd.dcforge.core.release.v1+json",
-        annotations={},
-        plain_http=True,
-    )
-    for command in (["verify"], ["verify", "--sha", r.b.git_sha]):
-        passed = run_dcforge(*command, cwd=r.root, env=r.env)
-        assert passed.returncode == 0, passed.stderr
-        assert f"{r.b.git_sha}.3 is not a valid publish" in passed.stderr
-
     # The earlier record (still validly signed) named directly, or put back on <sha>:
     by_digest = run_dcforge("rollback", "--sha", first, cwd=r.root, env=r.env)
     assert by_digest.returncode == 10, by_digest.stderr
-    assert f"is publish 1 of release {r.b.git_sha[:12]}, superseded by publish 2" in (
-        by_digest.stderr
-    )
-    registry.tag(runner, f"{r.releases}@{first}", [r.b.git_sha], plain_http=True)
-    assert run_dcforge("verify", "--sha", r.b.git_sha, cwd=r.root, env=r.env).returncode == 0
-    # … or on the newest publish's own tag too: refused by every reader.
-    registry.tag(runner, f"{r.releases}@{first}", [f"{r.b.git_sha}.2"], plain_http=True)
+    assert f"is publish 1 of release {sha[:12]}, superseded by publish 2" in by_digest.stderr
+    registry.tag(runner, f"{r.releases}@{first}", [sha], plain_http=True)
+    assert run_dcforge("verify", "--sha", sha, cwd=r.root, env=r.env).returncode == 0
+    # … or on the newest publish's own tag: refused by every reader, the pin aside.
+    registry.tag(runner, f"{r.releases}@{first}", [f"{sha}.2"], plain_http=True)
+    repointed = f"{sha}.2 holds the signed record of publish 1 of {sha[:12]}"
     for command in (["rollback", "--sha"], ["verify", "--sha"], ["pin", "--sha"]):
-        result = run_dcforge(*command, r.b.git_sha, cwd=r.root, env=r.env)
+        result = run_dcforge(*command, sha, cwd=r.root, env=r.env)
         assert result.returncode != 0, command
-        assert "superseded by publish 2" in result.stderr, command
-    since = run_dcforge("build", "--no-prune", "--since", r.b.git_sha, cwd=r.root, env=r.env)
+        assert repointed in result.stderr, command
+    since = run_dcforge("build", "--no-prune", "--since", sha, cwd=r.root, env=r.env)
     assert since.returncode != 0
-    assert "superseded by publish 2" in since.stderr
+    assert repointed in since.stderr
     assert pinned_record(runner, r.releases, tmp_path) == second
+
+    # A later publish that does not verify — cut off before signing, or junk someone pushed
+    # over a valid publish's tag — is refused too: passing over it hands out publish 2.
+    registry.tag(runner, f"{r.releases}@{second}", [f"{sha}.2"], plain_http=True)
+    (tmp_path / "release.json").write_text('{"kind": "dcforge-release"}\n')
+    registry.push_artifact(
+        runner,
+        f"{r.releases}:{sha}.3",
+        tmp_path,
+        "release.json",
+        artifact_type="application/vnd.dcforge.release.v1+json",
+        annotations={},
+        plain_http=True,
+    )
+    refused = run_dcforge("verify", "--sha", sha, cwd=r.root, env=r.env)
+    assert refused.returncode != 0
+    assert f"the newest publish of {sha[:12]} is not valid" in refused.stderr
+    # The pinned release is read by the digest the signed pin names: a warning only.
+    pinned = run_dcforge("verify", cwd=r.root, env=r.env)
+    assert pinned.returncode == 0, pinned.stderr
+    assert f"{sha}.3 is not a valid publish" in pinned.stderr
+    # Re-running the publish supersedes the cut-off one, and readers take it.
+    assert _publish(r.root, r.env).returncode == 0
+    assert run_dcforge("verify", "--sha", sha, cwd=r.root, env=r.env).returncode == 0
+
+
+@pytest.mark.reliability(
+    scenario="the later publish's record deleted and the pin made unverifiable",
+    checks="the number the broken pin states still refuses the earlier publish, with a warning",
+)
+def test_a_broken_pin_still_floors_the_pinned_release(
+    two_releases: TwoReleases, runner: Runner, tmp_path: Path
+) -> None:
+    r = two_releases
+    first = registry.resolve(runner, f"{r.releases}:{r.b.git_sha}", plain_http=True)
+    build_and_gate(r.root, r.env)
+    assert _publish(r.root, r.env).returncode == 0  # publish 2 of B, pinned
+    second = registry.resolve(runner, f"{r.releases}:{r.b.git_sha}.2", plain_http=True)
+    # The pin's statement pushed again, signed by nobody; publish 2's record deleted (its
+    # tags go with it): nothing in the registry says publish 2 existed but the pin.
+    pin = registry.fetch_artifact(
+        runner, f"{r.releases}:last-known-good", tmp_path / "pin", plain_http=True
+    )
+    registry.push_artifact(
+        runner,
+        f"{r.releases}:last-known-good",
+        pin,
+        "pin.json",
+        artifact_type="application/vnd.dcforge.pin.v1+json",
+        annotations={"note": "unsigned copy"},
+        plain_http=True,
+    )
+    registry.delete(runner, f"{r.releases}@{second}", plain_http=True)
+    for command in (["rollback", "--sha", first], ["verify", "--sha", r.b.git_sha]):
+        refused = run_dcforge(*command, cwd=r.root, env=r.env)
+        assert refused.returncode != 0, command
+        assert "superseded by publish 2" in refused.stderr, command
+        assert "last-known-good does not verify: it states publish 2" in refused.stderr
 
 
 @pytest.mark.reliability(

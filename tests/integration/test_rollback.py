@@ -117,7 +117,7 @@ def test_refusals_move_nothing(
         f"{r.releases}:{forged_sha}",
         tmp_path,
         "release.json",
-        artifact_type="application/vnd.dcforge.core.release.v1+json",
+        artifact_type="application/vnd.dcforge.release.v1+json",
         annotations={},
         plain_http=True,
     )

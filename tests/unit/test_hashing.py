@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import os
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -42,3 +43,15 @@ def test_symlink_out_of_context_is_refused(tmp_path: Path) -> None:
     os.symlink(tmp_path / "secret", root / "images/tiny/leak")
     with pytest.raises(ConfigError, match="symlink points outside the build context"):
         input_hash(perms(root)["tiny-one"], D1)
+
+
+def test_the_labels_a_permutation_sets_are_inputs(tmp_path: Path) -> None:
+    """A new description or licenses label is a new image: --since must not reuse the old
+    one (the commit the labels name is not an input: a reused image keeps its own)."""
+    one = perms(write_project(tmp_path))["tiny-one"]
+    before = input_hash(one, D1)
+    assert input_hash(replace(one, description="Tiny."), D1) != before
+    assert input_hash(replace(one, licenses="MIT"), D1) != before
+    assert input_hash(replace(one, licenses="MIT"), D1) != input_hash(
+        replace(one, description="MIT"), D1
+    )

@@ -51,6 +51,19 @@ def test_round_trip(tmp_path: Path) -> None:
     )
 
 
+def test_the_source_date_epoch_round_trips_and_older_manifests_still_load(tmp_path: Path) -> None:
+    """A manifest written before dcforge recorded the epoch (GOOD has none) still loads;
+    a new one keeps it through write and load; a negative or non-integer one is refused."""
+    assert mf.parse(GOOD, "old").source_date_epoch is None
+    dated = mf.parse({**GOOD, "source_date_epoch": 1714564800}, "new")
+    mf.write(tmp_path / "manifest.json", dated)
+    assert json.loads((tmp_path / "manifest.json").read_text())["source_date_epoch"] == 1714564800
+    assert mf.load(tmp_path / "manifest.json") == dated
+    for bad in (-1, "1714564800", 1.5, True):
+        with pytest.raises(ManifestError, match="source_date_epoch"):
+            mf.parse({**GOOD, "source_date_epoch": bad}, "m")
+
+
 @pytest.mark.reliability(
     scenario="manifest with malformed digests / traversal / absolute paths",
     checks="ManifestError naming the field",

@@ -84,6 +84,14 @@ BAD_CASES = {
         TINY_FAMILY.replace('GREETING: "hello {flavor}"', "BASE_IMAGE: x"),
         "reserved",
     ),
+    "SOURCE_DATE_EPOCH set by hand": (
+        TINY_FAMILY.replace('GREETING: "hello {flavor}"', "SOURCE_DATE_EPOCH: 1"),
+        "dcforge sets it to the commit's time",
+    ),
+    "unknown variable in the description": (
+        "description: for {nobody}\n" + TINY_FAMILY,
+        "field 'description': unknown template variable {nobody}",
+    ),
     "literal brace": (
         TINY_FAMILY.replace('"hello {flavor}"', '"hello {"'),
         "field 'build_args.GREETING'",

@@ -118,3 +118,18 @@ def test_a_listing_row_reads_what_the_record_was_annotated_with() -> None:
         "pinned": True,
     }
     assert release.listing_row(m.git_sha, A, None, B)["created"] == ""
+
+
+def test_what_the_registry_holds_keeps_its_names() -> None:
+    """Names written into registries outlive the code: a record, pin or audit record
+    published by an earlier dcforge must still be found and accepted (a module rename once
+    turned the release artifact type into "vnd.dcforge.core.release")."""
+    from dcforge.core import attestations, provenance, tag_moves
+
+    assert release.ARTIFACT_TYPE == "application/vnd.dcforge.release.v1+json"
+    assert release.PIN_ARTIFACT_TYPE == "application/vnd.dcforge.pin.v1+json"
+    assert tag_moves.AUDIT_ARTIFACT_TYPE == "application/vnd.dcforge.rollback.v1+json"
+    assert release.REPOSITORY == "dcforge-releases"
+    assert release.LAST_KNOWN_GOOD == "last-known-good"
+    assert attestations.PROVENANCE_TYPE == "https://slsa.dev/provenance/v1"
+    assert provenance.BUILD_TYPE == "https://github.com/dcforge/dcforge/buildtypes/bake/v1"

@@ -87,3 +87,15 @@ def test_tag_moves_go_through_the_stores_floating_tags(tmp_path: Path) -> None:
     assert reg.tags == {tag: one.digest}
     assert "1 tag(s) put back" in rels.restore(moved)
     assert reg.tags == {tag: A}
+
+
+def test_the_stores_parts_read_and_sign_through_its_own_clients(tmp_path: Path) -> None:
+    """Records, pin, checks and tag moves: one registry client, one cosign, one repository
+    — the pin is never read or signed with another identity than the records."""
+    rels = store(tmp_path, ListingRegistry())
+    for part in (rels.pins, rels.checks, rels.floating_tags):
+        assert part.registry is rels.registry, type(part).__name__
+    for part in (rels.pins, rels.checks):
+        assert part.cosign is rels.cosign, type(part).__name__
+    assert rels.pins.repository == rels.repository
+    assert rels.pins.checks is rels.checks

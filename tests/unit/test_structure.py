@@ -166,3 +166,23 @@ def test_unit_test_modules_are_named_after_what_they_test() -> None:
     }
     unknown = sorted(tests - modules - TOPICS)
     assert not unknown, f"unit test modules named after no module: {unknown} — rename them"
+
+
+# What a command binds once (infra/context.py makes each on first use); tests and the
+# benchmark may build their own.
+BOUND_ONCE = {"Registry", "Releases", "Engine", "Cosign"}
+
+
+@pytest.mark.parametrize(
+    "path", [p for p in MODULES if p.name != "context.py"], ids=lambda p: str(p.relative_to(SRC))
+)
+def test_only_the_context_opens_clients(path: Path) -> None:
+    """No module builds its own registry client, release store, cosign or Docker engine:
+    the command's context holds one of each, and every stage is handed it."""
+    made = [
+        f"{path.relative_to(SRC)}:{node.lineno} {name}(...)"
+        for node in ast.walk(ast.parse(path.read_text(), str(path)))
+        if isinstance(node, ast.Call)
+        and (name := getattr(node.func, "id", getattr(node.func, "attr", ""))) in BOUND_ONCE
+    ]
+    assert not made, f"use the command's context instead: {made}"

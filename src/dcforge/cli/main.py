@@ -203,7 +203,7 @@ def _prune(args: argparse.Namespace, ctx: Context) -> int:
     now = parse_now(args.now)  # a bad --now stops before anything is pruned
     yes = _deletes_confirmed(args, ctx.settings, ctx.env)
     if args.runner:
-        prune.runner_hygiene(ctx.runner)
+        prune.runner_hygiene(ctx.engine)
     if args.registry or args.artifacts:
         from dcforge.stages import retention
 

@@ -4,13 +4,15 @@ over bake sessions. :mod:`dcforge.infra.tools.buildx` runs the bake."""
 
 from __future__ import annotations
 
+import csv
+import io
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from dcforge.core import cache, staging
+from dcforge.core import cache, image_labels, staging
 from dcforge.core.build_plan import PlannedPermutation
 from dcforge.core.errors import BuildError
 from dcforge.core.hashing import file_sha256
@@ -39,6 +41,41 @@ class Target:
     cache_to: Sequence[str] = ()
     no_cache: bool = False  # every step rebuilt (a refresh: the fix is in the package mirror)
     devcontainer: Path | None = None  # a devcontainer.json: the Dev Containers CLI builds it
+    # The OCI annotations of every image manifest (and of the index, when there is one).
+    annotations: Mapping[str, str] = field(default_factory=dict)
+    # SOURCE_DATE_EPOCH (the commit's time): the build arg BuildKit dates the image by, and
+    # the time every file in the exported layers is rewritten to (rewrite-timestamp).
+    epoch: int | None = None
+
+    def annotation_levels(self) -> tuple[str, ...]:
+        """Where the annotations go: every image manifest, and the index of a multi-platform
+        image. A single-platform build exports no index, and BuildKit 0.13 refuses index
+        annotations there ("index annotations not supported for single platform export")."""
+        return ("manifest", "index") if len(self.platforms) > 1 else ("manifest",)
+
+    def build_args(self) -> dict[str, str]:
+        """The build args, with SOURCE_DATE_EPOCH (BuildKit reads it as a build arg: the
+        config's and history's ``created``, and the epoch of ``rewrite-timestamp``)."""
+        epoch = {} if self.epoch is None else {"SOURCE_DATE_EPOCH": str(self.epoch)}
+        return {**dict(self.args), **epoch}
+
+    def oci_output(self, *, with_annotations: bool = False) -> str:
+        """The OCI exporter's ``--output`` value: the archive, every layer's file times
+        rewritten to SOURCE_DATE_EPOCH, and (``with_annotations``: for a build that has no
+        other way to say them, the Dev Containers CLI's) the annotations as exporter
+        attributes. CSV, as buildx reads it: a value with a comma or quote is quoted."""
+        fields = ["type=oci", f"dest={self.output_tar}"]
+        if self.epoch is not None:
+            fields.append("rewrite-timestamp=true")
+        if with_annotations:
+            fields += [
+                f"annotation-{level}.{key}={value}"
+                for level in self.annotation_levels()
+                for key, value in self.annotations.items()
+            ]
+        out = io.StringIO()
+        csv.writer(out, lineterminator="").writerow(fields)
+        return out.getvalue()
 
 
 def bake_name(name: str) -> str:
@@ -56,11 +93,18 @@ def bake_definition(targets: Sequence[Target]) -> dict[str, Any]:
             bake_name(t.name): {
                 "context": str(t.context),
                 "dockerfile": str(t.dockerfile),
-                "args": dict(t.args),
+                "args": t.build_args(),
                 "platforms": list(t.platforms),
                 "tags": list(t.tags),
                 "labels": dict(t.labels),
-                "output": [f"type=oci,dest={t.output_tar}"],
+                # buildx >= 0.12: "<level>:<key>=<value>", one level per entry (0.13 reads
+                # no comma list of levels).
+                "annotations": [
+                    f"{level}:{key}={value}"
+                    for level in t.annotation_levels()
+                    for key, value in t.annotations.items()
+                ],
+                "output": [t.oci_output()],
                 "cache-from": [] if t.no_cache else list(t.cache_from),
                 "cache-to": list(t.cache_to),
                 **({"no-cache": True, "pull": True} if t.no_cache else {}),
@@ -77,11 +121,12 @@ def targets(
     env: Mapping[str, str],
     planned: Sequence[PlannedPermutation],
     incoming: Path,
-    git_sha: str,
+    source: image_labels.Source,
 ) -> list[Target]:
     """One target per planned permutation: FROM its base by digest, tagged with its
-    immutable tag, labelled with its input hash, its archive in ``incoming``, and the build
-    cache of this run's scope (a local cache not written yet is not read)."""
+    immutable tag, labelled and annotated (:func:`labels`), dated by the commit's time, its
+    archive in ``incoming``, and the build cache of this run's scope (a local cache not
+    written yet is not read)."""
     ci = staging.ci_context(settings, env)
     local_dir = settings.state_root / "cache"
     out = []
@@ -100,6 +145,7 @@ def targets(
             for c in args.cache_from
             if not c.startswith("type=local,") or Path(c.split("src=", 1)[1]).is_dir()
         ]
+        oci = image_labels.oci_labels(p, item.base_digest, source)
         out.append(
             Target(
                 name=p.name,
@@ -107,20 +153,30 @@ def targets(
                 dockerfile=p.dockerfile,
                 args={**dict(p.build_args), "BASE_IMAGE": at_digest(p.base_ref, item.base_digest)},
                 platforms=p.platforms,
-                tags=[f"{p.repository}:{p.immutable_tag(git_sha)}"],
-                labels={
-                    "dev.dcforge.permutation": p.name,
-                    "dev.dcforge.input-hash": item.input_hash,
-                    "dev.dcforge.base.digest": item.base_digest,
-                    **({"devcontainer.metadata": p.metadata} if p.metadata else {}),
-                },
+                tags=[f"{p.repository}:{p.immutable_tag(source.revision)}"],
+                labels={**oci, **labels(item)},
                 devcontainer=p.devcontainer,
                 output_tar=incoming / f"{p.name}.tar",
                 cache_from=cache_from,
                 cache_to=args.cache_to,
+                annotations=oci,
+                epoch=source.epoch,
             )
         )
     return out
+
+
+def labels(item: PlannedPermutation) -> dict[str, str]:
+    """dcforge's own labels, for what OCI has no key for: the permutation, its input hash
+    (and the base digest, which ``org.opencontainers.image.base.digest`` now says too: kept
+    for whoever reads it by this name), and the devcontainer.metadata label."""
+    p = item.perm
+    return {
+        "dev.dcforge.permutation": p.name,
+        "dev.dcforge.input-hash": item.input_hash,
+        "dev.dcforge.base.digest": item.base_digest,
+        **({"devcontainer.metadata": p.metadata} if p.metadata else {}),
+    }
 
 
 def groups(targets: Sequence[Target], sessions: int) -> list[list[Target]]:

@@ -48,6 +48,7 @@ def load_permutations(settings: Settings, names: Sequence[str] = ()) -> list[per
         root=settings.root,
         registry=settings.registry,
         builtins=builtins(settings),
+        licenses=settings.licenses,
     )
     return permfile.select(perms, names)
 

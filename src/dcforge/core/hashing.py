@@ -12,8 +12,11 @@ from pathlib import Path
 from dcforge.core.errors import ConfigError
 from dcforge.core.permfile import Permutation
 
-# Bump when what goes into the hash changes, so old hashes never match by accident.
-HASH_SCHEMA = "dcforge-input-v1"
+# Bump when what goes into the hash changes, so old hashes never match by accident — or
+# when the same inputs make a different image: v2 images carry the OCI labels and
+# annotations and are dated by the commit (SOURCE_DATE_EPOCH, rewrite-timestamp), so
+# --since never reuses an image built before that as if this build would make it.
+HASH_SCHEMA = "dcforge-input-v2"
 _CHUNK = 1 << 20
 
 
@@ -75,8 +78,10 @@ def input_hash(
 ) -> str:
     """sha256 over what determines the image: Dockerfile (or devcontainer.json), context,
     args, base, platforms; and where a permutation has them, its metadata label, its
-    Features pinned by digest (``features``: reference → ``repository@sha256:…``) and
-    options, and its image test. A moved Feature digest is a new hash, as a moved base."""
+    description and licenses (labels), its Features pinned by digest (``features``:
+    reference → ``repository@sha256:…``) and options, and its image test. A moved Feature
+    digest is a new hash, as a moved base. (The commit the labels name is not in it: a
+    reused image keeps the labels of the commit that built it.)"""
     payload: dict[str, object] = {
         "schema": HASH_SCHEMA,
         "dockerfile": file_sha256(perm.dockerfile),
@@ -90,6 +95,8 @@ def input_hash(
         "devcontainer": perm.devcontainer_form,
         "builder": builder,  # the Dev Containers CLI version: it writes the Features' steps
         "metadata": perm.metadata,
+        "description": perm.description,
+        "licenses": perm.licenses,
         "features": sorted((features or {}).items()),
         "feature_options": list(perm.features),
         "test": _context(perm.test.parent, context_cache) if perm.test else [],

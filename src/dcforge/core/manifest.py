@@ -97,6 +97,10 @@ class Manifest:
     permutations: list[Entry]
     git_dirty: bool = False
     builder: str = ""
+    # The commit's committer time every image of the build is dated by (SOURCE_DATE_EPOCH:
+    # the config's created, org.opencontainers.image.created, the layers' file times);
+    # None in a manifest written before dcforge recorded it.
+    source_date_epoch: int | None = None
 
     def entry(self, name: str) -> Entry:
         for e in self.permutations:
@@ -146,11 +150,26 @@ def parse(data: Any, source: str) -> Manifest:
         err = min(errors, key=lambda e: len(list(e.absolute_path)))
         where = ".".join(str(p) for p in err.absolute_path) or "(top level)"
         raise ManifestError(f"{source}: field '{where}': {err.message}")
+    entries = _entries(data["permutations"], source)
+    return Manifest(
+        schema_version=version,
+        git_sha=data["git_sha"],
+        created_at=data["created_at"],
+        registry=data["registry"],
+        permutations=entries,
+        git_dirty=bool(data.get("git_dirty", False)),
+        builder=str(data.get("builder", "")),
+        source_date_epoch=data.get("source_date_epoch"),
+    )
+
+
+def _entries(raws: list[dict[str, Any]], source: str) -> list[Entry]:
+    """The permutation entries; a name, tarball or tag claimed twice is refused."""
     names: set[str] = set()
     tags: set[str] = set()
     tarballs: set[str] = set()
     entries = []
-    for raw in data["permutations"]:
+    for raw in raws:
         if raw["name"] in names:
             raise ManifestError(f"{source}: permutation '{raw['name']}' appears twice")
         if raw["tarball"] and raw["tarball"] in tarballs:
@@ -172,15 +191,7 @@ def parse(data: Any, source: str) -> Manifest:
             entries.append(Entry(**extra))
         except TypeError as err:
             raise ManifestError(f"{source}: permutation '{raw['name']}': {err}") from None
-    return Manifest(
-        schema_version=version,
-        git_sha=data["git_sha"],
-        created_at=data["created_at"],
-        registry=data["registry"],
-        permutations=entries,
-        git_dirty=bool(data.get("git_dirty", False)),
-        builder=str(data.get("builder", "")),
-    )
+    return entries
 
 
 def _check_platforms(raw: dict[str, Any], source: str) -> None:

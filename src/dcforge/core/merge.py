@@ -85,6 +85,7 @@ def _merged(loaded: list[tuple[Path, mf.Manifest]], staging: Path) -> tuple[mf.M
         permutations=entries,
         git_dirty=any(m.git_dirty for _, m in loaded),
         builder=first.builder,
+        source_date_epoch=first.source_date_epoch,  # one commit, one time (git_sha checked)
     )
     # parse() refuses duplicate names, tarballs and tags before anything is written.
     mf.parse(merged.to_json(), "merged manifest")

@@ -1,6 +1,8 @@
 """Join single-platform OCI archives (platform parts built on native runners) into one
 archive holding an image index: every part's image manifest, config and layers are copied
-byte for byte, so each platform keeps the digest its own build gave it; the index is new."""
+byte for byte, so each platform keeps the digest its own build gave it; the index is new,
+and carries the ``org.opencontainers.image.*`` annotations every part's manifest agrees on
+(a one-machine build's index gets them from BuildKit; a part, built alone, has no index)."""
 
 from __future__ import annotations
 
@@ -17,6 +19,7 @@ from dcforge.core import oci_archive
 from dcforge.core.errors import BuildError, ManifestError
 
 INDEX_TYPE = "application/vnd.oci.image.index.v1+json"
+OCI_ANNOTATION_PREFIX = "org.opencontainers.image."
 MANIFEST_TYPES_DEFAULT = "application/vnd.oci.image.manifest.v1+json"
 MANIFEST_TYPES = frozenset(
     {
@@ -42,10 +45,11 @@ def _blob(tar: tarfile.TarFile, source: Path, digest: str) -> bytes:
 
 def part_descriptor(
     tar: tarfile.TarFile, source: Path, platform: str
-) -> tuple[dict[str, Any], list[str]]:
+) -> tuple[dict[str, Any], list[str], dict[str, str]]:
     """The descriptor of the one image a part archive holds, checked to be ``platform``'s
-    (its config's os/architecture, not just what the part's manifest entry claims), and
-    the digests of every blob that image is made of (manifest, config, layers)."""
+    (its config's os/architecture, not just what the part's manifest entry claims), the
+    digests of every blob that image is made of (manifest, config, layers), and the image
+    manifest's annotations."""
     try:
         oci_archive.check_members(tar, source)
     except BuildError as err:
@@ -78,7 +82,25 @@ def part_descriptor(
     os_name, arch, *variant = platform.split("/")
     plat = {"architecture": arch, "os": os_name, **({"variant": variant[0]} if variant else {})}
     descriptor = {"mediaType": top["mediaType"], "digest": digest, "size": top.get("size")}
-    return {**descriptor, "platform": plat}, blobs
+    found_annotations = manifest.get("annotations")
+    annotations = found_annotations if isinstance(found_annotations, dict) else {}
+    return (
+        {**descriptor, "platform": plat},
+        blobs,
+        {str(k): str(v) for k, v in annotations.items()},
+    )
+
+
+def shared_annotations(parts: Sequence[dict[str, str]]) -> dict[str, str]:
+    """The ``org.opencontainers.image.*`` annotations every part has, with one value (the
+    parts of one build agree on all of them: source, revision, created, …), by key."""
+    if not parts:
+        return {}
+    return {
+        key: value
+        for key, value in sorted(parts[0].items())
+        if key.startswith(OCI_ANNOTATION_PREFIX) and all(p.get(key) == value for p in parts)
+    }
 
 
 def _json(data: bytes, source: Path, digest: str) -> dict[str, Any]:
@@ -108,8 +130,14 @@ def join(parts: Sequence[tuple[str, Path]], out: Path) -> tuple[str, dict[str, s
         with ExitStack() as stack:
             tars = [(pl, src, stack.enter_context(tarfile.open(src, "r:"))) for pl, src in parts]
             found = [part_descriptor(tar, src, pl) for pl, src, tar in tars]
-            descriptors = [d for d, _ in found]
-            index = {"schemaVersion": 2, "mediaType": INDEX_TYPE, "manifests": descriptors}
+            descriptors = [d for d, _, _ in found]
+            index: dict[str, Any] = {
+                "schemaVersion": 2,
+                "mediaType": INDEX_TYPE,
+                "manifests": descriptors,
+            }
+            if annotations := shared_annotations([a for _, _, a in found]):
+                index["annotations"] = annotations
             index_bytes = json.dumps(index, separators=(",", ":")).encode()
             index_digest = "sha256:" + hashlib.sha256(index_bytes).hexdigest()
             top = {
@@ -123,7 +151,7 @@ def join(parts: Sequence[tuple[str, Path]], out: Path) -> tuple[str, dict[str, s
                 _add(dest, "index.json", json.dumps(top, separators=(",", ":")).encode())
                 _add(dest, f"blobs/sha256/{index_digest[7:]}", index_bytes)
                 copied: set[str] = set()
-                for (_, src, tar), (_, blobs) in zip(tars, found, strict=True):
+                for (_, src, tar), (_, blobs, _) in zip(tars, found, strict=True):
                     for digest in blobs:
                         if digest not in copied:
                             _add(dest, f"blobs/sha256/{digest[7:]}", _blob(tar, src, digest))

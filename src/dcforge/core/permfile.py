@@ -55,6 +55,8 @@ class Permutation:
     features: tuple[tuple[str, str], ...] = ()  # Feature → JSON of the permutation's options
     metadata: str = ""  # the devcontainer.metadata label of a Dockerfile permutation (JSON)
     test: Path | None = None  # the image test script (its folder goes into the container)
+    description: str = ""  # the family's description, templated, on one line (a label)
+    licenses: str = ""  # an SPDX expression: the file's 'licenses', else the project's
 
     @property
     def devcontainer(self) -> Path | None:
@@ -215,21 +217,28 @@ class _Row:
 
 
 def load_family(
-    path: Path, *, root: Path, registry: str, builtins: Mapping[str, str]
+    path: Path, *, root: Path, registry: str, builtins: Mapping[str, str], licenses: str = ""
 ) -> list[Permutation]:
-    """Load one family file and expand its matrix."""
+    """Load one family file and expand its matrix (``licenses``: the project's, for a
+    family that names none)."""
     data = read_yaml(path)
     _validate(path, data)
     rows = _matrix_rows(path, data)
     return [
         _permutation(
-            _Row(path, data, {**builtins, "family": data["family"], **row}), root, registry, row
+            _Row(path, data, {**builtins, "family": data["family"], **row}),
+            root,
+            registry,
+            row,
+            licenses,
         )
         for row in rows
     ]
 
 
-def _permutation(row: _Row, root: Path, registry: str, matrix: Mapping[str, str]) -> Permutation:
+def _permutation(
+    row: _Row, root: Path, registry: str, matrix: Mapping[str, str], licenses: str = ""
+) -> Permutation:
     name = row.r("name", row.data["name"])
     if not NAME_RE.match(name):
         raise row.fail(
@@ -272,7 +281,14 @@ def _permutation(row: _Row, root: Path, registry: str, matrix: Mapping[str, str]
         features=features,
         metadata=_metadata(row, form),
         test=_test(row, root),
+        description=" ".join(row.r("description", row.data.get("description", "")).split()),
+        licenses=_licenses(row, licenses),
     )
+
+
+def _licenses(row: _Row, project: str) -> str:
+    """The file's 'licenses' (templated; an empty one: none at all), else the project's."""
+    return row.r("licenses", row.data["licenses"]).strip() if "licenses" in row.data else project
 
 
 def _features(row: _Row, form: str, folder: Path) -> tuple[tuple[str, str], ...]:
@@ -412,13 +428,18 @@ def _build_args(row: _Row) -> tuple[tuple[str, str], ...]:
     args = tuple((k, row.r(f"build_args.{k}", str(v))) for k, v in raw)
     if any(k == "BASE_IMAGE" for k, _ in args):
         raise row.fail("build_args.BASE_IMAGE", "is reserved — dcforge sets it from 'base'")
+    if any(k == "SOURCE_DATE_EPOCH" for k, _ in args):
+        raise row.fail(
+            "build_args.SOURCE_DATE_EPOCH", "is reserved — dcforge sets it to the commit's time"
+        )
     return args
 
 
 def load_all(
-    directory: Path, *, root: Path, registry: str, builtins: Mapping[str, str]
+    directory: Path, *, root: Path, registry: str, builtins: Mapping[str, str], licenses: str = ""
 ) -> list[Permutation]:
-    """Load every ``*.yaml``/``*.yml`` family in ``directory``; names and tags must be unique."""
+    """Load every ``*.yaml``/``*.yml`` family in ``directory``; names and tags must be unique.
+    ``licenses``: the project's SPDX expression, for the families that name none."""
     if not directory.is_dir():
         raise ConfigError(
             f"{directory}: no permutations directory — create it with one YAML per family"
@@ -430,7 +451,9 @@ def load_all(
     by_name: dict[str, Permutation] = {}
     by_tag: dict[str, Permutation] = {}
     for path in files:
-        for perm in load_family(path, root=root, registry=registry, builtins=builtins):
+        for perm in load_family(
+            path, root=root, registry=registry, builtins=builtins, licenses=licenses
+        ):
             if perm.name in by_name:
                 other = by_name[perm.name]
                 raise ConfigError(

@@ -21,7 +21,7 @@ from typing import Any
 from dcforge.core import manifest as mf
 from dcforge.core.errors import ManifestError, PublishRefused, RollbackRefused, VerifyFailed
 
-ARTIFACT_TYPE = "application/vnd.dcforge.core.release.v1+json"
+ARTIFACT_TYPE = "application/vnd.dcforge.release.v1+json"
 FILE_NAME = "release.json"
 REPOSITORY = "dcforge-releases"
 LAST_KNOWN_GOOD = "last-known-good"
@@ -311,6 +311,17 @@ def released_sha(target: str, tags: Sequence[str], repository: str) -> str:
 def pinned_number(pin: Pin | None, sha: str) -> int:
     """The publish number the signed pin states for release ``sha`` (0: it pins another)."""
     return pin.sequence if pin is not None and pin.git_sha == sha else 0
+
+
+def check_publish_tag(reference: str, digest: str, found: Release, sha: str, number: int) -> None:
+    """The record at ``<sha>.<number>`` must be publish ``number`` of ``sha``: a signed record
+    of another publish there was put there by someone moving tags."""
+    if (found.git_sha, found.sequence) != (sha, number):
+        raise VerifyFailed(
+            f"{reference} holds the signed record of publish {found.sequence} of "
+            f"{found.git_sha[:12]} ({digest[:19]}), not publish {number} of {sha[:12]}: "
+            "the tag was re-pointed"
+        )
 
 
 def refuse_superseded(

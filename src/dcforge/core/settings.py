@@ -146,6 +146,9 @@ class Settings:
     # credential of their own (SECRETS.md): publish refuses to read staged images from it.
     pr_staging_registry: str = ""
     max_matrix_jobs: int = 256  # GitHub's cap on one job matrix: more permutations are grouped
+    # The images' org.opencontainers.image.licenses (an SPDX expression, e.g. "MIT"); a
+    # permutation file's own 'licenses' overrides it; empty: no such label.
+    licenses: str = ""
     signing: SigningConfig = field(default_factory=SigningConfig, compare=False)
     # Parsed once from the fields above (never settings of their own).
     insecure_hosts: frozenset[str] = field(init=False, repr=False)

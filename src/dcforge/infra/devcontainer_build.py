@@ -45,6 +45,8 @@ def build_all(
             workspace=workspace,
             config=config_file,
             output_tar=target.output_tar,
+            output=target.oci_output(with_annotations=True),
+            source_date_epoch=target.epoch,
             image_name=target.tags[0],
             platforms=target.platforms,
             labels=target.labels,
@@ -86,9 +88,16 @@ def render_workspace(item: PlannedPermutation, target: Target) -> tuple[Path, Pa
     _replace(folder, config_file, json.dumps(rendered, indent=2))
     if "build" in rendered:  # the CLI drops --label for the build form: the Dockerfile says them
         dockerfile = folder / rendered["build"]["dockerfile"]
-        labels = " ".join(f"{json.dumps(k)}={json.dumps(v)}" for k, v in target.labels.items())
+        labels = " ".join(f"{_quoted(k)}={_quoted(v)}" for k, v in target.labels.items())
         _replace(folder, dockerfile, f"{dockerfile.read_text()}\n\nLABEL {labels}\n")
     return workspace, config_file, len(rendered["features"])
+
+
+def _quoted(text: str) -> str:
+    """``text`` as one double-quoted Dockerfile word, taken literally: the Dockerfile
+    parser un-escapes only ``\\"``, ``\\$`` and ``\\\\`` there (and would expand a bare ``$``)."""
+    escaped = text.replace("\\", "\\\\").replace('"', '\\"').replace("$", "\\$")
+    return '"' + " ".join(escaped.splitlines()) + '"'
 
 
 def _replace(folder: Path, path: Path, text: str) -> None:

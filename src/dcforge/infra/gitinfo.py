@@ -11,12 +11,16 @@ from dcforge.core.errors import ConfigError, ToolError
 from dcforge.infra.runner import Runner
 
 SHA_RE = re.compile(r"^[0-9a-f]{40}$")
+SECONDS_RE = re.compile(r"^[0-9]{1,12}$")
 
 
 @dataclass(frozen=True)
 class GitInfo:
     sha: str
     dirty: bool
+    # The commit's committer time (seconds since 1970, UTC): the build's SOURCE_DATE_EPOCH.
+    # A dirty tree is dated by its HEAD commit too. None: no checkout here holds the commit.
+    commit_time: int | None = None
 
 
 def current(
@@ -30,6 +34,11 @@ def current(
 
     ``DCFORGE_GIT_SHA`` overrides the SHA (builds outside a checkout), never the dirtiness:
     a checkout is still inspected, and without one the tree cannot be shown clean.
+
+    The commit time is the committer time of that commit (HEAD, or the override's when the
+    checkout holds it). Only where git cannot tell — no checkout, or one without the
+    override's commit — is ``SOURCE_DATE_EPOCH`` from the environment taken instead; a
+    value there never overrides what git says.
     """
     override = env.get("DCFORGE_GIT_SHA", "")
     if override and not SHA_RE.match(override):
@@ -39,14 +48,41 @@ def current(
         dirty = _dirty(runner, root, contexts)
     except ToolError as err:
         if override:
-            return GitInfo(override, True)
+            return GitInfo(override, True, _env_epoch(env))
         raise ConfigError(
             f"{root} is not a git checkout with a commit ({err}) — commit first or set "
             "DCFORGE_GIT_SHA"
         ) from None
     if not SHA_RE.match(sha):
         raise ConfigError(f"git returned {sha!r} for HEAD, not a commit SHA")
-    return GitInfo(override or sha, dirty)
+    commit = override or sha
+    return GitInfo(commit, dirty, _commit_time(runner, root, commit, env))
+
+
+def _commit_time(runner: Runner, root: Path, commit: str, env: Mapping[str, str]) -> int | None:
+    """``commit``'s committer time from git (``%ct``); else SOURCE_DATE_EPOCH, else None."""
+    found = runner.run(
+        ["git", "-C", root, "show", "-s", "--format=%ct", f"{commit}^{{commit}}", "--"],
+        timeout=60,
+        mutates=False,
+        check=False,
+    )
+    text = found.stdout.strip()
+    if found.returncode == 0 and SECONDS_RE.match(text):
+        return int(text)
+    return _env_epoch(env)
+
+
+def _env_epoch(env: Mapping[str, str]) -> int | None:
+    raw = env.get("SOURCE_DATE_EPOCH", "").strip()
+    if not raw:
+        return None
+    if not SECONDS_RE.match(raw):
+        raise ConfigError(
+            f"environment: SOURCE_DATE_EPOCH={raw!r} is not a time in seconds since 1970 "
+            "(git log -1 --format=%ct gives the commit's)"
+        )
+    return int(raw)
 
 
 def _dirty(runner: Runner, root: Path, contexts: Sequence[Path]) -> bool:

@@ -14,7 +14,6 @@ from dcforge.core.build_plan import PlannedPermutation
 from dcforge.core.errors import BuildError
 from dcforge.core.files import atomic_write_json
 from dcforge.infra import log
-from dcforge.infra.runner import Runner
 from dcforge.infra.tools import docker
 
 
@@ -99,12 +98,15 @@ def _check_devcontainer_image(
 
 
 def smoke(
-    runner: Runner, perm: permfile.Permutation, tarball: Path, platforms: Mapping[str, str]
+    engine: docker.Engine,
+    perm: permfile.Permutation,
+    tarball: Path,
+    platforms: Mapping[str, str],
 ) -> None:
     """Load each platform's image of the archive and run every smoke command in it (foreign
     platforms under emulation), first checking that the container really runs that
     architecture. The engine's image store may be either of Docker's."""
-    store = docker.smoke_archive(runner, tarball, platforms, list(perm.smoke), perm.name)
+    store = docker.smoke_archive(engine, tarball, platforms, list(perm.smoke), perm.name)
     log.step(
         perm.name,
         f"smoke ok ({len(perm.smoke)} command(s) on {', '.join(platforms)}, {store} image store)",
@@ -112,7 +114,7 @@ def smoke(
 
 
 def image_test(
-    runner: Runner,
+    engine: docker.Engine,
     perm: permfile.Permutation,
     tarball: Path,
     platforms: Mapping[str, str],
@@ -123,8 +125,8 @@ def image_test(
     the build with its name."""
     if perm.test is None:
         return
-    results = docker.image_test(runner, tarball, platforms, perm.test, perm.name)
-    if runner.dry_run:
+    results = docker.image_test(engine, tarball, platforms, perm.test, perm.name)
+    if engine.runner.dry_run:
         return
     reports.mkdir(parents=True, exist_ok=True)
     atomic_write_json(

@@ -58,6 +58,25 @@ class PinStore:
         except VerifyFailed:
             return None
 
+    def stated_if_unverified(self) -> release.Pin | None:
+        """What ``last-known-good`` states when it is there but does not verify (None when
+        it is absent or says nothing readable), with a warning. Its publish number still
+        counts as a floor: an unverified statement can only make a reader refuse more, and
+        breaking the pin must not reopen an earlier publish of the pinned release."""
+        if self.registry.digest_or_none(f"{self.repository}:{release.LAST_KNOWN_GOOD}") is None:
+            return None
+        stated = self._as_stated()
+        log.warn(
+            f"{self.repository}:{release.LAST_KNOWN_GOOD} does not verify: "
+            + (
+                f"it states publish {stated.sequence} of {stated.git_sha[:12]}, kept as a floor"
+                if stated is not None
+                else "it states nothing readable"
+            )
+            + " — re-pin a release: invoke pin --sha X"
+        )
+        return stated
+
     def _as_stated(self) -> release.Pin | None:
         """What ``last-known-good`` says, signature unchecked (None: no readable statement).
         Only for ordering (publish moves forward): after a key rotation the pin does not

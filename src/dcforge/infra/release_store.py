@@ -116,31 +116,40 @@ class Releases:
             raise RegistryError(f"cannot list releases in {self.repository}: {err}") from None
 
     def newest_publish(
-        self, sha: str, tags: Sequence[str], above: int = 0
+        self, sha: str, tags: Sequence[str], above: int = 0, *, strict: bool = True
     ) -> tuple[int, str, release.Release] | None:
-        """(number, digest, record) of the newest publish of ``sha`` above ``above`` whose
-        record at ``<sha>.<n>`` verifies and states that SHA and number; None if none does.
-        Tags that fail are named in a warning and passed over: a publish cut off before
-        signing must not lock readers out of the release before it."""
+        """(number, digest, record) of the newest publish of ``sha`` above ``above``: the
+        record at the highest ``<sha>.<n>``, which must verify and state that SHA and number;
+        None when there is no such tag.
+
+        ``strict`` (a reader asking for the release): a highest tag that does not verify, or
+        holds another publish's signed record, is refused — it is a publish cut off before
+        signing (re-running the publish signs or supersedes it) or a tag someone re-pointed,
+        and passing over it would hand out an earlier publish. Not strict (publish finding
+        the number to write, the pin's own record): such tags are warned about and passed
+        over."""
         for n in sorted((n for n in release.sequences(tags, sha) if n > above), reverse=True):
             reference = f"{self.repository}:{release.sequence_tag(sha, n)}"
             try:
                 digest, found = self._record_at(reference)
+                release.check_publish_tag(reference, digest, found, sha, n)
             except VerifyFailed as err:
+                if strict:
+                    raise VerifyFailed(
+                        f"{err} — the newest publish of {sha[:12]} is not valid: refused, an "
+                        f"earlier one is not this release any more; re-run the publish of "
+                        f"{sha[:12]} (it signs or supersedes publish {n})"
+                    ) from None
                 log.warn(f"{reference} is not a valid publish of {sha[:12]}, passed over: {err}")
                 continue
-            if (found.git_sha, found.sequence) == (sha, n):
-                return n, digest, found
-            log.warn(
-                f"{reference} holds publish {found.sequence} of {found.git_sha[:12]}, not "
-                f"publish {n} of {sha[:12]}: passed over"
-            )
+            return n, digest, found
         return None
 
     def fetch(self, target: str) -> tuple[str, release.Release]:
         """The verified record for ``target`` (a git SHA or a short one, a record digest, or
         last-known-good)."""
         pin = self.pins.fetch_or_none()
+        floor = pin if pin is not None else self.pins.stated_if_unverified()
         if target == release.LAST_KNOWN_GOOD:
             if pin is None:
                 pin = self.pins.fetch()[1]  # raises: says why there is no valid pin
@@ -152,18 +161,18 @@ class Releases:
                 f"{self.repository}@{pin.record_digest}", pin.git_sha, pinned=True
             )
         if release.DIGEST_RE.match(target):
-            return self.fetch_record(f"{self.repository}@{target}", "", pin=pin)
+            return self.fetch_record(f"{self.repository}@{target}", "", pin=floor)
         tags = self.tags()
         sha = release.released_sha(target, tags, self.repository)
         # The newest valid publish of the SHA, by its own tag: ``<sha>`` moving does not
         # matter, and a publish that never got signed (cut off, or junk) is passed over.
         newest = self.newest_publish(sha, tags)
         if newest is None:  # a record from before publish numbers: ``<sha>`` names it
-            return self.fetch_record(f"{self.repository}:{sha}", sha, tags=tags, pin=pin)
+            return self.fetch_record(f"{self.repository}:{sha}", sha, tags=tags, pin=floor)
         number, digest, rel = newest
         reference = f"{self.repository}:{release.sequence_tag(sha, number)}"
         release.refuse_superseded(
-            self.repository, reference, digest, rel, release.pinned_number(pin, sha)
+            self.repository, reference, digest, rel, release.pinned_number(floor, sha)
         )
         return digest, rel
 
@@ -189,7 +198,7 @@ class Releases:
                 "this name; re-publish or restore the right record"
             )
         listed = self.tags() if tags is None else tags
-        later = self.newest_publish(rel.git_sha, listed, rel.sequence)
+        later = self.newest_publish(rel.git_sha, listed, rel.sequence, strict=not pinned)
         if pinned and later:
             log.warn(
                 f"release {rel.git_sha[:12]} has a later publish ({later[0]}) than the pinned "
@@ -305,7 +314,7 @@ class Releases:
         """(newest valid publish number or 0, the record a new publish supersedes, its
         (number, supersedes)): the newest valid publish, or (none yet) whatever ``<sha>``
         holds — a record from before publish numbers, or one never signed (cut off)."""
-        valid = self.newest_publish(sha, self.tags())
+        valid = self.newest_publish(sha, self.tags(), strict=False)
         if valid:
             return valid[0], valid[1], (valid[0], valid[2].supersedes)
         existing = self.registry.digest_or_none(f"{self.repository}:{sha}")

@@ -20,7 +20,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from dcforge.core import bake, build_plan, oci_archive, permfile, release, staging
+from dcforge.core import bake, build_plan, image_labels, oci_archive, permfile, release, staging
 from dcforge.core import manifest as mf
 from dcforge.core.bake import Target
 from dcforge.core.build_plan import PlannedPermutation
@@ -54,8 +54,9 @@ def run(ctx: Context, options: BuildOptions) -> mf.Manifest:
     left_out = build_plan.left_out(perms, options.platform, bool(options.names))
     refresh = build_plan.refresh_names(settings, perms, options.refresh)
     git = _work_tree(ctx, perms)
+    source = _source(ctx, git)
     if options.prune if options.prune is not None else bool(env.get("CI")):
-        docker.runner_hygiene(runner)
+        docker.runner_hygiene(ctx.engine)
     releases = ctx.releases  # logged in: bases, cache, --since
     planned = _resolve(ctx, perms)
     for p in left_out:
@@ -68,7 +69,7 @@ def run(ctx: Context, options: BuildOptions) -> mf.Manifest:
     incoming = settings.dist_dir / f".incoming-{datetime.now(UTC):%Y%m%dT%H%M%S%f}"
     incoming.mkdir(parents=True)
     try:
-        built = _build_all(ctx, to_build, incoming, git.sha, options, refresh) if to_build else []
+        built = _build_all(ctx, to_build, incoming, source, options, refresh) if to_build else []
         if settings.staging_registry and not runner.dry_run:
             built = _stage(settings, env, ctx.registry, built, incoming)
         by_name = {e.name: e for e in [*built, *reused.values()]}
@@ -76,20 +77,20 @@ def run(ctx: Context, options: BuildOptions) -> mf.Manifest:
         if runner.dry_run:
             log.info("dry run: no manifest written")
             return mf.Manifest(mf.SCHEMA_VERSION, git.sha, "", settings.registry, [], git.dirty)
-        manifest = _write_manifest(settings, git, entries, built, incoming)
+        manifest = _write_manifest(settings, git, source, entries, built, incoming)
     finally:
         shutil.rmtree(incoming, ignore_errors=True)
     log.info(f"wrote {settings.dist_dir / 'manifest.json'} ({len(entries)} permutation(s))")
     return manifest
 
 
-def bake_targets(ctx: Context, out_dir: Path, git_sha: str) -> list[Target]:
-    """The bake targets dcforge builds for every permutation, writing archives to
-    ``out_dir`` (``bake.bake_definition`` turns them into a bake file; the benchmark
-    hands that file to plain ``docker buildx bake``)."""
+def bake_targets(ctx: Context, out_dir: Path, source: image_labels.Source) -> list[Target]:
+    """The bake targets dcforge builds for every permutation from ``source`` (a commit),
+    writing archives to ``out_dir`` (``bake.bake_definition`` turns them into a bake file;
+    the benchmark hands that file to plain ``docker buildx bake``)."""
     perms = build_plan.load_permutations(ctx.settings)
     planned = build_inputs.resolve(ctx.registry, perms, dry_run=ctx.runner.dry_run)
-    return bake.targets(ctx.settings, ctx.env, planned, out_dir, git_sha)
+    return bake.targets(ctx.settings, ctx.env, planned, out_dir, source)
 
 
 def _work_tree(ctx: Context, perms: Sequence[permfile.Permutation]) -> gitinfo.GitInfo:
@@ -100,8 +101,22 @@ def _work_tree(ctx: Context, perms: Sequence[permfile.Permutation]) -> gitinfo.G
         log.warn(
             "the work tree has uncommitted changes (or untracked files in a build context); "
             "the manifest records git_dirty=true and publish will refuse it without --allow-dirty"
+            " (the images are dated by the HEAD commit's time all the same)"
         )
     return git
+
+
+def _source(ctx: Context, git: gitinfo.GitInfo) -> image_labels.Source:
+    """The commit the images say they come from, dated by its committer time (every
+    build's SOURCE_DATE_EPOCH), and the repository's URL."""
+    if git.commit_time is None:
+        raise ConfigError(
+            f"cannot tell the time of commit {git.sha[:12]} (no checkout here holds it) — "
+            "set SOURCE_DATE_EPOCH to its committer time (git log -1 --format=%ct "
+            f"{git.sha[:12]}), the time every image of this build is dated by"
+        )
+    url = image_labels.source_url(ctx.env, gitinfo.origin_url(ctx.runner, ctx.settings.root))
+    return image_labels.Source(git.sha, git.commit_time, url)
 
 
 def _resolve(ctx: Context, perms: Sequence[permfile.Permutation]) -> list[PlannedPermutation]:
@@ -157,7 +172,7 @@ def _build_all(
     ctx: Context,
     planned: Sequence[PlannedPermutation],
     incoming: Path,
-    git_sha: str,
+    source: image_labels.Source,
     options: BuildOptions,
     refresh: Sequence[str] = (),
 ) -> list[mf.Entry]:
@@ -168,7 +183,7 @@ def _build_all(
     _check_builder(runner, planned, builder)
     targets = [
         replace(t, no_cache=t.name in refresh)
-        for t in bake.targets(settings, ctx.env, planned, incoming, git_sha)
+        for t in bake.targets(settings, ctx.env, planned, incoming, source)
     ]
     started_at = _now()
     by_name = {item.perm.name: item for item in planned}
@@ -181,12 +196,12 @@ def _build_all(
         return []
     built = (started_at, _now())
     reports = settings.dist_dir / "reports"
+    engine = ctx.engine  # one client, made here: the threads below share it
 
     def finish(target: Target) -> mf.Entry:
         with log.permutation(target.name):
-            return _finish(
-                runner, by_name[target.name], target, metadata, git_sha, built, options, reports
-            )
+            item = by_name[target.name]
+            return _finish(engine, item, target, metadata, source.revision, built, options, reports)
 
     with log.group("verify and smoke-test"):
         jobs = options.jobs or settings.effective_jobs
@@ -263,7 +278,7 @@ def _bake(
 
 
 def _finish(
-    runner: Runner,
+    engine: docker.Engine,
     item: PlannedPermutation,
     target: Target,
     metadata: dict[str, Any],
@@ -282,9 +297,9 @@ def _finish(
     platforms = image_checks.archive_platforms(p, children, archived)
     image_checks.check_archive(item, target.output_tar, platforms)
     if options.smoke and p.smoke:
-        image_checks.smoke(runner, p, target.output_tar, platforms)
+        image_checks.smoke(engine, p, target.output_tar, platforms)
     if options.smoke and p.test:
-        image_checks.image_test(runner, p, target.output_tar, platforms, reports)
+        image_checks.image_test(engine, p, target.output_tar, platforms, reports)
     return build_plan.entry(
         item,
         git_sha,
@@ -323,6 +338,7 @@ def _stage(
 def _write_manifest(
     settings: Settings,
     git: gitinfo.GitInfo,
+    source: image_labels.Source,
     entries: list[mf.Entry],
     built: list[mf.Entry],
     incoming: Path,
@@ -342,6 +358,7 @@ def _write_manifest(
         permutations=entries,
         git_dirty=git.dirty,
         builder="docker buildx bake (dcforge)",
+        source_date_epoch=source.epoch,
     )
     mf.write(settings.dist_dir / "manifest.json", manifest)
     return manifest

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-from dcforge.infra.runner import Runner
 from dcforge.infra.tools import docker
 
 
-def runner_hygiene(runner: Runner) -> list[str]:
+def runner_hygiene(engine: docker.Engine) -> list[str]:
     """Prune Docker state before a build. Never touches the registry's data or any file."""
-    return docker.runner_hygiene(runner)
+    return docker.runner_hygiene(engine)

@@ -5,6 +5,11 @@ The CLI runs ``docker buildx build`` itself; ``--output type=oci,dest=…`` pass
 so the archive is buildx's, byte for byte, and the digest in it is the one dcforge gates,
 pushes and signs. buildx's default provenance attestation is switched off as for bake
 (dcforge attests at publish time, by digest).
+
+The CLI has ``--label`` but no ``--build-arg`` and no ``--annotation``: the annotations
+ride in ``--output`` as the OCI exporter's own ``annotation-<level>.<key>`` attributes, and
+SOURCE_DATE_EPOCH in the environment, which ``docker buildx build`` turns into the build
+arg of that name (buildx >= 0.10, docker/buildx#1482) unless a build arg already sets it.
 """
 
 from __future__ import annotations
@@ -80,27 +85,25 @@ def build(
     no_cache: bool,
     builder: buildx.Builder,
     timeout: float,
+    output: str = "",
+    source_date_epoch: int | None = None,
 ) -> str:
-    """``devcontainer build`` of ``config`` into the OCI archive ``output_tar``; its log."""
+    """``devcontainer build`` of ``config`` into the OCI archive ``output_tar``, exported
+    as ``output`` says (buildx's ``--output`` value; default: plain ``type=oci`` into
+    ``output_tar``), dated by ``source_date_epoch``; its log."""
     argv: list[str | Path] = [
         cli, "build", "--workspace-folder", workspace, "--config", config,
-        "--output", f"type=oci,dest={output_tar}", "--image-name", image_name,
+        "--output", output or f"type=oci,dest={output_tar}", "--image-name", image_name,
         "--platform", ",".join(platforms), "--no-lockfile", "--log-format", "text",
     ]  # fmt: skip
-    for key, value in sorted(labels.items()):
-        argv += ["--label", f"{key}={value}"]
-    if no_cache:
-        argv.append("--no-cache")
-    else:
-        for source in cache_from:
-            argv += ["--cache-from", source]
-    for target in cache_to:
-        argv += ["--cache-to", target]
+    argv += _options(labels, cache_from, cache_to, no_cache)
     # A temporary directory of its own: the CLI names its Feature staging folder by the
     # millisecond, so two builds started together would share (and mix) their Features.
     tmp = workspace.parent / f"{workspace.name}.tmp"
     tmp.mkdir(exist_ok=True)
     env = {"BUILDX_NO_DEFAULT_ATTESTATIONS": "1", "TMPDIR": str(tmp), **builder_env(builder)}
+    if source_date_epoch is not None:
+        env["SOURCE_DATE_EPOCH"] = str(source_date_epoch)
     # The runner gives the CLI (and the buildx it runs) only the engine, the builder, registry
     # credentials, proxies and CAs (dcforge.infra.runner.TOOL_ENV["devcontainer"]): no secret of
     # the runner can be substituted into a build or an image.
@@ -112,6 +115,23 @@ def build(
             details="\n".join((result.stderr + result.stdout).strip().splitlines()[-30:]),
         )
     return result.stderr + result.stdout
+
+
+def _options(
+    labels: Mapping[str, str], cache_from: Sequence[str], cache_to: Sequence[str], no_cache: bool
+) -> list[str | Path]:
+    """``--label`` for each label, and the cache options (no cache read with ``no_cache``)."""
+    argv: list[str | Path] = []
+    for key, value in sorted(labels.items()):
+        argv += ["--label", f"{key}={value}"]
+    if no_cache:
+        argv.append("--no-cache")
+    else:
+        for source in cache_from:
+            argv += ["--cache-from", source]
+    for target in cache_to:
+        argv += ["--cache-to", target]
+    return argv
 
 
 def _cause(stdout: str, stderr: str) -> str:

@@ -15,11 +15,12 @@ import re
 import shlex
 import tarfile
 import tempfile
+import threading
 import time
 import uuid
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -55,9 +56,15 @@ class Engine:
 
     runner: Runner
     _client: Any = None
+    _opening: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     @property
     def client(self) -> Any:
+        """The SDK client, made on first use (once, when threads ask together)."""
+        with self._opening:
+            return self._client or self._open()
+
+    def _open(self) -> Any:
         if self._client is None:
             try:
                 self._client = sdk.from_env(environment=dict(self.runner.env), timeout=900)
@@ -270,7 +277,7 @@ def _size(n: float) -> str:
 
 
 def smoke_archive(
-    runner: Runner,
+    engine: Engine,
     tarball: Path,
     images: Mapping[str, str],
     commands: list[str],
@@ -281,21 +288,20 @@ def smoke_archive(
     """Load each platform's image of ``tarball`` (platform → manifest digest) on its own,
     check the container really runs that architecture, and run every smoke command in it
     with no network. Returns the engine's image store. A failure is a BuildError."""
-    with Engine(runner) as engine:
-        store = engine.image_store()
-        for platform, digest in images.items():
-            # A tag of this run's own: another job on the same engine never removes it.
-            tag = f"dcforge-smoke/{name}:{platform.replace('/', '-')}-{uuid.uuid4().hex[:12]}"
-            with engine.loaded(tarball, digest, tag, platform) as image:
-                check_architecture(engine, image, platform)
-                for command in commands:
-                    try:
-                        engine.run(image, ["sh", "-c", command], platform=platform, timeout=timeout)
-                    except ToolError as err:
-                        raise BuildError(
-                            f"{name}: smoke command {command!r} failed on {platform}: {err}"
-                        ) from None
-        return store
+    store = engine.image_store()
+    for platform, digest in images.items():
+        # A tag of this run's own: another job on the same engine never removes it.
+        tag = f"dcforge-smoke/{name}:{platform.replace('/', '-')}-{uuid.uuid4().hex[:12]}"
+        with engine.loaded(tarball, digest, tag, platform) as image:
+            check_architecture(engine, image, platform)
+            for command in commands:
+                try:
+                    engine.run(image, ["sh", "-c", command], platform=platform, timeout=timeout)
+                except ToolError as err:
+                    raise BuildError(
+                        f"{name}: smoke command {command!r} failed on {platform}: {err}"
+                    ) from None
+    return store
 
 
 def image_user(tarball: Path, digest: str) -> str:
@@ -308,7 +314,7 @@ def image_user(tarball: Path, digest: str) -> str:
 
 
 def image_test(
-    runner: Runner,
+    engine: Engine,
     tarball: Path,
     images: Mapping[str, str],
     script: Path,
@@ -323,26 +329,25 @@ def image_test(
     argv = ["/bin/sh", "-c", f"cd /tmp/dcforge-test && exec ./{shlex.quote(script.name)}"]
     nonce = uuid.uuid4().hex
     results = []
-    with Engine(runner) as engine:
-        for platform, digest in images.items():
-            tag = f"dcforge-test/{name}:{platform.replace('/', '-')}-{uuid.uuid4().hex[:12]}"
-            user = image_user(tarball, digest)
-            with engine.loaded(tarball, digest, tag, platform) as image:
-                output = engine.run(
-                    image, argv, platform=platform, timeout=timeout, user=user, files=files,
-                    check=False, environment={"DCFORGE_CHECK_NONCE": nonce},
-                )  # fmt: skip
-            lines = output.rstrip("\n").splitlines()
-            code = int(lines[-1].split()[-1]) if lines and lines[-1].startswith("exit ") else 0
-            results.append(
-                {
-                    "platform": platform,
-                    "user": user or "(image default)",
-                    "exit_code": code,
-                    "checks": devcontainer.parse_checks(output, nonce),
-                    "output": redact("\n".join(lines[:-1])[-20000:], secret_values(runner.env)),
-                }
-            )
+    for platform, digest in images.items():
+        tag = f"dcforge-test/{name}:{platform.replace('/', '-')}-{uuid.uuid4().hex[:12]}"
+        user = image_user(tarball, digest)
+        with engine.loaded(tarball, digest, tag, platform) as image:
+            output = engine.run(
+                image, argv, platform=platform, timeout=timeout, user=user, files=files,
+                check=False, environment={"DCFORGE_CHECK_NONCE": nonce},
+            )  # fmt: skip
+        lines = output.rstrip("\n").splitlines()
+        code = int(lines[-1].split()[-1]) if lines and lines[-1].startswith("exit ") else 0
+        results.append(
+            {
+                "platform": platform,
+                "user": user or "(image default)",
+                "exit_code": code,
+                "checks": devcontainer.parse_checks(output, nonce),
+                "output": redact("\n".join(lines[:-1])[-20000:], secret_values(engine.runner.env)),
+            }
+        )
     return results
 
 
@@ -384,20 +389,19 @@ def check_architecture(engine: Engine, image: str, platform: str) -> None:
 _RECLAIMED = re.compile(r"Total(?: reclaimed)? space:?\s*(\S+)", re.I)
 
 
-def prune_runner(runner: Runner) -> list[str]:
+def prune_runner(engine: Engine) -> list[str]:
     """Prune the engine (SDK) and the buildx builder's cache; returns space lines."""
-    with Engine(runner) as engine:
-        reports = [f"system prune: reclaimed {engine.prune()}"]
-    out = runner.run(["docker", "buildx", "prune", "-af"], timeout=900).stdout
+    reports = [f"system prune: reclaimed {engine.prune()}"]
+    out = engine.runner.run(["docker", "buildx", "prune", "-af"], timeout=900).stdout
     found = _RECLAIMED.findall(out)
     reports.append(f"buildx prune: reclaimed {found[-1] if found else '0B'}")
     return reports
 
 
-def runner_hygiene(runner: Runner) -> list[str]:
+def runner_hygiene(engine: Engine) -> list[str]:
     """Prune Docker state before a build. Never touches the registry's data or any file."""
     with log.group("runner hygiene: engine prune + buildx prune"):
-        reports = prune_runner(runner)
+        reports = prune_runner(engine)
         for line in reports:
             log.info(line)
     return reports
