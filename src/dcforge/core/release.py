@@ -316,7 +316,13 @@ def pinned_number(pin: Pin | None, sha: str) -> int:
 def check_publish_tag(reference: str, digest: str, found: Release, sha: str, number: int) -> None:
     """The record at ``<sha>.<number>`` must be publish ``number`` of ``sha``: a signed record
     of another publish there was put there by someone moving tags."""
-    if (found.git_sha, found.sequence) != (sha, number):
+    if found.git_sha != sha:
+        raise VerifyFailed(
+            f"{reference} ({digest[:19]}) holds the record of release {found.git_sha[:12]}, "
+            f"not of {sha[:12]} — refused: another release's record was put under this name; "
+            "the tag was re-pointed"
+        )
+    if found.sequence != number:
         raise VerifyFailed(
             f"{reference} holds the signed record of publish {found.sequence} of "
             f"{found.git_sha[:12]} ({digest[:19]}), not publish {number} of {sha[:12]}: "

@@ -282,8 +282,12 @@ class Releases:
         publish cut off between push and sign).
         """
         sha = manifest.git_sha
-        newest, existing, previous = self._latest(sha)
-        if existing and previous:
+        tags = self.tags()
+        newest, existing, previous = self._latest(sha, tags)
+        # A publish above the newest valid one (cut off before signing, or junk) makes
+        # readers refuse the release: this publish goes above it, never reuses below it.
+        highest = max(release.sequences(tags, sha), default=0)
+        if existing and previous and highest <= newest:
             body = release.encode(
                 release.build(
                     manifest, gate_doc, bindings, sequence=previous[0], supersedes=previous[1]
@@ -294,7 +298,7 @@ class Releases:
                 # The newest valid publish was verified finding it; another may need signing.
                 verified = newest > 0
                 return self._signed_record(manifest, existing, previous[0], "already", verified)
-        sequence = release.next_sequence(newest, existing, previous)
+        sequence = max(release.next_sequence(newest, existing, previous), highest + 1)
         body = release.encode(
             release.build(
                 manifest, gate_doc, bindings, sequence=sequence, supersedes=existing or ""
@@ -310,11 +314,13 @@ class Releases:
         )
         return self._signed_record(manifest, digest, sequence, "done", verified=False)
 
-    def _latest(self, sha: str) -> tuple[int, str | None, tuple[int, str] | None]:
+    def _latest(
+        self, sha: str, tags: Sequence[str]
+    ) -> tuple[int, str | None, tuple[int, str] | None]:
         """(newest valid publish number or 0, the record a new publish supersedes, its
         (number, supersedes)): the newest valid publish, or (none yet) whatever ``<sha>``
         holds — a record from before publish numbers, or one never signed (cut off)."""
-        valid = self.newest_publish(sha, self.tags(), strict=False)
+        valid = self.newest_publish(sha, tags, strict=False)
         if valid:
             return valid[0], valid[1], (valid[0], valid[2].supersedes)
         existing = self.registry.digest_or_none(f"{self.repository}:{sha}")
