@@ -56,6 +56,13 @@ def report(*vulns: tuple[str, str, str, str, str]) -> dict[str, Any]:
 
 CRIT = ("CVE-2099-0001", "zlib1g", "1:1.2.13", "1:1.3.0-1", "CRITICAL")
 LOW = ("CVE-2099-0002", "curl", "7.88", "", "LOW")
+CRIT_FINDING = dict(
+    zip(
+        ("VulnerabilityID", "PkgName", "InstalledVersion", "FixedVersion", "Severity"),
+        CRIT,
+        strict=True,
+    )
+)
 
 
 def decide(
@@ -533,7 +540,15 @@ def test_trivy_hiding_what_no_live_not_affected_waiver_covers_blocks() -> None:
 
 @pytest.mark.parametrize(
     "modified",
-    [{"Type": "vulnerability"}, {"Type": "vulnerability", "Finding": {"x": 1}}, "not an object"],
+    [
+        {"Type": "vulnerability"},
+        {"Type": "vulnerability", "Finding": {"x": 1}},
+        "not an object",
+        # Another type (or none) is not dropped: it may carry a CRITICAL the verdict needs.
+        {"Type": "Vulnerability", "Finding": CRIT_FINDING},
+        {"Finding": CRIT_FINDING},
+        {"Type": "secret", "Finding": CRIT_FINDING},
+    ],
 )
 def test_a_malformed_suppressed_finding_is_an_unusable_report(modified: Any) -> None:
     rep = report()

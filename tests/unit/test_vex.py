@@ -125,8 +125,18 @@ def test_a_platform_of_a_multi_platform_image_is_also_named_by_its_index() -> No
             "localhost:5000/dcforge/base",
             "pkg:oci/base@{d}?repository_url=localhost:5000%2Fdcforge%2Fbase",
         ),
-        ("docker.io/acme/Base", "pkg:oci/base@{d}?repository_url=acme%2FBase"),
-        ("docker.io/library/debian", "pkg:oci/debian@{d}?repository_url=debian"),
+        (
+            "docker.io/acme/Base",
+            "pkg:oci/base@{d}?repository_url=index.docker.io%2Facme%2FBase",
+        ),
+        (
+            "docker.io/library/debian",
+            "pkg:oci/debian@{d}?repository_url=index.docker.io%2Flibrary%2Fdebian",
+        ),
+        (
+            "index.docker.io/debian",
+            "pkg:oci/debian@{d}?repository_url=index.docker.io%2Flibrary%2Fdebian",
+        ),
     ],
 )
 def test_image_purls_are_written_as_trivy_writes_them(repository: str, expected: str) -> None:
@@ -195,8 +205,15 @@ def test_the_archive_scan_document_keys_the_same_statements_by_package() -> None
     assert doc is not None
     scan = vex.by_package(doc)
     by_vuln = statements(scan)
-    assert by_vuln["CVE-2099-0001"]["products"] == [{"@id": ZLIB_DEV}, {"@id": ZLIB}]
-    assert by_vuln["GHSA-abcd-efgh-ijkl"]["products"] == [{"@id": CURL}]
+    # Each package its own only subcomponent: a bare product would, in Trivy's dependency
+    # walk, also hide the CVE in whatever only that package depends on.
+    assert by_vuln["CVE-2099-0001"]["products"] == [
+        {"@id": ZLIB_DEV, "subcomponents": [{"@id": ZLIB_DEV}]},
+        {"@id": ZLIB, "subcomponents": [{"@id": ZLIB}]},
+    ]
+    assert by_vuln["GHSA-abcd-efgh-ijkl"]["products"] == [
+        {"@id": CURL, "subcomponents": [{"@id": CURL}]}
+    ]
     for name, s in statements(doc).items():
         assert {k: v for k, v in s.items() if k != "products"} == {
             k: v for k, v in by_vuln[name].items() if k != "products"

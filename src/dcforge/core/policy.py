@@ -184,8 +184,13 @@ def parse_hidden(report: Any) -> list[Finding]:
         for modified in _listed(result, "ExperimentalModifiedFindings"):
             if not isinstance(modified, Mapping):
                 raise ReportError("a suppressed finding is not an object")
-            if modified.get("Type") == "vulnerability":
-                hidden.append(_finding(modified.get("Finding")))
+            # Only the vulnerability scanner runs: anything else suppressed is not a report
+            # the gate can read, and dropping it would drop a finding from the verdict.
+            if modified.get("Type") != "vulnerability":
+                raise ReportError(
+                    f"a suppressed finding of type {modified.get('Type')!r}, not 'vulnerability'"
+                )
+            hidden.append(_finding(modified.get("Finding")))
     return hidden
 
 

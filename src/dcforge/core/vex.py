@@ -92,11 +92,12 @@ def oci_purl(repository: str, digest: str, arch: str = "") -> str:
 
 
 def _repository_url(repository: str) -> str:
-    """The repository as Trivy names it (go-containerregistry's RepositoryName: Docker
-    Hub's host and its ``library/`` are dropped)."""
+    """The repository as Trivy names it in an image's purl: go-containerregistry's
+    ``Repository.Name()``, where Docker Hub is ``index.docker.io`` and an official image
+    lives under ``library/`` (Trivy's pkg/sbom/io/encode_test.go, its .vex/oci.openvex.json)."""
     host, _, path = repository.partition("/")
     if host in ("docker.io", "index.docker.io"):
-        return path.removeprefix("library/")
+        return f"index.docker.io/{path if '/' in path else 'library/' + path}"
     return repository
 
 
@@ -142,8 +143,17 @@ def by_package(doc: Mapping[str, Any]) -> dict[str, Any]:
     """``doc``'s statements with the packages as products: what Trivy matches whatever it
     scans (an archive has no image purl). Only for the scan of ``doc``'s image — it would
     apply to the same package in any image."""
+    # Each package is its own product and its own only subcomponent: a product without
+    # subcomponents matches every package under it in Trivy's dependency walk, so a waiver
+    # for P would hide the CVE in whatever only P depends on (go-vex Product.Matches).
     statements = [
-        {**s, "products": [{"@id": sub["@id"]} for sub in s["products"][0]["subcomponents"]]}
+        {
+            **s,
+            "products": [
+                {"@id": sub["@id"], "subcomponents": [{"@id": sub["@id"]}]}
+                for sub in s["products"][0]["subcomponents"]
+            ],
+        }
         for s in doc["statements"]
     ]
     timestamp = dt.datetime.fromisoformat(str(doc["timestamp"]).replace("Z", "+00:00"))

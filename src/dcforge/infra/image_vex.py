@@ -103,8 +103,8 @@ def apply(
     return Vexed(filtered, recorded)
 
 
-def _keys(findings: Sequence[policy.Finding]) -> Counter[tuple[str, str, str, str]]:
-    return Counter((f.id, f.package, f.installed, f.purl) for f in findings)
+def _keys(findings: Sequence[policy.Finding]) -> Counter[tuple[str, ...]]:
+    return Counter((f.id, f.package, f.installed, f.purl, f.severity, f.fixed) for f in findings)
 
 
 def disagreements(
