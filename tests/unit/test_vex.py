@@ -243,3 +243,13 @@ def test_dumps_writes_one_layout(tmp_path: Path) -> None:
     (tmp_path / "x.vex.json").write_bytes(vex.dumps(doc))
     assert json.loads((tmp_path / "x.vex.json").read_text()) == doc
     assert vex.dumps(doc).endswith(b"}\n")
+
+
+def test_an_invalid_document_is_one_gate_line_not_a_traceback() -> None:
+    """A schema failure is dcforge's bug, but it reaches the user as a blocked gate (exit 6,
+    one line), never as a traceback."""
+    from dcforge.core.errors import GateBlocked
+
+    with pytest.raises(GateBlocked) as err:
+        vex.validate({"@context": "x"})
+    assert err.value.exit_code == 6

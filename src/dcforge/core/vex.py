@@ -51,6 +51,7 @@ from urllib.parse import quote
 import jsonschema
 
 from dcforge.core.coverage import COVERAGE_IDS
+from dcforge.core.errors import GateBlocked
 from dcforge.core.policy import Finding, live_waiver
 from dcforge.core.waivers import NOT_AFFECTED, Waiver
 
@@ -60,8 +61,9 @@ TOOLING = "dcforge gate, from waivers.yaml"
 ID_PREFIX = "urn:dcforge:vex:"
 
 
-class VexError(RuntimeError):
-    """A VEX document dcforge made that the OpenVEX schema refuses: a bug in dcforge."""
+class VexError(GateBlocked):
+    """A VEX document dcforge made that the OpenVEX schema refuses (a bug in dcforge): the
+    gate blocks with one line, not a traceback."""
 
 
 @dataclass(frozen=True)
