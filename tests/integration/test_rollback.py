@@ -100,7 +100,11 @@ def test_refusals_move_nothing(
 ) -> None:
     r = two_releases
     _refused(r, runner, "0123abcd", "no published release for git SHA 0123abcd")
-    _refused(r, runner, "zz", "neither a git SHA")
+    # Not a SHA at all: a usage error from the parser (exit 2), before any registry.
+    malformed = run_dcforge("rollback", "--sha", "zz", cwd=r.root, env=r.env)
+    assert malformed.returncode == 2, malformed.stderr
+    assert "'zz' names no release" in malformed.stderr
+    assert tags_point_at(runner, r.b)
     # A twin tag sharing A's first 12 digits makes a 12-digit prefix ambiguous.
     twin = r.a.git_sha[:12] + ("0" if r.a.git_sha[12] != "0" else "1") + r.a.git_sha[13:]
     registry.tag(runner, f"{r.releases}:{r.a.git_sha}", [twin], plain_http=True)
