@@ -4,6 +4,7 @@ findings and nothing else."""
 
 from __future__ import annotations
 
+import base64
 import datetime as dt
 import hashlib
 import json
@@ -11,12 +12,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import requests
 
 from dcforge.core import manifest as mf
-from dcforge.core import trivydb
+from dcforge.core import release, trivydb
+from dcforge.core.attestations import VEX_TYPE
 from dcforge.infra.runner import Runner
 from dcforge.infra.tools import registry, trivy
-from tests.integration.conftest import gate, push_db
+from tests.integration.conftest import gate, git_commit, push_db, run_dcforge
 
 pytestmark = pytest.mark.integration
 
@@ -134,3 +137,71 @@ def test_waivers_reach_trivy_as_openvex_and_hide_exactly_the_not_affected(
     layout = trivy.unpack_oci_archive(tar, tmp_path / "layout")
     archive: list[str | Path] = ["--input", layout]
     assert consumer_scan(runner, tmp_path, vex_db, archive, doc_path) == everything
+
+
+def attested_vex(runner: Runner, pub: Path, ref: str, out: Path) -> Path:
+    """What a consumer downloads: the OpenVEX predicate of the image's verified attestation
+    (plain cosign, the publisher's public key)."""
+    argv: list[str | Path] = ["cosign", "verify-attestation", "--type", VEX_TYPE, "--key", pub]
+    result = runner.run([*argv, "--insecure-ignore-tlog", "--allow-http-registry", ref])
+    (line,) = [ln for ln in result.stdout.splitlines() if ln.strip()]
+    statement = json.loads(base64.b64decode(json.loads(line)["payload"]))
+    assert statement["predicateType"] == VEX_TYPE
+    out.write_text(json.dumps(statement["predicate"]))
+    return out
+
+
+def drop_layers(repository: str, tag: str, predicate_type: str) -> None:
+    """Re-write the attestation manifest ``repository:tag`` without its ``predicate_type``
+    statements (what someone with push rights, but not the key, can do)."""
+    host, _, name = repository.partition("/")
+    url = f"http://{host}/v2/{name}/manifests/{tag}"
+    media = "application/vnd.oci.image.manifest.v1+json"
+    doc = requests.get(url, headers={"Accept": media}, timeout=30).json()
+
+    def statement_type(layer: dict[str, Any]) -> str:
+        blob = f"http://{host}/v2/{name}/blobs/{layer['digest']}"
+        envelope = requests.get(blob, timeout=30).json()
+        return str(json.loads(base64.b64decode(envelope["payload"]))["predicateType"])
+
+    kept = [layer for layer in doc["layers"] if statement_type(layer) != predicate_type]
+    assert len(kept) == len(doc["layers"]) - 1
+    doc["layers"] = kept
+    put = requests.put(url, data=json.dumps(doc), headers={"Content-Type": media}, timeout=30)
+    put.raise_for_status()
+
+
+def test_publish_attests_the_vex_a_consumer_applies_and_verify_requires_it(
+    gated_project: Path, vex_db: str, runner: Runner, tmp_path: Path
+) -> None:
+    (gated_project / "waivers.yaml").write_text(waivers_yaml(dt.date.today()))
+    git_commit(gated_project, "waivers")
+    env = {"DCFORGE_TRIVY_DB_REPOSITORY": vex_db}
+    for step in (["build", "--no-prune"], ["gate"], ["publish"]):
+        result = run_dcforge(*step, cwd=gated_project, env=env)
+        assert result.returncode == 0, result.stderr
+    entry = mf.load(gated_project / "dist/manifest.json").entry("vuln")
+    ref = f"{entry.repository}@{entry.image_digest}"
+
+    # The attested document is the gate's, byte for byte in content, and the record says so.
+    pub = gated_project / ".dcforge/cosign/cosign.pub"
+    downloaded = attested_vex(runner, pub, ref, tmp_path / "downloaded.vex.json")
+    gated = gated_project / "dist/reports/vuln.vex.json"
+    assert json.loads(downloaded.read_text()) == json.loads(gated.read_text())
+
+    # A consumer's Trivy with the downloaded document hides the not_affected finding only.
+    by_tag: list[str | Path] = ["--image-src", "remote", f"{entry.repository}:latest"]
+    everything = {NOT_AFFECTED, AFFECTED, UNWAIVED}
+    assert consumer_scan(runner, tmp_path, vex_db, by_tag, downloaded) == everything - {
+        NOT_AFFECTED
+    }
+
+    # Without its VEX the release no longer verifies: the record says the image has one.
+    verified = run_dcforge("verify", cwd=gated_project, env=env)
+    assert verified.returncode == 0, verified.stderr
+    drop_layers(entry.repository, release.artifact_tag(entry.image_digest, "att"), VEX_TYPE)
+    stripped = run_dcforge("verify", cwd=gated_project, env=env)
+    assert stripped.returncode == 9, stripped.stderr
+    assert f"no {VEX_TYPE} attestation names {entry.image_digest}" in stripped.stderr or (
+        f"{VEX_TYPE} attestation does not verify" in stripped.stderr
+    ), stripped.stderr

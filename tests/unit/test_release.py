@@ -133,3 +133,26 @@ def test_what_the_registry_holds_keeps_its_names() -> None:
     assert release.LAST_KNOWN_GOOD == "last-known-good"
     assert attestations.PROVENANCE_TYPE == "https://slsa.dev/provenance/v1"
     assert provenance.BUILD_TYPE == "https://github.com/dcforge/dcforge/buildtypes/bake/v1"
+
+
+def test_the_record_names_each_image_the_gate_wrote_a_vex_for() -> None:
+    m = mf.parse(json.loads(json.dumps(GOOD)), "m")
+    entry = m.permutations[0]
+    sha = "c" * 64
+    platform = {"platform": "linux/amd64", "digest": entry.image_digest, "passed": True}
+    gate_doc = {"permutations": [{"name": entry.name, "platforms": [
+        {**platform, "vex": {"file": "x.vex.json", "sha256": sha}}]}]}  # fmt: skip
+    built = release.build(m, gate_doc)
+    assert built["images"][0]["vex"] == {entry.image_digest: sha}
+    image = release.parse(built, "r").images[0]
+    assert image.vex_digests() == {entry.image_digest}
+    # No VEX recorded (nothing waived, or a record from before VEX): no field, none needed.
+    assert "vex" not in release.build(m, {"permutations": [{"name": entry.name}]})["images"][0]
+    assert release.parse(release.build(m, {}), "r").images[0].vex == ()
+    # A record naming a VEX for an image it does not have, or not a sha256, is refused.
+    bads: list[object] = [{A: sha}, {entry.image_digest: "c" * 63}, {entry.image_digest: 7}, []]
+    for bad in bads:
+        record = release.build(m, gate_doc)
+        record["images"][0]["vex"] = bad
+        with pytest.raises(ManifestError, match="'vex'"):
+            release.parse(record, "r")

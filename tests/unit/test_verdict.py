@@ -195,3 +195,40 @@ def test_verdicts_that_are_not_a_list_are_refused(tmp_path: Path) -> None:
     edit_gate(dist, permutations={"tiny-one": True})
     with pytest.raises(PublishRefused, match="no per-permutation verdicts"):
         gate.check_publishable(conf, m, dist / "manifest.json")
+
+
+def _with_vex(dist: Path, m: mf.Manifest, body: bytes) -> Path:
+    """The gate's VEX document of the manifest's image, recorded in gate.json."""
+    e = m.permutations[0]
+    doc_path = dist / "reports" / f"{e.report_stem('linux/amd64')}.vex.json"
+    doc_path.parent.mkdir(exist_ok=True)
+    doc_path.write_bytes(body)
+    doc = json.loads((dist / "gate.json").read_text())
+    doc["permutations"][0]["platforms"][0]["vex"] = {
+        "file": doc_path.name,
+        "sha256": file_sha256(doc_path),
+    }
+    (dist / "gate.json").write_text(json.dumps(doc))
+    return doc_path
+
+
+def test_publish_attests_the_vex_document_the_gate_recorded_and_no_other(tmp_path: Path) -> None:
+    conf, m, dist = setup(tmp_path)
+    doc_path = _with_vex(dist, m, b'{"statements": []}\n')
+    gate_doc = json.loads((dist / "gate.json").read_text())
+    assert gate.vex_files(conf, m, gate_doc) == {m.permutations[0].image_digest: doc_path}
+
+    doc_path.write_bytes(b'{"statements": ["edited after the gate"]}\n')
+    with pytest.raises(PublishRefused, match=r"not the VEX document the gate recorded"):
+        gate.vex_files(conf, m, gate_doc)
+    doc_path.unlink()
+    with pytest.raises(PublishRefused, match=r"re-run the gate; nothing was pushed"):
+        gate.vex_files(conf, m, gate_doc)
+
+
+def test_a_vex_recorded_for_another_image_is_not_attested(tmp_path: Path) -> None:
+    conf, m, dist = setup(tmp_path)
+    _with_vex(dist, m, b"{}\n")
+    gate_doc = json.loads((dist / "gate.json").read_text())
+    gate_doc["permutations"][0]["platforms"][0]["digest"] = "sha256:" + "f" * 64
+    assert gate.vex_files(conf, m, gate_doc) == {}

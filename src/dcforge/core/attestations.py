@@ -1,9 +1,10 @@
 """What a release attests, and cosign's verified attestations read back (pure).
 
 Each image of a release carries two in-toto statements: its SBOM (SPDX JSON) and its SLSA
-v1 provenance. ``cosign verify-attestation`` prints the verified ones as JSON lines (DSSE
-envelopes); :func:`subjects` and :func:`one_each` read which images they name, strictly:
-anything cosign could read differently from dcforge names no subject.
+v1 provenance; an image with waived findings a third, their OpenVEX document. ``cosign
+verify-attestation`` prints the verified ones as JSON lines (DSSE envelopes);
+:func:`subjects` and :func:`one_each` read which images they name, strictly: anything
+cosign could read differently from dcforge names no subject.
 """
 
 from __future__ import annotations
@@ -13,13 +14,17 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
-from dcforge.core import dsse
+from dcforge.core import dsse, vex
 
 SBOM_TYPE = "spdxjson"
 # The predicate-type URI itself: cosign then stores the predicate exactly as written
 # (``slsaprovenance1`` re-encodes it and writes ``invocationID``, which SLSA v1 does not know).
 PROVENANCE_TYPE = "https://slsa.dev/provenance/v1"
+# An image the gate waived findings of also carries the OpenVEX document of those waivers
+# (only then: OpenVEX has no empty document), by its own ``@context`` as predicate type.
+VEX_TYPE = vex.CONTEXT
 PREDICATE_TYPES = {ptype: dsse.predicate_type_uri(ptype) for ptype in (SBOM_TYPE, PROVENANCE_TYPE)}
+ALL_TYPES = {**PREDICATE_TYPES, VEX_TYPE: VEX_TYPE}  # every type an image can be attested with
 
 
 def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:

@@ -14,7 +14,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -30,6 +30,7 @@ PIN_FILE_NAME = "pin.json"
 SCHEMA_VERSION = 1
 GATE_FIELDS = ("trivy_version", "syft_version", "db_repository", "db_updated_at", "sample_db")
 DIGEST_RE = re.compile(r"^sha256:[0-9a-f]{64}$")
+SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
 
 
 def repository(registry: str) -> str:
@@ -61,6 +62,9 @@ class Image:
     # publish signed and verified, byte for byte, without running cosign again.
     signatures: tuple[tuple[str, str], ...] = ()
     attestations: tuple[tuple[str, str], ...] = ()
+    # Image digest → sha256 of the OpenVEX document of its waived findings, for each image
+    # the gate waived findings of: each of them must carry that document as an attestation.
+    vex: tuple[tuple[str, str], ...] = ()
 
     def ref(self) -> str:
         return f"{self.repository}@{self.digest}"
@@ -74,6 +78,10 @@ class Image:
     def attested(self) -> list[tuple[str, str]]:
         """(platform, digest) of every image with its own SBOM and provenance."""
         return list(self.platforms) or [("", self.digest)]
+
+    def vex_digests(self) -> set[str]:
+        """The images that carry an OpenVEX attestation (the gate waived their findings)."""
+        return {digest for digest, _ in self.vex}
 
     def bound(self) -> bool:
         """The record binds every signature and attestation manifest of this image."""
@@ -147,6 +155,7 @@ def build(
                 "immutable_tag": e.immutable_tag,
                 "floating_tags": list(e.floating_tags),
                 **(bindings or {}).get(e.name, {}),
+                **({"vex": vex} if (vex := vex_documents(gate_doc, e)) else {}),
             }
             for e in manifest.permutations
         ],
@@ -160,6 +169,21 @@ def build(
         },
         "manifest": manifest.to_json(),
     }
+
+
+def vex_documents(gate_doc: Mapping[str, Any], entry: mf.Entry) -> dict[str, str]:
+    """Image digest → sha256 of its OpenVEX document, as the gate verdict records them for
+    ``entry``'s platform images (:func:`dcforge.core.verdict.check_publishable` checked
+    that those verdicts are this manifest's)."""
+    verdicts = [v for v in gate_doc.get("permutations") or [] if isinstance(v, dict)]
+    found = next((v for v in verdicts if v.get("name") == entry.name), {})
+    images = entry.platform_images()
+    out = {}
+    for p in found.get("platforms") or []:
+        doc = p.get("vex") if isinstance(p, dict) else None
+        if isinstance(doc, dict) and images.get(p.get("platform")) == p.get("digest"):
+            out[str(p["digest"])] = str(doc.get("sha256"))
+    return out
 
 
 def encode(record: dict[str, Any]) -> bytes:
@@ -227,7 +251,10 @@ def _image(raw: Any, manifest: mf.Manifest, source: str) -> Image:
         tuple(entry.platform_images().items()),
         _binding(raw, "signatures", source),
         _binding(raw, "attestations", source),
+        _vex(raw, source),
     )
+    if not image.vex_digests() <= {d for _, d in image.attested()}:
+        raise ManifestError(f"{source}: image {entry.name}: 'vex' names an image it does not have")
     if (image.signatures or image.attestations) and not image.bound():
         raise ManifestError(
             f"{source}: image {entry.name}: its signature/attestation bindings do not "
@@ -243,6 +270,16 @@ def _binding(raw: dict[str, Any], key: str, source: str) -> tuple[tuple[str, str
         for k, v in value.items()
     ):
         raise ManifestError(f"{source}: image {raw.get('name')!r}: '{key}' is not digest → digest")
+    return tuple(sorted(value.items()))
+
+
+def _vex(raw: dict[str, Any], source: str) -> tuple[tuple[str, str], ...]:
+    value = raw.get("vex", {})
+    if not isinstance(value, dict) or not all(
+        isinstance(k, str) and isinstance(v, str) and DIGEST_RE.match(k) and SHA256_RE.match(v)
+        for k, v in value.items()
+    ):
+        raise ManifestError(f"{source}: image {raw.get('name')!r}: 'vex' is not digest → sha256")
     return tuple(sorted(value.items()))
 
 

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from dcforge.core import manifest as mf
-from dcforge.core import policy, toolpins
+from dcforge.core import policy, release, toolpins
 from dcforge.core.errors import PublishRefused
 from dcforge.core.hashing import file_sha256
 from dcforge.core.settings import Settings, is_loopback
@@ -156,3 +156,25 @@ def _check_still_valid(settings: Settings, doc: Mapping[str, Any], now: dt.datet
                     f"{v.get('name')}: the waiver for {waived.get('id')} it passed with expired "
                     f"on {expires or '?'} — re-run the gate"
                 )
+
+
+def vex_files(
+    settings: Settings, manifest: mf.Manifest, gate_doc: dict[str, Any]
+) -> dict[str, Path]:
+    """Image digest → the OpenVEX document the gate wrote for it, each still the bytes the
+    verdict recorded (the VEX attested is the one the gate decided with)."""
+    out = {}
+    for entry in manifest.permutations:
+        recorded = release.vex_documents(gate_doc, entry)
+        for platform, digest in entry.platform_images().items():
+            if digest not in recorded:
+                continue
+            sha256 = recorded[digest]
+            path = settings.dist_dir / "reports" / f"{entry.report_stem(platform)}.vex.json"
+            if not path.is_file() or file_sha256(path) != sha256:
+                raise PublishRefused(
+                    f"{entry.name}: {path} is not the VEX document the gate recorded "
+                    f"(sha256 {sha256[:12]}…) — re-run the gate; nothing was pushed"
+                )
+            out[digest] = path
+    return out

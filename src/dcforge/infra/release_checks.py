@@ -24,7 +24,7 @@ from typing import Any
 
 from dcforge.core import manifest as mf
 from dcforge.core import release
-from dcforge.core.attestations import PREDICATE_TYPES, one_each, subjects
+from dcforge.core.attestations import ALL_TYPES, PREDICATE_TYPES, VEX_TYPE, one_each, subjects
 from dcforge.core.errors import (
     PublishRefused,
     RegistryError,
@@ -144,7 +144,7 @@ class ReleaseChecks:
         checks += [
             partial(self._check_attestation, image, platform, digest, ptype)
             for platform, digest in ([] if attestations_verified else image.attested())
-            for ptype in PREDICATE_TYPES
+            for ptype in _types(image, digest)
         ]
         with ThreadPoolExecutor(max_workers=VERIFY_WORKERS) as pool:
             for found in pool.map(lambda check: check(), checks):
@@ -186,7 +186,7 @@ class ReleaseChecks:
             out = self.cosign.verify_attestation(ref_at_digest, ptype)
         except ToolError as err:
             return f"{ptype} attestation does not verify ({err})"
-        if digest not in subjects(out, PREDICATE_TYPES[ptype]):
+        if digest not in subjects(out, ALL_TYPES[ptype]):
             return f"no {ptype} attestation names {digest} as subject"
         return ""
 
@@ -243,7 +243,7 @@ class ReleaseChecks:
             )
             log.step(
                 image.name,
-                f"ok: tags, signatures, SBOM + provenance{each}"
+                f"ok: tags, signatures, SBOM + provenance{' + VEX' * bool(image.vex)}{each}"
                 if not found
                 else f"FAILED: {'; '.join(found)}",
             )
@@ -261,11 +261,12 @@ class ReleaseChecks:
         refs = [(f"{i.repository}@{d}", d) for i in images for _, d in i.attested()]
         if len({bool(self.registry.plain(ref)) for ref, _ in refs}) != 1:
             return signed.result(), False
+        vexed = [(f"{i.repository}@{d}", d) for i in images for d in sorted(i.vex_digests())]
         size = ATTESTATION_BATCH
         runs = [
-            pool.submit(self._attestation_batch, ptype, refs[i : i + size])
-            for ptype in PREDICATE_TYPES
-            for i in range(0, len(refs), size)
+            pool.submit(self._attestation_batch, ptype, batch[i : i + size])
+            for ptype, batch in [*((p, refs) for p in PREDICATE_TYPES), (VEX_TYPE, vexed)]
+            for i in range(0, len(batch), size)
         ]
         attested = [run.result() for run in runs]
         return signed.result(), all(attested)
@@ -275,7 +276,7 @@ class ReleaseChecks:
             out = self.cosign.verify_attestations([ref for ref, _ in chunk], ptype)
         except ToolError:
             return False
-        return one_each(out, [d for _, d in chunk], PREDICATE_TYPES[ptype])
+        return one_each(out, [d for _, d in chunk], ALL_TYPES[ptype])
 
     def verified_bindings(
         self, manifest: mf.Manifest, gate_doc: dict[str, Any]
@@ -335,3 +336,9 @@ class ReleaseChecks:
             if self.registry.digest_or_none(ref) != artifact:
                 return False  # changed since (re-attested, say): cosign decides
         return True
+
+
+def _types(image: release.Image, digest: str) -> list[str]:
+    """The attestations one image of a release must carry: SBOM and provenance, and the
+    OpenVEX document when its record says the gate waived findings of it."""
+    return [*PREDICATE_TYPES, *([VEX_TYPE] * (digest in image.vex_digests()))]

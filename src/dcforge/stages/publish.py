@@ -19,7 +19,7 @@ from rich.table import Table
 
 from dcforge.core import manifest as mf
 from dcforge.core import provenance, release, staging, verdict
-from dcforge.core.attestations import PROVENANCE_TYPE, SBOM_TYPE
+from dcforge.core.attestations import PROVENANCE_TYPE, SBOM_TYPE, VEX_TYPE
 from dcforge.core.errors import DcforgeError, PublishRefused, RegistryError, ToolError
 from dcforge.core.files import atomic_write_json
 from dcforge.core.settings import Settings
@@ -59,6 +59,7 @@ class _Run:
     invocation_id: str
     allow_dirty: bool
     work: Path
+    vex: Mapping[str, Path] = field(default_factory=dict)  # image digest → its OpenVEX doc
 
 
 def _push(run: _Run, entry: mf.Entry) -> str:
@@ -203,8 +204,11 @@ def _attest_all(
     out: Outcome,
     lap: Callable[[str], None],
 ) -> None:
-    """Each platform's image: its SBOM and its SLSA provenance, attested together."""
-    sboms, provenances = [], []
+    """Each platform's image: its SBOM and its SLSA provenance (and the OpenVEX document of
+    its waived findings), attested together."""
+    sboms: list[str] = []
+    provenances: list[str] = []
+    vexes: list[str] = []
     for platform, digest in images.items():
         pred = run.work / f"{entry.report_stem(platform)}.provenance.json"
         body = provenance.predicate(
@@ -220,13 +224,17 @@ def _attest_all(
         lap("provenance")
         ref = f"{entry.repository}@{digest}"
         todo = {SBOM_TYPE: _sbom(run.settings, entry, platform), PROVENANCE_TYPE: pred}
+        todo |= {VEX_TYPE: run.vex[digest]} if digest in run.vex else {}
         found = run.releases.attested(ref, list(todo))
         done = [ptype for ptype in todo if ptype not in found]
         run.releases.cosign.attest_all(ref, [(todo[ptype], ptype) for ptype in done])
         lap("attest")
-        sboms.append("done" if SBOM_TYPE in done else "already")
-        provenances.append("done" if PROVENANCE_TYPE in done else "already")
+        sboms.append(_step(SBOM_TYPE, done))
+        provenances.append(_step(PROVENANCE_TYPE, done))
+        vexes += [_step(VEX_TYPE, done)] if VEX_TYPE in todo else []
     out.steps["sbom"], out.steps["provenance"] = _merged(sboms), _merged(provenances)
+    if vexes:
+        out.steps["vex"] = _merged(vexes)
 
 
 def _sbom(settings: Settings, entry: mf.Entry, platform: str) -> Path:
@@ -235,6 +243,10 @@ def _sbom(settings: Settings, entry: mf.Entry, platform: str) -> Path:
     if not sbom.is_file():
         raise PublishRefused(f"{entry.name}: no {platform} SBOM at {sbom} — re-run the gate")
     return sbom
+
+
+def _step(ptype: str, done: list[str]) -> str:
+    return "done" if ptype in done else "already"
 
 
 def _check_served(run: _Run, entry: mf.Entry) -> None:
@@ -277,6 +289,7 @@ def run(ctx: Context, options: PublishOptions | None = None) -> dict[str, Any]:
     options = options or PublishOptions()
     clock = [time.perf_counter()]
     manifest, gate_doc, rel = _open(ctx, options)
+    vex_docs = verdict.vex_files(settings, manifest, gate_doc)
     with tempfile.TemporaryDirectory(prefix="dcforge-publish-") as tmp:
         shared = _Run(
             settings,
@@ -287,6 +300,7 @@ def run(ctx: Context, options: PublishOptions | None = None) -> dict[str, Any]:
             provenance.invocation_id(env),
             options.allow_dirty,
             Path(tmp),
+            vex_docs,
         )
         # Pushing and signing wait on the network and on cosign more than on the CPU.
         workers = max(4, 2 * settings.effective_jobs)
@@ -467,7 +481,8 @@ def _summary(manifest: mf.Manifest, outcomes: list[Outcome], gate_doc: dict[str,
             o.digest[:19],
             vulns,
             o.steps.get("sign", ""),
-            f"sbom {o.steps.get('sbom')}, slsa {o.steps.get('provenance')}",
+            f"sbom {o.steps.get('sbom')}, slsa {o.steps.get('provenance')}"
+            + (f", vex {o.steps['vex']}" if "vex" in o.steps else ""),
             ", ".join(entry.floating_tags) + " + immutable",
         )
     log.table(table)

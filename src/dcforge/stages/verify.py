@@ -49,5 +49,6 @@ def _summary(rel: release.Release) -> None:
         found = counts.get(image.name) or {}
         vulns = ", ".join(f"{k} {v}" for k, v in sorted(found.items())) or "none found"
         tags = ", ".join(image.floating_tags) + " + " + image.immutable_tag
-        table.add_row(image.name, image.digest[:19], vulns, "verified", "SBOM + SLSA v1", tags)
+        attested = "SBOM + SLSA v1" + " + OpenVEX" * bool(image.vex)
+        table.add_row(image.name, image.digest[:19], vulns, "verified", attested, tags)
     log.table(table)
