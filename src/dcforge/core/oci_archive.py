@@ -39,7 +39,8 @@ def check_members(tar: tarfile.TarFile, tarball: Path) -> None:
         seen.add(name)
 
 
-def _archive_json(tar: tarfile.TarFile, tarball: Path, name: str, digest: str = "") -> Any:
+def archive_json(tar: tarfile.TarFile, tarball: Path, name: str, digest: str = "") -> Any:
+    """The JSON document at ``name``, checked against ``digest`` when one is given."""
     member = tar.extractfile(name)
     if member is None:
         raise BuildError(f"{tarball}: {name} is not a file")
@@ -49,23 +50,26 @@ def _archive_json(tar: tarfile.TarFile, tarball: Path, name: str, digest: str = 
     return json.loads(data)
 
 
+def archive_top(tar: tarfile.TarFile, tarball: Path) -> tuple[dict[str, Any], Any]:
+    """The one descriptor index.json names, and the document it points at when an index
+    (None for one image), in an open archive whose members were checked."""
+    index = archive_json(tar, tarball, "index.json")
+    manifests = (index.get("manifests") or []) if isinstance(index, dict) else []
+    if len(manifests) != 1 or not isinstance(manifests[0], dict):
+        raise BuildError(f"{tarball}: expected one manifest in index.json, found {len(manifests)}")
+    top = manifests[0]
+    digest = str(top.get("digest", ""))
+    if not re.fullmatch(r"sha256:[0-9a-f]{64}", digest):
+        raise BuildError(f"{tarball}: index.json names no sha256 digest")
+    document = archive_json(tar, tarball, f"blobs/sha256/{digest[7:]}", digest)
+    return top, document if top.get("mediaType") in INDEX_TYPES else None
+
+
 def _top(tarball: Path) -> tuple[dict[str, Any], Any]:
-    """The one descriptor index.json names, and the document it points at when an index."""
     try:
         with tarfile.open(tarball, "r:") as tar:
             check_members(tar, tarball)
-            index = _archive_json(tar, tarball, "index.json")
-            manifests = (index.get("manifests") or []) if isinstance(index, dict) else []
-            if len(manifests) != 1 or not isinstance(manifests[0], dict):
-                raise BuildError(
-                    f"{tarball}: expected one manifest in index.json, found {len(manifests)}"
-                )
-            top = manifests[0]
-            digest = str(top.get("digest", ""))
-            if not re.fullmatch(r"sha256:[0-9a-f]{64}", digest):
-                raise BuildError(f"{tarball}: index.json names no sha256 digest")
-            document = _archive_json(tar, tarball, f"blobs/sha256/{digest[7:]}", digest)
-            return top, document if top.get("mediaType") in INDEX_TYPES else None
+            return archive_top(tar, tarball)
     except (tarfile.TarError, KeyError, json.JSONDecodeError, OSError, UnicodeDecodeError) as err:
         raise BuildError(f"{tarball}: not a readable OCI archive ({err})") from err
 
@@ -127,9 +131,9 @@ def image_config(tarball: Path, digest: str) -> dict[str, Any]:
     """The config of image ``digest`` (a manifest in the OCI archive)."""
     try:
         with tarfile.open(tarball, "r:") as tar:
-            manifest = _archive_json(tar, tarball, f"blobs/sha256/{digest[7:]}", digest)
+            manifest = archive_json(tar, tarball, f"blobs/sha256/{digest[7:]}", digest)
             config_digest = str(manifest["config"]["digest"])
-            config = _archive_json(tar, tarball, f"blobs/sha256/{config_digest[7:]}", config_digest)
+            config = archive_json(tar, tarball, f"blobs/sha256/{config_digest[7:]}", config_digest)
     except (tarfile.TarError, KeyError, TypeError, json.JSONDecodeError, OSError) as err:
         raise BuildError(f"{tarball}: cannot read the config of {digest} ({err})") from err
     return config if isinstance(config, dict) else {}
