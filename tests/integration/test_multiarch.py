@@ -13,13 +13,16 @@ import tarfile
 from pathlib import Path
 
 import pytest
+import yaml
 
 from dcforge.core import manifest as mf
 from dcforge.core.errors import BuildError
 from dcforge.core.files import extract_plain
 from dcforge.infra.runner import Runner
 from dcforge.infra.tools import docker, registry
+from tests.integration import attestation_edits
 from tests.integration.conftest import (
+    KeyPair,
     PrivateRegistry,
     TrivyDb,
     base_env,
@@ -133,6 +136,7 @@ def test_an_index_is_built_gated_published_signed_per_platform_and_pulled_by_pla
     env: dict[str, str],
     runner: Runner,
     stack: str,
+    other_keys: KeyPair,
 ) -> None:
     root = multi_project(tmp_path / "p", f"{private_registry.host}/dc")
     m, blocked = build_gate(root, env)
@@ -170,6 +174,7 @@ def test_an_index_is_built_gated_published_signed_per_platform_and_pulled_by_pla
     assert f"sha256-{entry.image_digest[7:]}.att" not in tags  # attestations are per platform
     verified = run_dcforge("verify", cwd=root, env=env)
     assert verified.returncode == 0, verified.stderr
+    consumer_checks(root, m, runner, other_keys, tmp_path)
 
     # 5. docker pull --platform linux/arm64 of the floating tag gets the arm64 image.
     ref = f"{repo}:latest"
@@ -220,6 +225,77 @@ def test_an_index_is_built_gated_published_signed_per_platform_and_pulled_by_pla
     broken = run_dcforge("verify", cwd=root, env=env)
     assert broken.returncode != 0
     assert "linux/arm64" in broken.stderr and "attestation" in broken.stderr
+
+
+def consumer_checks(
+    root: Path, m: mf.Manifest, runner: Runner, other_keys: KeyPair, tmp_path: Path
+) -> None:
+    """``verify-image`` as someone who pulls the image runs it: no checkout, no settings,
+    the publisher's public key. It passes for each platform's image, and fails on a foreign
+    signer, another platform's SBOM and a provenance naming another commit."""
+    (entry,) = m.permutations
+    repo, pub = entry.repository, root / ".dcforge/cosign/cosign.pub"
+    consumer = tmp_path / "consumer"
+    consumer.mkdir()
+
+    def check(platform: str = "linux/amd64", key: Path = pub) -> subprocess.CompletedProcess[str]:
+        args = ["verify-image", f"{repo}:latest", "--platform", platform, "--key", str(key)]
+        return run_dcforge(*args, cwd=consumer)
+
+    for platform in PLATFORMS:
+        ok = check(platform)
+        assert ok.returncode == 0, ok.stderr
+        assert entry.platform_digests[platform][:19] in ok.stderr, ok.stderr
+        assert m.git_sha[:12] in ok.stderr and "lists it as multi" in ok.stderr
+    stranger = check(key=other_keys.pub)
+    assert stranger.returncode == 9, stranger.stderr
+    assert "index's signature does not verify" in stranger.stderr
+
+    amd64, arm64 = (entry.platform_digests[p] for p in PLATFORMS)
+    att, other = (
+        attestation_edits.attestations(repo, amd64),
+        attestation_edits.attestations(repo, arm64),
+    )
+    sbom, slsa = "https://spdx.dev/Document", "https://slsa.dev/provenance/v1"
+    # The arm64 image's SBOM (validly signed) in the amd64 image's attestations.
+    att.put([other.layer(sbom) if att.predicate_type(x) == sbom else x for x in att.doc["layers"]])
+    swapped = check()
+    assert swapped.returncode == 9, swapped.stderr
+    # (cosign itself passes over a statement about another image: none is left.)
+    assert f"{repo}@{amd64}: no SBOM (SPDX) attestation verifies" in swapped.stderr
+    att.restore()
+
+    # A provenance, signed with the publisher's key, naming a commit that was never released.
+    body = att.predicate(slsa)
+    source = next(
+        d for d in body["buildDefinition"]["resolvedDependencies"] if "gitCommit" in d["digest"]
+    )
+    source["digest"]["gitCommit"] = "f" * 40
+    forged = tmp_path / "forged-provenance.json"
+    forged.write_text(json.dumps(body))
+    kept = tmp_path / "sbom.json"
+    kept.write_text(json.dumps(att.predicate(sbom)))
+    att.delete()  # (cosign attest adds to the manifest it finds: start from none)
+    key = root / ".dcforge/cosign/cosign.key"
+    for ptype, predicate in (("spdxjson", kept), (slsa, forged)):
+        runner.run(
+            ["cosign", "attest", "--key", key, "--type", ptype, "--predicate", predicate,
+             "--tlog-upload=false", "--allow-http-registry", f"{repo}@{amd64}"],
+            env={"COSIGN_PASSWORD": ""},
+        )  # fmt: skip
+    wrong = check()
+    assert wrong.returncode == 9, wrong.stderr
+    assert "no signed release record of ffffffffffff" in wrong.stderr
+    att.restore()
+    assert check().returncode == 0
+
+    # The admission policies for the same key and source, for this machine's platform.
+    for kind, expected in (("kyverno", "ClusterPolicy"), ("sigstore", "ClusterImagePolicy")):
+        args = ["verify-image", f"{repo}:latest", "--key", str(pub), "--policy", kind]
+        made = run_dcforge(*args, cwd=consumer)
+        assert made.returncode == 0, made.stderr
+        assert expected in {doc["kind"] for doc in yaml.safe_load_all(made.stdout)}
+        assert pub.read_text().splitlines()[1] in made.stdout
 
 
 def test_a_cve_only_in_the_arm64_image_blocks(

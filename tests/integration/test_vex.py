@@ -12,13 +12,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import requests
 
 from dcforge.core import manifest as mf
-from dcforge.core import release, trivydb
+from dcforge.core import trivydb
 from dcforge.core.attestations import VEX_TYPE
 from dcforge.infra.runner import Runner
 from dcforge.infra.tools import registry, trivy
+from tests.integration import attestation_edits
 from tests.integration.conftest import gate, git_commit, push_db, run_dcforge
 
 pytestmark = pytest.mark.integration
@@ -151,26 +151,6 @@ def attested_vex(runner: Runner, pub: Path, ref: str, out: Path) -> Path:
     return out
 
 
-def drop_layers(repository: str, tag: str, predicate_type: str) -> None:
-    """Re-write the attestation manifest ``repository:tag`` without its ``predicate_type``
-    statements (what someone with push rights, but not the key, can do)."""
-    host, _, name = repository.partition("/")
-    url = f"http://{host}/v2/{name}/manifests/{tag}"
-    media = "application/vnd.oci.image.manifest.v1+json"
-    doc = requests.get(url, headers={"Accept": media}, timeout=30).json()
-
-    def statement_type(layer: dict[str, Any]) -> str:
-        blob = f"http://{host}/v2/{name}/blobs/{layer['digest']}"
-        envelope = requests.get(blob, timeout=30).json()
-        return str(json.loads(base64.b64decode(envelope["payload"]))["predicateType"])
-
-    kept = [layer for layer in doc["layers"] if statement_type(layer) != predicate_type]
-    assert len(kept) == len(doc["layers"]) - 1
-    doc["layers"] = kept
-    put = requests.put(url, data=json.dumps(doc), headers={"Content-Type": media}, timeout=30)
-    put.raise_for_status()
-
-
 def test_publish_attests_the_vex_a_consumer_applies_and_verify_requires_it(
     gated_project: Path, vex_db: str, runner: Runner, tmp_path: Path
 ) -> None:
@@ -199,7 +179,7 @@ def test_publish_attests_the_vex_a_consumer_applies_and_verify_requires_it(
     # Without its VEX the release no longer verifies: the record says the image has one.
     verified = run_dcforge("verify", cwd=gated_project, env=env)
     assert verified.returncode == 0, verified.stderr
-    drop_layers(entry.repository, release.artifact_tag(entry.image_digest, "att"), VEX_TYPE)
+    attestation_edits.drop(entry.repository, entry.image_digest, VEX_TYPE)
     stripped = run_dcforge("verify", cwd=gated_project, env=env)
     assert stripped.returncode == 9, stripped.stderr
     assert f"no {VEX_TYPE} attestation names {entry.image_digest}" in stripped.stderr or (

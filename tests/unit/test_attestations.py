@@ -7,7 +7,7 @@ import base64
 import json
 from typing import Any
 
-from dcforge.core.attestations import one_each, subjects
+from dcforge.core.attestations import one_each, predicates, subjects
 
 A, B = ("sha256:" + c * 64 for c in "ab")
 
@@ -76,3 +76,26 @@ def test_an_envelope_cosign_would_read_otherwise_names_no_subject() -> None:
 
 def b64(doc: object) -> str:
     return base64.b64encode(json.dumps(doc).encode()).decode()
+
+
+def test_only_a_statement_about_the_image_itself_gives_its_predicate() -> None:
+    def line(ptype: str, digests: list[str], predicate: object) -> str:
+        statement = {
+            "predicateType": ptype,
+            "subject": [{"digest": {"sha256": d.removeprefix("sha256:")}} for d in digests],
+            "predicate": predicate,
+        }
+        return json.dumps({"payload": b64(statement)})
+
+    ptype = "https://slsa.dev/provenance/v1"
+    out = "\n".join(
+        [
+            line(ptype, [A], {"n": 1}),
+            line(ptype, [B], {"n": 2}),
+            line(ptype, [A, B], {"n": 3}),  # about two images: neither's own
+            line("https://spdx.dev/Document", [A], {"n": 4}),
+            "not json",
+        ]
+    )
+    assert predicates(out, ptype, A) == [{"n": 1}]
+    assert predicates(out, ptype, B) == [{"n": 2}]

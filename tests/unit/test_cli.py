@@ -340,6 +340,7 @@ REACHED_AS = {
     "cosign": "invoke cosign",
     "trivy-db-mirror": "invoke trivy-db-mirror",
     "host-plan": "python -m dcforge host-plan",
+    "verify-image": "python -m dcforge verify-image",
 }
 NOX_SESSION_COMMAND = {
     spelling.removeprefix("nox -s "): command

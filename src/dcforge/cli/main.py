@@ -147,6 +147,19 @@ def _verify(args: argparse.Namespace, ctx: Context) -> int:
     return 0
 
 
+def _verify_image(args: argparse.Namespace, ctx: Context) -> int:
+    import platform
+
+    from dcforge.stages import verify_image
+
+    who = verify_image.Identity(args.key, args.certificate_identity, args.certificate_oidc_issuer)
+    found = verify_image.run(ctx, args.reference, args.platform, who, platform.machine())
+    verify_image.summary(found)
+    if args.policy:
+        print(verify_image.policy(ctx, found, who, args.policy), end="")
+    return 0
+
+
 def _rollback(args: argparse.Namespace, ctx: Context) -> int:
     from dcforge.stages import rollback
 
@@ -230,6 +243,7 @@ COMMANDS: dict[str, Handler] = {
     "host-plan": _host_plan,
     "publish": _publish,
     "verify": _verify,
+    "verify-image": _verify_image,
     "rollback": _rollback,
     "pin": _pin,
     "releases": _releases,

@@ -66,6 +66,7 @@ def parser() -> argparse.ArgumentParser:
         _add_rescan,
         _add_publish,
         _add_verify,
+        _add_verify_image,
         _add_releases_commands,
         _add_prune,
         _add_merge_manifests,
@@ -311,6 +312,42 @@ def _add_verify(sub: Subparsers) -> None:
         default="",
         type=release_target_or_pinned,
         help="git SHA of the release (default: last-known-good)",
+    )
+
+
+def _add_verify_image(sub: Subparsers) -> None:
+    check = _command(
+        sub,
+        "verify-image",
+        "check a published image as someone who pulls it",
+        "Check one published image with no checkout: the signatures, the SLSA provenance "
+        "and the signed release record of its commit, the SBOM of the platform you pull, and "
+        "its OpenVEX. Without --key or --certificate-identity, the signing settings say "
+        "what must have signed it.",
+    )
+    check.add_argument("reference", metavar="REF", help="the image: registry/repo:tag or @sha256:…")
+    check.add_argument(
+        "--platform",
+        type=_platform,
+        default="",
+        help="the platform whose image to check (default: this machine's, as a pull gets)",
+    )
+    check.add_argument("--key", default="", help="the publisher's cosign public key (a file)")
+    check.add_argument(
+        "--certificate-identity",
+        default="",
+        help="keyless: the identity that must have signed (e.g. the workflow's URL@ref)",
+    )
+    check.add_argument(
+        "--certificate-oidc-issuer",
+        default="",
+        help="keyless: the identity's issuer (default: GitHub Actions')",
+    )
+    check.add_argument(
+        "--policy",
+        choices=["kyverno", "sigstore"],
+        default="",
+        help="after verifying, print an admission policy that enforces the same checks",
     )
 
 

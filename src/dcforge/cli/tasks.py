@@ -131,6 +131,37 @@ def verify(c: Context, sha: str = "") -> None:
     _dcforge("verify", *_option(sha, "--sha"))
 
 
+@task(
+    help={
+        "reference": "the image: registry/repo:tag or @sha256:…",
+        "platform": "the platform whose image to check (default: this machine's)",
+        "key": "the publisher's cosign public key (a file)",
+        "certificate_identity": "keyless: the identity that must have signed",
+        "certificate_oidc_issuer": "keyless: its issuer (default: GitHub Actions')",
+        "policy": "then print an admission policy: kyverno or sigstore",
+    }
+)
+def verify_image(
+    c: Context,
+    reference: str,
+    platform: str = "",
+    key: str = "",
+    certificate_identity: str = "",
+    certificate_oidc_issuer: str = "",
+    policy: str = "",
+) -> None:
+    """Check a published image as someone who pulls it (signatures, provenance, SBOM, VEX)."""
+    _dcforge(
+        "verify-image",
+        reference,
+        *_option(platform, "--platform"),
+        *_option(key, "--key"),
+        *_option(certificate_identity, "--certificate-identity"),
+        *_option(certificate_oidc_issuer, "--certificate-oidc-issuer"),
+        *_option(policy, "--policy"),
+    )
+
+
 @task(help={"tarball": "OCI archive to scan", "report": "where to write the JSON report"})
 def trivy(c: Context, tarball: str, report: str = "") -> None:
     """Scan an OCI tarball with the pinned Trivy."""
@@ -247,6 +278,7 @@ namespace = Collection(
     rescan,
     publish,
     verify,
+    verify_image,
     rollback,
     merge,
     prune,

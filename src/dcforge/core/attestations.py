@@ -108,3 +108,14 @@ def _subject_list(line: str, predicate_type: str) -> list[str]:
         return [f"sha256:{s['digest']['sha256']}" for s in listed]
     except (ValueError, KeyError, TypeError):
         return []
+
+
+def predicates(verify_output: str, predicate_type: str, digest: str) -> list[Any]:
+    """The predicates of the ``predicate_type`` statements in cosign's JSON lines that name
+    exactly ``digest`` as their one subject (a statement about several images, or another
+    one, is not this image's)."""
+    found = []
+    for line in verify_output.splitlines():
+        if _subject_list(line, predicate_type) == [digest]:
+            found.append(_statement(line).get("predicate"))
+    return found

@@ -152,3 +152,18 @@ def config_layers(config: Mapping[str, Any]) -> list[str]:
 def same_platform(a: str, b: str) -> bool:
     """``linux/arm64`` and ``linux/arm64/v8`` are one platform (arm64's only variant)."""
     return a.removesuffix("/v8") == b.removesuffix("/v8")
+
+
+def pick_platform(served: Mapping[str, str], wanted: str) -> tuple[str, str] | None:
+    """(platform, digest) of the index's image for ``wanted`` (``os/arch[/variant]``), as a
+    pull for that platform gets it; None when the index has none for it."""
+    for platform, digest in sorted(served.items()):
+        if same_platform(platform, wanted):
+            return platform, digest
+    return None
+
+
+def host_platform(machine: str) -> str:
+    """The platform a pull on this machine asks for (``platform.machine()`` in)."""
+    arch = {"x86_64": "amd64", "amd64": "amd64", "aarch64": "arm64", "arm64": "arm64"}
+    return f"linux/{arch.get(machine.lower(), machine.lower())}"

@@ -215,3 +215,27 @@ def _feature_dependency(ref: str, pinned: str) -> dict[str, Any]:
         "name": "devcontainer-feature",
         "annotations": {"reference": ref},
     }
+
+
+def source_commit(body: Any) -> str:
+    """The git commit an SLSA v1 provenance predicate (this module's) says the image was
+    built from: the one resolved dependency with a ``gitCommit`` digest ("" when there is
+    not exactly one, or it is not a full SHA)."""
+    build = body.get("buildDefinition") if isinstance(body, dict) else None
+    deps = build.get("resolvedDependencies") if isinstance(build, dict) else None
+    commits = [
+        d["digest"]["gitCommit"]
+        for d in (deps if isinstance(deps, list) else [])
+        if isinstance(d, dict) and isinstance(d.get("digest"), dict) and "gitCommit" in d["digest"]
+    ]
+    if len(commits) != 1 or not isinstance(commits[0], str):
+        return ""
+    return commits[0] if re.fullmatch(r"[0-9a-f]{40}", commits[0]) else ""
+
+
+def builder(body: Any) -> str:
+    """``runDetails.builder.id`` of a provenance predicate ("" when it has none)."""
+    run = body.get("runDetails") if isinstance(body, dict) else None
+    found = run.get("builder") if isinstance(run, dict) else None
+    ident = found.get("id") if isinstance(found, dict) else None
+    return ident if isinstance(ident, str) else ""

@@ -23,3 +23,18 @@ def at_digest(reference: str, digest: str) -> str:
 
 
 DIGEST_RE = re.compile(r"^sha256:[0-9a-f]{64}$")
+
+
+def split_reference(reference: str) -> tuple[str, str, str]:
+    """``registry/path[:tag][@sha256:…]`` → (repository, tag, digest); ValueError for
+    anything that names no registry host and repository."""
+    name, _, digest = reference.partition("@")
+    repository, tag = name, ""
+    if ":" in name.rsplit("/", 1)[-1]:
+        repository, _, tag = name.rpartition(":")
+    host, _, path = repository.partition("/")
+    if not path or not host or (digest and not DIGEST_RE.match(digest)) or " " in reference:
+        raise ValueError(
+            f"{reference!r} is not an image reference (registry/repository[:tag][@sha256:…])"
+        )
+    return repository, tag, digest

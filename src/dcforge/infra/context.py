@@ -8,10 +8,10 @@ reads the registry twice reads it through one client with one login."""
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import cached_property
 
-from dcforge.core.settings import Settings
+from dcforge.core.settings import Settings, SigningConfig
 from dcforge.infra import signing
 from dcforge.infra.release_store import Releases
 from dcforge.infra.runner import Runner
@@ -49,6 +49,13 @@ class Context:
     @cached_property
     def engine(self) -> Engine:
         return Engine(self.runner)
+
+    def elsewhere(self, registry: str, signing: SigningConfig | None = None) -> Context:
+        """A context for another registry (and signer), with this one's runner and
+        environment: a consumer's check of an image this project's settings do not name."""
+        changed = replace(self.settings, registry=registry)
+        changed = replace(changed, signing=signing) if signing is not None else changed
+        return Context(changed, self.runner, self.env)
 
     def close(self) -> None:
         if "engine" in self.__dict__:
