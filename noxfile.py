@@ -209,6 +209,14 @@ def build(session: nox.Session) -> None:
 
 
 @nox.session(python=PYTHON)
+def reproduce(session: nox.Session) -> None:
+    """Build twice with the build cache bypassed; every digest must match (which files don't)."""
+    _install(session)
+    _stack(session)
+    session.run("python", "-m", "dcforge", "build", "--check-reproducible", *session.posargs)
+
+
+@nox.session(python=PYTHON)
 def prune(session: nox.Session) -> None:
     """Runner hygiene (--runner); retention (--registry, --artifacts; deletes only with --yes)."""
     _install_locked(session)

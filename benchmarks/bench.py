@@ -416,6 +416,42 @@ def two_platform_cold(work: Path, reg: LocalRegistry) -> dict[str, float]:
     return {"dcforge": ours, "bake": theirs}
 
 
+def reproduce(work: Path, reg: LocalRegistry, n: int, shipped: bool) -> dict[str, Any]:
+    """``build --check-reproducible`` (two cold builds, then the comparison) of N tiny
+    permutations against two cold ``docker buildx bake`` runs of the same bake file; with
+    ``shipped``, also the repository's own permutations (every platform, arm64 emulated)."""
+    root = make_project(work / "repro", n, f"{reg.host}/repro", tiny=True)
+    print(f"[reproduce N={n}] two cold builds, compared", flush=True)
+    prune_build_cache()
+    ours = timed(lambda: dcforge(root, "build", "--check-reproducible", "--no-prune"))
+    found = json.loads((root / "dist/reports/reproduce.json").read_text())
+    bf = bake_file(root, work / "repro" / "bake-out")
+    prune_build_cache()
+    first = timed(lambda: bake(bf))
+    prune_build_cache()
+    second = timed(lambda: bake(bf))
+    r: dict[str, Any] = {"n": n, "dcforge": ours, "two_cold_bakes": first + second}
+    r["share_identical"], r["images"] = found["share_identical"], found["images"]
+    shutil.rmtree(work / "repro", ignore_errors=True)
+    if shipped:
+        print("[reproduce] the shipped permutations", flush=True)
+        dist = work / "shipped-dist"
+        env = {"DCFORGE_DIST": str(dist), "DCFORGE_REGISTRY": f"{reg.host}/shipped"}
+        start = time.perf_counter()
+        try:
+            dcforge(ROOT, "build", "--check-reproducible", "--no-prune", env=env)
+        except RuntimeError as err:  # not reproducible: the report says where
+            print(f"shipped permutations not reproducible: {err}", file=sys.stderr)
+        shipped_report = json.loads((dist / "reports/reproduce.json").read_text())
+        r["shipped"] = {
+            "seconds": time.perf_counter() - start,
+            "share_identical": shipped_report["share_identical"],
+            "images": shipped_report["images"],
+            "differences": shipped_report["differences"],
+        }
+    return r
+
+
 TIMES = "\N{MULTIPLICATION SIGN}"
 
 SCENARIOS = [
@@ -501,6 +537,21 @@ def report(
                            f"{sc['rollback_dcforge']:.2f}", f"{sc['rollback_dcforge'] / n:.3f}",
                            "—", "—", "verified" if sc["rollback_verified"] else "**NOT verified**",
                            "< 10 s " + ("met" if ok else "**missed**")]))  # fmt: skip
+    rep = extras.get("reproduce")
+    if rep:
+        ratio = rep["dcforge"] / rep["two_cold_bakes"]
+        lines.append(_row([f"reproduce N: {rep['share_identical']:.0%} of {rep['images']} "
+                           "images identical", rep["n"], f"{rep['dcforge']:.2f}",
+                           f"{rep['dcforge'] / rep['n']:.2f}", "2 cold docker buildx bake",
+                           f"{rep['two_cold_bakes']:.2f}", f"{ratio:.2f}{TIMES}",
+                           _verdict(ratio, 1.25)]))  # fmt: skip
+        own = rep.get("shipped")
+        if own:
+            lines.append(_row([f"reproduce the shipped permutations: {own['share_identical']:.0%}"
+                               f" of {own['images']} images identical", own["images"],
+                               f"{own['seconds']:.2f}", "—", "—", "—", "—",
+                               "100% " + ("met" if own["share_identical"] == 1 else
+                                          "**missed**")]))  # fmt: skip
     lines += _profile_table([*results, *([sc] if sc else [])])
     lines.append("")
     lines.append(
@@ -571,6 +622,7 @@ def main() -> int:
             extras: dict[str, Any] = {"planning_1000_s": planning_1000(work)}
             results = [run_size(n, work, reg, db) for n in sizes]
             extras["two_platform_cold_build"] = two_platform_cold(work, reg)
+            extras["reproduce"] = reproduce(work, reg, 8, shipped=args.full)
             if args.scale:
                 extras["scale"] = scale(args.scale, work, reg, db)
         finally:

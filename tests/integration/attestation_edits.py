@@ -61,8 +61,9 @@ def attestations(repository: str, digest: str) -> Attestations:
     return Attestations(url, f"http://{host}/v2/{name}/blobs", doc)
 
 
-def drop(repository: str, digest: str, predicate_type: str) -> None:
-    """Re-write the image's attestation manifest without its ``predicate_type`` statement."""
+def drop_all(repository: str, digest: str, predicate_type: str) -> None:
+    """Re-write the image's attestation manifest without its ``predicate_type`` statements."""
     att = attestations(repository, digest)
-    gone = att.layer(predicate_type)
-    att.put([x for x in att.doc["layers"] if x != gone])
+    kept = [x for x in att.doc["layers"] if att.predicate_type(x) != predicate_type]
+    assert len(kept) < len(att.doc["layers"])
+    att.put(kept)

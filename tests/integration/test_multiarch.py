@@ -3,6 +3,7 @@ build, gate, publish, verify, pull, rollback and retention against the real stac
 
 from __future__ import annotations
 
+import base64
 import datetime as dt
 import hashlib
 import io
@@ -10,6 +11,7 @@ import json
 import shutil
 import subprocess
 import tarfile
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -169,9 +171,31 @@ def test_an_index_is_built_gated_published_signed_per_platform_and_pulled_by_pla
     tags = set(registry.tags(runner, repo, plain_http=True))
     for digest in [entry.image_digest, *entry.platform_digests.values()]:
         assert f"sha256-{digest[7:]}.sig" in tags
-    for digest in entry.platform_digests.values():
-        assert f"sha256-{digest[7:]}.att" in tags
-    assert f"sha256-{entry.image_digest[7:]}.att" not in tags  # attestations are per platform
+    for digest in [entry.image_digest, *entry.platform_digests.values()]:
+        assert f"sha256-{digest[7:]}.att" in tags  # each platform's, and the index's own
+    # Plain cosign on what users pull (the tag: the index) finds an SBOM and a provenance
+    # (sigstore/cosign#3552); the index's SBOM names each platform's by its checksum.
+    pub = root / ".dcforge/cosign/cosign.pub"
+    for ptype in ("spdxjson", "https://slsa.dev/provenance/v1"):
+        argv: list[str | Path] = ["cosign", "verify-attestation", "--type", ptype, "--key", pub]
+        out = runner.run(
+            [*argv, "--insecure-ignore-tlog", "--allow-http-registry", f"{repo}:latest"]
+        )
+        (line,) = out.stdout.split()
+        statement = json.loads(base64.b64decode(json.loads(line)["payload"]))
+        assert statement["subject"][0]["digest"]["sha256"] == entry.image_digest[7:]
+        if ptype == "spdxjson":
+            sums = {
+                r["checksum"]["checksumValue"]
+                for r in statement["predicate"]["externalDocumentRefs"]
+            }
+            reports = root / "dist/reports"
+            assert sums == {
+                hashlib.sha256(
+                    (reports / f"multi@{p.replace('/', '-')}.spdx.json").read_bytes()
+                ).hexdigest()
+                for p in PLATFORMS
+            }
     verified = run_dcforge("verify", cwd=root, env=env)
     assert verified.returncode == 0, verified.stderr
     consumer_checks(root, m, runner, other_keys, tmp_path)
@@ -247,10 +271,51 @@ def consumer_checks(
         assert ok.returncode == 0, ok.stderr
         assert entry.platform_digests[platform][:19] in ok.stderr, ok.stderr
         assert m.git_sha[:12] in ok.stderr and "lists it as multi" in ok.stderr
+        assert "index attestations" in ok.stderr
     stranger = check(key=other_keys.pub)
     assert stranger.returncode == 9, stranger.stderr
     assert "index's signature does not verify" in stranger.stderr
 
+    # By a platform image's own digest: that image, and only as that platform.
+    amd64 = entry.platform_digests["linux/amd64"]
+    by_digest = ["verify-image", f"{repo}@{amd64}", "--key", str(pub)]
+    child = run_dcforge(*by_digest, cwd=consumer)
+    assert child.returncode == 0, child.stderr
+    assert "for linux/amd64" in child.stderr
+    other_platform = run_dcforge(*by_digest, "--platform", "linux/arm64", cwd=consumer)
+    assert other_platform.returncode == 9, other_platform.stderr
+    assert "is a linux/amd64 image, not linux/arm64" in other_platform.stderr
+    # A tag someone pointed at the signed image, which the release never gave it.
+    registry.tag(runner, f"{repo}@{entry.image_digest}", ["not-a-release-tag"], plain_http=True)
+    swapped_tag = run_dcforge(
+        "verify-image", f"{repo}:not-a-release-tag", "--key", str(pub), cwd=consumer
+    )
+    assert swapped_tag.returncode == 9, swapped_tag.stderr
+    assert "the tag was pointed at an image it does not name" in swapped_tag.stderr
+
+    forged_attestations(root, entry, runner, check, tmp_path)
+    assert check().returncode == 0
+
+    # The admission policies for the same key and source, for this machine's platform.
+    for kind, expected in (("kyverno", "ClusterPolicy"), ("sigstore", "ClusterImagePolicy")):
+        args = ["verify-image", f"{repo}:latest", "--key", str(pub), "--policy", kind]
+        made = run_dcforge(*args, cwd=consumer)
+        assert made.returncode == 0, made.stderr
+        assert expected in {doc["kind"] for doc in yaml.safe_load_all(made.stdout)}
+        assert pub.read_text().splitlines()[1] in made.stdout
+
+
+def forged_attestations(
+    root: Path,
+    entry: mf.Entry,
+    runner: Runner,
+    check: Callable[[], subprocess.CompletedProcess[str]],
+    tmp_path: Path,
+) -> None:
+    """Attestations signed by the publisher's key, but about another image or naming a
+    commit that was never released: verify-image refuses each, and passes once they are
+    put back."""
+    repo = entry.repository
     amd64, arm64 = (entry.platform_digests[p] for p in PLATFORMS)
     att, other = (
         attestation_edits.attestations(repo, amd64),
@@ -287,15 +352,6 @@ def consumer_checks(
     assert wrong.returncode == 9, wrong.stderr
     assert "no signed release record of ffffffffffff" in wrong.stderr
     att.restore()
-    assert check().returncode == 0
-
-    # The admission policies for the same key and source, for this machine's platform.
-    for kind, expected in (("kyverno", "ClusterPolicy"), ("sigstore", "ClusterImagePolicy")):
-        args = ["verify-image", f"{repo}:latest", "--key", str(pub), "--policy", kind]
-        made = run_dcforge(*args, cwd=consumer)
-        assert made.returncode == 0, made.stderr
-        assert expected in {doc["kind"] for doc in yaml.safe_load_all(made.stdout)}
-        assert pub.read_text().splitlines()[1] in made.stdout
 
 
 def test_a_cve_only_in_the_arm64_image_blocks(

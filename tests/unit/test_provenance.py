@@ -304,3 +304,26 @@ def test_internal_parameters_record_dirty_and_allow_dirty(allow_dirty: bool) -> 
     }
     assert pred["buildDefinition"]["externalParameters"]["platforms"] == ["linux/amd64"]
     assert pred["buildDefinition"]["externalParameters"]["permutation"] == "tiny-one"
+
+
+def test_an_index_provenance_lists_its_platform_images_and_passes_the_strict_validator() -> None:
+    raw = json.loads(json.dumps(GOOD))
+    raw["permutations"][0]["platforms"] = ["linux/amd64", "linux/arm64"]
+    raw["permutations"][0]["platform_digests"] = {
+        "linux/amd64": "sha256:" + "1" * 64,
+        "linux/arm64": "sha256:" + "2" * 64,
+    }
+    m = mf.parse(raw, "m")
+    e = m.permutations[0]
+    pred = provenance.index_predicate(
+        m, e, {}, "https://github.com/acme/images.git", invocation_id="run-1", allow_dirty=False
+    )
+    strict_validate(pred)
+    made = pred["runDetails"]["byproducts"]
+    assert [(b["name"], b["digest"]["sha256"]) for b in made] == [
+        ("linux/amd64", "1" * 64),
+        ("linux/arm64", "2" * 64),
+    ]
+    assert all(b["uri"].startswith("oci://") and b["uri"].endswith(e.repository) for b in made)
+    assert provenance.source_commit(pred) == m.git_sha
+    assert "platform" not in pred["buildDefinition"]["externalParameters"]  # the whole index

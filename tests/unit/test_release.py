@@ -156,3 +156,47 @@ def test_the_record_names_each_image_the_gate_wrote_a_vex_for() -> None:
         record["images"][0]["vex"] = bad
         with pytest.raises(ManifestError, match="'vex'"):
             release.parse(record, "r")
+
+
+def test_a_multi_platform_record_says_its_index_is_attested_too() -> None:
+    raw = json.loads(json.dumps(GOOD))
+    entry = raw["permutations"][0]
+    entry["platforms"] = ["linux/amd64", "linux/arm64"]
+    entry["platform_digests"] = {"linux/amd64": A, "linux/arm64": B}
+    m = mf.parse(raw, "m")
+    image = release.parse(release.build(m, {}), "r").images[0]
+    assert image.index_attested
+    index = m.permutations[0].image_digest
+    assert image.attested() == [("linux/amd64", A), ("linux/arm64", B)]  # scanned: platforms
+    assert image.attestation_subjects()[-1] == ("index", index)
+    # A record from before: its index carries none, and it still parses and binds as then.
+    old = release.build(m, {})
+    del old["images"][0]["index_attested"]
+    assert release.parse(old, "r").images[0].attestation_subjects() == image.attested()
+    single = release.build(mf.parse(json.loads(json.dumps(GOOD)), "m"), {})
+    assert "index_attested" not in single["images"][0]
+    single["images"][0]["index_attested"] = True
+    with pytest.raises(ManifestError, match="only for a multi-platform image"):
+        release.parse(single, "r")
+
+
+def test_a_reproduction_is_the_same_images_of_the_same_commit() -> None:
+    m = mf.parse(json.loads(json.dumps(GOOD)), "m")
+    rel = release.parse(release.build(m, {}), "r")
+    assert release.same_images(rel, m)
+    rebuilt = json.loads(json.dumps(GOOD))
+    rebuilt["created_at"] = "2030-01-01T00:00:00Z"  # another build, the same images
+    assert release.same_images(rel, mf.parse(rebuilt, "m"))
+    other = json.loads(json.dumps(GOOD))
+    other["permutations"][0]["image_digest"] = "sha256:" + "e" * 64
+    assert not release.same_images(rel, mf.parse(other, "m"))
+    elsewhere = json.loads(json.dumps(GOOD))
+    elsewhere["permutations"][0]["repository"] = "localhost:5000/dcforge/tiny-elsewhere"
+    elsewhere["permutations"][0]["tags"] = [
+        t.replace("/tiny:", "/tiny-elsewhere:") for t in elsewhere["permutations"][0]["tags"]
+    ]
+    assert not release.same_images(rel, mf.parse(elsewhere, "m"))
+    tag, doc = release.reproduced_statement(rel, A, "f" * 64, "builder", "2030-01-02T03:04:05Z", "")
+    assert tag == f"reproduced-20300102T030405-{m.git_sha[:12]}"
+    assert (doc["record_digest"], doc["publish"]) == (A, 1)
+    assert doc["images"] == {e.name: e.image_digest for e in m.permutations}

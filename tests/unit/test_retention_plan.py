@@ -148,6 +148,7 @@ def test_a_release_whose_images_floating_tags_serve_keeps_its_record_and_audits(
         r.Version(RELS, d(200), (sha,), OLD),
         r.Version(RELS, d(201), (f"rollback-20250101T000000-{sha[:12]}",), OLD),
         r.Version(RELS, d(202), (f"rollback-20250101T000000-{'e' * 12}",), OLD),
+        r.Version(RELS, d(203), (f"reproduced-20250101T000000-{sha[:12]}",), OLD),
         r.Version(REPO, d(21), ("latest",), OLD),  # a rollback put it back on a tag
         r.Version(REPO, d(22), (f"other-{sha}",), OLD),
     ]
@@ -155,6 +156,7 @@ def test_a_release_whose_images_floating_tags_serve_keeps_its_record_and_audits(
     assert "floating tags serve its images" in p.keep[(RELS, d(200))]
     assert (REPO, d(22)) in p.keep  # the rest of that release stays with it
     assert "audit record of kept release" in p.keep[(RELS, d(201))]
+    assert "audit record of kept release" in p.keep[(RELS, d(203))]  # its reproduction
     assert p.deleted_keys() == {(RELS, d(202))}  # an audit of a release that is gone
 
 

@@ -23,7 +23,9 @@ def test_a_reference_names_a_repository_and_a_tag_or_digest() -> None:
     )
     assert refs.split_reference(f"localhost:5000/x/y@{A}") == ("localhost:5000/x/y", "", A)
     assert refs.split_reference(f"h:5000/y:t@{A}") == ("h:5000/y", "t", A)
-    for bad in ("base", "ghcr.io/x@sha256:zz", "ghcr.io/x y", "/x"):
+    bad_refs = ["base", "ghcr.io/x@sha256:zz", "ghcr.io/x y", "/x", "h/r@", "h/r:", "h/r\t",
+                "https://h/r", "-h/r", "ghcr.io/Acme/x", f"h/r@{A}\n", "h/r:-t"]  # fmt: skip
+    for bad in bad_refs:
         with pytest.raises(ValueError, match="is not an image reference"):
             refs.split_reference(bad)
 

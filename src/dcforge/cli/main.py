@@ -18,7 +18,7 @@ from pathlib import Path
 
 from dcforge.cli.parser import parser
 from dcforge.core import settings, toolpins
-from dcforge.core.errors import INTERRUPTED_EXIT_CODE, DcforgeError
+from dcforge.core.errors import INTERRUPTED_EXIT_CODE, ConfigError, DcforgeError
 from dcforge.core.files import append_line
 from dcforge.core.settings import Settings
 from dcforge.infra import locks, log
@@ -64,6 +64,11 @@ def _build(args: argparse.Namespace, ctx: Context) -> int:
         platform=args.platform,
         refresh=tuple(args.refresh),
     )
+    if args.check_reproducible:
+        if args.since:
+            raise ConfigError("--check-reproducible builds everything selected: no --since")
+        build.check_reproducible(ctx, options)
+        return 0
     build.run(ctx, options)
     return 0
 
@@ -153,7 +158,10 @@ def _verify_image(args: argparse.Namespace, ctx: Context) -> int:
     from dcforge.stages import verify_image
 
     who = verify_image.Identity(args.key, args.certificate_identity, args.certificate_oidc_issuer)
-    found = verify_image.run(ctx, args.reference, args.platform, who, platform.machine())
+    options = verify_image.Options(
+        args.platform, who, args.registry, args.vex_out, machine=platform.machine()
+    )
+    found = verify_image.run(ctx, args.reference, options)
     verify_image.summary(found)
     if args.policy:
         print(verify_image.policy(ctx, found, who, args.policy), end="")

@@ -196,6 +196,13 @@ def _add_build_selection(build: argparse.ArgumentParser) -> None:
         "--since) even though their inputs are unchanged: a fix in the package mirror",
     )
     build.add_argument(
+        "--check-reproducible",
+        action="store_true",
+        help="build twice, the build cache bypassed each time, and require every permutation "
+        "and platform's digest to be the same; names the layers and files that differ "
+        "(dist/reports/reproduce.json)",
+    )
+    build.add_argument(
         "--since",
         type=_release_name,
         default="",
@@ -342,6 +349,20 @@ def _add_verify_image(sub: Subparsers) -> None:
         "--certificate-oidc-issuer",
         default="",
         help="keyless: the identity's issuer (default: GitHub Actions')",
+    )
+    check.add_argument(
+        "--registry",
+        default="",
+        metavar="NAMESPACE",
+        help="the registry namespace dcforge published to: its records are in "
+        "NAMESPACE/dcforge-releases (default: REF's repository without its last part)",
+    )
+    check.add_argument(
+        "--vex-out",
+        default="",
+        metavar="FILE",
+        help="write the image's OpenVEX document (the one its release names) to FILE, for "
+        "trivy image --vex FILE",
     )
     check.add_argument(
         "--policy",

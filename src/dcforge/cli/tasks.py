@@ -62,6 +62,7 @@ def plan(
         "refresh": "rebuild this permutation from scratch (repeatable)",
         "since": "reuse unchanged permutations of a release (last-known-good or git SHA)",
         "dry_run": "print the bake (and prune) commands, build nothing",
+        "check_reproducible": "build twice with the cache bypassed; every digest must match",
     },
 )
 def build(
@@ -75,6 +76,7 @@ def build(
     platform: str = "",
     since: str = "",
     dry_run: bool = False,
+    check_reproducible: bool = False,
 ) -> None:
     """Build permutations (all when none is named) into dist/ + dist/manifest.json."""
     if prune and no_prune:
@@ -90,7 +92,14 @@ def build(
         *_each(refresh, "--refresh"),
         *_option(since, "--since"),
         *_flag(dry_run, "--dry-run"),
+        *_flag(check_reproducible, "--check-reproducible"),
     )
+
+
+@task(iterable=["permutation"], help={"permutation": PERMUTATION})
+def reproduce(c: Context, permutation: list[str]) -> None:
+    """Build twice with the build cache bypassed; every digest must match (which files don't)."""
+    _dcforge("build", "--check-reproducible", *_each(permutation, "--permutation"))
 
 
 @task(
@@ -139,6 +148,8 @@ def verify(c: Context, sha: str = "") -> None:
         "certificate_identity": "keyless: the identity that must have signed",
         "certificate_oidc_issuer": "keyless: its issuer (default: GitHub Actions')",
         "policy": "then print an admission policy: kyverno or sigstore",
+        "registry": "the namespace published to (records in NAMESPACE/dcforge-releases)",
+        "vex_out": "write the image's OpenVEX document to this file",
     }
 )
 def verify_image(
@@ -149,6 +160,8 @@ def verify_image(
     certificate_identity: str = "",
     certificate_oidc_issuer: str = "",
     policy: str = "",
+    registry: str = "",
+    vex_out: str = "",
 ) -> None:
     """Check a published image as someone who pulls it (signatures, provenance, SBOM, VEX)."""
     _dcforge(
@@ -159,6 +172,8 @@ def verify_image(
         *_option(certificate_identity, "--certificate-identity"),
         *_option(certificate_oidc_issuer, "--certificate-oidc-issuer"),
         *_option(policy, "--policy"),
+        *_option(registry, "--registry"),
+        *_option(vex_out, "--vex-out"),
     )
 
 
@@ -274,6 +289,7 @@ def bootstrap(c: Context, stop: bool = False) -> None:
 namespace = Collection(
     plan,
     build,
+    reproduce,
     gate,
     rescan,
     publish,

@@ -170,6 +170,32 @@ def predicate(
     }
 
 
+def index_predicate(
+    manifest: mf.Manifest,
+    entry: mf.Entry,
+    env: Mapping[str, str],
+    repo_url: str,
+    *,
+    invocation_id: str,
+    allow_dirty: bool,
+) -> dict[str, Any]:
+    """The provenance of a multi-platform permutation's index: the build as for one image
+    (the base image's index), and as byproducts the platform images it lists, by digest
+    (each with its own provenance and SBOM attested on it)."""
+    body = predicate(
+        manifest, entry, env, repo_url, invocation_id=invocation_id, allow_dirty=allow_dirty
+    )
+    body["runDetails"]["byproducts"] = [
+        {
+            "name": platform,
+            "uri": _oci_uri(f"{entry.repository}@{digest}"),
+            "digest": {"sha256": digest.split(":", 1)[1]},
+        }
+        for platform, digest in sorted(entry.platform_images().items())
+    ]
+    return body
+
+
 def _build_definition(
     manifest: mf.Manifest, entry: mf.Entry, source: str, allow_dirty: bool, platform: str
 ) -> dict[str, Any]:

@@ -23,17 +23,29 @@ def at_digest(reference: str, digest: str) -> str:
 
 
 DIGEST_RE = re.compile(r"^sha256:[0-9a-f]{64}$")
+# The distribution spec's repository path components and tags (lowercase names).
+REPOSITORY_PATH = re.compile(
+    r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*(?:/[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*)*"
+)
+TAG = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._-]{0,127}")
 
 
 def split_reference(reference: str) -> tuple[str, str, str]:
     """``registry/path[:tag][@sha256:…]`` → (repository, tag, digest); ValueError for
     anything that names no registry host and repository."""
-    name, _, digest = reference.partition("@")
+    name, at, digest = reference.partition("@")
     repository, tag = name, ""
     if ":" in name.rsplit("/", 1)[-1]:
         repository, _, tag = name.rpartition(":")
     host, _, path = repository.partition("/")
-    if not path or not host or (digest and not DIGEST_RE.match(digest)) or " " in reference:
+    if (
+        not REPOSITORY_PATH.fullmatch(path)
+        or not re.fullmatch(
+            r"[A-Za-z0-9][A-Za-z0-9.-]*(:[0-9]+)?|\[[0-9A-Fa-f:.]+\](:[0-9]+)?", host
+        )
+        or (at and not DIGEST_RE.fullmatch(digest))
+        or (":" in name.rsplit("/", 1)[-1] and not TAG.fullmatch(tag))
+    ):
         raise ValueError(
             f"{reference!r} is not an image reference (registry/repository[:tag][@sha256:…])"
         )

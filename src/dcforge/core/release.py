@@ -65,6 +65,9 @@ class Image:
     # Image digest → sha256 of the OpenVEX document of its waived findings, for each image
     # the gate waived findings of: each of them must carry that document as an attestation.
     vex: tuple[tuple[str, str], ...] = ()
+    # A multi-platform image's index carries an SBOM and a provenance of its own (records
+    # written before it was attested: only its platform images do).
+    index_attested: bool = False
 
     def ref(self) -> str:
         return f"{self.repository}@{self.digest}"
@@ -79,6 +82,12 @@ class Image:
         """(platform, digest) of every image with its own SBOM and provenance."""
         return list(self.platforms) or [("", self.digest)]
 
+    def attestation_subjects(self) -> list[tuple[str, str]]:
+        """(platform, digest) of every manifest with attestations: each platform's image
+        and, when it is attested, the index (platform "index")."""
+        index = [("index", self.digest)] if self.index_attested and len(self.platforms) > 1 else []
+        return [*self.attested(), *index]
+
     def vex_digests(self) -> set[str]:
         """The images that carry an OpenVEX attestation (the gate waived their findings)."""
         return {digest for digest, _ in self.vex}
@@ -86,7 +95,7 @@ class Image:
     def bound(self) -> bool:
         """The record binds every signature and attestation manifest of this image."""
         signed = {ref.rsplit("@", 1)[1] for ref in self.signed_refs()}
-        attested = {digest for _, digest in self.attested()}
+        attested = {digest for _, digest in self.attestation_subjects()}
         return bool(self.signatures) and (
             {d for d, _ in self.signatures} == signed
             and {d for d, _ in self.attestations} == attested
@@ -156,6 +165,7 @@ def build(
                 "floating_tags": list(e.floating_tags),
                 **(bindings or {}).get(e.name, {}),
                 **({"vex": vex} if (vex := vex_documents(gate_doc, e)) else {}),
+                **({"index_attested": True} if e.multi_platform else {}),
             }
             for e in manifest.permutations
         ],
@@ -252,6 +262,7 @@ def _image(raw: Any, manifest: mf.Manifest, source: str) -> Image:
         _binding(raw, "signatures", source),
         _binding(raw, "attestations", source),
         _vex(raw, source),
+        _index_attested(raw, entry, source),
     )
     if not image.vex_digests() <= {d for _, d in image.attested()}:
         raise ManifestError(f"{source}: image {entry.name}: 'vex' names an image it does not have")
@@ -273,6 +284,16 @@ def _binding(raw: dict[str, Any], key: str, source: str) -> tuple[tuple[str, str
     return tuple(sorted(value.items()))
 
 
+def _index_attested(raw: dict[str, Any], entry: mf.Entry, source: str) -> bool:
+    value = raw.get("index_attested", False)
+    if not isinstance(value, bool) or (value and not entry.multi_platform):
+        raise ManifestError(
+            f"{source}: image {entry.name}: 'index_attested' is true or false, and true only "
+            "for a multi-platform image"
+        )
+    return value
+
+
 def _vex(raw: dict[str, Any], source: str) -> tuple[tuple[str, str], ...]:
     value = raw.get("vex", {})
     if not isinstance(value, dict) or not all(
@@ -281,6 +302,44 @@ def _vex(raw: dict[str, Any], source: str) -> tuple[tuple[str, str], ...]:
     ):
         raise ManifestError(f"{source}: image {raw.get('name')!r}: 'vex' is not digest → sha256")
     return tuple(sorted(value.items()))
+
+
+REPRODUCED_ARTIFACT_TYPE = "application/vnd.dcforge.reproduced.v1+json"
+REPRODUCED_FILE_NAME = "reproduced.json"
+
+
+def same_images(rel: Release, manifest: mf.Manifest) -> bool:
+    """Whether ``manifest`` built exactly the images ``rel`` published: the same
+    permutations, repositories, digests and platform images (a reproduction)."""
+    if rel.git_sha != manifest.git_sha:
+        return False
+    published = {(i.name, i.repository, i.digest, i.platforms) for i in rel.images}
+    built = {
+        (e.name, e.repository, e.image_digest, tuple(e.platform_images().items()))
+        for e in manifest.permutations
+    }
+    return published == built
+
+
+def reproduced_statement(
+    rel: Release, record_digest: str, manifest_sha256: str, builder: str, when: str, run: str
+) -> tuple[str, dict[str, Any]]:
+    """(tag, document) of the statement that a rebuild of ``rel``'s commit gave exactly its
+    images (signed and stored beside the records; the record itself never changes)."""
+    doc: dict[str, Any] = {
+        "kind": "dcforge-reproduced",
+        "schema_version": 1,
+        "git_sha": rel.git_sha,
+        "record_digest": record_digest,
+        "publish": rel.sequence,
+        "images": {i.name: i.digest for i in rel.images},
+        "rebuilt_manifest_sha256": manifest_sha256,
+        "builder": builder,
+        "when": when,
+        "run": run,
+    }
+    stamp = when.replace("-", "").replace(":", "").removesuffix("Z")
+    return f"reproduced-{stamp}-{rel.git_sha[:12]}", doc
 
 
 @dataclass(frozen=True)

@@ -20,8 +20,8 @@ from dcforge.core import release
 COSIGN_TAG = re.compile(r"^sha256-([0-9a-f]{64})\.(sig|att|sbom)$")
 IMMUTABLE_TAG = re.compile(r"-[0-9a-f]{40}$")
 RELEASE_TAG = re.compile(r"^[0-9a-f]{40}$")
-AUDIT_TAG = re.compile(r"^rollback-")
-AUDIT_SHA = re.compile(r"^rollback-[0-9T]+-([0-9a-f]{7,40})$")
+AUDIT_TAG = re.compile(r"^(?:rollback|reproduced)-")  # rollbacks, reproductions
+AUDIT_SHA = re.compile(r"^(?:rollback|reproduced)-[0-9T]+-([0-9a-f]{7,40})$")
 
 Key = tuple[str, str]  # (repository, digest)
 
@@ -108,7 +108,8 @@ def kept_releases(
 def _protect_audits(
     versions: Iterable[Version], releases: Sequence[ReleaseRef], keep: dict[Key, str]
 ) -> None:
-    """Audit records (``rollback-<time>-<sha12>``) stay as long as their release does."""
+    """Audit records (``rollback-<time>-<sha12>``) and reproduction statements
+    (``reproduced-<time>-<sha12>``) stay as long as their release does."""
     kept = [rel.git_sha for rel in releases if rel.record in keep]
     for v in versions:
         for tag in v.tags:

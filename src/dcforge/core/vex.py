@@ -167,6 +167,14 @@ def dumps(doc: Mapping[str, Any]) -> bytes:
     return (json.dumps(doc, indent=2, sort_keys=True, ensure_ascii=False) + "\n").encode()
 
 
+def document_sha256(predicate: object) -> str:
+    """The sha256 of a document as the gate wrote it (:func:`dumps`: the bytes its recorded
+    sha256 is of), from the predicate of its verified statement ("" for a non-object)."""
+    if not isinstance(predicate, dict):
+        return ""
+    return hashlib.sha256(dumps(predicate)).hexdigest()
+
+
 def _product(image_purl: str, package_purls: Sequence[str]) -> dict[str, Any]:
     return {"@id": image_purl, "subcomponents": [{"@id": p} for p in package_purls]}
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from functools import cached_property
+from pathlib import Path
 
 from dcforge.core.settings import Settings, SigningConfig
 from dcforge.infra import signing
@@ -49,6 +50,11 @@ class Context:
     @cached_property
     def engine(self) -> Engine:
         return Engine(self.runner)
+
+    def with_dist(self, dist_dir: Path) -> Context:
+        """A context writing its build to ``dist_dir`` (a second build beside the first),
+        with this one's runner and environment."""
+        return Context(replace(self.settings, dist=str(dist_dir)), self.runner, self.env)
 
     def elsewhere(self, registry: str, signing: SigningConfig | None = None) -> Context:
         """A context for another registry (and signer), with this one's runner and

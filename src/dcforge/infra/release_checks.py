@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import json
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import partial
@@ -23,8 +23,15 @@ from pathlib import Path
 from typing import Any
 
 from dcforge.core import manifest as mf
-from dcforge.core import release
-from dcforge.core.attestations import ALL_TYPES, PREDICATE_TYPES, VEX_TYPE, one_each, subjects
+from dcforge.core import release, vex
+from dcforge.core.attestations import (
+    ALL_TYPES,
+    PREDICATE_TYPES,
+    VEX_TYPE,
+    one_each,
+    predicates,
+    subjects,
+)
 from dcforge.core.errors import (
     PublishRefused,
     RegistryError,
@@ -137,19 +144,32 @@ class ReleaseChecks:
             )
             return problems
         # Every signature and attestation check is a read of its own: run them at once.
-        checks = [
+        checks = self._checks(image, signatures_verified, attestations_verified)
+        with ThreadPoolExecutor(max_workers=VERIFY_WORKERS) as pool:
+            for found in pool.map(lambda check: check(), checks):
+                problems += found
+        return problems
+
+    def _checks(
+        self, image: release.Image, signatures_verified: bool, attestations_verified: bool
+    ) -> list[Callable[[], list[str]]]:
+        checks: list[Callable[[], list[str]]] = [
             partial(self._check_signature, ref)
             for ref in ([] if signatures_verified else image.signed_refs())
         ]
         checks += [
             partial(self._check_attestation, image, platform, digest, ptype)
-            for platform, digest in ([] if attestations_verified else image.attested())
-            for ptype in _types(image, digest)
+            for platform, digest in ([] if attestations_verified else image.attestation_subjects())
+            for ptype in PREDICATE_TYPES
         ]
-        with ThreadPoolExecutor(max_workers=VERIFY_WORKERS) as pool:
-            for found in pool.map(lambda check: check(), checks):
-                problems += found
-        return problems
+        # The VEX by its content, always: one image can carry several (each release that
+        # waived findings of it attested its own), and this release's must be among them.
+        checks += [
+            partial(self._check_attestation, image, platform, digest, VEX_TYPE)
+            for platform, digest in image.attestation_subjects()
+            if digest in image.vex_digests()
+        ]
+        return checks
 
     def _missing_children(self, image: release.Image) -> list[str]:
         """Each platform's image of an index, read by digest: an index whose child a
@@ -175,12 +195,15 @@ class ReleaseChecks:
     def _check_attestation(
         self, image: release.Image, platform: str, digest: str, ptype: str
     ) -> list[str]:
-        problem = self.attestation_problem(f"{image.repository}@{digest}", ptype)
+        vex = dict(image.vex).get(digest, "") if ptype == VEX_TYPE else ""
+        problem = self.attestation_problem(f"{image.repository}@{digest}", ptype, vex)
         return [f"{image.name} {platform}".strip() + f": {problem}"] if problem else []
 
-    def attestation_problem(self, ref_at_digest: str, ptype: str) -> str:
+    def attestation_problem(self, ref_at_digest: str, ptype: str, sha256: str = "") -> str:
         """Why the image has no verified ``ptype`` attestation naming it as its subject
-        ("" when it has one: a verified statement about another image does not count)."""
+        ("" when it has one: a verified statement about another image does not count);
+        ``sha256``: of a VEX document, the one the record names
+        (:func:`dcforge.core.vex.document_sha256`)."""
         digest = ref_at_digest.rsplit("@", 1)[1]
         try:
             out = self.cosign.verify_attestation(ref_at_digest, ptype)
@@ -188,16 +211,27 @@ class ReleaseChecks:
             return f"{ptype} attestation does not verify ({err})"
         if digest not in subjects(out, ALL_TYPES[ptype]):
             return f"no {ptype} attestation names {digest} as subject"
+        found = [vex.document_sha256(p) for p in predicates(out, ALL_TYPES[ptype], digest)]
+        if sha256 and sha256 not in found:
+            return (
+                f"none of its {len(found)} verified {ptype} document(s) is the one the release "
+                f"record names (sha256 {sha256[:12]}…)"
+            )
         return ""
 
-    def attested(self, ref_at_digest: str, ptypes: list[str]) -> set[str]:
+    def attested(self, ref_at_digest: str, ptypes: list[str], vex: str = "") -> set[str]:
         """Which of the types the image already has a verified attestation of, naming the
-        image as subject (a re-run of a publish); none when it has no attestation manifest."""
+        image as subject (a re-run of a publish); none when it has no attestation manifest.
+        ``vex``: the sha256 its VEX must have to count (another release's does not)."""
         repository, _, digest = ref_at_digest.partition("@")
         attestations = f"{repository}:{release.artifact_tag(digest, 'att')}"
         if self.registry.digest_or_none(attestations) is None:
             return set()
-        return {ptype for ptype in ptypes if not self.attestation_problem(ref_at_digest, ptype)}
+        return {
+            ptype
+            for ptype in ptypes
+            if not self.attestation_problem(ref_at_digest, ptype, vex if ptype == VEX_TYPE else "")
+        }
 
     def _tag_problems(self, image: release.Image) -> list[str]:
         problems = []
@@ -258,15 +292,14 @@ class ReleaseChecks:
         holds). False says only that something did not: the caller checks one by one."""
         signed_refs = [r for i in images for r in i.signed_refs()]
         signed = pool.submit(self.cosign.verify_all, signed_refs, VERIFY_WORKERS)
-        refs = [(f"{i.repository}@{d}", d) for i in images for _, d in i.attested()]
+        refs = [(f"{i.repository}@{d}", d) for i in images for _, d in i.attestation_subjects()]
         if len({bool(self.registry.plain(ref)) for ref, _ in refs}) != 1:
             return signed.result(), False
-        vexed = [(f"{i.repository}@{d}", d) for i in images for d in sorted(i.vex_digests())]
         size = ATTESTATION_BATCH
-        runs = [
-            pool.submit(self._attestation_batch, ptype, batch[i : i + size])
-            for ptype, batch in [*((p, refs) for p in PREDICATE_TYPES), (VEX_TYPE, vexed)]
-            for i in range(0, len(batch), size)
+        runs = [  # (each VEX is checked by its content, image by image: verify_image)
+            pool.submit(self._attestation_batch, ptype, refs[i : i + size])
+            for ptype in PREDICATE_TYPES
+            for i in range(0, len(refs), size)
         ]
         attested = [run.result() for run in runs]
         return signed.result(), all(attested)
@@ -311,7 +344,7 @@ class ReleaseChecks:
             for image in images
             for kind, tag, digests in (
                 ("signatures", "sig", [r.rsplit("@", 1)[1] for r in image.signed_refs()]),
-                ("attestations", "att", [d for _, d in image.attested()]),
+                ("attestations", "att", [d for _, d in image.attestation_subjects()]),
             )
             for digest in digests
         ]
@@ -336,9 +369,3 @@ class ReleaseChecks:
             if self.registry.digest_or_none(ref) != artifact:
                 return False  # changed since (re-attested, say): cosign decides
         return True
-
-
-def _types(image: release.Image, digest: str) -> list[str]:
-    """The attestations one image of a release must carry: SBOM and provenance, and the
-    OpenVEX document when its record says the gate waived findings of it."""
-    return [*PREDICATE_TYPES, *([VEX_TYPE] * (digest in image.vex_digests()))]

@@ -240,8 +240,8 @@ class Releases:
     def check_images(self, rel: release.Release) -> None:
         self.checks.check_images(rel)
 
-    def attested(self, ref_at_digest: str, ptypes: list[str]) -> set[str]:
-        return self.checks.attested(ref_at_digest, ptypes)
+    def attested(self, ref_at_digest: str, ptypes: list[str], vex: str = "") -> set[str]:
+        return self.checks.attested(ref_at_digest, ptypes, vex)
 
     def verified_bindings(
         self, manifest: mf.Manifest, gate_doc: dict[str, Any]
@@ -356,6 +356,51 @@ class Releases:
             self.registry.tag(at, [manifest.git_sha])
         log.info(f"release record {reference} {digest[:19]}, publish {sequence} ({state})")
         return reference, digest, sequence
+
+    def reproduction(self, manifest: mf.Manifest) -> tuple[str, release.Release] | None:
+        """(record digest, release) when ``manifest`` is another build that made exactly the
+        images of the newest publish of its commit, and that release verifies as users pull
+        it (tags included): then a publish has nothing to push or move. None otherwise: no
+        release yet, other images, or the very build the record holds (a re-run of its
+        publish, which completes it)."""
+        if manifest.git_sha not in self.tags():
+            return None
+        try:
+            digest, rel = self.fetch(manifest.git_sha)
+        except DcforgeError:
+            return None
+        if rel.manifest.to_json() == manifest.to_json() or not release.same_images(rel, manifest):
+            return None
+        if self.verify_release(rel, check_tags=True):
+            return None
+        return digest, rel
+
+    def note_reproduced(
+        self, rel: release.Release, record_digest: str, manifest_sha256: str, builder: str
+    ) -> str:
+        """Store and sign the statement that ``rel`` was reproduced; its reference."""
+        now = dt.datetime.now(dt.UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+        run = self.env.get("GITHUB_RUN_ID", "")
+        tag, doc = release.reproduced_statement(
+            rel, record_digest, manifest_sha256, builder, now, run
+        )
+        with tempfile.TemporaryDirectory(prefix="dcforge-reproduced-") as tmp:
+            (Path(tmp) / release.REPRODUCED_FILE_NAME).write_text(json.dumps(doc, indent=2))
+            digest = self.registry.push_artifact(
+                f"{self.repository}:{tag}",
+                Path(tmp),
+                release.REPRODUCED_FILE_NAME,
+                artifact_type=release.REPRODUCED_ARTIFACT_TYPE,
+                annotations={
+                    "org.opencontainers.image.created": now,
+                    "dev.dcforge.reproduced.git-sha": rel.git_sha,
+                },
+            )
+        at = f"{self.repository}@{digest}"
+        problem = self.cosign.sign_checked(at)
+        if problem:
+            raise PublishRefused(f"the reproduction statement {at} was signed but {problem}")
+        return f"{self.repository}:{tag}"
 
     def audit(self, rel: release.Release, record_digest: str, moves: Sequence[tm.Move]) -> str:
         """An audit record of a rollback, next to the release records."""

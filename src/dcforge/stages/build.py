@@ -13,6 +13,7 @@ dist/manifest.json. What to build is decided in :mod:`dcforge.core.build_plan` a
 from __future__ import annotations
 
 import shutil
+import time
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
@@ -27,7 +28,14 @@ from dcforge.core.build_plan import PlannedPermutation
 from dcforge.core.errors import BuildError, ConfigError, RollbackRefused, VerifyFailed
 from dcforge.core.hashing import file_sha256
 from dcforge.core.settings import Settings
-from dcforge.infra import build_inputs, devcontainer_build, gitinfo, image_checks, log
+from dcforge.infra import (
+    build_inputs,
+    devcontainer_build,
+    gitinfo,
+    image_checks,
+    log,
+    reproducibility,
+)
 from dcforge.infra.context import Context
 from dcforge.infra.release_store import Releases
 from dcforge.infra.runner import Runner
@@ -82,6 +90,30 @@ def run(ctx: Context, options: BuildOptions) -> mf.Manifest:
         shutil.rmtree(incoming, ignore_errors=True)
     log.info(f"wrote {settings.dist_dir / 'manifest.json'} ({len(entries)} permutation(s))")
     return manifest
+
+
+def check_reproducible(ctx: Context, options: BuildOptions) -> mf.Manifest:
+    """Build the selection twice, each time with the build cache bypassed (and ``--since``
+    ignored), into ``dist/`` and then ``dist/reproduce/``; every permutation and platform's
+    digest must be the same (:mod:`dcforge.infra.reproducibility` names what differs).
+    Returns the first build's manifest, which stays in ``dist/`` like any build's."""
+    names = tuple(p.name for p in build_plan.load_permutations(ctx.settings, options.names))
+    cold = replace(options, refresh=names, since="")
+    second_dir = ctx.settings.dist_dir / "reproduce"
+    shutil.rmtree(second_dir, ignore_errors=True)
+    clock = time.perf_counter()
+    with log.group("reproduce: first cold build"):
+        first = run(ctx, cold)
+    seconds = {"first build": time.perf_counter() - clock}
+    with log.group("reproduce: second cold build"):
+        second = run(ctx.with_dist(second_dir), replace(cold, smoke=False, prune=False))
+    seconds["second build"] = time.perf_counter() - clock - seconds["first build"]
+    pairs, explained = reproducibility.compare(first, ctx.settings.dist_dir, second, second_dir)
+    seconds["compare"] = time.perf_counter() - clock - sum(seconds.values())
+    result = reproducibility.Comparison(pairs, explained, seconds)
+    reproducibility.report(result, ctx.settings.dist_dir / "reports")
+    shutil.rmtree(second_dir, ignore_errors=True)  # identical: the first build is the build
+    return first
 
 
 def bake_targets(ctx: Context, out_dir: Path, source: image_labels.Source) -> list[Target]:

@@ -6,7 +6,6 @@ only when all of that succeeded for every permutation move the floating tags and
 from __future__ import annotations
 
 import contextvars
-import json
 import tempfile
 import time
 from collections.abc import Callable, Mapping
@@ -22,8 +21,9 @@ from dcforge.core import provenance, release, staging, verdict
 from dcforge.core.attestations import PROVENANCE_TYPE, SBOM_TYPE, VEX_TYPE
 from dcforge.core.errors import DcforgeError, PublishRefused, RegistryError, ToolError
 from dcforge.core.files import atomic_write_json
+from dcforge.core.hashing import file_sha256
 from dcforge.core.settings import Settings
-from dcforge.infra import gitinfo, locks, log, signing
+from dcforge.infra import attestation_files, gitinfo, locks, log, signing
 from dcforge.infra.context import Context
 from dcforge.infra.release_store import Releases
 from dcforge.infra.runner import Runner
@@ -54,12 +54,7 @@ class _Run:
     settings: Settings
     releases: Releases
     manifest: mf.Manifest
-    env: Mapping[str, str]
-    repo_url: str
-    invocation_id: str
-    allow_dirty: bool
-    work: Path
-    vex: Mapping[str, Path] = field(default_factory=dict)  # image digest → its OpenVEX doc
+    files: attestation_files.Attesting  # what each image is attested with
 
 
 def _push(run: _Run, entry: mf.Entry) -> str:
@@ -205,48 +200,22 @@ def _attest_all(
     lap: Callable[[str], None],
 ) -> None:
     """Each platform's image: its SBOM and its SLSA provenance (and the OpenVEX document of
-    its waived findings), attested together."""
-    sboms: list[str] = []
-    provenances: list[str] = []
-    vexes: list[str] = []
-    for platform, digest in images.items():
-        pred = run.work / f"{entry.report_stem(platform)}.provenance.json"
-        body = provenance.predicate(
-            run.manifest,
-            entry,
-            run.env,
-            run.repo_url,
-            invocation_id=run.invocation_id,
-            allow_dirty=run.allow_dirty,
-            platform=platform if entry.multi_platform else "",
-        )
-        pred.write_text(json.dumps(body, indent=2))
-        lap("provenance")
+    its waived findings), attested together; then a multi-platform index's own."""
+    steps: dict[str, list[str]] = {}
+    todo = [(digest, run.files.platform_files(entry, p, digest)) for p, digest in images.items()]
+    if entry.multi_platform:
+        todo.append((entry.image_digest, run.files.index_files(entry)))
+    lap("provenance")
+    for digest, files in todo:
         ref = f"{entry.repository}@{digest}"
-        todo = {SBOM_TYPE: _sbom(run.settings, entry, platform), PROVENANCE_TYPE: pred}
-        todo |= {VEX_TYPE: run.vex[digest]} if digest in run.vex else {}
-        found = run.releases.attested(ref, list(todo))
-        done = [ptype for ptype in todo if ptype not in found]
-        run.releases.cosign.attest_all(ref, [(todo[ptype], ptype) for ptype in done])
+        vex = file_sha256(files[VEX_TYPE]) if VEX_TYPE in files else ""
+        found = run.releases.attested(ref, list(files), vex)
+        done = [ptype for ptype in files if ptype not in found]
+        run.releases.cosign.attest_all(ref, [(files[ptype], ptype) for ptype in done])
         lap("attest")
-        sboms.append(_step(SBOM_TYPE, done))
-        provenances.append(_step(PROVENANCE_TYPE, done))
-        vexes += [_step(VEX_TYPE, done)] if VEX_TYPE in todo else []
-    out.steps["sbom"], out.steps["provenance"] = _merged(sboms), _merged(provenances)
-    if vexes:
-        out.steps["vex"] = _merged(vexes)
-
-
-def _sbom(settings: Settings, entry: mf.Entry, platform: str) -> Path:
-    """The gate's SBOM of one platform's image (checked before anything is pushed)."""
-    sbom = settings.dist_dir / "reports" / f"{entry.report_stem(platform)}.spdx.json"
-    if not sbom.is_file():
-        raise PublishRefused(f"{entry.name}: no {platform} SBOM at {sbom} — re-run the gate")
-    return sbom
-
-
-def _step(ptype: str, done: list[str]) -> str:
-    return "done" if ptype in done else "already"
+        for ptype in files:
+            steps.setdefault(STEP_NAMES[ptype], []).append("done" if ptype in done else "already")
+    out.steps |= {step: _merged(said) for step, said in steps.items()}
 
 
 def _check_served(run: _Run, entry: mf.Entry) -> None:
@@ -265,6 +234,9 @@ def _check_served(run: _Run, entry: mf.Entry) -> None:
             f", the gate scanned {', '.join(f'{p} {d[:19]}' for p, d in sorted(expected.items()))}"
             f"{'one image' * (not expected)} — stopped before signing"
         )
+
+
+STEP_NAMES = {SBOM_TYPE: "sbom", PROVENANCE_TYPE: "provenance", VEX_TYPE: "vex"}
 
 
 def _merged(steps: list[str]) -> str:
@@ -289,11 +261,13 @@ def run(ctx: Context, options: PublishOptions | None = None) -> dict[str, Any]:
     options = options or PublishOptions()
     clock = [time.perf_counter()]
     manifest, gate_doc, rel = _open(ctx, options)
+    reproduced = rel.reproduction(manifest)
+    if reproduced is not None:
+        return _reproduced(ctx, manifest, *reproduced)
     vex_docs = verdict.vex_files(settings, manifest, gate_doc)
     with tempfile.TemporaryDirectory(prefix="dcforge-publish-") as tmp:
-        shared = _Run(
+        files = attestation_files.Attesting(
             settings,
-            rel,
             manifest,
             env,
             provenance.source_uri(env, gitinfo.origin_url(runner, settings.root)),
@@ -302,6 +276,7 @@ def run(ctx: Context, options: PublishOptions | None = None) -> dict[str, Any]:
             Path(tmp),
             vex_docs,
         )
+        shared = _Run(settings, rel, manifest, files)
         # Pushing and signing wait on the network and on cosign more than on the CPU.
         workers = max(4, 2 * settings.effective_jobs)
         phases = {"checks (verdict, tarball hashes, cosign, registry)": _lap(clock)}
@@ -324,6 +299,25 @@ def run(ctx: Context, options: PublishOptions | None = None) -> dict[str, Any]:
         "outcomes": {o.name: o.steps for o in outcomes},
         "moved": moved,
     }
+
+
+def _reproduced(
+    ctx: Context, manifest: mf.Manifest, record_digest: str, rel: release.Release
+) -> dict[str, Any]:
+    """A rebuild that gave exactly the published images: nothing is pushed, signed or
+    moved; a signed statement beside the record says the release was reproduced."""
+    statement = ctx.releases.note_reproduced(
+        rel,
+        record_digest,
+        file_sha256(ctx.settings.dist_dir / "manifest.json"),
+        provenance.builder_id(ctx.env),
+    )
+    log.info(
+        f"reproduced: this build of {manifest.git_sha[:12]} made exactly the images of its "
+        f"publish {rel.sequence} ({record_digest[:19]}), which verifies as pulled — nothing "
+        f"pushed, no tag moved; signed statement {statement}"
+    )
+    return {"release": statement, "record_digest": record_digest, "outcomes": {}, "moved": {}}
 
 
 def _open(ctx: Context, options: PublishOptions) -> tuple[mf.Manifest, dict[str, Any], Releases]:
@@ -407,7 +401,7 @@ def _preflight(
     mf.verify_tarballs(manifest, settings.dist_dir)
     for entry in manifest.permutations:
         for platform in entry.platform_images():
-            _sbom(settings, entry, platform)
+            attestation_files.sbom(settings, entry, platform)
     staging.check_sources(settings, manifest, env)
     _check_source(manifest, options)
     mf.check_target(manifest, settings.registry)
