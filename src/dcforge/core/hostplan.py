@@ -28,7 +28,7 @@ _MACHINE_AT = 36  # hex digits before e_machine
 # Each tool the stack needs, and the package that brings it, per distribution family.
 # Debian 12 takes the engine and the signing/registry tools from trixie at a low apt pin
 # (bookworm has no buildx, no cosign, a docker.io of 20.10; ../shared/TOOLCHAIN.md): the
-# suite comes from dcforge's pins ([tool.dcforge-toolchain]). Ubuntu takes everything it
+# suite comes from dcforge's pins (resources/toolchain.toml). Ubuntu takes everything it
 # packages from its own archive (universe).
 DEBIAN_PACKAGES: Mapping[str, str] = {
     "dockerd": "docker.io",
@@ -50,7 +50,7 @@ UBUNTU_PACKAGES: Mapping[str, str] = {
     "docker": "docker.io",  # Ubuntu's docker.io ships the client
 }
 # Not in Ubuntu's archive (22.04, 24.04): the projects' release binaries, checked against
-# dcforge's pinned sha256 ([tool.dcforge-toolchain.upstream]); the workflow's actions on
+# dcforge's pinned sha256 (resources/toolchain.toml [upstream]); the workflow's actions on
 # GitHub's runners.
 UBUNTU_UNPACKAGED = ("cosign", "oras")
 

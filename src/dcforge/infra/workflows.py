@@ -346,14 +346,14 @@ TOOL_ACTIONS = (
 
 
 def _tool_version_problems(where: str, uses: str, with_: dict[str, Any]) -> list[str]:
-    """The workflows install oras and cosign at pyproject's pins, never at versions of their
-    own (one place for pins: pyproject.toml)."""
+    """The workflows install oras and cosign at dcforge's pins, never at versions of their
+    own (one place for pins: resources/toolchain.toml)."""
     for action, key, tool, prefix in TOOL_ACTIONS:
         if uses.startswith(action):
             want = prefix + toolpins.debian_pin(tool)
             if str(with_.get(key, "")) != want:
                 return [
-                    f"{where}: {tool} {with_.get(key)!r} differs from the pin in pyproject.toml "
+                    f"{where}: {tool} {with_.get(key)!r} differs from the pin in {toolpins.WHERE} "
                     f"({want}) — set {key}: {want}"
                 ]
     return []

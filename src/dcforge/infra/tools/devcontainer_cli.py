@@ -15,11 +15,11 @@ arg of that name (buildx >= 0.10, docker/buildx#1482) unless a build arg already
 from __future__ import annotations
 
 import json
-import tomllib
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from dcforge.core import toolpins
 from dcforge.core.errors import BuildError, ToolError
 from dcforge.infra.runner import Runner
 from dcforge.infra.tools import buildx
@@ -27,36 +27,40 @@ from dcforge.infra.tools import buildx
 PACKAGE = "@devcontainers/cli"
 # Where scripts/bootstrap installs the pinned CLI (under the state directory).
 INSTALL_DIR = Path("tools/devcontainer-cli")
+# The state directory of the dcforge checkout this module runs from, whose scripts/bootstrap
+# installed the CLI there (a project elsewhere built with it finds it). An installed wheel
+# has no checkout: this path does not exist there and only the project's state counts.
+CHECKOUT_STATE = Path(__file__).resolve().parents[4] / ".dcforge"
 
 
-def pinned_version(pyproject: Path) -> str:
-    with pyproject.open("rb") as fh:
-        return str(tomllib.load(fh)["tool"]["dcforge-toolchain"]["npm"][PACKAGE])
+def pinned_version() -> str:
+    """The CLI version dcforge pins (its toolchain.toml's ``[npm]``)."""
+    return toolpins.npm_pins()[PACKAGE]
 
 
-def executable(runner: Runner, state_root: Path, pyproject: Path) -> str:
+def executable(runner: Runner, state_root: Path) -> str:
     """The CLI scripts/bootstrap installed (else one on PATH), checked to be the pinned
     version before anything runs it."""
     # The project's state directory, else the one of the dcforge checkout whose
     # scripts/bootstrap ran (a project elsewhere built with it), else PATH.
     candidates = [
         root / INSTALL_DIR / "node_modules" / ".bin" / "devcontainer"
-        for root in (state_root, pyproject.parent / ".dcforge")
+        for root in (state_root, CHECKOUT_STATE)
     ]
     installed = next((c for c in candidates if c.is_file()), candidates[0])
+    want = pinned_version()
     try:
         path = str(installed) if installed.is_file() else runner.which("devcontainer")
     except ToolError:
         raise ToolError(
             f"the Dev Containers CLI is not installed ({installed}) — run scripts/bootstrap "
-            f"(it installs {PACKAGE}@{pinned_version(pyproject)})"
+            f"(it installs {PACKAGE}@{want})"
         ) from None
-    want = pinned_version(pyproject)
     got = runner.run([path, "--version"], timeout=60, mutates=False).stdout.strip()
     if got != want and not runner.dry_run:
         raise ToolError(
-            f"{path} is the Dev Containers CLI {got or '(no version)'}, pyproject.toml pins "
-            f"{want} — run scripts/bootstrap"
+            f"{path} is the Dev Containers CLI {got or '(no version)'}, dcforge pins "
+            f"{want} ({toolpins.WHERE}) — run scripts/bootstrap"
         )
     return path
 
