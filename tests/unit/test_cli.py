@@ -341,6 +341,7 @@ REACHED_AS = {
     "trivy-db-mirror": "invoke trivy-db-mirror",
     "host-plan": "python -m dcforge host-plan",
     "verify-image": "python -m dcforge verify-image",
+    "init": "python -m dcforge init",
 }
 NOX_SESSION_COMMAND = {
     spelling.removeprefix("nox -s "): command

@@ -16,7 +16,7 @@ import sys
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
-from dcforge.cli.parser import parser
+from dcforge.cli.parser import parser, version
 from dcforge.core import settings, toolpins
 from dcforge.core.errors import INTERRUPTED_EXIT_CODE, ConfigError, DcforgeError
 from dcforge.core.files import append_line
@@ -241,6 +241,13 @@ def _tool(args: argparse.Namespace, ctx: Context) -> int:
     return tool_commands.run(args, ctx)
 
 
+def _init(args: argparse.Namespace) -> int:
+    from dcforge.stages import init
+
+    init.run(init.InitOptions(args.directory, force=args.force, version=version()))
+    return 0
+
+
 COMMANDS: dict[str, Handler] = {
     "plan": _plan,
     "build": _build,
@@ -261,11 +268,15 @@ COMMANDS: dict[str, Handler] = {
     "cosign": _tool,
     "trivy-db-mirror": _tool,
 }
+# Commands that make a project rather than work in one: no settings are read.
+WITHOUT_PROJECT: dict[str, Callable[[argparse.Namespace], int]] = {"init": _init}
 
 
 def run(argv: Sequence[str], env: Mapping[str, str]) -> int:
     """Parse ``argv``, load the settings and run the command; errors propagate."""
     args = parser().parse_args(argv)
+    if args.command in WITHOUT_PROJECT:
+        return WITHOUT_PROJECT[args.command](args)
     root = (args.root or Path.cwd()).resolve()
     conf = settings.load(settings.find_root(root), env)
     # --dry-run before the command, or after it for the commands that accept it there.

@@ -73,6 +73,7 @@ def parser() -> argparse.ArgumentParser:
         _add_lint_workflows,
         _add_host_plan,
         _add_tool_commands,
+        _add_init,
     ):
         add(sub)
     return top
@@ -475,6 +476,30 @@ def _add_host_plan(sub: Subparsers) -> None:
         action="store_true",
         help="instead: install the pinned Dev Containers CLI under the state folder, with "
         "Node's own build when this machine has no Node.js 20 (npm registry, integrity checked)",
+    )
+
+
+def _add_init(sub: Subparsers) -> None:
+    init = _command(
+        sub,
+        "init",
+        "scaffold an images repository here (or in DIR)",
+        "Write a new images repository: an example permutation in each form (Dockerfile; "
+        "devcontainer.json with a local Feature), noxfile.py and tasks.py that run dcforge's "
+        "sessions and tasks, pyproject.toml with [tool.dcforge], waivers.yaml, trivy.yaml, "
+        "requirements.txt (dcforge pinned), SECRETS.md, .gitignore, Dependabot and a workflow "
+        "calling dcforge's reusable workflow. Writes nothing when any of them exists.",
+    )
+    init.add_argument(
+        "directory",
+        nargs="?",
+        type=Path,
+        default=Path(),
+        metavar="DIR",
+        help="where to write it (default: the current directory; made if missing)",
+    )
+    init.add_argument(
+        "--force", action="store_true", help="replace the files that exist (each is named first)"
     )
 
 

@@ -280,6 +280,17 @@ def retention(c: Context, artifacts: bool = False, yes: bool = False, now: str =
     prune(c, registry=not artifacts, artifacts=artifacts, yes=yes, now=now)
 
 
+@task(
+    help={
+        "directory": "where to write it (default: the current directory)",
+        "force": "replace the files that exist (each is named first)",
+    }
+)
+def init(c: Context, directory: str = "", force: bool = False) -> None:
+    """Scaffold an images repository: permutations, noxfile, tasks, settings, workflow."""
+    _dcforge("init", *([directory] if directory else []), *_flag(force, "--force"))
+
+
 @task
 def bootstrap(c: Context, stop: bool = False) -> None:
     """Start (or --stop) the local stack: dockerd, registry, tools."""
@@ -306,4 +317,5 @@ namespace = Collection(
     cosign,
     trivy_db_mirror,
     bootstrap,
+    init,
 )
