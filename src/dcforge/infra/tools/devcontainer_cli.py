@@ -15,6 +15,7 @@ arg of that name (buildx >= 0.10, docker/buildx#1482) unless a build arg already
 from __future__ import annotations
 
 import json
+import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -101,6 +102,7 @@ def build(
         "--platform", ",".join(platforms), "--no-lockfile", "--log-format", "text",
     ]  # fmt: skip
     argv += _options(labels, cache_from, cache_to, no_cache)
+    argv += ["--docker-path", docker_shim(runner, workspace.parent / f"{workspace.name}.bin")]
     # A temporary directory of its own: the CLI names its Feature staging folder by the
     # millisecond, so two builds started together would share (and mix) their Features.
     tmp = workspace.parent / f"{workspace.name}.tmp"
@@ -119,6 +121,38 @@ def build(
             details="\n".join((result.stderr + result.stdout).strip().splitlines()[-30:]),
         )
     return result.stderr + result.stdout
+
+
+# The CLI adds ``--build-arg BUILDKIT_INLINE_CACHE=1`` to every build unless its
+# ``--cache-to`` is inline (0.89.0: ``RQ(e.buildxCacheTo)||c.push("--build-arg",
+# "BUILDKIT_INLINE_CACHE=1")``). BuildKit then writes an inline cache into the image config
+# (``moby.buildkit.cache.v0``) whose records carry the time each layer was made, so no two
+# builds of the same inputs had the same digest. dcforge hands the CLI a ``docker`` that
+# drops that one build arg; everything else reaches the real docker as the CLI wrote it.
+INLINE_CACHE_ARG = "BUILDKIT_INLINE_CACHE=1"
+_SHIM = """#!{python}
+# dcforge: the Dev Containers CLI's docker, without its inline build cache
+# (dcforge.infra.tools.devcontainer_cli.INLINE_CACHE_ARG). Anything else passes as written.
+import os, sys
+args, out = sys.argv[1:], []
+while args:
+    if args[:2] == ["--build-arg", {arg!r}]:
+        args = args[2:]
+        continue
+    out.append(args.pop(0))
+os.execv({docker!r}, [{docker!r}, *out])
+"""
+
+
+def docker_shim(runner: Runner, directory: Path) -> Path:
+    """The ``docker`` the CLI runs (``--docker-path``): the real one, minus the inline cache
+    build arg."""
+    docker = runner.which("docker")
+    directory.mkdir(parents=True, exist_ok=True)
+    shim = directory / "docker"
+    shim.write_text(_SHIM.format(python=sys.executable, arg=INLINE_CACHE_ARG, docker=docker))
+    shim.chmod(0o755)
+    return shim
 
 
 def _options(
