@@ -205,6 +205,20 @@ def test_keyless_publish_verify_rollback_and_rescan(
     assert tags_point_at(runner, b)
     rescan = run_dcforge("rescan", cwd=project, env=env)
     assert rescan.returncode == 0, rescan.stderr
+    # Someone who pulls an image, with no checkout: the workflow's identity and the issuer
+    # (and, for this test Sigstore, its root and no Rekor: cosign's own variables).
+    consumer = tmp_path / "consumer"
+    consumer.mkdir()
+    trust = {"DCFORGE_SIGNING": "keyless", "DCFORGE_COSIGN_IDENTITY": INTRUDER.identity,
+             "DCFORGE_COSIGN_TLOG": "false", **sigstore.trust_env}  # fmt: skip
+    image = b.permutations[0]
+    pulled = ["verify-image", f"{image.repository}:{image.floating_tags[0]}"]
+    for who, code in ((PUBLISHER, 0), (INTRUDER, 9)):
+        args = [*pulled, "--certificate-identity", who.identity]
+        checked = run_dcforge(*args, "--certificate-oidc-issuer", sigstore.issuer.url,
+                              cwd=consumer, env=trust)  # fmt: skip
+        assert checked.returncode == code, checked.stderr
+    assert "signature does not verify" in checked.stderr
     # The same releases, verified with the public Sigstore's trust (no custom root): refused.
     public = {k: v for k, v in env.items() if not k.startswith("SIGSTORE_")}
     assert run_dcforge("verify", cwd=project, env=public).returncode == 9
