@@ -101,16 +101,27 @@ def test_publish_signs_attests_records_and_is_idempotent(
     assert stranger.returncode == 9
     assert "not signed by the configured key" in stranger.stderr
 
-    # Second publish: nothing uploaded, no new signature, every step "already".
+    # Second publish: nothing uploaded, no new signature, nothing even re-checked that the
+    # pinned record binds (the release verified as pulled, by digest).
     blobs, tags = private_registry.blob_count(), tag_state(runner, m)
     assert any(t.endswith(".sig") for t in tags) and any(t.endswith(".att") for t in tags)
     second = run_dcforge("publish", cwd=project, env=env)
     assert second.returncode == 0, second.stderr
     assert private_registry.blob_count() == blobs
     assert tag_state(runner, m) == tags
-    assert "push already" in second.stderr
-    assert "(already)" in second.stderr
-    assert "floating tags already point at this release" in second.stderr
+    assert "already published:" in second.stderr
+    # An attestation manifest gone: the release no longer verifies as pulled, so the publish
+    # does its work again — and puts back only what is missing.
+    e = m.permutations[0]
+    att = registry.resolve(
+        runner, f"{e.repository}:sha256-{e.image_digest[7:]}.att", plain_http=True
+    )
+    registry.delete(runner, f"{e.repository}@{att}", plain_http=True)
+    third = run_dcforge("publish", cwd=project, env=env)
+    assert third.returncode == 0, third.stderr
+    assert "push already" in third.stderr
+    assert "floating tags already point at this release" in third.stderr
+    assert run_dcforge("verify", cwd=project, env=env).returncode == 0
 
 
 @pytest.mark.reliability(

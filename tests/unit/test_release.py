@@ -200,3 +200,22 @@ def test_a_reproduction_is_the_same_images_of_the_same_commit() -> None:
     assert tag == f"reproduced-20300102T030405-{m.git_sha[:12]}"
     assert (doc["record_digest"], doc["publish"]) == (A, 1)
     assert doc["images"] == {e.name: e.image_digest for e in m.permutations}
+
+
+def test_a_publish_with_nothing_to_add_is_told_apart() -> None:
+    m = mf.parse(json.loads(json.dumps(GOOD)), "m")
+    entry = m.permutations[0]
+    bindings: release.Bindings = {
+        entry.name: {
+            "signatures": {entry.image_digest: A},
+            "attestations": {entry.image_digest: B},
+        }
+    }
+    gate_doc = {"trivy_version": "0.76.0", "permutations": [{"name": entry.name, "counts": {}}]}
+    rel = release.parse(release.build(m, gate_doc, bindings, sequence=2, supersedes=A), "r")
+    assert release.is_record_of(rel, m, gate_doc)
+    # Another verdict (a re-gate with a newer DB), or another build: a new record to write.
+    assert not release.is_record_of(rel, m, {**gate_doc, "db_updated_at": "2030-01-01"})
+    rebuilt = json.loads(json.dumps(GOOD))
+    rebuilt["created_at"] = "2030-01-01T00:00:00Z"
+    assert not release.is_record_of(rel, mf.parse(rebuilt, "m"), gate_doc)

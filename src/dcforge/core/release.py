@@ -321,6 +321,17 @@ def same_images(rel: Release, manifest: mf.Manifest) -> bool:
     return published == built
 
 
+def is_record_of(rel: Release, manifest: mf.Manifest, gate_doc: dict[str, Any]) -> bool:
+    """Whether ``rel`` is the record a publish of ``manifest`` under ``gate_doc`` would
+    write (its own bindings, number and predecessor kept): that publish has nothing to add."""
+    bindings: Bindings = {
+        i.name: {"signatures": dict(i.signatures), "attestations": dict(i.attestations)}
+        for i in rel.images
+    }
+    again = build(manifest, gate_doc, bindings, sequence=rel.sequence, supersedes=rel.supersedes)
+    return parse(again, "this publish") == rel
+
+
 def reproduced_statement(
     rel: Release, record_digest: str, manifest_sha256: str, builder: str, when: str, run: str
 ) -> tuple[str, dict[str, Any]]:

@@ -357,6 +357,24 @@ class Releases:
         log.info(f"release record {reference} {digest[:19]}, publish {sequence} ({state})")
         return reference, digest, sequence
 
+    def published(self, manifest: mf.Manifest, gate_doc: dict[str, Any]) -> str | None:
+        """The record digest when this very publish is done: the pin names the newest
+        record of the SHA, that record is the one this manifest and verdict would write,
+        and the release verifies as users pull it (tags, and the signature and attestation
+        manifests its record binds, read by digest). None: there is something to do."""
+        if manifest.git_sha not in self.tags():
+            return None
+        pin = self.pins.fetch_or_none()
+        if pin is None or pin.git_sha != manifest.git_sha:
+            return None
+        try:
+            digest, rel = self.fetch(manifest.git_sha)
+        except DcforgeError:
+            return None
+        if digest != pin.record_digest or not release.is_record_of(rel, manifest, gate_doc):
+            return None
+        return None if self.verify_release(rel, check_tags=True) else digest
+
     def reproduction(self, manifest: mf.Manifest) -> tuple[str, release.Release] | None:
         """(record digest, release) when ``manifest`` is another build that made exactly the
         images of the newest publish of its commit, and that release verifies as users pull

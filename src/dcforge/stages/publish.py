@@ -261,6 +261,13 @@ def run(ctx: Context, options: PublishOptions | None = None) -> dict[str, Any]:
     options = options or PublishOptions()
     clock = [time.perf_counter()]
     manifest, gate_doc, rel = _open(ctx, options)
+    done = rel.published(manifest, gate_doc)
+    if done is not None:
+        log.info(
+            f"already published: {manifest.git_sha[:12]} is pinned at this very record "
+            f"({done[:19]}) and verifies as pulled — nothing to push, sign or move"
+        )
+        return {"release": rel.repository, "record_digest": done, "outcomes": {}, "moved": {}}
     reproduced = rel.reproduction(manifest)
     if reproduced is not None:
         return _reproduced(ctx, manifest, *reproduced)
