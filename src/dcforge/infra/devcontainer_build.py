@@ -13,12 +13,27 @@ from pathlib import Path
 from dcforge.core import devcontainer
 from dcforge.core.bake import Target
 from dcforge.core.build_plan import PlannedPermutation
-from dcforge.core.errors import BuildError
+from dcforge.core.errors import BuildError, ToolError
 from dcforge.core.refs import at_digest
 from dcforge.core.settings import Settings
-from dcforge.infra import log
+from dcforge.infra import hostsetup, log
 from dcforge.infra.runner import Runner
 from dcforge.infra.tools import buildx, devcontainer_cli
+
+
+def _cli(settings: Settings, runner: Runner) -> str:
+    """The pinned Dev Containers CLI; when it is missing (or another version), installed
+    into the project's state folder first, as scripts/bootstrap does (no root, no npm: the
+    npm registry's tarball, integrity-checked) — a project that uses dcforge as a package
+    has no bootstrap of dcforge's to run."""
+    try:
+        return devcontainer_cli.executable(runner, settings.state_root)
+    except ToolError as err:
+        if runner.dry_run:
+            raise
+        log.info(f"{str(err).split(' — ')[0]}: installing it")
+    hostsetup.install_node_tools(settings, runner.env)
+    return devcontainer_cli.executable(runner, settings.state_root)
 
 
 def build_all(
@@ -29,7 +44,7 @@ def build_all(
 ) -> None:
     """Build the devcontainer.json permutations with the Dev Containers CLI, each from a
     rendered copy of its folder (base and Features pinned by digest) into its archive."""
-    cli = devcontainer_cli.executable(runner, settings.state_root)
+    cli = _cli(settings, runner)
 
     def one(item: PlannedPermutation, target: Target) -> None:
         with log.permutation(item.perm.name):

@@ -108,6 +108,12 @@ def check_reproducible(ctx: Context, options: BuildOptions) -> mf.Manifest:
     with log.group("reproduce: second cold build"):
         second = run(ctx.with_dist(second_dir), replace(cold, smoke=False, prune=False))
     seconds["second build"] = time.perf_counter() - clock - seconds["first build"]
+    if (first.git_sha, first.source_date_epoch) != (second.git_sha, second.source_date_epoch):
+        raise BuildError(
+            f"the commit changed between the two builds ({first.git_sha[:12]} → "
+            f"{second.git_sha[:12]}): they were not of the same inputs — run it again, and "
+            "commit nothing while it runs"
+        )
     pairs, explained = reproducibility.compare(first, ctx.settings.dist_dir, second, second_dir)
     seconds["compare"] = time.perf_counter() - clock - sum(seconds.values())
     result = reproducibility.Comparison(pairs, explained, seconds)
