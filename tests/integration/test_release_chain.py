@@ -10,10 +10,12 @@ import os
 import subprocess
 import sys
 import threading
+import uuid
 from pathlib import Path
 
 import pytest
 
+from dcforge.core import trivydb
 from dcforge.infra import locks
 from dcforge.infra.runner import Runner
 from dcforge.infra.tools import registry
@@ -28,6 +30,7 @@ from tests.integration.conftest import (
     fake_tool,
     git_commit,
     pinned_record,
+    push_db,
     run_dcforge,
     tags_point_at,
 )
@@ -283,6 +286,22 @@ def _publish(root: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str
     return run_dcforge("publish", cwd=root, env=env)
 
 
+def _publish_again(r: TwoReleases, runner: Runner, work: Path) -> None:
+    """Publish 2 of the pinned SHA: the same images gated again with a newer DB (what a
+    refresh whose fix is not in the mirror yet does). The same images under the same
+    verdict would be a reproduction, which publishes nothing (test_reproduce)."""
+    newer = push_db(
+        runner,
+        work / "newer-db",
+        r.releases.replace("/dcforge-releases", f"/trivy-db-{uuid.uuid4().hex[:8]}:2"),
+        [trivydb.Advisory("CVE-2099-0001", "zlib", "1:1.3.0-1", "CRITICAL")],
+    )
+    env = {**r.env, "DCFORGE_TRIVY_DB_REPOSITORY": newer}
+    build_and_gate(r.root, env)
+    published = _publish(r.root, env)
+    assert published.returncode == 0, published.stderr
+
+
 @pytest.mark.reliability(
     scenario="a SHA published twice (refresh, re-run); the earlier record put back on its tags",
     checks="readers take the newest publish and refuse the earlier one; the pin names it",
@@ -293,9 +312,8 @@ def test_a_superseded_publish_of_a_sha_is_refused(
     r = two_releases
     sha = r.b.git_sha
     first = registry.resolve(runner, f"{r.releases}:{sha}", plain_http=True)
-    # The same SHA again (what a refresh or "re-run all jobs" does): a record of its own.
-    build_and_gate(r.root, r.env)
-    assert _publish(r.root, r.env).returncode == 0
+    # The same SHA again, under a newer verdict (a refresh): a record of its own.
+    _publish_again(r, runner, tmp_path)
     second = registry.resolve(runner, f"{r.releases}:{sha}.2", plain_http=True)
     assert second != first
     assert registry.resolve(runner, f"{r.releases}:{sha}", plain_http=True) == second
@@ -357,8 +375,7 @@ def test_a_broken_pin_still_floors_the_pinned_release(
 ) -> None:
     r = two_releases
     first = registry.resolve(runner, f"{r.releases}:{r.b.git_sha}", plain_http=True)
-    build_and_gate(r.root, r.env)
-    assert _publish(r.root, r.env).returncode == 0  # publish 2 of B, pinned
+    _publish_again(r, runner, tmp_path)  # publish 2 of B, pinned
     second = registry.resolve(runner, f"{r.releases}:{r.b.git_sha}.2", plain_http=True)
     # The pin's statement pushed again, signed by nobody; publish 2's record deleted (its
     # tags go with it): nothing in the registry says publish 2 existed but the pin.

@@ -4,6 +4,7 @@ build cache the CLI asks for (its records carry build times: no two builds would
 from __future__ import annotations
 
 import os
+import shlex
 import sys
 from pathlib import Path
 
@@ -17,8 +18,9 @@ def run_shim(shim: Path, argv: list[str], monkeypatch: pytest.MonkeyPatch) -> li
     """What the shim would exec for ``argv`` (run in-process, its exec caught)."""
     calls: list[list[str]] = []
     monkeypatch.setattr(os, "execv", lambda path, args: calls.append([path, *args[1:]]))
-    monkeypatch.setattr(sys, "argv", [str(shim), *argv])
-    exec(compile(shim.read_text(), str(shim), "exec"), {"__name__": "__main__"})  # noqa: S102
+    script = shim.parent / "docker_shim.py"
+    monkeypatch.setattr(sys, "argv", [str(script), *argv])
+    exec(compile(script.read_text(), str(script), "exec"), {"__name__": "__main__"})  # noqa: S102
     (call,) = calls
     return call
 
@@ -31,8 +33,11 @@ def test_the_shim_drops_only_the_inline_cache_build_arg(
     docker = bindir / "docker"
     docker.write_text("#!/bin/sh\n")
     docker.chmod(0o755)
-    shim = devcontainer_cli.docker_shim(Runner(env={"PATH": str(bindir)}), tmp_path / "shim")
-    assert shim.stat().st_mode & 0o111 and shim.read_text().startswith(f"#!{sys.executable}\n")
+    shim = devcontainer_cli.docker_shim(Runner(env={"PATH": str(bindir)}), tmp_path / "s h'im")
+    assert shim.stat().st_mode & 0o111 and shim.read_text().startswith("#!/bin/sh\n")
+    assert shlex.split(shim.read_text().splitlines()[1]) == [
+        "exec", sys.executable, "-I", str(shim.parent / "docker_shim.py"), "$@",
+    ]  # fmt: skip
     argv = ["buildx", "build", "--build-arg", "BUILDKIT_INLINE_CACHE=1", "--build-arg", "A=1",
             "--label", "BUILDKIT_INLINE_CACHE=1", "-f", "Dockerfile", "."]  # fmt: skip
     assert run_shim(shim, argv, monkeypatch) == [

@@ -11,8 +11,8 @@ from dcforge.core import index_sbom
 
 A, B, I = ("sha256:" + c * 64 for c in "abi")  # noqa: E741
 CHILDREN = [
-    index_sbom.PlatformSbom("linux/arm64", B, "https://anchore.com/syft/image/b", "2" * 64),
-    index_sbom.PlatformSbom("linux/amd64", A, "https://anchore.com/syft/image/a", "1" * 64),
+    index_sbom.PlatformSbom("linux/arm64", B, "https://anchore.com/syft/image/b", "2" * 40),
+    index_sbom.PlatformSbom("linux/amd64", A, "https://anchore.com/syft/image/a", "1" * 40),
 ]
 
 
@@ -22,8 +22,8 @@ def test_the_index_sbom_names_each_platform_sbom_by_namespace_and_checksum() -> 
     refs = {r["externalDocumentId"]: r for r in doc["externalDocumentRefs"]}
     assert refs["DocumentRef-linux-amd64"]["spdxDocument"] == "https://anchore.com/syft/image/a"
     assert refs["DocumentRef-linux-arm64"]["checksum"] == {
-        "algorithm": "SHA256",
-        "checksumValue": "2" * 64,
+        "algorithm": "SHA1",
+        "checksumValue": "2" * 40,
     }
     (package,) = doc["packages"]
     assert package["versionInfo"] == I
@@ -48,3 +48,11 @@ def test_the_same_inputs_give_the_same_document_and_others_another() -> None:
     assert other["documentNamespace"] != json.loads(one)["documentNamespace"]
     with pytest.raises(ValueError, match="needs the platform images"):
         make("r.io/x/y", I, [], "t")
+
+
+def test_a_platform_sbom_is_named_by_the_sha1_of_its_canonical_json() -> None:
+    doc = {"spdxVersion": "SPDX-2.3", "name": "é", "packages": [{"b": 1, "a": 2}]}
+    same = json.loads(json.dumps(doc, indent=4))  # another layout, the same document
+    assert index_sbom.checksum(doc) == index_sbom.checksum(same)
+    assert index_sbom.canonical(doc).startswith(b'{"name":"\xc3\xa9"')
+    assert len(index_sbom.checksum(doc)) == 40

@@ -219,3 +219,21 @@ def test_a_publish_with_nothing_to_add_is_told_apart() -> None:
     rebuilt = json.loads(json.dumps(GOOD))
     rebuilt["created_at"] = "2030-01-01T00:00:00Z"
     assert not release.is_record_of(rel, mf.parse(rebuilt, "m"), gate_doc)
+
+
+def test_a_reproduction_rebuilt_every_image_under_the_same_verdict() -> None:
+    m = mf.parse(json.loads(json.dumps(GOOD)), "m")
+    gate_doc = {"db_updated_at": "2026-12-01", "permutations": [{"name": "tiny-one", "counts": {}}]}
+    rel = release.parse(release.build(m, gate_doc), "r")
+    # Reused from a release (nothing rebuilt), or built from a dirty tree: not a reproduction.
+    reused = json.loads(json.dumps(GOOD))
+    reused["permutations"][0]["reused_from"] = {"git_sha": "b" * 40, "record_digest": A}
+    reused["permutations"][0]["tarball"] = ""
+    reused["permutations"][0]["tarball_sha256"] = ""
+    assert not release.same_images(rel, mf.parse(reused, "m"))
+    dirty = json.loads(json.dumps(GOOD))
+    dirty["git_dirty"] = True
+    assert not release.same_images(rel, mf.parse(dirty, "m"))
+    # The verdict the record holds, or a newer one (another DB): a new record to write.
+    assert release.same_verdict(rel, m, gate_doc)
+    assert not release.same_verdict(rel, m, {**gate_doc, "db_updated_at": "2026-12-07"})

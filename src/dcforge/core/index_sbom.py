@@ -1,5 +1,5 @@
 """The SBOM of a multi-platform index (pure): an SPDX 2.3 document that lists no packages of
-its own but names, by namespace and sha256, the SBOM of each platform's image.
+its own but names, by namespace and checksum, the SBOM of each platform's image.
 
 Attestations of a multi-platform image sit on its platform images; a tag or an index digest
 has none of its own, so ``cosign verify-attestation --type spdxjson`` on what users pull
@@ -7,7 +7,10 @@ finds nothing (sigstore/cosign#3552) and admission controllers, which check the 
 Pod names, refuse it. Publish therefore attests the index too: this document as its SBOM,
 and a provenance listing the platform images (:func:`dcforge.core.provenance.
 index_predicate`). Each platform's full SBOM stays on its own image; the checksums here
-bind the index's document to exactly those.
+bind the index's document to exactly those. SPDX 2.3 §6.6 takes a SHA1 there, and of what
+a consumer can recompute from the attestation: the platform SBOM's JSON in canonical form
+(:func:`canonical`: keys sorted, no spaces, UTF-8), since cosign's statement carries the
+document as JSON, not its file's bytes.
 
 SPDX 2.3: https://spdx.github.io/spdx-spec/v2.3/ (document creation, external document
 references, relationships).
@@ -32,7 +35,17 @@ class PlatformSbom:
     platform: str  # os/arch[/variant]
     digest: str  # the platform image's digest
     namespace: str  # the SBOM's documentNamespace
-    sha256: str  # sha256 (hex) of the SBOM file's bytes
+    sha1: str  # of the SBOM's canonical JSON (:func:`canonical`), hex
+
+
+def canonical(document: Any) -> bytes:
+    """The canonical JSON bytes a platform SBOM's checksum is of."""
+    return json.dumps(document, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def checksum(document: Any) -> str:
+    """SHA1 (hex) of :func:`canonical` — what SPDX names an external document by."""
+    return hashlib.sha1(canonical(document), usedforsecurity=False).hexdigest()
 
 
 def _ref_id(platform: str) -> str:
@@ -78,12 +91,12 @@ def document(
         "documentNamespace": NAMESPACE_PREFIX + hashlib.sha256(seed.encode()).hexdigest(),
         "creationInfo": {"created": created, "creators": ["Tool: dcforge"]},
         "comment": "A multi-platform index: each platform image's SBOM is attested on that "
-        "image and named here by namespace and sha256.",
+        "image and named here by namespace and SHA1 of its canonical JSON.",
         "externalDocumentRefs": [
             {
                 "externalDocumentId": _ref_id(c.platform),
                 "spdxDocument": c.namespace,
-                "checksum": {"algorithm": "SHA256", "checksumValue": c.sha256},
+                "checksum": {"algorithm": "SHA1", "checksumValue": c.sha1},
             }
             for c in ordered
         ],

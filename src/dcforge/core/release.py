@@ -310,8 +310,11 @@ REPRODUCED_FILE_NAME = "reproduced.json"
 
 def same_images(rel: Release, manifest: mf.Manifest) -> bool:
     """Whether ``manifest`` built exactly the images ``rel`` published: the same
-    permutations, repositories, digests and platform images (a reproduction)."""
-    if rel.git_sha != manifest.git_sha:
+    permutations, repositories, digests and platform images, every one of them built (not
+    reused from a release) from a clean tree — a reproduction."""
+    if rel.git_sha != manifest.git_sha or manifest.git_dirty:
+        return False
+    if any(e.reused for e in manifest.permutations):
         return False
     published = {(i.name, i.repository, i.digest, i.platforms) for i in rel.images}
     built = {
@@ -319,6 +322,14 @@ def same_images(rel: Release, manifest: mf.Manifest) -> bool:
         for e in manifest.permutations
     }
     return published == built
+
+
+def same_verdict(rel: Release, manifest: mf.Manifest, gate_doc: dict[str, Any]) -> bool:
+    """Whether ``rel``'s record says what a publish under ``gate_doc`` would: the gate's
+    fields and counts, and each image's VEX (a newer verdict is a new record)."""
+    again = build(manifest, gate_doc)
+    vex = {i["name"]: i.get("vex", {}) for i in again["images"]}
+    return again["gate"] == rel.gate and all(dict(i.vex) == vex.get(i.name) for i in rel.images)
 
 
 def is_record_of(rel: Release, manifest: mf.Manifest, gate_doc: dict[str, Any]) -> bool:

@@ -15,7 +15,6 @@ from dcforge.core import manifest as mf
 from dcforge.core.attestations import PROVENANCE_TYPE, SBOM_TYPE, VEX_TYPE
 from dcforge.core.errors import PublishRefused
 from dcforge.core.files import atomic_write_json
-from dcforge.core.hashing import file_sha256
 from dcforge.core.settings import Settings
 
 
@@ -62,10 +61,13 @@ class Attesting:
         children = []
         for platform, digest in entry.platform_images().items():
             path = sbom(self.settings, entry, platform)
-            namespace = json.loads(path.read_text()).get("documentNamespace")
+            document = json.loads(path.read_text())
+            namespace = document.get("documentNamespace") if isinstance(document, dict) else None
             if not isinstance(namespace, str) or not namespace:
                 raise PublishRefused(f"{path}: an SPDX document without a documentNamespace")
-            children.append(index_sbom.PlatformSbom(platform, digest, namespace, file_sha256(path)))
+            children.append(
+                index_sbom.PlatformSbom(platform, digest, namespace, index_sbom.checksum(document))
+            )
         epoch = self.manifest.source_date_epoch
         created = (
             dt.datetime.fromtimestamp(epoch, dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")

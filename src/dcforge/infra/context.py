@@ -10,7 +10,6 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from functools import cached_property
-from pathlib import Path
 
 from dcforge.core.settings import Settings, SigningConfig
 from dcforge.infra import signing
@@ -51,10 +50,10 @@ class Context:
     def engine(self) -> Engine:
         return Engine(self.runner)
 
-    def with_dist(self, dist_dir: Path) -> Context:
-        """A context writing its build to ``dist_dir`` (a second build beside the first),
-        with this one's runner and environment."""
-        return Context(replace(self.settings, dist=str(dist_dir)), self.runner, self.env)
+    def with_settings(self, settings: Settings) -> Context:
+        """A context with other settings (a second build into another folder, say), this
+        one's runner and environment."""
+        return Context(settings, self.runner, self.env)
 
     def elsewhere(self, registry: str, signing: SigningConfig | None = None) -> Context:
         """A context for another registry (and signer), with this one's runner and

@@ -234,8 +234,10 @@ class ReleaseChecks:
         }
 
     def _tag_problems(self, image: release.Image) -> list[str]:
+        """Every tag the release gives the image, the immutable one too (what a publish
+        that had nothing to do trusts), resolves to it."""
         problems = []
-        for tag in image.floating_tags:
+        for tag in [*image.floating_tags, image.immutable_tag]:
             try:
                 served = self.registry.digest_or_none(f"{image.repository}:{tag}")
             except RegistryError as err:

@@ -357,39 +357,49 @@ class Releases:
         log.info(f"release record {reference} {digest[:19]}, publish {sequence} ({state})")
         return reference, digest, sequence
 
+    def _pinned_newest(self, sha: str) -> tuple[str, release.Release] | None:
+        """(record digest, release) of the newest publish of ``sha`` when the pin names
+        exactly that record; None otherwise (or when there is none)."""
+        if sha not in self.tags():
+            return None
+        pin = self.pins.fetch_or_none()
+        if pin is None or pin.git_sha != sha:
+            return None
+        try:
+            digest, rel = self.fetch(sha)
+        except DcforgeError:
+            return None
+        return (digest, rel) if digest == pin.record_digest else None
+
     def published(self, manifest: mf.Manifest, gate_doc: dict[str, Any]) -> str | None:
         """The record digest when this very publish is done: the pin names the newest
         record of the SHA, that record is the one this manifest and verdict would write,
         and the release verifies as users pull it (tags, and the signature and attestation
         manifests its record binds, read by digest). None: there is something to do."""
-        if manifest.git_sha not in self.tags():
+        found = self._pinned_newest(manifest.git_sha)
+        if found is None or not release.is_record_of(found[1], manifest, gate_doc):
             return None
-        pin = self.pins.fetch_or_none()
-        if pin is None or pin.git_sha != manifest.git_sha:
-            return None
-        try:
-            digest, rel = self.fetch(manifest.git_sha)
-        except DcforgeError:
-            return None
-        if digest != pin.record_digest or not release.is_record_of(rel, manifest, gate_doc):
-            return None
-        return None if self.verify_release(rel, check_tags=True) else digest
+        return None if self.verify_release(found[1], check_tags=True) else found[0]
 
-    def reproduction(self, manifest: mf.Manifest) -> tuple[str, release.Release] | None:
+    def reproduction(
+        self, manifest: mf.Manifest, gate_doc: dict[str, Any]
+    ) -> tuple[str, release.Release] | None:
         """(record digest, release) when ``manifest`` is another build that made exactly the
-        images of the newest publish of its commit, and that release verifies as users pull
-        it (tags included): then a publish has nothing to push or move. None otherwise: no
-        release yet, other images, or the very build the record holds (a re-run of its
+        images of the pinned, newest publish of its commit, under the same verdict, and that
+        release verifies as users pull it (tags included): then a publish has nothing to
+        push or move. None otherwise: no release yet, other or reused images, another
+        verdict, a pin elsewhere, or the very build the record holds (a re-run of its
         publish, which completes it)."""
-        if manifest.git_sha not in self.tags():
+        found = self._pinned_newest(manifest.git_sha)
+        if found is None:
             return None
-        try:
-            digest, rel = self.fetch(manifest.git_sha)
-        except DcforgeError:
-            return None
-        if rel.manifest.to_json() == manifest.to_json() or not release.same_images(rel, manifest):
-            return None
-        if self.verify_release(rel, check_tags=True):
+        digest, rel = found
+        if (
+            rel.manifest.to_json() == manifest.to_json()
+            or not release.same_images(rel, manifest)
+            or not release.same_verdict(rel, manifest, gate_doc)
+            or self.verify_release(rel, check_tags=True)
+        ):
             return None
         return digest, rel
 

@@ -100,6 +100,8 @@ def report(result: Comparison, reports: Path) -> Path:
         with log.group(f"{name}: why the two builds differ"):
             for line in lines:
                 log.info(line)
+    if not result.pairs:
+        raise BuildError("nothing was built twice: no image to compare")
     differing = [p for p in result.pairs if not p.identical]
     if differing:
         first = differing[0]

@@ -97,8 +97,12 @@ def check_reproducible(ctx: Context, options: BuildOptions) -> mf.Manifest:
     ignored), into ``dist/`` and then ``dist/reproduce/``; every permutation and platform's
     digest must be the same (:mod:`dcforge.infra.reproducibility` names what differs).
     Returns the first build's manifest, which stays in ``dist/`` like any build's."""
+    if ctx.runner.dry_run:
+        raise ConfigError("--check-reproducible builds twice and compares: it has no dry run")
     names = tuple(p.name for p in build_plan.load_permutations(ctx.settings, options.names))
     cold = replace(options, refresh=names, since="")
+    # Archives on disk, never staged: the comparison reads both builds' tarballs.
+    ctx = ctx.with_settings(replace(ctx.settings, staging_registry=""))
     second_dir = ctx.settings.dist_dir / "reproduce"
     shutil.rmtree(second_dir, ignore_errors=True)
     clock = time.perf_counter()
@@ -106,7 +110,10 @@ def check_reproducible(ctx: Context, options: BuildOptions) -> mf.Manifest:
         first = run(ctx, cold)
     seconds = {"first build": time.perf_counter() - clock}
     with log.group("reproduce: second cold build"):
-        second = run(ctx.with_dist(second_dir), replace(cold, smoke=False, prune=False))
+        second = run(
+            ctx.with_settings(replace(ctx.settings, dist=str(second_dir))),
+            replace(cold, smoke=False, prune=False),
+        )
     seconds["second build"] = time.perf_counter() - clock - seconds["first build"]
     if (first.git_sha, first.source_date_epoch) != (second.git_sha, second.source_date_epoch):
         raise BuildError(

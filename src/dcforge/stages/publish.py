@@ -268,7 +268,7 @@ def run(ctx: Context, options: PublishOptions | None = None) -> dict[str, Any]:
             f"({done[:19]}) and verifies as pulled — nothing to push, sign or move"
         )
         return {"release": rel.repository, "record_digest": done, "outcomes": {}, "moved": {}}
-    reproduced = rel.reproduction(manifest)
+    reproduced = rel.reproduction(manifest, gate_doc)
     if reproduced is not None:
         return _reproduced(ctx, manifest, *reproduced)
     vex_docs = verdict.vex_files(settings, manifest, gate_doc)

@@ -15,6 +15,7 @@ arg of that name (buildx >= 0.10, docker/buildx#1482) unless a build arg already
 from __future__ import annotations
 
 import json
+import shlex
 import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -130,8 +131,7 @@ def build(
 # builds of the same inputs had the same digest. dcforge hands the CLI a ``docker`` that
 # drops that one build arg; everything else reaches the real docker as the CLI wrote it.
 INLINE_CACHE_ARG = "BUILDKIT_INLINE_CACHE=1"
-_SHIM = """#!{python}
-# dcforge: the Dev Containers CLI's docker, without its inline build cache
+_SHIM = """# dcforge: the Dev Containers CLI's docker, without its inline build cache
 # (dcforge.infra.tools.devcontainer_cli.INLINE_CACHE_ARG). Anything else passes as written.
 import os, sys
 args, out = sys.argv[1:], []
@@ -146,11 +146,15 @@ os.execv({docker!r}, [{docker!r}, *out])
 
 def docker_shim(runner: Runner, directory: Path) -> Path:
     """The ``docker`` the CLI runs (``--docker-path``): the real one, minus the inline cache
-    build arg."""
+    build arg. A shell script (any interpreter path, spaces and all, runs from it) that
+    hands its arguments to the Python one beside it."""
     docker = runner.which("docker")
     directory.mkdir(parents=True, exist_ok=True)
+    script = directory / "docker_shim.py"
+    script.write_text(_SHIM.format(arg=INLINE_CACHE_ARG, docker=docker))
     shim = directory / "docker"
-    shim.write_text(_SHIM.format(python=sys.executable, arg=INLINE_CACHE_ARG, docker=docker))
+    python, target = shlex.quote(sys.executable), shlex.quote(str(script))
+    shim.write_text(f'#!/bin/sh\nexec {python} -I {target} "$@"\n')
     shim.chmod(0o755)
     return shim
 
