@@ -371,37 +371,36 @@ class Releases:
             return None
         return (digest, rel) if digest == pin.record_digest else None
 
-    def published(self, manifest: mf.Manifest, gate_doc: dict[str, Any]) -> str | None:
-        """The record digest when this very publish is done: the pin names the newest
-        record of the SHA, that record is the one this manifest and verdict would write,
-        and the release verifies as users pull it (tags, and the signature and attestation
-        manifests its record binds, read by digest). None: there is something to do."""
-        found = self._pinned_newest(manifest.git_sha)
-        if found is None or not release.is_record_of(found[1], manifest, gate_doc):
-            return None
-        return None if self.verify_release(found[1], check_tags=True) else found[0]
-
-    def reproduction(
+    def settled(
         self, manifest: mf.Manifest, gate_doc: dict[str, Any]
-    ) -> tuple[str, release.Release] | None:
-        """(record digest, release) when ``manifest`` is another build that made exactly the
-        images of the pinned, newest publish of its commit, under the same verdict, and that
-        release verifies as users pull it (tags included): then a publish has nothing to
-        push or move. None otherwise: no release yet, other or reused images, another
-        verdict, a pin elsewhere, or the very build the record holds (a re-run of its
-        publish, which completes it)."""
+    ) -> tuple[str, str, release.Release] | None:
+        """Why this publish has nothing to push, sign or move, with the pinned newest record
+        of its SHA (its digest and release), read once; None: there is work to do.
+
+        - ``"published"``: the record is what this manifest and verdict would write, and
+          the release verifies as users pull it (tags, and the signature and attestation
+          manifests its record binds, read by digest) — this very publish is done.
+        - ``"reproduced"``: another build (every image rebuilt, clean tree) made exactly
+          its images under the same verdict, and the release verifies as pulled.
+
+        Anything else (no release yet, a pin elsewhere, other or reused images, another
+        verdict, a release that no longer verifies) takes the full path, which completes
+        or supersedes it."""
         found = self._pinned_newest(manifest.git_sha)
         if found is None:
             return None
         digest, rel = found
-        if (
-            rel.manifest.to_json() == manifest.to_json()
-            or not release.same_images(rel, manifest)
-            or not release.same_verdict(rel, manifest, gate_doc)
-            or self.verify_release(rel, check_tags=True)
+        if release.is_record_of(rel, manifest, gate_doc):
+            kind = "published"
+        elif (
+            rel.manifest.to_json() != manifest.to_json()
+            and release.same_images(rel, manifest)
+            and release.same_verdict(rel, manifest, gate_doc)
         ):
+            kind = "reproduced"
+        else:
             return None
-        return digest, rel
+        return None if self.verify_release(rel, check_tags=True) else (kind, digest, rel)
 
     def note_reproduced(
         self, rel: release.Release, record_digest: str, manifest_sha256: str, builder: str

@@ -261,16 +261,15 @@ def run(ctx: Context, options: PublishOptions | None = None) -> dict[str, Any]:
     options = options or PublishOptions()
     clock = [time.perf_counter()]
     manifest, gate_doc, rel = _open(ctx, options)
-    done = rel.published(manifest, gate_doc)
-    if done is not None:
+    settled = rel.settled(manifest, gate_doc)
+    if settled is not None and settled[0] == "reproduced":
+        return _reproduced(ctx, manifest, settled[1], settled[2])
+    if settled is not None:
         log.info(
             f"already published: {manifest.git_sha[:12]} is pinned at this very record "
-            f"({done[:19]}) and verifies as pulled — nothing to push, sign or move"
+            f"({settled[1][:19]}) and verifies as pulled — nothing to push, sign or move"
         )
-        return {"release": rel.repository, "record_digest": done, "outcomes": {}, "moved": {}}
-    reproduced = rel.reproduction(manifest, gate_doc)
-    if reproduced is not None:
-        return _reproduced(ctx, manifest, *reproduced)
+        return {"release": rel.repository, "record_digest": settled[1], "outcomes": {}, "moved": {}}
     vex_docs = verdict.vex_files(settings, manifest, gate_doc)
     with tempfile.TemporaryDirectory(prefix="dcforge-publish-") as tmp:
         files = attestation_files.Attesting(
