@@ -342,6 +342,7 @@ REACHED_AS = {
     "host-plan": "python -m dcforge host-plan",
     "verify-image": "python -m dcforge verify-image",
     "init": "python -m dcforge init",
+    "signing-identity": "python -m dcforge signing-identity",
 }
 NOX_SESSION_COMMAND = {
     spelling.removeprefix("nox -s "): command

@@ -157,7 +157,13 @@ def _verify_image(args: argparse.Namespace, ctx: Context) -> int:
 
     from dcforge.stages import verify_image
 
-    who = verify_image.Identity(args.key, args.certificate_identity, args.certificate_oidc_issuer)
+    who = verify_image.Identity(
+        args.key,
+        args.certificate_identity,
+        args.certificate_oidc_issuer,
+        args.certificate_github_workflow_repository,
+        args.certificate_github_workflow_ref,
+    )
     options = verify_image.Options(
         args.platform, who, args.registry, args.vex_out, machine=platform.machine()
     )
@@ -241,10 +247,23 @@ def _tool(args: argparse.Namespace, ctx: Context) -> int:
     return tool_commands.run(args, ctx)
 
 
-def _init(args: argparse.Namespace) -> int:
+def _init(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     from dcforge.stages import init
 
     init.run(init.InitOptions(args.directory, force=args.force, version=version()))
+    return 0
+
+
+def _signing_identity(args: argparse.Namespace, env: Mapping[str, str]) -> int:
+    from dcforge.infra import actions_oidc
+
+    lines = [f"{k}={v}" for k, v in actions_oidc.workflow_identity(env).env().items()]
+    print("\n".join(lines))
+    if args.github_env:
+        target = env.get("GITHUB_ENV", "")
+        if not target:
+            raise ConfigError("--github-env: GITHUB_ENV is not set (outside GitHub Actions?)")
+        append_line(target, "".join(f"{line}\n" for line in lines), "GITHUB_ENV")
     return 0
 
 
@@ -269,14 +288,17 @@ COMMANDS: dict[str, Handler] = {
     "trivy-db-mirror": _tool,
 }
 # Commands that make a project rather than work in one: no settings are read.
-WITHOUT_PROJECT: dict[str, Callable[[argparse.Namespace], int]] = {"init": _init}
+WITHOUT_PROJECT: dict[str, Callable[[argparse.Namespace, Mapping[str, str]], int]] = {
+    "init": _init,
+    "signing-identity": _signing_identity,
+}
 
 
 def run(argv: Sequence[str], env: Mapping[str, str]) -> int:
     """Parse ``argv``, load the settings and run the command; errors propagate."""
     args = parser().parse_args(argv)
     if args.command in WITHOUT_PROJECT:
-        return WITHOUT_PROJECT[args.command](args)
+        return WITHOUT_PROJECT[args.command](args, env)
     root = (args.root or Path.cwd()).resolve()
     conf = settings.load(settings.find_root(root), env)
     # --dry-run before the command, or after it for the commands that accept it there.

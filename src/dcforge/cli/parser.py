@@ -74,6 +74,7 @@ def parser() -> argparse.ArgumentParser:
         _add_host_plan,
         _add_tool_commands,
         _add_init,
+        _add_signing_identity,
     ):
         add(sub)
     return top
@@ -352,6 +353,19 @@ def _add_verify_image(sub: Subparsers) -> None:
         help="keyless: the identity's issuer (default: GitHub Actions')",
     )
     check.add_argument(
+        "--certificate-github-workflow-repository",
+        default="",
+        metavar="OWNER/NAME",
+        help="keyless: the repository whose run signed (required where the identity is a "
+        "reusable workflow: every repository calling it signs as it)",
+    )
+    check.add_argument(
+        "--certificate-github-workflow-ref",
+        default="",
+        metavar="REF",
+        help="keyless: the git ref of the run that signed (e.g. refs/heads/main)",
+    )
+    check.add_argument(
         "--registry",
         default="",
         metavar="NAMESPACE",
@@ -500,6 +514,24 @@ def _add_init(sub: Subparsers) -> None:
     )
     init.add_argument(
         "--force", action="store_true", help="replace the files that exist (each is named first)"
+    )
+
+
+def _add_signing_identity(sub: Subparsers) -> None:
+    who = _command(
+        sub,
+        "signing-identity",
+        "print who this GitHub Actions job signs as, keyless (from its OIDC token)",
+        "Read this job's OIDC token (it needs `id-token: write`) and print the certificate "
+        "identity keyless signing gets (the workflow at its ref: for a reusable workflow, "
+        "that workflow, not its caller), with the run's repository and ref, as the "
+        "DCFORGE_COSIGN_IDENTITY, DCFORGE_COSIGN_REPOSITORY and DCFORGE_COSIGN_REF that "
+        "publish and verify then require.",
+    )
+    who.add_argument(
+        "--github-env",
+        action="store_true",
+        help="also append them to $GITHUB_ENV, for the job's later steps",
     )
 
 

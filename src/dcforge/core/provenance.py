@@ -34,7 +34,14 @@ _HOST = re.compile(r"^(?:[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?\.?)+$|^\[[0-9A
 
 
 def builder_id(env: Mapping[str, str]) -> str:
-    """The workflow identity in GitHub Actions, the local builder otherwise."""
+    """The workflow identity in GitHub Actions, the local builder otherwise.
+
+    Signing keyless, the identity that signs: for a job of a reusable workflow that is the
+    reusable workflow at its ref (``signing-identity`` reads it from the job's token),
+    where ``GITHUB_WORKFLOW_REF`` names the caller's workflow."""
+    signer = env.get("DCFORGE_COSIGN_IDENTITY", "")
+    if env.get("GITHUB_ACTIONS") and env.get("DCFORGE_SIGNING") == "keyless" and signer:
+        return signer
     if env.get("GITHUB_ACTIONS") and env.get("GITHUB_WORKFLOW_REF"):
         server = env.get("GITHUB_SERVER_URL", "https://github.com")
         return f"{server}/{env['GITHUB_WORKFLOW_REF']}"

@@ -37,6 +37,10 @@ class SigningConfig:
     key: str = ""  # COSIGN_KEY; empty: the local pair under the state folder
     public_key: str = ""  # COSIGN_PUBLIC_KEY
     identity: str = ""  # DCFORGE_COSIGN_IDENTITY (keyless verification)
+    # With a reusable workflow many repositories sign as one identity (the workflow's):
+    # DCFORGE_COSIGN_REPOSITORY / _REF pin whose run it was (owner/name, refs/heads/main).
+    repository: str = ""
+    source_ref: str = ""
     issuer: str = GITHUB_OIDC_ISSUER  # DCFORGE_COSIGN_ISSUER
     ci: bool = False  # CI is set: no freshly made key may sign
     fulcio_url: str = ""  # DCFORGE_COSIGN_FULCIO_URL; empty: cosign's (the public Fulcio)
@@ -65,6 +69,8 @@ class SigningConfig:
             key=env.get("COSIGN_KEY", ""),
             public_key=env.get("COSIGN_PUBLIC_KEY", ""),
             identity=env.get("DCFORGE_COSIGN_IDENTITY", ""),
+            repository=env.get("DCFORGE_COSIGN_REPOSITORY", ""),
+            source_ref=env.get("DCFORGE_COSIGN_REF", ""),
             issuer=env.get("DCFORGE_COSIGN_ISSUER", GITHUB_OIDC_ISSUER),
             ci=_BOOLS.get(env.get("CI", "").strip().lower(), bool(env.get("CI"))),
             fulcio_url=env.get("DCFORGE_COSIGN_FULCIO_URL", ""),
@@ -77,7 +83,13 @@ class SigningConfig:
         )
 
 
-KEYLESS_ONLY = ("DCFORGE_COSIGN_FULCIO_URL", "DCFORGE_COSIGN_TOKEN_FILE", "DCFORGE_COSIGN_TLOG")
+KEYLESS_ONLY = (
+    "DCFORGE_COSIGN_FULCIO_URL",
+    "DCFORGE_COSIGN_TOKEN_FILE",
+    "DCFORGE_COSIGN_TLOG",
+    "DCFORGE_COSIGN_REPOSITORY",
+    "DCFORGE_COSIGN_REF",
+)
 
 
 def _check_keyless(env: Mapping[str, str]) -> None:
@@ -285,6 +297,8 @@ ENV_ONLY = frozenset(
         "DCFORGE_SIGNING",
         "DCFORGE_COSIGN_IDENTITY",
         "DCFORGE_COSIGN_ISSUER",
+        "DCFORGE_COSIGN_REPOSITORY",
+        "DCFORGE_COSIGN_REF",
         "DCFORGE_COSIGN_FULCIO_URL",
         "DCFORGE_COSIGN_TOKEN_FILE",
         "DCFORGE_COSIGN_TLOG",

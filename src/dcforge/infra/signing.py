@@ -1,11 +1,11 @@
 """Which cosign identity signs: a key pair (local, air-gapped) or keyless (GitHub OIDC).
 
 The mode and identity are parsed once with the settings (``Settings.signing``:
-``DCFORGE_SIGNING``, ``COSIGN_KEY``, ``COSIGN_PUBLIC_KEY``, ``DCFORGE_COSIGN_IDENTITY`` and
-``_ISSUER``; for a Sigstore other than the public one ``DCFORGE_COSIGN_FULCIO_URL``,
-``DCFORGE_COSIGN_TOKEN_FILE``, ``DCFORGE_COSIGN_TLOG``, ``SIGSTORE_ROOT_FILE`` and
-``SIGSTORE_CT_LOG_PUBLIC_KEY_FILE``); the key's password stays in the environment, for
-cosign alone.
+``DCFORGE_SIGNING``, ``COSIGN_KEY``, ``COSIGN_PUBLIC_KEY``, ``DCFORGE_COSIGN_IDENTITY``,
+``_ISSUER``, ``_REPOSITORY`` and ``_REF``; for a Sigstore other than the public one
+``DCFORGE_COSIGN_FULCIO_URL``, ``DCFORGE_COSIGN_TOKEN_FILE``, ``DCFORGE_COSIGN_TLOG``,
+``SIGSTORE_ROOT_FILE`` and ``SIGSTORE_CT_LOG_PUBLIC_KEY_FILE``); the key's password stays in
+the environment, for cosign alone.
 
 Before publish signs anything: the pinned cosign, a key pair to sign with (made on first
 use in local key mode, never in CI) and the key decrypted while the other checks run.
@@ -33,6 +33,8 @@ def signer(conf: Settings) -> Signer:
     if how.mode == "keyless":
         return Signer(
             identity=how.identity,
+            repository=how.repository,
+            source_ref=how.source_ref,
             issuer=how.issuer,
             tlog=how.tlog,
             fulcio_url=how.fulcio_url,

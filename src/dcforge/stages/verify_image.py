@@ -55,6 +55,8 @@ class Identity:
     key: str = ""
     certificate_identity: str = ""
     issuer: str = ""
+    repository: str = ""  # the run's repository, for a reusable workflow's identity
+    source_ref: str = ""  # the run's git ref
 
     def signing(self, configured: SigningConfig) -> SigningConfig | None:
         if self.key and self.certificate_identity:
@@ -68,9 +70,13 @@ class Identity:
             return replace(
                 configured, mode="keyless", key="", public_key="",
                 identity=self.certificate_identity, issuer=issuer,
+                repository=self.repository, source_ref=self.source_ref,
             )  # fmt: skip
-        if self.issuer:
-            raise ConfigError("--certificate-oidc-issuer needs --certificate-identity")
+        if self.issuer or self.repository or self.source_ref:
+            raise ConfigError(
+                "--certificate-oidc-issuer and --certificate-github-workflow-* need "
+                "--certificate-identity"
+            )
         return None
 
 

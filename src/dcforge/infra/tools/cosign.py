@@ -35,6 +35,8 @@ class Signer:
     key: str = ""
     public_key: str = ""
     identity: str = ""
+    repository: str = ""  # the run's repository (owner/name): a reusable workflow's callers
+    source_ref: str = ""  # the run's git ref (refs/heads/main) all sign as one identity
     issuer: str = "https://token.actions.githubusercontent.com"
     tlog: bool = False  # key mode is offline by default; keyless uses Rekor unless told not
     fulcio_url: str = ""  # cosign --fulcio-url
@@ -79,13 +81,19 @@ class Signer:
                 "(DCFORGE_COSIGN_IDENTITY, DCFORGE_COSIGN_ISSUER)"
             )
         flags = ["--certificate-identity", self.identity, "--certificate-oidc-issuer", self.issuer]
+        if self.repository:
+            flags += ["--certificate-github-workflow-repository", self.repository]
+        if self.source_ref:
+            flags += ["--certificate-github-workflow-ref", self.source_ref]
         return flags if self.tlog else [*flags, "--insecure-ignore-tlog"]
 
     def describe(self) -> str:
         """What a signature must verify with, for a message."""
         if not self.keyless:
             return f"the public key {self.public_key or self.key}"
-        return f"the identity {self.identity} (issuer {self.issuer})"
+        run = " ".join(filter(None, (self.repository, self.source_ref)))
+        of = f", a run of {run}" if run else ""
+        return f"the identity {self.identity} (issuer {self.issuer}{of})"
 
 
 # Images per cosign run when several are signed or verified in one: a run decrypts the
