@@ -53,7 +53,9 @@ def test_who_must_have_signed(tmp_path: Path) -> None:
     for bad, match in (
         (Identity(key=str(pub), certificate_identity="x"), "not both"),
         (Identity(key=str(tmp_path / "missing.pub")), "no such public key file"),
-        (Identity(issuer="https://issuer"), "needs --certificate-identity"),
+        (Identity(issuer="https://issuer"), "need --certificate-identity"),
+        (Identity(repository="acme/images"), "need --certificate-identity"),
+        (Identity(source_ref="refs/heads/main"), "need --certificate-identity"),
     ):
         with pytest.raises(ConfigError, match=match):
             bad.signing(configured)

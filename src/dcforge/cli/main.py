@@ -257,12 +257,12 @@ def _init(args: argparse.Namespace, env: Mapping[str, str]) -> int:
 def _signing_identity(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     from dcforge.infra import actions_oidc
 
+    target = env.get("GITHUB_ENV", "") if args.github_env else ""
+    if args.github_env and not target:
+        raise ConfigError("--github-env: GITHUB_ENV is not set (outside GitHub Actions?)")
     lines = [f"{k}={v}" for k, v in actions_oidc.workflow_identity(env).env().items()]
     print("\n".join(lines))
-    if args.github_env:
-        target = env.get("GITHUB_ENV", "")
-        if not target:
-            raise ConfigError("--github-env: GITHUB_ENV is not set (outside GitHub Actions?)")
+    if target:
         append_line(target, "".join(f"{line}\n" for line in lines), "GITHUB_ENV")
     return 0
 

@@ -8,9 +8,9 @@ from __future__ import annotations
 import argparse
 from importlib import metadata
 from pathlib import Path
-from typing import TypeAlias
 
-DEFAULT_TRIVY_DB = "mirror.gcr.io/aquasec/trivy-db:2"
+from dcforge.cli.tool_parser import Subparsers, add_tool_commands
+from dcforge.cli.tool_parser import command as _command
 
 DESCRIPTION = (
     "dcforge builds devcontainer images from declarative permutation files, scans and gates "
@@ -72,21 +72,12 @@ def parser() -> argparse.ArgumentParser:
         _add_merge_manifests,
         _add_lint_workflows,
         _add_host_plan,
-        _add_tool_commands,
+        add_tool_commands,
         _add_init,
         _add_signing_identity,
     ):
         add(sub)
     return top
-
-
-Subparsers: TypeAlias = "argparse._SubParsersAction[argparse.ArgumentParser]"
-
-
-def _command(sub: Subparsers, name: str, summary: str, description: str) -> argparse.ArgumentParser:
-    """A subcommand: ``summary`` in the command list, ``description`` atop its own --help."""
-    made: argparse.ArgumentParser = sub.add_parser(name, help=summary, description=description)
-    return made
 
 
 def _add_global_options(top: argparse.ArgumentParser) -> None:
@@ -341,6 +332,31 @@ def _add_verify_image(sub: Subparsers) -> None:
         default="",
         help="the platform whose image to check (default: this machine's, as a pull gets)",
     )
+    _identity_options(check)
+    check.add_argument(
+        "--registry",
+        default="",
+        metavar="NAMESPACE",
+        help="the registry namespace dcforge published to: its records are in "
+        "NAMESPACE/dcforge-releases (default: REF's repository without its last part)",
+    )
+    check.add_argument(
+        "--vex-out",
+        default="",
+        metavar="FILE",
+        help="write the image's OpenVEX document (the one its release names) to FILE, for "
+        "trivy image --vex FILE",
+    )
+    check.add_argument(
+        "--policy",
+        choices=["kyverno", "sigstore"],
+        default="",
+        help="after verifying, print an admission policy that enforces the same checks",
+    )
+
+
+def _identity_options(check: argparse.ArgumentParser) -> None:
+    """Who must have signed: a key, or a keyless identity (and the run that signed)."""
     check.add_argument("--key", default="", help="the publisher's cosign public key (a file)")
     check.add_argument(
         "--certificate-identity",
@@ -364,26 +380,6 @@ def _add_verify_image(sub: Subparsers) -> None:
         default="",
         metavar="REF",
         help="keyless: the git ref of the run that signed (e.g. refs/heads/main)",
-    )
-    check.add_argument(
-        "--registry",
-        default="",
-        metavar="NAMESPACE",
-        help="the registry namespace dcforge published to: its records are in "
-        "NAMESPACE/dcforge-releases (default: REF's repository without its last part)",
-    )
-    check.add_argument(
-        "--vex-out",
-        default="",
-        metavar="FILE",
-        help="write the image's OpenVEX document (the one its release names) to FILE, for "
-        "trivy image --vex FILE",
-    )
-    check.add_argument(
-        "--policy",
-        choices=["kyverno", "sigstore"],
-        default="",
-        help="after verifying, print an admission policy that enforces the same checks",
     )
 
 
@@ -549,69 +545,4 @@ def _add_lint_workflows(sub: Subparsers) -> None:
         type=Path,
         default=None,
         help="the workflow directory (default: .github/workflows)",
-    )
-
-
-def _add_tool_commands(sub: Subparsers) -> None:
-    """The single-tool commands (dcforge.cli.tool_commands) behind the invoke tasks."""
-    _add_scanners(sub)
-    _add_cosign(sub)
-    _add_trivy_db_mirror(sub)
-
-
-def _add_scanners(sub: Subparsers) -> None:
-    trivy = _command(
-        sub,
-        "trivy",
-        "scan an OCI tarball with Trivy (JSON report)",
-        "Scan an OCI tarball with the pinned Trivy and the gate's vulnerability DB.",
-    )
-    trivy.add_argument("tarball", type=Path, help="the OCI archive to scan")
-    trivy.add_argument(
-        "--report",
-        type=Path,
-        default=None,
-        help="where to write the JSON report (default: the tarball's path, .trivy.json)",
-    )
-    syft = _command(
-        sub,
-        "syft",
-        "write an SPDX JSON SBOM for an OCI tarball",
-        "Write an SPDX JSON SBOM for an OCI tarball with the pinned syft.",
-    )
-    syft.add_argument("tarball", type=Path, help="the OCI archive")
-    syft.add_argument(
-        "--output",
-        type=Path,
-        default=None,
-        help="where to write the SBOM (default: the tarball's path, .spdx.json)",
-    )
-
-
-def _add_cosign(sub: Subparsers) -> None:
-    cosign = _command(
-        sub,
-        "cosign",
-        "sign or verify an image by digest",
-        "Sign or verify an image by digest with cosign, with dcforge's signing settings.",
-    )
-    cosign.add_argument("action", choices=["sign", "verify"], help="sign or verify")
-    cosign.add_argument("reference", help="REPO@sha256:...")
-
-
-def _add_trivy_db_mirror(sub: Subparsers) -> None:
-    mirror = _command(
-        sub,
-        "trivy-db-mirror",
-        "copy a Trivy DB into your registry",
-        "Copy the Trivy vulnerability DB into your registry (air-gapped runners, rate "
-        "limits), then point DCFORGE_TRIVY_DB_REPOSITORY at it.",
-    )
-    mirror.add_argument("--to", required=True, help="REGISTRY/REPO[:TAG] (tag default: 2)")
-    mirror.add_argument(
-        "--from",
-        dest="source",
-        default=DEFAULT_TRIVY_DB,
-        metavar="REF",
-        help=f"the DB to copy (default: {DEFAULT_TRIVY_DB})",
     )
