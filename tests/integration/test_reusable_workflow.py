@@ -1,0 +1,214 @@
+"""The scaffold's workflow run through dcforge's reusable workflow, as GitHub would run it:
+``dcforge init``'s ``.github/workflows/images.yml`` in a new repository, its ``uses:``
+resolved to this checkout's ``.github/workflows/images.yml``
+(tests/integration/actions_runner.py), every called job on what this machine looks like
+as ubuntu-24.04, dcforge installed in each job from this checkout's wheel by the version
+the reusable workflow pins — as a pull request (build and gate; nothing published) and as
+a push to main (published, signed keyless against a local Fulcio with the token GitHub's
+endpoint would give the publish job, verified).
+
+Then a consumer with nothing but the image's name: ``verify-image`` passes for the
+reusable workflow's identity pinned to the caller's repository and ref, and fails for the
+caller's own workflow identity (it did not sign), for another repository calling the same
+workflow (it signs as the same identity: the repository pin is what tells them apart)
+and for another ref."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+import tomllib
+import uuid
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from cryptography import x509
+
+from dcforge.core import manifest as mf
+from dcforge.infra.runner import Runner
+from dcforge.infra.tools import registry as registry_tool
+from tests.integration.actions_runner import Event, Rehearsal
+from tests.integration.conftest import ROOT, TrivyDb, base_env, run_dcforge, tags_point_at
+from tests.integration.fake_sigstore import Sigstore, Workflow, fake_sigstore
+from tests.integration.runner_images import UBUNTU_2404
+from tests.integration.test_rehearsal import PR_PAYLOAD
+from tests.integration.test_wheel import _wheel
+from tests.projects import BUSYBOX_DOCKERFILE, TINY_FAMILY, write_debian_identity
+
+pytestmark = [pytest.mark.integration, pytest.mark.prunes_docker(1), pytest.mark.timeout(2400)]
+
+REUSABLE = ROOT / ".github/workflows/images.yml"
+OWNER = "dcforge-org"
+CALLED = f"{OWNER}/dcforge/.github/workflows/images.yml"
+CALLER_REPOSITORY = "acme/images"
+# What a local run points elsewhere, and nothing else: GHCR, Docker Hub, GitHub's cache,
+# the public Sigstore (Fulcio URL, issuer, its root and CT log key; no Rekor), the Trivy DB.
+OVERRIDDEN = {
+    "DCFORGE_REGISTRY", "DCFORGE_BASE_REGISTRY", "DCFORGE_CACHE_BACKEND",
+    "DCFORGE_CACHE_REGISTRY", "DCFORGE_TRIVY_DB_REPOSITORY", "DCFORGE_COSIGN_FULCIO_URL",
+    "DCFORGE_COSIGN_ISSUER", "DCFORGE_COSIGN_TLOG", "SIGSTORE_ROOT_FILE",
+    "SIGSTORE_CT_LOG_PUBLIC_KEY_FILE",
+}  # fmt: skip
+
+
+def _git(repo: Path, *args: str) -> str:
+    return subprocess.run(
+        ["git", "-C", str(repo), *args], capture_output=True, text=True, check=True
+    ).stdout.strip()
+
+
+def _scaffolded(repo: Path, ref: str) -> str:
+    """``dcforge init`` in a new repository, its ``uses:`` filled in as the adopter does,
+    its example permutations swapped for two tiny ones; one commit. Returns its SHA."""
+    repo.mkdir()
+    _git(repo, "init", "-q", "-b", "main")
+    made = run_dcforge("init", str(repo), cwd=repo)
+    assert made.returncode == 0, made.stderr
+    caller = repo / ".github/workflows/images.yml"
+    text = caller.read_text()
+    assert "DCFORGE-OWNER/dcforge/.github/workflows/images.yml@DCFORGE-REF" in text
+    caller.write_text(text.replace("DCFORGE-OWNER", OWNER).replace("DCFORGE-REF", ref))
+    for folder in ("permutations", "images"):
+        shutil.rmtree(repo / folder)
+    (repo / "permutations").mkdir()
+    (repo / "permutations/tiny.yaml").write_text(TINY_FAMILY)
+    ctx = repo / "images/tiny"
+    ctx.mkdir(parents=True)
+    (ctx / "Dockerfile").write_text(BUSYBOX_DOCKERFILE)
+    (ctx / "greeting.txt").write_text("hi\n")
+    write_debian_identity(ctx)
+    _git(repo, "add", "-A")
+    _git(repo, "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "scaffold")
+    return _git(repo, "rev-parse", "HEAD")
+
+
+@pytest.fixture
+def sigstore(tmp_path: Path) -> Any:
+    with fake_sigstore(tmp_path / "sigstore") as s:
+        yield s
+
+
+def test_the_scaffold_publishes_through_the_reusable_workflow_and_consumers_pin_it(
+    tmp_path: Path, namespace: str, trivy_db: TrivyDb, sigstore: Sigstore, runner: Runner
+) -> None:
+    wheel = _wheel(tmp_path / "wheel")
+    dcforge_ref = "0123456789abcdef0123456789abcdef01234567"
+    sha = _scaffolded(tmp_path / "repo", dcforge_ref)
+    name = f"rw{uuid.uuid4().hex[:8]}"
+    registry = f"{namespace}/{name}"
+    cache = f"{namespace}/{name}-cache"
+    s = sigstore
+    overrides = {
+        "DCFORGE_REGISTRY": registry,
+        "DCFORGE_BASE_REGISTRY": "localhost:5000/library",
+        "DCFORGE_CACHE_BACKEND": "registry",
+        "DCFORGE_CACHE_REGISTRY": cache,
+        "DCFORGE_TRIVY_DB_REPOSITORY": trivy_db.repository,
+        "DCFORGE_COSIGN_FULCIO_URL": s.fulcio.url,
+        "DCFORGE_COSIGN_ISSUER": s.issuer.url,
+        "DCFORGE_COSIGN_TLOG": "false",
+        **s.trust_env,
+    }
+    assert set(overrides) == OVERRIDDEN
+    # The jobs' `pip install dcforge==VERSION` finds this checkout's wheel (and PyPI the rest).
+    env = {**base_env(), "PIP_FIND_LINKS": str(wheel.parent)}
+    env.pop("VIRTUAL_ENV", None)
+    signer = Workflow(
+        repository=CALLER_REPOSITORY,
+        workflow_file="images.yml",
+        job_workflow=f"{CALLED}@{dcforge_ref}",
+    )
+    staging = f"{namespace}/{name}-staging"
+
+    def rehearse(label: str, event: Event, variables: dict[str, str]) -> Rehearsal:
+        (tmp_path / label).mkdir()
+        rehearsal = Rehearsal(
+            tmp_path / "repo/.github/workflows/images.yml", tmp_path / "repo", tmp_path / label,
+            event, env, overrides, {"GITHUB_TOKEN": "ghs_notLeaked0123456789"}, variables,
+            repository=CALLER_REPOSITORY, image=UBUNTU_2404, workflows={CALLED: REUSABLE},
+            id_tokens=s.issuer.serve_actions(signer),
+        )  # fmt: skip
+        rehearsal.run()
+        return rehearsal
+
+    # --- a pull request: built and gated by the called jobs; nothing published -----------
+    pr: dict[str, Any] = json.loads(json.dumps(PR_PAYLOAD))
+    pr["number"] = pr["pull_request"]["number"] = 5
+    checked = rehearse("pr", Event("pull_request", "refs/pull/5/merge", sha, pr), {})
+    results = {n: j.result for n, j in checked.jobs.items()}
+    assert results == {
+        "images": "success", "images/plan": "success", "images/build": "success",
+        "images/gate": "success", "images/publish": "skipped",
+    }, checked.log()  # fmt: skip
+    assert registry_tool.repositories(runner, registry, plain_http=True) == []
+    # Only what the reusable workflow says ran: dcforge's commands, never the caller's nox.
+    ran = [cmd for _, cmd in checked.commands]
+    assert ran and all("dcforge" in cmd and "nox" not in cmd for cmd in ran), ran
+
+    # --- a push to main: staged, gated, published, signed keyless, verified ----------------
+    push = rehearse(
+        "push",
+        Event("push", "refs/heads/main", sha, {"ref": "refs/heads/main"}),
+        {"DCFORGE_STAGING_REGISTRY": staging},
+    )
+    results = {n: j.result for n, j in push.jobs.items()}
+    assert results == {
+        "images": "success", "images/plan": "success", "images/build": "success",
+        "images/gate": "success", "images/publish": "success",
+    }, push.log()  # fmt: skip
+    assert push.jobs["images/publish"].permissions.get("id-token") == "write"
+    assert checked.jobs["images/gate"].permissions.get("id-token") is None
+    gated = mf.load(push.artifacts["gated"] / "manifest.json")
+    assert all(e.staged.startswith(f"{staging}/main/") for e in gated.permutations)
+    assert tags_point_at(runner, gated)
+    # Every certificate names the reusable workflow at the ref called, not the caller's.
+    names = {
+        uri
+        for cert in s.fulcio.issued
+        for uri in cert.extensions.get_extension_for_class(
+            x509.SubjectAlternativeName
+        ).value.get_values_for_type(x509.UniformResourceIdentifier)
+    }
+    assert names == {f"https://github.com/{CALLED}@{dcforge_ref}"}
+
+    # --- a consumer: the reusable workflow's identity, pinned to this repository ---------
+    entry = gated.permutations[0]
+    image = f"{entry.repository}:{entry.floating_tags[0]}"
+    identity = ["--certificate-identity", f"https://github.com/{CALLED}@{dcforge_ref}",
+                "--certificate-oidc-issuer", s.issuer.url]  # fmt: skip
+    trust = dict(s.trust_env)
+    pinned = [*identity, "--certificate-github-workflow-repository", CALLER_REPOSITORY,
+              "--certificate-github-workflow-ref", "refs/heads/main"]  # fmt: skip
+    ok = _verify(image, pinned, trust)
+    assert ok.returncode == 0, ok.stdout + ok.stderr
+    caller_identity = [
+        "--certificate-identity", f"https://github.com/{CALLER_REPOSITORY}/.github/workflows/"
+        "images.yml@refs/heads/main", "--certificate-oidc-issuer", s.issuer.url,
+    ]  # fmt: skip
+    for refused in (
+        caller_identity,
+        [*identity, "--certificate-github-workflow-repository", "evil/images"],
+        [*identity, "--certificate-github-workflow-repository", CALLER_REPOSITORY,
+         "--certificate-github-workflow-ref", "refs/heads/feature"],
+    ):  # fmt: skip
+        bad = _verify(image, refused, trust)
+        assert bad.returncode == 9, (refused, bad.stdout + bad.stderr)
+
+
+def _verify(image: str, args: list[str], trust: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "dcforge", "verify-image", image, *args],
+        cwd="/", env={**base_env(), **trust, "DCFORGE_COSIGN_TLOG": "false"},
+        capture_output=True, text=True, timeout=300, check=False,
+    )  # fmt: skip
+
+
+def test_the_reusable_workflow_pins_this_version() -> None:
+    """The version the reusable workflow installs is the package's it ships with."""
+    doc = yaml.safe_load(REUSABLE.read_text())
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    assert doc["env"]["DCFORGE_VERSION"] == project["version"]
