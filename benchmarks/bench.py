@@ -6,7 +6,10 @@ Results: dist/bench/results.json, results.md and bench.png.
 
     nox -s bench                      # sizes 1,4,16, then the N = 256 tiny-image scale
     nox -s bench -- --full            # sizes 1,4,16,64
-    nox -s bench -- --sizes 1 --scale 0
+    nox -s bench -- --sizes 1 --scale 0 --repeat 1
+
+Each scenario runs ``--repeat`` times (3 by default): a ratio is the median of the runs'
+ratios, with their spread (bench_report.py).
 """
 
 from __future__ import annotations
@@ -15,7 +18,6 @@ import argparse
 import itertools
 import json
 import os
-import platform
 import shutil
 import subprocess
 import sys
@@ -24,6 +26,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+
+from bench_report import machine, median_run, report
 
 from dcforge.core import image_labels, trivydb
 from dcforge.core import settings as st
@@ -452,164 +456,17 @@ def reproduce(work: Path, reg: LocalRegistry, n: int, shipped: bool) -> dict[str
     return r
 
 
-TIMES = "\N{MULTIPLICATION SIGN}"
-
-SCENARIOS = [
-    ("cold build", "cold_dcforge", "cold_bake", "docker buildx bake (cold)", 1.10),
-    ("no-change rebuild", "nochange_dcforge", "nochange_bake_warm", "bake, warm cache", 0.10),
-    ("one changed of N", "onechanged_dcforge", "onechanged_bake_warm", "bake, warm cache", None),
-    ("gate N", "gate_dcforge", "gate_script", "trivy + syft script", 0.6),
-    ("re-gate unchanged", "regate_dcforge", "gate_dcforge", "first gate", 0.1),
-    ("publish N", "publish_dcforge", "publish_same_work_script", "push+sign+2 attest script", 0.5),
-    ("publish N (old baseline)", "publish_dcforge", "publish_plain_script", "load+push+sign", 0.5),
-    ("re-publish unchanged", "republish_dcforge", "publish_dcforge", "first publish", None),
-    ("pipeline N", "pipeline_dcforge", "pipeline_script", "bake+gate+publish scripts", 0.6),
-    ("rollback N", "rollback_dcforge", "rebuild_gate_publish", "rebuild+gate+publish", 0.03),
-]
-# A target that differs at one size: publish of 1 need only match the script (1.0x).
-SIZE_TARGETS = {("publish N", 1): 1.0}
-
-
-def _row(cells: list[Any]) -> str:
-    return "| " + " | ".join(map(str, cells)) + " |"
-
-
-def _verdict(ratio: float, target: float | None) -> str:
-    if target is None:
-        return "—"
-    return f"≤ {target:.2f}{TIMES} " + ("met" if ratio <= target else "**missed**")
-
-
-def report(
-    results: list[dict[str, Any]],
-    extras: dict[str, Any],
-    out: Path,
-    elapsed: float,
-) -> None:
-    out.mkdir(parents=True, exist_ok=True)
-    machine = (
-        f"{platform.node()}: {os.cpu_count()} cores, {platform.platform()}, "
-        f"Python {platform.python_version()}"
-    )
-    data = {
-        "machine": machine,
-        "layer_mb": LAYER_MB,
-        "elapsed_s": elapsed,
-        "sizes": results,
-        **extras,
-    }
-    (out / "results.json").write_text(json.dumps(data, indent=2))
-    lines = [
-        f"Machine: {machine}. Each permutation carries a {LAYER_MB} MB incompressible layer.",
-        "",
-        "| scenario | N | dcforge (s) | s / perm. | baseline | baseline (s) | ratio | target |",
-        "|---|---|---|---|---|---|---|---|",
-    ]
-    for name, ours, base, label, target in SCENARIOS:
-        for r in results:
-            ratio = r[ours] / r[base] if r[base] else float("nan")
-            tgt = SIZE_TARGETS.get((name, r["n"]), target)
-            cells = [name, r["n"], f"{r[ours]:.2f}", f"{r[ours] / r['n']:.2f}", label]
-            cells += [f"{r[base]:.2f}", f"{ratio:.2f}{TIMES}", _verdict(ratio, tgt)]
-            lines.append(_row(cells))
-    for r in results:
-        uploaded = r["republish_uploaded_bytes"]
-        lines.append(_row(["re-publish bytes uploaded", r["n"], f"{uploaded} B", "—", "—", "—",
-                           "—", "0 B " + ("met" if uploaded == 0 else "**missed**")]))  # fmt: skip
-    planning = extras["planning_1000_s"]
-    lines.append(_row(["planning 1,000 permutations", 1000, f"{planning:.3f}", "—", "—", "—",
-                       "—", "< 1 s " + ("met" if planning < 1 else "**missed**")]))  # fmt: skip
-    two = extras["two_platform_cold_build"]
-    ratio = two["dcforge"] / two["bake"]
-    cells = ["cold build, linux/amd64 + linux/arm64 (emulated)", 1, f"{two['dcforge']:.2f}"]
-    cells += ["—", "docker buildx bake (cold)", f"{two['bake']:.2f}", f"{ratio:.2f}{TIMES}"]
-    lines.append(_row([*cells, _verdict(ratio, 1.10)]))
-    sc = extras.get("scale")
-    if sc:
-        n = sc["n"]
-        ratio = sc["publish_dcforge"] / sc["publish_same_work_script"]
-        lines.append(_row(["publish N (tiny images)", n, f"{sc['publish_dcforge']:.2f}",
-                           f"{sc['publish_dcforge'] / n:.3f}", "push+sign+2 attest script",
-                           f"{sc['publish_same_work_script']:.2f}", f"{ratio:.2f}{TIMES}",
-                           _verdict(ratio, 0.5)]))  # fmt: skip
-        ok = sc["rollback_dcforge"] < 10 and sc["rollback_verified"]
-        lines.append(_row(["rollback N (tiny images), then verify", n,
-                           f"{sc['rollback_dcforge']:.2f}", f"{sc['rollback_dcforge'] / n:.3f}",
-                           "—", "—", "verified" if sc["rollback_verified"] else "**NOT verified**",
-                           "< 10 s " + ("met" if ok else "**missed**")]))  # fmt: skip
-    rep = extras.get("reproduce")
-    if rep:
-        ratio = rep["dcforge"] / rep["two_cold_bakes"]
-        lines.append(_row([f"reproduce N: {rep['share_identical']:.0%} of {rep['images']} "
-                           "images identical", rep["n"], f"{rep['dcforge']:.2f}",
-                           f"{rep['dcforge'] / rep['n']:.2f}", "2 cold docker buildx bake",
-                           f"{rep['two_cold_bakes']:.2f}", f"{ratio:.2f}{TIMES}",
-                           _verdict(ratio, 1.25)]))  # fmt: skip
-        own = rep.get("shipped")
-        if own:
-            lines.append(_row([f"reproduce the shipped permutations: {own['share_identical']:.0%}"
-                               f" of {own['images']} images identical", own["images"],
-                               f"{own['seconds']:.2f}", "—", "—", "—", "—",
-                               "100% " + ("met" if own["share_identical"] == 1 else
-                                          "**missed**")]))  # fmt: skip
-    lines += _profile_table([*results, *([sc] if sc else [])])
-    lines.append("")
-    lines.append(
-        "Σ: time in that step summed over the permutations (phase 1 runs several at once). "
-        f"Total benchmark time: {elapsed / 60:.1f} min."
-    )
-    (out / "results.md").write_text("\n".join(lines) + "\n")
-    _plot(results, machine, out)
-    print((out / "results.md").read_text())
-
-
-def _profile_table(runs: list[dict[str, Any]]) -> list[str]:
-    lines = ["", "Where publish time goes (dist/reports/publish-profile.json of each run):", ""]
-    lines.append(
-        "| N | checks (s) | phase 1 wall (s) | record (s) | phase 2 wall (s) "
-        "| push Σ | sign (all images) | predicates Σ | attest (SBOM + provenance) Σ |"
-    )
-    lines.append("|---|---|---|---|---|---|---|---|---|")
-    for r in runs:
-        prof = r.get("publish_profile") or {}
-        ph, st_ = prof.get("phases_s", {}), prof.get("steps_summed_s", {})
-        cells = [r["n"], *(f"{v:.2f}" for v in ph.values())]
-        cells += [f"{st_.get(k, 0):.2f}" for k in ("push", "sign", "provenance", "attest")]
-        lines.append(_row(cells))
-    return lines
-
-
-def _plot(results: list[dict[str, Any]], machine: str, out: Path) -> None:
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        print("matplotlib missing: no plot", file=sys.stderr)
-        return
-    fig, axes = plt.subplots(2, 5, figsize=(22, 8))
-    for ax, (name, ours, base, label, _) in zip(axes.flat, SCENARIOS, strict=True):
-        ns = [r["n"] for r in results]
-        ax.plot(ns, [r[ours] / r["n"] for r in results], "o-", label="dcforge")
-        ax.plot(ns, [r[base] / r["n"] for r in results], "s--", label=label)
-        ax.set_title(name, fontsize=9)
-        ax.set_xlabel("N permutations")
-        ax.set_ylabel("seconds per permutation")
-        ax.set_xscale("log", base=2)
-        ax.legend(fontsize=7)
-    fig.suptitle(f"dcforge benchmarks ({LAYER_MB} MB layer each) — {machine}", fontsize=9)
-    fig.tight_layout()
-    fig.savefig(out / "bench.png", dpi=100)
-
-
 def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--sizes", default="", help="comma-separated N (default 1,4,16)")
     parser.add_argument("--full", action="store_true", help="sizes 1,4,16,64")
     parser.add_argument("--scale", type=int, default=256, help="tiny-image scale N (0: skip)")
     parser.add_argument("--out", type=Path, default=ROOT / "dist/bench")
+    parser.add_argument(
+        "--repeat", type=int, default=3, help="runs of each scenario; ratios are their median"
+    )
     args = parser.parse_args()
+    k = max(1, args.repeat)
     sizes_text = args.sizes or ("1,4,16,64" if args.full else "1,4,16")
     sizes = [int(s) for s in sizes_text.split(",")]
     start = time.perf_counter()
@@ -620,14 +477,16 @@ def main() -> int:
         try:
             db = prepare_db(work)
             extras: dict[str, Any] = {"planning_1000_s": planning_1000(work)}
-            results = [run_size(n, work, reg, db) for n in sizes]
-            extras["two_platform_cold_build"] = two_platform_cold(work, reg)
+            results = [median_run([run_size(n, work, reg, db) for _ in range(k)]) for n in sizes]
+            extras["two_platform_cold_build"] = median_run(
+                [two_platform_cold(work, reg) for _ in range(k)]
+            )
             extras["reproduce"] = reproduce(work, reg, 8, shipped=args.full)
             if args.scale:
-                extras["scale"] = scale(args.scale, work, reg, db)
+                extras["scale"] = median_run([scale(args.scale, work, reg, db) for _ in range(k)])
         finally:
             reg.stop()
-    report(results, extras, args.out, time.perf_counter() - start)
+    report(results, extras, args.out, time.perf_counter() - start, LAYER_MB, machine())
     return 0
 
 

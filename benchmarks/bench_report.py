@@ -1,0 +1,212 @@
+"""The benchmark's report: medians of repeated runs, the table, the plot.
+
+A ratio is the median of the runs' own ratios (each run's scenario against the baseline
+measured in that same run), shown with its spread (lowest to highest); seconds are medians.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import statistics
+import sys
+from pathlib import Path
+from typing import Any
+
+
+def median_run(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """One result from repeated runs: each number the median of its runs, the rest the
+    first run's; the runs themselves under ``runs`` (their ratios are taken from there)."""
+    merged: dict[str, Any] = dict(runs[0])
+    for key in runs[0]:
+        values = [r.get(key) for r in runs]
+        if all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values):
+            merged[key] = statistics.median(values)  # type: ignore[type-var]
+        elif all(isinstance(v, bool) for v in values):
+            merged[key] = all(values)
+    merged["runs"] = runs
+    return merged
+
+
+def ratio(result: dict[str, Any], ours: str, base: str) -> tuple[float, float, float]:
+    """(median, lowest, highest) of the runs' ratios ``ours / base``."""
+    runs = result.get("runs") or [result]
+    ratios = [r[ours] / r[base] if r[base] else float("nan") for r in runs]
+    return statistics.median(ratios), min(ratios), max(ratios)
+
+
+TIMES = "\N{MULTIPLICATION SIGN}"
+
+SCENARIOS = [
+    ("cold build", "cold_dcforge", "cold_bake", "docker buildx bake (cold)", 1.10),
+    ("no-change rebuild", "nochange_dcforge", "nochange_bake_warm", "bake, warm cache", 0.10),
+    ("one changed of N", "onechanged_dcforge", "onechanged_bake_warm", "bake, warm cache", None),
+    ("gate N", "gate_dcforge", "gate_script", "trivy + syft script", 0.6),
+    ("re-gate unchanged", "regate_dcforge", "gate_dcforge", "first gate", 0.1),
+    ("publish N", "publish_dcforge", "publish_same_work_script", "push+sign+2 attest script", 0.5),
+    ("publish N (old baseline)", "publish_dcforge", "publish_plain_script", "load+push+sign", 0.5),
+    ("re-publish unchanged", "republish_dcforge", "publish_dcforge", "first publish", 0.10),
+    ("pipeline N", "pipeline_dcforge", "pipeline_script", "bake+gate+publish scripts", 0.6),
+    ("rollback N", "rollback_dcforge", "rebuild_gate_publish", "rebuild+gate+publish", 0.03),
+]
+# A target that differs at one size: publish of 1 need only match the script (1.0x).
+SIZE_TARGETS = {("publish N", 1): 1.0}
+
+
+def _row(cells: list[Any]) -> str:
+    return "| " + " | ".join(map(str, cells)) + " |"
+
+
+def _verdict(ratio: float, target: float | None) -> str:
+    if target is None:
+        return "—"
+    return f"≤ {target:.2f}{TIMES} " + ("met" if ratio <= target else "**missed**")
+
+
+def _ratio_cell(result: dict[str, Any], ours: str, base: str) -> tuple[float, str]:
+    """The median ratio, and its cell: ``0.34x (0.30 to 0.41)`` (x: the sign) over repeated runs."""
+    med, low, high = ratio(result, ours, base)
+    runs = len(result.get("runs") or [result])
+    spread = f" ({low:.2f} to {high:.2f})" if runs > 1 else ""
+    return med, f"{med:.2f}{TIMES}{spread}"
+
+
+def _scenario_rows(results: list[dict[str, Any]]) -> list[str]:
+    lines = []
+    for name, ours, base, label, target in SCENARIOS:
+        for r in results:
+            med, cell = _ratio_cell(r, ours, base)
+            tgt = SIZE_TARGETS.get((name, r["n"]), target)
+            cells = [name, r["n"], f"{r[ours]:.2f}", f"{r[ours] / r['n']:.2f}", label]
+            lines.append(_row([*cells, f"{r[base]:.2f}", cell, _verdict(med, tgt)]))
+    for r in results:
+        uploaded = max(run["republish_uploaded_bytes"] for run in r.get("runs") or [r])
+        lines.append(_row(["re-publish bytes uploaded", r["n"], f"{uploaded} B", "—", "—", "—",
+                           "—", "0 B " + ("met" if uploaded == 0 else "**missed**")]))  # fmt: skip
+    return lines
+
+
+def _once_rows(extras: dict[str, Any]) -> list[str]:
+    planning = extras["planning_1000_s"]
+    lines = [_row(["planning 1,000 permutations", 1000, f"{planning:.3f}", "—", "—", "—",
+                   "—", "< 1 s " + ("met" if planning < 1 else "**missed**")])]  # fmt: skip
+    two = extras["two_platform_cold_build"]
+    med, cell = _ratio_cell(two, "dcforge", "bake")
+    cells = ["cold build, linux/amd64 + linux/arm64 (emulated)", 1, f"{two['dcforge']:.2f}"]
+    cells += ["—", "docker buildx bake (cold)", f"{two['bake']:.2f}", cell]
+    lines.append(_row([*cells, _verdict(med, 1.10)]))
+    sc = extras.get("scale")
+    if sc:
+        n = sc["n"]
+        med, cell = _ratio_cell(sc, "publish_dcforge", "publish_same_work_script")
+        lines.append(_row(["publish N (tiny images)", n, f"{sc['publish_dcforge']:.2f}",
+                           f"{sc['publish_dcforge'] / n:.3f}", "push+sign+2 attest script",
+                           f"{sc['publish_same_work_script']:.2f}", cell,
+                           _verdict(med, 0.5)]))  # fmt: skip
+        ok = sc["rollback_dcforge"] < 10 and sc["rollback_verified"]
+        lines.append(_row(["rollback N (tiny images), then verify", n,
+                           f"{sc['rollback_dcforge']:.2f}", f"{sc['rollback_dcforge'] / n:.3f}",
+                           "—", "—", "verified" if sc["rollback_verified"] else "**NOT verified**",
+                           "< 10 s " + ("met" if ok else "**missed**")]))  # fmt: skip
+    return lines + _reproduce_rows(extras.get("reproduce"))
+
+
+def _reproduce_rows(rep: dict[str, Any] | None) -> list[str]:
+    if not rep:
+        return []
+    med, cell = _ratio_cell(rep, "dcforge", "two_cold_bakes")
+    lines = [_row([f"reproduce N: {rep['share_identical']:.0%} of {rep['images']} "
+                   "images identical", rep["n"], f"{rep['dcforge']:.2f}",
+                   f"{rep['dcforge'] / rep['n']:.2f}", "2 cold docker buildx bake",
+                   f"{rep['two_cold_bakes']:.2f}", cell, _verdict(med, 1.25)])]  # fmt: skip
+    own = rep.get("shipped")
+    if own:
+        lines.append(_row([f"reproduce the shipped permutations: {own['share_identical']:.0%}"
+                           f" of {own['images']} images identical", own["images"],
+                           f"{own['seconds']:.2f}", "—", "—", "—", "—",
+                           "100% " + ("met" if own["share_identical"] == 1 else
+                                      "**missed**")]))  # fmt: skip
+    return lines
+
+
+def machine() -> str:
+    """The machine a run measured, for the report."""
+    return (
+        f"{platform.node()}: {os.cpu_count()} cores, {platform.platform()}, "
+        f"Python {platform.python_version()}"
+    )
+
+
+def report(
+    results: list[dict[str, Any]],
+    extras: dict[str, Any],
+    out: Path,
+    elapsed: float,
+    layer_mb: int,
+    machine: str,
+) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    data = {"machine": machine, "layer_mb": layer_mb, "elapsed_s": elapsed, "sizes": results}
+    (out / "results.json").write_text(json.dumps({**data, **extras}, indent=2))
+    runs = len(results[0].get("runs") or [1]) if results else 1
+    lines = [
+        f"Machine: {machine}. Each permutation carries a {layer_mb} MB incompressible layer. "
+        f"Seconds are medians of {runs} run(s); a ratio is the median of the runs' ratios, "
+        "with their spread (lowest to highest).",
+        "",
+        "| scenario | N | dcforge (s) | s / perm. | baseline | baseline (s) | ratio | target |",
+        "|---|---|---|---|---|---|---|---|",
+        *_scenario_rows(results),
+        *_once_rows(extras),
+    ]
+    sc = extras.get("scale")
+    lines += _profile_table([*results, *([sc] if sc else [])])
+    lines.append("")
+    lines.append(
+        "Σ: time in that step summed over the permutations (phase 1 runs several at once). "
+        f"Total benchmark time: {elapsed / 60:.1f} min."
+    )
+    (out / "results.md").write_text("\n".join(lines) + "\n")
+    _plot(results, machine, out, layer_mb)
+    print((out / "results.md").read_text())
+
+
+def _profile_table(runs: list[dict[str, Any]]) -> list[str]:
+    lines = ["", "Where publish time goes (dist/reports/publish-profile.json of each run):", ""]
+    lines.append(
+        "| N | checks (s) | phase 1 wall (s) | record (s) | phase 2 wall (s) "
+        "| push Σ | sign (all images) | predicates Σ | attest (SBOM + provenance) Σ |"
+    )
+    lines.append("|---|---|---|---|---|---|---|---|---|")
+    for r in runs:
+        prof = r.get("publish_profile") or {}
+        ph, st_ = prof.get("phases_s", {}), prof.get("steps_summed_s", {})
+        cells = [r["n"], *(f"{v:.2f}" for v in ph.values())]
+        cells += [f"{st_.get(k, 0):.2f}" for k in ("push", "sign", "provenance", "attest")]
+        lines.append(_row(cells))
+    return lines
+
+
+def _plot(results: list[dict[str, Any]], machine: str, out: Path, layer_mb: int) -> None:
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        print("matplotlib missing: no plot", file=sys.stderr)
+        return
+    fig, axes = plt.subplots(2, 5, figsize=(22, 8))
+    for ax, (name, ours, base, label, _) in zip(axes.flat, SCENARIOS, strict=True):
+        ns = [r["n"] for r in results]
+        ax.plot(ns, [r[ours] / r["n"] for r in results], "o-", label="dcforge")
+        ax.plot(ns, [r[base] / r["n"] for r in results], "s--", label=label)
+        ax.set_title(name, fontsize=9)
+        ax.set_xlabel("N permutations")
+        ax.set_ylabel("seconds per permutation")
+        ax.set_xscale("log", base=2)
+        ax.legend(fontsize=7)
+    fig.suptitle(f"dcforge benchmarks ({layer_mb} MB layer each) — {machine}", fontsize=9)
+    fig.tight_layout()
+    fig.savefig(out / "bench.png", dpi=100)

@@ -1,0 +1,48 @@
+"""The benchmark's arithmetic: repeated runs become medians, and a ratio is the median of
+each run's own ratio (scenario and baseline from the same run), shown with its spread."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
+
+from bench_report import median_run, ratio, report
+
+
+def _run(ours: float, base: float, **extra: object) -> dict[str, object]:
+    return {"n": 4, "publish_dcforge": ours, "publish_same_work_script": base, **extra}
+
+
+def test_a_ratio_is_the_median_of_the_runs_ratios_with_its_spread() -> None:
+    # Ratios 0.5, 0.2, 0.4: median 0.4. The ratio of the medians (3/10 = 0.3) is not it:
+    # a run's scenario is compared with the baseline measured beside it.
+    runs = [_run(5, 10), _run(2, 10), _run(3, 7.5)]
+    merged = median_run(runs)
+    assert merged["publish_dcforge"] == 3 and merged["publish_same_work_script"] == 10
+    assert merged["n"] == 4 and merged["runs"] == runs
+    assert ratio(merged, "publish_dcforge", "publish_same_work_script") == (0.4, 0.2, 0.5)
+
+
+def test_flags_hold_only_if_every_run_held_and_a_single_run_has_no_spread() -> None:
+    merged = median_run([_run(1, 2, verified=True), _run(1, 2, verified=False)])
+    assert merged["verified"] is False
+    assert ratio(_run(1, 4), "publish_dcforge", "publish_same_work_script") == (0.25, 0.25, 0.25)
+
+
+def test_the_table_shows_the_median_and_the_spread(tmp_path: Path) -> None:
+    keys = {
+        "cold_dcforge": 1, "cold_bake": 1, "nochange_dcforge": 1, "nochange_bake_warm": 1,
+        "onechanged_dcforge": 1, "onechanged_bake_warm": 1, "gate_dcforge": 1,
+        "gate_script": 1, "regate_dcforge": 1, "publish_plain_script": 1,
+        "republish_dcforge": 1, "pipeline_dcforge": 1, "pipeline_script": 1,
+        "rollback_dcforge": 1, "rebuild_gate_publish": 1, "republish_uploaded_bytes": 0,
+    }  # fmt: skip
+    runs = [_run(5, 10, **keys), _run(2, 10, **keys), _run(3, 7.5, **keys)]
+    extras = {"planning_1000_s": 0.5, "two_platform_cold_build": {"dcforge": 2, "bake": 2}}
+    report([median_run(runs)], extras, tmp_path, 60.0, 50, "a machine")
+    table = (tmp_path / "results.md").read_text()
+    row = next(line for line in table.splitlines() if line.startswith("| publish N | 4"))
+    assert "0.40\N{MULTIPLICATION SIGN} (0.20 to 0.50)" in row and "met" in row
+    assert "medians of 3 run(s)" in table
