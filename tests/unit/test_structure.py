@@ -155,6 +155,7 @@ TOPICS = {
     "hostile",  # hostile inputs across the file formats
     "multiplatform",  # one index, several platforms, through every stage
     "rehearsal_expressions",  # tests/integration/actions_runner.py's expressions
+    "rehearsal_calls",  # its reusable workflow calls, permissions and id-token endpoint
 }
 
 
