@@ -17,6 +17,22 @@ that only install what this machine has
 action) are no-ops. Any action this module does not know fails the run, so a new action in
 the workflow cannot slip past the rehearsal.
 
+A job with ``uses:`` runs a reusable workflow (``on: workflow_call``) as GitHub does
+(actions_calls.py checks the call): a workflow of this repository (``./.github/…``) or
+the local copy ``workflows`` maps the ``uses:`` value (without its ``@ref``) to; its
+inputs from ``with:`` (typed, defaults applied), its secrets from ``secrets:`` (or
+``inherit``), the caller's ``github`` context and ``vars``, its own top-level ``env``
+(not the caller's). Its jobs are recorded as ``"<caller job>/<its job>"``; the caller job
+fails if one of them fails, and its outputs are ``on.workflow_call.outputs``. Artifacts
+are shared across them, as within one run.
+
+Each job records the permissions of its ``GITHUB_TOKEN``: its own ``permissions:``, else
+its workflow's, else (in a called workflow) its caller job's, else the restricted
+default; a called workflow's job asking for more than its caller job has fails the
+caller job. With ``id_tokens``, a job with ``id-token: write`` gets
+``ACTIONS_ID_TOKEN_REQUEST_URL`` and ``ACTIONS_ID_TOKEN_REQUEST_TOKEN``; no other job
+has them.
+
 ``overrides`` replaces the values of named environment variables after the workflow's own
 (the endpoints a local run needs: registry, cache, signing); every one must be a variable
 the workflow sets or a credential, and the test says which.
@@ -36,10 +52,20 @@ import subprocess
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import yaml
 
+from tests.integration.actions_calls import (
+    ID_TOKEN_VARS,
+    CallError,
+    call_inputs,
+    call_secrets,
+    check_nested,
+    job_permissions,
+    locate,
+    workflow_call,
+)
 from tests.integration.runner_images import RunnerImage
 
 # --- expressions ---------------------------------------------------------------------
@@ -252,11 +278,49 @@ class StepRun:
 
 @dataclass
 class JobRun:
-    name: str
+    name: str  # a called workflow's job: "<caller job>/<its job>"
     result: str  # success | failure | skipped
     outputs: dict[str, str] = field(default_factory=dict)
     steps: list[StepRun] = field(default_factory=list)
     workspace: Path | None = None
+    permissions: dict[str, str] = field(default_factory=dict)  # the job's GITHUB_TOKEN's
+
+
+class IdTokenService(Protocol):
+    """Where a job with ``id-token: write`` asks for its OIDC token: the runner's
+    ``ACTIONS_ID_TOKEN_REQUEST_URL`` and ``ACTIONS_ID_TOKEN_REQUEST_TOKEN``."""
+
+    @property
+    def url(self) -> str: ...
+
+    @property
+    def request_token(self) -> str: ...
+
+
+@dataclass
+class _Frame:
+    """The workflow whose jobs run: the rehearsed one, or one a job calls (``uses:``)."""
+
+    doc: Mapping[str, Any]
+    inputs: Mapping[str, Any]
+    secrets: Mapping[str, str]
+    prefix: str = ""  # "<caller job>/" in a called workflow
+    granted: Mapping[str, str] | None = None  # the caller job's permissions
+    jobs: dict[str, JobRun] = field(default_factory=dict)  # by the workflow's own job ids
+
+
+@dataclass
+class _JobState:
+    """One job instance as its steps run: what they see and what they leave."""
+
+    record: JobRun
+    runner_dir: Path
+    scope: dict[str, Any]  # the job's expression contexts, secrets included
+    defaults: dict[str, str]  # what the runner sets
+    declared: dict[str, str]  # the workflow's env, then the job's
+    added_env: dict[str, str] = field(default_factory=dict)  # GITHUB_ENV
+    added_path: list[str] = field(default_factory=list)  # GITHUB_PATH, newest first
+    steps: dict[str, Any] = field(default_factory=dict)  # the steps context
 
 
 @dataclass
@@ -279,6 +343,9 @@ class Rehearsal:
     variables: Mapping[str, str] = field(default_factory=dict)  # the `vars` context
     repository: str = "acme/images"
     image: RunnerImage | None = None  # the runner image the jobs see (runner_images.py)
+    # `uses:` of a reusable workflow without its @ref → the local file rehearsed for it
+    workflows: Mapping[str, Path] = field(default_factory=dict)
+    id_tokens: IdTokenService | None = None  # for jobs with `id-token: write`
     jobs: dict[str, JobRun] = field(default_factory=dict)
     runs: list[JobRun] = field(default_factory=list)
     artifacts: dict[str, Path] = field(default_factory=dict)
@@ -383,55 +450,171 @@ class Rehearsal:
 
     # the run
     def run(self) -> dict[str, JobRun]:
-        pending = dict(self.doc["jobs"])
+        self._run_jobs(_Frame(self.doc, self.event.inputs, self.secrets))
+        return self.jobs
+
+    def _run_jobs(self, frame: _Frame) -> None:
+        pending = dict(frame.doc["jobs"])
         while pending:
             ready = [
                 name for name, job in pending.items()
-                if all(n in self.jobs for n in _needs(job))
+                if all(n in frame.jobs for n in _needs(job))
             ]  # fmt: skip
             if not ready:
                 raise ValueError(f"jobs with unmet needs: {sorted(pending)}")
             for name in ready:
-                self.jobs[name] = self._job(name, pending.pop(name))
-        return self.jobs
+                record = self._job(name, pending.pop(name), frame)
+                frame.jobs[name] = self.jobs[frame.prefix + name] = record
 
-    def _needs_context(self, job: Mapping[str, Any]) -> dict[str, Any]:
+    def _needs_context(self, job: Mapping[str, Any], frame: _Frame) -> dict[str, Any]:
         return {
-            n: {"result": self.jobs[n].result, "outputs": self.jobs[n].outputs} for n in _needs(job)
+            n: {"result": frame.jobs[n].result, "outputs": frame.jobs[n].outputs}
+            for n in _needs(job)
         }
 
-    def _job(self, name: str, job: Mapping[str, Any]) -> JobRun:
-        needs = self._needs_context(job)
+    def _job(self, name: str, job: Mapping[str, Any], frame: _Frame) -> JobRun:
+        needs = self._needs_context(job, frame)
         upstream_ok = all(n["result"] == "success" for n in needs.values())
         scope = {
             "github": self.github(name),
-            "inputs": self.event.inputs,
+            "inputs": dict(frame.inputs),
             "needs": needs,
             "vars": dict(self.variables),
             "__status__": "success" if upstream_ok else "failure",
         }
+        full = frame.prefix + name
         if not self.condition(job.get("if"), scope, "success()"):
-            return JobRun(name, "skipped")
+            return JobRun(full, "skipped")
+        if "uses" in job:
+            return self._call(full, job, scope, frame)
+        permissions = job_permissions(job, frame.doc, frame.granted)
         matrix = (job.get("strategy") or {}).get("matrix")
         combos = _combinations(self.template(matrix, scope)) if matrix is not None else [{}]
-        runs = [self._instance_run(name, job, {**scope, "matrix": c}) for c in combos]
+        runs = [
+            self._instance_run(name, job, {**scope, "matrix": c}, frame, permissions)
+            for c in combos
+        ]
         result = "success" if all(r.result == "success" for r in runs) else "failure"
         outputs: dict[str, str] = {}
         for r in runs:
             outputs.update(r.outputs)
-        return JobRun(name, result, outputs, [s for r in runs for s in r.steps])
+        steps = [s for r in runs for s in r.steps]
+        return JobRun(full, result, outputs, steps, permissions=permissions)
 
-    def _instance_run(self, name: str, job: Mapping[str, Any], scope: dict[str, Any]) -> JobRun:
+    # reusable workflows
+    def _call(
+        self, name: str, job: Mapping[str, Any], scope: dict[str, Any], frame: _Frame
+    ) -> JobRun:
+        """A job that runs a reusable workflow: its jobs in their ``needs`` order, each
+        recorded as "<name>/<its job>"; this job's outputs from ``on.workflow_call.outputs``.
+        A call GitHub would refuse fails this job before any of them runs."""
+        uses = str(job["uses"])
+        record = JobRun(name, "success")
+        try:
+            record.permissions = job_permissions(job, frame.doc, frame.granted)
+            called, spec, inputs, secrets = self._resolve_call(job, scope, frame, record)
+        except CallError as err:
+            return self._called(record, uses, f"{uses}: {err}", failed=True)
+        inner = _Frame(called, inputs, secrets, f"{name}/", record.permissions)
+        self._run_jobs(inner)
+        jobs = {n: {"result": r.result, "outputs": r.outputs} for n, r in inner.jobs.items()}
+        out_scope = {**scope, "inputs": inputs, "jobs": jobs}
+        record.outputs = {
+            k: to_string(self.template((v or {}).get("value"), out_scope))
+            for k, v in (spec.get("outputs") or {}).items()
+        }
+        failed = sorted(n for n, r in inner.jobs.items() if r.result == "failure")
+        results = ", ".join(f"{n}: {r.result}" for n, r in inner.jobs.items())
+        log = f"called {uses} with inputs {sorted(inputs)}, secrets {sorted(secrets)}: {results}"
+        return self._called(record, uses, log, failed=bool(failed))
+
+    def _resolve_call(
+        self, job: Mapping[str, Any], scope: dict[str, Any], frame: _Frame, record: JobRun
+    ) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any], dict[str, str]]:
+        """The called workflow, its ``on.workflow_call``, and the inputs and secrets it
+        gets; CallError for what GitHub refuses when the run starts."""
+        if "steps" in job or "strategy" in job:
+            raise CallError("a job with uses: has no steps (and the rehearsal calls no matrix)")
+        called = yaml.safe_load(locate(str(job["uses"]), self.repo, self.workflows).read_text())
+        spec = workflow_call(called)
+        try:  # with: sees github, needs, vars and inputs, not secrets
+            given = self.template(job.get("with") or {}, scope)
+        except ValueError as err:
+            raise CallError(f"with: {err}") from None
+        inputs = call_inputs(
+            spec.get("inputs") or {},
+            given,
+            lambda v: self.template(v, {"github": scope["github"]}),
+            to_string,
+        )
+        secret_scope = {**scope, "secrets": dict(frame.secrets)}
+        secrets = call_secrets(
+            spec.get("secrets") or {},
+            job.get("secrets", {}),
+            frame.secrets,
+            lambda v: self.template(v, secret_scope),
+            to_string,
+        )
+        check_nested(called, record.permissions)
+        return called, spec, inputs, secrets
+
+    def _called(self, record: JobRun, uses: str, log: str, *, failed: bool) -> JobRun:
+        record.result = "failure" if failed else "success"
+        record.steps.append(StepRun(record.name, f"uses: {uses}", record.result, log))
+        self.runs.append(record)
+        return record
+
+    # one job
+    def _instance_run(
+        self,
+        name: str,
+        job: Mapping[str, Any],
+        scope: dict[str, Any],
+        frame: _Frame,
+        permissions: dict[str, str],
+    ) -> JobRun:
         self._instance += 1
-        workspace = self.work / f"{name}-{self._instance}"
+        full = frame.prefix + name
+        workspace = self.work / f"{full.replace('/', '-')}-{self._instance}"
+        workspace.mkdir(parents=True)  # empty until a checkout, as the runner leaves it
         runner_dir = self.work / f"_runner-{self._instance}"
         (runner_dir / "temp").mkdir(parents=True)
         if self.image is not None:
             self.image.prepare(runner_dir)
+        env_scope = {**scope, "secrets": dict(frame.secrets)}
+        state = _JobState(
+            JobRun(full, "success", workspace=workspace, permissions=permissions),
+            runner_dir,
+            env_scope,
+            self._defaults(name, scope["github"], workspace, runner_dir, permissions),
+            {
+                **_strings(self.template(frame.doc.get("env") or {}, env_scope)),
+                **_strings(self.template(job.get("env") or {}, env_scope)),
+            },
+        )
+        for index, step in enumerate(job.get("steps") or []):
+            self._job_step(state, index, step)
+        out_scope = {**env_scope, "steps": state.steps}
+        state.record.outputs = _strings(self.template(job.get("outputs") or {}, out_scope))
+        self.runs.append(state.record)
+        return state.record
+
+    def _defaults(
+        self,
+        job: str,
+        github: Mapping[str, Any],
+        workspace: Path,
+        runner_dir: Path,
+        permissions: Mapping[str, str],
+    ) -> dict[str, str]:
+        """The variables the runner sets for every step of a job."""
         event_path = runner_dir / "event.json"
         event_path.write_text(json.dumps(self.event.payload))
-        github = scope["github"]
-        defaults = {
+        id_token: dict[str, str] = {}
+        if self.id_tokens is not None and permissions.get("id-token") == "write":
+            url, token = ID_TOKEN_VARS
+            id_token = {url: self.id_tokens.url, token: self.id_tokens.request_token}
+        return {
             "CI": "true",
             "GITHUB_ACTIONS": "true",
             "GITHUB_EVENT_NAME": self.event.name,
@@ -448,78 +631,61 @@ class Rehearsal:
             "GITHUB_API_URL": github["api_url"],
             "GITHUB_WORKFLOW": github["workflow"],
             "GITHUB_WORKFLOW_REF": github["workflow_ref"],
-            "GITHUB_JOB": name,
+            "GITHUB_JOB": job,
             "GITHUB_ACTOR": "rehearsal",
             "GITHUB_WORKSPACE": str(workspace),
             "GITHUB_HEAD_REF": github["head_ref"],
             "GITHUB_BASE_REF": github["base_ref"],
             "RUNNER_OS": "Linux",
             "RUNNER_TEMP": str(runner_dir / "temp"),
+            **id_token,
         }
-        env_scope = {**scope, "secrets": dict(self.secrets)}
-        workflow_env = {
-            k: to_string(v) for k, v in self.template(self.doc.get("env") or {}, env_scope).items()
+
+    def _job_step(self, state: _JobState, index: int, step: Mapping[str, Any]) -> None:
+        record = state.record
+        step_id = step.get("id") or f"__{index}"
+        step_scope = {
+            **state.scope,
+            "steps": state.steps,
+            "env": {**state.declared, **state.added_env},
+            "__status__": record.result,
         }
-        job_env = {
-            k: to_string(v) for k, v in self.template(job.get("env") or {}, env_scope).items()
+        label = step.get("name") or step.get("uses") or step.get("run", "")[:40]
+        if not self.condition(step.get("if"), step_scope, "success()"):
+            record.steps.append(StepRun(record.name, label, "skipped"))
+            state.steps[step_id] = {"outputs": {}, "outcome": "skipped"}
+            return
+        step_env = _strings(self.template(step.get("env") or {}, step_scope))
+        files = {
+            "GITHUB_OUTPUT": state.runner_dir / f"output-{index}",
+            "GITHUB_ENV": state.runner_dir / f"env-{index}",
+            "GITHUB_STEP_SUMMARY": state.runner_dir / f"summary-{index}.md",
+            "GITHUB_PATH": state.runner_dir / f"path-{index}",
         }
-        added_env: dict[str, str] = {}
-        added_path: list[str] = []  # GITHUB_PATH, newest first
-        steps_ctx: dict[str, Any] = {}
-        record = JobRun(name, "success", workspace=workspace)
-        for index, step in enumerate(job.get("steps") or []):
-            step_id = step.get("id") or f"__{index}"
-            step_scope = {
-                **env_scope,
-                "steps": steps_ctx,
-                "env": {**workflow_env, **job_env, **added_env},
-                "__status__": record.result,
-            }
-            label = step.get("name") or step.get("uses") or step.get("run", "")[:40]
-            if not self.condition(
-                step.get("if"), {**step_scope, "__status__": record.result}, "success()"
-            ):
-                record.steps.append(StepRun(name, label, "skipped"))
-                steps_ctx[step_id] = {"outputs": {}, "outcome": "skipped"}
-                continue
-            step_env = {
-                k: to_string(v) for k, v in self.template(step.get("env") or {}, step_scope).items()
-            }
-            files = {
-                "GITHUB_OUTPUT": runner_dir / f"output-{index}",
-                "GITHUB_ENV": runner_dir / f"env-{index}",
-                "GITHUB_STEP_SUMMARY": runner_dir / f"summary-{index}.md",
-                "GITHUB_PATH": runner_dir / f"path-{index}",
-            }
-            for f in files.values():
-                f.touch()
-            env = {
-                **self.base_env,
-                **defaults,
-                **workflow_env,
-                **job_env,
-                **added_env,
-                **step_env,
-                **{k: str(v) for k, v in files.items()},
-                **self.overrides,
-            }
-            if added_path:
-                env["PATH"] = os.pathsep.join([*added_path, env.get("PATH", os.defpath)])
-            ok, log = self._step(name, step, step_scope, env, workspace)
-            added_path[:0] = reversed(files["GITHUB_PATH"].read_text().split())
-            outputs = _read_kv(files["GITHUB_OUTPUT"].read_text())
-            added_env.update(_read_kv(files["GITHUB_ENV"].read_text()))
-            summary = files["GITHUB_STEP_SUMMARY"].read_text()
-            record.steps.append(StepRun(name, label, "success" if ok else "failure", log + summary))
-            steps_ctx[step_id] = {"outputs": outputs, "outcome": "success" if ok else "failure"}
-            if not ok:
-                record.result = "failure"
-        out_scope = {**env_scope, "steps": steps_ctx}
-        record.outputs = {
-            k: to_string(v) for k, v in self.template(job.get("outputs") or {}, out_scope).items()
+        for f in files.values():
+            f.touch()
+        env = {
+            **{k: v for k, v in self.base_env.items() if k not in ID_TOKEN_VARS},
+            **state.defaults,
+            **state.declared,
+            **state.added_env,
+            **step_env,
+            **{k: str(v) for k, v in files.items()},
+            **self.overrides,
         }
-        self.runs.append(record)
-        return record
+        if state.added_path:
+            env["PATH"] = os.pathsep.join([*state.added_path, env.get("PATH", os.defpath)])
+        assert record.workspace is not None
+        ok, log = self._step(record.name, step, step_scope, env, record.workspace)
+        state.added_path[:0] = reversed(files["GITHUB_PATH"].read_text().split())
+        outputs = _read_kv(files["GITHUB_OUTPUT"].read_text())
+        state.added_env.update(_read_kv(files["GITHUB_ENV"].read_text()))
+        summary = files["GITHUB_STEP_SUMMARY"].read_text()
+        outcome = "success" if ok else "failure"
+        record.steps.append(StepRun(record.name, label, outcome, log + summary))
+        state.steps[step_id] = {"outputs": outputs, "outcome": outcome}
+        if not ok:
+            record.result = "failure"
 
     def _step(  # noqa: PLR0911 (one return per kind of step)
         self,
@@ -653,6 +819,10 @@ def _search_root(workspace: Path, pattern: str) -> Path:
             break
         fixed.append(part)
     return workspace.joinpath(*fixed)
+
+
+def _strings(values: Mapping[str, Any]) -> dict[str, str]:
+    return {k: to_string(v) for k, v in values.items()}
 
 
 def _needs(job: Mapping[str, Any]) -> list[str]:

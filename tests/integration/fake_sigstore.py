@@ -1,7 +1,9 @@
 """A local stand-in for Sigstore's keyless signing: a test OIDC issuer that mints GitHub
-Actions-like tokens, and a Fulcio-compatible CA (with its own CT log key) that turns such a
-token and a proof of possession into a short-lived code-signing certificate. Both are real
-HTTP servers on 127.0.0.1, each in a thread of the test process.
+Actions-like tokens (also as the Actions token endpoint a job with ``id-token: write``
+asks, for its own workflow or a reusable one it runs), and a Fulcio-compatible CA (with its
+own CT log key) that turns such a token and a proof of possession into a short-lived
+code-signing certificate. Both are real HTTP servers on 127.0.0.1, each in a thread of the
+test process.
 
 What the CA implements, and where it was read (sigstore/fulcio at v1.6.6, the Fulcio
 cosign v2.5.0 links, go.mod ``github.com/sigstore/fulcio v1.6.6``):
@@ -35,11 +37,13 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import hashlib
+import hmac
 import json
 import secrets
 import struct
 import threading
 import time
+import urllib.parse
 import urllib.request
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
@@ -96,17 +100,18 @@ class Refused(Exception):
         self.status = status
 
 
-Route = Callable[[Mapping[str, str], bytes], tuple[int, dict[str, str], bytes]]
+# A route answers a request's headers, body and query parameters.
+Route = Callable[[Mapping[str, str], bytes, Mapping[str, str]], tuple[int, dict[str, str], bytes]]
 
 
 def _dispatch(
-    route: Route | None, headers: Mapping[str, str], body: bytes
+    route: Route | None, headers: Mapping[str, str], body: bytes, query: Mapping[str, str]
 ) -> tuple[int, dict[str, str], bytes]:
     """The route's answer; a refusal or a failure as Fulcio's JSON error."""
     if route is None:
         return 404, {}, b'{"code": 5, "message": "not found"}'
     try:
-        return route(headers, body)
+        return route(headers, body, query)
     except Refused as err:
         return err.status, {}, json.dumps({"code": err.status, "message": str(err)}).encode()
     except Exception as err:  # a bug here: cosign then says what, not "EOF"
@@ -123,9 +128,10 @@ class _Server:
             def _answer(self, method: str) -> None:
                 size = int(self.headers.get("Content-Length") or 0)
                 body = self.rfile.read(size) if size else b""
-                path = self.path.split("?", 1)[0]
+                path, _, query = self.path.partition("?")
                 got = dict(self.headers.items())
-                status, headers, out = _dispatch(table.get((method, path)), got, body)
+                params = dict(urllib.parse.parse_qsl(query))
+                status, headers, out = _dispatch(table.get((method, path)), got, body, params)
                 self.send_response(status)
                 for name, value in {"Content-Type": "application/json", **headers}.items():
                     self.send_header(name, value)
@@ -166,10 +172,30 @@ class Workflow:
     ref: str = "refs/heads/main"
     sha: str = "a" * 40
     event_name: str = "push"
+    # The reusable workflow the job runs, ``owner/repo/.github/workflows/<file>@<ref>``
+    # (its ``uses:``), when it runs one: then the token's job_workflow_ref, and so the
+    # certificate's identity, is that one's, while workflow_ref stays the caller's.
+    job_workflow: str = ""
+
+    @property
+    def workflow_ref(self) -> str:
+        """The workflow the run was started for (the caller, for a reusable workflow)."""
+        return f"{self.repository}/.github/workflows/{self.workflow_file}@{self.ref}"
 
     @property
     def job_workflow_ref(self) -> str:
-        return f"{self.repository}/.github/workflows/{self.workflow_file}@{self.ref}"
+        return self.job_workflow or self.workflow_ref
+
+    @property
+    def job_workflow_sha(self) -> str:
+        """The commit of the job's workflow: the caller's, or the reusable workflow's
+        (its ``@ref`` if that is a commit, else a stand-in commit of that ref)."""
+        if not self.job_workflow:
+            return self.sha
+        ref = self.job_workflow.rsplit("@", 1)[-1]
+        if len(ref) == 40 and all(c in "0123456789abcdef" for c in ref):
+            return ref
+        return hashlib.sha1(self.job_workflow.encode(), usedforsecurity=False).hexdigest()
 
     @property
     def identity(self) -> str:
@@ -195,26 +221,71 @@ class Workflow:
             "actor": "octocat",
             "event_name": self.event_name,
             "workflow": self.workflow_file.rsplit(".", 1)[0],
-            "workflow_ref": self.job_workflow_ref,
+            "workflow_ref": self.workflow_ref,
             "workflow_sha": self.sha,
             "job_workflow_ref": self.job_workflow_ref,
-            "job_workflow_sha": self.sha,
+            "job_workflow_sha": self.job_workflow_sha,
         }
 
 
+@dataclass(frozen=True)
+class ActionsTokenEndpoint:
+    """What a job with ``id-token: write`` is given (the rehearsal's IdTokenService):
+    ``ACTIONS_ID_TOKEN_REQUEST_URL`` (with its query, as the runner's has one) and
+    ``ACTIONS_ID_TOKEN_REQUEST_TOKEN``."""
+
+    url: str
+    request_token: str
+
+
 class OidcIssuer:
-    """A test OIDC issuer: discovery document, JWKS, and ES256 tokens it mints."""
+    """A test OIDC issuer: discovery document, JWKS, and ES256 tokens it mints; and the
+    Actions token endpoint a job asks with ``ACTIONS_ID_TOKEN_REQUEST_URL`` and
+    ``_TOKEN`` (actions/toolkit ``core.getIDToken``, cosign's GitHub provider): ``GET
+    <url>&audience=<aud>`` with ``Authorization: bearer <request token>`` answers
+    ``{"count", "value": <token for actions_workflow>}``."""
 
     def __init__(self) -> None:
         self._key = ec.generate_private_key(ec.SECP256R1())
         self.kid = secrets.token_hex(8)
+        self.actions_workflow: Workflow | None = None  # whose tokens the endpoint mints
+        self.request_token = secrets.token_urlsafe(24)
+        self.actions_served = 0
         self._server = _Server(
             {
-                ("GET", "/.well-known/openid-configuration"): lambda h, b: _json(self.discovery()),
-                ("GET", "/.well-known/jwks"): lambda h, b: _json(self.jwks()),
+                ("GET", "/.well-known/openid-configuration"): lambda h, b, q: _json(
+                    self.discovery()
+                ),
+                ("GET", "/.well-known/jwks"): lambda h, b, q: _json(self.jwks()),
+                ("GET", "/actions/token"): self._actions_token,
             }
         )
         self.url = self._server.url
+
+    def serve_actions(self, workflow: Workflow) -> ActionsTokenEndpoint:
+        """The endpoint, minting tokens for ``workflow`` from now on."""
+        self.actions_workflow = workflow
+        return ActionsTokenEndpoint(f"{self.url}/actions/token?api-version=2.0", self.request_token)
+
+    def _actions_token(
+        self, headers: Mapping[str, str], body: bytes, query: Mapping[str, str]
+    ) -> tuple[int, dict[str, str], bytes]:
+        auth = {k.lower(): v for k, v in headers.items()}.get("authorization", "")
+        scheme, _, token = auth.partition(" ")
+        if scheme.lower() != "bearer" or not hmac.compare_digest(
+            token.strip().encode(), self.request_token.encode()
+        ):
+            raise Refused(401, "the request token is not this run's")
+        workflow = self.actions_workflow
+        if workflow is None:
+            raise Refused(404, "no workflow run is served (serve_actions)")
+        # Without an audience GitHub's token is for the repository owner's URL.
+        owner = workflow.repository.split("/", 1)[0]
+        audience = query.get("audience") or f"https://github.com/{owner}"
+        self.actions_served += 1
+        return _json(
+            {"count": self.actions_served, "value": self.token(workflow, audience=audience)}
+        )
 
     def discovery(self) -> dict[str, object]:
         return {
@@ -419,8 +490,8 @@ class FakeFulcio:
             {
                 ("POST", "/api/v1/signingCert"): self._v1_signing_cert,
                 ("POST", "/api/v2/signingCert"): self._v2_signing_cert,
-                ("GET", "/api/v1/rootCert"): lambda h, b: (200, {}, self.root_pem().encode()),
-                ("GET", "/api/v2/trustBundle"): lambda h, b: _json(
+                ("GET", "/api/v1/rootCert"): lambda h, b, q: (200, {}, self.root_pem().encode()),
+                ("GET", "/api/v2/trustBundle"): lambda h, b, q: _json(
                     {"chains": [{"certificates": [self.root_pem()]}]}
                 ),
             }
@@ -451,7 +522,7 @@ class FakeFulcio:
     # -- the API --------------------------------------------------------------------------
 
     def _v1_signing_cert(
-        self, headers: Mapping[str, str], body: bytes
+        self, headers: Mapping[str, str], body: bytes, query: Mapping[str, str]
     ) -> tuple[int, dict[str, str], bytes]:
         auth = {k.lower(): v for k, v in headers.items()}.get("authorization", "")
         if not auth.startswith("Bearer "):
@@ -469,7 +540,7 @@ class FakeFulcio:
         return 201, {"Content-Type": "application/pem-certificate-chain"}, "".join(chain).encode()
 
     def _v2_signing_cert(
-        self, headers: Mapping[str, str], body: bytes
+        self, headers: Mapping[str, str], body: bytes, query: Mapping[str, str]
     ) -> tuple[int, dict[str, str], bytes]:
         try:
             request = json.loads(body)

@@ -156,6 +156,7 @@ TOPICS = {
     "multiplatform",  # one index, several platforms, through every stage
     "rehearsal_expressions",  # tests/integration/actions_runner.py's expressions
     "bench_report",  # benchmarks/bench_report.py: medians of repeated runs, the table
+    "rehearsal_calls",  # its reusable workflow calls, permissions and id-token endpoint
 }
 
 
