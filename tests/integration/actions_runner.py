@@ -35,7 +35,9 @@ has them.
 
 ``overrides`` replaces the values of named environment variables after the workflow's own
 (the endpoints a local run needs: registry, cache, signing); every one must be a variable
-the workflow sets or a credential, and the test says which.
+the workflow sets or a credential, and the test says which. ``job_overrides`` does the
+same for one job alone (by its recorded name, ``caller/job`` in a called workflow): where
+the workflow sets a variable in that job only, so must the override.
 """
 
 from __future__ import annotations
@@ -346,6 +348,7 @@ class Rehearsal:
     # `uses:` of a reusable workflow without its @ref → the local file rehearsed for it
     workflows: Mapping[str, Path] = field(default_factory=dict)
     id_tokens: IdTokenService | None = None  # for jobs with `id-token: write`
+    job_overrides: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
     jobs: dict[str, JobRun] = field(default_factory=dict)
     runs: list[JobRun] = field(default_factory=list)
     artifacts: dict[str, Path] = field(default_factory=dict)
@@ -672,6 +675,7 @@ class Rehearsal:
             **step_env,
             **{k: str(v) for k, v in files.items()},
             **self.overrides,
+            **self.job_overrides.get(record.name, {}),
         }
         if state.added_path:
             env["PATH"] = os.pathsep.join([*state.added_path, env.get("PATH", os.defpath)])

@@ -46,12 +46,15 @@ OWNER = "dcforge-org"
 CALLED = f"{OWNER}/dcforge/.github/workflows/images.yml"
 CALLER_REPOSITORY = "acme/images"
 # What a local run points elsewhere, and nothing else: GHCR, Docker Hub, GitHub's cache,
-# the public Sigstore (Fulcio URL, issuer, its root and CT log key; no Rekor), the Trivy DB.
+# the Trivy DB; and in the publish job, which alone signs, the public Sigstore (Fulcio URL,
+# issuer, its root and CT log key; no Rekor).
 OVERRIDDEN = {
     "DCFORGE_REGISTRY", "DCFORGE_BASE_REGISTRY", "DCFORGE_CACHE_BACKEND",
-    "DCFORGE_CACHE_REGISTRY", "DCFORGE_TRIVY_DB_REPOSITORY", "DCFORGE_COSIGN_FULCIO_URL",
-    "DCFORGE_COSIGN_ISSUER", "DCFORGE_COSIGN_TLOG", "SIGSTORE_ROOT_FILE",
-    "SIGSTORE_CT_LOG_PUBLIC_KEY_FILE",
+    "DCFORGE_CACHE_REGISTRY", "DCFORGE_TRIVY_DB_REPOSITORY",
+}  # fmt: skip
+SIGSTORE_OVERRIDDEN = {
+    "DCFORGE_COSIGN_FULCIO_URL", "DCFORGE_COSIGN_ISSUER", "DCFORGE_COSIGN_TLOG",
+    "SIGSTORE_ROOT_FILE", "SIGSTORE_CT_LOG_PUBLIC_KEY_FILE",
 }  # fmt: skip
 
 
@@ -108,12 +111,14 @@ def test_the_scaffold_publishes_through_the_reusable_workflow_and_consumers_pin_
         "DCFORGE_CACHE_BACKEND": "registry",
         "DCFORGE_CACHE_REGISTRY": cache,
         "DCFORGE_TRIVY_DB_REPOSITORY": trivy_db.repository,
+    }
+    test_sigstore = {
         "DCFORGE_COSIGN_FULCIO_URL": s.fulcio.url,
         "DCFORGE_COSIGN_ISSUER": s.issuer.url,
         "DCFORGE_COSIGN_TLOG": "false",
         **s.trust_env,
     }
-    assert set(overrides) == OVERRIDDEN
+    assert set(overrides) == OVERRIDDEN and set(test_sigstore) == SIGSTORE_OVERRIDDEN
     # The jobs' `pip install dcforge==VERSION` finds this checkout's wheel (and PyPI the rest).
     env = {**base_env(), "PIP_FIND_LINKS": str(wheel.parent)}
     env.pop("VIRTUAL_ENV", None)
@@ -131,6 +136,7 @@ def test_the_scaffold_publishes_through_the_reusable_workflow_and_consumers_pin_
             event, env, overrides, {"GITHUB_TOKEN": "ghs_notLeaked0123456789"}, variables,
             repository=CALLER_REPOSITORY, image=UBUNTU_2404, workflows={CALLED: REUSABLE},
             id_tokens=s.issuer.serve_actions(signer),
+            job_overrides={"images/publish": test_sigstore},
         )  # fmt: skip
         rehearsal.run()
         return rehearsal
@@ -180,7 +186,10 @@ def test_the_scaffold_publishes_through_the_reusable_workflow_and_consumers_pin_
     image = f"{entry.repository}:{entry.floating_tags[0]}"
     identity = ["--certificate-identity", f"https://github.com/{CALLED}@{dcforge_ref}",
                 "--certificate-oidc-issuer", s.issuer.url]  # fmt: skip
-    trust = dict(s.trust_env)
+    # The test Sigstore's trust (no Rekor here, a keyless-only knob: the settings' identity
+    # is a stranger's, so only the flags below can make anything pass).
+    trust = {"DCFORGE_SIGNING": "keyless", "DCFORGE_COSIGN_IDENTITY": "https://github.com/x/y",
+             "DCFORGE_COSIGN_TLOG": "false", **s.trust_env}  # fmt: skip
     pinned = [*identity, "--certificate-github-workflow-repository", CALLER_REPOSITORY,
               "--certificate-github-workflow-ref", "refs/heads/main"]  # fmt: skip
     ok = _verify(image, pinned, trust)
@@ -202,7 +211,7 @@ def test_the_scaffold_publishes_through_the_reusable_workflow_and_consumers_pin_
 def _verify(image: str, args: list[str], trust: dict[str, str]) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "dcforge", "verify-image", image, *args],
-        cwd="/", env={**base_env(), **trust, "DCFORGE_COSIGN_TLOG": "false"},
+        cwd="/", env={**base_env(), **trust},
         capture_output=True, text=True, timeout=300, check=False,
     )  # fmt: skip
 

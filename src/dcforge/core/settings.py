@@ -307,6 +307,7 @@ ENV_ONLY = frozenset(
         "DCFORGE_RELIABILITY_REPORT",
         "DCFORGE_REGISTRY_ADDR",
         "DCFORGE_DEBIAN_MIRROR",
+        "DCFORGE_VERSION",
     }
 )
 NOT_SETTINGS = frozenset({"root", "signing"})  # Settings fields that are not config keys
