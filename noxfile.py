@@ -296,7 +296,8 @@ def bench(session: nox.Session) -> None:
 
 @nox.session(python=PYTHON)
 def lint(session: nox.Session) -> None:
-    """ruff, mypy (strict), shellcheck, and actionlint + zizmor over the workflows."""
+    """ruff, mypy (strict), shellcheck, and actionlint + zizmor over the workflows (and the
+    one `dcforge init` writes)."""
     _install(session, "lint", "test")
     code = ("src", "tests", "benchmarks", "scripts/make-sample-db", "noxfile.py", "tasks.py")
     session.run("ruff", "check", *code)
@@ -306,7 +307,7 @@ def lint(session: nox.Session) -> None:
         "shellcheck", "scripts/bootstrap", "scripts/base-images", ".ci/run",
         "src/dcforge/resources/test-utils.sh", *map(str, Path("images").glob("**/*.sh")),
     )  # fmt: skip
-    session.run("python", "-m", "dcforge", "lint-workflows", *session.posargs)
+    session.run("python", "-m", "dcforge", "lint-workflows", "--scaffold", *session.posargs)
     _commit_subjects(session)
 
 

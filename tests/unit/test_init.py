@@ -18,7 +18,7 @@ from dcforge.core import build_plan, devcontainer, permfile, scaffold, settings,
 from dcforge.core.errors import ConfigError
 from dcforge.infra import log
 from dcforge.stages import init
-from tests.unit.test_scaffold import EXPECTED
+from tests.unit.test_scaffold import EXPECTED, ROOT
 
 
 @pytest.fixture
@@ -111,12 +111,39 @@ def test_every_yaml_and_json_file_parses(repo: Path) -> None:
 
 
 def test_the_workflow_calls_the_reusable_one_with_the_least_rights(repo: Path) -> None:
+    """One job, the call: it grants exactly what the reusable workflow's jobs ask for (the
+    call fails with less; more would reach nobody), publishes only for a push to main and
+    passes only the pull requests' staging credential, by name."""
     workflow = yaml.safe_load((repo / ".github/workflows/images.yml").read_text())
     assert workflow["permissions"] == {"contents": "read"}
-    jobs = workflow["jobs"]
-    assert jobs["check"]["permissions"] == {"contents": "read"}
-    assert jobs["release"]["if"] == "github.ref == 'refs/heads/main'"
-    assert all(job["uses"].endswith(f"@{scaffold.WORKFLOW_REF}") for job in jobs.values())
+    (job,) = workflow["jobs"].values()
+    assert job["uses"] == (
+        f"{scaffold.WORKFLOW_OWNER}/dcforge/.github/workflows/{scaffold.WORKFLOW_FILE}"
+        f"@{scaffold.WORKFLOW_REF}"
+    )
+    assert "steps" not in job and "if" not in job
+    called = yaml.safe_load((ROOT / ".github/workflows" / scaffold.WORKFLOW_FILE).read_text())
+    asked: dict[str, str] = {}
+    for called_job in called["jobs"].values():
+        asked |= called_job.get("permissions") or called["permissions"]
+    assert asked == {
+        "contents": "read",
+        "packages": "write",
+        "id-token": "write",
+        "security-events": "write",
+    }
+    assert job["permissions"] == asked
+    assert job["with"]["publish"] == (
+        "${{ github.event_name != 'pull_request' && github.ref == 'refs/heads/main' }}"
+    )
+    # Inputs and secrets the reusable workflow declares, and nothing else.
+    declared = called[True]["workflow_call"]
+    assert set(job["with"]) <= set(declared["inputs"])
+    assert {k for k, v in declared["inputs"].items() if v.get("required")} <= set(job["with"])
+    assert job["secrets"] == {
+        "DCFORGE_STAGING_PASSWORD": "${{ secrets.DCFORGE_PR_STAGING_PASSWORD }}"
+    }
+    assert set(job["secrets"]) <= set(declared["secrets"])
 
 
 def test_gitignore_keeps_state_and_output_out(repo: Path) -> None:

@@ -59,11 +59,24 @@ def test_dcforge_is_pinned_to_the_running_version_and_the_workflow_is_a_placehol
     files = {f.path: f.content.decode() for f in scaffold.plan("1.2.3")}
     assert "\ndcforge==1.2.3\n" in files["requirements.txt"]
     assert re.search(r"^dcforge$", files_of("unknown")["requirements.txt"], re.M)
+    # One job calls the reusable workflow; its owner and commit are the adopter's to fill in.
+    template = "src/dcforge/resources/scaffold/dot-github/workflows/images.yml"
+    assert re.findall(r"uses: (\S+)", (ROOT / template).read_text()) == [
+        "@DCFORGE_WORKFLOW_OWNER@/dcforge/.github/workflows/@DCFORGE_WORKFLOW@@@DCFORGE_WORKFLOW_REF@"
+    ]
     uses = re.findall(r"uses: (\S+)", files[".github/workflows/images.yml"])
     wanted = (
         f"{scaffold.WORKFLOW_OWNER}/dcforge/.github/workflows/images.yml@{scaffold.WORKFLOW_REF}"
     )
-    assert uses == [wanted, wanted]
+    assert uses == [wanted]
+    # `nox -s lint` lints it as an adopter fills it in: an owner, a commit SHA.
+    example = scaffold.plan("1.2.3", scaffold.EXAMPLE_WORKFLOW_CALL)
+    (workflow,) = [f.content.decode() for f in example if f.path == ".github/workflows/images.yml"]
+    sha = scaffold.EXAMPLE_WORKFLOW_CALL["DCFORGE_WORKFLOW_REF"]
+    assert re.fullmatch("[0-9a-f]{40}", sha)
+    assert re.findall(r"uses: (\S+)", workflow) == [
+        f"example-owner/dcforge/.github/workflows/images.yml@{sha}"
+    ]
 
 
 def files_of(version: str) -> dict[str, str]:

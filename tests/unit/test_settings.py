@@ -5,6 +5,7 @@ import re
 from pathlib import Path
 
 import pytest
+import yaml
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -191,10 +192,13 @@ def test_the_variables_that_are_not_settings_are_documented() -> None:
 
 def test_every_documented_variable_is_one_dcforge_reads() -> None:
     """A ``DCFORGE_*`` name in README.md, docs/ or SECRETS.md is a setting's variable, one of
-    the variables that are not settings, or a secret or variable the workflows hand on."""
-    workflows = " ".join(p.read_text() for p in (ROOT / ".github/workflows").glob("*.yml"))
+    the variables that are not settings, a secret or variable the workflows hand on, or one
+    a workflow sets for all its jobs (the reusable workflow's DCFORGE_VERSION)."""
+    files = sorted((ROOT / ".github/workflows").glob("*.yml"))
+    workflows = " ".join(p.read_text() for p in files)
     known = {f"DCFORGE_{name.upper()}" for name in _fields()} | settings.ENV_ONLY
     known |= set(re.findall(r"\b(?:vars|secrets)\.(DCFORGE_[A-Z0-9_]+)", workflows))
+    known |= {k for p in files for k in yaml.safe_load(p.read_text()).get("env") or {}}
     for page in [*pages(), ROOT / "SECRETS.md"]:
         named = set(re.findall(r"\bDCFORGE_[A-Z0-9_]*[A-Z0-9]", page.read_text()))
         assert not named - known, f"{page.name}: dcforge reads no {sorted(named - known)}"

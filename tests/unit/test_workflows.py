@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import ast
 import tomllib
 from pathlib import Path
@@ -10,11 +11,22 @@ import pytest
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
+from dcforge.cli import parser as cli_parser
 from dcforge.core import permfile
-from dcforge.infra import workflows
+from dcforge.infra import reusable_workflows, workflows
 
 ROOT = Path(__file__).resolve().parents[2]
 WORKFLOWS = sorted((ROOT / ".github/workflows").glob("*.yml"))
+# dcforge's commands, which a reusable workflow's jobs may call (the CLI hands them in).
+COMMANDS = frozenset(
+    next(
+        a for a in cli_parser.parser()._actions if isinstance(a, argparse._SubParsersAction)
+    ).choices
+)
+
+
+def reusable(path: Path) -> bool:
+    return reusable_workflows.is_reusable(workflows.load(path))
 
 
 def nox_sessions() -> set[str]:
@@ -49,16 +61,30 @@ def test_the_task_list_is_read_from_the_package() -> None:
 
 @pytest.mark.parametrize("path", WORKFLOWS, ids=lambda p: p.name)
 def test_dcforge_rules_hold(path: Path) -> None:
-    assert workflows.problems(path) == []
+    assert workflows.problems(path, COMMANDS) == []
+
+
+def test_there_is_a_reusable_workflow_and_it_runs_dcforge_only() -> None:
+    """images.yml, the one workflow images repositories call, calls no nox session."""
+    assert [p.name for p in WORKFLOWS if reusable(p)] == ["images.yml"]
+    wf = workflows.load(ROOT / ".github/workflows/images.yml")
+    assert not [name for job in wf["jobs"].values() for name in workflows._job_calls(job)]
 
 
 @pytest.mark.parametrize("path", WORKFLOWS, ids=lambda p: p.name)
 def test_every_run_step_calls_a_real_session_or_task(path: Path) -> None:
+    """... or, in the reusable workflow, a real dcforge command (and nothing else)."""
     wf = workflows.load(path)
     sessions, tasks = nox_sessions(), invoke_tasks()
     for job in wf["jobs"].values():
         for step in job["steps"]:
-            if "run" in step and not workflows.is_nox_install(step["run"]):
+            if "run" in step and reusable(path):
+                if not workflows.is_dcforge_install(step["run"]):
+                    lines = step["run"].strip().splitlines()
+                    calls = [workflows.DCFORGE_CALL.fullmatch(line) for line in lines]
+                    assert all(calls), step["run"]
+                    assert {c["command"] for c in calls if c} <= COMMANDS
+            elif "run" in step and not workflows.is_nox_install(step["run"]):
                 called = list(workflows.SESSION_CALL.finditer(step["run"]))
                 assert called, step["run"]
                 for m in called:
@@ -309,11 +335,17 @@ def test_nox_runs_only_from_its_hash_lock(tmp_path: Path) -> None:
 
 
 def test_shipped_jobs_install_nox_from_the_lock_first() -> None:
+    """... or, in the reusable workflow, dcforge at its pinned version."""
     for path in WORKFLOWS:
+        installed, call = (
+            (workflows.is_dcforge_install, workflows.DCFORGE_CALL)
+            if reusable(path)
+            else (workflows.is_nox_install, workflows.HASHED_CALL)
+        )
         for name, body in workflows.load(path)["jobs"].items():
             runs = [s["run"] for s in body["steps"] if "run" in s]
-            assert workflows.is_nox_install(runs[0]), f"{path.name}:{name}"
-            assert all(workflows.HASHED_CALL.fullmatch(r.strip()) for r in runs[1:])
+            assert installed(runs[0]), f"{path.name}:{name}"
+            assert all(call.fullmatch(r.strip()) for r in runs[1:]), f"{path.name}:{name}"
 
 
 def test_the_nox_lock_pins_the_tests_nox_by_hash() -> None:

@@ -105,16 +105,23 @@ def _merge_manifests(args: argparse.Namespace, ctx: Context) -> int:
 
 
 def _lint_workflows(args: argparse.Namespace, ctx: Context) -> int:
-    from dcforge.infra import workflows
+    from dcforge.infra import reusable_workflows, workflows
 
     directory = args.directory or ctx.settings.root / ".github/workflows"
     config = ctx.settings.root / ".github/zizmor.yml"
-    found = workflows.lint(ctx.runner, directory, config if config.is_file() else None)
+    zizmor_config = config if config.is_file() else None
+    # A reusable workflow may call dcforge's commands: the parser's.
+    sub = next(a for a in parser()._actions if isinstance(a, argparse._SubParsersAction))
+    commands = frozenset(sub.choices)
+    found = workflows.lint(ctx.runner, directory, zizmor_config, commands)
+    if args.scaffold:
+        found += reusable_workflows.lint_scaffold(ctx.runner, zizmor_config, commands)
     for problem in found:
         log.error(problem)
+    where = f"{directory}{' and the scaffold' if args.scaffold else ''}"
     if found:
-        raise DcforgeError(f"{len(found)} workflow problem(s) in {directory}")
-    log.info(f"workflows clean: {directory} (actionlint, zizmor, dcforge rules)")
+        raise DcforgeError(f"{len(found)} workflow problem(s) in {where}")
+    log.info(f"workflows clean: {where} (actionlint, zizmor, dcforge rules)")
     return 0
 
 

@@ -539,10 +539,9 @@ def _add_lint_workflows(sub: Subparsers) -> None:
         "Check GitHub Actions workflows with actionlint, zizmor (.github/zizmor.yml if "
         "present) and dcforge's own rules.",
     )
+    lint.add_argument("directory", nargs="?", type=Path, help="default: .github/workflows")
     lint.add_argument(
-        "directory",
-        nargs="?",
-        type=Path,
-        default=None,
-        help="the workflow directory (default: .github/workflows)",
+        "--scaffold",
+        action="store_true",
+        help="also the workflow `dcforge init` writes, with an example owner and commit",
     )

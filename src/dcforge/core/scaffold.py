@@ -29,6 +29,12 @@ EXECUTABLE = (".sh",)  # written 0755: a Feature's install.sh, an image test
 WORKFLOW_OWNER = "DCFORGE-OWNER"
 WORKFLOW_REF = "DCFORGE-REF"
 WORKFLOW_FILE = "images.yml"
+# What an adopter fills in, as an example: `nox -s lint` lints the scaffold's workflow
+# rendered with these (a made-up owner, a commit SHA), as an adopter's would read.
+EXAMPLE_WORKFLOW_CALL = {
+    "DCFORGE_WORKFLOW_OWNER": "example-owner",
+    "DCFORGE_WORKFLOW_REF": "0123456789abcdef0123456789abcdef01234567",
+}
 
 
 @dataclass(frozen=True)
@@ -78,9 +84,10 @@ def _templates(folder: Traversable, prefix: str = "") -> Iterator[tuple[str, Tra
             yield name, entry
 
 
-def plan(version: str) -> list[ScaffoldFile]:
-    """Every file of the scaffold, in path order."""
-    known = values(version)
+def plan(version: str, filled: Mapping[str, str] | None = None) -> list[ScaffoldFile]:
+    """Every file of the scaffold, in path order (``filled``: placeholders given values other
+    than :func:`values`'s, e.g. :data:`EXAMPLE_WORKFLOW_CALL`)."""
+    known = {**values(version), **(filled or {})}
     package = resources.files("dcforge.resources")
     made = [
         ScaffoldFile(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import ast
 import re
 import tomllib
+from collections.abc import Collection
 from pathlib import Path
 from typing import Any
 
@@ -43,6 +44,17 @@ NOX_INSTALL = (
 HASHED_CALL = re.compile(
     re.escape(NOX) + r" -s (?P<session>[a-z][a-z-]*)(?:\s+(?:[^;&|`$\n]|\$(?!\())*)?"
 )
+# A reusable workflow (dcforge.infra.reusable_workflows) runs dcforge instead, by the version
+# it pins (top-level env DCFORGE_VERSION) in a virtualenv of the job's own: this step first,
+# then `DCFORGE COMMAND` lines, one call a line, no second command.
+DCFORGE = '"${RUNNER_TEMP}/dcforge/bin/dcforge"'
+DCFORGE_INSTALL = (
+    'python -m venv "${RUNNER_TEMP}/dcforge"\n'
+    '"${RUNNER_TEMP}/dcforge/bin/pip" install -q "dcforge==${DCFORGE_VERSION}"\n'
+)
+DCFORGE_CALL = re.compile(
+    re.escape(DCFORGE) + r" (?P<command>[a-z][a-z-]*)(?:\s+(?:[^;&|`$\n]|\$(?!\())*)?"
+)
 # A job holding PRIVILEGED write tokens runs only on the default branch: its `if:` is this
 # test, alone or &&-joined (never ||). A literal: a scheduled run's payload has no
 # github.event.repository.default_branch, and the signing identity names this ref anyway.
@@ -73,8 +85,15 @@ def load(path: Path) -> dict[str, Any]:
     return data
 
 
-def problems(path: Path) -> list[str]:
-    """dcforge's rules: parity with the sessions, SHA pins, no injection, least privilege."""
+def problems(path: Path, commands: Collection[str] = ()) -> list[str]:
+    """dcforge's rules: parity with the sessions, SHA pins, no injection, least privilege.
+
+    A reusable workflow runs dcforge's ``commands`` (the CLI's, handed in; none by default)
+    instead of sessions, and a job that calls one is held to rules of its own: both in
+    :mod:`dcforge.infra.reusable_workflows`.
+    """
+    from dcforge.infra import reusable_workflows as reusable  # which builds on this module
+
     wf = load(path)
     out = []
     events = wf.get("on") or {}
@@ -83,45 +102,83 @@ def problems(path: Path) -> list[str]:
         out.append(f"{path.name}: pull_request_target is not allowed")
     if wf.get("permissions") not in ({"contents": "read"}, {}):
         out.append(f"{path.name}: top-level permissions must be contents: read")
+    called = reusable.is_reusable(wf)
+    if called:
+        out += reusable.version_problems(path, wf)
+    guard = DEFAULT_REF_GUARD.format(branch=_default_branch(path))
     for job_name, job in (wf.get("jobs") or {}).items():
-        perms = job.get("permissions") or {}
-        writes = {k for k, v in perms.items() if v == "write"}
-        if (
-            writes & {"packages", "id-token"}
-            and "publish" not in job_name
-            and job_name not in ("republish", "rollback", "retention")
-        ):
-            out.append(f"{path.name}: job {job_name} has {sorted(writes)} but does not publish")
-        if writes & PRIVILEGED:
-            out += _lock_problems(path, job_name, sorted(writes & PRIVILEGED), _job_calls(job))
-        guard = DEFAULT_REF_GUARD.format(branch=_default_branch(path))
-        if writes & PRIVILEGED and not _guarded(job.get("if"), guard):
-            out.append(
-                f"{path.name}: job {job_name} has {sorted(writes & PRIVILEGED)} but may run off"
-                f" the default branch: give it if: {guard} (alone or &&-joined, no ||)"
-            )
-        out += _environment_secret_problems(path, job_name, job)
-        out += _history_problems(path, job_name, job)
-        out += _nox_problems(path, job_name, job, privileged=bool(writes & PRIVILEGED))
-        out += _hashed_session_problems(path, job_name, _job_calls(job))
-        for i, step in enumerate(job.get("steps") or []):
-            where = f"{path.name}: {job_name} step {i + 1}"
-            uses = step.get("uses")
-            if uses and not uses.startswith("./") and not PINNED.match(uses):
-                out.append(f"{where}: {uses} is not pinned to a full commit SHA")
-            with_ = step.get("with") or {}
-            out += _tool_version_problems(where, uses or "", with_)
-            if (uses or "").startswith("actions/checkout@") and with_.get(
-                "persist-credentials"
-            ) is not False:
-                out.append(f"{where}: checkout without persist-credentials: false")
-            run = step.get("run")
-            if run is not None:
-                if UNTRUSTED.search(run) or "${{" in run:
-                    out.append(f"{where}: expression expanded inside run: (pass it through env)")
-                if not SESSION_CALL.search(run) and not is_nox_install(run):
-                    out.append(f"{where}: run: must call a nox session or invoke task")
+        if "uses" in job:
+            out += reusable.caller_problems(path, job_name, job, guard)
+            continue
+        out += _job_problems(path, job_name, job, guard)
+        privileged = bool(_writes(job) & PRIVILEGED)
+        if called:
+            out += reusable.job_problems(path, job_name, job, commands, privileged)
+        else:
+            out += _session_problems(path, job_name, job, privileged)
+        out += _step_problems(path, job_name, job, sessions=not called)
     return out + _concurrency_problems(path, wf)
+
+
+def _writes(job: dict[str, Any]) -> set[str]:
+    perms = job.get("permissions") or {}
+    return {k for k, v in perms.items() if v == "write"} if isinstance(perms, dict) else set()
+
+
+def _job_problems(path: Path, job_name: str, job: dict[str, Any], guard: str) -> list[str]:
+    """A job's rights: write tokens only where it publishes, and only on the default branch;
+    environment secrets only in an environment; the whole history where publish runs."""
+    out, writes = [], _writes(job)
+    if (
+        writes & {"packages", "id-token"}
+        and "publish" not in job_name
+        and job_name not in ("republish", "rollback", "retention")
+    ):
+        out.append(f"{path.name}: job {job_name} has {sorted(writes)} but does not publish")
+    if writes & PRIVILEGED and not guarded(job.get("if"), guard):
+        out.append(
+            f"{path.name}: job {job_name} has {sorted(writes & PRIVILEGED)} but may run off"
+            f" the default branch: give it if: {guard} (alone or &&-joined, no ||)"
+        )
+    out += _environment_secret_problems(path, job_name, job)
+    return out + _history_problems(path, job_name, job)
+
+
+def _session_problems(
+    path: Path, job_name: str, job: dict[str, Any], privileged: bool
+) -> list[str]:
+    """What a job of any other workflow runs: nox sessions (and invoke tasks), hash-locked
+    where write tokens or the gate's verdict are at stake."""
+    out = []
+    if privileged:
+        out += _lock_problems(path, job_name, sorted(_writes(job) & PRIVILEGED), _job_calls(job))
+    out += _nox_problems(path, job_name, job, privileged=privileged)
+    return out + _hashed_session_problems(path, job_name, _job_calls(job))
+
+
+def _step_problems(path: Path, job_name: str, job: dict[str, Any], sessions: bool) -> list[str]:
+    """Each step: actions pinned, credentials not kept, tools at dcforge's pins, no
+    expression inside ``run:`` and (``sessions``) every ``run:`` a session or task."""
+    out = []
+    for i, step in enumerate(job.get("steps") or []):
+        where = f"{path.name}: {job_name} step {i + 1}"
+        uses = step.get("uses")
+        if uses and not uses.startswith("./") and not PINNED.match(uses):
+            out.append(f"{where}: {uses} is not pinned to a full commit SHA")
+        with_ = step.get("with") or {}
+        out += _tool_version_problems(where, uses or "", with_)
+        if (uses or "").startswith("actions/checkout@") and with_.get(
+            "persist-credentials"
+        ) is not False:
+            out.append(f"{where}: checkout without persist-credentials: false")
+        run = step.get("run")
+        if run is None:
+            continue
+        if UNTRUSTED.search(run) or "${{" in run:
+            out.append(f"{where}: expression expanded inside run: (pass it through env)")
+        if sessions and not SESSION_CALL.search(run) and not is_nox_install(run):
+            out.append(f"{where}: run: must call a nox session or invoke task")
+    return out
 
 
 def _job_calls(job: dict[str, Any]) -> list[tuple[str, str]]:
@@ -134,7 +191,7 @@ def _job_calls(job: dict[str, Any]) -> list[tuple[str, str]]:
 
 def _default_branch(path: Path) -> str:
     """[tool.dcforge].default_branch of the checkout the workflow sits in ("main")."""
-    pyproject = _checkout(path) / "pyproject.toml"
+    pyproject = checkout(path) / "pyproject.toml"
     try:
         tool = tomllib.loads(pyproject.read_text()).get("tool", {})
     except (OSError, tomllib.TOMLDecodeError, UnicodeDecodeError):
@@ -143,7 +200,7 @@ def _default_branch(path: Path) -> str:
     return branch if isinstance(branch, str) and branch else "main"
 
 
-def _guarded(condition: Any, guard: str) -> bool:
+def guarded(condition: Any, guard: str) -> bool:
     """Whether a job's ``if:`` is ``guard`` (the default-branch test) or &&-joins it."""
     text = str(condition or "").strip()
     m = re.fullmatch(r"\$\{\{(.*)\}\}", text, re.S)
@@ -169,7 +226,7 @@ def _history_problems(path: Path, job_name: str, job: dict[str, Any]) -> list[st
     """A job that publishes checks out the whole history: publish refuses a commit it cannot
     show descends from the pinned release, and actions/checkout fetches one commit by
     default (fetch-depth: 1)."""
-    if ("nox", "publish") not in _job_calls(job):
+    if ("nox", "publish") not in _job_calls(job) and "publish" not in dcforge_calls(job):
         return []
     checkouts = [
         step.get("with") or {}
@@ -186,6 +243,20 @@ def _history_problems(path: Path, job_name: str, job: dict[str, Any]) -> list[st
 
 def is_nox_install(run: str) -> bool:
     return " ".join(run.split()) == " ".join(NOX_INSTALL.split())
+
+
+def is_dcforge_install(run: str) -> bool:
+    return " ".join(run.split()) == " ".join(DCFORGE_INSTALL.split())
+
+
+def dcforge_calls(job: dict[str, Any]) -> list[str]:
+    """The dcforge commands a job's ``run:`` lines call (:data:`DCFORGE_CALL`), in order."""
+    return [
+        m["command"]
+        for step in job.get("steps") or []
+        for line in str(step.get("run") or "").splitlines()
+        if (m := DCFORGE_CALL.fullmatch(line.strip()))
+    ]
 
 
 def _nox_problems(path: Path, job_name: str, job: dict[str, Any], privileged: bool) -> list[str]:
@@ -220,14 +291,14 @@ def _nox_problems(path: Path, job_name: str, job: dict[str, Any], privileged: bo
     return out
 
 
-def _checkout(path: Path) -> Path:
+def checkout(path: Path) -> Path:
     """.github/workflows/X.yml → the checkout it sits in"""
     return path.resolve().parent.parent.parent
 
 
 def _noxfile(path: Path) -> Path:
     """.github/workflows/X.yml → the checkout's noxfile.py"""
-    return _checkout(path) / "noxfile.py"
+    return checkout(path) / "noxfile.py"
 
 
 def _hashed_session_problems(path: Path, job_name: str, called: list[tuple[str, str]]) -> list[str]:
@@ -360,10 +431,9 @@ def _tool_version_problems(where: str, uses: str, with_: dict[str, Any]) -> list
 
 
 def _writes_registry(job: dict[str, Any]) -> bool:
-    perms = job.get("permissions") or {}
-    writes = {k for k, v in perms.items() if v == "write"} if isinstance(perms, dict) else set()
-    return bool(writes & {"packages", "id-token"}) or bool(
-        {s for _, s in _job_calls(job)} & {"rollback", "publish", "prune"}
+    called = {s for _, s in _job_calls(job)} | set(dcforge_calls(job))
+    return bool(_writes(job) & {"packages", "id-token"}) or bool(
+        called & {"rollback", "publish", "prune"}
     )
 
 
@@ -375,7 +445,10 @@ def _concurrency_problems(path: Path, wf: dict[str, Any]) -> list[str]:
     With ``queue: max`` (and cancel-in-progress false) a group keeps every queued run and
     runs them in order, across runners: publish, re-publish, rollback and retention all
     queue in :data:`REGISTRY_GROUP`. A workflow-level group around such a job must not
-    drop it either (``queue: max``, or a group unique to the run: ``github.run_id``).
+    drop it either (``queue: max``, or a group unique to the run: ``github.run_id``). A job
+    calling a reusable workflow need not queue in the group itself — the called workflow's
+    jobs that change the registry do (where that workflow is linted) — but the second rule
+    holds for it.
     """
     out = []
     wf_conc = wf.get("concurrency")
@@ -384,7 +457,9 @@ def _concurrency_problems(path: Path, wf: dict[str, Any]) -> list[str]:
             continue
         where = f"{path.name}: job {job_name}"
         conc = job.get("concurrency")
-        if not isinstance(conc, dict) or conc.get("group") != REGISTRY_GROUP:
+        if "uses" in job:
+            pass
+        elif not isinstance(conc, dict) or conc.get("group") != REGISTRY_GROUP:
             out.append(
                 f"{where} changes the registry outside the concurrency group {REGISTRY_GROUP!r}"
             )
@@ -409,11 +484,15 @@ def _keeps_pending(conc: Any) -> bool:
     return bool(RUN_ID.search(str(conc)))
 
 
-def lint(runner: Runner, directory: Path, config: Path | None) -> list[str]:
+def lint(
+    runner: Runner, directory: Path, config: Path | None, commands: Collection[str] = ()
+) -> list[str]:
+    """dcforge's rules (a reusable workflow's jobs may call ``commands``), actionlint and
+    zizmor (``config``: its configuration) over the workflows in ``directory``."""
     files = sorted([*directory.glob("*.yml"), *directory.glob("*.yaml")])
     if not files:
         raise ConfigError(f"{directory}: no workflow files")
-    found = [p for f in files for p in problems(f)]
+    found = [p for f in files for p in problems(f, commands)]
     for argv in (
         ["actionlint", "-no-color", *map(str, files)],
         [
