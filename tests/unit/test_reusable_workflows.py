@@ -19,7 +19,10 @@ from tests.unit.test_workflows import COMMANDS
 ROOT = Path(__file__).resolve().parents[2]
 SHIPPED = (ROOT / ".github/workflows/images.yml").read_text()
 VERSION = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["version"]
-INSTALL = '          "${RUNNER_TEMP}/dcforge/bin/pip" install -q "dcforge==${DCFORGE_VERSION}"\n'
+INSTALL = (
+    '          "${RUNNER_TEMP}/dcforge/bin/pip" install -q --no-deps "dcforge==${DCFORGE_VERSION}"\n'
+)
+LOCKED = '          "${RUNNER_TEMP}/dcforge/bin/pip" install -q --require-hashes -r "$('
 PLAN = '          "${RUNNER_TEMP}/dcforge/bin/dcforge" plan --json --github-output\n'
 GATE = '          "${RUNNER_TEMP}/dcforge/bin/dcforge" gate\n'
 PUBLISH = '          "${RUNNER_TEMP}/dcforge/bin/dcforge" publish\n'
@@ -95,12 +98,10 @@ def test_no_nox_and_nothing_of_the_callers_runs(tmp_path: Path) -> None:
 
 
 def test_dcforge_is_installed_before_it_is_called(tmp_path: Path) -> None:
-    without = SHIPPED.replace(
-        "      - name: dcforge\n        run: |\n"
-        '          python -m venv "${RUNNER_TEMP}/dcforge"\n' + INSTALL,
-        "",
-        1,  # the plan job's
-    )
+    block = SHIPPED[SHIPPED.index("      - name: dcforge\n") :]
+    block = block[: block.index(LOCKED)]
+    block += SHIPPED[SHIPPED.index(LOCKED) :].split("\n", 1)[0] + "\n"
+    without = SHIPPED.replace(block, "", 1)  # the plan job's
     assert without != SHIPPED
     (found,) = workflows.problems(checkout(tmp_path, without), COMMANDS)
     assert found.startswith("images.yml: job plan step 3 (run): calls")
@@ -108,6 +109,9 @@ def test_dcforge_is_installed_before_it_is_called(tmp_path: Path) -> None:
     # Another version or source is not the install step.
     other = INSTALL.replace('"dcforge==${DCFORGE_VERSION}"', "dcforge")
     assert "job plan" in "\n".join(planted(tmp_path, INSTALL, other))
+    # Nor is one that takes the dependencies unhashed.
+    unhashed = LOCKED.replace("--require-hashes ", "")
+    assert "job plan" in "\n".join(planted(tmp_path, LOCKED, unhashed))
 
 
 def test_only_real_commands_and_in_a_privileged_job_only_the_locked_ones(tmp_path: Path) -> None:

@@ -48,9 +48,14 @@ HASHED_CALL = re.compile(
 # it pins (top-level env DCFORGE_VERSION) in a virtualenv of the job's own: this step first,
 # then `DCFORGE COMMAND` lines, one call a line, no second command.
 DCFORGE = '"${RUNNER_TEMP}/dcforge/bin/dcforge"'
+# The reusable workflow's dcforge: the pinned version without its dependencies, then those
+# by hash from the lock the package ships (resources/runtime.lock is requirements/'s).
 DCFORGE_INSTALL = (
     'python -m venv "${RUNNER_TEMP}/dcforge"\n'
-    '"${RUNNER_TEMP}/dcforge/bin/pip" install -q "dcforge==${DCFORGE_VERSION}"\n'
+    '"${RUNNER_TEMP}/dcforge/bin/pip" install -q --no-deps "dcforge==${DCFORGE_VERSION}"\n'
+    '"${RUNNER_TEMP}/dcforge/bin/pip" install -q --require-hashes -r "$("${RUNNER_TEMP}/dcforge'
+    "/bin/python\" -c 'import importlib.resources as r; print(r.files(\"dcforge\") / "
+    '"resources/runtime.lock")\')"\n'
 )
 DCFORGE_CALL = re.compile(
     re.escape(DCFORGE) + r" (?P<command>[a-z][a-z-]*)(?:\s+(?:[^;&|`$\n]|\$(?!\())*)?"
