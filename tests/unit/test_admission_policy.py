@@ -32,7 +32,18 @@ KEY = ap.Identity(public_key_pem=PEM)
 KEY_TLOG = ap.Identity(public_key_pem=PEM, tlog=True)
 KEYLESS = ap.Identity(issuer=ISSUER, subject=WORKFLOW, tlog=True)
 KEYLESS_RE = ap.Identity(issuer=ISSUER, subject_regexp=f"{SOURCE}/.*", tlog=True)
-IDENTITIES = {"key": KEY, "key-tlog": KEY_TLOG, "keyless": KEYLESS, "keyless-re": KEYLESS_RE}
+# dcforge's reusable workflow: every caller signs as it, the run names the caller.
+REUSABLE = ap.Identity(
+    issuer=ISSUER,
+    subject="https://github.com/dcforge-org/dcforge/.github/workflows/images.yml@refs/tags/v1",
+    tlog=True,
+    repository="acme/images",
+    ref="refs/heads/main",
+)
+IDENTITIES = {
+    "key": KEY, "key-tlog": KEY_TLOG, "keyless": KEYLESS, "keyless-re": KEYLESS_RE,
+    "reusable": REUSABLE,
+}  # fmt: skip
 
 
 def verify_images(policy: dict[str, Any]) -> dict[str, Any]:
@@ -108,6 +119,16 @@ def test_kyverno_keyless() -> None:
     assert entry == {
         "keyless": {"issuer": ISSUER, "subject": WORKFLOW, "rekor": {"url": ap.REKOR_URL}}
     }
+
+
+def test_kyverno_pins_the_run_of_a_reusable_workflow() -> None:
+    (entry,) = verify_images(ap.kyverno(REPO, REUSABLE))["attestors"][0]["entries"]
+    assert entry["keyless"]["additionalExtensions"] == {
+        "githubWorkflowRepository": "acme/images",
+        "githubWorkflowRef": "refs/heads/main",
+    }
+    with pytest.raises(ConfigError, match="not both"):
+        ap.Identity(public_key_pem=PEM, repository="acme/images")
 
 
 def test_a_subject_regexp_must_match_the_whole_subject() -> None:

@@ -68,16 +68,23 @@ class Identity:
     """Who must have signed, as ``cosign verify`` is told (``Signer.verify_flags``): a public
     key (PEM text, as in ``cosign.pub``) or a keyless certificate identity — the OIDC
     ``issuer`` and one of ``subject`` or ``subject_regexp`` (which the whole subject must
-    match). ``tlog``: the signatures are in Rekor. ConfigError when no policy could work."""
+    match). ``tlog``: the signatures are in Rekor. ``repository`` and ``ref``, keyless: the
+    run that signed (a reusable workflow's callers all sign as it). Kyverno checks them as
+    the certificate's extensions; policy-controller matches issuer and subject only, and
+    its policy pins the source repository through the provenance. ConfigError when no
+    policy could work."""
 
     public_key_pem: str = ""
     issuer: str = ""
     subject: str = ""
     subject_regexp: str = ""
     tlog: bool = False
+    repository: str = ""
+    ref: str = ""
 
     def __post_init__(self) -> None:
-        if self.public_key_pem and (self.issuer or self.subject or self.subject_regexp):
+        keyless = (self.issuer, self.subject, self.subject_regexp, self.repository, self.ref)
+        if self.public_key_pem and any(keyless):
             raise ConfigError("an identity is a public key or a keyless issuer, not both")
         if self.public_key_pem:
             _check_pem(self.public_key_pem)
@@ -232,7 +239,12 @@ def _kyverno_attestors(identity: Identity) -> list[dict[str, Any]]:
         # A key has no certificate, so no SCT: without this Kyverno fetches CT log keys.
         entry = {"publicKeys": _pem(identity), "rekor": rekor, "ctlog": {"ignoreSCT": True}}
         return [{"entries": [{"keys": entry}]}]
-    keyless = {"issuer": identity.issuer, **_subject(identity), "rekor": rekor}
+    keyless: dict[str, Any] = {"issuer": identity.issuer, **_subject(identity), "rekor": rekor}
+    # Kyverno's names for cosign's --certificate-github-workflow-repository and -ref
+    # (kyverno pkg/cosign: CertGithubWorkflowRepository, CertGithubWorkflowRef).
+    run = {"githubWorkflowRepository": identity.repository, "githubWorkflowRef": identity.ref}
+    if extensions := {k: v for k, v in run.items() if v}:
+        keyless["additionalExtensions"] = extensions
     return [{"entries": [{"keyless": keyless}]}]
 
 

@@ -327,8 +327,9 @@ def policy(project: Context, found: Verified, identity: Identity, kind: str) -> 
     )
     if signer.keyless:
         who = admission_policy.Identity(
-            issuer=signer.issuer, subject=signer.identity, tlog=signer.tlog
-        )
+            issuer=signer.issuer, subject=signer.identity, tlog=signer.tlog,
+            repository=signer.repository, ref=signer.source_ref,
+        )  # fmt: skip
     else:
         key = signer.public_key or signer.key
         try:
