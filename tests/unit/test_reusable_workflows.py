@@ -19,9 +19,7 @@ from tests.unit.test_workflows import COMMANDS
 ROOT = Path(__file__).resolve().parents[2]
 SHIPPED = (ROOT / ".github/workflows/images.yml").read_text()
 VERSION = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["version"]
-INSTALL = (
-    '          "${RUNNER_TEMP}/dcforge/bin/pip" install -q --no-deps "dcforge==${DCFORGE_VERSION}"\n'
-)
+INSTALL = '          "${RUNNER_TEMP}/dcforge/bin/pip" install -q --no-deps "dcforge==${DCFORGE_VERSION}"\n'
 LOCKED = '          "${RUNNER_TEMP}/dcforge/bin/pip" install -q --require-hashes -r "$('
 PLAN = '          "${RUNNER_TEMP}/dcforge/bin/dcforge" plan --json --github-output\n'
 GATE = '          "${RUNNER_TEMP}/dcforge/bin/dcforge" gate\n'

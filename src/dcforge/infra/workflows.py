@@ -54,7 +54,7 @@ DCFORGE_INSTALL = (
     'python -m venv "${RUNNER_TEMP}/dcforge"\n'
     '"${RUNNER_TEMP}/dcforge/bin/pip" install -q --no-deps "dcforge==${DCFORGE_VERSION}"\n'
     '"${RUNNER_TEMP}/dcforge/bin/pip" install -q --require-hashes -r "$("${RUNNER_TEMP}/dcforge'
-    "/bin/python\" -c 'import importlib.resources as r; print(r.files(\"dcforge\") / "
+    '/bin/python" -c \'import importlib.resources as r; print(r.files("dcforge") / '
     '"resources/runtime.lock")\')"\n'
 )
 DCFORGE_CALL = re.compile(
