@@ -29,9 +29,11 @@ import yaml
 from cryptography import x509
 
 from dcforge.core import manifest as mf
+from dcforge.core.attestations import PROVENANCE_TYPE
 from dcforge.infra.runner import Runner
 from dcforge.infra.tools import registry as registry_tool
 from tests.integration.actions_runner import Event, Rehearsal
+from tests.integration.attestation_edits import attestations
 from tests.integration.conftest import ROOT, TrivyDb, base_env, run_dcforge, tags_point_at
 from tests.integration.fake_sigstore import Sigstore, Workflow, fake_sigstore
 from tests.integration.runner_images import UBUNTU_2404
@@ -180,6 +182,12 @@ def test_the_scaffold_publishes_through_the_reusable_workflow_and_consumers_pin_
         ).value.get_values_for_type(x509.UniformResourceIdentifier)
     }
     assert names == {f"https://github.com/{CALLED}@{dcforge_ref}"}
+    # ... and so does the provenance's builder.id, not the caller's workflow.
+    for e in gated.permutations:
+        predicate = attestations(e.repository, e.image_digest).predicate(PROVENANCE_TYPE)
+        assert (
+            predicate["runDetails"]["builder"]["id"] == f"https://github.com/{CALLED}@{dcforge_ref}"
+        )
 
     # --- a consumer: the reusable workflow's identity, pinned to this repository ---------
     entry = gated.permutations[0]
