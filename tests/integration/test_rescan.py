@@ -1,21 +1,26 @@
-"""CVE drift: a published image meets a new advisory; rescan finds it, a plain incremental
-build would hand back the same image, ``--refresh`` rebuilds it from the (fixed) package
-mirror, and the rescan of the new release is clean. Real registry, Trivy, BuildKit."""
+"""CVE drift, from a real package mirror: a published image meets a new advisory; rescan
+finds it, a plain incremental build would hand back the same image, ``--refresh`` rebuilds
+only the affected permutation from the mirror (now serving the fixed package), and the
+rescan of the new release is clean; the unaffected permutation keeps its digest.
+
+The mirror is a signed apt repository (tests/integration/apt_repo.py: ``dpkg-deb`` and a
+throwaway gpg key the image trusts) served where a build's ``RUN apt-get`` reaches it (the
+docker bridge's gateway). Real registry, Trivy, BuildKit, apt."""
 
 from __future__ import annotations
 
 import json
-import threading
+import subprocess
 import uuid
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from dcforge.core import manifest as mf
+from dcforge.core.trivydb import Advisory
 from dcforge.infra.runner import Runner
+from tests.integration.apt_repo import AptRepo, serve
 from tests.integration.conftest import (
     PrivateRegistry,
     TrivyDb,
@@ -25,44 +30,30 @@ from tests.integration.conftest import (
     run_dcforge,
 )
 from tests.integration.fake_github import FakeGitHub, State
-from tests.projects import DPKG_STATUS, write_project, zlib_status
+from tests.projects import write_project
 
 pytestmark = pytest.mark.integration
 
+PACKAGE = "demo-lib"
+VULNERABLE, FIXED = "1.0-1", "1.1-1"
+ADVISORY = Advisory("CVE-2099-0101", PACKAGE, FIXED, "CRITICAL")
 
-class Mirror:
-    """The package mirror: what the image's package DB is fetched from at build time (an
-    ADD of a URL, fetched by BuildKit itself), so a fix lands there, not in the repo."""
 
-    def __init__(self) -> None:
-        self.status = DPKG_STATUS + zlib_status()
-        mirror = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args: Any) -> None:
-                return
-
-            def do_GET(self) -> None:
-                data = mirror.status.encode()
-                self.send_response(200)
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.server.server_address[1]}/status"
+def _gateway() -> str:
+    """The docker bridge's gateway: the host, as a build's RUN step reaches it."""
+    return subprocess.run(
+        ["docker", "network", "inspect", "bridge", "-f", "{{(index .IPAM.Config 0).Gateway}}"],
+        capture_output=True, text=True, check=True, timeout=60,
+    ).stdout.strip()  # fmt: skip
 
 
 @pytest.fixture
-def mirror() -> Iterator[Mirror]:
-    m = Mirror()
-    yield m
-    m.server.shutdown()
-    m.server.server_close()
+def mirror(tmp_path: Path) -> Iterator[tuple[AptRepo, str]]:
+    """The package mirror, serving demo-lib at its vulnerable version."""
+    with AptRepo(tmp_path / "apt") as repo:
+        repo.publish(PACKAGE, VULNERABLE, source=PACKAGE)
+        with serve(repo, host="0.0.0.0", advertise=_gateway()) as url:  # noqa: S104
+            yield repo, url
 
 
 def step(root: Path, env: dict[str, str], *args: str) -> tuple[int, str]:
@@ -73,51 +64,101 @@ def step(root: Path, env: dict[str, str], *args: str) -> tuple[int, str]:
 def test_rescan_finds_drift_and_a_refresh_rebuild_from_the_mirror_clears_it(
     tmp_path: Path,
     private_registry: PrivateRegistry,
-    trivy_db: TrivyDb,
-    mirror: Mirror,
+    mirror: tuple[AptRepo, str],
     runner: Runner,
     namespace: str,
 ) -> None:
-    family = (
-        'family: tiny\nname: tiny\ncontext: ../images/tiny\nbase: "{base_registry}/busybox:latest"\n'
-        'tags: ["latest"]\n'
-    )
-    root = write_project(tmp_path / "p", registry=f"{private_registry.host}/dc",
-                         families={"tiny.yaml": family})  # fmt: skip
-    (root / "images/tiny/Dockerfile").write_text(
-        "ARG BASE_IMAGE\nFROM ${BASE_IMAGE}\nCOPY os-release /etc/os-release\n"
-        f"ADD {mirror.url} /var/lib/dpkg/status\nRUN echo 12.5 > /etc/debian_version\n"
-    )
-    (root / ".gitignore").write_text(".dcforge/\ndist/\n")
+    repo, url = mirror
+    root = _project(tmp_path / "p", private_registry, repo, url)
     git_commit(root)
-    before = push_db(
-        runner, tmp_path / "db0", f"{namespace}/nothing-yet-{uuid.uuid4().hex[:6]}:2", []
-    )
-    env = env_for(private_registry, trivy_db, DCFORGE_TRIVY_DB_REPOSITORY=before)
+    db = tmp_path / "db"
+    before = push_db(runner, db / "0", f"{namespace}/nothing-yet-{uuid.uuid4().hex[:6]}:2", [])
+    today_db = push_db(runner, db / "1", f"{namespace}/today-{uuid.uuid4().hex[:6]}:2", [ADVISORY])
+    env = env_for(private_registry, TrivyDb(before, tmp_path / "cache"))
     for args in (("build", "--no-prune"), ("gate",), ("publish",)):
         rc, err = step(root, env, *args)
         assert rc == 0, err
-    first = mf.load(root / "dist/manifest.json").permutations[0]
+    first = {e.name: e for e in mf.load(root / "dist/manifest.json").permutations}
+    assert any(f"/pool/main/d/{PACKAGE}/{PACKAGE}_{VULNERABLE}_all.deb 200" in r
+               for r in repo.requests), repo.requests  # fmt: skip
 
     rc, err = step(root, env, "rescan")
     assert rc == 0, err
     assert json.loads((root / "dist/rescan/rescan.json").read_text())["affected"] == []
 
-    # A new advisory for zlib 1.2.13 (fixed in 1:1.3.0-1) reaches the DB.
-    today = {**env, "DCFORGE_TRIVY_DB_REPOSITORY": trivy_db.repository}
+    # A new advisory for demo-lib (fixed in 1.1-1) reaches the DB: only lib is affected.
+    today = {**env, "DCFORGE_TRIVY_DB_REPOSITORY": today_db}
     output = tmp_path / "github_output"
     rc, err = step(root, {**today, "GITHUB_OUTPUT": str(output)}, "rescan", "--github-output")
     assert rc == 6, err
-    assert "tiny" in err and "--refresh tiny" in err
+    assert "--refresh lib" in err
     found = json.loads((root / "dist/rescan/rescan.json").read_text())
-    assert found["affected"] == ["tiny"]
-    assert [f["id"] for f in found["images"][0]["blocking"]] == ["CVE-2099-0001"]
-    assert found["images"][0]["digest"] == first.image_digest
-    sarif = json.loads((root / "dist/rescan/rescan.sarif").read_text())
-    assert {r["ruleId"] for r in sarif["runs"][0]["results"]} == {"CVE-2099-0001"}
-    assert output.read_text() == "affected=tiny\n"
+    assert found["affected"] == ["lib"]
+    (image,) = [i for i in found["images"] if i["blocking"]]
+    assert [f["id"] for f in image["blocking"]] == [ADVISORY.cve]
+    assert image["digest"] == first["lib"].image_digest
+    _reported(root, output)
 
-    # Scheduled in CI: on the default branch only, a refresh build of just those is started.
+    _dispatches_a_refresh_of(root, today, "lib")
+
+    # The fix lands in the mirror. Inputs are unchanged: an incremental build reuses the
+    # vulnerable image, and the gate says so.
+    repo.publish(PACKAGE, FIXED, source=PACKAGE)
+    git_commit(root, "weekly")
+    rc, err = step(root, today, "build", "--no-prune", "--since", "last-known-good")
+    assert rc == 0, err
+    again = {e.name: e for e in mf.load(root / "dist/manifest.json").permutations}
+    assert again["lib"].image_digest == first["lib"].image_digest
+    rc, err = step(root, today, "gate")
+    assert rc == 6 and ADVISORY.cve in err
+
+    # --refresh lib: rebuilt from scratch, apt-get installing the fixed package from the
+    # mirror; tiny untouched; published; the rescan of the new release is clean.
+    refresh = ("build", "--no-prune", "--since", "last-known-good", "--refresh", "lib")
+    rc, err = step(root, today, *refresh)
+    assert rc == 0, err
+    assert "--refresh: rebuilt from scratch" in err
+    refreshed = {e.name: e for e in mf.load(root / "dist/manifest.json").permutations}
+    assert not refreshed["lib"].reused
+    assert refreshed["lib"].image_digest != first["lib"].image_digest
+    assert refreshed["lib"].input_hash == first["lib"].input_hash
+    assert refreshed["tiny"].reused
+    assert refreshed["tiny"].image_digest == first["tiny"].image_digest
+    assert any(f"/pool/main/d/{PACKAGE}/{PACKAGE}_{FIXED}_all.deb 200" in r
+               for r in repo.requests), repo.requests  # fmt: skip
+    for command in ("gate", "publish", "rescan"):
+        rc, err = step(root, today, command)
+        assert rc == 0, err
+    clean = json.loads((root / "dist/rescan/rescan.json").read_text())
+    assert clean["affected"] == []
+    assert {i["digest"] for i in clean["images"]} == {
+        refreshed["lib"].image_digest,
+        first["tiny"].image_digest,
+    }
+
+
+def _project(where: Path, registry: PrivateRegistry, repo: AptRepo, url: str) -> Path:
+    """Two permutations: lib (Debian, demo-lib from the mirror by apt-get) and tiny."""
+    families = {
+        "lib.yaml": "family: lib\nname: lib\ncontext: ../images/lib\n"
+        'base: "{base_registry}/debian:bookworm"\ntags: ["latest"]\n',
+        "tiny.yaml": "family: tiny\nname: tiny\ncontext: ../images/tiny\n"
+        'base: "{base_registry}/busybox:latest"\ntags: ["latest"]\n',
+    }
+    root = write_project(where, registry=f"{registry.host}/dc",
+                         families=families)  # fmt: skip
+    ctx = root / "images/lib"
+    ctx.mkdir()
+    repo.write_context(ctx, url)
+    (ctx / "Dockerfile").write_text(
+        "ARG BASE_IMAGE\nFROM ${BASE_IMAGE}\n" + AptRepo.dockerfile_snippet(PACKAGE)
+    )
+    (root / ".gitignore").write_text(".dcforge/\ndist/\n")
+    return root
+
+
+def _dispatches_a_refresh_of(root: Path, today: dict[str, str], affected: str) -> None:
+    """Scheduled in CI: on the default branch only, a refresh build of just those."""
     with FakeGitHub(State()) as fake:
         ci = {**today, "GITHUB_API_URL": fake.url, "GITHUB_TOKEN": "ghp_" + "z" * 36,
               "GITHUB_REPOSITORY": "acme/images"}  # fmt: skip
@@ -127,29 +168,13 @@ def test_rescan_finds_drift_and_a_refresh_rebuild_from_the_mirror_clears_it(
             assert rc == 6, err
         assert fake.state.dispatches == [
             {"repo": "acme/images", "workflow": "build-publish.yml", "ref": "main",
-             "inputs": {"refresh": "tiny"}}
+             "inputs": {"refresh": affected}}
         ]  # fmt: skip
         assert "ghp_" not in err
 
-    # The fix lands in the mirror. Inputs are unchanged: an incremental build reuses the
-    # vulnerable image, and the gate says so.
-    mirror.status = DPKG_STATUS + zlib_status("1:1.3.0.dfsg-1")
-    git_commit(root, "weekly")
-    rc, err = step(root, today, "build", "--no-prune", "--since", "last-known-good")
-    assert rc == 0, err
-    assert mf.load(root / "dist/manifest.json").permutations[0].image_digest == first.image_digest
-    rc, err = step(root, today, "gate")
-    assert rc == 6 and "CVE-2099-0001" in err
 
-    # --refresh: rebuilt from scratch, from the mirror's fixed package; published; clean.
-    refresh = ("build", "--no-prune", "--since", "last-known-good", "--refresh", "tiny")
-    rc, err = step(root, today, *refresh)
-    assert rc == 0, err
-    assert "--refresh: rebuilt from scratch" in err
-    refreshed = mf.load(root / "dist/manifest.json").permutations[0]
-    assert not refreshed.reused and refreshed.image_digest != first.image_digest
-    assert refreshed.input_hash == first.input_hash
-    for command in ("gate", "publish", "rescan"):
-        rc, err = step(root, today, command)
-        assert rc == 0, err
-    assert json.loads((root / "dist/rescan/rescan.json").read_text())["affected"] == []
+def _reported(root: Path, output: Path) -> None:
+    """The rescan's SARIF names the advisory, and the job output the affected permutation."""
+    sarif = json.loads((root / "dist/rescan/rescan.sarif").read_text())
+    assert {r["ruleId"] for r in sarif["runs"][0]["results"]} == {ADVISORY.cve}
+    assert output.read_text() == "affected=lib\n"
