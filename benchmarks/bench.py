@@ -40,6 +40,7 @@ from dcforge.infra.tools.registry import Registry as RegistryClient
 from dcforge.stages import build
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))  # tests.integration.apt_repo: the CVE clock's package mirror
 LAYER_MB = 50
 ENV_BASE = {k: v for k, v in os.environ.items() if not k.startswith(("DCFORGE_", "GITHUB_"))}
 ENV_BASE["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{ENV_BASE.get('PATH', '')}"
@@ -155,8 +156,8 @@ def bake_file(root: Path, out: Path) -> Path:
     return path
 
 
-def bake(path: Path) -> None:
-    sh(["docker", "buildx", "bake", "--progress=plain", "-f", str(path)], cwd=path.parent)
+def bake(path: Path, *targets: str) -> None:
+    sh(["docker", "buildx", "bake", "--progress=plain", "-f", str(path), *targets], cwd=path.parent)
 
 
 def prune_build_cache() -> None:
@@ -420,6 +421,83 @@ def two_platform_cold(work: Path, reg: LocalRegistry) -> dict[str, float]:
     return {"dcforge": ours, "bake": theirs}
 
 
+LIB_DOCKERFILE = "ARG BASE_IMAGE\nFROM ${BASE_IMAGE}\n"
+
+
+def cve_clock(work: Path, reg: LocalRegistry, n: int = 16) -> dict[str, Any]:
+    """The CVE clock: 1 affected of ``n`` permutations. A Debian permutation installs
+    demo-lib with apt-get from a real signed apt repository (tests/integration/apt_repo.py);
+    after the first release a DB names demo-lib 1.0-1 vulnerable, and the fixed 1.1-1 is
+    published to the repository. Timed from that moment to the new release signed, pinned
+    and rescanned clean: rescan, refresh build, gate, publish, rescan. Baseline: a cold
+    ``docker buildx bake`` of that one permutation alone."""
+    from tests.integration.apt_repo import AptRepo, serve
+
+    from dcforge.core.trivydb import Advisory
+
+    root = make_project(work / "cve", n - 1, f"{reg.host}/cve", tiny=True)
+    gateway = sh(["docker", "network", "inspect", "bridge", "-f",
+                  "{{(index .IPAM.Config 0).Gateway}}"]).strip()  # fmt: skip
+    client = RegistryClient(Runner(env=ENV_BASE), frozenset({"localhost", "127.0.0.1"}))
+    tag = f"{time.time_ns()}"
+    before = vulndb.publish_db(client, work / "db0", f"localhost:5000/bench/cve0-{tag}:2", [])
+    advisory = Advisory("CVE-2099-0101", "demo-lib", "1.1-1", "CRITICAL")
+    today = vulndb.publish_db(
+        client, work / "db1", f"localhost:5000/bench/cve1-{tag}:2", [advisory]
+    )
+    r: dict[str, Any] = {"n": n}
+    with AptRepo(work / "apt") as repo:
+        repo.publish("demo-lib", "1.0-1", source="demo-lib")
+        with serve(repo, host="0.0.0.0", advertise=gateway) as url:  # noqa: S104
+            _add_lib(root, repo, url)
+            env = {"DCFORGE_TRIVY_DB_REPOSITORY": before}
+            print(f"[CVE clock] a release of {n}, then the fix in the mirror", flush=True)
+            for first in (("build", "--no-prune", "--no-smoke"), ("gate",), ("publish",)):
+                dcforge(root, *first, env=env)
+            env = {"DCFORGE_TRIVY_DB_REPOSITORY": today}
+            repo.publish("demo-lib", "1.1-1", source="demo-lib")
+            git(root, "commit", "-q", "--allow-empty", "-m", "the fix is in the mirror")
+            laps = [time.perf_counter()]
+            timed_steps: tuple[tuple[tuple[str, ...], int], ...] = (
+                (("rescan",), 6),
+                (("build", "--no-prune", "--no-smoke", "--since", "last-known-good",
+                  "--refresh", "lib"), 0),
+                (("gate",), 0),
+                (("publish",), 0),
+                (("rescan",), 0),
+            )  # fmt: skip
+            for step, ok in timed_steps:
+                rc = subprocess.run(
+                    [sys.executable, "-m", "dcforge", *step], cwd=root, env={**ENV_BASE, **env},
+                    capture_output=True, text=True, check=False,
+                ).returncode  # fmt: skip
+                if rc != ok:
+                    raise RuntimeError(f"CVE clock: dcforge {' '.join(step)} exited {rc}")
+                laps.append(time.perf_counter())
+            steps = ("rescan", "refresh_build", "gate", "publish", "rescan_clean")
+            r.update(zip(steps, (b - a for a, b in itertools.pairwise(laps)), strict=True))
+            r["clock"] = laps[-1] - laps[0]
+            bf = bake_file(root, work / "cve" / "bake-out")
+            prune_build_cache()
+            r["cold_bake_one"] = timed(lambda: bake(bf, "lib"))
+    shutil.rmtree(work / "cve", ignore_errors=True)
+    return r
+
+
+def _add_lib(root: Path, repo: Any, url: str) -> None:
+    """The affected permutation: Debian, demo-lib from the mirror by apt-get."""
+    ctx = root / "ctx/lib"
+    ctx.mkdir(parents=True)
+    repo.write_context(ctx, url)
+    (ctx / "Dockerfile").write_text(LIB_DOCKERFILE + repo.dockerfile_snippet("demo-lib"))
+    (root / "permutations/lib.yaml").write_text(
+        'family: lib\nname: lib\ncontext: "../ctx/lib"\n'
+        'base: "{base_registry}/debian:bookworm"\ntags: ["lib"]\n'
+    )
+    git(root, "add", "-A")
+    git(root, "commit", "-q", "-m", "lib")
+
+
 def reproduce(work: Path, reg: LocalRegistry, n: int, shipped: bool) -> dict[str, Any]:
     """``build --check-reproducible`` (two cold builds, then the comparison) of N tiny
     permutations against two cold ``docker buildx bake`` runs of the same bake file; with
@@ -482,6 +560,7 @@ def main() -> int:
                 [two_platform_cold(work, reg) for _ in range(k)]
             )
             extras["reproduce"] = reproduce(work, reg, 8, shipped=args.full)
+            extras["cve_clock"] = median_run([cve_clock(work, reg) for _ in range(k)])
             if args.scale:
                 extras["scale"] = median_run([scale(args.scale, work, reg, db) for _ in range(k)])
         finally:

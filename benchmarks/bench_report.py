@@ -109,7 +109,21 @@ def _once_rows(extras: dict[str, Any]) -> list[str]:
                            f"{sc['rollback_dcforge']:.2f}", f"{sc['rollback_dcforge'] / n:.3f}",
                            "—", "—", "verified" if sc["rollback_verified"] else "**NOT verified**",
                            "< 10 s " + ("met" if ok else "**missed**")]))  # fmt: skip
-    return lines + _reproduce_rows(extras.get("reproduce"))
+    return lines + _reproduce_rows(extras.get("reproduce")) + _cve_rows(extras.get("cve_clock"))
+
+
+CVE_STEPS = ("rescan", "refresh_build", "gate", "publish", "rescan_clean")
+
+
+def _cve_rows(clock: dict[str, Any] | None) -> list[str]:
+    """The CVE clock: from the fix in the mirror to the new release rescanned clean."""
+    if not clock:
+        return []
+    med, cell = _ratio_cell(clock, "clock", "cold_bake_one")
+    split = ", ".join(f"{s.replace('_', ' ')} {clock[s]:.1f}" for s in CVE_STEPS)
+    return [_row([f"CVE clock, 1 affected of N ({split})", clock["n"], f"{clock['clock']:.2f}",
+                  "—", "docker buildx bake of that one (cold)",
+                  f"{clock['cold_bake_one']:.2f}", cell, _verdict(med, 1.5)])]  # fmt: skip
 
 
 def _reproduce_rows(rep: dict[str, Any] | None) -> list[str]:

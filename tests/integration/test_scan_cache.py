@@ -61,6 +61,9 @@ def test_a_new_db_scans_again(
     )
     result = gate(gated_project, fixed)
     assert _scanned(result.stderr) == ALL and not _reused(result.stderr)
+    # ... with Trivy: the SBOMs of the same images by the same syft are reused.
+    sboms = [line for line in result.stderr.splitlines() if " SBOM reused " in line]
+    assert len(sboms) == len(ALL), result.stderr
     v = verdicts(gated_project)
     assert v["vuln"]["passed"] is True  # the new DB has no zlib advisory
     assert v["tiny-one"]["passed"] is False  # … but one for busybox

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from dcforge.core.scan_cache import SUFFIXES, ScanCache, salt
+from dcforge.core.scan_cache import SBOM_SUFFIXES, SUFFIXES, ScanCache, salt
 
 DIGEST = "sha256:" + "a" * 64
 
@@ -62,3 +62,26 @@ def test_an_unwritable_cache_is_only_slower(tmp_path: Path) -> None:
     cache = ScanCache(blocked / "c", salt({}))
     cache.put(DIGEST, "img", _reports(tmp_path / "r"), "p")  # no exception
     assert cache.get(DIGEST, "img", tmp_path / "r") is None
+
+
+def test_the_sbom_cache_keeps_sboms_across_a_new_db_and_refuses_an_altered_one(
+    tmp_path: Path,
+) -> None:
+    """SBOMs are keyed by the image and syft alone: a gate after a DB update (the CVE
+    clock's case) runs Trivy again, not syft. An altered SBOM, another syft or another
+    image is a miss."""
+    syft = salt({"sbom": ["1.18.1", "sha256:s"]})
+    cache = ScanCache(tmp_path / "sboms", syft, SBOM_SUFFIXES)
+    reports = _reports(tmp_path / "r")
+    (reports / "img.trivy.json").unlink()  # a Trivy report is not part of it
+    cache.put(DIGEST, "img", reports, "linux/amd64")
+    out = tmp_path / "out"
+    out.mkdir()
+    assert cache.sbom(DIGEST, "img", out) == {"spdxVersion": "SPDX-2.3"}
+    assert sorted(p.name for p in out.iterdir()) == ["img.cdx.json", "img.spdx.json"]
+    other_syft = ScanCache(tmp_path / "sboms", salt({"sbom": ["1.19.0", "sha256:t"]}))
+    assert other_syft.sbom(DIGEST, "img", out) is None
+    assert cache.sbom("sha256:" + "b" * 64, "img", out) is None
+    (spdx,) = (tmp_path / "sboms").rglob("x.spdx.json")
+    spdx.write_text(json.dumps({"spdxVersion": "SPDX-2.3", "packages": ["planted"]}))
+    assert cache.sbom(DIGEST, "img", out) is None

@@ -7,6 +7,10 @@ and its ignore file) and the scanners' versions and binaries. A new DB, policy, 
 scanner is another key, so it scans again. The verdict is never cached: it is decided
 afresh from the reused outputs with today's waivers and date.
 
+SBOMs do not depend on the DB, the policy or Trivy: a second cache (``SBOM_SUFFIXES``,
+keyed by the image and syft alone) keeps them across DB updates, so a gate after a new DB —
+every few hours, the CVE clock's case — runs Trivy on an unchanged image, not syft.
+
 Entries are written whole (a temporary folder renamed into place) and each file is
 checked against the sha256 recorded with it when read; anything missing or different is a
 miss, never a verdict.
@@ -27,6 +31,7 @@ from typing import Any
 from dcforge.core.hashing import file_sha256
 
 SUFFIXES = (".trivy.json", ".spdx.json", ".cdx.json")
+SBOM_SUFFIXES = (".spdx.json", ".cdx.json")
 FORMAT = 1
 
 
@@ -47,30 +52,51 @@ class Hit:
 class ScanCache:
     root: Path
     salt: str
+    suffixes: tuple[str, ...] = SUFFIXES  # SBOM_SUFFIXES: the SBOM cache
 
     def _dir(self, digest: str) -> Path:
         key = hashlib.sha256(f"{self.salt}\n{digest}".encode()).hexdigest()
         return self.root / key[:2] / key
 
-    def get(self, digest: str, stem: str, reports_dir: Path) -> Hit | None:
-        """Copy the cached outputs to ``reports_dir/<stem>.*`` and return them, or None."""
+    def _restore(self, digest: str, stem: str, reports_dir: Path) -> dict[str, Any] | None:
+        """Copy the entry's files to ``reports_dir/<stem>.*``; its meta, or None."""
         entry = self._dir(digest)
         try:
             meta = json.loads((entry / "meta.json").read_text())
             if meta.get("digest") != digest or meta.get("salt") != self.salt:
                 return None
-            for suffix in SUFFIXES:
+            for suffix in self.suffixes:
                 if file_sha256(entry / f"x{suffix}") != meta["sha256"][suffix]:
                     return None
-            for suffix in SUFFIXES:
+            for suffix in self.suffixes:
                 shutil.copyfile(entry / f"x{suffix}", reports_dir / f"{stem}{suffix}")
+        except (OSError, KeyError, TypeError, ValueError, AttributeError):
+            return None
+        return meta if isinstance(meta, dict) else None
+
+    def get(self, digest: str, stem: str, reports_dir: Path) -> Hit | None:
+        """Copy the cached outputs to ``reports_dir/<stem>.*`` and return them, or None."""
+        meta = self._restore(digest, stem, reports_dir)
+        if meta is None:
+            return None
+        try:
             report = json.loads((reports_dir / f"{stem}.trivy.json").read_text())
             sbom = json.loads((reports_dir / f"{stem}.spdx.json").read_text())
-        except (OSError, KeyError, TypeError, ValueError):
+        except (OSError, ValueError):
             return None
         if not isinstance(report, dict) or not isinstance(sbom, dict):
             return None
         return Hit(report, sbom, str(meta.get("platform", "")))
+
+    def sbom(self, digest: str, stem: str, reports_dir: Path) -> dict[str, Any] | None:
+        """Of the SBOM cache: copy the SBOMs to ``reports_dir/<stem>.*``; the SPDX, or None."""
+        if self._restore(digest, stem, reports_dir) is None:
+            return None
+        try:
+            doc = json.loads((reports_dir / f"{stem}.spdx.json").read_text())
+        except (OSError, ValueError):
+            return None
+        return doc if isinstance(doc, dict) else None
 
     def put(self, digest: str, stem: str, reports_dir: Path, platform: str) -> None:
         """Keep ``reports_dir/<stem>.*`` for ``digest``; a cache that cannot be written is
@@ -81,7 +107,7 @@ class ScanCache:
             entry.parent.mkdir(parents=True, exist_ok=True)
             tmp = Path(tempfile.mkdtemp(prefix=".put-", dir=entry.parent))
             sums = {}
-            for suffix in SUFFIXES:
+            for suffix in self.suffixes:
                 shutil.copyfile(reports_dir / f"{stem}{suffix}", tmp / f"x{suffix}")
                 sums[suffix] = file_sha256(tmp / f"x{suffix}")
             meta = {"digest": digest, "salt": self.salt, "platform": platform, "sha256": sums}

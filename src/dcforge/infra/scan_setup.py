@@ -9,12 +9,13 @@ verdict is made with.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from dcforge.core import policy, scan_cache, toolpins
-from dcforge.core.errors import ConfigError, GateBlocked, ToolError
+from dcforge.core.errors import ConfigError, DcforgeError, GateBlocked, ToolError
 from dcforge.core.hashing import file_sha256
 from dcforge.core.permfile import read_yaml
 from dcforge.core.scan_cache import ScanCache
@@ -40,6 +41,7 @@ class GateContext:
     cache: ScanCache | None = None  # scanner outputs reused by image digest (scan_cache)
     now: dt.datetime | None = None  # when the verdict is made: the VEX documents' timestamp
     publisher: str = ""  # the registry the images go to: the VEX documents' author
+    sboms: ScanCache | None = None  # SBOMs reused by image digest and syft alone, across DBs
 
 
 def check_trivy_config(settings: Settings, pol: policy.Policy) -> Path | None:
@@ -108,6 +110,42 @@ def gate_context(
                 }
             ),
         )
+    sboms = None
+    if tools is not None and "syft" in tools:
+        syft_tool = tools["syft"]
+        sboms = ScanCache(
+            settings.state_root / "sbom-cache",
+            scan_cache.salt({"sbom": [syft_tool.version, syft_tool.sha256]}),
+            scan_cache.SBOM_SUFFIXES,
+        )
     return GateContext(
-        db, pol, tuple(waivers), reports_dir, now.date(), cache, now, settings.registry
-    )
+        db, pol, tuple(waivers), reports_dir, now.date(), cache, now, settings.registry,
+        sboms=sboms,
+    )  # fmt: skip
+
+
+def sbom(
+    stem: str,
+    problems: list[str],
+    make: Callable[[Path, Path], dict[str, Any]],
+    gctx: GateContext,
+    image: tuple[str, str] | None = None,
+) -> dict[str, Any] | None:
+    """The image's SBOMs: reused when syft made them for this digest before (the SBOM
+    cache: the DB, policy and Trivy do not change an SBOM), else made and kept."""
+    sboms = gctx.sboms if image is not None else None
+    if sboms is not None and image is not None:
+        doc = sboms.sbom(image[0], stem, gctx.reports_dir)
+        if doc is not None:
+            found = len(syft.package_names(doc))
+            log.step(stem, f"SBOM reused ({image[0][:19]}, same image and syft): {found} packages")
+            return doc
+    try:
+        doc = make(gctx.reports_dir / f"{stem}.spdx.json", gctx.reports_dir / f"{stem}.cdx.json")
+    except DcforgeError as err:
+        problems.append(f"SBOM generation failed: {err}")
+        return None
+    log.step(stem, f"SBOM: {len(syft.package_names(doc))} packages")
+    if sboms is not None and image is not None:
+        sboms.put(image[0], stem, gctx.reports_dir, image[1])
+    return doc

@@ -10,7 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import shutil
 import tempfile
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import partial
@@ -25,7 +25,7 @@ from dcforge.core.files import append_line, atomic_write_bytes, atomic_write_jso
 from dcforge.core.hashing import file_sha256
 from dcforge.core.settings import Settings
 from dcforge.core.verdict import GATE_SCHEMA_VERSION, SCANNED_TOOLS, policy_json
-from dcforge.infra import image_vex, log, toolchain
+from dcforge.infra import image_vex, log, scan_setup, toolchain
 from dcforge.infra.context import Context
 from dcforge.infra.runner import Runner
 from dcforge.infra.scan_setup import GateContext, check_scanner_env, check_tools, gate_context
@@ -160,9 +160,10 @@ def _scan_platform(
         log.step(entry.name, "scanned" + f" {platform}" * entry.multi_platform)
     except DcforgeError as err:
         problems.append(f"the vulnerability scan failed: {err}")
-    doc = _sbom(
-        entry, stem, problems, lambda spdx, cdx: syft.sbom_layout(runner, image, spdx, cdx), gctx
-    )
+    doc = scan_setup.sbom(
+        stem, problems, lambda spdx, cdx: syft.sbom_layout(runner, image, spdx, cdx), gctx,
+        (digest, found),
+    )  # fmt: skip
     if gctx.cache is not None and report is not None and doc is not None and not problems:
         gctx.cache.put(digest, stem, gctx.reports_dir, found)  # without the VEX: its findings
     vexed = image_vex.apply(entry, platform, digest, report, rescan, gctx, problems)
@@ -227,22 +228,6 @@ def _combine(entry: mf.Entry, verdicts: Sequence[policy.Verdict]) -> Scanned:
         unfixed=[f for v in verdicts for f in v.unfixed],
     )
     return Scanned(merged, tuple(zip(images, images.values(), verdicts, strict=True)))
-
-
-def _sbom(
-    entry: mf.Entry,
-    stem: str,
-    problems: list[str],
-    make: Callable[[Path, Path], dict[str, Any]],
-    gctx: GateContext,
-) -> dict[str, Any] | None:
-    try:
-        doc = make(gctx.reports_dir / f"{stem}.spdx.json", gctx.reports_dir / f"{stem}.cdx.json")
-    except DcforgeError as err:
-        problems.append(f"SBOM generation failed: {err}")
-        return None
-    log.step(stem, f"SBOM: {len(syft.package_names(doc))} packages")
-    return doc
 
 
 def _decide(
@@ -314,7 +299,8 @@ def _scan_remote(reg: Registry, entry: mf.Entry, gctx: GateContext, repository: 
             log.step(entry.name, f"{how}{on} from the registry ({ref[-19:]})")
         except DcforgeError as err:
             problems.append(f"the vulnerability scan failed: {err}")
-        doc = _sbom(entry, stem, problems, partial(syft.sbom_remote, reg, ref), gctx)
+        make = partial(syft.sbom_remote, reg, ref)
+        doc = scan_setup.sbom(stem, problems, make, gctx, (digest, ""))
         if gctx.cache is not None and report is not None and doc is not None and not problems:
             gctx.cache.put(digest, stem, gctx.reports_dir, "")  # platform not read from its config
         vexed = image_vex.apply(entry, platform, digest, report, rescan, gctx, problems)
