@@ -33,6 +33,10 @@ caller job. With ``id_tokens``, a job with ``id-token: write`` gets
 ``ACTIONS_ID_TOKEN_REQUEST_URL`` and ``ACTIONS_ID_TOKEN_REQUEST_TOKEN``; no other job
 has them.
 
+``environments`` holds environment secrets: a job whose ``environment:`` names one sees
+its secrets over the others, in a called workflow too (GitHub uses an environment's secret
+instead of a passed one of the same name).
+
 ``overrides`` replaces the values of named environment variables after the workflow's own
 (the endpoints a local run needs: registry, cache, signing); every one must be a variable
 the workflow sets or a credential, and the test says which. ``job_overrides`` does the
@@ -349,6 +353,9 @@ class Rehearsal:
     workflows: Mapping[str, Path] = field(default_factory=dict)
     id_tokens: IdTokenService | None = None  # for jobs with `id-token: write`
     job_overrides: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
+    # environment name → its secrets: a job with `environment:` sees them over the others
+    # (in a called workflow too, where GitHub uses them instead of a passed secret)
+    environments: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
     jobs: dict[str, JobRun] = field(default_factory=dict)
     runs: list[JobRun] = field(default_factory=list)
     artifacts: dict[str, Path] = field(default_factory=dict)
@@ -584,7 +591,7 @@ class Rehearsal:
         (runner_dir / "temp").mkdir(parents=True)
         if self.image is not None:
             self.image.prepare(runner_dir)
-        env_scope = {**scope, "secrets": dict(frame.secrets)}
+        env_scope = {**scope, "secrets": {**frame.secrets, **self._environment_secrets(job, scope)}}
         state = _JobState(
             JobRun(full, "success", workspace=workspace, permissions=permissions),
             runner_dir,
@@ -643,6 +650,14 @@ class Rehearsal:
             "RUNNER_TEMP": str(runner_dir / "temp"),
             **id_token,
         }
+
+    def _environment_secrets(self, job: Mapping[str, Any], scope: dict[str, Any]) -> dict[str, str]:
+        named = job.get("environment")
+        if isinstance(named, dict):
+            named = named.get("name")
+        if not named:
+            return {}
+        return dict(self.environments.get(to_string(self.template(named, scope)), {}))
 
     def _job_step(self, state: _JobState, index: int, step: Mapping[str, Any]) -> None:
         record = state.record

@@ -34,7 +34,14 @@ from dcforge.infra.runner import Runner
 from dcforge.infra.tools import registry as registry_tool
 from tests.integration.actions_runner import Event, Rehearsal
 from tests.integration.attestation_edits import attestations
-from tests.integration.conftest import ROOT, TrivyDb, base_env, run_dcforge, tags_point_at
+from tests.integration.conftest import (
+    ROOT,
+    KeyPair,
+    TrivyDb,
+    base_env,
+    run_dcforge,
+    tags_point_at,
+)
 from tests.integration.fake_sigstore import Sigstore, Workflow, fake_sigstore
 from tests.integration.runner_images import UBUNTU_2404
 from tests.integration.test_rehearsal import PR_PAYLOAD
@@ -107,13 +114,7 @@ def test_the_scaffold_publishes_through_the_reusable_workflow_and_consumers_pin_
     registry = f"{namespace}/{name}"
     cache = f"{namespace}/{name}-cache"
     s = sigstore
-    overrides = {
-        "DCFORGE_REGISTRY": registry,
-        "DCFORGE_BASE_REGISTRY": "localhost:5000/library",
-        "DCFORGE_CACHE_BACKEND": "registry",
-        "DCFORGE_CACHE_REGISTRY": cache,
-        "DCFORGE_TRIVY_DB_REPOSITORY": trivy_db.repository,
-    }
+    overrides = _overrides(registry, cache, trivy_db)
     test_sigstore = {
         "DCFORGE_COSIGN_FULCIO_URL": s.fulcio.url,
         "DCFORGE_COSIGN_ISSUER": s.issuer.url,
@@ -121,9 +122,7 @@ def test_the_scaffold_publishes_through_the_reusable_workflow_and_consumers_pin_
         **s.trust_env,
     }
     assert set(overrides) == OVERRIDDEN and set(test_sigstore) == SIGSTORE_OVERRIDDEN
-    # The jobs' `pip install dcforge==VERSION` finds this checkout's wheel (and PyPI the rest).
-    env = {**base_env(), "PIP_FIND_LINKS": str(wheel.parent)}
-    env.pop("VIRTUAL_ENV", None)
+    env = _runner_env(wheel)
     signer = Workflow(
         repository=CALLER_REPOSITORY,
         workflow_file="images.yml",
@@ -214,6 +213,73 @@ def test_the_scaffold_publishes_through_the_reusable_workflow_and_consumers_pin_
     ):  # fmt: skip
         bad = _verify(image, refused, trust)
         assert bad.returncode == 9, (refused, bad.stdout + bad.stderr)
+
+
+def _overrides(registry: str, cache: str, trivy_db: TrivyDb) -> dict[str, str]:
+    return {
+        "DCFORGE_REGISTRY": registry,
+        "DCFORGE_BASE_REGISTRY": "localhost:5000/library",
+        "DCFORGE_CACHE_BACKEND": "registry",
+        "DCFORGE_CACHE_REGISTRY": cache,
+        "DCFORGE_TRIVY_DB_REPOSITORY": trivy_db.repository,
+    }
+
+
+def _runner_env(wheel: Path) -> dict[str, str]:
+    """The jobs' `pip install dcforge==VERSION` finds this checkout's wheel (PyPI the rest)."""
+    env = {**base_env(), "PIP_FIND_LINKS": str(wheel.parent)}
+    env.pop("VIRTUAL_ENV", None)
+    return env
+
+
+def test_key_signing_takes_the_key_from_the_production_environment(
+    tmp_path: Path, namespace: str, trivy_db: TrivyDb, cosign_keys: KeyPair, runner: Runner
+) -> None:
+    """``signing: key``: the key pair's private half and password are secrets of the
+    caller's environment ``production`` (never passed: a caller job cannot hold an
+    environment secret), which the called publish job runs in; the public key is a file of
+    the caller's repository. The release verifies with it, and not with another key."""
+    wheel = _wheel(tmp_path / "wheel")
+    dcforge_ref = "0123456789abcdef0123456789abcdef01234567"
+    repo = tmp_path / "repo"
+    _scaffolded(repo, dcforge_ref)
+    caller = repo / ".github/workflows/images.yml"
+    text = caller.read_text()
+    assert "      registry: ghcr.io/${{ github.repository }}\n" in text
+    caller.write_text(text.replace(
+        "      registry: ghcr.io/${{ github.repository }}\n",
+        "      registry: ghcr.io/${{ github.repository }}\n      signing: key\n",
+    ))  # fmt: skip
+    shutil.copy2(cosign_keys.pub, repo / "cosign.pub")
+    _git(repo, "add", "-A")
+    _git(repo, "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "key signing")
+    sha = _git(repo, "rev-parse", "HEAD")
+    registry = f"{namespace}/rk{uuid.uuid4().hex[:8]}"
+    (tmp_path / "push").mkdir()
+    push = Rehearsal(
+        caller, repo, tmp_path / "push",
+        Event("push", "refs/heads/main", sha, {"ref": "refs/heads/main"}),
+        _runner_env(wheel), _overrides(registry, f"{registry}-cache", trivy_db),
+        {"GITHUB_TOKEN": "ghs_notLeaked0123456789"},
+        repository=CALLER_REPOSITORY, image=UBUNTU_2404, workflows={CALLED: REUSABLE},
+        environments={"production": {
+            "COSIGN_PRIVATE_KEY": cosign_keys.key.read_text(),
+            "COSIGN_PASSWORD": cosign_keys.password,
+        }},
+    )  # fmt: skip
+    push.run()
+    assert push.jobs["images/publish"].result == "success", push.log()
+    assert cosign_keys.password not in push.log()
+    gated = mf.load(push.artifacts["gated"] / "manifest.json")
+    entry = gated.permutations[0]
+    image = f"{entry.repository}:{entry.floating_tags[0]}"
+    ok = run_dcforge("verify-image", image, "--key", str(cosign_keys.pub), cwd=tmp_path)
+    assert ok.returncode == 0, ok.stdout + ok.stderr
+    keys = tmp_path / "other-keys"
+    keys.mkdir()
+    runner.run(["cosign", "generate-key-pair"], cwd=keys, env={"COSIGN_PASSWORD": "x"})
+    other = run_dcforge("verify-image", image, "--key", str(keys / "cosign.pub"), cwd=tmp_path)
+    assert other.returncode == 9, other.stdout + other.stderr
 
 
 def _verify(image: str, args: list[str], trust: dict[str, str]) -> subprocess.CompletedProcess[str]:

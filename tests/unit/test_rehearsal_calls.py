@@ -427,3 +427,49 @@ def test_the_issuer_s_actions_endpoint_mints_for_the_reusable_workflow() -> None
     claims = plain.claims()
     assert claims["workflow_ref"] == claims["job_workflow_ref"] == plain.job_workflow_ref
     assert claims["job_workflow_sha"] == plain.sha
+
+
+ENVIRONMENT_CALLED = """\
+on:
+  workflow_call:
+    secrets:
+      SIGNING_KEY: {required: false}
+jobs:
+  plain:
+    runs-on: ubuntu-24.04
+    steps:
+      - run: |
+          plain
+          key=${{ secrets.SIGNING_KEY }}
+  guarded:
+    runs-on: ubuntu-24.04
+    environment: ${{ github.ref == 'refs/heads/main' && 'production' || 'preview' }}
+    steps:
+      - run: |
+          guarded
+          key=${{ secrets.SIGNING_KEY }}
+"""
+ENVIRONMENT_CALLER = """\
+on: push
+jobs:
+  release:
+    uses: ./.github/workflows/images.yml
+    permissions: {contents: read}
+    secrets:
+      SIGNING_KEY: ${{ secrets.PASSED }}
+"""
+
+
+def test_an_environment_s_secret_is_seen_only_by_a_job_in_that_environment(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """GitHub: a called job with ``environment:`` gets that environment's secret instead
+    of a passed one of the same name; a job without it, the passed one."""
+    r, shell = _rehearse(
+        tmp_path, monkeypatch, ENVIRONMENT_CALLER, ENVIRONMENT_CALLED,
+        secrets={"PASSED": "repository-secret"},
+        environments={"production": {"SIGNING_KEY": "production-secret"}},
+    )  # fmt: skip
+    assert r.jobs["release"].result == "success", r.log()
+    assert shell.out["plain"]["key"] == "repository-secret"
+    assert shell.out["guarded"]["key"] == "production-secret"
