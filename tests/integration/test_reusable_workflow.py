@@ -15,6 +15,7 @@ and for another ref."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import shutil
 import subprocess
@@ -55,16 +56,21 @@ OWNER = "dcforge-org"
 CALLED = f"{OWNER}/dcforge/.github/workflows/images.yml"
 CALLER_REPOSITORY = "acme/images"
 # What a local run points elsewhere, and nothing else: GHCR, Docker Hub, GitHub's cache,
-# the Trivy DB; and in the publish job, which alone signs, the public Sigstore (Fulcio URL,
+# the Trivy DB, the published wheel's hash (this checkout's wheel, which PyPI does not
+# serve); and in the publish job, which alone signs, the public Sigstore (Fulcio URL,
 # issuer, its root and CT log key; no Rekor).
 OVERRIDDEN = {
     "DCFORGE_REGISTRY", "DCFORGE_BASE_REGISTRY", "DCFORGE_CACHE_BACKEND",
-    "DCFORGE_CACHE_REGISTRY", "DCFORGE_TRIVY_DB_REPOSITORY",
+    "DCFORGE_CACHE_REGISTRY", "DCFORGE_TRIVY_DB_REPOSITORY", "DCFORGE_SHA256",
 }  # fmt: skip
 SIGSTORE_OVERRIDDEN = {
     "DCFORGE_COSIGN_FULCIO_URL", "DCFORGE_COSIGN_ISSUER", "DCFORGE_COSIGN_TLOG",
     "SIGSTORE_ROOT_FILE", "SIGSTORE_CT_LOG_PUBLIC_KEY_FILE",
 }  # fmt: skip
+
+
+PLANTED = ("venv.py", "pathlib.py", "dcforge/__init__.py", "sitecustomize.py")
+PLANTED_MARK = "caller code ran: "
 
 
 def _git(repo: Path, *args: str) -> str:
@@ -93,6 +99,11 @@ def _scaffolded(repo: Path, ref: str) -> str:
     (ctx / "Dockerfile").write_text(BUSYBOX_DOCKERFILE)
     (ctx / "greeting.txt").write_text("hi\n")
     write_debian_identity(ctx)
+    # What a caller could commit to run its own code on the runner, were Python to import
+    # from the checkout: none of it may ever run (the install cds away, python -I).
+    for module in PLANTED:
+        (repo / module).parent.mkdir(parents=True, exist_ok=True)
+        (repo / module).write_text(f"raise SystemExit({PLANTED_MARK!r} + {module!r})\n")
     _git(repo, "add", "-A")
     _git(repo, "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "scaffold")
     return _git(repo, "rev-parse", "HEAD")
@@ -114,7 +125,7 @@ def test_the_scaffold_publishes_through_the_reusable_workflow_and_consumers_pin_
     registry = f"{namespace}/{name}"
     cache = f"{namespace}/{name}-cache"
     s = sigstore
-    overrides = _overrides(registry, cache, trivy_db)
+    overrides = _overrides(registry, cache, trivy_db, wheel)
     test_sigstore = {
         "DCFORGE_COSIGN_FULCIO_URL": s.fulcio.url,
         "DCFORGE_COSIGN_ISSUER": s.issuer.url,
@@ -153,6 +164,7 @@ def test_the_scaffold_publishes_through_the_reusable_workflow_and_consumers_pin_
     }, checked.log()  # fmt: skip
     assert registry_tool.repositories(runner, registry, plain_http=True) == []
     # Only what the reusable workflow says ran: dcforge's commands, never the caller's nox.
+    assert PLANTED_MARK not in checked.log()
     ran = [cmd for _, cmd in checked.commands]
     assert ran and all("dcforge" in cmd and "nox" not in cmd for cmd in ran), ran
 
@@ -168,6 +180,7 @@ def test_the_scaffold_publishes_through_the_reusable_workflow_and_consumers_pin_
         "images/gate": "success", "images/publish": "success",
     }, push.log()  # fmt: skip
     assert push.jobs["images/publish"].permissions.get("id-token") == "write"
+    assert PLANTED_MARK not in push.log()
     assert checked.jobs["images/gate"].permissions.get("id-token") is None
     gated = mf.load(push.artifacts["gated"] / "manifest.json")
     assert all(e.staged.startswith(f"{staging}/main/") for e in gated.permutations)
@@ -188,7 +201,12 @@ def test_the_scaffold_publishes_through_the_reusable_workflow_and_consumers_pin_
             predicate["runDetails"]["builder"]["id"] == f"https://github.com/{CALLED}@{dcforge_ref}"
         )
 
-    # --- a consumer: the reusable workflow's identity, pinned to this repository ---------
+    _consumer_checks(gated, s, dcforge_ref)
+
+
+def _consumer_checks(gated: mf.Manifest, s: Sigstore, dcforge_ref: str) -> None:
+    """A consumer with nothing but the image's name."""
+    # The reusable workflow's identity, pinned to this repository.
     entry = gated.permutations[0]
     image = f"{entry.repository}:{entry.floating_tags[0]}"
     identity = ["--certificate-identity", f"https://github.com/{CALLED}@{dcforge_ref}",
@@ -205,6 +223,11 @@ def test_the_scaffold_publishes_through_the_reusable_workflow_and_consumers_pin_
         "--certificate-identity", f"https://github.com/{CALLER_REPOSITORY}/.github/workflows/"
         "images.yml@refs/heads/main", "--certificate-oidc-issuer", s.issuer.url,
     ]  # fmt: skip
+    # The reusable workflow's identity alone is refused: every repository calling the
+    # workflow signs as it, so verify-image asks for the repository.
+    unpinned = _verify(image, identity, trust)
+    assert unpinned.returncode == 9, unpinned.stdout + unpinned.stderr
+    assert f"--certificate-github-workflow-repository {CALLER_REPOSITORY}" in unpinned.stderr
     for refused in (
         caller_identity,
         [*identity, "--certificate-github-workflow-repository", "evil/images"],
@@ -215,8 +238,9 @@ def test_the_scaffold_publishes_through_the_reusable_workflow_and_consumers_pin_
         assert bad.returncode == 9, (refused, bad.stdout + bad.stderr)
 
 
-def _overrides(registry: str, cache: str, trivy_db: TrivyDb) -> dict[str, str]:
+def _overrides(registry: str, cache: str, trivy_db: TrivyDb, wheel: Path) -> dict[str, str]:
     return {
+        "DCFORGE_SHA256": hashlib.sha256(wheel.read_bytes()).hexdigest(),
         "DCFORGE_REGISTRY": registry,
         "DCFORGE_BASE_REGISTRY": "localhost:5000/library",
         "DCFORGE_CACHE_BACKEND": "registry",
@@ -259,7 +283,7 @@ def test_key_signing_takes_the_key_from_the_production_environment(
     push = Rehearsal(
         caller, repo, tmp_path / "push",
         Event("push", "refs/heads/main", sha, {"ref": "refs/heads/main"}),
-        _runner_env(wheel), _overrides(registry, f"{registry}-cache", trivy_db),
+        _runner_env(wheel), _overrides(registry, f"{registry}-cache", trivy_db, wheel),
         {"GITHUB_TOKEN": "ghs_notLeaked0123456789"},
         repository=CALLER_REPOSITORY, image=UBUNTU_2404, workflows={CALLED: REUSABLE},
         environments={"production": {

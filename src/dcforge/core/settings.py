@@ -308,6 +308,7 @@ ENV_ONLY = frozenset(
         "DCFORGE_REGISTRY_ADDR",
         "DCFORGE_DEBIAN_MIRROR",
         "DCFORGE_VERSION",
+        "DCFORGE_SHA256",
     }
 )
 NOT_SETTINGS = frozenset({"root", "signing"})  # Settings fields that are not config keys

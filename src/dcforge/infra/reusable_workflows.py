@@ -25,6 +25,7 @@ problems out) alongside the shared ones (pins, injection, concurrency, …);
 
 from __future__ import annotations
 
+import re
 import tempfile
 import tomllib
 from collections.abc import Collection
@@ -108,12 +109,49 @@ def version_problems(path: Path, wf: dict[str, Any]) -> list[str]:
             f"{path.name}: env DCFORGE_VERSION is {pinned!r}, the package is {wanted!r}:"
             f" set DCFORGE_VERSION: {wanted!r}"
         )
+    top = wf.get("env") or {}
+    if not re.fullmatch(r"[0-9a-f]{64}", str(top.get("DCFORGE_SHA256", ""))):
+        out.append(f"{path.name}: env DCFORGE_SHA256 must be the published wheel's sha256 (64 hex)")
+    if top.get("DCFORGE_DIST") != "dist":
+        out.append(
+            f"{path.name}: env DCFORGE_DIST must be dist: the artifacts are dist/, and the"
+            " caller's [tool.dcforge] must not point publish at files its checkout holds"
+        )
     for job_name, job in (wf.get("jobs") or {}).items():
         holders = [job, *(job.get("steps") or [])]
-        if any("DCFORGE_VERSION" in (h.get("env") or {}) for h in holders):
-            out.append(
-                f"{path.name}: job {job_name} sets DCFORGE_VERSION: only the top-level env may"
-            )
+        for name in sorted({n for h in holders for n in (h.get("env") or {})} & FIXED):
+            out.append(f"{path.name}: job {job_name} sets {name}: only the top-level env may")
+    return out
+
+
+# Set once for the whole reusable workflow (the state folder by the install step, per job).
+FIXED = frozenset({"DCFORGE_VERSION", "DCFORGE_SHA256", "DCFORGE_DIST", "DCFORGE_STATE_DIR"})
+# What could run code of the checkout's, or change what a step's shell or Python loads.
+RISKY_ENV = re.compile(r"BASH_ENV|ENV|PYTHON\w*|LD_\w+|PIP_\w+|NODE_OPTIONS|GIT_\w+")
+
+
+def step_problems(path: Path, wf: dict[str, Any]) -> list[str]:
+    """No step of a reusable workflow picks its shell or working directory, and no env
+    names what makes bash or Python load something else (BASH_ENV, PYTHON*, LD_*, …)."""
+    out = []
+    holders: list[tuple[str, dict[str, Any]]] = [("env", wf)]
+    for job_name, job in (wf.get("jobs") or {}).items():
+        holders.append((f"job {job_name}", job))
+        for i, step in enumerate(job.get("steps") or []):
+            where = f"job {job_name} step {i + 1}"
+            holders.append((where, step))
+            out += [
+                f"{path.name}: {where}: {key}: a reusable workflow's steps run bash in the"
+                " job's own directory (the install cds away from the checkout)"
+                for key in ("shell", "working-directory")
+                if key in step
+            ]
+    for where, holder in holders:
+        out += [
+            f"{path.name}: {where}: env {name} could make a step load the caller's code"
+            for name in sorted(holder.get("env") or {})
+            if RISKY_ENV.fullmatch(str(name))
+        ]
     return out
 
 

@@ -115,7 +115,7 @@ def gate_context(
         syft_tool = tools["syft"]
         sboms = ScanCache(
             settings.state_root / "sbom-cache",
-            scan_cache.salt({"sbom": [syft_tool.version, syft_tool.sha256]}),
+            scan_cache.salt({"sbom": [syft_tool.version, syft_tool.sha256], "how": syft.RECIPE}),
             scan_cache.SBOM_SUFFIXES,
         )
     return GateContext(

@@ -42,23 +42,30 @@ NOX_INSTALL = (
 )
 # One hashed nox call per line; arguments after it, but no second command (; & | ` $( ).
 HASHED_CALL = re.compile(
-    re.escape(NOX) + r" -s (?P<session>[a-z][a-z-]*)(?:\s+(?:[^;&|`$\n]|\$(?!\())*)?"
+    re.escape(NOX) + r" -s (?P<session>[a-z][a-z-]*)(?:\s+(?:[^;&|`$<>()\n]|\$(?!\())*)?"
 )
 # A reusable workflow (dcforge.infra.reusable_workflows) runs dcforge instead, by the version
 # it pins (top-level env DCFORGE_VERSION) in a virtualenv of the job's own: this step first,
 # then `DCFORGE COMMAND` lines, one call a line, no second command.
 DCFORGE = '"${RUNNER_TEMP}/dcforge/bin/dcforge"'
-# The reusable workflow's dcforge: the pinned version without its dependencies, then those
-# by hash from the lock the package ships (resources/runtime.lock is requirements/'s).
+# The reusable workflow's dcforge, installed away from the caller's checkout (python -I and
+# a cd: a venv.py or dcforge/ there would otherwise be imported): dcforge by version and
+# hash (DCFORGE_SHA256, the published wheel's), its dependencies by hash from the lock the
+# package ships (resources/runtime.lock is requirements/'s); a state folder of the job's
+# own, never one the checkout holds or names.
 DCFORGE_INSTALL = (
-    'python -m venv "${RUNNER_TEMP}/dcforge"\n'
-    '"${RUNNER_TEMP}/dcforge/bin/pip" install -q --no-deps "dcforge==${DCFORGE_VERSION}"\n'
+    'cd "${RUNNER_TEMP}"\n'
+    'python -I -m venv "${RUNNER_TEMP}/dcforge"\n'
+    'echo "DCFORGE_STATE_DIR=${RUNNER_TEMP}/dcforge-state" >> "${GITHUB_ENV}"\n'
+    'printf \'dcforge==%s --hash=sha256:%s\\n\' "${DCFORGE_VERSION}" "${DCFORGE_SHA256}"'
+    " > dcforge.txt\n"
+    '"${RUNNER_TEMP}/dcforge/bin/pip" install -q --no-deps --require-hashes -r dcforge.txt\n'
     '"${RUNNER_TEMP}/dcforge/bin/pip" install -q --require-hashes -r "$("${RUNNER_TEMP}/dcforge'
-    '/bin/python" -c \'import importlib.resources as r; print(r.files("dcforge") / '
+    '/bin/python" -I -c \'import importlib.resources as r; print(r.files("dcforge") / '
     '"resources/runtime.lock")\')"\n'
 )
 DCFORGE_CALL = re.compile(
-    re.escape(DCFORGE) + r" (?P<command>[a-z][a-z-]*)(?:\s+(?:[^;&|`$\n]|\$(?!\())*)?"
+    re.escape(DCFORGE) + r" (?P<command>[a-z][a-z-]*)(?:\s+(?:[^;&|`$<>()\n]|\$(?!\())*)?"
 )
 # A job holding PRIVILEGED write tokens runs only on the default branch: its `if:` is this
 # test, alone or &&-joined (never ||). A literal: a scheduled run's payload has no
@@ -109,7 +116,7 @@ def problems(path: Path, commands: Collection[str] = ()) -> list[str]:
         out.append(f"{path.name}: top-level permissions must be contents: read")
     called = reusable.is_reusable(wf)
     if called:
-        out += reusable.version_problems(path, wf)
+        out += reusable.version_problems(path, wf) + reusable.step_problems(path, wf)
     guard = DEFAULT_REF_GUARD.format(branch=_default_branch(path))
     for job_name, job in (wf.get("jobs") or {}).items():
         if "uses" in job:
@@ -210,8 +217,8 @@ def guarded(condition: Any, guard: str) -> bool:
     text = str(condition or "").strip()
     m = re.fullmatch(r"\$\{\{(.*)\}\}", text, re.S)
     text = " ".join((m.group(1) if m else text).split())
-    if not text or "||" in text:
-        return False
+    if not text or "||" in text or "!" in text.replace("!=", ""):
+        return False  # an || or a negation can turn the guard around
     return any(part.strip().strip("()").strip() == guard for part in text.split("&&"))
 
 

@@ -14,6 +14,7 @@ is missing.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -184,6 +185,27 @@ def _attestation(ctx: Context, found: Verified, ptype: str, what: str) -> None:
     found.checks.append((what, f"attested for {found.image[:19]}{on}"))
 
 
+_WORKFLOW = re.compile(r"https://[^/]+/(?P<repo>[^/]+/[^/]+)/\.github/workflows/[^@]+@.+")
+_GITHUB_REPO = re.compile(r"https://[^/]+/(?P<repo>[^/]+/[^/]+?)(?:\.git)?/?")
+
+
+def _run_pinned(ctx: Context, found: Verified) -> None:
+    """A keyless identity that is a workflow of another repository than the one the
+    provenance names is a reusable workflow: every repository calling it signs as it, so
+    the repository must be pinned (``--certificate-github-workflow-repository``)."""
+    signer = ctx.signer
+    if not signer.keyless or signer.repository:
+        return
+    workflow, source = _WORKFLOW.fullmatch(signer.identity), _GITHUB_REPO.fullmatch(found.source)
+    if workflow and source and workflow["repo"].lower() != source["repo"].lower():
+        raise VerifyFailed(
+            f"{_ref(found, found.image)}: signed by {signer.identity}, a workflow of "
+            f"{workflow['repo']}, for {source['repo']}: a reusable workflow signs for every "
+            "repository that calls it — pass --certificate-github-workflow-repository "
+            f"{source['repo']} (and --certificate-github-workflow-ref) to require this one"
+        )
+
+
 def _provenance_and_record(ctx: Context, found: Verified) -> release.Image:
     """The provenance names a commit; that commit's signed record lists the image. The
     release the image is checked against (its tags, its VEX) is the pinned one when that
@@ -193,6 +215,7 @@ def _provenance_and_record(ctx: Context, found: Verified) -> release.Image:
     if not sha:
         raise VerifyFailed(f"{_ref(found, found.image)}: its provenance names no source commit")
     found.git_sha, found.source = sha, _source(body)
+    _run_pinned(ctx, found)
     found.checks.append(
         ("SLSA provenance", f"source {sha[:12]}, builder {provenance.builder(body)}")
     )

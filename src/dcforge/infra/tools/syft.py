@@ -12,6 +12,9 @@ from dcforge.infra.runner import Runner
 from dcforge.infra.tools.registry import Registry
 
 _ENV = {"SYFT_CHECK_FOR_APP_UPDATE": "false"}
+# How dcforge runs syft (arguments, config, formats), in the SBOM cache's key: change it
+# when _sbom changes what syft is asked for, and SBOMs made the old way are not reused.
+RECIPE = "scan -q -c <empty> SOURCE -o spdx-json -o cyclonedx-json; v1"
 # Packages of an OS package manager, as opposed to language packages: by purl type, or (when
 # syft could not name the distro and so wrote no purl) by the package DB it read them from.
 OS_PURL_TYPES = frozenset({"deb", "rpm", "apk", "alpm", "ebuild", "opkg"})
