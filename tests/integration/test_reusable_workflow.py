@@ -109,6 +109,12 @@ def _scaffolded(repo: Path, ref: str) -> str:
     return _git(repo, "rev-parse", "HEAD")
 
 
+@pytest.fixture(scope="module")
+def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """This checkout's wheel, built once for the module's rehearsals."""
+    return _wheel(tmp_path_factory.mktemp("wheel"))
+
+
 @pytest.fixture
 def sigstore(tmp_path: Path) -> Any:
     with fake_sigstore(tmp_path / "sigstore") as s:
@@ -116,9 +122,13 @@ def sigstore(tmp_path: Path) -> Any:
 
 
 def test_the_scaffold_publishes_through_the_reusable_workflow_and_consumers_pin_it(
-    tmp_path: Path, namespace: str, trivy_db: TrivyDb, sigstore: Sigstore, runner: Runner
+    tmp_path: Path,
+    namespace: str,
+    trivy_db: TrivyDb,
+    sigstore: Sigstore,
+    runner: Runner,
+    wheel: Path,
 ) -> None:
-    wheel = _wheel(tmp_path / "wheel")
     dcforge_ref = "0123456789abcdef0123456789abcdef01234567"
     sha = _scaffolded(tmp_path / "repo", dcforge_ref)
     name = f"rw{uuid.uuid4().hex[:8]}"
@@ -257,13 +267,17 @@ def _runner_env(wheel: Path) -> dict[str, str]:
 
 
 def test_key_signing_takes_the_key_from_the_production_environment(
-    tmp_path: Path, namespace: str, trivy_db: TrivyDb, cosign_keys: KeyPair, runner: Runner
+    tmp_path: Path,
+    namespace: str,
+    trivy_db: TrivyDb,
+    cosign_keys: KeyPair,
+    runner: Runner,
+    wheel: Path,
 ) -> None:
     """``signing: key``: the key pair's private half and password are secrets of the
     caller's environment ``production`` (never passed: a caller job cannot hold an
     environment secret), which the called publish job runs in; the public key is a file of
     the caller's repository. The release verifies with it, and not with another key."""
-    wheel = _wheel(tmp_path / "wheel")
     dcforge_ref = "0123456789abcdef0123456789abcdef01234567"
     repo = tmp_path / "repo"
     _scaffolded(repo, dcforge_ref)
