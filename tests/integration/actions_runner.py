@@ -666,6 +666,8 @@ class Rehearsal:
             **state.scope,
             "steps": state.steps,
             "env": {**state.declared, **state.added_env},
+            # the runner context of a step (docs: contexts, runner): its temp directory
+            "runner": {"temp": state.defaults["RUNNER_TEMP"], "os": "Linux", "arch": "X64"},
             "__status__": record.result,
         }
         label = step.get("name") or step.get("uses") or step.get("run", "")[:40]

@@ -39,8 +39,11 @@ def kill_registry(pid_file: Path) -> str:
 
 
 def restart_registry(pid_file: Path, config: Path, log: Path) -> str:
-    """Kill it, then bring it back in the background (a supervisor restarting a crash)."""
+    """Kill it, then bring it back in the background two seconds later (a supervisor
+    restarting a crash). Without the pause a quick restart could be listening before the
+    call that follows connects, and nothing would be left to retry (a flaky test)."""
     return (
         f'kill -9 "$(cat {pid_file})"; '
-        f"(setsid docker-registry serve {config} >>{log} 2>&1 & echo $! > {pid_file})"
+        f"(sleep 2; exec setsid docker-registry serve {config} >>{log} 2>&1) & "
+        f"echo $! > {pid_file}"
     )

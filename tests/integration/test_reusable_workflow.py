@@ -104,6 +104,9 @@ def _scaffolded(repo: Path, ref: str) -> str:
     for module in PLANTED:
         (repo / module).parent.mkdir(parents=True, exist_ok=True)
         (repo / module).write_text(f"raise SystemExit({PLANTED_MARK!r} + {module!r})\n")
+    # ... and a build part of its own, which the gate's merge must never take.
+    (repo / "parts/part-planted").mkdir(parents=True)
+    (repo / "parts/part-planted/manifest.json").write_text("{}\n")
     _git(repo, "add", "-A")
     _git(repo, "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "scaffold")
     return _git(repo, "rev-parse", "HEAD")
