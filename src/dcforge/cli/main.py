@@ -110,9 +110,8 @@ def _lint_workflows(args: argparse.Namespace, ctx: Context) -> int:
     directory = args.directory or ctx.settings.root / ".github/workflows"
     config = ctx.settings.root / ".github/zizmor.yml"
     zizmor_config = config if config.is_file() else None
-    # A reusable workflow may call dcforge's commands: the parser's.
-    sub = next(a for a in parser()._actions if isinstance(a, argparse._SubParsersAction))
-    commands = frozenset(sub.choices)
+    # A reusable workflow may call dcforge's commands: these.
+    commands = frozenset(COMMANDS) | frozenset(WITHOUT_PROJECT)
     found = workflows.lint(ctx.runner, directory, zizmor_config, commands)
     if args.scaffold:
         found += reusable_workflows.lint_scaffold(ctx.runner, zizmor_config, commands)

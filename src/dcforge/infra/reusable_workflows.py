@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import re
 import tempfile
-import tomllib
 from collections.abc import Collection
 from pathlib import Path
 from typing import Any
@@ -55,16 +54,8 @@ def job_problems(
 ) -> list[str]:
     """A reusable workflow's job runs dcforge only: installed first, real commands, one a
     line; with PRIVILEGED tokens, only :data:`PRIVILEGED_COMMANDS`."""
-    out, installed = [], False
-    for i, step in enumerate(job.get("steps") or []):
-        run = step.get("run")
-        if run is None:
-            continue
-        where = f"{path.name}: job {job_name} step {i + 1} ({step.get('name') or 'run'})"
-        if shared.is_dcforge_install(str(run)):
-            installed = True
-            continue
-        lines = [line.strip() for line in str(run).splitlines() if line.strip()]
+    out = []
+    for where, lines, installed in shared.run_steps(path, job_name, job, shared.is_dcforge_install):
         calls = [shared.DCFORGE_CALL.fullmatch(line) for line in lines]
         bad = [line for line, call in zip(lines, calls, strict=True) if call is None]
         if bad:
@@ -89,14 +80,12 @@ def job_problems(
     return out
 
 
-def version_problems(path: Path, wf: dict[str, Any]) -> list[str]:
-    """The top-level ``env.DCFORGE_VERSION`` is the checkout's ``[project].version``, and no
-    job or step sets another."""
+def env_problems(path: Path, wf: dict[str, Any]) -> list[str]:
+    """What the top-level ``env`` fixes for every job: ``DCFORGE_VERSION`` is the checkout's
+    ``[project].version``, ``DCFORGE_SHA256`` a sha256, ``DCFORGE_DIST`` dist; no job or
+    step sets any of :data:`FIXED`."""
     pyproject = shared.checkout(path) / "pyproject.toml"
-    try:
-        project = tomllib.loads(pyproject.read_text()).get("project") or {}
-    except (OSError, tomllib.TOMLDecodeError, UnicodeDecodeError):
-        project = {}
+    project = shared.pyproject(path).get("project") or {}
     wanted = project.get("version") if isinstance(project, dict) else None
     pinned = (wf.get("env") or {}).get("DCFORGE_VERSION")
     out = []

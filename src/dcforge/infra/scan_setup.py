@@ -129,16 +129,18 @@ def sbom(
     problems: list[str],
     make: Callable[[Path, Path], dict[str, Any]],
     gctx: GateContext,
-    image: tuple[str, str] | None = None,
+    digest: str,
+    platform: str,
 ) -> dict[str, Any] | None:
-    """The image's SBOMs: reused when syft made them for this digest before (the SBOM
-    cache: the DB, policy and Trivy do not change an SBOM), else made and kept."""
-    sboms = gctx.sboms if image is not None else None
-    if sboms is not None and image is not None:
-        doc = sboms.sbom(image[0], stem, gctx.reports_dir)
+    """The SBOMs of the image ``digest`` (``platform``: what its config says, "" when not
+    read): reused when syft made them for this digest before (the SBOM cache: the DB,
+    policy and Trivy do not change an SBOM), else made and kept."""
+    sboms = gctx.sboms
+    if sboms is not None:
+        doc = sboms.sbom(digest, stem, gctx.reports_dir)
         if doc is not None:
             found = len(syft.package_names(doc))
-            log.step(stem, f"SBOM reused ({image[0][:19]}, same image and syft): {found} packages")
+            log.step(stem, f"SBOM reused ({digest[:19]}, same image and syft): {found} packages")
             return doc
     try:
         doc = make(gctx.reports_dir / f"{stem}.spdx.json", gctx.reports_dir / f"{stem}.cdx.json")
@@ -146,6 +148,6 @@ def sbom(
         problems.append(f"SBOM generation failed: {err}")
         return None
     log.step(stem, f"SBOM: {len(syft.package_names(doc))} packages")
-    if sboms is not None and image is not None:
-        sboms.put(image[0], stem, gctx.reports_dir, image[1])
+    if sboms is not None:
+        sboms.put(digest, stem, gctx.reports_dir, platform)
     return doc

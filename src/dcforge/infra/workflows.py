@@ -5,7 +5,7 @@ from __future__ import annotations
 import ast
 import re
 import tomllib
-from collections.abc import Collection
+from collections.abc import Callable, Collection, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -40,10 +40,11 @@ NOX_INSTALL = (
     'python -m venv "${RUNNER_TEMP}/nox"\n'
     f'"${{RUNNER_TEMP}}/nox/bin/pip" install -q --require-hashes -r {NOX_LOCK}\n'
 )
-# One hashed nox call per line; arguments after it, but no second command (; & | ` $( ).
-HASHED_CALL = re.compile(
-    re.escape(NOX) + r" -s (?P<session>[a-z][a-z-]*)(?:\s+(?:[^;&|`$<>()\n]|\$(?!\())*)?"
-)
+# A call's arguments: no second command (; & | ` $( ), redirect, subshell or process
+# substitution (< > ( )).
+ONE_CALL_ARGS = r"(?:\s+(?:[^;&|`$<>()\n]|\$(?!\())*)?"
+# One hashed nox call per line, arguments after it.
+HASHED_CALL = re.compile(re.escape(NOX) + r" -s (?P<session>[a-z][a-z-]*)" + ONE_CALL_ARGS)
 # A reusable workflow (dcforge.infra.reusable_workflows) runs dcforge instead, by the version
 # it pins (top-level env DCFORGE_VERSION) in a virtualenv of the job's own: this step first,
 # then `DCFORGE COMMAND` lines, one call a line, no second command.
@@ -64,9 +65,7 @@ DCFORGE_INSTALL = (
     '/bin/python" -I -c \'import importlib.resources as r; print(r.files("dcforge") / '
     '"resources/runtime.lock")\')"\n'
 )
-DCFORGE_CALL = re.compile(
-    re.escape(DCFORGE) + r" (?P<command>[a-z][a-z-]*)(?:\s+(?:[^;&|`$<>()\n]|\$(?!\())*)?"
-)
+DCFORGE_CALL = re.compile(re.escape(DCFORGE) + r" (?P<command>[a-z][a-z-]*)" + ONE_CALL_ARGS)
 # A job holding PRIVILEGED write tokens runs only on the default branch: its `if:` is this
 # test, alone or &&-joined (never ||). A literal: a scheduled run's payload has no
 # github.event.repository.default_branch, and the signing identity names this ref anyway.
@@ -116,7 +115,7 @@ def problems(path: Path, commands: Collection[str] = ()) -> list[str]:
         out.append(f"{path.name}: top-level permissions must be contents: read")
     called = reusable.is_reusable(wf)
     if called:
-        out += reusable.version_problems(path, wf) + reusable.step_problems(path, wf)
+        out += reusable.env_problems(path, wf) + reusable.step_problems(path, wf)
     guard = DEFAULT_REF_GUARD.format(branch=_default_branch(path))
     for job_name, job in (wf.get("jobs") or {}).items():
         if "uses" in job:
@@ -201,13 +200,17 @@ def _job_calls(job: dict[str, Any]) -> list[tuple[str, str]]:
     return found
 
 
+def pyproject(path: Path) -> dict[str, Any]:
+    """The pyproject.toml of the checkout the workflow sits in ({} when unreadable)."""
+    try:
+        return tomllib.loads((checkout(path) / "pyproject.toml").read_text())
+    except (OSError, tomllib.TOMLDecodeError, UnicodeDecodeError):
+        return {}
+
+
 def _default_branch(path: Path) -> str:
     """[tool.dcforge].default_branch of the checkout the workflow sits in ("main")."""
-    pyproject = checkout(path) / "pyproject.toml"
-    try:
-        tool = tomllib.loads(pyproject.read_text()).get("tool", {})
-    except (OSError, tomllib.TOMLDecodeError, UnicodeDecodeError):
-        return "main"
+    tool = pyproject(path).get("tool", {})
     branch = (tool.get("dcforge") or {}).get("default_branch") if isinstance(tool, dict) else None
     return branch if isinstance(branch, str) and branch else "main"
 
@@ -271,19 +274,28 @@ def dcforge_calls(job: dict[str, Any]) -> list[str]:
     ]
 
 
-def _nox_problems(path: Path, job_name: str, job: dict[str, Any], privileged: bool) -> list[str]:
-    """nox comes from its hash lock: the NOX_INSTALL step, then ``NOX -s …`` lines only. In a
-    job holding PRIVILEGED write tokens every line of every ``run:`` is one or the other."""
-    out, installed = [], False
+def run_steps(
+    path: Path, job_name: str, job: dict[str, Any], is_install: Callable[[str], bool]
+) -> Iterator[tuple[str, list[str], bool]]:
+    """Each ``run:`` step of a job but its install steps (``is_install``): where it is, its
+    non-blank lines, and whether an install step came before it."""
+    installed = False
     for i, step in enumerate(job.get("steps") or []):
         run = step.get("run")
         if run is None:
             continue
-        where = f"{path.name}: job {job_name} step {i + 1} ({step.get('name') or 'run'})"
-        if is_nox_install(run):
+        if is_install(str(run)):
             installed = True
             continue
-        lines = [line.strip() for line in str(run).splitlines() if line.strip()]
+        where = f"{path.name}: job {job_name} step {i + 1} ({step.get('name') or 'run'})"
+        yield where, [line.strip() for line in str(run).splitlines() if line.strip()], installed
+
+
+def _nox_problems(path: Path, job_name: str, job: dict[str, Any], privileged: bool) -> list[str]:
+    """nox comes from its hash lock: the NOX_INSTALL step, then ``NOX -s …`` lines only. In a
+    job holding PRIVILEGED write tokens every line of every ``run:`` is one or the other."""
+    out = []
+    for where, lines, installed in run_steps(path, job_name, job, is_nox_install):
         bad = [
             line
             for line in lines

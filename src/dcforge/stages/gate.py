@@ -162,7 +162,7 @@ def _scan_platform(
         problems.append(f"the vulnerability scan failed: {err}")
     doc = scan_setup.sbom(
         stem, problems, lambda spdx, cdx: syft.sbom_layout(runner, image, spdx, cdx), gctx,
-        (digest, found),
+        digest, found,
     )  # fmt: skip
     if gctx.cache is not None and report is not None and doc is not None and not problems:
         gctx.cache.put(digest, stem, gctx.reports_dir, found)  # without the VEX: its findings
@@ -300,7 +300,7 @@ def _scan_remote(reg: Registry, entry: mf.Entry, gctx: GateContext, repository: 
         except DcforgeError as err:
             problems.append(f"the vulnerability scan failed: {err}")
         make = partial(syft.sbom_remote, reg, ref)
-        doc = scan_setup.sbom(stem, problems, make, gctx, (digest, ""))
+        doc = scan_setup.sbom(stem, problems, make, gctx, digest, "")
         if gctx.cache is not None and report is not None and doc is not None and not problems:
             gctx.cache.put(digest, stem, gctx.reports_dir, "")  # platform not read from its config
         vexed = image_vex.apply(entry, platform, digest, report, rescan, gctx, problems)
