@@ -534,6 +534,9 @@ def reproduce(work: Path, reg: LocalRegistry, n: int, shipped: bool) -> dict[str
     return r
 
 
+PARTS = ("planning", "sizes", "two_platform", "reproduce", "cve_clock", "scale")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--sizes", default="", help="comma-separated N (default 1,4,16)")
@@ -543,10 +546,18 @@ def main() -> int:
     parser.add_argument(
         "--repeat", type=int, default=3, help="runs of each scenario; ratios are their median"
     )
+    parser.add_argument(
+        "--only",
+        default="",
+        help=f"comma-separated scenarios to run (default all): {','.join(PARTS)}",
+    )
     args = parser.parse_args()
     k = max(1, args.repeat)
     sizes_text = args.sizes or ("1,4,16,64" if args.full else "1,4,16")
     sizes = [int(s) for s in sizes_text.split(",")]
+    only = set(args.only.split(",")) if args.only else set(PARTS)
+    if unknown := only - set(PARTS):
+        parser.error(f"--only: unknown scenario(s) {', '.join(sorted(unknown))}")
     start = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="dcforge-bench-") as tmp:
         work = Path(tmp)
@@ -554,14 +565,22 @@ def main() -> int:
         reg.start()
         try:
             db = prepare_db(work)
-            extras: dict[str, Any] = {"planning_1000_s": planning_1000(work)}
-            results = [median_run([run_size(n, work, reg, db) for _ in range(k)]) for n in sizes]
-            extras["two_platform_cold_build"] = median_run(
-                [two_platform_cold(work, reg) for _ in range(k)]
-            )
-            extras["reproduce"] = reproduce(work, reg, 8, shipped=args.full)
-            extras["cve_clock"] = median_run([cve_clock(work, reg) for _ in range(k)])
-            if args.scale:
+            extras: dict[str, Any] = {}
+            if "planning" in only:
+                extras["planning_1000_s"] = planning_1000(work)
+            results = [
+                median_run([run_size(n, work, reg, db) for _ in range(k)])
+                for n in (sizes if "sizes" in only else [])
+            ]
+            if "two_platform" in only:
+                extras["two_platform_cold_build"] = median_run(
+                    [two_platform_cold(work, reg) for _ in range(k)]
+                )
+            if "reproduce" in only:
+                extras["reproduce"] = reproduce(work, reg, 8, shipped=args.full)
+            if "cve_clock" in only:
+                extras["cve_clock"] = median_run([cve_clock(work, reg) for _ in range(k)])
+            if args.scale and "scale" in only:
                 extras["scale"] = median_run([scale(args.scale, work, reg, db) for _ in range(k)])
         finally:
             reg.stop()

@@ -20,9 +20,9 @@ from dcforge.core import manifest as mf
 from dcforge.core import trivydb
 from dcforge.infra import vulndb
 from dcforge.infra.runner import Runner
-from dcforge.infra.tools import registry
 from dcforge.infra.tools.local_registry import LocalRegistry
 from dcforge.infra.tools.registry import Registry
+from tests.integration import oras_oracle as registry
 from tests.projects import write_project
 
 ROOT = Path(__file__).resolve().parents[2]

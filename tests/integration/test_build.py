@@ -12,7 +12,7 @@ import pytest
 from dcforge.core import manifest as mf
 from dcforge.core.hashing import file_sha256
 from dcforge.infra.runner import Runner
-from dcforge.infra.tools import registry
+from tests.integration import oras_oracle as registry
 from tests.integration.conftest import git_commit, run_dcforge
 
 pytestmark = pytest.mark.integration

@@ -17,6 +17,7 @@ from dcforge.core import manifest as mf
 from dcforge.core import trivydb
 from dcforge.infra.runner import Runner
 from dcforge.infra.tools import devcontainer_cli, registry
+from tests.integration import oras_oracle
 from tests.integration.conftest import (
     ROOT,
     PrivateRegistry,
@@ -451,9 +452,9 @@ def test_the_cli_built_images_carry_the_oci_labels_and_annotations_dated_by_the_
         want = expected(
             m, e, description=f'The {e.family} image: costs $HOME, "quoted", a, b.', epoch=epoch
         )
-        served = registry.manifest(runner, f"{e.repository}:latest", plain_http=True)
+        served = oras_oracle.manifest(runner, f"{e.repository}:latest", plain_http=True)
         assert oci_only(served.get("annotations")) == want, e.name
-        config = registry.blob_json(
+        config = oras_oracle.blob_json(
             runner, f"{e.repository}@{served['config']['digest']}", plain_http=True
         )
         assert oci_only(config["config"]["Labels"]) == want, e.name

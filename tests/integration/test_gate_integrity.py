@@ -16,7 +16,7 @@ import pytest
 
 from dcforge.core import trivydb
 from dcforge.infra.runner import Runner
-from dcforge.infra.tools import registry
+from tests.integration import oras_oracle as registry
 from tests.integration.conftest import (
     VULN_DIR,
     TrivyDb,

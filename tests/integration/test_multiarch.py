@@ -23,7 +23,7 @@ from dcforge.core.errors import BuildError
 from dcforge.core.files import extract_plain
 from dcforge.infra.runner import Runner
 from dcforge.infra.tools import docker, registry
-from tests.integration import attestation_edits
+from tests.integration import attestation_edits, oras_oracle
 from tests.integration.conftest import (
     KeyPair,
     PrivateRegistry,
@@ -123,7 +123,7 @@ def assert_each_sbom_is_its_platforms(root: Path) -> None:
 def pushed(runner: Runner, m: mf.Manifest) -> bool:
     (e,) = m.permutations
     return (
-        registry.digest_or_none(runner, f"{e.repository}@{e.image_digest}", plain_http=True)
+        oras_oracle.digest_or_none(runner, f"{e.repository}@{e.image_digest}", plain_http=True)
         is not None
     )
 
@@ -152,7 +152,7 @@ def test_an_index_is_built_gated_published_signed_per_platform_and_pulled_by_pla
     assert entry.image_digest == found["top"]["digest"]  # type: ignore[index]
     assert entry.platform_digests == children(found["index"])  # type: ignore[arg-type]
     assert set(entry.platform_digests) == set(PLATFORMS)
-    base = registry.manifest(runner, f"{stack}/library/busybox:latest", plain_http=True)
+    base = oras_oracle.manifest(runner, f"{stack}/library/busybox:latest", plain_http=True)
     assert entry.base_image.platform_digests == children(base)
 
     # 2. Both platforms scanned, each with its own reports and verdict.
@@ -166,10 +166,10 @@ def test_an_index_is_built_gated_published_signed_per_platform_and_pulled_by_pla
     published = run_dcforge("publish", cwd=root, env=env, timeout=1200)
     assert published.returncode == 0, published.stderr
     repo = entry.repository
-    assert registry.resolve(runner, f"{repo}:latest", plain_http=True) == entry.image_digest
-    served = registry.manifest(runner, f"{repo}@{entry.image_digest}", plain_http=True)
+    assert oras_oracle.resolve(runner, f"{repo}:latest", plain_http=True) == entry.image_digest
+    served = oras_oracle.manifest(runner, f"{repo}@{entry.image_digest}", plain_http=True)
     assert children(served) == entry.platform_digests
-    tags = set(registry.tags(runner, repo, plain_http=True))
+    tags = set(oras_oracle.tags(runner, repo, plain_http=True))
     for digest in [entry.image_digest, *entry.platform_digests.values()]:
         assert f"sha256-{digest[7:]}.sig" in tags
     for digest in [entry.image_digest, *entry.platform_digests.values()]:
@@ -247,7 +247,7 @@ def test_an_index_is_built_gated_published_signed_per_platform_and_pulled_by_pla
 
     # verify checks every platform: the arm64 image's attestations gone → verify fails.
     arm64 = entry.platform_digests["linux/arm64"]
-    att = registry.resolve(runner, f"{repo}:sha256-{arm64[7:]}.att", plain_http=True)
+    att = oras_oracle.resolve(runner, f"{repo}:sha256-{arm64[7:]}.att", plain_http=True)
     registry.delete(runner, f"{repo}@{att}", plain_http=True)
     broken = run_dcforge("verify", cwd=root, env=env)
     assert broken.returncode != 0
@@ -289,7 +289,7 @@ def consumer_checks(
     assert other_platform.returncode == 9, other_platform.stderr
     assert "is a linux/amd64 image, not linux/arm64" in other_platform.stderr
     # A tag someone pointed at the signed image, which the release never gave it.
-    registry.tag(runner, f"{repo}@{entry.image_digest}", ["not-a-release-tag"], plain_http=True)
+    oras_oracle.tag(runner, f"{repo}@{entry.image_digest}", ["not-a-release-tag"], plain_http=True)
     swapped_tag = run_dcforge(
         "verify-image", f"{repo}:not-a-release-tag", "--key", str(pub), cwd=consumer
     )
@@ -413,16 +413,17 @@ def test_rollback_and_retention_treat_an_index_and_its_children_as_one(
     for target, entry in ((releases[0], a), (releases[1], b)):
         rolled = run_dcforge("rollback", "--sha", target.git_sha, cwd=root, env=env)
         assert rolled.returncode == 0, rolled.stderr
-        assert registry.resolve(runner, latest, plain_http=True) == entry.image_digest
+        assert oras_oracle.resolve(runner, latest, plain_http=True) == entry.image_digest
 
     keep = {**env, "DCFORGE_KEEP_RELEASES": "1"}
     done = run_dcforge("prune", "--registry", "--yes", "--now", FUTURE, cwd=root, env=keep)
     assert done.returncode == 0, done.stderr
-    tags = set(registry.tags(runner, a.repository, plain_http=True))
+    tags = set(oras_oracle.tags(runner, a.repository, plain_http=True))
 
     def present(digest: str) -> bool:
         return (
-            registry.digest_or_none(runner, f"{a.repository}@{digest}", plain_http=True) is not None
+            oras_oracle.digest_or_none(runner, f"{a.repository}@{digest}", plain_http=True)
+            is not None
         )
 
     for digest in [a.image_digest, *a.platform_digests.values()]:
@@ -524,7 +525,7 @@ def test_platform_parts_built_apart_merge_into_the_index_one_machine_would_build
     for step in ("gate", "publish", "verify"):
         result = run_dcforge(step, cwd=root, env=env, timeout=1200)
         assert result.returncode == 0, result.stderr
-    served = registry.manifest(runner, f"{entry.repository}:latest", plain_http=True)
+    served = oras_oracle.manifest(runner, f"{entry.repository}:latest", plain_http=True)
     assert children(served) == entry.platform_digests
 
 
@@ -610,14 +611,16 @@ def test_a_served_index_with_an_image_nobody_scanned_is_refused(
     assert entry.reused
 
     # An extra image (busybox for amd64, labelled riscv64) in an index next to the release's.
-    busybox = registry.manifest(runner, f"{stack}/library/busybox:latest", plain_http=True)
+    busybox = oras_oracle.manifest(runner, f"{stack}/library/busybox:latest", plain_http=True)
     extra = busybox["manifests"][0]
     subprocess.run(
         ["oras", "cp", "--from-plain-http", "--to-plain-http",
          f"{stack}/library/busybox@{extra['digest']}", f"{entry.repository}@{extra['digest']}"],
         check=True, capture_output=True,
     )  # fmt: skip
-    served = registry.manifest(runner, f"{entry.repository}@{entry.image_digest}", plain_http=True)
+    served = oras_oracle.manifest(
+        runner, f"{entry.repository}@{entry.image_digest}", plain_http=True
+    )
     served["manifests"].append({**extra, "platform": {"os": "linux", "architecture": "riscv64"}})
     doc_path = tmp_path / "index.json"
     doc_path.write_text(json.dumps(served))
@@ -626,7 +629,7 @@ def test_a_served_index_with_an_image_nobody_scanned_is_refused(
          f"{entry.repository}:smuggled", str(doc_path)],
         check=True, capture_output=True,
     )  # fmt: skip
-    smuggled = registry.resolve(runner, f"{entry.repository}:smuggled", plain_http=True)
+    smuggled = oras_oracle.resolve(runner, f"{entry.repository}:smuggled", plain_http=True)
     path = root / "dist/manifest.json"
     doc = json.loads(path.read_text())
     doc["permutations"][0]["image_digest"] = smuggled
@@ -635,5 +638,5 @@ def test_a_served_index_with_an_image_nobody_scanned_is_refused(
     gated = run_dcforge("gate", cwd=root, env=env)
     assert gated.returncode != 0
     assert "not one platform's image" in gated.stderr or "other images" in gated.stderr
-    tags = set(registry.tags(runner, entry.repository, plain_http=True))
+    tags = set(oras_oracle.tags(runner, entry.repository, plain_http=True))
     assert f"sha256-{smuggled[7:]}.sig" not in tags

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from dcforge.infra.runner import Runner
-from dcforge.infra.tools import registry
+from tests.integration import oras_oracle as registry
 from tests.integration.conftest import run_dcforge
 
 pytestmark = [pytest.mark.integration, pytest.mark.prunes_docker(2)]

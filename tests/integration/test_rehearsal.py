@@ -27,7 +27,7 @@ import yaml
 
 from dcforge.core import manifest as mf
 from dcforge.infra.runner import Runner
-from dcforge.infra.tools import registry as registry_tool
+from tests.integration import oras_oracle as registry_tool
 from tests.integration.actions_runner import Event, Rehearsal, commands_of
 from tests.integration.conftest import ROOT, KeyPair, TrivyDb, base_env, tags_point_at
 from tests.integration.runner_images import UBUNTU_2404

@@ -18,7 +18,7 @@ import pytest
 from dcforge.core import trivydb
 from dcforge.infra import locks
 from dcforge.infra.runner import Runner
-from dcforge.infra.tools import registry
+from tests.integration import oras_oracle as registry
 from tests.integration.conftest import (
     KeyPair,
     PrivateRegistry,

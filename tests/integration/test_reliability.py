@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -14,8 +16,8 @@ import pytest
 from dcforge.core import manifest as mf
 from dcforge.core import toolpins
 from dcforge.infra.runner import Runner
-from dcforge.infra.tools import registry
-from tests.integration import faults
+from tests.integration import fault_proxy, faults
+from tests.integration import oras_oracle as registry
 from tests.integration.conftest import (
     ROOT,
     PrivateRegistry,
@@ -31,6 +33,32 @@ from tests.integration.conftest import (
 from tests.projects import write_project
 
 pytestmark = pytest.mark.integration
+
+
+class ProxiedRegistry(PrivateRegistry):
+    proxy: fault_proxy.FaultProxy
+
+
+@pytest.fixture
+def private_registry(tmp_path: Path) -> Iterator[ProxiedRegistry]:
+    """This module's registry answers through a fault proxy on its port: requests dcforge
+    makes in-process (tag moves) are caught there, as tool processes are by PATH wrappers."""
+    reg = ProxiedRegistry(tmp_path / "private-registry")
+    inner = fault_proxy.free_port()
+    fault_proxy.rewrite_port(reg.config, reg.port, inner)
+    reg.proxy = fault_proxy.start(reg.port, inner)
+    reg.start()
+    yield reg
+    reg.stop()
+    reg.proxy.close()
+
+
+def tag_writes(m: mf.Manifest) -> bytes:
+    """The request line of a floating tag's write (one per tag)."""
+    tags = sorted({t for e in m.permutations for t in e.floating_tags})
+    return (
+        rb"^PUT /v2/dc/\S+/manifests/(?:" + b"|".join(re.escape(t.encode()) for t in tags) + rb") "
+    )
 
 
 def rel(scenario: str, checks: str) -> pytest.MarkDecorator:
@@ -97,7 +125,7 @@ def test_registry_killed_during_push(
 )
 def test_registry_killed_during_tag_moves(
     release_and_next: TwoReleases,
-    private_registry: PrivateRegistry,
+    private_registry: ProxiedRegistry,
     runner: Runner,
     tmp_path: Path,
 ) -> None:
@@ -108,18 +136,14 @@ def test_registry_killed_during_tag_moves(
         release_and_next.b,
     )
     pointer = lkg(runner, private_registry)
-    # Killed at the second image's tag write (the writes run side by side: the first may
-    # or may not have landed); the put-back cannot reach the registry either.
-    inject = faults.wrapper(
-        tmp_path / "f",
-        "oras",
-        "tag --plain-http",
-        2,
-        faults.kill_registry(private_registry.pid_file),
+    # Killed at the second tag write (the writes run side by side: the first may or may
+    # not have landed); the put-back cannot reach the registry either.
+    fault = private_registry.proxy.arm(
+        tag_writes(b), 2, faults.kill_registry(private_registry.pid_file)
     )
-    broken = run_dcforge("publish", cwd=project, env=with_path(env, inject))
+    broken = run_dcforge("publish", cwd=project, env=env)
     assert broken.returncode != 0
-    assert (inject / "fired").exists()
+    assert fault.fired.is_set()
     assert "moving floating tags failed" in broken.stderr
     private_registry.stop()
     private_registry.start()
@@ -140,7 +164,7 @@ def test_registry_killed_during_tag_moves(
 )
 def test_transient_registry_restart_is_retried(
     release_and_next: TwoReleases,
-    private_registry: PrivateRegistry,
+    private_registry: ProxiedRegistry,
     runner: Runner,
     tmp_path: Path,
 ) -> None:
@@ -150,21 +174,19 @@ def test_transient_registry_restart_is_retried(
         release_and_next.a,
         release_and_next.b,
     )
-    inject = faults.wrapper(
-        tmp_path / "f",
-        "oras",
-        "tag --plain-http",
+    fault = private_registry.proxy.arm(
+        tag_writes(b),
         2,
         faults.restart_registry(
             private_registry.pid_file, private_registry.config, private_registry.log
         ),
     )
-    done = run_dcforge("publish", cwd=project, env=with_path(env, inject))
+    done = run_dcforge("publish", cwd=project, env=env)
     assert private_registry.proc is not None
     private_registry.proc.wait(timeout=10)  # killed by the wrapper; reap it
     private_registry.proc = None  # the wrapper's restarted registry is the live one now
     assert done.returncode == 0, done.stderr
-    assert (inject / "fired").exists()
+    assert fault.fired.is_set()
     assert "transient registry error, retry" in done.stderr
     assert floating(runner, b) == at(b)
     subprocess.run(["kill", private_registry.pid_file.read_text().strip()], check=False)

@@ -32,7 +32,7 @@ from cryptography import x509
 from dcforge.core import manifest as mf
 from dcforge.core.attestations import PROVENANCE_TYPE
 from dcforge.infra.runner import Runner
-from dcforge.infra.tools import registry as registry_tool
+from tests.integration import oras_oracle as registry_tool
 from tests.integration.actions_runner import Event, Rehearsal
 from tests.integration.attestation_edits import attestations
 from tests.integration.conftest import (

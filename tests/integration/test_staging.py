@@ -15,7 +15,7 @@ import pytest
 from dcforge.core import manifest as mf
 from dcforge.core.errors import ToolError
 from dcforge.infra.runner import Runner
-from dcforge.infra.tools import registry
+from tests.integration import oras_oracle as registry
 from tests.integration.conftest import (
     KeyPair,
     TrivyDb,

@@ -21,6 +21,7 @@ from dcforge.core import oci_archive, refs
 from dcforge.infra import gitinfo, signing
 from dcforge.infra.runner import Runner, common_variable
 from dcforge.infra.tools import buildx, cosign, devcontainer_cli, registry, syft, trivy
+from tests.integration import oras_oracle
 from tests.integration.conftest import ROOT, TrivyDb, base_env, fake_tool, git_commit
 
 pytestmark = pytest.mark.integration
@@ -95,7 +96,7 @@ def every_wrapper(run: Runner, work: Path, base: str, repo: str, db: TrivyDb) ->
     (work / "checkout").mkdir()
     git_commit(work / "checkout")
     gitinfo.current(run, work / "checkout", run.env)
-    registry.resolve(run, base, plain_http=True)
+    oras_oracle.resolve(run, base, plain_http=True)
     config = replace(run, env={**run.env, "DOCKER_CONFIG": str(work / "docker-config")})
     registry.login(config, "localhost:5000", "robot", SECRETS["DCFORGE_REGISTRY_PASSWORD"])
     (work / "ctx").mkdir()

@@ -19,6 +19,7 @@ from dcforge.core.attestations import (
 from dcforge.core.errors import ToolError
 from dcforge.infra.runner import Runner
 from dcforge.infra.tools import cosign, registry, syft, trivy
+from tests.integration import oras_oracle
 from tests.integration.conftest import ROOT, KeyPair, TrivyDb, base_env, run_dcforge
 
 pytestmark = pytest.mark.integration
@@ -88,7 +89,7 @@ def test_cosign_signs_by_digest_and_rejects_another_key(
 ) -> None:
     repo = f"{namespace}/signed"
     registry.push_oci_archive(runner, vulnerable_tar, f"{repo}:v1", plain_http=True)
-    digest = registry.resolve(runner, f"{repo}:v1", plain_http=True)
+    digest = oras_oracle.resolve(runner, f"{repo}:v1", plain_http=True)
     ref = f"{repo}@{digest}"
     signer = cosign.Signer(key=str(cosign_keys.key), public_key=str(cosign_keys.pub))
     cosign.sign(runner, signer, ref, plain_http=True, env={"COSIGN_PASSWORD": cosign_keys.password})
@@ -117,7 +118,7 @@ def test_cosign_signs_several_images_in_one_run_and_verifies_them_together(
     refs = []
     for name, tar in (("one", vulnerable_tar), ("two", clean_tar), ("unsigned", clean_tar)):
         registry.push_oci_archive(runner, tar, f"{namespace}/{name}:v1", plain_http=True)
-        digest = registry.resolve(runner, f"{namespace}/{name}:v1", plain_http=True)
+        digest = oras_oracle.resolve(runner, f"{namespace}/{name}:v1", plain_http=True)
         refs.append(f"{namespace}/{name}@{digest}")
     signer = cosign.Signer(key=str(cosign_keys.key), public_key=str(cosign_keys.pub))
     ours = cosign.Cosign(runner, signer, reg, {"COSIGN_PASSWORD": cosign_keys.password})
@@ -167,7 +168,7 @@ def test_attestations_signed_in_process_are_cosigns_and_verify_with_cosign(
     refs = []
     for name, tar in (("inproc", clean_tar), ("bycosign", vulnerable_tar)):
         registry.push_oci_archive(runner, tar, f"{namespace}/{name}:v1", plain_http=True)
-        digest = registry.resolve(runner, f"{namespace}/{name}:v1", plain_http=True)
+        digest = oras_oracle.resolve(runner, f"{namespace}/{name}:v1", plain_http=True)
         refs.append(f"{namespace}/{name}@{digest}")
     sbom, prov = tmp_path / "sbom.spdx.json", tmp_path / "provenance.json"
     sbom.write_text('{"spdxVersion": "SPDX-2.3", "name": "x", "packages": [{"n": 1e3}]}')
@@ -210,7 +211,7 @@ def test_a_key_not_signed_in_process_is_left_to_cosign_attest(
     ``cosign sign``; a wrong password is named before anything is attested."""
     reg = registry.Registry(runner, frozenset({"localhost", "127.0.0.1"}))
     registry.push_oci_archive(runner, clean_tar, f"{namespace}/ed:v1", plain_http=True)
-    ref = f"{namespace}/ed@{registry.resolve(runner, f'{namespace}/ed:v1', plain_http=True)}"
+    ref = f"{namespace}/ed@{oras_oracle.resolve(runner, f'{namespace}/ed:v1', plain_http=True)}"
     keys = ROOT / "tests/unit/keys"
     signer = cosign.Signer(key=str(keys / "ed25519.key"), public_key=str(keys / "ed25519.pub"))
     ed = cosign.Cosign(runner, signer, reg, {"COSIGN_PASSWORD": "unit-test-only"})

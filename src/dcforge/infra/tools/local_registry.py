@@ -21,10 +21,17 @@ from dcforge.core.errors import ToolError
 
 class LocalRegistry:
     """``tls`` (certificate, key) serves HTTPS; ``htpasswd`` (a bcrypt htpasswd file)
-    requires basic auth, as a production registry does."""
+    requires basic auth, as a production registry does; ``token`` (realm URL, service,
+    issuer, root certificate bundle) requires bearer tokens from that realm, as GHCR and
+    Docker Hub do (distribution's token auth)."""
 
     def __init__(
-        self, root: Path, *, tls: tuple[Path, Path] | None = None, htpasswd: Path | None = None
+        self,
+        root: Path,
+        *,
+        tls: tuple[Path, Path] | None = None,
+        htpasswd: Path | None = None,
+        token: tuple[str, str, str, Path] | None = None,
     ) -> None:
         with socket.socket() as s:
             s.bind(("127.0.0.1", 0))
@@ -39,6 +46,12 @@ class LocalRegistry:
         if tls:
             http += f", tls: {{certificate: {tls[0]}, key: {tls[1]}}}"
         auth = f"auth: {{htpasswd: {{realm: dcforge, path: {htpasswd}}}}}\n" if htpasswd else ""
+        if token:
+            realm, service, issuer, bundle = token
+            auth = (
+                f'auth: {{token: {{realm: "{realm}", service: "{service}", '
+                f'issuer: "{issuer}", rootcertbundle: "{bundle}"}}}}\n'
+            )
         self.config.write_text(
             "version: 0.1\nlog: {level: warn, accesslog: {disabled: true}}\n"
             f"storage: {{filesystem: {{rootdirectory: {self.storage}}}, "

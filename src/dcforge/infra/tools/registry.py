@@ -1,4 +1,5 @@
-"""Registry operations through oras and skopeo (they speak the distribution API).
+"""Registry operations: reads and tag moves in-process (:mod:`registry_http`), pushes and
+copies through oras and skopeo (byte-exact archive and artifact pushes).
 
 Every call goes through :func:`dcforge.infra.retry.transient`: a registry that is restarting or
 briefly unreachable is retried with backoff; "not found", "denied" and the like are not.
@@ -6,18 +7,21 @@ briefly unreachable is retried with backoff; "not found", "denied" and the like 
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from dcforge.core import oci_archive
 from dcforge.core.errors import BuildError, RegistryError, ToolError
-from dcforge.core.refs import DIGEST_RE, registry_host
+from dcforge.core.refs import registry_host
+from dcforge.infra import log
 from dcforge.infra.retry import transient
 from dcforge.infra.runner import Result, Runner
+from dcforge.infra.tools.registry_http import HttpRegistry
 
 ABSENT = re.compile(r"not found|name unknown|manifest unknown|repository name not known", re.I)
 
@@ -46,68 +50,6 @@ def _run(
             redacted=redacted,
         )
     )
-
-
-def resolve(runner: Runner, reference: str, *, plain_http: bool) -> str:
-    """The digest a registry serves for ``reference`` (a tag or digest reference)."""
-    try:
-        out = _run(
-            runner,
-            ["oras", "resolve", *_http_flags(plain_http), reference],
-            timeout=60,
-            mutates=False,
-        ).stdout.strip()
-    except ToolError as err:
-        raise RegistryError(
-            f"cannot resolve {reference}: {err} — is the registry up (scripts/bootstrap) and "
-            "the image pushed?"
-        ) from err
-    if not DIGEST_RE.match(out):
-        raise RegistryError(f"registry returned {out!r} for {reference}, not a sha256 digest")
-    return out
-
-
-def manifest(runner: Runner, reference: str, *, plain_http: bool) -> dict[str, Any]:
-    """The manifest (or index) JSON the registry serves for ``reference``."""
-    try:
-        out = _run(
-            runner,
-            ["oras", "manifest", "fetch", *_http_flags(plain_http), reference],
-            timeout=60,
-            mutates=False,
-        ).stdout
-    except ToolError as err:
-        raise RegistryError(f"cannot fetch the manifest of {reference}: {err}") from err
-    try:
-        data = json.loads(out)
-    except json.JSONDecodeError as err:
-        raise RegistryError(f"the registry served no JSON manifest for {reference}") from err
-    if not isinstance(data, dict):
-        raise RegistryError(f"the registry served no JSON manifest for {reference}")
-    return data
-
-
-def digest_or_none(runner: Runner, reference: str, *, plain_http: bool) -> str | None:
-    """The digest for ``reference``, or None when the registry says it does not exist.
-
-    An unreachable registry is still an error: "absent" must never be confused with "down".
-    """
-    try:
-        out = _run(
-            runner,
-            ["oras", "resolve", *_http_flags(plain_http), reference],
-            timeout=60,
-            mutates=False,
-        ).stdout.strip()
-    except ToolError as err:
-        if ABSENT.search(f"{err} {err.details}"):
-            return None
-        raise RegistryError(
-            f"cannot reach the registry for {reference}: {err} — is it up (scripts/bootstrap)?"
-        ) from None
-    if not DIGEST_RE.match(out):
-        raise RegistryError(f"registry returned {out!r} for {reference}, not a sha256 digest")
-    return out
 
 
 def push_oci_archive(runner: Runner, tarball: Path, reference: str, *, plain_http: bool) -> None:
@@ -146,16 +88,6 @@ def _skopeo_copy(
     )
 
 
-def tags(runner: Runner, repository: str, *, plain_http: bool) -> list[str]:
-    out = _run(
-        runner,
-        ["oras", "repo", "tags", *_http_flags(plain_http), repository],
-        timeout=60,
-        mutates=False,
-    ).stdout
-    return [line.strip() for line in out.splitlines() if line.strip()]
-
-
 def copy(
     runner: Runner, source: str, target: str, *, from_plain_http: bool, to_plain_http: bool
 ) -> None:
@@ -172,11 +104,6 @@ def copy(
         ],
         timeout=1800,
     )
-
-
-def tag(runner: Runner, ref_at_digest: str, new_tags: list[str], *, plain_http: bool) -> None:
-    """Point ``new_tags`` at the manifest ``ref_at_digest`` (copies the manifest, digest kept)."""
-    _run(runner, ["oras", "tag", *_http_flags(plain_http), ref_at_digest, *new_tags], timeout=120)
 
 
 def push_artifact(
@@ -243,28 +170,6 @@ def login(
     )
 
 
-def repositories(runner: Runner, namespace: str, *, plain_http: bool) -> list[str]:
-    """Repositories under ``namespace`` (the distribution catalog API, filtered)."""
-    out = _run(
-        runner,
-        ["oras", "repo", "ls", *_http_flags(plain_http), namespace],
-        timeout=120,
-        mutates=False,
-    ).stdout
-    return [f"{namespace}/{line.strip()}" for line in out.splitlines() if line.strip()]
-
-
-def blob_json(runner: Runner, ref_at_digest: str, *, plain_http: bool) -> dict[str, Any]:
-    out = _run(
-        runner,
-        ["oras", "blob", "fetch", *_http_flags(plain_http), "--output", "-", ref_at_digest],
-        timeout=120,
-        mutates=False,
-    ).stdout
-    data = json.loads(out)
-    return data if isinstance(data, dict) else {}
-
-
 def delete(runner: Runner, ref_at_digest: str, *, plain_http: bool) -> None:
     """Delete a manifest by digest (every tag on it goes with it)."""
     _run(
@@ -284,12 +189,23 @@ class Registry:
 
     runner: Runner
     insecure_hosts: frozenset[str] = frozenset()
+    http: HttpRegistry = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "http", HttpRegistry(self.insecure_hosts, self.runner.env))
 
     def plain(self, reference: str) -> bool:
         return registry_host(reference) in self.insecure_hosts
 
     def resolve(self, reference: str) -> str:
-        return resolve(self.runner, reference, plain_http=self.plain(reference))
+        """The digest a registry serves for ``reference``: the sha256 of the bytes served."""
+        try:
+            return transient(lambda: self.http.manifest(reference)).digest
+        except ToolError as err:
+            raise RegistryError(
+                f"cannot resolve {reference}: {err} — is the registry up (scripts/bootstrap) and "
+                "the image pushed?"
+            ) from err
 
     def served_platforms(self, ref_at_digest: str) -> dict[str, str]:
         """platform → image digest of the index the registry serves at ``ref_at_digest``
@@ -304,22 +220,52 @@ class Registry:
             raise RegistryError(str(err)) from None
 
     def digest_or_none(self, reference: str) -> str | None:
-        return digest_or_none(self.runner, reference, plain_http=self.plain(reference))
+        """The digest for ``reference``, or None when the registry says it does not exist.
+
+        An unreachable registry is still an error: "absent" must never be confused with "down".
+        """
+        try:
+            return transient(lambda: self.http.manifest(reference)).digest
+        except ToolError as err:
+            if ABSENT.search(f"{err} {err.details}"):
+                return None
+            raise RegistryError(
+                f"cannot reach the registry for {reference}: {err} — is it up (scripts/bootstrap)?"
+            ) from None
 
     def manifest(self, reference: str) -> dict[str, Any]:
-        return manifest(self.runner, reference, plain_http=self.plain(reference))
+        """The manifest (or index) JSON the registry serves for ``reference``."""
+        try:
+            data = transient(lambda: self.http.manifest(reference)).json()
+        except ToolError as err:
+            raise RegistryError(f"cannot fetch the manifest of {reference}: {err}") from err
+        if not isinstance(data, dict):
+            raise RegistryError(f"the registry served no JSON manifest for {reference}")
+        return data
 
     def blob_json(self, ref_at_digest: str) -> dict[str, Any]:
-        return blob_json(self.runner, ref_at_digest, plain_http=self.plain(ref_at_digest))
+        body = transient(lambda: self.http.blob(ref_at_digest))
+        try:
+            data = json.loads(body)
+        except (json.JSONDecodeError, UnicodeDecodeError) as err:
+            raise RegistryError(f"the blob {ref_at_digest} is not JSON") from err
+        return data if isinstance(data, dict) else {}
 
     def push_oci_archive(self, tarball: Path, reference: str) -> None:
         push_oci_archive(self.runner, tarball, reference, plain_http=self.plain(reference))
 
     def tags(self, repository: str) -> list[str]:
-        return tags(self.runner, repository, plain_http=self.plain(repository))
+        return transient(lambda: self.http.tags(repository))
 
     def repositories(self, namespace: str) -> list[str]:
-        return repositories(self.runner, namespace, plain_http=self.plain(namespace))
+        """Repositories under ``namespace`` (the distribution catalog API, filtered)."""
+        host, _, prefix = namespace.partition("/")
+        listed = transient(lambda: self.http.catalog(host))
+        return [
+            f"{host}/{name}"
+            for name in sorted(listed)
+            if not prefix or name.startswith(prefix.rstrip("/") + "/")
+        ]
 
     def copy(self, source: str, target: str) -> None:
         copy(
@@ -340,7 +286,16 @@ class Registry:
         )
 
     def tag(self, ref_at_digest: str, new_tags: list[str]) -> None:
-        tag(self.runner, ref_at_digest, new_tags, plain_http=self.plain(ref_at_digest))
+        """Point ``new_tags`` at the manifest ``ref_at_digest`` (its bytes stored under each
+        tag, so the digest is kept)."""
+        repository = ref_at_digest.split("@", 1)[0]
+        if self.runner.dry_run:
+            log.info(f"+ tag {ref_at_digest} as {', '.join(new_tags)}  (dry run: not run)")
+            return
+        found = transient(lambda: self.http.manifest(ref_at_digest))
+        for name in new_tags:
+            target = f"{repository}:{name}"
+            transient(functools.partial(self.http.put_manifest, target, found))
 
     def push_artifact(
         self,
