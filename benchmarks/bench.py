@@ -4,7 +4,7 @@ Generated permutations FROM busybox, each with a 50 MB layer of incompressible d
 several sizes N. A private registry on a free port keeps the numbers free of other state.
 Results: dist/bench/results.json, results.md and bench.png.
 
-    nox -s bench                      # sizes 1,4,16, then the N = 256 tiny-image scale
+    nox -s bench                      # sizes 1,4,16, then the N = 1000 tiny-image scale
     nox -s bench -- --full            # sizes 1,4,16,64
     nox -s bench -- --sizes 1 --scale 0 --repeat 1
 
@@ -15,8 +15,10 @@ ratios, with their spread (bench_report.py).
 from __future__ import annotations
 
 import argparse
+import functools
 import itertools
 import json
+import math
 import os
 import shutil
 import subprocess
@@ -192,10 +194,12 @@ def plain_publish(root: Path, registry: str, key: Path) -> None:
 COSIGN = ["--yes", "--tlog-upload=false", "--allow-http-registry"]
 
 
-def same_work_publish(root: Path, registry: str, key: Path, ns: str) -> None:
+def same_work_publish(
+    root: Path, registry: str, key: Path, ns: str, limit: int | None = None
+) -> None:
     """The baseline doing dcforge's publish work, as a plain sequential script: per image,
     push the archive byte for byte (skopeo), cosign sign, cosign attest the SBOM, cosign
-    attest a SLSA provenance."""
+    attest a SLSA provenance. ``limit``: only the first that many images."""
     m = json.loads((root / "dist/manifest.json").read_text())
     predicate = root / "dist" / "script-provenance.json"
     predicate.write_text(
@@ -210,7 +214,7 @@ def same_work_publish(root: Path, registry: str, key: Path, ns: str) -> None:
         )
     )
     env = {"COSIGN_PASSWORD": ""}
-    for e in m["permutations"]:
+    for e in m["permutations"][:limit]:
         repo = f"{registry}/{ns}/{e['name']}"
         tar = root / "dist" / e["tarball"]
         sh(["skopeo", "copy", "--quiet", "--preserve-digests", "--dest-tls-verify=false",
@@ -291,9 +295,9 @@ def planning_1000(work: Path) -> float:
         "import time\n"
         "from pathlib import Path\n"
         "t = time.perf_counter()\n"
-        "from dcforge import config, hashing\n"
+        "from dcforge.core import hashing, permfile\n"
         f"root = Path({str(root)!r})\n"
-        "perms = config.load_all(root / 'permutations', root=root, registry='r',\n"
+        "perms = permfile.load_all(root / 'permutations', root=root, registry='r',\n"
         "    builtins={'base_registry': 'r', 'registry': 'r'})\n"
         "assert len(perms) == 1000\n"
         "ctx = {}\n"
@@ -370,40 +374,70 @@ def run_size(n: int, work: Path, reg: LocalRegistry, db: str) -> dict[str, Any]:
     return r
 
 
+SCRIPT_SAMPLE = 64  # images the same-work script publishes at scale (it does each in turn)
+SCALE_STAGES = (
+    ("plan", ("plan",)),
+    ("build", ("build", "--no-prune", "--no-smoke")),
+    ("gate", ("gate",)),
+    ("publish", ("publish",)),
+    ("rebuild_one_changed", ("build", "--no-prune", "--no-smoke", "--since", "last-known-good")),
+    ("regate", ("gate",)),
+    ("republish", ("publish",)),
+    ("rollback", ("rollback", "--sha", "{first}")),
+    ("verify", ("verify", "--sha", "{first}")),
+    ("retention_plan", ("prune", "--registry")),
+)
+
+
 def scale(n: int, work: Path, reg: LocalRegistry, db: str) -> dict[str, Any]:
-    """N tiny permutations (a few KB each): publish against the same-work script, then a
-    second release (one changed, the rest reused) and a rollback of all N to the first;
-    afterwards ``verify`` checks that every floating tag is back and signed."""
+    """N tiny permutations (a few KB each), every stage timed: plan, build (bake groups),
+    gate (every image distinct, so every one is scanned), publish against the same-work
+    script, a second release (one changed, the rest reused), a rollback of all N to the
+    first and ``verify`` of it, and retention planning. The script's time is measured on
+    ``SCRIPT_SAMPLE`` images and scaled to N: it publishes one image after another, each
+    with the same four processes, so its time per image does not depend on N."""
     ns = f"scale{n}"
     root = make_project(work / ns, n, f"{reg.host}/{ns}", tiny=True)
     env = {"DCFORGE_TRIVY_DB_REPOSITORY": db}
     r: dict[str, Any] = {"n": n}
-    print(f"[scale N={n}] build + gate", flush=True)
-    r["build_dcforge"] = timed(lambda: dcforge(root, "build", "--no-prune", "--no-smoke", env=env))
-    r["gate_dcforge"] = timed(lambda: dcforge(root, "gate", env=env))
-    first_sha = git(root, "rev-parse", "HEAD")
-    print(f"[scale N={n}] publish, same-work script", flush=True)
-    r["publish_dcforge"] = timed(lambda: dcforge(root, "publish", env=env))
-    r["publish_profile"] = publish_profile(root)
-    key = root / ".dcforge/cosign/cosign.key"
-    r["publish_same_work_script"] = on_own_registry(
-        work / ns / "script-registry", lambda host: same_work_publish(root, host, key, "script")
-    )
-    print(f"[scale N={n}] a second release, then roll back all {n}", flush=True)
-    (root / "ctx/p0/version.txt").write_text("2\n")
-    git(root, "commit", "-q", "-am", "one changed")
-    for step in (("build", "--no-prune", "--no-smoke", "--since", "last-known-good"), ("gate",)):
-        dcforge(root, *step, env=env)
-    dcforge(root, "publish", env=env)
-    r["rollback_dcforge"] = timed(lambda: dcforge(root, "rollback", "--sha", first_sha, env=env))
-    try:
-        dcforge(root, "verify", "--sha", first_sha, env=env)
-        r["rollback_verified"] = True
-    except RuntimeError as err:
-        print(f"verify after the rollback failed: {err}", file=sys.stderr)
-        r["rollback_verified"] = False
+    first = git(root, "rev-parse", "HEAD")
+    stages: dict[str, float] = {}
+    for name, args in SCALE_STAGES:
+        if name == "rebuild_one_changed":
+            (root / "ctx/p0/version.txt").write_text("2\n")
+            git(root, "commit", "-q", "-am", "one changed")
+        if name == "publish":
+            r["publish_profile"] = {}
+        print(f"[scale N={n}] {name.replace('_', ' ')}", flush=True)
+        argv = [a.format(first=first) for a in args]
+        try:
+            stages[name] = timed(functools.partial(dcforge, root, *argv, env=env))
+        except RuntimeError as err:
+            if name != "verify":
+                raise
+            print(f"verify after the rollback failed: {err}", file=sys.stderr)
+            stages[name] = float("nan")
+        if name == "publish":
+            r["publish_profile"] = publish_profile(root)
+            r.update(_script_at_scale(root, work / ns, n))
+    r["stages"] = stages
+    r["rollback_verified"] = not math.isnan(stages["verify"])
+    r["build_dcforge"], r["gate_dcforge"] = stages["build"], stages["gate"]
+    r["publish_dcforge"], r["rollback_dcforge"] = stages["publish"], stages["rollback"]
+    r["verified_rollback_dcforge"] = stages["rollback"] + stages["verify"]
     shutil.rmtree(work / ns, ignore_errors=True)
     return r
+
+
+def _script_at_scale(root: Path, work: Path, n: int) -> dict[str, Any]:
+    sample = min(n, SCRIPT_SAMPLE)
+    key = root / ".dcforge/cosign/cosign.key"
+    print(f"[scale N={n}] the same-work script on {sample} images", flush=True)
+    secs = on_own_registry(
+        work / "script-registry",
+        lambda host: same_work_publish(root, host, key, "script", limit=sample),
+    )
+    return {"publish_same_work_script": secs * n / sample, "script_sample": sample}
 
 
 def two_platform_cold(work: Path, reg: LocalRegistry) -> dict[str, float]:
@@ -541,7 +575,9 @@ def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--sizes", default="", help="comma-separated N (default 1,4,16)")
     parser.add_argument("--full", action="store_true", help="sizes 1,4,16,64")
-    parser.add_argument("--scale", type=int, default=256, help="tiny-image scale N (0: skip)")
+    parser.add_argument(
+        "--scale", type=int, default=1000, help="tiny-image scale N (0: skip; default 1000)"
+    )
     parser.add_argument("--out", type=Path, default=ROOT / "dist/bench")
     parser.add_argument(
         "--repeat", type=int, default=3, help="runs of each scenario; ratios are their median"

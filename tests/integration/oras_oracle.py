@@ -5,6 +5,7 @@ is the package's own (pushes, copies, deletes)."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
 from dcforge.core.errors import RegistryError, ToolError
@@ -17,7 +18,6 @@ from dcforge.infra.tools.registry import (
     copy,
     copy_image,
     delete,
-    fetch_artifact,
     login,
     push_artifact,
     push_oci_archive,
@@ -40,6 +40,18 @@ __all__ = [
     "tag",
     "tags",
 ]
+
+
+def fetch_artifact(runner: Runner, reference: str, directory: Path, *, plain_http: bool) -> Path:
+    """``oras pull`` of an artifact's files into ``directory``."""
+    directory.mkdir(parents=True, exist_ok=True)
+    _run(
+        runner,
+        ["oras", "pull", *_http_flags(plain_http), "-o", directory, reference],
+        timeout=300,
+        mutates=False,
+    )
+    return directory
 
 
 def resolve(runner: Runner, reference: str, *, plain_http: bool) -> str:

@@ -13,11 +13,12 @@ runs side by side, one image at a time only to name what failed.
 
 from __future__ import annotations
 
+import copy
 import json
 import tempfile
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -52,6 +53,12 @@ VERIFY_WORKERS = 4
 class ReleaseChecks:
     registry: Registry
     cosign: Cosign
+    # Documents whose signature verified, by digest: a record or pin read several times in
+    # one run (publish reads the pin three times) is verified once. Tags are resolved again
+    # on every read; only what a digest names is reused.
+    verified: dict[tuple[str, str, str], Any] = field(
+        default_factory=dict, compare=False, repr=False
+    )
 
     def signed_document(
         self, repository: str, reference: str, file_name: str, what: str, artifact_type: str
@@ -63,6 +70,22 @@ class ReleaseChecks:
         if digest is None:
             raise VerifyFailed(f"no {what} at {reference}")
         at = f"{repository}@{digest}"
+        key = (at, artifact_type, file_name)
+        if key in self.verified:  # this digest verified before, in this run
+            return digest, copy.deepcopy(self.verified[key])
+        found = self._signed_document(reference, at, digest, file_name, what, artifact_type)
+        self.verified[key] = copy.deepcopy(found)
+        return digest, found
+
+    def _signed_document(
+        self,
+        reference: str,
+        at: str,
+        digest: str,
+        file_name: str,
+        what: str,
+        artifact_type: str,
+    ) -> Any:
         if not self.is_artifact(at, artifact_type, file_name):
             raise VerifyFailed(
                 f"{reference} ({digest[:19]}) is not a dcforge {what} (another artifact type, "
@@ -78,7 +101,7 @@ class ReleaseChecks:
         with tempfile.TemporaryDirectory(prefix="dcforge-release-") as tmp:
             files = self.registry.fetch_artifact(at, Path(tmp))
             try:
-                return digest, json.loads((files / file_name).read_text())
+                return json.loads((files / file_name).read_text())
             except (OSError, ValueError) as err:
                 raise VerifyFailed(
                     f"{reference} ({digest[:19]}) holds no readable {what} ({err})"

@@ -28,6 +28,9 @@ from dcforge.infra.context import Context
 from dcforge.infra.release_store import Releases
 from dcforge.infra.runner import Runner
 
+# Releases.settled: why there is nothing to do (kind, record digest, release), or None.
+Settled = tuple[str, str, release.Release] | None
+
 
 @dataclass(frozen=True)
 class PublishOptions:
@@ -260,8 +263,7 @@ def run(ctx: Context, options: PublishOptions | None = None) -> dict[str, Any]:
     settings, runner, env = ctx.settings, ctx.runner, ctx.env
     options = options or PublishOptions()
     clock = [time.perf_counter()]
-    manifest, gate_doc, rel = _open(ctx, options)
-    settled = rel.settled(manifest, gate_doc)
+    manifest, gate_doc, rel, settled = _open(ctx, options)
     if settled is not None and settled[0] == "reproduced":
         return _reproduced(ctx, manifest, settled[1], settled[2])
     if settled is not None:
@@ -326,23 +328,38 @@ def _reproduced(
     return {"release": statement, "record_digest": record_digest, "outcomes": {}, "moved": {}}
 
 
-def _open(ctx: Context, options: PublishOptions) -> tuple[mf.Manifest, dict[str, Any], Releases]:
-    """The checks before anything is pushed, and the release store to publish with."""
+def _open(
+    ctx: Context, options: PublishOptions
+) -> tuple[mf.Manifest, dict[str, Any], Releases, Settled]:
+    """The checks before anything is pushed, the release store, and whether this publish
+    is done already (``Releases.settled``: then no tarball is read, no key decrypted)."""
     settings, runner, env = ctx.settings, ctx.runner, ctx.env
     with ThreadPoolExecutor(2) as side:
-        # The key's scrypt and cosign's version check run while the checks below do.
-        early = side.submit(signing.decrypt_early, settings, env)
         pinned = side.submit(signing.require_pinned_cosign, runner)
         manifest, gate_doc = _preflight(settings, runner, env, options)
         pinned.result()
         signing.ensure_signer(settings, runner, env)  # a local key pair is made before first use
         rel = ctx.releases
+        settled = rel.settled(manifest, gate_doc)
+        if settled is not None and settled[0] == "published":
+            return manifest, gate_doc, rel, settled
+        # The key's scrypt runs while the tarballs are hashed.
+        early = side.submit(signing.decrypt_early, settings, env)
+        _check_files(settings, manifest)
         try:
             rel.cosign.check_key(early.result())
         except ToolError as err:
             raise PublishRefused(f"{err}; nothing was pushed") from None
     _check_forward(settings, rel, manifest.git_sha, "nothing was pushed")
-    return manifest, gate_doc, rel
+    return manifest, gate_doc, rel, settled
+
+
+def _check_files(settings: Settings, manifest: mf.Manifest) -> None:
+    """The tarballs hash to the manifest's digests, and every image has its SBOM."""
+    mf.verify_tarballs(manifest, settings.dist_dir)
+    for entry in manifest.permutations:
+        for platform in entry.platform_images():
+            attestation_files.sbom(settings, entry, platform)
 
 
 def _check_forward(settings: Settings, rel: Releases, sha: str, outcome: str) -> None:
@@ -397,17 +414,12 @@ def _profile(
 def _preflight(
     settings: Settings, runner: Runner, env: Mapping[str, str], options: PublishOptions
 ) -> tuple[mf.Manifest, dict[str, Any]]:
-    """Everything that must hold before anything is pushed: the verdict, the tarballs, a
-    clean source, the target registry (the pinned cosign:
-    :func:`dcforge.infra.signing.require_pinned_cosign`)."""
+    """What must hold before anything is read from the registry: the verdict, a clean
+    source, the target registry (the tarballs: :func:`_check_files`, once there is work)."""
     manifest_path = settings.dist_dir / "manifest.json"
     manifest = mf.load(manifest_path)
     manifest.check_complete(str(manifest_path))
     gate_doc = verdict.check_publishable(settings, manifest, manifest_path)
-    mf.verify_tarballs(manifest, settings.dist_dir)
-    for entry in manifest.permutations:
-        for platform in entry.platform_images():
-            attestation_files.sbom(settings, entry, platform)
     staging.check_sources(settings, manifest, env)
     _check_source(manifest, options)
     mf.check_target(manifest, settings.registry)

@@ -23,6 +23,8 @@ from dcforge.infra.retry import transient
 from dcforge.infra.runner import Result, Runner
 from dcforge.infra.tools.registry_http import HttpRegistry
 
+TITLE = "org.opencontainers.image.title"
+MAX_ARTIFACT_FILE = 64 * 1024 * 1024  # release records and pins: JSON documents
 ABSENT = re.compile(r"not found|name unknown|manifest unknown|repository name not known", re.I)
 
 
@@ -134,18 +136,6 @@ def push_artifact(
         return "sha256:" + hashlib.sha256(exported.read_bytes()).hexdigest()
     finally:
         exported.unlink(missing_ok=True)
-
-
-def fetch_artifact(runner: Runner, reference: str, directory: Path, *, plain_http: bool) -> Path:
-    """Pull an artifact's files into ``directory``."""
-    directory.mkdir(parents=True, exist_ok=True)
-    _run(
-        runner,
-        ["oras", "pull", *_http_flags(plain_http), "-o", directory, reference],
-        timeout=300,
-        mutates=False,
-    )
-    return directory
 
 
 def login(
@@ -319,7 +309,27 @@ class Registry:
         )
 
     def fetch_artifact(self, reference: str, directory: Path) -> Path:
-        return fetch_artifact(self.runner, reference, directory, plain_http=self.plain(reference))
+        """An artifact's files (its layers, named by their title annotation, as ``oras pull``
+        writes them) in ``directory``, each checked against its digest."""
+        directory.mkdir(parents=True, exist_ok=True)
+        doc = self.manifest(reference)
+        repository = reference.split("@", 1)[0]
+        if ":" in repository.rsplit("/", 1)[-1]:
+            repository = repository[: repository.rfind(":")]
+        for layer in doc.get("layers") or []:
+            notes = layer.get("annotations") if isinstance(layer, dict) else None
+            title = notes.get(TITLE) if isinstance(notes, dict) else None
+            if not title:
+                continue
+            if not isinstance(title, str) or "/" in title or title in (".", "..") or "\0" in title:
+                raise RegistryError(f"{reference}: the artifact names a file {title!r}: refused")
+            at = f"{repository}@{layer.get('digest', '')}"
+            try:
+                body = transient(functools.partial(self.http.blob, at, MAX_ARTIFACT_FILE))
+            except ToolError as err:
+                raise RegistryError(f"cannot read {title} of {reference}: {err}") from err
+            (directory / title).write_bytes(body)
+        return directory
 
     def delete(self, ref_at_digest: str) -> None:
         delete(self.runner, ref_at_digest, plain_http=self.plain(ref_at_digest))
