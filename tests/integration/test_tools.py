@@ -275,3 +275,23 @@ def test_invoke_trivy_and_syft_tasks(
         )
         assert result.returncode == 0, result.stderr
         assert expected in result.stderr
+
+
+def test_a_tool_check_asks_a_binary_once_until_the_file_changes(tmp_path: Path) -> None:
+    """The real Trivy behind a counting wrapper: the version is asked once, remembered for
+    that very file, and asked again once the file changes."""
+    from dcforge.infra import toolchain
+    from tests.integration import faults
+
+    wrapped = faults.wrapper(tmp_path / "w", "trivy", "--version", 99, "true")
+    runner = Runner(env={**base_env(), "PATH": f"{wrapped}:{base_env()['PATH']}"})
+    seen = tmp_path / "state" / toolchain.SEEN
+    asked = wrapped / "trivy.count"
+    first = toolchain.check(runner, "trivy", seen=seen)
+    assert asked.read_text().strip() == "1"
+    assert toolchain.check(runner, "trivy", seen=seen) == first
+    assert asked.read_text().strip() == "1"
+    (wrapped / "trivy").write_text((wrapped / "trivy").read_text() + "\n")
+    changed = toolchain.check(runner, "trivy", seen=seen)
+    assert asked.read_text().strip() == "2"
+    assert changed.version == first.version and changed.sha256 != first.sha256

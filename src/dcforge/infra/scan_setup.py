@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -67,11 +68,16 @@ def check_scanner_env(env: Mapping[str, str]) -> None:
         )
 
 
-def check_tools(runner: Runner, names: Sequence[str]) -> dict[str, toolchain.Tool]:
-    """The pinned tools, or GateBlocked naming what was found and what is pinned."""
+def check_tools(
+    runner: Runner, names: Sequence[str], seen: Path | None = None
+) -> dict[str, toolchain.Tool]:
+    """The pinned tools (checked side by side; ``seen``: what earlier runs found, see
+    :func:`toolchain.check`), or GateBlocked naming what was found and what is pinned."""
+    pinned = toolpins.pins()
     try:
-        pinned = toolpins.pins()
-        return {name: toolchain.check(runner, name, pinned) for name in names}
+        with ThreadPoolExecutor(len(names) or 1) as pool:
+            found = pool.map(lambda n: toolchain.check(runner, n, pinned, seen=seen), names)
+            return dict(zip(names, found, strict=True))
     except ToolError as err:
         raise GateBlocked(f"the gate cannot vouch for its tools: {err}") from None
 

@@ -91,9 +91,10 @@ def decrypt_early(
         return None
 
 
-def require_pinned_cosign(runner: Runner) -> None:
-    """Publish signs only with the pinned cosign (``resources/toolchain.toml``)."""
+def require_pinned_cosign(runner: Runner, seen: Path | None = None) -> None:
+    """Publish signs only with the pinned cosign (``resources/toolchain.toml``; ``seen``:
+    :func:`toolchain.check`)."""
     try:
-        toolchain.check(runner, "cosign", hashed=False)
+        toolchain.check(runner, "cosign", hashed=False, seen=seen)
     except ToolError as err:
         raise PublishRefused(f"publish signs only with the pinned cosign: {err}") from None

@@ -10,16 +10,20 @@ that ran are recorded in the verdict.
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from dcforge.core.errors import ToolError
+from dcforge.core.files import atomic_write_json
 from dcforge.core.hashing import file_sha256
 from dcforge.core.toolpins import matches, pins
 from dcforge.infra.runner import Runner
 
-# Tools the workflows install with their own actions; their versions must be these pins.
+SEEN = "tools-seen.json"  # under the state folder: what check() found for each binary file
 
 
 @dataclass(frozen=True)
@@ -77,18 +81,62 @@ def _dpkg_version(runner: Runner, path: str) -> str:
 
 
 def check(
-    runner: Runner, tool: str, pinned: dict[str, str] | None = None, *, hashed: bool = True
+    runner: Runner,
+    tool: str,
+    pinned: dict[str, str] | None = None,
+    *,
+    hashed: bool = True,
+    seen: Path | None = None,
 ) -> Tool:
     """The tool on PATH, refused unless it is the pinned version; with its file's sha256
-    unless not ``hashed`` (a 70 MB binary takes 0.07 s)."""
+    unless not ``hashed`` (a 70 MB binary takes 0.07 s). ``seen``: a file remembering what
+    an earlier run found for this very file (its device, inode, size, modification and
+    change times, as git's index tells a changed file): asking a binary its version costs a
+    process, 0.1 s for Trivy; any change to the file asks it again."""
     want = (pinned or pins())[tool]
     path = str(Path(runner.which(tool)).resolve())
     if runner.dry_run:
         return Tool(tool, want, want, path, "")
-    found = _version(runner, tool, path)
+    stamp = _stamp(path)
+    known = _recall(seen, path, stamp) if seen else None
+    fresh = not (known and (known.get("sha256") or not hashed))
+    if known and not fresh:
+        found, sha = str(known.get("version", "")), str(known.get("sha256", ""))
+    else:
+        found = _version(runner, tool, path)
+        sha = file_sha256(Path(path)) if hashed else ""
     if not matches(found, want):
         raise ToolError(
             f"{tool} at {path} is version {found or 'unknown'}, but dcforge pins {want} "
             "— install the pinned version (pip install -e . / scripts/bootstrap)"
         )
-    return Tool(tool, found, want, path, file_sha256(Path(path)) if hashed else "")
+    if seen and fresh and stamp == _stamp(path):
+        _remember(seen, path, {"stamp": stamp, "version": found, "sha256": sha})
+    return Tool(tool, found, want, path, sha if hashed else "")
+
+
+def _stamp(path: str) -> list[int]:
+    st = os.stat(path)
+    return [st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns]
+
+
+def _recall(seen: Path, path: str, stamp: list[int]) -> dict[str, Any] | None:
+    try:
+        entry = json.loads(seen.read_text()).get(path)
+    except (OSError, ValueError, AttributeError):
+        return None
+    return entry if isinstance(entry, dict) and entry.get("stamp") == stamp else None
+
+
+def _remember(seen: Path, path: str, entry: dict[str, Any]) -> None:
+    """Best effort: a file that cannot be written means asking again next time."""
+    try:
+        known = json.loads(seen.read_text()) if seen.is_file() else {}
+    except (OSError, ValueError):
+        known = {}
+    if not isinstance(known, dict):
+        known = {}
+    known[path] = entry
+    with contextlib.suppress(OSError):
+        seen.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_json(seen, known)

@@ -319,7 +319,7 @@ def run(ctx: Context, options: GateOptions) -> dict[str, Any]:
     manifest = mf.load(manifest_path)
     manifest.check_complete(str(manifest_path))
     (settings.dist_dir / "gate.json").unlink(missing_ok=True)  # no old verdict behind a failure
-    tools = check_tools(ctx.runner, SCANNED_TOOLS)
+    tools = check_tools(ctx.runner, SCANNED_TOOLS, ctx.settings.state_root / toolchain.SEEN)
     # Logged in (when credentials are set) before the DB download and any re-scan of a
     # reused image: either may live on the authenticated registry.
     ctx.releases  # noqa: B018 — logs in

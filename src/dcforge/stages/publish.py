@@ -27,9 +27,9 @@ from dcforge.infra import attestation_files, gitinfo, locks, log, signing
 from dcforge.infra.context import Context
 from dcforge.infra.release_store import Releases
 from dcforge.infra.runner import Runner
+from dcforge.infra.toolchain import SEEN
 
-# Releases.settled: why there is nothing to do (kind, record digest, release), or None.
-Settled = tuple[str, str, release.Release] | None
+Settled = tuple[str, str, release.Release] | None  # Releases.settled: kind, record, release
 
 
 @dataclass(frozen=True)
@@ -335,7 +335,7 @@ def _open(
     is done already (``Releases.settled``: then no tarball is read, no key decrypted)."""
     settings, runner, env = ctx.settings, ctx.runner, ctx.env
     with ThreadPoolExecutor(2) as side:
-        pinned = side.submit(signing.require_pinned_cosign, runner)
+        pinned = side.submit(signing.require_pinned_cosign, runner, settings.state_root / SEEN)
         manifest, gate_doc = _preflight(settings, runner, env, options)
         pinned.result()
         signing.ensure_signer(settings, runner, env)  # a local key pair is made before first use

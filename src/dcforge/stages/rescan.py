@@ -91,7 +91,7 @@ def run(ctx: Context, options: RescanOptions) -> dict[str, Any]:
     settings, env = ctx.settings, ctx.env
     now = options.now or dt.datetime.now(dt.UTC)
     check_scanner_env(env)
-    tools = check_tools(ctx.runner, ("trivy",))
+    tools = check_tools(ctx.runner, ("trivy",), settings.state_root / toolchain.SEEN)
     rels = ctx.releases
     try:
         _, pinned = rels.fetch(release.LAST_KNOWN_GOOD)
