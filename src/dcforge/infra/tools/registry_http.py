@@ -32,6 +32,7 @@ from typing import Any
 from urllib.parse import urljoin
 
 import requests
+from requests.adapters import HTTPAdapter
 
 from dcforge.core.errors import ToolError
 from dcforge.core.refs import DIGEST_RE
@@ -44,6 +45,7 @@ MANIFEST_TYPES = (
     "application/vnd.oci.artifact.manifest.v1+json",
 )
 ACCEPT = ", ".join(MANIFEST_TYPES)
+POOL = 64  # connections kept per host
 MAX_MANIFEST = 4 * 1024 * 1024  # the distribution spec's advice for manifest size
 MAX_BLOB_JSON = 16 * 1024 * 1024
 # Docker Hub: images are named docker.io/…, served from registry-1.docker.io, and its
@@ -210,6 +212,10 @@ class HttpRegistry:
     _lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
 
     def __post_init__(self) -> None:
+        # As many kept-alive connections per host as publish and verify run threads (a
+        # smaller pool drops connections with a warning on stderr).
+        for scheme in ("http://", "https://"):
+            self._session.mount(scheme, HTTPAdapter(pool_connections=8, pool_maxsize=POOL))
         # Kept-alive connections are closed with the client, not left to the collector.
         weakref.finalize(self, self._session.close)
 
