@@ -48,7 +48,7 @@ from dcforge.infra.floating_tags import FloatingTags
 from dcforge.infra.pin_store import PinStore
 from dcforge.infra.release_checks import ReleaseChecks
 from dcforge.infra.tools.cosign import Cosign
-from dcforge.infra.tools.registry import ABSENT, Registry
+from dcforge.infra.tools.registry import Registry, is_absent
 
 
 @dataclass(frozen=True)
@@ -111,7 +111,7 @@ class Releases:
         try:
             return self.registry.tags(self.repository)
         except ToolError as err:
-            if ABSENT.search(f"{err} {err.details}"):
+            if is_absent(err):
                 return []
             raise RegistryError(f"cannot list releases in {self.repository}: {err}") from None
 

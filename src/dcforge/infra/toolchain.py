@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from dcforge.core.errors import ToolError
+from dcforge.core.errors import DcforgeError, ToolError
 from dcforge.core.files import atomic_write_json
 from dcforge.core.hashing import file_sha256
 from dcforge.core.toolpins import matches, pins
@@ -89,30 +89,27 @@ def check(
     seen: Path | None = None,
 ) -> Tool:
     """The tool on PATH, refused unless it is the pinned version; with its file's sha256
-    unless not ``hashed`` (a 70 MB binary takes 0.07 s). ``seen``: a file remembering what
-    an earlier run found for this very file (its device, inode, size, modification and
-    change times, as git's index tells a changed file): asking a binary its version costs a
-    process, 0.1 s for Trivy; any change to the file asks it again."""
+    unless not ``hashed`` (a 70 MB binary takes 0.07 s). ``seen``: a file remembering the
+    version an earlier run found for this very file (its device, inode, size, modification
+    and change times, as git's index tells a changed file): asking a binary its version
+    costs a process, 0.1 s for Trivy; any change to the file asks it again."""
     want = (pinned or pins())[tool]
     path = str(Path(runner.which(tool)).resolve())
     if runner.dry_run:
         return Tool(tool, want, want, path, "")
     stamp = _stamp(path)
     known = _recall(seen, path, stamp) if seen else None
-    fresh = not (known and (known.get("sha256") or not hashed))
-    if known and not fresh:
-        found, sha = str(known.get("version", "")), str(known.get("sha256", ""))
-    else:
-        found = _version(runner, tool, path)
-        sha = file_sha256(Path(path)) if hashed else ""
+    found = str(known["version"]) if known else _version(runner, tool, path)
     if not matches(found, want):
         raise ToolError(
             f"{tool} at {path} is version {found or 'unknown'}, but dcforge pins {want} "
             "— install the pinned version (pip install -e . / scripts/bootstrap)"
         )
-    if seen and fresh and stamp == _stamp(path):
-        _remember(seen, path, {"stamp": stamp, "version": found, "sha256": sha})
-    return Tool(tool, found, want, path, sha if hashed else "")
+    # The sha256 the verdict records is always of the file as it is now.
+    sha = file_sha256(Path(path)) if hashed else ""
+    if seen and not known and stamp == _stamp(path):
+        _remember(seen, path, {"stamp": stamp, "version": found})
+    return Tool(tool, found, want, path, sha)
 
 
 def _stamp(path: str) -> list[int]:
@@ -125,7 +122,9 @@ def _recall(seen: Path, path: str, stamp: list[int]) -> dict[str, Any] | None:
         entry = json.loads(seen.read_text()).get(path)
     except (OSError, ValueError, AttributeError):
         return None
-    return entry if isinstance(entry, dict) and entry.get("stamp") == stamp else None
+    if not isinstance(entry, dict) or entry.get("stamp") != stamp:
+        return None
+    return entry if isinstance(entry.get("version"), str) else None
 
 
 def _remember(seen: Path, path: str, entry: dict[str, Any]) -> None:
@@ -137,6 +136,6 @@ def _remember(seen: Path, path: str, entry: dict[str, Any]) -> None:
     if not isinstance(known, dict):
         known = {}
     known[path] = entry
-    with contextlib.suppress(OSError):
+    with contextlib.suppress(OSError, DcforgeError):
         seen.parent.mkdir(parents=True, exist_ok=True)
         atomic_write_json(seen, known)

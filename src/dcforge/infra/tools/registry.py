@@ -17,15 +17,23 @@ from typing import Any
 
 from dcforge.core import oci_archive
 from dcforge.core.errors import BuildError, RegistryError, ToolError
-from dcforge.core.refs import registry_host
+from dcforge.core.refs import DIGEST_RE, registry_host
 from dcforge.infra import log
 from dcforge.infra.retry import transient
 from dcforge.infra.runner import Result, Runner
-from dcforge.infra.tools.registry_http import HttpRegistry
+from dcforge.infra.tools.registry_http import HttpRegistry, HttpStatusError
 
 TITLE = "org.opencontainers.image.title"
 MAX_ARTIFACT_FILE = 64 * 1024 * 1024  # release records and pins: JSON documents
 ABSENT = re.compile(r"not found|name unknown|manifest unknown|repository name not known", re.I)
+
+
+def is_absent(err: ToolError) -> bool:
+    """The registry said the thing does not exist: a 404 from the in-process client (any
+    other status is not "absent", whatever its message says), "not found" from a tool."""
+    if isinstance(err, HttpStatusError):
+        return err.status == 404
+    return bool(ABSENT.search(f"{err} {err.details}"))
 
 
 def _http_flags(plain_http: bool) -> list[str]:
@@ -217,7 +225,7 @@ class Registry:
         try:
             return transient(lambda: self.http.manifest(reference)).digest
         except ToolError as err:
-            if ABSENT.search(f"{err} {err.details}"):
+            if is_absent(err):
                 return None
             raise RegistryError(
                 f"cannot reach the registry for {reference}: {err} — is it up (scripts/bootstrap)?"
@@ -278,7 +286,9 @@ class Registry:
     def tag(self, ref_at_digest: str, new_tags: list[str]) -> None:
         """Point ``new_tags`` at the manifest ``ref_at_digest`` (its bytes stored under each
         tag, so the digest is kept)."""
-        repository = ref_at_digest.split("@", 1)[0]
+        repository, at, digest = ref_at_digest.partition("@")
+        if not at or not DIGEST_RE.match(digest):
+            raise RegistryError(f"{ref_at_digest}: tags are moved to a digest, not to a tag")
         if self.runner.dry_run:
             log.info(f"+ tag {ref_at_digest} as {', '.join(new_tags)}  (dry run: not run)")
             return

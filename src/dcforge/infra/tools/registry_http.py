@@ -29,13 +29,15 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import urljoin
+from urllib.parse import urljoin, urlsplit
 
 import requests
+import urllib3
 from requests.adapters import HTTPAdapter
 
 from dcforge.core.errors import ToolError
-from dcforge.core.refs import DIGEST_RE
+from dcforge.core.refs import split_reference
+from dcforge.infra.runner import tool_env
 
 MANIFEST_TYPES = (
     "application/vnd.oci.image.index.v1+json",
@@ -47,6 +49,7 @@ MANIFEST_TYPES = (
 ACCEPT = ", ".join(MANIFEST_TYPES)
 POOL = 64  # connections kept per host
 MAX_MANIFEST = 4 * 1024 * 1024  # the distribution spec's advice for manifest size
+MAX_LIST = 64 * 1024 * 1024  # one page of tags or repositories
 MAX_BLOB_JSON = 16 * 1024 * 1024
 # Docker Hub: images are named docker.io/…, served from registry-1.docker.io, and its
 # credentials are filed under the v1 index URL.
@@ -85,7 +88,7 @@ def _auth_entry(auths: Mapping[str, Any], host: str) -> Mapping[str, Any] | None
     by the v1 index URL."""
     keys = [host, f"https://{host}", f"http://{host}", f"https://{host}/v1/", f"https://{host}/v2/"]
     if host in DOCKER_HUB or host in DOCKER_HUB.values():
-        keys.append(DOCKER_HUB_KEY)
+        keys.append(DOCKER_HUB_KEY)  # Docker files Hub logins under the v1 index URL
     for key in keys:
         entry = auths.get(key)
         if isinstance(entry, Mapping):
@@ -104,9 +107,10 @@ def credentials(host: str, env: Mapping[str, str]) -> tuple[str, str] | None:
         raise ToolError(f"cannot read registry credentials from {path}: {err}") from None
     if not isinstance(config, dict):
         raise ToolError(f"cannot read registry credentials from {path}: not a JSON object")
+    hub = host in DOCKER_HUB or host in DOCKER_HUB.values()
     helper = (config.get("credHelpers") or {}).get(host) or config.get("credsStore")
     if helper:
-        return _from_helper(str(helper), DOCKER_HUB_KEY if host in DOCKER_HUB else host, env)
+        return _from_helper(str(helper), DOCKER_HUB_KEY if hub else host, env)
     entry = _auth_entry(config.get("auths") or {}, host)
     if entry is None:
         return None
@@ -132,7 +136,7 @@ def _from_helper(helper: str, server: str, env: Mapping[str, str]) -> tuple[str,
     try:
         proc = subprocess.run(
             [program, "get"], input=server, capture_output=True, text=True, timeout=60,
-            env=dict(env), check=False,
+            env=tool_env(program, env), check=False,
         )  # fmt: skip
     except (OSError, subprocess.TimeoutExpired) as err:
         raise ToolError(f"the credential helper {program} could not run: {err}") from None
@@ -160,6 +164,15 @@ def ca_bundle(env: Mapping[str, str]) -> str | bool:
     return system if system and Path(system).is_file() else True
 
 
+class HttpStatusError(ToolError):
+    """The registry answered with an error status: ``status`` says which (404 alone means
+    "absent"; a message naming "not found" under another status is no such answer)."""
+
+    def __init__(self, message: str, status: int) -> None:
+        super().__init__(message)
+        self.status = status
+
+
 @dataclass(frozen=True)
 class Ref:
     host: str  # as written in the reference (with port)
@@ -169,15 +182,13 @@ class Ref:
 
     @classmethod
     def parse(cls, reference: str) -> Ref:
-        name, _, digest = reference.partition("@")
-        tag = ""
-        if ":" in name.rsplit("/", 1)[-1]:
-            name, _, tag = name.rpartition(":")
+        """Checked as the distribution spec names repositories and tags (nothing of it
+        can reach another path of the registry's API)."""
+        try:
+            name, tag, digest = split_reference(reference)
+        except ValueError as err:
+            raise ToolError(str(err)) from None
         host, _, repository = name.partition("/")
-        if not host or not repository or (digest and not DIGEST_RE.match(digest)):
-            raise ToolError(
-                f"{reference!r} is not an image reference (registry/repository[:tag][@sha256:…])"
-            )
         return cls(host, repository, tag, digest)
 
     @property
@@ -216,6 +227,9 @@ class HttpRegistry:
         # smaller pool drops connections with a warning on stderr).
         for scheme in ("http://", "https://"):
             self._session.mount(scheme, HTTPAdapter(pool_connections=8, pool_maxsize=POOL))
+        # Nothing from the process environment or ~/.netrc rides along (requests would put
+        # netrc credentials over the registry's token); proxies from this client's env only.
+        self._session.trust_env = False
         # Kept-alive connections are closed with the client, not left to the collector.
         weakref.finalize(self, self._session.close)
 
@@ -261,10 +275,20 @@ class HttpRegistry:
         """Store ``manifest`` under the tag ``reference`` names (a tag move: the bytes, so
         the digest, unchanged)."""
         ref = Ref.parse(reference)
-        headers = {"Content-Type": manifest.media_type or _declared_type(manifest)}
-        self._request(
+        declared = _declared_type(manifest)
+        if manifest.media_type and declared and manifest.media_type != declared:
+            raise ToolError(
+                f"{reference}: the registry served {manifest.digest} as {manifest.media_type}, "
+                f"its body says {declared}: not moved"
+            )
+        headers = {"Content-Type": declared or manifest.media_type or MANIFEST_TYPES[1]}
+        r = self._request(
             "PUT", ref, f"manifests/{ref.target}", "pull,push", headers=headers, data=manifest.body
         )
+        stored = r.headers.get("Docker-Content-Digest", manifest.digest)
+        r.close()
+        if stored != manifest.digest:
+            raise ToolError(f"{reference}: the registry stored {stored}, not {manifest.digest}")
 
     # -- the protocol --------------------------------------------------------------------
 
@@ -282,11 +306,17 @@ class HttpRegistry:
         return f"{self._scheme(ref.host)}://{_api_host(ref.host)}/v2/{ref.repository}/"
 
     def _paged(self, ref: Ref, url: str, action: str, key: str) -> list[str]:
+        """Every page of a list; a next page must be on the first page's scheme, host and
+        port (the credentials go with it), and no page is read twice."""
         found: list[str] = []
+        origin, pages = urlsplit(url)[:2], set()
         while url:
+            if urlsplit(url)[:2] != origin or url in pages:
+                raise ToolError(f"the registry's next page {url} leaves {origin[1]} or loops")
+            pages.add(url)
             r = self._request("GET", ref, url, action)
             try:
-                found += [str(x) for x in (r.json().get(key) or [])]
+                found += [str(x) for x in (json.loads(_bounded(r, MAX_LIST, url)).get(key) or [])]
             except (ValueError, AttributeError):
                 raise ToolError(f"the registry answered no {key} list at {url}") from None
             url = next_link(r.headers.get("Link", ""), url)
@@ -325,7 +355,7 @@ class HttpRegistry:
         try:
             return self._session.request(
                 method, url, headers=headers, data=data, timeout=self.timeout,
-                verify=ca_bundle(self.env), stream=True,
+                verify=ca_bundle(self.env), stream=True, proxies=proxies(url, self.env),
             )  # fmt: skip
         except requests.exceptions.SSLError as err:
             raise ToolError(
@@ -386,21 +416,21 @@ class HttpRegistry:
                     "client_id": "dcforge",
                 }
                 r = self._session.post(
-                    realm, data=form, timeout=self.timeout, verify=ca_bundle(self.env)
-                )
+                    realm, data=form, timeout=self.timeout, verify=ca_bundle(self.env),
+                    proxies=proxies(realm, self.env), stream=True,
+                )  # fmt: skip
             else:
                 r = self._session.get(
-                    realm,
-                    params=query,
-                    auth=creds,
-                    timeout=self.timeout,
-                    verify=ca_bundle(self.env),
-                )
+                    realm, params=query, auth=creds, timeout=self.timeout,
+                    verify=ca_bundle(self.env), proxies=proxies(realm, self.env), stream=True,
+                )  # fmt: skip
         except requests.exceptions.RequestException as err:
             raise ToolError(
                 f"the token service {realm} for {host}: connection refused or reset "
                 f"({_reason(err)})"
             ) from None
+        if r.status_code >= 400:
+            r.close()
         if r.status_code in (401, 403):
             raise ToolError(
                 f"{host}: unauthorized: the token service {realm} refused the credentials "
@@ -409,7 +439,7 @@ class HttpRegistry:
         if r.status_code >= 400:
             raise ToolError(f"{host}: the token service {realm} answered {r.status_code}")
         try:
-            body = r.json()
+            body = json.loads(_bounded(r, MAX_MANIFEST, realm))
             return str(body.get("token") or body["access_token"])
         except (ValueError, KeyError, AttributeError):
             raise ToolError(f"{host}: the token service {realm} answered no token") from None
@@ -424,20 +454,36 @@ def _basic_header(creds: tuple[str, str]) -> str:
 
 
 def _bounded(r: requests.Response, limit: int, what: str) -> bytes:
-    body = r.raw.read(limit + 1, decode_content=True)
-    r.close()
+    """At most ``limit`` bytes of the body; a body cut short is a reset connection (retried),
+    never a partial answer."""
+    try:
+        body = r.raw.read(limit + 1, decode_content=True)
+    except (urllib3.exceptions.HTTPError, requests.exceptions.RequestException, OSError) as err:
+        raise ToolError(
+            f"{what}: connection reset: the body was cut short ({_reason(err)})"
+        ) from None
+    finally:
+        r.close()
     if len(body) > limit:
         raise ToolError(f"the registry served more than {limit} bytes for {what}: refused")
     return bytes(body)
 
 
 def _declared_type(manifest: Manifest) -> str:
+    """The media type the manifest's body declares ("" when it declares none)."""
     doc = manifest.json()
-    return (
-        str(doc.get("mediaType") or MANIFEST_TYPES[1])
-        if isinstance(doc, dict)
-        else MANIFEST_TYPES[1]
-    )
+    return str(doc.get("mediaType") or "") if isinstance(doc, dict) else ""
+
+
+def proxies(url: str, env: Mapping[str, str]) -> dict[str, str]:
+    """The proxy for ``url`` from ``env`` (HTTPS_PROXY / HTTP_PROXY / NO_PROXY, either case),
+    as the Go tools read them."""
+    scheme = urlsplit(url).scheme
+    found = env.get(f"{scheme}_proxy") or env.get(f"{scheme.upper()}_PROXY")
+    no_proxy = env.get("no_proxy") or env.get("NO_PROXY") or ""
+    if not found or requests.utils.should_bypass_proxies(url, no_proxy=no_proxy):
+        return {}
+    return {scheme: found}
 
 
 def _reason(err: BaseException) -> str:
@@ -451,15 +497,14 @@ def _failure(method: str, url: str, r: requests.Response) -> ToolError:
     """A ToolError worded as oras words it: ``name unknown``/``manifest unknown`` for a
     missing repository or manifest, the status code for the rest."""
     try:
-        errors = r.json().get("errors") or []
+        errors = json.loads(_bounded(r, 64 * 1024, url)).get("errors") or []
         said = "; ".join(
             f"{str(e.get('code', '')).replace('_', ' ').lower()}: {e.get('message', '')}"
             for e in errors
         )
-    except (ValueError, AttributeError):
+    except (ValueError, AttributeError, TypeError, ToolError):
         said = ""
-    finally:
-        r.close()
     if r.status_code == 404 and not said:
         said = "not found"
-    return ToolError(f"{method} {url}: {r.status_code} {r.reason}: {said}".rstrip(": "))
+    text = f"{method} {url}: {r.status_code} {r.reason}: {said[:300]}".rstrip(": ")
+    return HttpStatusError(text, r.status_code)
