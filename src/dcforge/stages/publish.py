@@ -171,9 +171,8 @@ def _sign_all(run: _Run, outcomes: list[Outcome], runs: int) -> float:
 
 
 def _phase_one(run: _Run, workers: int) -> tuple[list[Outcome], float]:
-    """Push every permutation and attest its images as soon as it is pushed (side by
-    side), signing them then too when they are signed here; then sign every image still
-    unsigned in a few cosign runs. Returns the outcomes and the seconds that took."""
+    """Push and attest each permutation (side by side, signing as pushed where it can); then
+    sign every image still unsigned in a few cosign runs. The outcomes, and the seconds."""
     entries = run.manifest.permutations
     seen: dict[str, int] = {}
     for entry in entries:
@@ -181,6 +180,7 @@ def _phase_one(run: _Run, workers: int) -> tuple[list[Outcome], float]:
             ref = f"{entry.repository}@{digest}"
             seen[ref] = seen.get(ref, 0) + 1
     shared = frozenset(ref for ref, count in seen.items() if count > 1)
+    run.releases.checks.prefetch_attested(list(seen))  # reused images: in batches
     with ThreadPoolExecutor(workers) as pool:
         outcomes = list(pool.map(lambda e: _push_for(run, e, shared), entries))
     _not_verified(run, outcomes)
