@@ -21,6 +21,7 @@ import json
 import math
 import os
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -308,6 +309,44 @@ def planning_1000(work: Path) -> float:
     return float(sh([sys.executable, "-c", code]).strip().splitlines()[-1])
 
 
+PROFILED = ("trivy", "syft", "docker", "skopeo", "oras")  # cosign: its pin check reads dpkg
+
+
+def profile_one(work: Path, reg: LocalRegistry, db: str) -> dict[str, Any]:
+    """Where a pipeline of 1 spends its time: build, gate and publish of one permutation
+    (cold, as in the sizes), each tool behind a wrapper that logs how long each call took.
+    Per step: wall seconds, seconds in each tool (summed over its calls, which may overlap),
+    and the rest — dcforge itself (start-up, hashing, registry reads) and cosign."""
+    root = make_project(work / "profile1", 1, f"{reg.host}/profile1")
+    shims, log = work / "profile-shims", work / "profile-calls.log"
+    shims.mkdir(exist_ok=True)
+    for tool in PROFILED:
+        real = shutil.which(tool, path=ENV_BASE["PATH"])
+        (shims / tool).write_text(
+            f'#!/bin/sh\ns=$(date +%s.%N)\n"{real}" "$@"\nrc=$?\n'
+            f'echo "{tool} $s $(date +%s.%N)" >> "{log}"\nexit $rc\n'
+        )
+        (shims / tool).chmod(0o755)
+    env = {"DCFORGE_TRIVY_DB_REPOSITORY": db, "PATH": f"{shims}:{ENV_BASE['PATH']}"}
+    prune_build_cache()
+    out: dict[str, Any] = {}
+    for step in (("build", "--no-prune", "--no-smoke"), ("gate",), ("publish",)):
+        log.unlink(missing_ok=True)
+        wall = timed(functools.partial(dcforge, root, *step, env=env))
+        tools: dict[str, float] = {}
+        calls: dict[str, int] = {}
+        for line in log.read_text().splitlines() if log.exists() else []:
+            tool, start, end = line.split()
+            tools[tool] = tools.get(tool, 0.0) + float(end) - float(start)
+            calls[tool] = calls.get(tool, 0) + 1
+        out[step[0]] = {"wall": wall, "tools": tools, "calls": calls}
+    out["startup_s"] = statistics.median(
+        timed(functools.partial(dcforge, root, "--version")) for _ in range(5)
+    )
+    shutil.rmtree(work / "profile1", ignore_errors=True)
+    return out
+
+
 def run_size(n: int, work: Path, reg: LocalRegistry, db: str) -> dict[str, Any]:
     ns = f"n{n}"
     root = make_project(work / ns, n, f"{reg.host}/{ns}")
@@ -568,7 +607,7 @@ def reproduce(work: Path, reg: LocalRegistry, n: int, shipped: bool) -> dict[str
     return r
 
 
-PARTS = ("planning", "sizes", "two_platform", "reproduce", "cve_clock", "scale")
+PARTS = ("planning", "profile", "sizes", "two_platform", "reproduce", "cve_clock", "scale")
 
 
 def main() -> int:
@@ -576,7 +615,10 @@ def main() -> int:
     parser.add_argument("--sizes", default="", help="comma-separated N (default 1,4,16)")
     parser.add_argument("--full", action="store_true", help="sizes 1,4,16,64")
     parser.add_argument(
-        "--scale", type=int, default=1000, help="tiny-image scale N (0: skip; default 1000)"
+        "--scale",
+        default="1000",
+        help="tiny-image scale N, or a comma list (a smaller N beside it shows how each stage "
+        "grows; 0: skip; default 1000)",
     )
     parser.add_argument("--out", type=Path, default=ROOT / "dist/bench")
     parser.add_argument(
@@ -595,19 +637,20 @@ def main() -> int:
     if unknown := only - set(PARTS):
         parser.error(f"--only: unknown scenario(s) {', '.join(sorted(unknown))}")
     start = time.perf_counter()
+    results: list[dict[str, Any]] = []
+    extras: dict[str, Any] = {}
     with tempfile.TemporaryDirectory(prefix="dcforge-bench-") as tmp:
         work = Path(tmp)
         reg = LocalRegistry(work / "registry")
         reg.start()
         try:
             db = prepare_db(work)
-            extras: dict[str, Any] = {}
             if "planning" in only:
                 extras["planning_1000_s"] = planning_1000(work)
-            results = [
-                median_run([run_size(n, work, reg, db) for _ in range(k)])
-                for n in (sizes if "sizes" in only else [])
-            ]
+            if "profile" in only:
+                extras["profile_one"] = profile_one(work, reg, db)
+            for n in sizes if "sizes" in only else []:
+                results.append(median_run([run_size(n, work, reg, db) for _ in range(k)]))
             if "two_platform" in only:
                 extras["two_platform_cold_build"] = median_run(
                     [two_platform_cold(work, reg) for _ in range(k)]
@@ -616,11 +659,14 @@ def main() -> int:
                 extras["reproduce"] = reproduce(work, reg, 8, shipped=args.full)
             if "cve_clock" in only:
                 extras["cve_clock"] = median_run([cve_clock(work, reg) for _ in range(k)])
-            if args.scale and "scale" in only:
-                extras["scale"] = median_run([scale(args.scale, work, reg, db) for _ in range(k)])
+            scales = sorted(int(x) for x in str(args.scale).split(",") if int(x) > 0)
+            if scales and "scale" in only:
+                points = [median_run([scale(n, work, reg, db) for _ in range(k)]) for n in scales]
+                extras["scale"], extras["scale_smaller"] = points[-1], points[:-1]
         finally:
             reg.stop()
-    report(results, extras, args.out, time.perf_counter() - start, LAYER_MB, machine())
+            # What ran is reported even when a later scenario failed.
+            report(results, extras, args.out, time.perf_counter() - start, LAYER_MB, machine())
     return 0
 
 

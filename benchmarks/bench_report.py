@@ -131,16 +131,41 @@ def _scale_rows(sc: dict[str, Any] | None) -> list[str]:
     return lines
 
 
-def _stage_table(sc: dict[str, Any] | None) -> list[str]:
-    """Seconds per stage at the scale, and per permutation (a stage that grows faster
-    than N shows as a per-permutation figure that grows with N)."""
+PROFILED = ("trivy", "syft", "docker", "skopeo", "oras")
+
+
+def _one_table(prof: dict[str, Any] | None) -> list[str]:
+    """Where a pipeline of 1 spends its time (bench.profile_one)."""
+    if not prof:
+        return []
+    start = f"`python -m dcforge --version` alone: {prof['startup_s']:.2f} s"
+    lines = ["", f"Where a pipeline of 1 spends its time (one cold run; {start}):", ""]
+    heads = " | ".join(f"{t} Σ (calls)" for t in PROFILED)
+    lines.append(f"| step | wall (s) | {heads} | the rest: dcforge, cosign (s) |")
+    lines.append("|---" * (len(PROFILED) + 3) + "|")
+    for step in ("build", "gate", "publish"):
+        got = prof.get(step)
+        if not got:
+            continue
+        cells = [f"{got['tools'].get(t, 0):.2f} ({got['calls'].get(t, 0)})" for t in PROFILED]
+        rest = got["wall"] - sum(got["tools"].values())
+        lines.append(_row([step, f"{got['wall']:.2f}", *cells, f"{max(rest, 0):.2f}"]))
+    return lines
+
+
+def _stage_table(sc: dict[str, Any] | None, smaller: list[dict[str, Any]]) -> list[str]:
+    """Seconds per stage at the scale, and per permutation at each N run (a stage that
+    grows faster than N shows as a per-permutation figure that grows with N)."""
     if not sc or not sc.get("stages"):
         return []
+    points = [*smaller, sc]
     n = sc["n"]
     lines = ["", f"Every stage at N = {n} tiny permutations (medians):", ""]
-    lines += ["| stage | seconds | ms / permutation |", "|---|---|---|"]
+    per = " | ".join(f"ms / perm. at N = {p['n']}" for p in points)
+    lines += [f"| stage | seconds | {per} |", "|---" * (len(points) + 2) + "|"]
     for stage, secs in sc["stages"].items():
-        lines.append(_row([stage.replace("_", " "), f"{secs:.2f}", f"{1000 * secs / n:.1f}"]))
+        cells = [f"{1000 * p['stages'].get(stage, float('nan')) / p['n']:.1f}" for p in points]
+        lines.append(_row([stage.replace("_", " "), f"{secs:.2f}", *cells]))
     return lines
 
 
@@ -219,7 +244,8 @@ def tables(data: dict[str, Any]) -> list[str]:
         *_scenario_rows(results),
         *_once_rows(data),
     ]
-    lines += _stage_table(sc)
+    lines += _stage_table(sc, data.get("scale_smaller") or [])
+    lines += _one_table(data.get("profile_one"))
     lines += _profile_table([*results, *([sc] if sc else [])])
     lines.append("")
     lines.append(

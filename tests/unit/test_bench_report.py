@@ -3,12 +3,15 @@ each run's own ratio (scenario and baseline from the same run), shown with its s
 
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
 
+import pytest
+
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
 
-from bench_report import median_run, ratio, report
+from bench_report import BEGIN, END, docs_with_table, median_run, ratio, report, tables
 
 
 def _run(ours: float, base: float, **extra: object) -> dict[str, object]:
@@ -46,3 +49,49 @@ def test_the_table_shows_the_median_and_the_spread(tmp_path: Path) -> None:
     row = next(line for line in table.splitlines() if line.startswith("| publish N | 4"))
     assert "0.40\N{MULTIPLICATION SIGN} (0.20 to 0.50)" in row and "met" in row
     assert "medians of 3 run(s)" in table
+
+
+def _scale(**stages: float) -> dict[str, object]:
+    return {
+        "n": 1000,
+        "publish_dcforge": 100.0,
+        "publish_same_work_script": 800.0,
+        "script_sample": 64,
+        "rollback_dcforge": stages.get("rollback", 10.0),
+        "verified_rollback_dcforge": stages.get("rollback", 10.0) + stages.get("verify", 5.0),
+        "rollback_verified": True,
+        "stages": {"plan": 1.0, "build": 300.0, **stages},
+    }
+
+
+def test_the_scale_rows_give_every_stage_per_permutation(tmp_path: Path) -> None:
+    data = {"machine": "m", "layer_mb": 50, "elapsed_s": 60.0, "sizes": []}
+    data["scale"] = median_run([_scale(rollback=12.0, verify=9.0)])
+    table = "\n".join(tables(data))
+    assert "| publish N (tiny images) | 1000 | 100.00 | 0.100 |" in table
+    assert "(64 timed, scaled to N)" in table and "0.12\N{MULTIPLICATION SIGN}" in table
+    assert "| rollback N (tiny images) + verify | 1000 | 21.00 |" in table
+    assert "< 30 s met" in table
+    assert "| build | 300.00 | 300.0 |" in table  # ms per permutation
+    slow = median_run([_scale(rollback=25.0, verify=9.0)])
+    assert "< 30 s **missed**" in "\n".join(tables({**data, "scale": slow}))
+
+
+def test_the_docs_table_is_rewritten_between_its_markers_only() -> None:
+    data = {"machine": "m", "layer_mb": 50, "elapsed_s": 60.0, "sizes": [], "scale": _scale()}
+    doc = f"intro\n{BEGIN}\nold table\n{END}\nafter\n"
+    new = docs_with_table(doc, data)
+    assert new.startswith(f"intro\n{BEGIN}\nMachine: m.") and new.endswith(f"{END}\nafter\n")
+    assert "old table" not in new
+    assert docs_with_table(new, data) == new
+    with pytest.raises(ValueError, match="bench-table"):
+        docs_with_table("no markers", data)
+
+
+def test_the_docs_table_is_the_kept_results() -> None:
+    """docs/benchmarks.md's table is what docs/bench-results.json generates: figures in
+    the docs come from a run's output, never from a hand-kept table."""
+    root = Path(__file__).resolve().parents[2]
+    doc = (root / "docs/benchmarks.md").read_text()
+    data = json.loads((root / "docs/bench-results.json").read_text())
+    assert docs_with_table(doc, data) == doc
