@@ -56,6 +56,18 @@ def token_registry(tmp_path: Path) -> Iterator[TokenRegistry]:
             reg.stop()
 
 
+@pytest.fixture
+def notes(token_registry: TokenRegistry, tmp_path: Path) -> tuple[Runner, str]:
+    """Logged in with ``oras login`` (the Docker config under the registry's HOME), and
+    ``team/notes:v1`` pushed: (a runner with that HOME, the repository)."""
+    tr = token_registry
+    runner = Runner(env=tr.env())
+    oras_oracle.login(runner, tr.registry.host, USER, tr.tokens.password, plain_http=True)
+    repo = f"{tr.registry.host}/team/notes"
+    _push(runner, tmp_path, f"{repo}:v1", "note\n")
+    return runner, repo
+
+
 def _push(runner: Runner, work: Path, reference: str, text: str) -> None:
     (work / "note.txt").write_text(text)
     runner.run(
@@ -97,14 +109,9 @@ def test_token_auth_reads_what_oras_reads(token_registry: TokenRegistry, tmp_pat
 
 
 def test_token_auth_refusals_are_one_clear_line(
-    token_registry: TokenRegistry, tmp_path: Path
+    token_registry: TokenRegistry, notes: tuple[Runner, str], tmp_path: Path
 ) -> None:
-    tr = token_registry
-    runner = Runner(env=tr.env())
-    oras_oracle.login(runner, tr.registry.host, USER, tr.tokens.password, plain_http=True)
-    repo = f"{tr.registry.host}/team/notes"
-    _push(runner, tmp_path, f"{repo}:v1", "note\n")
-
+    tr, (_, repo) = token_registry, notes
     anonymous = Registry(Runner(env=tr.env(HOME=str(tmp_path))), frozenset({"localhost"}))
     with pytest.raises(RegistryError, match=r"unauthorized|denied|UNAUTHORIZED"):
         anonymous.resolve(f"{repo}:v1")
@@ -121,14 +128,10 @@ def test_token_auth_refusals_are_one_clear_line(
 
 
 def test_credentials_from_a_credential_helper(
-    token_registry: TokenRegistry, tmp_path: Path
+    token_registry: TokenRegistry, notes: tuple[Runner, str], tmp_path: Path
 ) -> None:
     """``credHelpers`` names a program that answers the credential helper protocol."""
-    tr = token_registry
-    runner = Runner(env=tr.env())
-    oras_oracle.login(runner, tr.registry.host, USER, tr.tokens.password, plain_http=True)
-    repo = f"{tr.registry.host}/team/notes"
-    _push(runner, tmp_path, f"{repo}:v1", "note\n")
+    tr, (runner, repo) = token_registry, notes
     bin_dir, home = tmp_path / "bin", tmp_path / "helper-home"
     bin_dir.mkdir()
     (home / ".docker").mkdir(parents=True)
