@@ -7,6 +7,7 @@ path blocks; none reports "no vulnerabilities".
 
 from __future__ import annotations
 
+import contextvars
 import datetime as dt
 import shutil
 import tempfile
@@ -155,15 +156,19 @@ def _scan_platform(
     if not oci_archive.same_platform(found, platform):
         problems.append(f"the {platform} image {digest[:19]} is a {found} image")
     rescan = partial(trivy.scan, runner, image, gctx.reports_dir / f"{stem}.trivy.json")
-    try:
-        report = rescan(gctx.db.options)
-        log.step(entry.name, "scanned" + f" {platform}" * entry.multi_platform)
-    except DcforgeError as err:
-        problems.append(f"the vulnerability scan failed: {err}")
-    doc = scan_setup.sbom(
-        stem, problems, lambda spdx, cdx: syft.sbom_layout(runner, image, spdx, cdx), gctx,
-        digest, found,
-    )  # fmt: skip
+    make = partial(syft.sbom_layout, runner, image)
+    said: list[str] = []  # syft's problems, after Trivy's (as when they ran in turn)
+    with ThreadPoolExecutor(1) as side:  # syft beside Trivy: both only read the layout
+        sbom = side.submit(
+            contextvars.copy_context().run, scan_setup.sbom, stem, said, make, gctx, digest, found
+        )
+        try:
+            report = rescan(gctx.db.options)
+            log.step(entry.name, "scanned" + f" {platform}" * entry.multi_platform)
+        except DcforgeError as err:
+            problems.append(f"the vulnerability scan failed: {err}")
+        doc = sbom.result()
+    problems += said
     if gctx.cache is not None and report is not None and doc is not None and not problems:
         gctx.cache.put(digest, stem, gctx.reports_dir, found)  # without the VEX: its findings
     vexed = image_vex.apply(entry, platform, digest, report, rescan, gctx, problems)
