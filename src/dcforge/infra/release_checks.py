@@ -248,13 +248,11 @@ class ReleaseChecks:
         """Which of the types the image already has a verified attestation of, naming the
         image as subject (a re-run of a publish); none when it has no attestation manifest.
         ``vex``: the sha256 its VEX must have to count (another release's does not)."""
-        known = {p for p in ptypes if (ref_at_digest, p) in self.proven}
-        if len(known) == len(set(ptypes)):
-            return known
         repository, _, digest = ref_at_digest.partition("@")
         attestations = f"{repository}:{release.artifact_tag(digest, 'att')}"
         if self.registry.digest_or_none(attestations) is None:
-            return set()
+            return set()  # (also when a batch proved them, and they are gone since)
+        known = {p for p in ptypes if (ref_at_digest, p) in self.proven}
         return known | {
             ptype
             for ptype in ptypes
