@@ -248,9 +248,7 @@ class ReleaseChecks:
         """Which of the types the image already has a verified attestation of, naming the
         image as subject (a re-run of a publish); none when it has no attestation manifest.
         ``vex``: the sha256 its VEX must have to count (another release's does not)."""
-        repository, _, digest = ref_at_digest.partition("@")
-        attestations = f"{repository}:{release.artifact_tag(digest, 'att')}"
-        if self.registry.digest_or_none(attestations) is None:
+        if self.registry.digest_or_none(_attestations_tag(ref_at_digest)) is None:
             return set()  # (also when a batch proved them, and they are gone since)
         known = {p for p in ptypes if (ref_at_digest, p) in self.proven}
         return known | {
@@ -267,10 +265,7 @@ class ReleaseChecks:
         reusing 999 images: 2,000 cosign runs). A batch that does not verify as one
         statement per image proves nothing: its images are checked one by one."""
         with ThreadPoolExecutor(max_workers=VERIFY_WORKERS) as pool:
-            tags = [
-                f"{r.partition('@')[0]}:{release.artifact_tag(r.partition('@')[2], 'att')}"
-                for r in refs_at_digest
-            ]
+            tags = [_attestations_tag(r) for r in refs_at_digest]
             found = list(pool.map(self.registry.digest_or_none, tags))
             refs = [
                 (r, r.partition("@")[2]) for r, f in zip(refs_at_digest, found, strict=True) if f
@@ -425,3 +420,9 @@ class ReleaseChecks:
             if self.registry.digest_or_none(ref) != artifact:
                 return False  # changed since (re-attested, say): cosign decides
         return True
+
+
+def _attestations_tag(ref_at_digest: str) -> str:
+    """Where cosign keeps the attestations of the image ``repository@digest``."""
+    repository, _, digest = ref_at_digest.partition("@")
+    return f"{repository}:{release.artifact_tag(digest, 'att')}"

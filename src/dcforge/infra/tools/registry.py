@@ -17,7 +17,7 @@ from typing import Any
 
 from dcforge.core import oci_archive
 from dcforge.core.errors import BuildError, RegistryError, ToolError
-from dcforge.core.refs import DIGEST_RE, registry_host
+from dcforge.core.refs import DIGEST_RE, at_digest, registry_host
 from dcforge.infra import log
 from dcforge.infra.retry import transient
 from dcforge.infra.runner import Result, Runner
@@ -323,9 +323,6 @@ class Registry:
         writes them) in ``directory``, each checked against its digest."""
         directory.mkdir(parents=True, exist_ok=True)
         doc = self.manifest(reference)
-        repository = reference.split("@", 1)[0]
-        if ":" in repository.rsplit("/", 1)[-1]:
-            repository = repository[: repository.rfind(":")]
         for layer in doc.get("layers") or []:
             notes = layer.get("annotations") if isinstance(layer, dict) else None
             title = notes.get(TITLE) if isinstance(notes, dict) else None
@@ -333,7 +330,7 @@ class Registry:
                 continue
             if not isinstance(title, str) or "/" in title or title in (".", "..") or "\0" in title:
                 raise RegistryError(f"{reference}: the artifact names a file {title!r}: refused")
-            at = f"{repository}@{layer.get('digest', '')}"
+            at = at_digest(reference, str(layer.get("digest", "")))
             try:
                 body = transient(functools.partial(self.http.blob, at, MAX_ARTIFACT_FILE))
             except ToolError as err:

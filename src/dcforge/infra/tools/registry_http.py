@@ -36,7 +36,7 @@ import urllib3
 from requests.adapters import HTTPAdapter
 
 from dcforge.core.errors import ToolError
-from dcforge.core.refs import split_reference
+from dcforge.core.refs import registry_host, split_reference
 from dcforge.infra.runner import tool_env
 
 MANIFEST_TYPES = (
@@ -221,6 +221,7 @@ class HttpRegistry:
     _tokens: dict[tuple[str, str], str] = field(default_factory=dict, init=False, repr=False)
     _basic: dict[str, tuple[str, str] | None] = field(default_factory=dict, init=False, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
+    _verify: str | bool = field(default=True, init=False, repr=False)  # ca_bundle(env), once
 
     def __post_init__(self) -> None:
         # As many kept-alive connections per host as publish and verify run threads (a
@@ -230,6 +231,7 @@ class HttpRegistry:
         # Nothing from the process environment or ~/.netrc rides along (requests would put
         # netrc credentials over the registry's token); proxies from this client's env only.
         self._session.trust_env = False
+        self._verify = ca_bundle(self.env)
         # Kept-alive connections are closed with the client, not left to the collector.
         weakref.finalize(self, self._session.close)
 
@@ -293,14 +295,7 @@ class HttpRegistry:
     # -- the protocol --------------------------------------------------------------------
 
     def _scheme(self, host: str) -> str:
-        bare = (
-            host[1:].split("]", 1)[0]
-            if host.startswith("[")
-            else host.rsplit(":", 1)[0]
-            if host.count(":") == 1
-            else host
-        )
-        return "http" if bare in self.insecure_hosts else "https"
+        return "http" if registry_host(host) in self.insecure_hosts else "https"
 
     def _base(self, ref: Ref) -> str:
         return f"{self._scheme(ref.host)}://{_api_host(ref.host)}/v2/{ref.repository}/"
@@ -355,7 +350,7 @@ class HttpRegistry:
         try:
             return self._session.request(
                 method, url, headers=headers, data=data, timeout=self.timeout,
-                verify=ca_bundle(self.env), stream=True, proxies=proxies(url, self.env),
+                verify=self._verify, stream=True, proxies=proxies(url, self.env),
             )  # fmt: skip
         except requests.exceptions.SSLError as err:
             raise ToolError(
@@ -416,13 +411,13 @@ class HttpRegistry:
                     "client_id": "dcforge",
                 }
                 r = self._session.post(
-                    realm, data=form, timeout=self.timeout, verify=ca_bundle(self.env),
+                    realm, data=form, timeout=self.timeout, verify=self._verify,
                     proxies=proxies(realm, self.env), stream=True,
                 )  # fmt: skip
             else:
                 r = self._session.get(
                     realm, params=query, auth=creds, timeout=self.timeout,
-                    verify=ca_bundle(self.env), proxies=proxies(realm, self.env), stream=True,
+                    verify=self._verify, proxies=proxies(realm, self.env), stream=True,
                 )  # fmt: skip
         except requests.exceptions.RequestException as err:
             raise ToolError(
