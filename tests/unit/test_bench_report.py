@@ -95,3 +95,23 @@ def test_the_docs_table_is_the_kept_results() -> None:
     doc = (root / "docs/benchmarks.md").read_text()
     data = json.loads((root / "docs/bench-results.json").read_text())
     assert docs_with_table(doc, data) == doc
+
+
+def _clock(clock: float, script: float) -> dict[str, object]:
+    steps = ("rescan", "refresh_build", "gate", "publish", "rescan_clean")
+    return {
+        "n": 16, "clock": clock, "cold_bake_one": 5.0, "clock_script": script,
+        **{s: clock / 5 for s in steps}, "script": {s: script / 5 for s in steps},
+    }  # fmt: skip
+
+
+def test_the_cve_clock_is_set_against_one_cold_bake_and_the_same_work_script() -> None:
+    data = {"machine": "m", "layer_mb": 50, "elapsed_s": 60.0, "sizes": []}
+    data["cve_clock"] = median_run([_clock(10.0, 20.0), _clock(12.0, 15.0), _clock(9.0, 18.0)])
+    table = "\n".join(tables(data))
+    cold = next(line for line in table.splitlines() if line.startswith("| CVE clock, 1"))
+    assert "2.00\N{MULTIPLICATION SIGN} (1.80 to 2.40)" in cold and "**missed**" in cold
+    same = next(line for line in table.splitlines() if "same work as a script" in line)
+    # ratios 0.50, 0.80, 0.50: the median 0.50, not 10 / 18 (the ratio of the medians)
+    assert "0.50\N{MULTIPLICATION SIGN} (0.50 to 0.80)" in same and "≤ 1.00" in same
+    assert "met" in same and "rescan 3.6" in same  # the script's own split, medians

@@ -1,12 +1,12 @@
-"""The scan cache: a key per image digest and everything that decides the scanners'
-outputs; anything missing or altered is a miss."""
+"""The scan caches (Trivy reports; SBOMs): a key per image digest and everything that
+decides the scanner's outputs; anything missing or altered is a miss."""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
 
-from dcforge.core.scan_cache import SBOM_SUFFIXES, SUFFIXES, ScanCache, salt
+from dcforge.core.scan_cache import REPORT_SUFFIXES, SBOM_SUFFIXES, ScanCache, salt
 
 DIGEST = "sha256:" + "a" * 64
 
@@ -19,15 +19,15 @@ def _reports(directory: Path, stem: str = "img") -> Path:
     return directory
 
 
-def test_put_then_get_copies_the_outputs_back(tmp_path: Path) -> None:
+def test_put_then_get_copies_the_report_back(tmp_path: Path) -> None:
     cache = ScanCache(tmp_path / "c", salt({"db": "sha256:1", "policy": {"blocking": ["HIGH"]}}))
     cache.put(DIGEST, "img", _reports(tmp_path / "r1"), "linux/amd64")
     out = tmp_path / "r2"
     out.mkdir()
-    hit = cache.get(DIGEST, "other", out)
+    hit = cache.report(DIGEST, "other", out)
     assert hit is not None and hit.platform == "linux/amd64"
-    assert hit.report["SchemaVersion"] == 2 and hit.sbom["spdxVersion"] == "SPDX-2.3"
-    assert sorted(p.name for p in out.iterdir()) == sorted(f"other{s}" for s in SUFFIXES)
+    assert hit.report["SchemaVersion"] == 2 and hit.sbom == {}  # the SBOMs: the SBOM cache
+    assert sorted(p.name for p in out.iterdir()) == sorted(f"other{s}" for s in REPORT_SUFFIXES)
 
 
 def test_another_db_policy_or_image_is_a_miss(tmp_path: Path) -> None:
@@ -38,10 +38,11 @@ def test_another_db_policy_or_image_is_a_miss(tmp_path: Path) -> None:
         {**parts, "policy": {"blocking": ["CRITICAL"]}},
         {**parts, "tools": {"trivy": ["0.2", "x"]}},
     ):
-        assert ScanCache(tmp_path / "c", salt(changed)).get(DIGEST, "img", tmp_path / "r") is None
+        changed_cache = ScanCache(tmp_path / "c", salt(changed))
+        assert changed_cache.report(DIGEST, "img", tmp_path / "r") is None
     same = ScanCache(tmp_path / "c", salt(parts))
-    assert same.get("sha256:" + "b" * 64, "img", tmp_path / "r") is None
-    assert same.get(DIGEST, "img", tmp_path / "r") is not None
+    assert same.report("sha256:" + "b" * 64, "img", tmp_path / "r") is None
+    assert same.report(DIGEST, "img", tmp_path / "r") is not None
 
 
 def test_an_altered_or_missing_file_is_a_miss(tmp_path: Path) -> None:
@@ -49,11 +50,15 @@ def test_an_altered_or_missing_file_is_a_miss(tmp_path: Path) -> None:
     cache.put(DIGEST, "img", _reports(tmp_path / "r"), "p")
     (report,) = (tmp_path / "c").rglob("x.trivy.json")
     report.write_text(json.dumps({"SchemaVersion": 2, "Results": [], "edited": True}))
-    assert cache.get(DIGEST, "img", tmp_path / "r") is None
+    assert cache.report(DIGEST, "img", tmp_path / "r") is None
     cache.put(DIGEST, "img", _reports(tmp_path / "r"), "p")
-    (sbom,) = (tmp_path / "c").rglob("x.cdx.json")
-    sbom.unlink()
-    assert cache.get(DIGEST, "img", tmp_path / "r") is None
+    (report,) = (tmp_path / "c").rglob("x.trivy.json")
+    report.unlink()
+    assert cache.report(DIGEST, "img", tmp_path / "r") is None
+    cache.put(DIGEST, "img", _reports(tmp_path / "r"), "p")
+    (meta,) = (tmp_path / "c").rglob("meta.json")
+    meta.write_text(meta.read_text().replace(DIGEST, "sha256:" + "b" * 64))
+    assert cache.report(DIGEST, "img", tmp_path / "r") is None
 
 
 def test_an_unwritable_cache_is_only_slower(tmp_path: Path) -> None:
@@ -61,7 +66,7 @@ def test_an_unwritable_cache_is_only_slower(tmp_path: Path) -> None:
     blocked.write_text("not a directory")
     cache = ScanCache(blocked / "c", salt({}))
     cache.put(DIGEST, "img", _reports(tmp_path / "r"), "p")  # no exception
-    assert cache.get(DIGEST, "img", tmp_path / "r") is None
+    assert cache.report(DIGEST, "img", tmp_path / "r") is None
 
 
 def test_the_sbom_cache_keeps_sboms_across_a_new_db_and_refuses_an_altered_one(

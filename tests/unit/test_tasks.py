@@ -68,7 +68,10 @@ SAMPLES: dict[str, list[list[str]]] = {
     ],
     "reproduce": [[], ["--permutation", "a", "--permutation", "b"]],
     "gate": [[], ["--self-test", "--no-scan-cache"]],
-    "rescan": [[], ["--github-output", "--dispatch-refresh", "build-publish.yml"]],
+    "rescan": [
+        [],
+        ["--github-output", "--dispatch-refresh", "build-publish.yml", "--no-scan-cache"],
+    ],
     "publish": [[], ["--allow-dirty"]],
     "verify": [[], ["--sha", "abc1234"]],
     "rollback": [["--sha", "abc1234"], ["--last-known-good", "--dry-run"]],

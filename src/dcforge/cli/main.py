@@ -87,7 +87,9 @@ def _rescan(args: argparse.Namespace, ctx: Context) -> int:
     from dcforge.stages import rescan
 
     options = rescan.RescanOptions(
-        github_output=args.github_output, dispatch_refresh=args.dispatch_refresh
+        github_output=args.github_output,
+        dispatch_refresh=args.dispatch_refresh,
+        scan_cache=not args.no_scan_cache,
     )
     rescan.run(ctx, options)
     return 0

@@ -282,6 +282,12 @@ def _add_rescan(sub: Subparsers) -> None:
         help="on the default branch, when permutations are affected, start WORKFLOW (e.g. "
         "build-publish.yml) with refresh=<affected> (GITHUB_TOKEN with actions: write)",
     )
+    rescan.add_argument(
+        "--no-scan-cache",
+        action="store_true",
+        help="scan every live image again, even one scanned before with this DB, policy and "
+        "Trivy (by a gate or a rescan)",
+    )
 
 
 def _add_publish(sub: Subparsers) -> None:

@@ -117,14 +117,18 @@ def gate(c: Context, self_test: bool = False, no_scan_cache: bool = False) -> No
     help={
         "github_output": "also write affected=NAME,… to $GITHUB_OUTPUT",
         "dispatch_refresh": "on the default branch, start this workflow with the affected ones",
+        "no_scan_cache": "scan every live image again",
     }
 )
-def rescan(c: Context, github_output: bool = False, dispatch_refresh: str = "") -> None:
+def rescan(
+    c: Context, github_output: bool = False, dispatch_refresh: str = "", no_scan_cache: bool = False
+) -> None:
     """Scan what is live with today's DB; non-zero when a rebuild could fix a new finding."""
     _dcforge(
         "rescan",
         *_flag(github_output, "--github-output"),
         *_option(dispatch_refresh, "--dispatch-refresh"),
+        *_flag(no_scan_cache, "--no-scan-cache"),
     )
 
 

@@ -1,15 +1,17 @@
 """Scan results reused by image digest: a re-gate of unchanged images runs no scanner.
 
-An entry holds one image's Trivy report and syft SBOMs (SPDX, CycloneDX) and the platform
-its config names, under a key hashed from everything that decides those outputs: the
-image digest, the vulnerability DB digest, the gate policy, the Trivy config (trivy.yaml
-and its ignore file) and the scanners' versions and binaries. A new DB, policy, config or
-scanner is another key, so it scans again. The verdict is never cached: it is decided
-afresh from the reused outputs with today's waivers and date.
-
-SBOMs do not depend on the DB, the policy or Trivy: a second cache (``SBOM_SUFFIXES``,
+Two caches, each keyed by the image digest and everything that decides its outputs. The
+report cache (``REPORT_SUFFIXES``) holds one image's Trivy report and the platform its
+config names (empty when Trivy read the image from a registry), keyed by the vulnerability
+DB digest, the gate policy, the Trivy config (trivy.yaml and its ignore file) and Trivy's
+version and binary: a new DB, policy, config or Trivy is another key, so it scans again.
+The gate and the rescan share it — an image the rescan scanned with today's DB is not
+scanned again by the gate that follows, nor by the rescan of the release it publishes.
+SBOMs do not depend on the DB, the policy or Trivy: the SBOM cache (``SBOM_SUFFIXES``,
 keyed by the image and syft alone) keeps them across DB updates, so a gate after a new DB —
-every few hours, the CVE clock's case — runs Trivy on an unchanged image, not syft.
+every few hours, the CVE clock's case — runs Trivy on an unchanged image, not syft. The
+verdict is never cached: it is decided afresh from the reused outputs with today's waivers
+and date.
 
 Entries are written whole (a temporary folder renamed into place) and each file is
 checked against the sha256 recorded with it when read; anything missing or different is a
@@ -30,9 +32,9 @@ from typing import Any
 
 from dcforge.core.hashing import file_sha256
 
-SUFFIXES = (".trivy.json", ".spdx.json", ".cdx.json")
+REPORT_SUFFIXES = (".trivy.json",)
 SBOM_SUFFIXES = (".spdx.json", ".cdx.json")
-FORMAT = 1
+FORMAT = 2  # 1: one entry held the report and the SBOMs
 
 
 def salt(parts: Mapping[str, Any]) -> str:
@@ -52,7 +54,7 @@ class Hit:
 class ScanCache:
     root: Path
     salt: str
-    suffixes: tuple[str, ...] = SUFFIXES  # SBOM_SUFFIXES: the SBOM cache
+    suffixes: tuple[str, ...] = REPORT_SUFFIXES  # SBOM_SUFFIXES: the SBOM cache
 
     def _dir(self, digest: str) -> Path:
         key = hashlib.sha256(f"{self.salt}\n{digest}".encode()).hexdigest()
@@ -74,19 +76,19 @@ class ScanCache:
             return None
         return meta if isinstance(meta, dict) else None
 
-    def get(self, digest: str, stem: str, reports_dir: Path) -> Hit | None:
-        """Copy the cached outputs to ``reports_dir/<stem>.*`` and return them, or None."""
+    def report(self, digest: str, stem: str, reports_dir: Path) -> Hit | None:
+        """Of the report cache: copy Trivy's report to ``reports_dir/<stem>.trivy.json``;
+        it and the platform, or None (``Hit.sbom`` is empty: see :meth:`sbom`)."""
         meta = self._restore(digest, stem, reports_dir)
         if meta is None:
             return None
         try:
             report = json.loads((reports_dir / f"{stem}.trivy.json").read_text())
-            sbom = json.loads((reports_dir / f"{stem}.spdx.json").read_text())
         except (OSError, ValueError):
             return None
-        if not isinstance(report, dict) or not isinstance(sbom, dict):
+        if not isinstance(report, dict):
             return None
-        return Hit(report, sbom, str(meta.get("platform", "")))
+        return Hit(report, {}, str(meta.get("platform", "")))
 
     def sbom(self, digest: str, stem: str, reports_dir: Path) -> dict[str, Any] | None:
         """Of the SBOM cache: copy the SBOMs to ``reports_dir/<stem>.*``; the SPDX, or None."""

@@ -11,7 +11,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -39,7 +39,7 @@ class GateContext:
     waivers: tuple[Waiver, ...]
     reports_dir: Path
     today: dt.date
-    cache: ScanCache | None = None  # scanner outputs reused by image digest (scan_cache)
+    cache: ScanCache | None = None  # Trivy reports reused by image digest, DB, policy, Trivy
     now: dt.datetime | None = None  # when the verdict is made: the VEX documents' timestamp
     publisher: str = ""  # the registry the images go to: the VEX documents' author
     sboms: ScanCache | None = None  # SBOMs reused by image digest and syft alone, across DBs
@@ -90,8 +90,8 @@ def gate_context(
     tools: Mapping[str, toolchain.Tool] | None = None,
 ) -> GateContext:
     """The policy, today's waivers and the DB (its ``problem`` for the caller to report:
-    once, before anything is scanned); with ``tools``, the scan cache for this DB, policy,
-    trivy.yaml and scanners."""
+    once, before anything is scanned); with ``tools``, the report cache for this DB, policy,
+    trivy.yaml and Trivy, and (with syft among them) the SBOM cache."""
     pol = settings.gate_policy
     waivers = load_waivers(waivers_path(settings), max_days=pol.max_waiver_days, today=now.date())
     check_trivy_config(settings, pol)
@@ -103,8 +103,8 @@ def gate_context(
         sample = " (SAMPLE DATA)" * db.sample
         log.info(f"Trivy DB {db.repository} {db.digest[:19]}, updated {db.updated_at}{sample}")
     cache = None
-    if tools is not None and not db.problem:
-        config = trivy_config_path(settings)
+    if tools is not None and "trivy" in tools and not db.problem:
+        config, trivy_tool = trivy_config_path(settings), tools["trivy"]
         cache = ScanCache(
             settings.state_root / "scan-cache",
             scan_cache.salt(
@@ -112,7 +112,7 @@ def gate_context(
                     "db": db.digest,
                     "policy": pol.to_json(),
                     "trivy_config": file_sha256(config) if config.is_file() else "",
-                    "tools": {n: [t.version, t.sha256] for n, t in sorted(tools.items())},
+                    "trivy": [trivy_tool.version, trivy_tool.sha256],
                 }
             ),
         )
@@ -157,3 +157,16 @@ def sbom(
     if sboms is not None:
         sboms.put(digest, stem, gctx.reports_dir, platform)
     return doc
+
+
+def reused(gctx: GateContext, digest: str, stem: str) -> scan_cache.Hit | None:
+    """Trivy's report (this DB, policy, config and Trivy) and syft's SBOMs (this syft) of
+    the image ``digest``, made before — by a gate or a rescan — and copied to
+    ``reports_dir/<stem>.*``; None when either is missing or altered."""
+    if gctx.cache is None or gctx.sboms is None:
+        return None
+    hit = gctx.cache.report(digest, stem, gctx.reports_dir)
+    if hit is None:
+        return None
+    doc = gctx.sboms.sbom(digest, stem, gctx.reports_dir)
+    return None if doc is None else replace(hit, sbom=doc)

@@ -184,7 +184,7 @@ def _cached(entry: mf.Entry, problems: list[str], gctx: GateContext) -> list[pol
         return None
     hits = {}
     for platform, digest in entry.platform_images().items():
-        hit = gctx.cache.get(digest, entry.report_stem(platform), gctx.reports_dir)
+        hit = scan_setup.reused(gctx, digest, entry.report_stem(platform))
         if hit is None or not hit.platform:  # a registry scan never read the config
             return None
         if image_vex.hides(hit.report, entry, gctx):
@@ -292,7 +292,7 @@ def _scan_remote(reg: Registry, entry: mf.Entry, gctx: GateContext, repository: 
     for platform, digest in entry.platform_images().items():
         ref, stem, problems = f"{repository}@{digest}", entry.report_stem(platform), []
         rescan = partial(trivy.scan_remote, reg, ref, gctx.reports_dir / f"{stem}.trivy.json")
-        hit = gctx.cache.get(digest, stem, gctx.reports_dir) if gctx.cache is not None else None
+        hit = scan_setup.reused(gctx, digest, stem)
         if hit is not None:
             verdicts.append(_decide_reused(entry, platform, digest, hit, [], gctx, rescan))
             continue

@@ -55,6 +55,7 @@ class RescanOptions:
     now: dt.datetime | None = None
     github_output: bool = False
     dispatch_refresh: str = ""  # a workflow to start with refresh=<affected> (default branch)
+    scan_cache: bool = True  # reuse Trivy reports by image digest + DB + policy + Trivy
 
 
 def live_images(rels: Releases, pinned: release.Release) -> list[LiveImage]:
@@ -102,8 +103,10 @@ def run(ctx: Context, options: RescanOptions) -> dict[str, Any]:
     live = live_images(rels, pinned)
     out_dir = settings.dist_dir / "rescan"
     shutil.rmtree(out_dir, ignore_errors=True)
+    cached = tools if options.scan_cache else None
     with tempfile.TemporaryDirectory(prefix="dcforge-db-") as tmp:
-        gctx = replace(gate_context(settings, ctx.registry, Path(tmp), now), reports_dir=out_dir)
+        gctx = gate_context(settings, ctx.registry, Path(tmp), now, cached)
+    gctx = replace(gctx, reports_dir=out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     if gctx.db.problem:
         raise GateBlocked(f"rescan: {gctx.db.problem}")
@@ -156,14 +159,21 @@ def _dispatch_refresh(
 def _rescan_one(reg: Registry, image: LiveImage, gctx: GateContext) -> policy.Verdict:
     stem = image.name.replace(" (", "@").replace("/", "-").rstrip(")")
     ref = f"{image.repository}@{image.digest}"
-    try:
-        report: Any = trivy.scan_remote(
-            reg, ref, gctx.reports_dir / f"{stem}.trivy.json", gctx.db.options
-        )
-    except DcforgeError as err:
-        failed = policy.Verdict(image.name, reasons=[f"the vulnerability scan failed: {err}"])
-        log.step(image.name, f"BLOCKED: {failed.reasons[0]}")
-        return failed
+    hit = gctx.cache.report(image.digest, stem, gctx.reports_dir) if gctx.cache else None
+    if hit is not None:  # this image, this DB, policy, config and Trivy: by a gate or a rescan
+        report: Any = hit.report
+        log.step(image.name, f"scan reused ({image.digest[:19]}: same image, DB, policy, Trivy)")
+    else:
+        try:
+            report = trivy.scan_remote(
+                reg, ref, gctx.reports_dir / f"{stem}.trivy.json", gctx.db.options
+            )
+        except DcforgeError as err:
+            failed = policy.Verdict(image.name, reasons=[f"the vulnerability scan failed: {err}"])
+            log.step(image.name, f"BLOCKED: {failed.reasons[0]}")
+            return failed
+        if gctx.cache is not None:
+            gctx.cache.put(image.digest, stem, gctx.reports_dir, "")  # read from the registry
     verdict = policy.drift(
         image.name,
         report,
