@@ -127,6 +127,12 @@ def test_rescan_finds_drift_and_a_refresh_rebuild_from_the_mirror_clears_it(
     assert refreshed["tiny"].image_digest == first["tiny"].image_digest
     assert any(f"/pool/main/d/{PACKAGE}/{PACKAGE}_{FIXED}_all.deb 200" in r
                for r in repo.requests), repo.requests  # fmt: skip
+    _publish_and_rescan_clean(root, today, first, refreshed)
+
+
+def _publish_and_rescan_clean(
+    root: Path, today: dict[str, str], first: dict[str, mf.Entry], refreshed: dict[str, mf.Entry]
+) -> None:
     said = {}
     for command in ("gate", "publish", "rescan"):
         rc, said[command] = step(root, today, command)

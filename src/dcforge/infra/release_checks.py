@@ -59,8 +59,13 @@ class ReleaseChecks:
     verified: dict[tuple[str, str, str], Any] = field(
         default_factory=dict, compare=False, repr=False
     )
-    # (image ref, predicate type) whose attestation verified in a batch (prefetch_attested).
-    proven: set[tuple[str, str]] = field(default_factory=set, compare=False, repr=False)
+    # What cosign verified in this run, by the digest of the manifest it read: an image's
+    # signature manifest (image ref -> its digest), and its attestation manifest per
+    # predicate type ((image ref, type) -> its digest). Each digest was read before and
+    # after the cosign run and did not change. The record binds an image without running
+    # cosign again only when what it binds is exactly that manifest (verified_bindings).
+    signed_as: dict[str, str] = field(default_factory=dict, compare=False, repr=False)
+    attested_as: dict[tuple[str, str], str] = field(default_factory=dict, compare=False, repr=False)
 
     def signed_document(
         self, repository: str, reference: str, file_name: str, what: str, artifact_type: str
@@ -250,7 +255,7 @@ class ReleaseChecks:
         ``vex``: the sha256 its VEX must have to count (another release's does not)."""
         if self.registry.digest_or_none(_attestations_tag(ref_at_digest)) is None:
             return set()  # (also when a batch proved them, and they are gone since)
-        known = {p for p in ptypes if (ref_at_digest, p) in self.proven}
+        known = {p for p in ptypes if (ref_at_digest, p) in self.attested_as}
         return known | {
             ptype
             for ptype in ptypes
@@ -266,10 +271,10 @@ class ReleaseChecks:
         statement per image proves nothing: its images are checked one by one."""
         with ThreadPoolExecutor(max_workers=VERIFY_WORKERS) as pool:
             tags = [_attestations_tag(r) for r in refs_at_digest]
-            found = list(pool.map(self.registry.digest_or_none, tags))
-            refs = [
-                (r, r.partition("@")[2]) for r, f in zip(refs_at_digest, found, strict=True) if f
-            ]
+            read = dict(
+                zip(refs_at_digest, pool.map(self.registry.digest_or_none, tags), strict=True)
+            )
+            refs = [(r, r.partition("@")[2]) for r, found in read.items() if found]
             if len({bool(self.registry.plain(ref)) for ref, _ in refs}) != 1:
                 return
             size = ATTESTATION_BATCH
@@ -278,9 +283,29 @@ class ReleaseChecks:
                 for ptype in PREDICATE_TYPES
                 for i in range(0, len(refs), size)
             }
-            for (ptype, i), run in runs.items():
-                if run.result():
-                    self.proven.update((ref, ptype) for ref, _ in refs[i : i + size])
+            verified = [key for key, run in runs.items() if run.result()]
+            again = dict(
+                zip(refs_at_digest, pool.map(self.registry.digest_or_none, tags), strict=True)
+            )
+        for ptype, i in verified:  # the manifest cosign read: the same before and after
+            for ref, _ in refs[i : i + size]:
+                if again[ref] == read[ref]:
+                    self.attested_as[(ref, ptype)] = str(read[ref])
+
+    def verify_signatures(self, refs_at_digest: Sequence[str], runs: int = 1) -> bool:
+        """``cosign verify`` of every image in ``refs_at_digest`` (see Cosign.verify_all),
+        remembering the signature manifests it verified (read before and after, unchanged)
+        for :meth:`verified_bindings`."""
+        with ThreadPoolExecutor(max_workers=VERIFY_WORKERS) as pool:
+            tags = [_artifact_tag(r, "sig") for r in refs_at_digest]
+            before = list(pool.map(self.registry.digest_or_none, tags))
+            if not self.cosign.verify_all(refs_at_digest, runs):
+                return False
+            after = list(pool.map(self.registry.digest_or_none, tags))
+        for ref, was, now in zip(refs_at_digest, before, after, strict=True):
+            if was is not None and now == was:
+                self.signed_as[ref] = was
+        return True
 
     def _tag_problems(self, image: release.Image) -> list[str]:
         """Every tag the release gives the image, the immutable one too (what a publish
@@ -299,26 +324,40 @@ class ReleaseChecks:
                 )
         return problems
 
-    def verify_release(self, rel: release.Release, check_tags: bool) -> list[str]:
+    def verify_release(
+        self, rel: release.Release, check_tags: bool, read: release.Bindings | None = None
+    ) -> list[str]:
         """Problems with a release. The signatures and attestations of every image its
         record does not bind are verified in a few cosign runs side by side first; only
-        what fails there is checked image by image (to name the one that fails)."""
+        what fails there is checked image by image (to name the one that fails). ``read``:
+        the signature and attestation manifests just read for each image (a new release's,
+        verified_bindings); an image whose every one cosign verified earlier in this run is
+        not verified again."""
         problems: list[str] = []
         with ThreadPoolExecutor(max_workers=VERIFY_WORKERS) as pool:
             bound = list(pool.map(self._bound, rel.images))
-            unbound = [i for i, b in zip(rel.images, bound, strict=True) if not b]
+            earlier = [
+                not b and self._verified_earlier(i, read)
+                for i, b in zip(rel.images, bound, strict=True)
+            ]
+            unbound = [
+                i for i, b, e in zip(rel.images, bound, earlier, strict=True) if not (b or e)
+            ]
+            for image in (i for i, e in zip(rel.images, earlier, strict=True) if e):
+                log.step(image.name, "signatures and attestations: verified earlier in this run")
             signed, attested = self._batches_verify(unbound, pool) if unbound else (False, False)
             results = list(
                 pool.map(
-                    lambda i, b: self.verify_image(
+                    lambda i, b, e: self.verify_image(
                         i,
                         check_tags,
                         bound=b,
-                        signatures_verified=signed,
-                        attestations_verified=attested,
+                        signatures_verified=signed or e,
+                        attestations_verified=attested or e,
                     ),
                     rel.images,
                     bound,
+                    earlier,
                 )
             )
         for image, found in zip(rel.images, results, strict=True):
@@ -370,7 +409,9 @@ class ReleaseChecks:
         verify every signature and attestation, read the digests again."""
         before = self.bindings(manifest)
         problems = self.verify_release(
-            release.parse(release.build(manifest, gate_doc), "new release"), check_tags=False
+            release.parse(release.build(manifest, gate_doc), "new release"),
+            check_tags=False,
+            read=before,
         )
         if problems:
             raise PublishRefused(
@@ -408,6 +449,27 @@ class ReleaseChecks:
             out.setdefault(name, {}).setdefault(kind, {})[digest] = artifact
         return out
 
+    def _verified_earlier(self, image: release.Image, read: release.Bindings | None) -> bool:
+        """Every signature and attestation manifest ``read`` names for ``image`` is exactly
+        one cosign verified earlier in this run (verify_signatures, prefetch_attested), for
+        each predicate type. An image with a VEX is not: its VEX is checked by content."""
+        found = (read or {}).get(image.name)
+        if not found or image.vex_digests():
+            return False
+        sigs = [r.rsplit("@", 1)[1] for r in image.signed_refs()]
+        atts = [d for _, d in image.attestation_subjects()]
+        signed = found.get("signatures", {})
+        attested = found.get("attestations", {})
+        return all(
+            signed.get(d) is not None and self.signed_as.get(f"{image.repository}@{d}") == signed[d]
+            for d in sigs
+        ) and all(
+            attested.get(d) is not None
+            and self.attested_as.get((f"{image.repository}@{d}", ptype)) == attested[d]
+            for d in atts
+            for ptype in PREDICATE_TYPES
+        )
+
     def _bound(self, image: release.Image) -> bool:
         """Every signature and attestation manifest of ``image`` is, byte for byte, the one
         its signed record names (what publish signed and verified)."""
@@ -424,5 +486,11 @@ class ReleaseChecks:
 
 def _attestations_tag(ref_at_digest: str) -> str:
     """Where cosign keeps the attestations of the image ``repository@digest``."""
+    return _artifact_tag(ref_at_digest, "att")
+
+
+def _artifact_tag(ref_at_digest: str, kind: str) -> str:
+    """Where cosign keeps the signatures (``sig``) or attestations (``att``) of the image
+    ``repository@digest``."""
     repository, _, digest = ref_at_digest.partition("@")
-    return f"{repository}:{release.artifact_tag(digest, 'att')}"
+    return f"{repository}:{release.artifact_tag(digest, kind)}"

@@ -150,7 +150,7 @@ def _not_verified(run: _Run, outcomes: list[Outcome]) -> None:
     all in one cosign run, one by one only when that run fails."""
     cosign_ = run.releases.cosign
     refs = [ref for out in outcomes for ref in out.to_verify]
-    if not refs or cosign_.verify_all(refs):
+    if not refs or run.releases.checks.verify_signatures(refs):
         return
     for out in outcomes:
         out.unsigned += [ref for ref in out.to_verify if not cosign_.verified(ref)]
