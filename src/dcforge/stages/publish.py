@@ -10,21 +10,19 @@ import tempfile
 import time
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
-
-from rich.table import Table
 
 from dcforge.core import manifest as mf
 from dcforge.core import provenance, release, staging, verdict
 from dcforge.core.attestations import PROVENANCE_TYPE, SBOM_TYPE, VEX_TYPE
 from dcforge.core.errors import DcforgeError, PublishRefused, RegistryError, ToolError
-from dcforge.core.files import atomic_write_json
 from dcforge.core.hashing import file_sha256
 from dcforge.core.settings import Settings
-from dcforge.infra import attestation_files, gitinfo, locks, log, signing
+from dcforge.infra import attestation_files, gitinfo, locks, log, publish_report, signing
 from dcforge.infra.context import Context
+from dcforge.infra.publish_report import Outcome
 from dcforge.infra.release_store import Releases
 from dcforge.infra.runner import Runner
 from dcforge.infra.toolchain import SEEN
@@ -35,19 +33,6 @@ Settled = tuple[str, str, release.Release] | None  # Releases.settled: kind, rec
 @dataclass(frozen=True)
 class PublishOptions:
     allow_dirty: bool = False  # publish a manifest built from a dirty tree (provenance says so)
-
-
-@dataclass
-class Outcome:
-    """What publish did (or found already done) for one permutation."""
-
-    name: str
-    digest: str
-    steps: dict[str, str] = field(default_factory=dict)  # step → "done" | "already"
-    seconds: dict[str, float] = field(default_factory=dict)  # step → time spent in it
-    unsigned: list[str] = field(default_factory=list)  # its images to sign (ref@digest)
-    to_verify: list[str] = field(default_factory=list)  # its images with a signature already
-    signed: int = 0  # its images this publish signed
 
 
 @dataclass(frozen=True)
@@ -180,9 +165,18 @@ def _phase_one(run: _Run, workers: int) -> tuple[list[Outcome], float]:
             ref = f"{entry.repository}@{digest}"
             seen[ref] = seen.get(ref, 0) + 1
     shared = frozenset(ref for ref, count in seen.items() if count > 1)
-    run.releases.checks.prefetch_attested(list(seen))  # reused images: in batches
     with ThreadPoolExecutor(workers) as pool:
-        outcomes = list(pool.map(lambda e: _push_for(run, e, shared), entries))
+        # Reused images' attestations are verified in batches while new images push (a
+        # reused one waits for them: it would verify its own one by one).
+        batches = pool.submit(run.releases.checks.prefetch_attested, list(seen))
+
+        def push(entry: mf.Entry) -> Outcome:
+            if entry.reused or entry.staged:
+                batches.result()
+            return _push_for(run, entry, shared)
+
+        outcomes = list(pool.map(push, entries))
+        batches.result()
     _not_verified(run, outcomes)
     signed_in = _sign_all(run, outcomes, workers)
     for entry, out in zip(entries, outcomes, strict=True):
@@ -299,8 +293,8 @@ def run(ctx: Context, options: PublishOptions | None = None) -> dict[str, Any]:
         phases["release record"] = _lap(clock)
     moved = _phase_two(rel, manifest, gate_doc, (record_digest, sequence), bindings)
     phases["phase 2 (tags, verify, pin)"] = _lap(clock)
-    _profile(settings, outcomes, phases, workers, signed_in)
-    _summary(manifest, outcomes, gate_doc)
+    publish_report.profile(settings, outcomes, phases, workers, signed_in)
+    publish_report.summary(manifest, outcomes, gate_doc)
     return {
         "release": reference,
         "record_digest": record_digest,
@@ -379,38 +373,6 @@ def _lap(clock: list[float]) -> float:
     return spent
 
 
-def _profile(
-    settings: Settings,
-    outcomes: list[Outcome],
-    phases: dict[str, float],
-    workers: int,
-    signed_in: float,
-) -> None:
-    """Where publish time went: wall time per phase, and time per step summed over the
-    permutations (phase 1 runs ``workers`` of them at once; "sign" is the signing after
-    all pushes plus, signed here, each permutation's signing, which runs while it is
-    attested) — dist/reports/publish-profile.json."""
-    steps: dict[str, float] = {"sign": signed_in}
-    for o in outcomes:
-        for step, spent in o.seconds.items():
-            steps[step] = steps.get(step, 0.0) + spent
-    doc = {
-        "permutations": len(outcomes),
-        "workers": workers,
-        "phases_s": {k: round(v, 3) for k, v in phases.items()},
-        "steps_summed_s": {k: round(v, 3) for k, v in steps.items()},
-    }
-    reports = settings.dist_dir / "reports"
-    reports.mkdir(parents=True, exist_ok=True)
-    atomic_write_json(reports / "publish-profile.json", doc)
-    log.info(
-        "publish time: "
-        + ", ".join(f"{k} {v:.1f} s" for k, v in phases.items())
-        + "; summed over permutations: "
-        + ", ".join(f"{k} {v:.1f} s" for k, v in steps.items())
-    )
-
-
 def _preflight(
     settings: Settings, runner: Runner, env: Mapping[str, str], options: PublishOptions
 ) -> tuple[mf.Manifest, dict[str, Any]]:
@@ -474,27 +436,3 @@ def _phase_two(
             f"({'moved' if pinned else 'already'})"
         )
     return moved
-
-
-def _summary(manifest: mf.Manifest, outcomes: list[Outcome], gate_doc: dict[str, Any]) -> None:
-    counts = {v["name"]: v.get("counts", {}) for v in gate_doc.get("permutations", [])}
-    table = Table(
-        title=f"published {manifest.git_sha[:12]}"
-        + (" (SAMPLE vulnerability data)" if gate_doc.get("sample_db") else "")
-    )
-    for col in ("permutation", "digest", "vulnerabilities", "signed", "attested", "tags"):
-        table.add_column(col)
-    for o in outcomes:
-        entry = manifest.entry(o.name)
-        c = counts.get(o.name, {})
-        vulns = ", ".join(f"{k} {v}" for k, v in sorted(c.items())) or "none found"
-        table.add_row(
-            o.name,
-            o.digest[:19],
-            vulns,
-            o.steps.get("sign", ""),
-            f"sbom {o.steps.get('sbom')}, slsa {o.steps.get('provenance')}"
-            + (f", vex {o.steps['vex']}" if "vex" in o.steps else ""),
-            ", ".join(entry.floating_tags) + " + immutable",
-        )
-    log.table(table)
