@@ -175,7 +175,11 @@ def _phase_one(run: _Run, workers: int) -> tuple[list[Outcome], float]:
                 batches.result()
             return _push_for(run, entry, shared)
 
-        outcomes = list(pool.map(push, entries))
+        waits = sorted(
+            range(len(entries)), key=lambda i: bool(entries[i].reused or entries[i].staged)
+        )
+        pushes = {i: pool.submit(push, entries[i]) for i in waits}  # new images first
+        outcomes = [pushes[i].result() for i in range(len(entries))]
         batches.result()
     _not_verified(run, outcomes)
     signed_in = _sign_all(run, outcomes, workers)
