@@ -64,6 +64,16 @@ TINY_DOCKERFILE = "".join(
 )
 
 
+_RUNS = itertools.count(1)
+
+
+def fresh(repository: str) -> str:
+    """A repository of its own for each run of a scenario: a repeated run is a new
+    project (another git history), and a registry that holds the last one's pinned release
+    refuses to publish what does not descend from it."""
+    return f"{repository}-r{next(_RUNS)}"
+
+
 def sh(
     argv: list[str],
     cwd: Path | None = None,
@@ -352,7 +362,7 @@ def profile_one(work: Path, reg: LocalRegistry, db: str) -> dict[str, Any]:
 
 def run_size(n: int, work: Path, reg: LocalRegistry, db: str) -> dict[str, Any]:
     ns = f"n{n}"
-    root = make_project(work / ns, n, f"{reg.host}/{ns}")
+    root = make_project(work / ns, n, fresh(f"{reg.host}/{ns}"))
     env = {"DCFORGE_TRIVY_DB_REPOSITORY": db}
     r: dict[str, Any] = {"n": n}
     print(f"[N={n}] build + gate + publish, back to back", flush=True)
@@ -439,7 +449,7 @@ def scale(n: int, work: Path, reg: LocalRegistry, db: str) -> dict[str, Any]:
     ``SCRIPT_SAMPLE`` images and scaled to N: it publishes one image after another, each
     with the same four processes, so its time per image does not depend on N."""
     ns = f"scale{n}"
-    root = make_project(work / ns, n, f"{reg.host}/{ns}", tiny=True)
+    root = make_project(work / ns, n, fresh(f"{reg.host}/{ns}"), tiny=True)
     env = {"DCFORGE_TRIVY_DB_REPOSITORY": db}
     r: dict[str, Any] = {"n": n}
     first = git(root, "rev-parse", "HEAD")
@@ -486,7 +496,7 @@ def two_platform_cold(work: Path, reg: LocalRegistry) -> dict[str, float]:
     """One permutation for linux/amd64 + linux/arm64 (arm64 emulated), cold: dcforge's build
     (which also checks the archive's index against the base's platforms) against plain
     ``docker buildx bake`` on the same bake file."""
-    root = make_project(work / "two", 1, f"{reg.host}/two", "[linux/amd64, linux/arm64]")
+    root = make_project(work / "two", 1, fresh(f"{reg.host}/two"), "[linux/amd64, linux/arm64]")
     print("[2 platforms] cold build", flush=True)
     prune_build_cache()
     ours = timed(lambda: dcforge(root, "build", "--no-prune", "--no-smoke"))
@@ -511,7 +521,7 @@ def cve_clock(work: Path, reg: LocalRegistry, n: int = 16) -> dict[str, Any]:
 
     from dcforge.core.trivydb import Advisory
 
-    root = make_project(work / "cve", n - 1, f"{reg.host}/cve", tiny=True)
+    root = make_project(work / "cve", n - 1, fresh(f"{reg.host}/cve"), tiny=True)
     gateway = sh(["docker", "network", "inspect", "bridge", "-f",
                   "{{(index .IPAM.Config 0).Gateway}}"]).strip()  # fmt: skip
     client = RegistryClient(Runner(env=ENV_BASE), frozenset({"localhost", "127.0.0.1"}))
@@ -635,7 +645,7 @@ def reproduce(work: Path, reg: LocalRegistry, n: int, shipped: bool) -> dict[str
     """``build --check-reproducible`` (two cold builds, then the comparison) of N tiny
     permutations against two cold ``docker buildx bake`` runs of the same bake file; with
     ``shipped``, also the repository's own permutations (every platform, arm64 emulated)."""
-    root = make_project(work / "repro", n, f"{reg.host}/repro", tiny=True)
+    root = make_project(work / "repro", n, fresh(f"{reg.host}/repro"), tiny=True)
     print(f"[reproduce N={n}] two cold builds, compared", flush=True)
     prune_build_cache()
     ours = timed(lambda: dcforge(root, "build", "--check-reproducible", "--no-prune"))
