@@ -27,6 +27,8 @@ def _medians(runs: list[dict[str, Any]]) -> dict[str, Any]:
     merged: dict[str, Any] = dict(runs[0])
     for key in runs[0]:
         values = [r.get(key) for r in runs]
+        if len(set(map(repr, values))) == 1:
+            continue  # the same in every run (N, a count): as it was, an int stays an int
         if all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values):
             merged[key] = statistics.median(values)  # type: ignore[type-var]
         elif all(isinstance(v, bool) for v in values):

@@ -24,8 +24,14 @@ def test_a_ratio_is_the_median_of_the_runs_ratios_with_its_spread() -> None:
     runs = [_run(5, 10), _run(2, 10), _run(3, 7.5)]
     merged = median_run(runs)
     assert merged["publish_dcforge"] == 3 and merged["publish_same_work_script"] == 10
-    assert merged["n"] == 4 and merged["runs"] == runs
+    assert merged["n"] == 4 and isinstance(merged["n"], int) and merged["runs"] == runs
     assert ratio(merged, "publish_dcforge", "publish_same_work_script") == (0.4, 0.2, 0.5)
+
+
+def test_what_every_run_shares_stays_as_it_was() -> None:
+    merged = median_run([_run(1, 2), _run(3, 2)])  # two runs: a median of two is a mean
+    assert merged["n"] == 4 and isinstance(merged["n"], int)  # "| publish N | 4 |", not 4.0
+    assert merged["publish_dcforge"] == 2.0
 
 
 def test_flags_hold_only_if_every_run_held_and_a_single_run_has_no_spread() -> None:
