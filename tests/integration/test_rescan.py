@@ -20,12 +20,14 @@ import pytest
 from dcforge.core import manifest as mf
 from dcforge.core.trivydb import Advisory
 from dcforge.infra.runner import Runner
+from tests.integration import oras_oracle
 from tests.integration.apt_repo import AptRepo, serve
 from tests.integration.conftest import (
     PrivateRegistry,
     TrivyDb,
     env_for,
     git_commit,
+    publish_release,
     push_db,
     run_dcforge,
 )
@@ -198,3 +200,46 @@ def _reported(root: Path, output: Path) -> None:
     sarif = json.loads((root / "dist/rescan/rescan.sarif").read_text())
     assert {r["ruleId"] for r in sarif["runs"][0]["results"]} == {ADVISORY.cve}
     assert output.read_text() == "affected=lib\n"
+
+
+def test_a_floating_tag_moved_by_hand_is_rescanned_as_its_own_image(
+    project: Path,
+    private_registry: PrivateRegistry,
+    trivy_db: TrivyDb,
+    vulnerable_tar: Path,
+    runner: Runner,
+) -> None:
+    """Someone moves a live floating tag to another image (here: one with a planted
+    CRITICAL). The rescan scans both — the pinned image and what the tag serves — each
+    into reports of its own and, kept by digest, each under its own report: scanned side
+    by side under one file name, one image's report could be read, and kept, as the
+    other's (the rescan after it would then reuse the wrong one)."""
+    env = env_for(private_registry, trivy_db)
+    m = publish_release(project, env)
+    entry = next(e for e in m.permutations if e.floating_tags)
+    moved = f"{entry.repository}:{entry.floating_tags[0]}"
+    runner.run(["skopeo", "copy", "--quiet", "--dest-tls-verify=false",
+                f"oci-archive:{vulnerable_tar}", f"docker://{moved}"])  # fmt: skip
+    planted = oras_oracle.resolve(runner, moved, plain_http=True)
+    assert planted != entry.image_digest
+    for attempt in ("scanned", "reused"):
+        rc, err = step(project, env, "rescan")
+        assert rc == 6, err
+        found = json.loads((project / "dist/rescan/rescan.json").read_text())
+        mine = {i["digest"]: i for i in found["images"] if i["permutation"] == entry.name}
+        assert set(mine) == {entry.image_digest, planted}, (attempt, found["images"])
+        assert not mine[entry.image_digest]["blocking"], attempt
+        assert [f["id"] for f in mine[planted]["blocking"]] == ["CVE-2099-0001"], attempt
+        assert found["affected"] == [entry.name]
+        reports = {
+            p.name: json.loads(p.read_text())["ArtifactName"]
+            for p in (project / "dist/rescan").glob(f"{entry.name}*.trivy.json")
+        }
+        assert sorted(reports) == sorted(
+            [f"{entry.name}.trivy.json", f"{entry.name}+{planted[7:19]}.trivy.json"]
+        ), reports
+        assert reports[f"{entry.name}.trivy.json"] == f"{entry.repository}@{entry.image_digest}"
+        assert (
+            reports[f"{entry.name}+{planted[7:19]}.trivy.json"] == f"{entry.repository}@{planted}"
+        )
+    assert _reused(err) >= {entry.name}, err

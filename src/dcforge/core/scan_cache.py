@@ -60,45 +60,42 @@ class ScanCache:
         key = hashlib.sha256(f"{self.salt}\n{digest}".encode()).hexdigest()
         return self.root / key[:2] / key
 
-    def _restore(self, digest: str, stem: str, reports_dir: Path) -> dict[str, Any] | None:
-        """Copy the entry's files to ``reports_dir/<stem>.*``; its meta, or None."""
+    def _restore(
+        self, digest: str, stem: str, reports_dir: Path
+    ) -> tuple[dict[str, Any], dict[str, bytes]] | None:
+        """The entry's files, each read once and checked against the sha256 kept with it,
+        and written to ``reports_dir/<stem>.*``: (its meta, the bytes per suffix), or None.
+        What the caller parses is what was checked, not the copy (another writer's)."""
         entry = self._dir(digest)
         try:
             meta = json.loads((entry / "meta.json").read_text())
             if meta.get("digest") != digest or meta.get("salt") != self.salt:
                 return None
-            for suffix in self.suffixes:
-                if file_sha256(entry / f"x{suffix}") != meta["sha256"][suffix]:
+            kept = {suffix: (entry / f"x{suffix}").read_bytes() for suffix in self.suffixes}
+            for suffix, data in kept.items():
+                if hashlib.sha256(data).hexdigest() != meta["sha256"][suffix]:
                     return None
-            for suffix in self.suffixes:
-                shutil.copyfile(entry / f"x{suffix}", reports_dir / f"{stem}{suffix}")
+            for suffix, data in kept.items():
+                (reports_dir / f"{stem}{suffix}").write_bytes(data)
         except (OSError, KeyError, TypeError, ValueError, AttributeError):
             return None
-        return meta if isinstance(meta, dict) else None
+        return (meta, kept) if isinstance(meta, dict) else None
 
     def report(self, digest: str, stem: str, reports_dir: Path) -> Hit | None:
         """Of the report cache: copy Trivy's report to ``reports_dir/<stem>.trivy.json``;
         it and the platform, or None (``Hit.sbom`` is empty: see :meth:`sbom`)."""
-        meta = self._restore(digest, stem, reports_dir)
-        if meta is None:
-            return None
-        try:
-            report = json.loads((reports_dir / f"{stem}.trivy.json").read_text())
-        except (OSError, ValueError):
-            return None
-        if not isinstance(report, dict):
-            return None
-        return Hit(report, {}, str(meta.get("platform", "")))
+        found = self._restore(digest, stem, reports_dir)
+        report = _json_object(found[1][".trivy.json"]) if found else None
+        return (
+            None
+            if found is None or report is None
+            else Hit(report, {}, str(found[0].get("platform", "")))
+        )
 
     def sbom(self, digest: str, stem: str, reports_dir: Path) -> dict[str, Any] | None:
         """Of the SBOM cache: copy the SBOMs to ``reports_dir/<stem>.*``; the SPDX, or None."""
-        if self._restore(digest, stem, reports_dir) is None:
-            return None
-        try:
-            doc = json.loads((reports_dir / f"{stem}.spdx.json").read_text())
-        except (OSError, ValueError):
-            return None
-        return doc if isinstance(doc, dict) else None
+        found = self._restore(digest, stem, reports_dir)
+        return _json_object(found[1][".spdx.json"]) if found else None
 
     def put(self, digest: str, stem: str, reports_dir: Path, platform: str) -> None:
         """Keep ``reports_dir/<stem>.*`` for ``digest``; a cache that cannot be written is
@@ -119,3 +116,11 @@ class ScanCache:
         except OSError:
             if tmp is not None:
                 shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _json_object(data: bytes) -> dict[str, Any] | None:
+    try:
+        doc = json.loads(data)
+    except ValueError:
+        return None
+    return doc if isinstance(doc, dict) else None

@@ -253,9 +253,11 @@ class ReleaseChecks:
         """Which of the types the image already has a verified attestation of, naming the
         image as subject (a re-run of a publish); none when it has no attestation manifest.
         ``vex``: the sha256 its VEX must have to count (another release's does not)."""
-        if self.registry.digest_or_none(_attestations_tag(ref_at_digest)) is None:
+        found = self.registry.digest_or_none(_attestations_tag(ref_at_digest))
+        if found is None:
             return set()  # (also when a batch proved them, and they are gone since)
-        known = {p for p in ptypes if (ref_at_digest, p) in self.attested_as}
+        # What a batch verified counts while the manifest is the one it read.
+        known = {p for p in ptypes if self.attested_as.get((ref_at_digest, p)) == found}
         return known | {
             ptype
             for ptype in ptypes

@@ -49,6 +49,14 @@ class LiveImage:
     why: str  # "last-known-good <sha>" or "floating tag <ref>"
     os_mode: str = "required"
 
+    @property
+    def stem(self) -> str:
+        """Its reports' file name: a floating tag's image is named as the pinned image it
+        stands in for, so its digest tells them apart (two scans never share a file)."""
+        stem = self.name.replace(" (", "@").replace("/", "-").rstrip(")")
+        pinned = self.why.startswith("last-known-good")
+        return stem if pinned else f"{stem}+{self.digest.removeprefix('sha256:')[:12]}"
+
 
 @dataclass(frozen=True)
 class RescanOptions:
@@ -157,8 +165,7 @@ def _dispatch_refresh(
 
 
 def _rescan_one(reg: Registry, image: LiveImage, gctx: GateContext) -> policy.Verdict:
-    stem = image.name.replace(" (", "@").replace("/", "-").rstrip(")")
-    ref = f"{image.repository}@{image.digest}"
+    stem, ref = image.stem, f"{image.repository}@{image.digest}"
     hit = gctx.cache.report(image.digest, stem, gctx.reports_dir) if gctx.cache else None
     if hit is not None:  # this image, this DB, policy, config and Trivy: by a gate or a rescan
         report: Any = hit.report
