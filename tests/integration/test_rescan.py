@@ -232,14 +232,17 @@ def test_a_floating_tag_moved_by_hand_is_rescanned_as_its_own_image(
         assert [f["id"] for f in mine[planted]["blocking"]] == ["CVE-2099-0001"], attempt
         assert found["affected"] == [entry.name]
         reports = {
-            p.name: json.loads(p.read_text())["ArtifactName"]
+            p.name: {
+                v["VulnerabilityID"]
+                for r in json.loads(p.read_text()).get("Results") or []
+                for v in r.get("Vulnerabilities") or []
+            }
             for p in (project / "dist/rescan").glob(f"{entry.name}*.trivy.json")
         }
-        assert sorted(reports) == sorted(
-            [f"{entry.name}.trivy.json", f"{entry.name}+{planted[7:19]}.trivy.json"]
-        ), reports
-        assert reports[f"{entry.name}.trivy.json"] == f"{entry.repository}@{entry.image_digest}"
-        assert (
-            reports[f"{entry.name}+{planted[7:19]}.trivy.json"] == f"{entry.repository}@{planted}"
-        )
+        # Each image's own report: the planted CVE in the moved tag's, not in the pinned's
+        # (which a gate of the same image with this DB may have made: reused).
+        assert reports == {
+            f"{entry.name}.trivy.json": set(),
+            f"{entry.name}+{planted[7:19]}.trivy.json": {"CVE-2099-0001"},
+        }, (attempt, reports)
     assert _reused(err) >= {entry.name}, err
