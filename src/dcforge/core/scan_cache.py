@@ -85,12 +85,11 @@ class ScanCache:
         """Of the report cache: copy Trivy's report to ``reports_dir/<stem>.trivy.json``;
         it and the platform, or None (``Hit.sbom`` is empty: see :meth:`sbom`)."""
         found = self._restore(digest, stem, reports_dir)
-        report = _json_object(found[1][".trivy.json"]) if found else None
-        return (
-            None
-            if found is None or report is None
-            else Hit(report, {}, str(found[0].get("platform", "")))
-        )
+        if found is None:
+            return None
+        meta, kept = found
+        report = _json_object(kept[".trivy.json"])
+        return None if report is None else Hit(report, {}, str(meta.get("platform", "")))
 
     def sbom(self, digest: str, stem: str, reports_dir: Path) -> dict[str, Any] | None:
         """Of the SBOM cache: copy the SBOMs to ``reports_dir/<stem>.*``; the SPDX, or None."""

@@ -16,7 +16,7 @@ from __future__ import annotations
 import copy
 import json
 import tempfile
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from functools import partial
@@ -286,13 +286,11 @@ class ReleaseChecks:
                 for i in range(0, len(refs), size)
             }
             verified = [key for key, run in runs.items() if run.result()]
-            again = dict(
-                zip(refs_at_digest, pool.map(self.registry.digest_or_none, tags), strict=True)
-            )
+            unchanged = self._unchanged(pool, read, "att")
         for ptype, i in verified:  # the manifest cosign read: the same before and after
             for ref, _ in refs[i : i + size]:
-                if again[ref] == read[ref]:
-                    self.attested_as[(ref, ptype)] = str(read[ref])
+                if ref in unchanged:
+                    self.attested_as[(ref, ptype)] = unchanged[ref]
 
     def verify_signatures(self, refs_at_digest: Sequence[str], runs: int = 1) -> bool:
         """``cosign verify`` of every image in ``refs_at_digest`` (see Cosign.verify_all),
@@ -300,14 +298,25 @@ class ReleaseChecks:
         for :meth:`verified_bindings`."""
         with ThreadPoolExecutor(max_workers=VERIFY_WORKERS) as pool:
             tags = [_artifact_tag(r, "sig") for r in refs_at_digest]
-            before = list(pool.map(self.registry.digest_or_none, tags))
+            read = dict(
+                zip(refs_at_digest, pool.map(self.registry.digest_or_none, tags), strict=True)
+            )  # (an image of two permutations is read twice, kept once)
             if not self.cosign.verify_all(refs_at_digest, runs):
                 return False
-            after = list(pool.map(self.registry.digest_or_none, tags))
-        for ref, was, now in zip(refs_at_digest, before, after, strict=True):
-            if was is not None and now == was:
-                self.signed_as[ref] = was
+            self.signed_as.update(self._unchanged(pool, read, "sig"))
         return True
+
+    def _unchanged(
+        self, pool: ThreadPoolExecutor, read: Mapping[str, str | None], kind: str
+    ) -> dict[str, str]:
+        """Of the images ``read`` (ref -> the digest of its ``kind`` manifest, sig or att,
+        before a cosign run), those whose manifest reads the same again: ref -> digest."""
+        again = pool.map(self.registry.digest_or_none, [_artifact_tag(r, kind) for r in read])
+        return {
+            ref: was
+            for (ref, was), now in zip(read.items(), again, strict=True)
+            if was is not None and now == was
+        }
 
     def _tag_problems(self, image: release.Image) -> list[str]:
         """Every tag the release gives the image, the immutable one too (what a publish
