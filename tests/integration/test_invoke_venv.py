@@ -6,6 +6,7 @@ from __future__ import annotations
 import importlib.util
 import os
 import re
+import shutil
 import subprocess
 import sys
 from collections.abc import Sequence
@@ -41,6 +42,22 @@ def _user_env() -> dict[str, str]:
     return env
 
 
+def _compiled_at_start(venv: Path) -> list[str]:
+    """dcforge's modules a command start compiles from source (not read from bytecode),
+    where nothing may be written (PYTHONDONTWRITEBYTECODE, as many containers set)."""
+    env = {**_user_env(), "PYTHONDONTWRITEBYTECODE": "1"}
+    started = subprocess.run(
+        [str(venv / "bin" / "python"), "-v", "-c", "import dcforge.cli.main"],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=120,
+    )
+    src = str(ROOT / "src" / "dcforge")
+    return re.findall(rf"^# code object from ({re.escape(src)}\S+)$", started.stderr, re.M)
+
+
 @pytest.mark.timeout(1800)
 def test_the_main_jobs_venv_runs_invoke_from_the_checkout(tmp_path: Path) -> None:
     noxfile = _noxfile()
@@ -51,8 +68,11 @@ def test_the_main_jobs_venv_runs_invoke_from_the_checkout(tmp_path: Path) -> Non
         ran.append(list(argv))
         subprocess.run(list(argv), cwd=ROOT, env=_user_env(), check=True, timeout=1500)
 
+    for cached in (ROOT / "src" / "dcforge").rglob("__pycache__"):
+        shutil.rmtree(cached)  # (what another session compiled does not count)
     assert noxfile.project_venv(ROOT, run, venv=venv) is True
     assert any("--require-hashes" in argv for argv in ran), ran  # from the lock, by hash
+    assert _compiled_at_start(venv) == [], "a command compiles dcforge's modules each start"
 
     listed = subprocess.run(
         [str(venv / "bin" / "invoke"), "--list"],

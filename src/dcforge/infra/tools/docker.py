@@ -25,10 +25,8 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-import docker as sdk
 import requests
 import tenacity
-from docker.errors import DockerException
 
 from dcforge.core import devcontainer, oci_archive, oci_index
 from dcforge.core.errors import BuildError, ManifestError, ToolError
@@ -50,6 +48,15 @@ MACHINES: dict[str, tuple[str, ...]] = {
 }
 
 
+def _engine_errors() -> tuple[type[Exception], ...]:
+    """What a failed engine call raises: the SDK's errors and its HTTP client's. The SDK is
+    imported where the engine is first used (build and prune), not at every command's
+    start."""
+    from docker.errors import DockerException
+
+    return (DockerException, requests.RequestException)
+
+
 @dataclass
 class Engine:
     """One Docker engine. ``runner`` supplies the environment, dry run and verbosity."""
@@ -67,9 +74,11 @@ class Engine:
     def _open(self) -> Any:
         if self._client is None:
             try:
+                import docker as sdk
+
                 self._client = sdk.from_env(environment=dict(self.runner.env), timeout=900)
                 self._client.ping()
-            except (DockerException, requests.RequestException) as err:
+            except _engine_errors() as err:
                 where = self.runner.env.get("DOCKER_HOST") or "the local socket"
                 raise ToolError(
                     f"cannot reach the Docker engine at {where} ({_short(err)}) — start it "
@@ -111,7 +120,7 @@ class Engine:
     def _call(self, what: str, fn: Any, *args: Any, **kwargs: Any) -> Any:
         try:
             return fn(*args, **kwargs)
-        except (DockerException, requests.RequestException) as err:
+        except _engine_errors() as err:
             raise ToolError(f"docker engine: {what} failed: {_short(err)}") from None
 
     @contextmanager
@@ -148,7 +157,7 @@ class Engine:
             try:  # never let the clean-up hide what went wrong
                 with locks.image_store_lock(self._where()):
                     self.client.images.remove(name, force=True)
-            except (DockerException, requests.RequestException) as err:
+            except _engine_errors() as err:
                 log.warn(f"could not remove the smoke image {name}: {_short(err)}")
 
     def _where(self) -> str:
@@ -206,7 +215,7 @@ class Engine:
         finally:
             try:  # never let the clean-up hide what went wrong
                 container.remove(force=True, v=True)
-            except (DockerException, requests.RequestException) as err:
+            except _engine_errors() as err:
                 log.warn(f"could not remove the container of {image}: {_short(err)}")
         code = int(status.get("StatusCode", -1))
         if not check:
