@@ -341,14 +341,14 @@ def _open(
         settled = rel.settled(manifest, gate_doc)
         if settled is not None and settled[0] == "published":
             return manifest, gate_doc, rel, settled
-        # The key's scrypt runs while the tarballs are hashed.
+        # The key's scrypt runs while the tarballs are hashed and the pin is read.
         early = side.submit(signing.decrypt_early, settings, env)
         _check_files(settings, manifest)
+        _check_forward(settings, rel, manifest.git_sha, "nothing was pushed")
         try:
             rel.cosign.check_key(early.result())
         except ToolError as err:
             raise PublishRefused(f"{err}; nothing was pushed") from None
-    _check_forward(settings, rel, manifest.git_sha, "nothing was pushed")
     return manifest, gate_doc, rel, settled
 
 
