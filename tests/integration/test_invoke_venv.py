@@ -68,7 +68,7 @@ def test_the_main_jobs_venv_runs_invoke_from_the_checkout(tmp_path: Path) -> Non
         ran.append(list(argv))
         subprocess.run(list(argv), cwd=ROOT, env=_user_env(), check=True, timeout=1500)
 
-    for cached in (ROOT / "src" / "dcforge").rglob("__pycache__"):
+    for cached in list((ROOT / "src" / "dcforge").rglob("__pycache__")):
         shutil.rmtree(cached)  # (what another session compiled does not count)
     assert noxfile.project_venv(ROOT, run, venv=venv) is True
     assert any("--require-hashes" in argv for argv in ran), ran  # from the lock, by hash
