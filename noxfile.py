@@ -32,13 +32,15 @@ LOCK = "requirements/runtime.lock"
 # pip compiles the modules it installs, but an editable install leaves dcforge's own as
 # source: where PYTHONDONTWRITEBYTECODE is set (many container images set it) every command
 # compiled them all again, 0.1 s of each start. Compiled once here, Python reads them.
-COMPILE = ("python", "-m", "compileall", "-q", "src/dcforge")
+def _compile(python: str, root: Path = Path()) -> list[str]:
+    """The command that compiles dcforge's modules under ``root`` with ``python``."""
+    return [python, "-m", "compileall", "-q", str(root / "src" / "dcforge")]
 
 
 def _install(session: nox.Session, *extras: str) -> None:
     spec = f".[{','.join(extras)}]" if extras else "."
     session.install("-q", "-e", spec)
-    session.run(*COMPILE, silent=True)
+    session.run(*_compile("python"), silent=True)
 
 
 def _install_locked(session: nox.Session) -> None:
@@ -46,7 +48,7 @@ def _install_locked(session: nox.Session) -> None:
     session.install("-q", "--require-hashes", "-r", LOCK)
     # Without isolation pip builds with the locked setuptools instead of fetching one unhashed.
     session.install("-q", "--no-deps", "--no-build-isolation", "-e", ".")
-    session.run(*COMPILE, silent=True)
+    session.run(*_compile("python"), silent=True)
 
 
 # Bare `nox` leaves `invoke` usable: a virtualenv in the checkout (git-ignored) with dcforge
@@ -82,7 +84,7 @@ def project_venv(
     pip = [str(python), "-m", "pip", "install", "-q", "--disable-pip-version-check"]
     run([*pip, "--require-hashes", "-r", str(root / LOCK)])
     run([*pip, "--no-deps", "--no-build-isolation", "-e", str(root)])
-    run([str(python), *COMPILE[1:-1], str(root / COMPILE[-1])])
+    run(_compile(str(python), root))
     unmet = _unmet_requirements(python)
     if unmet:
         problems = "; ".join(line.rstrip(".") for line in unmet)
