@@ -17,6 +17,7 @@ from dcforge.core.errors import PublishRefused
 from dcforge.infra.context import Context
 from dcforge.infra.release_checks import ReleaseChecks
 from dcforge.infra.runner import Runner
+from tests.integration import oras_oracle as registry
 from tests.integration.conftest import (
     KeyPair,
     PrivateRegistry,
@@ -113,3 +114,42 @@ def test_a_manifest_that_changed_during_its_verification_is_not_remembered(
     object.__setattr__(checks.registry, "digest_or_none", moving)
     checks.prefetch_attested(refs)
     assert checks.attested_as == {}
+
+
+def test_a_record_signed_again_with_another_key_does_not_vouch_for_its_images(
+    project: Path,
+    private_registry: PrivateRegistry,
+    trivy_db: TrivyDb,
+    runner: Runner,
+    other_keys: KeyPair,
+) -> None:
+    """A record's bindings were verified under the policy of its publish. Sign the record
+    (and the pin) again with a new key — a key rotation, or someone holding only the new
+    key — and verify under that key: the images were never signed with it, and the
+    bindings must not say otherwise."""
+    env = env_for(private_registry, trivy_db)
+    manifest = build_and_gate(project, env)
+    assert run_dcforge("publish", cwd=project, env=env).returncode == 0
+    sha = manifest.git_sha
+    same = run_dcforge("--verbose", "verify", "--sha", sha, cwd=project, env=env)
+    assert same.returncode == 0, same.stderr
+    assert "the manifests its signed record names" in same.stderr  # the bindings stand
+
+    releases = f"{private_registry.host}/dc/dcforge-releases"
+    for tag in (sha, "last-known-good"):
+        at = f"{releases}@{registry.resolve(runner, f'{releases}:{tag}', plain_http=True)}"
+        runner.run(
+            ["cosign", "sign", "--yes", "--tlog-upload=false", "--allow-http-registry",
+             "--key", str(other_keys.key), at],
+            env={"COSIGN_PASSWORD": other_keys.password},
+        )  # fmt: skip
+    rotated = {
+        **env,
+        "COSIGN_KEY": str(other_keys.key),
+        "COSIGN_PUBLIC_KEY": str(other_keys.pub),
+        "COSIGN_PASSWORD": other_keys.password,
+    }
+    found = run_dcforge("--verbose", "verify", "--sha", sha, cwd=project, env=rotated)
+    assert found.returncode == 9, found.stderr
+    assert "verified under another key/identity or policy" in found.stderr
+    assert "signature does not verify" in found.stderr

@@ -118,3 +118,35 @@ def test_a_key_that_is_not_the_public_keys_pair_is_refused_before_it_signs(
     )
     unread.check_key()
     assert unread._paired == [False]
+
+
+def test_a_policy_names_the_key_by_content_and_the_identity_by_every_field(
+    tmp_path: Path,
+) -> None:
+    """What a record's bindings were verified under: the same key in another file is the
+    same policy; another key, a tighter identity or another trust root is not."""
+    keys = Path(__file__).parent / "keys"
+    moved = tmp_path / "release.pub"
+    # The same key, written another way (DER re-encoded as PEM, no trailing newline).
+    pem = (keys / "cosign.pub").read_text().strip()
+    moved.write_text(pem)
+    other = tmp_path / "other.pub"
+    other.write_bytes(
+        ec.generate_private_key(ec.SECP256R1())
+        .public_key()
+        .public_bytes(Encoding.PEM, PublicFormat.SubjectPublicKeyInfo)
+    )
+    mine = Signer(key=str(keys / "cosign.key"), public_key=str(keys / "cosign.pub")).policy()
+    assert Signer(public_key=str(moved)).policy() == mine
+    assert Signer(public_key=str(other)).policy() != mine
+    assert Signer(public_key=str(keys / "cosign.pub"), tlog=True).policy() != mine
+    assert Signer(key="awskms:///alias/a").policy() != Signer(key="awskms:///alias/b").policy()
+    identity = "https://github.com/o/r/.github/workflows/w.yml@refs/heads/main"
+    loose = Signer(identity=identity).policy()
+    assert Signer(identity=identity).policy() == loose
+    assert Signer(identity=identity, repository="o/r").policy() != loose
+    assert Signer(identity=identity, source_ref="refs/heads/main").policy() != loose
+    assert Signer(identity=identity, issuer="https://other.example").policy() != loose
+    root = tmp_path / "root.json"
+    root.write_text("{}")
+    assert Signer(identity=identity, root_file=str(root)).policy() != loose

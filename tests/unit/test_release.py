@@ -237,3 +237,26 @@ def test_a_reproduction_rebuilt_every_image_under_the_same_verdict() -> None:
     # The verdict the record holds, or a newer one (another DB): a new record to write.
     assert release.same_verdict(rel, m, gate_doc)
     assert not release.same_verdict(rel, m, {**gate_doc, "db_updated_at": "2026-12-07"})
+
+
+def test_a_record_names_the_policy_its_bindings_were_verified_under() -> None:
+    m = mf.parse(json.loads(json.dumps(GOOD)), "m")
+    name = m.permutations[0].name
+    images = [e.image_digest for e in m.permutations[:1]]
+    bound = {name: {"signatures": {d: A for d in images}, "attestations": {d: B for d in images}}}
+    policy = release.policy_digest({"key": "spki:sha256:00"}, ["spdx", "slsa"])
+    rel = release.parse(release.build(m, {}, bound, bindings_policy=policy), "r")
+    assert rel.bindings_policy == policy
+    # No bindings, no policy: nothing stands for cosign either way.
+    assert "bindings_policy" not in release.build(m, {}, None, bindings_policy=policy)
+    for bad in ("", None, 1, "sha256:xyz"):
+        record = {**release.build(m, {}, bound, bindings_policy=policy), "bindings_policy": bad}
+        if bad == "":
+            assert release.parse(record, "r").bindings_policy == ""
+            continue
+        with pytest.raises(ManifestError, match="'bindings_policy' is not a sha256: digest"):
+            release.parse(record, "r")
+    # Each part of a policy changes its digest; the order of the predicate types does not.
+    assert release.policy_digest({"key": "spki:sha256:00"}, ["slsa", "spdx"]) == policy
+    assert release.policy_digest({"key": "spki:sha256:01"}, ["spdx", "slsa"]) != policy
+    assert release.policy_digest({"key": "spki:sha256:00"}, ["spdx"]) != policy

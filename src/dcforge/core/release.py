@@ -134,6 +134,9 @@ class Release:
     # Signed with the rest, so a reader can tell an earlier publish from the newest.
     sequence: int = 1
     supersedes: str = ""
+    # The verification policy the images' bindings were verified under (policy_digest):
+    # they stand for cosign only while today's policy is that one.
+    bindings_policy: str = ""
 
 
 Bindings = dict[str, dict[str, dict[str, str]]]  # name → {signatures|attestations → {d: d}}
@@ -146,16 +149,19 @@ def build(
     *,
     sequence: int = 1,
     supersedes: str = "",
+    bindings_policy: str = "",
 ) -> dict[str, Any]:
     """The record for ``manifest`` (deterministic: the same manifest, bindings and
     sequence give the same bytes); ``bindings``: per image, the signature and attestation
-    manifests publish left (see :class:`Image`); ``sequence``/``supersedes``: which
-    publish of this SHA it is, and the record it replaces."""
+    manifests publish left (see :class:`Image`), verified under ``bindings_policy``
+    (:func:`policy_digest`); ``sequence``/``supersedes``: which publish of this SHA it
+    is, and the record it replaces."""
     return {
         "schema_version": SCHEMA_VERSION,
         "kind": "dcforge-release",
         "git_sha": manifest.git_sha,
         "publish": {"sequence": sequence, "supersedes": supersedes or None},
+        **({"bindings_policy": bindings_policy} if bindings and bindings_policy else {}),
         "images": [
             {
                 "name": e.name,
@@ -218,7 +224,23 @@ def parse(data: Any, source: str) -> Release:
     raw_gate = data.get("gate")
     gate: dict[str, Any] = raw_gate if isinstance(raw_gate, dict) else {}
     sequence, supersedes = _publish(data.get("publish"), source)
-    return Release(manifest.git_sha, manifest, tuple(images), gate, sequence, supersedes)
+    policy = data.get("bindings_policy", "")
+    if policy != "" and not (isinstance(policy, str) and DIGEST_RE.match(policy)):
+        raise ManifestError(f"{source}: 'bindings_policy' is not a sha256: digest")
+    return Release(manifest.git_sha, manifest, tuple(images), gate, sequence, supersedes, policy)
+
+
+def policy_digest(policy: Mapping[str, Any], predicate_types: Iterable[str]) -> str:
+    """A verification policy as one digest: what a signature must verify with (the key
+    or keyless identity, the trust root, the transparency log) and the predicate types
+    every image must be attested with. A record's bindings were verified under the
+    policy it names; under any other, cosign checks again."""
+    text = json.dumps(
+        {"signatures": dict(policy), "predicate_types": sorted(predicate_types)},
+        sort_keys=True,
+        separators=(",", ":"),
+    )
+    return "sha256:" + hashlib.sha256(text.encode()).hexdigest()
 
 
 def _publish(raw: Any, source: str) -> tuple[int, str]:

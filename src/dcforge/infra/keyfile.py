@@ -69,6 +69,19 @@ class EcKey:
         return f"EcKey({self._key.curve.name})"
 
 
+def public_key_digest(path: Path) -> str | None:
+    """sha256 of the DER SubjectPublicKeyInfo of the PEM public key file at ``path`` (the
+    key itself, whatever file holds it); None when it is not one read here."""
+    try:
+        found = path.stat()
+        if not stat.S_ISREG(found.st_mode) or found.st_size > MAX_KEY_FILE:
+            return None
+        key = load_pem_public_key(path.read_bytes())
+    except (OSError, ValueError, TypeError, UnsupportedAlgorithm):
+        return None
+    return hashlib.sha256(_spki(key)).hexdigest()
+
+
 def _spki(key: Any) -> bytes:
     return bytes(key.public_bytes(Encoding.DER, PublicFormat.SubjectPublicKeyInfo))
 

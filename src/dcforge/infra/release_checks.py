@@ -7,8 +7,10 @@ Verify runs the release checks on the release asked for, rollback before any tag
 publish before its record binds what it signed and again before it moves
 ``last-known-good``. A record that binds an image's signature and attestation manifests
 (see :class:`dcforge.core.release.Image`) is taken at its word while the registry serves
-exactly those manifests; anything else is verified by cosign — a release's images in a few
-runs side by side, one image at a time only to name what failed.
+exactly those manifests and its bindings were verified under today's verification policy (the key or
+keyless identity, the trust root, the predicate types); anything else is verified by
+cosign — a release's images in a few runs side by side, one image at a time only to name
+what failed.
 """
 
 from __future__ import annotations
@@ -66,6 +68,29 @@ class ReleaseChecks:
     # cosign again only when what it binds is exactly that manifest (verified_bindings).
     signed_as: dict[str, str] = field(default_factory=dict, compare=False, repr=False)
     attested_as: dict[tuple[str, str], str] = field(default_factory=dict, compare=False, repr=False)
+    _policy: list[str] = field(default_factory=list, init=False, compare=False, repr=False)
+
+    def policy(self) -> str:
+        """Today's verification policy (:func:`dcforge.core.release.policy_digest`): what
+        a record's bindings must have been verified under to stand for cosign."""
+        if not self._policy:
+            self._policy.append(
+                release.policy_digest(self.cosign.signer.policy(), PREDICATE_TYPES.values())
+            )
+        return self._policy[0]
+
+    def trusts_bindings(self, rel: release.Release) -> bool:
+        """Whether ``rel``'s bindings were verified under today's policy: a record signed
+        again with a new key, or read under a tighter identity, says nothing of what its
+        manifests would verify under now."""
+        trusted = bool(rel.bindings_policy) and rel.bindings_policy == self.policy()
+        if not trusted and any(image.bound() for image in rel.images):
+            why = "another key/identity or policy" if rel.bindings_policy else "an unnamed policy"
+            log.step(
+                rel.git_sha[:12],
+                f"its record's bindings were verified under {why}: cosign checks every image",
+            )
+        return trusted
 
     def signed_document(
         self, repository: str, reference: str, file_name: str, what: str, artifact_type: str
@@ -126,8 +151,12 @@ class ReleaseChecks:
         """Every image still exists, its signature and attestations verify (before any tag
         moves): a release whose publish stopped before verify is not one to go back to."""
 
+        trusted = self.trusts_bindings(rel)
+
         def check(image: release.Image) -> None:
-            problems = self.verify_image(image, check_tags=False)
+            problems = self.verify_image(
+                image, check_tags=False, bound=trusted and self._bound(image)
+            )
             if problems and self.registry.digest_or_none(image.ref()) is None:
                 raise RollbackRefused(
                     f"release {rel.git_sha[:12]}: image {image.name} ({image.digest[:19]}) no "
@@ -147,13 +176,14 @@ class ReleaseChecks:
         image: release.Image,
         check_tags: bool,
         *,
-        bound: bool | None = None,
+        bound: bool,
         signatures_verified: bool = False,
         attestations_verified: bool = False,
     ) -> list[str]:
         """Problems with one image of a release (empty: tags, the signatures of the image
         and of each platform's image, and each platform's attestations all verify).
-        ``bound``: whether :meth:`_bound` holds, when the caller knows already;
+        ``bound``: the signed record's bindings stand for cosign (:meth:`_bound`, under
+        today's policy: :meth:`trusts_bindings`);
         ``signatures_verified``/``attestations_verified``: cosign verified those already
         (a run over the whole release)."""
         problems = self._tag_problems(image) if check_tags else []
@@ -168,7 +198,7 @@ class ReleaseChecks:
                 f"{sorted(served.items()) or 'none'}, the release names {sorted(expected.items())}"
             )
         problems += self._missing_children(image)
-        if self._bound(image) if bound is None else bound:  # the signed record names them
+        if bound:  # the signed record names them, verified under today's policy
             log.step(
                 image.name, "signatures and attestations: the manifests its signed record names"
             )
@@ -346,7 +376,8 @@ class ReleaseChecks:
         not verified again."""
         problems: list[str] = []
         with ThreadPoolExecutor(max_workers=VERIFY_WORKERS) as pool:
-            bound = list(pool.map(self._bound, rel.images))
+            trusted = self.trusts_bindings(rel)
+            bound = list(pool.map(lambda i: trusted and self._bound(i), rel.images))
             earlier = [
                 not b and self._verified_earlier(i, read)
                 for i, b in zip(rel.images, bound, strict=True)
@@ -483,7 +514,8 @@ class ReleaseChecks:
 
     def _bound(self, image: release.Image) -> bool:
         """Every signature and attestation manifest of ``image`` is, byte for byte, the one
-        its signed record names (what publish signed and verified)."""
+        its signed record names (what publish signed and verified: under today's policy
+        only when :meth:`trusts_bindings` says so)."""
         if not image.bound():
             return False
         wanted = [(d, a, "sig") for d, a in image.signatures]

@@ -27,7 +27,7 @@ import json
 import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from functools import cached_property
+from functools import cached_property, partial
 from pathlib import Path
 from typing import Any
 
@@ -282,28 +282,23 @@ class Releases:
         publish cut off between push and sign).
         """
         sha = manifest.git_sha
+        record = partial(
+            release.build, manifest, gate_doc, bindings, bindings_policy=self.checks.policy()
+        )
         tags = self.tags()
         newest, existing, previous = self._latest(sha, tags)
         # A publish above the newest valid one (cut off before signing, or junk) makes
         # readers refuse the release: this publish goes above it, never reuses below it.
         highest = max(release.sequences(tags, sha), default=0)
         if existing and previous and highest <= newest:
-            body = release.encode(
-                release.build(
-                    manifest, gate_doc, bindings, sequence=previous[0], supersedes=previous[1]
-                )
-            )
+            body = release.encode(record(sequence=previous[0], supersedes=previous[1]))
             at = f"{self.repository}@{existing}"
             if self.checks.is_artifact(at, release.ARTIFACT_TYPE, release.FILE_NAME, body):
                 # The newest valid publish was verified finding it; another may need signing.
                 verified = newest > 0
                 return self._signed_record(manifest, existing, previous[0], "already", verified)
         sequence = max(release.next_sequence(newest, existing, previous), highest + 1)
-        body = release.encode(
-            release.build(
-                manifest, gate_doc, bindings, sequence=sequence, supersedes=existing or ""
-            )
-        )
+        body = release.encode(record(sequence=sequence, supersedes=existing or ""))
         (work / release.FILE_NAME).write_bytes(body)
         digest = self.registry.push_artifact(
             f"{self.repository}:{release.sequence_tag(sha, sequence)}",

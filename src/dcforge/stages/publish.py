@@ -408,7 +408,10 @@ def _phase_two(
     ``record``: the stored record's digest and publish number."""
     record_digest, sequence = record
     new = replace(
-        release.parse(release.build(manifest, gate_doc, bindings), "new release"),
+        release.parse(
+            release.build(manifest, gate_doc, bindings, bindings_policy=rel.checks.policy()),
+            "new release",
+        ),
         sequence=sequence,
     )
     with (

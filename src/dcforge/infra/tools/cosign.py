@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 import tempfile
 import threading
@@ -87,6 +88,24 @@ class Signer:
             flags += ["--certificate-github-workflow-ref", self.source_ref]
         return flags if self.tlog else [*flags, "--insecure-ignore-tlog"]
 
+    def policy(self) -> dict[str, str | bool]:
+        """What ``verify`` accepts, by content: the public key (the sha256 of its SPKI,
+        whatever file holds it; of the file's bytes, or the KMS reference, when it is not
+        a PEM public key read here), or the keyless identity, issuer, workflow repository
+        and ref and the trust root; and whether the transparency log is required. Two
+        signers with the same policy accept exactly the same signatures."""
+        if not self.keyless:
+            return {"key": _key_id(self.public_key or self.key), "tlog": self.tlog}
+        return {
+            "identity": self.identity,
+            "issuer": self.issuer,
+            "repository": self.repository,
+            "ref": self.source_ref,
+            "root": _file_id(self.root_file),
+            "ct_log_key": _file_id(self.ct_log_key_file),
+            "tlog": self.tlog,
+        }
+
     def describe(self) -> str:
         """What a signature must verify with, for a message."""
         if not self.keyless:
@@ -94,6 +113,25 @@ class Signer:
         run = " ".join(filter(None, (self.repository, self.source_ref)))
         of = f", a run of {run}" if run else ""
         return f"the identity {self.identity} (issuer {self.issuer}{of})"
+
+
+def _key_id(key: str) -> str:
+    """A verification key by content: its SPKI's sha256 (a PEM public key), else the
+    file's sha256, else the reference itself (a KMS URI)."""
+    if "://" in key or key.startswith("pkcs11:"):
+        return f"ref:{key}"
+    spki = keyfile.public_key_digest(Path(key))
+    return f"spki:sha256:{spki}" if spki else _file_id(key)
+
+
+def _file_id(path: str) -> str:
+    """A file by content ("" for none; "missing:<path>" when it cannot be read)."""
+    if not path:
+        return ""
+    try:
+        return "sha256:" + hashlib.sha256(Path(path).read_bytes()).hexdigest()
+    except OSError:
+        return f"missing:{path}"
 
 
 # Images per cosign run when several are signed or verified in one: a run decrypts the
