@@ -212,13 +212,17 @@ def test_a_publish_with_nothing_to_add_is_told_apart() -> None:
         }
     }
     gate_doc = {"trivy_version": "0.76.0", "permutations": [{"name": entry.name, "counts": {}}]}
-    rel = release.parse(release.build(m, gate_doc, bindings, sequence=2, supersedes=A), "r")
-    assert release.is_record_of(rel, m, gate_doc)
+    policy = release.policy_digest({"key": "k"}, ["spdx"])
+    record = release.build(m, gate_doc, bindings, sequence=2, supersedes=A, bindings_policy=policy)
+    rel = release.parse(record, "r")
+    assert release.is_record_of(rel, m, gate_doc, policy)
     # Another verdict (a re-gate with a newer DB), or another build: a new record to write.
-    assert not release.is_record_of(rel, m, {**gate_doc, "db_updated_at": "2030-01-01"})
+    assert not release.is_record_of(rel, m, {**gate_doc, "db_updated_at": "2030-01-01"}, policy)
     rebuilt = json.loads(json.dumps(GOOD))
     rebuilt["created_at"] = "2030-01-01T00:00:00Z"
-    assert not release.is_record_of(rel, mf.parse(rebuilt, "m"), gate_doc)
+    assert not release.is_record_of(rel, mf.parse(rebuilt, "m"), gate_doc, policy)
+    # Another verification policy (a rotated key): a record whose bindings stand under it.
+    assert not release.is_record_of(rel, m, gate_doc, release.policy_digest({"key": "j"}, []))
 
 
 def test_a_reproduction_rebuilt_every_image_under_the_same_verdict() -> None:

@@ -354,14 +354,25 @@ def same_verdict(rel: Release, manifest: mf.Manifest, gate_doc: dict[str, Any]) 
     return again["gate"] == rel.gate and all(dict(i.vex) == vex.get(i.name) for i in rel.images)
 
 
-def is_record_of(rel: Release, manifest: mf.Manifest, gate_doc: dict[str, Any]) -> bool:
-    """Whether ``rel`` is the record a publish of ``manifest`` under ``gate_doc`` would
-    write (its own bindings, number and predecessor kept): that publish has nothing to add."""
+def is_record_of(
+    rel: Release, manifest: mf.Manifest, gate_doc: dict[str, Any], bindings_policy: str
+) -> bool:
+    """Whether ``rel`` is the record a publish of ``manifest`` under ``gate_doc`` and the
+    verification policy ``bindings_policy`` would write (its own bindings, number and
+    predecessor kept): that publish has nothing to add. Under another policy it has: a
+    record whose bindings stand under today's."""
     bindings: Bindings = {
         i.name: {"signatures": dict(i.signatures), "attestations": dict(i.attestations)}
         for i in rel.images
     }
-    again = build(manifest, gate_doc, bindings, sequence=rel.sequence, supersedes=rel.supersedes)
+    again = build(
+        manifest,
+        gate_doc,
+        bindings,
+        sequence=rel.sequence,
+        supersedes=rel.supersedes,
+        bindings_policy=bindings_policy,
+    )
     return parse(again, "this publish") == rel
 
 

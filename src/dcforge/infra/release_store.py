@@ -385,7 +385,7 @@ class Releases:
         if found is None:
             return None
         digest, rel = found
-        if release.is_record_of(rel, manifest, gate_doc):
+        if release.is_record_of(rel, manifest, gate_doc, self.checks.policy()):
             kind = "published"
         elif (
             rel.manifest.to_json() != manifest.to_json()
