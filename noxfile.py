@@ -240,8 +240,23 @@ def tests(session: nox.Session) -> None:
     _install(session, "test")
     session.run("pytest", "tests/unit", "-q", *session.posargs)
     _stack(session)
-    session.run("pytest", "tests/integration", "-q", "--timeout=900", *session.posargs)
+    _integration_tests(session)
     _unit_tests_on_newest_python(session)
+
+
+# The integration tests mostly wait (on dockerd, the registry, a tool's start-up): most run
+# in workers side by side, files kept whole (their fixtures are set up once); those marked
+# `alone` (they stop dockerd or empty what every test shares) run after, one at a time.
+INTEGRATION = ("pytest", "tests/integration", "--timeout=900", "-o", "console_output_style=times")
+
+
+def _integration_tests(session: nox.Session) -> None:
+    workers = str(min(4, max(2, os.cpu_count() or 1)))
+    # A filter of the caller's (-k, a file) may leave one pass with nothing to run (5).
+    codes = [0, 5] if session.posargs else [0]
+    side_by_side = ["-n", workers, "--dist", "loadfile", "-m", "not alone", "--durations=15"]
+    session.run(*INTEGRATION, *side_by_side, *session.posargs, success_codes=codes)
+    session.run(*INTEGRATION, "-m", "alone", "--durations=5", *session.posargs, success_codes=codes)
 
 
 NEWER_PYTHONS = ("3.14", "3.13", "3.12")

@@ -33,14 +33,18 @@ pytestmark = pytest.mark.integration
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Tests marked ``prunes_docker(rank)`` empty the engine's images or build cache, which
-    every other test shares: they run after all others, lowest rank first."""
+    """Tests marked ``alone(rank)`` stop dockerd or empty the engine's images or build
+    cache, which every other test shares: they run after all others, lowest rank first
+    (``nox -s tests`` runs them in a pass of their own). Files with a ``slow`` test go
+    first, so that workers side by side start the longest ones at once."""
+    slow_files = {item.path for item in items if item.get_closest_marker("slow")}
 
-    def rank(item: pytest.Item) -> int:
-        marker = item.get_closest_marker("prunes_docker")
-        return int(marker.args[0]) if marker is not None else 0
+    def order(item: pytest.Item) -> tuple[int, bool]:
+        marker = item.get_closest_marker("alone")
+        rank = 1 + int(marker.args[0]) if marker is not None else 0
+        return (rank, item.path not in slow_files)
 
-    items.sort(key=rank)  # stable: file order within a rank
+    items.sort(key=order)  # stable: file order within each
 
 
 def base_env() -> dict[str, str]:

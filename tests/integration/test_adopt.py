@@ -16,7 +16,7 @@ import pytest
 from tests.integration.conftest import ROOT, base_env, git_commit
 from tests.integration.test_wheel import _wheel
 
-pytestmark = [pytest.mark.integration, pytest.mark.timeout(1800)]
+pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.timeout(1800)]
 
 
 def run(argv: list[str | Path], cwd: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:

@@ -10,7 +10,7 @@ from dcforge.infra.runner import Runner
 from tests.integration import oras_oracle as registry
 from tests.integration.conftest import run_dcforge
 
-pytestmark = [pytest.mark.integration, pytest.mark.prunes_docker(2)]
+pytestmark = [pytest.mark.integration, pytest.mark.alone(2)]
 
 
 def test_prune_runner_reports_and_spares_the_registry(

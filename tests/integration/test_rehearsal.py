@@ -33,7 +33,7 @@ from tests.integration.conftest import ROOT, KeyPair, TrivyDb, base_env, tags_po
 from tests.integration.runner_images import UBUNTU_2404
 from tests.projects import BUSYBOX_DOCKERFILE, TINY_FAMILY, write_debian_identity
 
-pytestmark = [pytest.mark.integration, pytest.mark.prunes_docker(1)]
+pytestmark = [pytest.mark.integration, pytest.mark.alone(1)]
 
 WORKFLOW = ROOT / ".github/workflows/build-publish.yml"
 # What a local run must point elsewhere, and nothing else: the workflow's registry is

@@ -361,6 +361,7 @@ def test_concurrent_publishes(
 
 
 @rel("dockerd restarted during a build", "clear build error; no manifest written; re-run completes")
+@pytest.mark.alone(0)
 def test_dockerd_restart_during_build(project: Path, runner: Runner) -> None:
     # The dockerd scripts/bootstrap started (its pid file), else dockerd's own pid file.
     pid_file = ROOT / ".dcforge/run/dockerd.pid"

@@ -24,7 +24,7 @@ from tests.integration.conftest import (
     tags_point_at,
 )
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 
 def test_two_cold_builds_match_and_a_planted_date_is_named_by_its_file(project: Path) -> None:

@@ -49,7 +49,7 @@ from tests.integration.test_rehearsal import PR_PAYLOAD
 from tests.integration.test_wheel import _wheel
 from tests.projects import BUSYBOX_DOCKERFILE, TINY_FAMILY, write_debian_identity
 
-pytestmark = [pytest.mark.integration, pytest.mark.prunes_docker(1), pytest.mark.timeout(2400)]
+pytestmark = [pytest.mark.integration, pytest.mark.alone(1), pytest.mark.timeout(2400)]
 
 REUSABLE = ROOT / ".github/workflows/images.yml"
 OWNER = "dcforge-org"

@@ -28,7 +28,7 @@ from dcforge.infra.tools.local_registry import LocalRegistry
 from tests.integration.conftest import TrivyDb, git_commit, run_dcforge
 from tests.projects import write_project
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 USER = "ci-publisher"
 
