@@ -140,7 +140,10 @@ def test_a_policy_names_the_key_by_content_and_the_identity_by_every_field(
     assert Signer(public_key=str(moved)).policy() == mine
     assert Signer(public_key=str(other)).policy() != mine
     assert Signer(public_key=str(keys / "cosign.pub"), tlog=True).policy() != mine
-    assert Signer(key="awskms:///alias/a").policy() != Signer(key="awskms:///alias/b").policy()
+    # A key by reference can change under its name: no policy, no bindings stand.
+    for reference in ("awskms:///alias/a", "env://COSIGN_PUB", "https://example.com/k.pub",
+                      "pkcs11:token=t", "k8s://ns/secret"):  # fmt: skip
+        assert Signer(public_key=reference).policy() is None
     identity = "https://github.com/o/r/.github/workflows/w.yml@refs/heads/main"
     loose = Signer(identity=identity).policy()
     assert Signer(identity=identity).policy() == loose
@@ -150,3 +153,29 @@ def test_a_policy_names_the_key_by_content_and_the_identity_by_every_field(
     root = tmp_path / "root.json"
     root.write_text("{}")
     assert Signer(identity=identity, root_file=str(root)).policy() != loose
+
+
+def test_cosigns_environment_is_part_of_the_policy_and_the_password_is_not(
+    tmp_path: Path,
+) -> None:
+    """COSIGN_REPOSITORY, SIGSTORE_* and TUF_* change what cosign accepts: each is part
+    of the policy (a file it names, by content); the password never is."""
+    keys = Path(__file__).parent / "keys"
+    signer = Signer(public_key=str(keys / "cosign.pub"))
+
+    def policy(env: dict[str, str]) -> object:
+        return Cosign(
+            Runner(env=env, dry_run=True), signer, Registry(Runner(), frozenset()), {}
+        ).policy()
+
+    plain = policy({"PATH": "/usr/bin"})
+    for unrelated in ("COSIGN_PASSWORD", "COSIGN_YES", "SIGSTORE_ID_TOKEN", "SIGSTORE_OIDC_ISSUER"):
+        assert policy({"PATH": "/bin", unrelated: "secret"}) == plain
+    assert policy({"COSIGN_REPOSITORY": "other.example/sigs"}) != plain
+    assert policy({"TUF_MIRROR": "https://tuf.example"}) != plain
+    rekor = tmp_path / "rekor.pub"
+    rekor.write_text("one")
+    first = policy({"SIGSTORE_REKOR_PUBLIC_KEY": str(rekor)})
+    assert first != plain and "secret" not in repr(first)
+    rekor.write_text("two")
+    assert policy({"SIGSTORE_REKOR_PUBLIC_KEY": str(rekor)}) != first

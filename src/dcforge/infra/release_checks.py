@@ -72,11 +72,13 @@ class ReleaseChecks:
 
     def policy(self) -> str:
         """Today's verification policy (:func:`dcforge.core.release.policy_digest`): what
-        a record's bindings must have been verified under to stand for cosign."""
+        a record's bindings must have been verified under to stand for cosign; "" when it
+        cannot be named (a key by reference): then no bindings stand, and none are
+        written with one."""
         if not self._policy:
-            self._policy.append(
-                release.policy_digest(self.cosign.signer.policy(), PREDICATE_TYPES.values())
-            )
+            found = self.cosign.policy()
+            types = PREDICATE_TYPES.values()
+            self._policy.append("" if found is None else release.policy_digest(found, types))
         return self._policy[0]
 
     def trusts_bindings(self, rel: release.Release) -> bool:
@@ -149,14 +151,9 @@ class ReleaseChecks:
 
     def check_images(self, rel: release.Release) -> None:
         """Every image still exists, its signature and attestations verify (before any tag
-        moves): a release whose publish stopped before verify is not one to go back to."""
-
-        trusted = self.trusts_bindings(rel)
-
-        def check(image: release.Image) -> None:
-            problems = self.verify_image(
-                image, check_tags=False, bound=trusted and self._bound(image)
-            )
+        moves): a release whose publish stopped before verify is not one to go back to.
+        What the record's bindings do not stand for is verified in batches, as verify does."""
+        for image, problems in self._image_problems(rel, check_tags=False):
             if problems and self.registry.digest_or_none(image.ref()) is None:
                 raise RollbackRefused(
                     f"release {rel.git_sha[:12]}: image {image.name} ({image.digest[:19]}) no "
@@ -167,9 +164,6 @@ class ReleaseChecks:
                     f"release {rel.git_sha[:12]}: image {image.name} does not verify "
                     f"({problems[0]})"
                 )
-
-        with ThreadPoolExecutor(max_workers=8) as pool:
-            list(pool.map(check, rel.images))
 
     def verify_image(
         self,
@@ -375,6 +369,23 @@ class ReleaseChecks:
         verified_bindings); an image whose every one cosign verified earlier in this run is
         not verified again."""
         problems: list[str] = []
+        for image, found in self._image_problems(rel, check_tags, read):
+            problems += found
+            each = (
+                f" (index + {len(image.platforms)} platforms)" if len(image.platforms) > 1 else ""
+            )
+            log.step(
+                image.name,
+                f"ok: tags, signatures, SBOM + provenance{' + VEX' * bool(image.vex)}{each}"
+                if not found
+                else f"FAILED: {'; '.join(found)}",
+            )
+        return problems
+
+    def _image_problems(
+        self, rel: release.Release, check_tags: bool, read: release.Bindings | None = None
+    ) -> list[tuple[release.Image, list[str]]]:
+        """Each image of ``rel`` with its problems (verify_release)."""
         with ThreadPoolExecutor(max_workers=VERIFY_WORKERS) as pool:
             trusted = self.trusts_bindings(rel)
             bound = list(pool.map(lambda i: trusted and self._bound(i), rel.images))
@@ -402,18 +413,7 @@ class ReleaseChecks:
                     earlier,
                 )
             )
-        for image, found in zip(rel.images, results, strict=True):
-            problems += found
-            each = (
-                f" (index + {len(image.platforms)} platforms)" if len(image.platforms) > 1 else ""
-            )
-            log.step(
-                image.name,
-                f"ok: tags, signatures, SBOM + provenance{' + VEX' * bool(image.vex)}{each}"
-                if not found
-                else f"FAILED: {'; '.join(found)}",
-            )
-        return problems
+        return list(zip(rel.images, results, strict=True))
 
     def _batches_verify(
         self, images: Sequence[release.Image], pool: ThreadPoolExecutor

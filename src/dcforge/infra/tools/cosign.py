@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import stat
 import tempfile
 import threading
 from collections.abc import Callable, Mapping, Sequence
@@ -88,14 +89,16 @@ class Signer:
             flags += ["--certificate-github-workflow-ref", self.source_ref]
         return flags if self.tlog else [*flags, "--insecure-ignore-tlog"]
 
-    def policy(self) -> dict[str, str | bool]:
+    def policy(self) -> dict[str, str | bool] | None:
         """What ``verify`` accepts, by content: the public key (the sha256 of its SPKI,
-        whatever file holds it; of the file's bytes, or the KMS reference, when it is not
-        a PEM public key read here), or the keyless identity, issuer, workflow repository
-        and ref and the trust root; and whether the transparency log is required. Two
-        signers with the same policy accept exactly the same signatures."""
+        whatever file holds it, or of the key file's bytes), or the keyless identity,
+        issuer, workflow repository and ref and the trust root; and whether the
+        transparency log is required. Two signers with the same policy accept the same
+        signatures. None: a key by reference (KMS, ``env://``, a URL), whose content can
+        change under the same name — no policy can be named for it."""
         if not self.keyless:
-            return {"key": _key_id(self.public_key or self.key), "tlog": self.tlog}
+            key = _key_id(self.public_key or self.key)
+            return {"key": key, "tlog": self.tlog} if key else None
         return {
             "identity": self.identity,
             "issuer": self.issuer,
@@ -116,22 +119,47 @@ class Signer:
 
 
 def _key_id(key: str) -> str:
-    """A verification key by content: its SPKI's sha256 (a PEM public key), else the
-    file's sha256, else the reference itself (a KMS URI)."""
-    if "://" in key or key.startswith("pkcs11:"):
-        return f"ref:{key}"
+    """A verification key file by content: its SPKI's sha256 (a PEM public key), else
+    the file's sha256; "" for a reference cosign resolves itself (KMS, env://, a URL)."""
+    if ":" in key.split("/", 1)[0]:  # scheme:… (a path has no colon before its first /)
+        return ""
     spki = keyfile.public_key_digest(Path(key))
     return f"spki:sha256:{spki}" if spki else _file_id(key)
 
 
 def _file_id(path: str) -> str:
-    """A file by content ("" for none; "missing:<path>" when it cannot be read)."""
+    """A regular file by content ("" for none; "unreadable:<path>" for anything else: a
+    pipe is not read here, to be read again by cosign)."""
     if not path:
         return ""
     try:
+        if not stat.S_ISREG(Path(path).stat().st_mode):
+            return f"unreadable:{path}"
         return "sha256:" + hashlib.sha256(Path(path).read_bytes()).hexdigest()
     except OSError:
-        return f"missing:{path}"
+        return f"unreadable:{path}"
+
+
+# What else changes what cosign accepts, from its environment (sigstore/cosign
+# pkg/cosign/env/env.go): COSIGN_REPOSITORY (where signatures are read), the SIGSTORE_*
+# trust material (Rekor, CT log, TSA keys, the root) and the TUF_* root and mirror. Not what
+# only signing reads (the OIDC token and its flow) and never a password or key.
+POLICY_ENV = frozenset({"COSIGN_REPOSITORY", "COSIGN_EXPERIMENTAL"})
+POLICY_ENV_PREFIXES = ("SIGSTORE_", "TUF_")
+POLICY_ENV_SKIPPED = ("SIGSTORE_ID_TOKEN", "SIGSTORE_OIDC_")
+
+
+def env_policy(env: Mapping[str, str]) -> dict[str, str]:
+    """The part of cosign's environment that changes what it accepts: each variable's
+    value, a file it names by the file's content."""
+    out = {}
+    for name in sorted(env):
+        wanted = name in POLICY_ENV or name.startswith(POLICY_ENV_PREFIXES)
+        if wanted and not name.startswith(POLICY_ENV_SKIPPED):
+            value = env[name]
+            named = Path(value) if value.startswith("/") else None
+            out[name] = _file_id(value) if named is not None and named.exists() else value
+    return out
 
 
 # Images per cosign run when several are signed or verified in one: a run decrypts the
@@ -364,6 +392,14 @@ class Cosign:
 
     def signs_in_process(self) -> bool:
         return self.signer.signs_in_process()
+
+    def policy(self) -> dict[str, object] | None:
+        """What cosign accepts here: the signer's policy and the variables of cosign's
+        environment that change it (None: a key by reference, see Signer.policy)."""
+        found = self.signer.policy()
+        if found is None:
+            return None
+        return {**found, "env": env_policy({**self.runner.env, **self.signer.env()})}
 
     def check_key(self, decrypted: tuple[str, keyfile.EcKey | None] | None = None) -> None:
         """Decrypt the key file now (ToolError naming it when the password does not), and
