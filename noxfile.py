@@ -254,7 +254,9 @@ def _integration_tests(session: nox.Session) -> None:
     workers = str(min(4, max(2, os.cpu_count() or 1)))
     # A filter of the caller's (-k, a file) may leave one pass with nothing to run (5).
     codes = [0, 5] if session.posargs else [0]
-    side_by_side = ["-n", workers, "--dist", "loadfile", "-m", "not alone", "--durations=15"]
+    # In collection order (slow files first), not xdist's default of the most tests first.
+    side_by_side = ["-n", workers, "--dist", "loadfile", "--no-loadscope-reorder"]
+    side_by_side += ["-m", "not alone", "--durations=15"]
     session.run(*INTEGRATION, *side_by_side, *session.posargs, success_codes=codes)
     session.run(*INTEGRATION, "-m", "alone", "--durations=5", *session.posargs, success_codes=codes)
 

@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import datetime as dt
+import fcntl
 import json
 import os
 import shutil
 import subprocess
 import sys
+import tempfile
 import urllib.request
 import uuid
 from collections.abc import Iterator, Mapping
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -55,18 +58,38 @@ def base_env() -> dict[str, str]:
     return env
 
 
+# `nox -s tests` runs test files in workers side by side on one engine. Their builds take
+# turns: a smoke container created while another worker's clean-up has containerd collect
+# snapshots can lose its parent snapshot, and bakes piled up on 2 cores meet BuildKit's own
+# deadlines. (Everything else — gate, publish, verify, the registry — runs side by side.)
+ENGINE_LOCK = Path(tempfile.gettempdir()) / "dcforge-tests-engine.lock"
+BUILDING = frozenset({"build", "reproduce", "rescan"})
+
+
+@contextmanager
+def engine_to_itself() -> Iterator[None]:
+    """Hold the engine for one build (or a test that loads and runs images) at a time."""
+    with ENGINE_LOCK.open("a") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(held, fcntl.LOCK_UN)
+
+
 def run_dcforge(
     *args: str, cwd: Path, env: Mapping[str, str] | None = None, timeout: float = 900
 ) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "dcforge", *args],
-        cwd=cwd,
-        env={**base_env(), **(env or {})},
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        check=False,
-    )
+    with engine_to_itself() if BUILDING & set(args) else nullcontext():
+        return subprocess.run(
+            [sys.executable, "-m", "dcforge", *args],
+            cwd=cwd,
+            env={**base_env(), **(env or {})},
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+        )
 
 
 def git_commit(root: Path, message: str = "test") -> str:

@@ -175,3 +175,30 @@ def test_more_permutations_than_one_bake_takes_are_baked_in_turns(project: Path)
     m = mf.load(project / "dist/manifest.json")
     assert len(m.permutations) == n
     assert len({e.image_digest for e in m.permutations}) == n
+
+
+def test_a_bake_buildkit_gave_up_on_its_own_deadline_is_baked_again(
+    project: Path, tmp_path: Path
+) -> None:
+    """BuildKit on a loaded machine ends a bake with its own DeadlineExceeded (seen in CI
+    on a 33-target bake): the build bakes once more instead of failing the release."""
+    import shutil
+
+    from tests.integration.conftest import base_env
+
+    real = shutil.which("docker", path=base_env()["PATH"])
+    shims, first = tmp_path / "shims", tmp_path / "gave-up-once"
+    shims.mkdir()
+    (shims / "docker").write_text(
+        "#!/bin/sh\n"
+        f'case " $* " in *" bake "*) if [ ! -e "{first}" ]; then touch "{first}"; '
+        'echo "ERROR: failed to solve: DeadlineExceeded: context deadline exceeded" >&2; '
+        "exit 1; fi;; esac\n"
+        f'exec "{real}" "$@"\n'
+    )
+    (shims / "docker").chmod(0o755)
+    env = {"PATH": f"{shims}:{base_env()['PATH']}"}
+    built = run_dcforge("build", "--no-prune", "--no-smoke", cwd=project, env=env)
+    assert built.returncode == 0, built.stderr
+    assert first.exists() and "baking again" in built.stderr
+    assert len(mf.load(project / "dist/manifest.json").permutations) == 2

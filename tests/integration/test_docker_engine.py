@@ -12,6 +12,7 @@ import pytest
 from dcforge.core import oci_archive
 from dcforge.infra.runner import Runner
 from dcforge.infra.tools.docker import Engine
+from tests.integration.conftest import engine_to_itself
 
 pytestmark = pytest.mark.integration
 
@@ -34,6 +35,6 @@ def test_images_sharing_a_base_load_and_go_while_others_do(
     threads: a removal must never collect the base under another thread's load (containerd
     said "parent snapshot ... does not exist" and the build failed)."""
     archives = [vulnerable_tar, clean_tar, vulnerable_tar, clean_tar]
-    with ThreadPoolExecutor(len(archives)) as pool:
+    with engine_to_itself(), ThreadPoolExecutor(len(archives)) as pool:
         done = [pool.submit(_cycle, runner, tarball, ROUNDS) for tarball in archives]
         assert sum(future.result() for future in done) == ROUNDS * len(archives)

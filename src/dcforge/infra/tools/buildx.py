@@ -10,6 +10,7 @@ from typing import Any
 
 from dcforge.core.bake import bake_name
 from dcforge.core.errors import BuildError
+from dcforge.infra import log
 from dcforge.infra.runner import Runner
 
 
@@ -61,6 +62,12 @@ def parse_builder_platforms(text: str) -> set[str]:
     return found
 
 
+# BuildKit's own deadline, hit on a loaded machine (a 33-target bake on 2 busy cores): the
+# work done stays in its cache, so a second bake finishes what the first gave up on.
+DEADLINE = "DeadlineExceeded: context deadline exceeded"
+BAKE_ATTEMPTS = 2
+
+
 def bake(
     runner: Runner,
     definition: dict[str, Any],
@@ -74,22 +81,15 @@ def bake(
     bake_file = workdir / "docker-bake.json"
     metadata = workdir / "metadata.json"
     bake_file.write_text(json.dumps(definition, indent=2))
-    metadata.unlink(missing_ok=True)
-    result = runner.run(
-        [
-            *(builder or Builder()).argv(),
-            "bake",
-            "--progress=plain",
-            "--provenance=false",
-            "-f",
-            bake_file,
-            "--metadata-file",
-            metadata,
-        ],
-        timeout=timeout,
-        check=False,
-    )
-    log_text = result.stderr + result.stdout
+    argv: list[str | Path] = [*(builder or Builder()).argv(), "bake", "--progress=plain"]
+    argv += ["--provenance=false", "-f", bake_file, "--metadata-file", metadata]
+    for attempt in range(1, BAKE_ATTEMPTS + 1):
+        metadata.unlink(missing_ok=True)
+        result = runner.run(argv, timeout=timeout, check=False)
+        log_text = result.stderr + result.stdout
+        if result.returncode == 0 or DEADLINE not in log_text or attempt == BAKE_ATTEMPTS:
+            break
+        log.warn(f"BuildKit gave up on a deadline of its own ({DEADLINE}): baking again")
     if result.returncode != 0:
         lines = [ln for ln in log_text.strip().splitlines() if ln.strip()]
         cause = next(
