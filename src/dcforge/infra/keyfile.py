@@ -56,14 +56,8 @@ class EcKey:
         """Whether ``public_key`` (a PEM file, what ``cosign public-key`` and
         ``generate-key-pair`` write) is this key's public half; None when it is not a
         PEM public key file read here (cosign reads it, or says why)."""
-        try:
-            found = public_key.stat()
-            if not stat.S_ISREG(found.st_mode) or found.st_size > MAX_KEY_FILE:
-                return None
-            theirs = load_pem_public_key(public_key.read_bytes())
-        except (OSError, ValueError, TypeError, UnsupportedAlgorithm):
-            return None
-        return _spki(theirs) == _spki(self._key.public_key())
+        theirs = _public_spki(public_key)
+        return None if theirs is None else theirs == _spki(self._key.public_key())
 
     def __repr__(self) -> str:  # never the key
         return f"EcKey({self._key.curve.name})"
@@ -72,14 +66,20 @@ class EcKey:
 def public_key_digest(path: Path) -> str | None:
     """sha256 of the DER SubjectPublicKeyInfo of the PEM public key file at ``path`` (the
     key itself, whatever file holds it); None when it is not one read here."""
+    spki = _public_spki(path)
+    return None if spki is None else hashlib.sha256(spki).hexdigest()
+
+
+def _public_spki(path: Path) -> bytes | None:
+    """The DER SubjectPublicKeyInfo of the PEM public key file at ``path`` (a regular file
+    of a key file's size); None when it is not one."""
     try:
         found = path.stat()
         if not stat.S_ISREG(found.st_mode) or found.st_size > MAX_KEY_FILE:
             return None
-        key = load_pem_public_key(path.read_bytes())
+        return _spki(load_pem_public_key(path.read_bytes()))
     except (OSError, ValueError, TypeError, UnsupportedAlgorithm):
         return None
-    return hashlib.sha256(_spki(key)).hexdigest()
 
 
 def _spki(key: Any) -> bytes:
