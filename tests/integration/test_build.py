@@ -79,6 +79,7 @@ def _tree_digest(directory: Path) -> str:
     return h.hexdigest()
 
 
+@pytest.mark.alone(0)  # empties the build cache every other test shares
 def test_pr_builds_never_touch_mains_cache_and_main_reuses_it(
     project: Path, runner: Runner, tmp_path: Path
 ) -> None:

@@ -17,7 +17,8 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 
-pytestmark = [pytest.mark.integration, pytest.mark.slow]
+# alone: it removes src/dcforge/**/__pycache__, which workers side by side import from.
+pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.alone(0)]
 
 
 def _noxfile() -> ModuleType:

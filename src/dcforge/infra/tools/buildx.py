@@ -87,7 +87,9 @@ def bake(
         metadata.unlink(missing_ok=True)
         result = runner.run(argv, timeout=timeout, check=False)
         log_text = result.stderr + result.stdout
-        if result.returncode == 0 or DEADLINE not in log_text or attempt == BAKE_ATTEMPTS:
+        errors = [ln for ln in log_text.splitlines() if ln.startswith("ERROR")]
+        gave_up = bool(errors) and DEADLINE in errors[-1]  # buildx's own last word, not RUN's
+        if result.returncode == 0 or not gave_up or attempt == BAKE_ATTEMPTS:
             break
         log.warn(f"BuildKit gave up on a deadline of its own ({DEADLINE}): baking again")
     if result.returncode != 0:
