@@ -63,7 +63,6 @@ def base_env() -> dict[str, str]:
 # snapshots can lose its parent snapshot, and bakes piled up on 2 cores meet BuildKit's own
 # deadlines. (Everything else — gate, publish, verify, the registry — runs side by side.)
 ENGINE_LOCK = Path(tempfile.gettempdir()) / "dcforge-tests-engine.lock"
-BUILDING = frozenset({"build", "reproduce", "rescan"})
 
 
 @contextmanager
@@ -80,7 +79,7 @@ def engine_to_itself() -> Iterator[None]:
 def run_dcforge(
     *args: str, cwd: Path, env: Mapping[str, str] | None = None, timeout: float = 900
 ) -> subprocess.CompletedProcess[str]:
-    with engine_to_itself() if BUILDING & set(args) else nullcontext():
+    with engine_to_itself() if "build" in args else nullcontext():  # the one that uses it
         return subprocess.run(
             [sys.executable, "-m", "dcforge", *args],
             cwd=cwd,

@@ -7,10 +7,10 @@ Verify runs the release checks on the release asked for, rollback before any tag
 publish before its record binds what it signed and again before it moves
 ``last-known-good``. A record that binds an image's signature and attestation manifests
 (see :class:`dcforge.core.release.Image`) is taken at its word while the registry serves
-exactly those manifests and its bindings were verified under today's verification policy (the key or
-keyless identity, the trust root, the predicate types); anything else is verified by
-cosign — a release's images in a few runs side by side, one image at a time only to name
-what failed.
+exactly those manifests and its bindings were verified under today's verification policy
+(the key or keyless identity, the trust root, the predicate types); anything else is
+verified by cosign — a release's images in a few runs side by side, one image at a time
+only to name what failed.
 """
 
 from __future__ import annotations
